@@ -1,0 +1,36 @@
+"""Attaching to Ray: a running cluster when one is named, else a local one."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Make sure this process is connected to Ray; return True if this call started it.
+
+    ``address`` (or ``RAY_ADDRESS``) attaches to a running cluster; without
+    either, a local Ray is started in this process.  An existing connection is
+    reused as it is.
+    """
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = dict(
+        ignore_reinit_error=True,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+        configure_logging=True,
+    )
+    if address:
+        ray.init(address=address, **kwargs)
+        return False
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"RAY_DEDUP_LOGS": "0"}},
+        **kwargs,
+    )
+    return True

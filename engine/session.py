@@ -1,0 +1,95 @@
+"""The session: the one API every way into Petrel calls.
+
+``engine.connect(root)`` opens a warehouse (a local folder, ``s3://...``) in
+one namespace and attaches to Ray.  Ingestion, queries and maintenance each
+live in their own module; the session holds what they share and delegates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from engine.runtime import ensure_ray
+from storage.catalog import Catalog, TableMeta, validate_name
+from storage.objectstore import ObjectStore
+
+
+class Session:
+    """An open warehouse in one namespace, attached to Ray."""
+
+    def __init__(
+        self,
+        root: str,
+        storage_options: dict[str, Any] | None = None,
+        namespace: str = "default",
+        ray_address: str | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
+        self.store = ObjectStore(root, storage_options)
+        self.catalog = Catalog(self.store)
+        self.namespace = validate_name(namespace, "namespace")
+        self._started_ray = ensure_ray(ray_address, num_cpus=num_cpus)
+        self._closed = False
+
+    # -- tables ----------------------------------------------------------------
+    def create_table(
+        self,
+        name: str,
+        schema: pa.Schema | None = None,
+        time_column: str = "timestamp",
+        sort_key: list[str] | None = None,
+        partitions: int = 1,
+        retention: Any = None,
+        routing_key: str | None = None,
+        exist_ok: bool = False,
+    ) -> TableMeta:
+        """Create a table in this session's namespace; the schema may be left to inference."""
+        return self.catalog.create_table(
+            self.namespace,
+            name,
+            schema=schema,
+            time_column=time_column,
+            sort_key=sort_key,
+            partitions=partitions,
+            retention=retention,
+            routing_key=routing_key,
+            exist_ok=exist_ok,
+        )
+
+    def tables(self) -> list[str]:
+        return self.catalog.tables(self.namespace)
+
+    def table(self, name: str) -> TableMeta:
+        return self.catalog.table(self.namespace, name)
+
+    def drop_table(self, name: str) -> None:
+        self.catalog.drop_table(self.namespace, name)
+
+    # -- lifetime -----------------------------------------------------------------
+    def close(self) -> None:
+        """Release this session's actors; stop Ray only if this session started it."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    root: str = "./warehouse",
+    storage_options: dict[str, Any] | None = None,
+    namespace: str = "default",
+    ray_address: str | None = None,
+    **kwargs: Any,
+) -> Session:
+    """Open the warehouse at ``root`` (local folder or ``s3://bucket/prefix``)."""
+    return Session(root, storage_options, namespace=namespace, ray_address=ray_address, **kwargs)

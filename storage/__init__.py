@@ -1,0 +1,1 @@
+"""Petrel's durable state: object store, catalog, segments and commit logs. No Ray."""

@@ -1,0 +1,245 @@
+"""Object-store access for a warehouse root, over fsspec.
+
+An :class:`ObjectStore` is a small, picklable handle on one warehouse root
+(``file://``, ``memory://`` or ``s3://``).  Every path it takes is relative to
+that root.  It offers the few operations the rest of Petrel needs, and one
+atomic primitive, :meth:`ObjectStore.put_if_absent`, on which every commit
+rests: the object appears whole or not at all, and a second writer of the
+same path gets :class:`~storage.errors.CommitConflict`.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import fsspec
+import pyarrow.fs as pafs
+
+from storage.errors import CommitConflict, PetrelError
+
+_MEMORY_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object under the root: its relative path, size and modification time."""
+
+    path: str
+    size: int
+    mtime: float
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """Return (protocol, root path without protocol) for a warehouse URL or local path."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and os.name == "nt"):
+        local = parsed.path if parsed.scheme == "file" else url
+        if parsed.scheme == "file" and parsed.netloc:
+            local = parsed.netloc + parsed.path
+        return "file", os.path.abspath(os.path.expanduser(local))
+    if parsed.scheme == "memory":
+        return "memory", "/" + (parsed.netloc + parsed.path).strip("/")
+    if parsed.scheme in ("s3", "s3a"):
+        if not parsed.netloc:
+            raise PetrelError(f"warehouse URL {url!r} names no bucket; use s3://bucket/prefix")
+        return "s3", (parsed.netloc + parsed.path).rstrip("/")
+    raise PetrelError(
+        f"warehouse URL {url!r} has scheme {parsed.scheme!r}, which Petrel does not support; "
+        "use a local path, file://, memory:// or s3://"
+    )
+
+
+class ObjectStore:
+    """A picklable handle on one warehouse root."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url
+        self.storage_options = dict(storage_options or {})
+        self.protocol, self.root = _split_url(url)
+        self.calls: collections.Counter[str] = collections.Counter()
+        self._fs: fsspec.AbstractFileSystem | None = None
+
+    # -- pickling: the filesystem object is rebuilt on the other side --------
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], state["storage_options"])
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self.url!r})"
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        if self._fs is None:
+            if self.protocol == "file":
+                self._fs = fsspec.filesystem("file", auto_mkdir=True)
+            else:
+                self._fs = fsspec.filesystem(self.protocol, **self.storage_options)
+        return self._fs
+
+    def full(self, path: str) -> str:
+        """The backend path of a path relative to the root."""
+        return f"{self.root}/{path}" if path else self.root
+
+    def _relative(self, full: str) -> str:
+        full = full.split("://", 1)[-1]
+        root = self.root.lstrip("/") if self.protocol != "file" else self.root
+        full_cmp = full.lstrip("/") if self.protocol != "file" else full
+        if full_cmp.startswith(root):
+            return full_cmp[len(root):].lstrip("/")
+        return full_cmp
+
+    # -- reads -----------------------------------------------------------------
+    def get(self, path: str) -> bytes:
+        """The whole object at ``path``; FileNotFoundError when it is absent."""
+        self.calls["get"] += 1
+        return self.fs.cat_file(self.full(path))
+
+    def exists(self, path: str) -> bool:
+        self.calls["head"] += 1
+        return self.fs.exists(self.full(path))
+
+    def list(self, prefix: str, recursive: bool = False) -> list[ObjectInfo]:
+        """Objects directly under (or, with ``recursive``, anywhere below) ``prefix``."""
+        self.calls["list"] += 1
+        full = self.full(prefix)
+        try:
+            if recursive:
+                entries = self.fs.find(full, detail=True, withdirs=False).values()
+            else:
+                self.fs.invalidate_cache(full)
+                entries = [e for e in self.fs.ls(full, detail=True) if e.get("type") != "directory"]
+        except FileNotFoundError:
+            return []
+        infos = []
+        for entry in entries:
+            name = entry["name"]
+            if os.path.basename(name).startswith(".tmp-"):
+                continue
+            infos.append(ObjectInfo(self._relative(name), int(entry.get("size") or 0), _mtime(entry)))
+        return sorted(infos, key=lambda info: info.path)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Names of the immediate sub-folders of ``prefix``."""
+        self.calls["list"] += 1
+        full = self.full(prefix)
+        try:
+            self.fs.invalidate_cache(full)
+            entries = self.fs.ls(full, detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(os.path.basename(e["name"].rstrip("/")) for e in entries if e.get("type") == "directory")
+
+    # -- writes ------------------------------------------------------------------
+    def put_if_absent(self, path: str, data: bytes) -> None:
+        """Create ``path`` with ``data`` atomically; CommitConflict if it exists."""
+        self.calls["put_if_absent"] += 1
+        full = self.full(path)
+        if self.protocol == "file":
+            self._local_put(full, data, exclusive=True)
+        elif self.protocol == "memory":
+            with _MEMORY_LOCK:
+                if self.fs.exists(full):
+                    raise CommitConflict(f"{path} already exists: another writer committed it first")
+                self.fs.pipe_file(full, data)
+        else:
+            try:
+                with self.fs.open(full, "xb") as handle:
+                    handle.write(data)
+            except FileExistsError as exc:
+                raise CommitConflict(f"{path} already exists: another writer committed it first") from exc
+            except OSError as exc:  # some endpoints report the failed precondition as a plain error
+                if "PreconditionFailed" in str(exc) or "412" in str(exc):
+                    raise CommitConflict(f"{path} already exists: another writer committed it first") from exc
+                raise
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write ``path`` whole (readers never see a partial object); for unique names."""
+        self.calls["put"] += 1
+        full = self.full(path)
+        if self.protocol == "file":
+            self._local_put(full, data, exclusive=False)
+        else:
+            self.fs.pipe_file(full, data)
+
+    def delete(self, path: str) -> None:
+        """Remove one object (or a whole folder); absent ones are ignored."""
+        self.calls["delete"] += 1
+        full = self.full(path)
+        try:
+            if self.fs.isdir(full):
+                self.fs.rm(full, recursive=True)
+            else:
+                self.fs.rm_file(full)
+        except FileNotFoundError:
+            pass
+
+    def _local_put(self, full: str, data: bytes, exclusive: bool) -> None:
+        directory = os.path.dirname(full)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if exclusive:
+                try:
+                    os.link(tmp, full)
+                except FileExistsError as exc:
+                    raise CommitConflict(
+                        f"{self._relative(full)} already exists: another writer committed it first"
+                    ) from exc
+            else:
+                os.replace(tmp, full)
+                tmp = None
+            _fsync_dir(directory)
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+
+    # -- Arrow access -------------------------------------------------------------
+    def arrow_filesystem(self) -> pafs.FileSystem:
+        """A pyarrow filesystem over this root, for Parquet reads with pushdown."""
+        if self.protocol == "file":
+            return pafs.LocalFileSystem()
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+
+    def arrow_path(self, path: str) -> str:
+        """The path of ``path`` as :meth:`arrow_filesystem` expects it."""
+        return self.full(path)
+
+
+def _mtime(entry: dict[str, Any]) -> float:
+    for key in ("mtime", "LastModified", "created", "last_modified"):
+        value = entry.get(key)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        return float(value)
+    return time.time()
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,236 @@
+"""Segments: immutable, sorted Parquet files and their manifest entries.
+
+A segment holds the rows of one partition and one time bucket, sorted by the
+table's sort key (time last).  Its :class:`SegmentEntry` — what the commit log
+records — carries everything the planner needs to prune it without opening
+it: row and byte counts, the time range, and per-column min/max/null counts.
+"""
+
+from __future__ import annotations
+
+import decimal
+import io
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from storage.objectstore import ObjectStore
+from storage.schema import schema_from_json, schema_to_json
+
+DEFAULT_ROW_GROUP_SIZE = 128 * 1024
+BUCKET_SECONDS = 3600
+_MAX_STAT_STRING = 64
+_US_PER_S = 1_000_000
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """Min, max and null count of one column in one segment (min/max None if unknown)."""
+
+    min: Any
+    max: Any
+    null_count: int
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    """The manifest entry of one segment, as the commit log stores it."""
+
+    id: str
+    path: str
+    partition: int
+    rows: int
+    bytes: int
+    min_time: int | None
+    max_time: int | None
+    columns: dict[str, ColumnStats]
+    schema: pa.Schema
+    created_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": self.path,
+            "partition": self.partition,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "min_time": self.min_time,
+            "max_time": self.max_time,
+            "columns": {
+                name: [_encode(s.min, self.schema.field(name).type), _encode(s.max, self.schema.field(name).type), s.null_count]
+                for name, s in self.columns.items()
+            },
+            "schema": schema_to_json(self.schema),
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> SegmentEntry:
+        schema = schema_from_json(record["schema"])
+        columns = {
+            name: ColumnStats(
+                _decode(lo, schema.field(name).type), _decode(hi, schema.field(name).type), int(nulls)
+            )
+            for name, (lo, hi, nulls) in record["columns"].items()
+        }
+        return cls(
+            id=record["id"],
+            path=record["path"],
+            partition=int(record["partition"]),
+            rows=int(record["rows"]),
+            bytes=int(record["bytes"]),
+            min_time=record["min_time"],
+            max_time=record["max_time"],
+            columns=columns,
+            schema=schema,
+            created_at=float(record.get("created_at") or 0.0),
+        )
+
+
+def _encode(value: Any, type_: pa.DataType) -> Any:
+    """A JSON value for a stat of ``type_`` (timestamps and dates as integers)."""
+    if value is None:
+        return None
+    if pa.types.is_timestamp(type_) or pa.types.is_date(type_) or pa.types.is_time(type_) or pa.types.is_duration(type_):
+        return pa.scalar(value, type_).cast(pa.int64() if type_.bit_width == 64 else pa.int32()).as_py()
+    if pa.types.is_decimal(type_):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _decode(value: Any, type_: pa.DataType) -> Any:
+    if value is None:
+        return None
+    if pa.types.is_timestamp(type_) or pa.types.is_date(type_) or pa.types.is_time(type_) or pa.types.is_duration(type_):
+        return pa.scalar(value, pa.int64() if type_.bit_width == 64 else pa.int32()).cast(type_).as_py()
+    if pa.types.is_decimal(type_):
+        return decimal.Decimal(value)
+    if pa.types.is_binary(type_) or pa.types.is_large_binary(type_):
+        return bytes.fromhex(value)
+    return value
+
+
+def _stats_of(column: pa.ChunkedArray) -> ColumnStats:
+    nulls = column.null_count
+    type_ = column.type
+    orderable = (
+        pa.types.is_integer(type_)
+        or pa.types.is_floating(type_)
+        or pa.types.is_timestamp(type_)
+        or pa.types.is_date(type_)
+        or pa.types.is_string(type_)
+        or pa.types.is_large_string(type_)
+        or pa.types.is_boolean(type_)
+        or pa.types.is_decimal(type_)
+    )
+    if not orderable or nulls == len(column):
+        return ColumnStats(None, None, nulls)
+    bounds = pc.min_max(column)
+    lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+    if isinstance(lo, float) and (lo != lo or hi != hi):  # NaN: no usable bounds
+        return ColumnStats(None, None, nulls)
+    if isinstance(lo, str) and (len(lo) > _MAX_STAT_STRING or len(hi) > _MAX_STAT_STRING):
+        return ColumnStats(None, None, nulls)
+    return ColumnStats(lo, hi, nulls)
+
+
+def time_micros(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """The values of a timestamp column as int64 microseconds since the epoch."""
+    return pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
+
+
+def bucket_of(micros: int) -> str:
+    """The time-bucket folder name of an instant in microseconds (UTC, hourly)."""
+    seconds = (micros // _US_PER_S) // BUCKET_SECONDS * BUCKET_SECONDS
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(seconds))
+
+
+def split_by_bucket(table: pa.Table, time_column: str) -> list[pa.Table]:
+    """``table`` cut into one table per hourly time bucket (rows keep their order)."""
+    if table.num_rows == 0:
+        return []
+    micros = time_micros(table.column(time_column))
+    buckets = pc.divide(micros, BUCKET_SECONDS * _US_PER_S)
+    bounds = pc.min_max(buckets)
+    if bounds["min"].as_py() == bounds["max"].as_py():
+        return [table]
+    parts = []
+    for value in pc.unique(buckets).to_pylist():
+        parts.append(table.filter(pc.equal(buckets, value)))
+    return parts
+
+
+def write_segment(
+    store: ObjectStore,
+    table_path: str,
+    table: pa.Table,
+    *,
+    partition: int,
+    time_column: str,
+    sort_key: tuple[str, ...] = (),
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    sorted_already: bool = False,
+) -> SegmentEntry:
+    """Sort ``table`` by ``sort_key``, write it as one Parquet segment, and describe it."""
+    if not sorted_already and table.num_rows > 1:
+        keys = [(k, "ascending") for k in sort_key if k in table.column_names]
+        if keys:
+            table = table.sort_by(keys)
+    micros = time_micros(table.column(time_column)) if time_column in table.column_names else None
+    min_time = max_time = None
+    if micros is not None and micros.null_count < len(micros):
+        bounds = pc.min_max(micros)
+        min_time, max_time = bounds["min"].as_py(), bounds["max"].as_py()
+    segment_id = uuid.uuid4().hex
+    bucket = bucket_of(min_time) if min_time is not None else "unknown"
+    path = f"data/{bucket}/{segment_id}.parquet"
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        row_group_size=row_group_size,
+        write_statistics=True,
+        use_dictionary=True,
+    )
+    data = sink.getvalue()
+    store.put(f"{table_path}/{path}", data)
+    return SegmentEntry(
+        id=segment_id,
+        path=path,
+        partition=partition,
+        rows=table.num_rows,
+        bytes=len(data),
+        min_time=min_time,
+        max_time=max_time,
+        columns={name: _stats_of(table.column(name)) for name in table.column_names},
+        schema=table.schema,
+    )
+
+
+def read_segment(
+    store: ObjectStore,
+    table_path: str,
+    entry: SegmentEntry,
+    columns: list[str] | None = None,
+    filter: ds.Expression | None = None,
+) -> pa.Table:
+    """Read one segment, with only ``columns`` and only rows passing ``filter``.
+
+    Columns the segment does not have are left out (see ``storage.schema.conform``).
+    """
+    present = None if columns is None else [c for c in columns if c in entry.schema.names]
+    dataset = ds.dataset(
+        store.arrow_path(f"{table_path}/{entry.path}"),
+        format="parquet",
+        filesystem=store.arrow_filesystem(),
+    )
+    return dataset.to_table(columns=present, filter=filter)
