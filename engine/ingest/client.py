@@ -6,7 +6,8 @@ to that partition's owner in parallel, together with the rejected rows for
 the namespace's rejected-rows table.  It returns when every slice is
 committed.  Owners are named Ray actors, one per (table, partition), so every
 session on a cluster talks to the same owner; Ray restarts a dead one, which
-claims a higher epoch and rebuilds its state from the log.  A call that meets
+claims a higher epoch and rebuilds its state from the log.  ``close()`` stops
+the owners a session used (others reach new ones by name when they retry).  A call that meets
 a dead, restarting or fenced owner retries with the same batch id, which the
 owners acknowledge without writing twice.
 """
@@ -93,6 +94,7 @@ class TableWriter:
                     name=f"{self._name}-{partition}",
                     namespace=ACTOR_NAMESPACE,
                     get_if_exists=True,
+                    lifetime="detached",  # a shared service: not tied to the handle of whoever started it
                     max_restarts=-1,
                     max_task_retries=0,
                     num_cpus=0,

@@ -4,12 +4,13 @@ A file is read in chunks that are the same on every run (JSON lines cut at
 line ends every ``chunk_bytes``, CSV and Parquet every ``chunk_rows`` rows).
 Chunk k of a file goes to EVERY partition — its rows for that partition, or
 none — with batch id ``<source>#k`` and the source offset
-``{"chunk": k + 1, "done": <last chunk>}``, committed in the same commit as
-the rows.  So each partition's log says how far it got through each file:
+``{"chunk": k + 1, "done": <last chunk>, "layout": <chunk sizes>}``, committed
+in the same commit as the rows.  So each partition's log says how far it got through each file:
 
 - a file every partition has marked done is skipped;
-- otherwise the run resumes at the lowest chunk any partition lacks, and a
-  partition that already has a chunk acknowledges it without writing.
+- otherwise the run resumes at the lowest chunk any partition lacks, cutting
+  the file as the first run did, and a partition that already has a chunk
+  acknowledges it without writing.
 
 Running again, or after a crash midway, therefore never ingests a file twice
 and never skips one.  The source is the file's full URL; a file is identified
@@ -130,13 +131,19 @@ def ingest_files(
             _report(progress, table, number, len(files), receipt, started)
             continue
         resume = min(c.get("chunk", 0) if isinstance(c, dict) else 0 for c in committed)
-        iterator = chunks(fs, path, chunk_rows, chunk_bytes)
+        layout = {"rows": chunk_rows, "bytes": chunk_bytes}
+        for c in committed:  # a file begun before is cut exactly as then
+            if isinstance(c, dict) and isinstance(c.get("layout"), dict):
+                layout = c["layout"]
+        iterator = chunks(fs, path, layout["rows"], layout["bytes"])
         current = next(iterator)
         index = 0
         while current is not None:
             following = next(iterator, None)
             if index >= resume:
-                accepted, rejected = _ingest_chunk(ingestion, writer, table, source, index, current, following is None)
+                accepted, rejected = _ingest_chunk(
+                    ingestion, writer, table, source, index, current, following is None, layout
+                )
                 receipt.accepted += accepted
                 receipt.rejected += rejected
             current, index = following, index + 1
@@ -148,14 +155,16 @@ def ingest_files(
     return receipt
 
 
-def _ingest_chunk(ingestion: Ingestion, writer, table: str, source: str, index: int, data: Any, last: bool):
+def _ingest_chunk(
+    ingestion: Ingestion, writer, table: str, source: str, index: int, data: Any, last: bool, layout: dict
+) -> tuple[int, int]:
     batch_id = f"{source}#{index}"
     now_us = time.time_ns() // 1000
     result = writer.fit(data, now_us)
     partitions = writer.meta.partitions
     targets = partitions_of(result.table, result.rows, result.total, partitions, batch_id, writer.meta.routing_key)
     parts = split(result.table, targets, partitions)
-    offset = {source: {"chunk": index + 1, "done": last}}
+    offset = {source: {"chunk": index + 1, "done": last, "layout": layout}}
     empty = result.table.schema.empty_table()
     slices = [
         _Slice(writer, p, batch_id, pack(parts.get(p, empty)), offset, urgent=True) for p in range(partitions)
