@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from engine.ingest.router import unpack
@@ -39,18 +40,28 @@ from storage.errors import Fenced, FlushFailed, IngestTimeout
 from storage.log import PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
 from storage.schema import conform, unify
-from storage.segment import SegmentEntry, split_by_bucket, write_segment
+from storage.segment import SegmentEntry, split_by_bucket, time_micros, write_segment
 
 FAULT_POINTS = ("before_upload", "after_upload", "after_commit")
 
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """How an ingest actor buffers: flush triggers and the bound on buffered bytes."""
+    """How an ingest actor buffers: flush triggers and the bound on buffered bytes.
 
-    max_rows: int = 250_000
+    A flush starts as soon as the previous one is done and the buffer holds
+    ``eager_rows`` or ``eager_bytes`` (under load, segments grow with the
+    arrival rate), and otherwise when the oldest buffered append is
+    ``max_age`` seconds old, so a trickle of small calls is gathered into one
+    segment with about a second of latency.  One flush takes at most
+    ``max_rows``/``max_bytes`` (whole appends; at least one).
+    """
+
+    max_rows: int = 500_000
     max_bytes: int = 64 << 20
     max_age: float = 0.5
+    eager_rows: int = 20_000
+    eager_bytes: int = 4 << 20
     max_buffer_bytes: int = 512 << 20
     buffer_timeout: float = 60.0
 
@@ -98,6 +109,8 @@ class IngestActor:
         self._paused = threading.Event()
         self._release = threading.Event()
         self.flushes = 0
+        self.flushed_rows = 0
+        self.flush_seconds = 0.0
 
     # -- the caller's side -----------------------------------------------------------
     async def append(
@@ -173,7 +186,11 @@ class IngestActor:
 
     def _due(self, now: float) -> float:
         """Seconds until the buffer must be flushed (0: now)."""
-        if self._urgent or self._buffer_rows >= self.config.max_rows or self._buffer_bytes >= self.config.max_bytes:
+        if (
+            self._urgent
+            or self._buffer_rows >= self.config.eager_rows
+            or self._buffer_bytes >= self.config.eager_bytes
+        ):
             return 0.0
         return max(0.0, self._oldest + self.config.max_age - now)
 
@@ -191,13 +208,27 @@ class IngestActor:
                         pass
                     self._wake.clear()
                     continue
-                batch, self._buffer = self._buffer, []
-                self._buffer_rows = self._buffer_bytes = 0
-                self._urgent = False
-                await self._flush(batch)
+                await self._flush(self._take_flush())
+
+    def _take_flush(self) -> list[_Append]:
+        """The oldest appends, up to max_rows/max_bytes (at least one)."""
+        rows = size = count = 0
+        for item in self._buffer:
+            if count and (rows + item.table.num_rows > self.config.max_rows or size + item.size > self.config.max_bytes):
+                break
+            rows, size, count = rows + item.table.num_rows, size + item.size, count + 1
+        batch, self._buffer = self._buffer[:count], self._buffer[count:]
+        self._buffer_rows -= rows
+        self._buffer_bytes -= size
+        if self._buffer:
+            self._oldest = float("-inf")  # left over from a full flush: next in line
+        else:
+            self._urgent = False
+        return batch
 
     async def _flush(self, batch: list[_Append]) -> None:
         loop = asyncio.get_running_loop()
+        began = time.perf_counter()
         try:
             self.state = await loop.run_in_executor(self._executor, self._write, batch)
         except Fenced as exc:
@@ -212,6 +243,8 @@ class IngestActor:
             self._fail(batch + self._take_buffer(), error)
         else:
             self.flushes += 1
+            self.flushed_rows += sum(item.table.num_rows for item in batch)
+            self.flush_seconds += time.perf_counter() - began
             for item in batch:
                 self._waiting.pop(item.batch_id, None)
                 if not item.future.done():
@@ -241,6 +274,9 @@ class IngestActor:
         if tables:
             schema = unify(t.schema for t in tables)
             table = pa.concat_tables([t if t.schema.equals(schema) else conform(t, schema) for t in tables])
+            keys = [(k, "ascending") for k in self.meta.full_sort_key if k in table.column_names]
+            if keys and table.num_rows > 1 and not self._in_time_order(table, keys):
+                table = table.sort_by(keys)  # once; each bucket keeps the order
             self._fault("before_upload")
             for part in split_by_bucket(table, self.meta.time_column):
                 entries.append(
@@ -251,6 +287,7 @@ class IngestActor:
                         partition=self.partition,
                         time_column=self.meta.time_column,
                         sort_key=self.meta.full_sort_key,
+                        sorted_already=True,
                     )
                 )
             self._fault("after_upload")
@@ -262,6 +299,13 @@ class IngestActor:
         )
         self._fault("after_commit")
         return state
+
+    def _in_time_order(self, table: pa.Table, keys: list) -> bool:
+        """Whether rows sorted by time alone are already in order (streams mostly are)."""
+        if [k for k, _ in keys] != [self.meta.time_column]:
+            return False
+        micros = time_micros(table.column(self.meta.time_column)).to_numpy(zero_copy_only=False)
+        return bool(np.all(micros[1:] >= micros[:-1]))
 
     # -- fault injection and status, for tests and monitors -----------------------------------
     def inject_fault(self, point: str, action: str = "exit") -> None:
@@ -294,6 +338,8 @@ class IngestActor:
             "buffered_rows": self._buffer_rows,
             "held_bytes": self._held_bytes,
             "flushes": self.flushes,
+            "flushed_rows": self.flushed_rows,
+            "flush_seconds": round(self.flush_seconds, 3),
             "pid": os.getpid(),
             "time": time.time(),
         }
