@@ -126,7 +126,7 @@ def test_sessions_with_stale_schemas_agree_on_new_column_types(db):
 
 
 def test_routing_key_keeps_a_key_in_one_partition(db):
-    db.create_table("events", partitions=4, routing_key="service")
+    db.create_table("events", partitions=3, routing_key="service")
     db.ingest("events", event_rows(0, 200))
     snapshot = load_snapshot(db.store, db.table("events"))
     where = collections.defaultdict(set)

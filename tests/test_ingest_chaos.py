@@ -62,7 +62,7 @@ def test_owners_killed_at_every_point_lose_nothing_and_store_nothing_twice(db):
     db.create_table("chaos", partitions=2)
     writer = db.ingestion.writer("chaos")
     rng = random.Random(20261101)
-    rounds = 5 if db.store.protocol == "file" else 4
+    rounds = 6 if db.store.protocol == "file" else 4  # the fault points in turn, then again
     per_round = 4
     batches = {f"b{i}": event_rows(i * 25, 25) for i in range(rounds * per_round)}
     acked: set[str] = set()
