@@ -3,11 +3,13 @@
 Measures (a) Arrow batches of 10k rows and (b) JSON lines in batches of 10k
 lines, each with 1 and 2 ingest actors (partitions), sent by a few client
 threads of one session; and the physical limit: the same rows written by
-``pyarrow.parquet.write_table`` alone (zstd, to local disk).  A run counts
+``pyarrow.parquet.write_table`` alone (zstd, to local disk) — once with its
+defaults (one row group for the whole table) and once with the row groups a
+segment has (``limit@seg``).  A run counts
 from the first batch sent to the last commit acknowledged, with the owner
 actors already started.  Prints a table and writes JSON.
 
-    python benchmarks/ingest.py [--events 1000000] [--threads 8] [--out benchmarks/results/ingest.json]
+    python benchmarks/ingest.py [--events 1000000] [--threads 16] [--repeat 1] [--out benchmarks/results/ingest.json]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import ray
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import engine  # noqa: E402
+from storage.segment import DEFAULT_ROW_GROUP_SIZE  # noqa: E402
 from storage.snapshot import load_snapshot  # noqa: E402
 
 BATCH_ROWS = 10_000
@@ -67,13 +70,13 @@ def json_lines(table: pa.Table) -> list[bytes]:
     return out
 
 
-def physical_limit(table: pa.Table, folder: str, repeat: int = 3) -> float:
+def physical_limit(table: pa.Table, folder: str, repeat: int = 3, **options) -> float:
     """Events/s of pyarrow.parquet.write_table writing the same rows (zstd, local disk); best of ``repeat``."""
     flat = table.flatten()
     best = 0.0
     for _ in range(repeat):
         began = time.perf_counter()
-        pq.write_table(flat, os.path.join(folder, "limit.parquet"), compression="zstd")
+        pq.write_table(flat, os.path.join(folder, "limit.parquet"), compression="zstd", **options)
         best = max(best, table.num_rows / (time.perf_counter() - began))
     return best
 
@@ -125,7 +128,7 @@ def run(batches: list, partitions: int, threads: int, folder: str, label: str) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--inputs", default="arrow,jsonl", help="which inputs to run: arrow, jsonl")
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is reported")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "ingest.json"))
@@ -137,6 +140,8 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="petrel-bench-")
     try:
         limit = physical_limit(table, folder)
+        # the same, with the row groups every segment has (storage.segment's writer settings)
+        limit_segments = physical_limit(table, folder, row_group_size=DEFAULT_ROW_GROUP_SIZE, use_dictionary=True)
         results = []
         inputs = [(k, b) for k, b in (("arrow", arrow_batches), ("jsonl", jsonl_batches)) if k in args.inputs]
         for label, batches in inputs:
@@ -145,6 +150,7 @@ def main() -> None:
                 result = max(tries, key=lambda r: r["events_per_s"])
                 result["input"] = label
                 result["of_limit"] = round(result["events_per_s"] / limit, 3)
+                result["of_limit_segment_settings"] = round(result["events_per_s"] / limit_segments, 3)
                 result["events_per_s_per_core"] = round(result["events_per_s"] / cores)
                 results.append(result)
                 print(f"  {label} x{partitions}: {result['events_per_s']:,} events/s, owners busy "
@@ -152,15 +158,18 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"\nIngestion, {args.events:,} events, batches of {BATCH_ROWS:,}, {args.threads} client threads, {cores} cores")
-    print(f"{'input':<8}{'actors':>7}{'events/s':>14}{'per core':>12}{'of limit':>10}{'segments':>10}")
-    print(f"{'limit':<8}{'-':>7}{limit:>14,.0f}{limit / cores:>12,.0f}{1:>10.0%}{1:>10}")
+    print(f"{'input':<9}{'actors':>7}{'events/s':>14}{'per core':>12}{'of limit':>10}{'of limit@seg':>14}{'segments':>10}")
+    print(f"{'limit':<9}{'-':>7}{limit:>14,.0f}{limit / cores:>12,.0f}{1:>10.0%}{'':>14}{1:>10}")
+    print(f"{'limit@seg':<9}{'-':>7}{limit_segments:>14,.0f}{limit_segments / cores:>12,.0f}{'':>10}{1:>14.0%}{'':>10}")
     for r in results:
-        print(f"{r['input']:<8}{r['actors']:>7}{r['events_per_s']:>14,}{r['events_per_s_per_core']:>12,}"
-              f"{r['of_limit']:>10.0%}{r['segments']:>10}")
+        print(f"{r['input']:<9}{r['actors']:>7}{r['events_per_s']:>14,}{r['events_per_s_per_core']:>12,}"
+              f"{r['of_limit']:>10.0%}{r['of_limit_segment_settings']:>14.0%}{r['segments']:>10}")
+    print(f"(load average while running: {os.getloadavg()[0]:.1f})")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as handle:
         json.dump({"events": args.events, "batch_rows": BATCH_ROWS, "threads": args.threads, "cores": cores,
-                   "limit_events_per_s": round(limit), "runs": results}, handle, indent=2)
+                   "limit_events_per_s": round(limit), "limit_segment_settings_events_per_s": round(limit_segments),
+                   "load_average": round(os.getloadavg()[0], 2), "runs": results}, handle, indent=2)
     print(f"\nwrote {args.out}")
 
 

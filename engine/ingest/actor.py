@@ -40,7 +40,7 @@ from storage.errors import Fenced, FlushFailed, IngestTimeout
 from storage.log import PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
 from storage.schema import conform, unify
-from storage.segment import SegmentEntry, split_by_bucket, time_micros, write_segment
+from storage.segment import BUCKET_SECONDS, SegmentEntry, split_by_bucket, time_micros, write_segment
 
 FAULT_POINTS = ("before_upload", "after_upload", "after_commit")
 
@@ -274,11 +274,8 @@ class IngestActor:
         if tables:
             schema = unify(t.schema for t in tables)
             table = pa.concat_tables([t if t.schema.equals(schema) else conform(t, schema) for t in tables])
-            keys = [(k, "ascending") for k in self.meta.full_sort_key if k in table.column_names]
-            if keys and table.num_rows > 1 and not self._in_time_order(table, keys):
-                table = table.sort_by(keys)  # once; each bucket keeps the order
             self._fault("before_upload")
-            for part in split_by_bucket(table, self.meta.time_column):
+            for part, in_order in self._buckets(table):
                 entries.append(
                     write_segment(
                         self.store,
@@ -287,7 +284,11 @@ class IngestActor:
                         partition=self.partition,
                         time_column=self.meta.time_column,
                         sort_key=self.meta.full_sort_key,
-                        sorted_already=True,
+                        sorted_already=in_order,
+                        # one row group per ingest segment: its statistics are the segment's own, and the
+                        # Parquet writer tries a dictionary once per column chunk, which is most of its
+                        # cost on high-cardinality columns when row groups are small
+                        row_group_size=max(part.num_rows, 1),
                     )
                 )
             self._fault("after_upload")
@@ -300,12 +301,24 @@ class IngestActor:
         self._fault("after_commit")
         return state
 
-    def _in_time_order(self, table: pa.Table, keys: list) -> bool:
-        """Whether rows sorted by time alone are already in order (streams mostly are)."""
-        if [k for k, _ in keys] != [self.meta.time_column]:
-            return False
-        micros = time_micros(table.column(self.meta.time_column)).to_numpy(zero_copy_only=False)
-        return bool(np.all(micros[1:] >= micros[:-1]))
+    def _buckets(self, table: pa.Table) -> list[tuple[pa.Table, bool]]:
+        """The flush's rows cut into one table per hour bucket, and whether each is sorted already.
+
+        Sorted by time alone (the default), the table is sorted once (not at
+        all when it arrived in order, as streams mostly do) and the buckets
+        are zero-copy slices; with a longer sort key each bucket is sorted
+        when it is written.
+        """
+        time_column = self.meta.time_column
+        if tuple(self.meta.full_sort_key) != (time_column,):
+            return [(part, False) for part in split_by_bucket(table, time_column)]
+        micros = time_micros(table.column(time_column)).to_numpy(zero_copy_only=False)
+        if len(micros) > 1 and not np.all(micros[1:] >= micros[:-1]):
+            order = np.argsort(micros, kind="stable")
+            table, micros = table.take(pa.array(order)), micros[order]
+        buckets = micros // (BUCKET_SECONDS * 1_000_000)
+        bounds = np.concatenate(([0], np.flatnonzero(np.diff(buckets)) + 1, [len(buckets)]))
+        return [(table.slice(int(a), int(b - a)), True) for a, b in zip(bounds[:-1], bounds[1:])]
 
     # -- fault injection and status, for tests and monitors -----------------------------------
     def inject_fault(self, point: str, action: str = "exit") -> None:
