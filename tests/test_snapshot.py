@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from storage.catalog import Catalog
+from storage.errors import SchemaConflict
+from storage.schema import conform, unify
+from storage.segment import read_segment
+from storage.snapshot import load_snapshot
+from tests.storage_fixtures import append, events
+
+
+def test_schema_evolves_across_segments(store):
+    meta = Catalog(store).create_table("acme", "logs", partitions=2)
+    append(store, meta, events(3, status=[200, 404, 500]), partition=0)
+    append(store, meta, events(2, start=3, status=[201.5, 200.0], user=["a", None]), partition=1)
+    snap = load_snapshot(store, meta)
+    assert snap.schema.field("status").type == pa.float64()
+    assert snap.schema.field("user").type == pa.string()
+    assert snap.rows == 5 and len(snap.segments) == 2
+    old = next(s for s in snap.segments if "user" not in s.schema.names)
+    table = conform(read_segment(store, meta.path, old), snap.schema)
+    assert table.column("user").null_count == 3
+    assert table.column("status").type == pa.float64()
+
+
+def test_incompatible_change_is_refused_with_both_types(store):
+    meta = Catalog(store).create_table("acme", "logs")
+    append(store, meta, events(2, status=[200, 500]))
+    with pytest.raises(SchemaConflict, match=r"'status'.*int64.*string"):
+        append(store, meta, events(2, start=2, status=["ok", "bad"]))
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    (pa.int32(), pa.int64(), pa.int64()),
+    (pa.int64(), pa.float64(), pa.float64()),
+    (pa.uint8(), pa.int8(), pa.int16()),
+    (pa.null(), pa.string(), pa.string()),
+    (pa.timestamp("ms", tz="UTC"), pa.timestamp("us", tz="UTC"), pa.timestamp("us", tz="UTC")),
+])
+def test_widening(a, b, expected):
+    assert unify([pa.schema([("x", a)]), pa.schema([("x", b)])]).field("x").type == expected
+
+
+def test_snapshot_is_pinned_to_its_versions(store):
+    meta = Catalog(store).create_table("acme", "logs")
+    append(store, meta, events(2))
+    first = load_snapshot(store, meta)
+    append(store, meta, events(2, start=2))
+    assert load_snapshot(store, meta).rows == 4
+    assert load_snapshot(store, meta, first.versions).rows == 2
+
+
+def test_segment_stats_and_pushdown(store):
+    import pyarrow.dataset as ds
+
+    meta = Catalog(store).create_table("acme", "logs", sort_key=["service"])
+    state = append(store, meta, events(100, status=[200 + (i % 5) for i in range(100)]))
+    (entry,) = state.segments.values()
+    assert entry.rows == 100 and entry.columns["id"].min == 0 and entry.columns["id"].max == 99
+    assert entry.columns["service"].min == "svc-0" and entry.columns["timestamp"].min.year == 2026
+    assert entry.max_time - entry.min_time == 99 * 1_000_000
+    got = read_segment(store, meta.path, entry, columns=["id", "service"], filter=ds.field("status") == 204)
+    assert got.num_rows == 20 and got.column_names == ["id", "service"]
+    assert got.column("service").to_pylist() == sorted(got.column("service").to_pylist())
