@@ -39,6 +39,9 @@ def build(query: Qualified) -> Plan:
     having = select.args.get("having")
     group = select.args.get("group")
     keys = list(group.expressions) if group is not None else []
+    if group is not None and group.args.get("all"):  # GROUP BY ALL: every select item without an aggregate
+        keys = [e.this if isinstance(e, exp.Alias) else e for e in outputs
+                if not any(aggregates.is_aggregate(n) for n in e.find_all(exp.AggFunc, exp.WithinGroup))]
     for key in keys:
         _no_aggregates(key, "GROUP BY")
 

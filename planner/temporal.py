@@ -182,9 +182,13 @@ def _unix_to_time(c: ExpressionCompiler, node: exp.UnixToTime) -> Typed:
         raise UnsupportedSql(f"{node.sql()} is not supported")
     value = c.compile(node.this)
     if pa.types.is_timestamp(value.type) or pa.types.is_date(value.type):
-        us = micros(c, value)  # epoch_ms(ts) and friends: the other direction
-        return us if scale == 6 else _floor_divide(c, us, 10 ** (6 - scale)) if scale < 6 else c.call(
-            "multiply", [us, constant(10 ** (scale - 6), _I64)], type_=_I64)
+        us = micros(c, value)  # epoch_ms(ts) and friends: the other direction, rounded like DuckDB
+        if scale == 6:
+            return us
+        if scale > 6:
+            return c.call("multiply", [us, constant(10 ** (scale - 6), _I64)], type_=_I64)
+        factor = 10 ** (6 - scale)
+        return _floor_divide(c, c.call("add", [us, constant(factor // 2, _I64)], type_=_I64), factor)
     target = pa.timestamp("us", tz="UTC") if scale == 0 else pa.timestamp("us")
     if pa.types.is_floating(value.type) or pa.types.is_decimal(value.type):
         scaled = c.call("multiply", [c.cast(value, _F64), constant(float(10 ** (6 - scale)))], type_=_F64)

@@ -84,9 +84,10 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
     else:
         columns = {name: pc.field(name) for name in scan.columns}
     if len(set(columns)) < len(columns):  # duplicate output names: read, then project
-        table = run.reader.read(scan.source.meta.path, schema, segments, list(scan.columns), scan.compiled, scan.limit, run.scan)
+        table = run.reader.read(scan.source.meta.path, schema, segments, list(scan.columns), scan.compiled, scan.limit,
+                                run.scan, run.check)
         return project(table, projection.names, projection.compiled)
-    return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan)
+    return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan, run.check)
 
 
 def project(table: pa.Table, names: tuple[str, ...], exprs: tuple) -> pa.Table:

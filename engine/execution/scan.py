@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from typing import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -71,10 +72,12 @@ class SegmentReader:
         filter: object | None = None,
         limit: int | None = None,
         stats: ScanStats | None = None,
+        check: Callable[[], None] | None = None,
     ) -> pa.Table:
         """Rows of ``segments`` passing ``filter``, as ``columns`` (names or named expressions).
 
-        With ``limit`` the read stops once that many rows were produced.
+        With ``limit`` the read stops once that many rows were produced;
+        ``check`` runs between record batches and may raise to abandon the read.
         """
         stats = stats if stats is not None else ScanStats()
         fragments = [self.fragment(table_path, s, stats) for s in segments]
@@ -84,8 +87,15 @@ class SegmentReader:
         stats.bytes_read += sum(s.bytes for s in segments)
         if limit is not None:
             table = dataset.head(limit, columns=columns, filter=filter) if fragments else _empty(dataset, columns, filter)
-        else:
+        elif check is None or not fragments:
             table = dataset.to_table(columns=columns, filter=filter)
+        else:
+            scanner = dataset.scanner(columns=columns, filter=filter)
+            batches = []
+            for batch in scanner.to_batches():
+                check()
+                batches.append(batch)
+            table = pa.Table.from_batches(batches, schema=scanner.projected_schema)
         stats.rows_out += table.num_rows
         return table
 
