@@ -48,8 +48,10 @@ def _sort_key(row: tuple) -> tuple:
     for value in row:
         if value is None:
             key.append((0, ""))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            key.append((1, float(f"{value:.9g}") if not (isinstance(value, float) and math.isnan(value)) else math.inf))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            key.append((1, value))
+        elif isinstance(value, float):
+            key.append((1, float(f"{value:.9g}") if not math.isnan(value) else math.inf))
         else:
             key.append((2, repr(value)))
     return tuple(key)
