@@ -51,7 +51,7 @@ def _sort_key(row: tuple) -> tuple:
         elif isinstance(value, int) and not isinstance(value, bool):
             key.append((1, value))
         elif isinstance(value, float):
-            key.append((1, float(f"{value:.9g}") if not math.isnan(value) else math.inf))
+            key.append((1, float(f"{value:.12g}") if not math.isnan(value) else math.inf))
         else:
             key.append((2, repr(value)))
     return tuple(key)
