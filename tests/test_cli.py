@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main, render_table
+from engine.cli import main, render_table, write_result
 from engine.demo import QUESTIONS, generate_day
 from event_data import load_events
 from storage.objectstore import ObjectStore
@@ -27,19 +26,22 @@ def test_sql_pretty_table(warehouse_root, capsys):
     assert "service" in out and "│" in out and "rows" in out
 
 
-def test_sql_csv_and_json(warehouse_root, capsys):
+def test_sql_csv(warehouse_root, capsys):
     assert main(["--warehouse", warehouse_root, "sql", "SELECT count(*) AS n FROM events", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == '"n"' and int(lines[1]) > 0
-    assert main(["--warehouse", warehouse_root, "sql", "SELECT host FROM events ORDER BY timestamp LIMIT 2", "--format", "json"]) == 0
+
+
+def test_json_and_parquet_output(tmp_path, capsys):
+    import pyarrow as pa
+
+    table = pa.table({"host": ["a", "b"], "n": [1, None]})
+    write_result(table, "json", None)
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    assert len(rows) == 2 and set(rows[0]) == {"host"}
-
-
-def test_sql_parquet_file(warehouse_root, tmp_path):
+    assert rows == [{"host": "a", "n": 1}, {"host": "b", "n": None}]
     target = tmp_path / "out.parquet"
-    assert main(["--warehouse", warehouse_root, "sql", "SELECT * FROM events", "--format", "parquet", "-o", str(target)]) == 0
-    assert pq.read_table(target).num_rows > 0
+    write_result(table, "parquet", str(target))
+    assert pq.read_table(target).equals(table)
 
 
 def test_warehouse_from_environment(warehouse_root, capsys, monkeypatch):
