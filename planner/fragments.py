@@ -20,7 +20,7 @@ from planner.logical import Gather, Plan, Scan, TableSource
 from storage.segment import SegmentEntry
 
 TARGET_FRAGMENT_BYTES = 128 * 1024 * 1024
-LOAD_SLACK = 1.25
+LOAD_SLACK = 1.05
 
 
 @dataclass(frozen=True)
