@@ -47,10 +47,11 @@ QUESTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def generate_day(rows: int = 500_000, seed: int = 42, day: dt.datetime = DAY) -> pa.Table:
-    """``rows`` events spread over one day, sorted by time."""
+def generate_day(rows: int = 500_000, seed: int = 42, day: dt.datetime = DAY,
+                 window: tuple[int, int] = (0, 86_400_000_000)) -> pa.Table:
+    """``rows`` events spread over one day (or over ``window``, microseconds into it), sorted by time."""
     rng = np.random.default_rng(seed)
-    offsets = np.sort(rng.integers(0, 86_400_000_000, rows))
+    offsets = np.sort(rng.integers(window[0], window[1], rows))
     start = int(day.timestamp() * 1_000_000)
     service_index = rng.choice(len(SERVICES), rows, p=[0.25, 0.25, 0.2, 0.12, 0.08, 0.1])
     services = SERVICES[service_index]
