@@ -25,7 +25,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import duckdb  # noqa: E402
-import pyarrow as pa  # noqa: E402
 
 import engine  # noqa: E402
 from engine.demo import generate_day  # noqa: E402
@@ -101,6 +100,7 @@ def main() -> None:
     parser.add_argument("--warehouse", help="reuse (or create) the warehouse here")
     parser.add_argument("--json", default="benchmarks/results/query.json")
     parser.add_argument("--ingest", action="store_true", help="load through Session.ingest")
+    parser.add_argument("--only", help="comma-separated query names to run (default: all)")
     args = parser.parse_args()
     root = args.warehouse or tempfile.mkdtemp(prefix="petrel-bench-")
     db = engine.connect(root)
@@ -117,7 +117,10 @@ def main() -> None:
     duck.execute(f"CREATE VIEW {T} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
     db.sql(f"SELECT count(*) FROM {T}")  # start the worker pool
     rows = []
+    chosen = set(args.only.split(",")) if args.only else None
     for name, query in QUERIES:
+        if chosen is not None and name not in chosen:
+            continue
         db.sql(query)  # warm: footers cached, plan paths imported
         duck.sql(query).to_arrow_table()
         ours, result = timed(lambda: db.sql(query), args.repeat)

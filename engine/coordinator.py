@@ -50,7 +50,7 @@ class WorkerPool:
         ray.get([w.ping.remote() for w in self.workers.values()])
 
     def _start(self, name: str):
-        return QueryWorker.remote(self.store, f"{name}/{self.tag}")
+        return QueryWorker.options(scheduling_strategy="SPREAD").remote(self.store, f"{name}/{self.tag}")
 
     @property
     def names(self) -> list[str]:

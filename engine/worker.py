@@ -22,7 +22,7 @@ import ray
 from engine.execution.operators import Execution, execute
 from engine.execution.scan import SegmentReader
 from planner.fragments import Fragment
-from storage.errors import PetrelError, QueryTimeout
+from storage.errors import PetrelError
 from storage.objectstore import ObjectStore
 
 
@@ -107,5 +107,3 @@ class QueryWorker:
         if delay:
             run.check()
 
-
-__all__ = ["QueryWorker", "QueryTimeout"]

@@ -8,7 +8,6 @@ a match is ``''``, ``regexp_replace`` replaces the first match unless the
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import pyarrow as pa

@@ -36,7 +36,7 @@ _SKIP = pc.ScalarAggregateOptions(skip_nulls=True, min_count=1)
 _KEY = "__group"
 
 
-def _state_specs(call: AggCall, input_type: pa.DataType | None) -> list[tuple[str, str, object, str]]:
+def _state_specs(call: AggCall) -> list[tuple[str, str, object, str]]:
     """(state suffix, hash function, options, input column) for one aggregate's partial states."""
     arg = call.arg
     func = call.func
@@ -86,7 +86,7 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
         group_keys = [_KEY]
     specs, names, seen = [], [], {}
     for call in calls:
-        for suffix, func, options, column in _state_specs(call, None):
+        for suffix, func, options, column in _state_specs(call):
             signature = (func, column, repr(options))
             if signature not in seen:
                 seen[signature] = len(specs)
@@ -239,41 +239,52 @@ def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, cont
 
     Continuous quantiles interpolate between neighbours like DuckDB's
     ``quantile_cont``; discrete ones pick the value at ``ceil(n * q) - 1``.
+    Values are bucketed by group with one stable integer sort, then each
+    group's order statistics come from ``numpy.partition`` (linear time): the
+    loop runs once per group, never per row.
     """
     value_type = values.type
     valid = pc.is_valid(values)
-    values, ids = values.filter(valid), ids.filter(valid)
-    numeric = values
+    if valid.false_count:
+        values, ids = values.filter(valid), ids.filter(valid)
     temporal = pa.types.is_timestamp(value_type) or pa.types.is_date(value_type)
-    if temporal:
-        numeric = values.cast(pa.int64()) if pa.types.is_timestamp(value_type) else values.cast(pa.int32()).cast(pa.int64())
-    order = pc.sort_indices(pa.table({"g": ids, "v": numeric}), sort_keys=[("g", "ascending"), ("v", "ascending")])
-    ordered = numeric.take(order)
-    counts = pa.table({"g": pa.concat_arrays([ids, _arange(count)]),
-                       "v": pa.concat_arrays([pc.cast(valid.filter(valid), pa.int64()), pa.nulls(count, pa.int64())])})
-    sizes = counts.group_by("g", use_threads=False).aggregate([("v", "sum")]).sort_by("g").column("v_sum").combine_chunks()
-    sizes = pc.fill_null(sizes, 0)
-    starts = pc.subtract(pc.cumulative_sum(sizes), sizes)
-    empty = pc.equal(sizes, 0)
-    last = pc.max_element_wise(pc.subtract(sizes, 1), 0)
+    if pa.types.is_timestamp(value_type):
+        numbers = values.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    elif pa.types.is_date(value_type):
+        numbers = values.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+    else:
+        numbers = values.to_numpy(zero_copy_only=False)
+    groups = ids.to_numpy(zero_copy_only=False)
+    if count > 1:
+        order = np.argsort(groups.astype(np.int32 if count < 2**31 else np.int64), kind="stable")
+        numbers = numbers[order]
+    sizes = np.bincount(groups, minlength=count) if len(groups) else np.zeros(count, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if count else np.zeros(0, dtype=np.int64)
+    result = np.zeros(count, dtype=np.float64 if continuous or not temporal else np.int64)
+    if not continuous:
+        result = np.zeros(count, dtype=numbers.dtype if len(numbers) else np.float64)
+    present = sizes > 0
+    for group in np.flatnonzero(present):
+        chunk = numbers[starts[group]: starts[group] + sizes[group]]
+        last = len(chunk) - 1
+        if continuous:
+            position = last * fraction
+            low, high = int(np.floor(position)), int(np.ceil(position))
+            picked = np.partition(chunk, [low, high]) if high != low else np.partition(chunk, low)
+            low_value, high_value = float(picked[low]), float(picked[high])
+            result[group] = low_value + (high_value - low_value) * (position - low)
+        else:
+            index = min(max(int(np.ceil(len(chunk) * fraction)) - 1, 0), last)
+            result[group] = np.partition(chunk, index)[index]
+    mask = ~present
     if continuous:
-        position = pc.multiply(last.cast(pa.float64()), fraction)
-        low = pc.floor(position).cast(pa.int64())
-        high = pc.ceil(position).cast(pa.int64())
-        weight = pc.subtract(position, low.cast(pa.float64()))
-        safe = lambda idx: pc.if_else(empty, 0, pc.add(starts, idx))  # noqa: E731 - index into ``ordered``
-        if len(ordered) == 0:
-            return pa.nulls(count, pa.float64() if not temporal else value_type)
-        low_values = ordered.take(safe(low)).cast(pa.float64())
-        high_values = ordered.take(safe(high)).cast(pa.float64())
-        result = pc.add(low_values, pc.multiply(pc.subtract(high_values, low_values), weight))
-        result = pc.if_else(empty, pa.scalar(None, pa.float64()), result)
+        out = pa.array(result, pa.float64(), mask=mask)
         if temporal:
-            result = pc.round(result).cast(pa.int64()).cast(value_type if pa.types.is_timestamp(value_type) else pa.timestamp("us"))
-        return result
-    position = pc.subtract(pc.ceil(pc.multiply(sizes.cast(pa.float64()), fraction)).cast(pa.int64()), 1)
-    position = pc.max_element_wise(pc.min_element_wise(position, last), 0)
-    if len(ordered) == 0:
-        return pa.nulls(count, value_type)
-    picked = values.take(order).take(pc.if_else(empty, 0, pc.add(starts, position)))
-    return pc.if_else(empty, pa.scalar(None, value_type), picked)
+            out = pc.round(out).cast(pa.int64())
+            out = out.cast(value_type) if pa.types.is_timestamp(value_type) else out.cast(pa.timestamp("us"))
+        return out
+    if pa.types.is_timestamp(value_type):
+        return pa.array(result.astype(np.int64), pa.int64(), mask=mask).cast(value_type)
+    if pa.types.is_date(value_type):
+        return pa.array(result.astype(np.int32), pa.int32(), mask=mask).cast(value_type)
+    return pa.array(result, mask=mask).cast(value_type)

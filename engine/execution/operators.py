@@ -10,11 +10,11 @@ Pure pyarrow: no Ray, so it is tested directly.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.acero as acero
 import pyarrow.compute as pc
@@ -55,6 +55,9 @@ def execute(plan: Plan, run: Execution) -> pa.Table:
         return _scan(plan.input, plan, run)
     if isinstance(plan, Aggregate) and plan.mode == "partial" and _counts_only(plan):
         return _count_from_manifest(plan, run)
+    if isinstance(plan, Sort) and plan.limit is not None and isinstance(plan.input, Project) \
+            and isinstance(plan.input.input, Scan) and plan.input.input.limit is None:
+        return _topk_scan(plan, run)
     if isinstance(plan, Limit) and isinstance(plan.input, Project) and isinstance(plan.input.input, Scan):
         table = _scan(plan.input.input, plan.input, run)
         return table.slice(plan.offset, plan.limit)
@@ -94,6 +97,35 @@ def _count_from_manifest(plan: Aggregate, run: Execution) -> pa.Table:
     return pa.table(states) if states else pa.table({"__group": pa.array([0], pa.int8())})
 
 
+def _topk_scan(plan: Sort, run: Execution) -> pa.Table:
+    """ORDER BY ... LIMIT k over a scan, reading wide columns only where the top rows can be.
+
+    First only the sort keys are read, which gives the k-th value of the
+    first key; then the whole projection is read with ``key >= that value``
+    (or ``<=``) added to the filter, so the reader skips every row group
+    whose statistics rule it out.  Ties are kept, so the answer is the same.
+    """
+    projection, scan = plan.input, plan.input.input
+    first = plan.keys[0]
+    exprs = dict(zip(projection.names, projection.compiled))
+    source = str(exprs[first.column])
+    if source not in scan.source.schema.names or not pc.field(source).equals(exprs[first.column]):
+        return sort(_scan(scan, projection, run), plan.keys, plan.limit)
+    key_names = tuple(dict.fromkeys(k.column for k in plan.keys))
+    keys_only = Project(scan, key_names, tuple(exprs[n] for n in key_names), tuple(exprs[n] for n in key_names))
+    candidates = sort(_scan(scan, keys_only, run), plan.keys, plan.limit)
+    if candidates.num_rows < plan.limit or plan.limit == 0:
+        return sort(_scan(scan, projection, run), plan.keys, plan.limit)
+    threshold = candidates.column(first.column)[plan.limit - 1]
+    if not threshold.is_valid:  # the k-th row has a NULL key: no bound to use
+        return sort(_scan(scan, projection, run), plan.keys, plan.limit)
+    bound = pc.field(source) >= pc.scalar(threshold) if first.descending else pc.field(source) <= pc.scalar(threshold)
+    if first.nulls_first:
+        bound = bound | pc.field(source).is_null()
+    narrowed = dataclasses.replace(scan, compiled=bound if scan.compiled is None else (scan.compiled & bound))
+    return sort(_scan(narrowed, projection, run), plan.keys, plan.limit)
+
+
 def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
     segments = run.segments if run.segments is not None else (scan.segments or ())
     schema = scan.source.schema
@@ -110,25 +142,25 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
 
 def project(table: pa.Table, names: tuple[str, ...], exprs: tuple) -> pa.Table:
     """``exprs`` evaluated over ``table`` (Acero project), named ``names``."""
-    if all(isinstance(e, pc.Expression) for e in exprs) and _plain_columns(table, names, exprs):
-        return pa.Table.from_arrays([table.column(str(e)) for e in exprs], names=list(names))
+    columns = _plain_columns(table, exprs)
+    if columns is not None:  # only renames: no need to run Acero
+        return pa.Table.from_arrays([table.column(c) for c in columns], names=list(names))
     declaration = acero.Declaration.from_sequence([
         acero.Declaration("table_source", acero.TableSourceNodeOptions(table)),
         acero.Declaration("project", acero.ProjectNodeOptions(list(exprs), list(names))),
     ])
-    result = declaration.to_table(use_threads=True)
-    if table.num_rows and result.num_rows != table.num_rows:  # constant-only projections keep the row count
-        raise AssertionError("projection changed the row count")
-    return result
+    return declaration.to_table(use_threads=True)
 
 
-def _plain_columns(table: pa.Table, names, exprs) -> bool:
-    """True when every expression is a bare reference to an existing column."""
+def _plain_columns(table: pa.Table, exprs: tuple) -> list[str] | None:
+    """The column names, when every expression is a bare reference to an existing column."""
+    columns = []
     for expr in exprs:
-        text = str(expr)
-        if text not in table.column_names or pc.field(text).equals(expr) is False:
-            return False
-    return True
+        name = str(expr)
+        if name not in table.column_names or not pc.field(name).equals(expr):
+            return None
+        columns.append(name)
+    return columns
 
 
 def sort(table: pa.Table, keys: tuple[SortKey, ...], limit: int | None = None) -> pa.Table:
@@ -155,10 +187,3 @@ def sort(table: pa.Table, keys: tuple[SortKey, ...], limit: int | None = None) -
     order = pc.sort_indices(keyed, sort_keys=sort_keys)
     return table.take(order)
 
-
-def empty_like(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
-
-
-def arange(count: int) -> pa.Array:
-    return pa.array(np.arange(count, dtype=np.int64))

@@ -86,7 +86,10 @@ class SegmentReader:
         stats.rows_read += sum(s.rows for s in segments)
         stats.bytes_read += sum(s.bytes for s in segments)
         if limit is not None:
-            table = dataset.head(limit, columns=columns, filter=filter) if fragments else _empty(dataset, columns, filter)
+            # small batches: the reader decodes only the first rows of a row group, not all of it
+            batch = min(max(limit, 4096), 131_072)
+            table = (dataset.head(limit, columns=columns, filter=filter, batch_size=batch, fragment_readahead=1)
+                     if fragments else _empty(dataset, columns, filter))
         elif check is None or not fragments:
             table = dataset.to_table(columns=columns, filter=filter)
         else:

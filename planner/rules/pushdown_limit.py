@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from planner.context import PlanContext
-from planner.logical import Gather, Limit, Plan, Project, Pruning, Scan
+from planner.logical import Gather, Limit, Plan, Project, Scan
 
 
 def pushdown_limit(plan: Plan, context: PlanContext) -> Plan:
