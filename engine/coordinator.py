@@ -120,7 +120,7 @@ def run_plan(
         if isinstance(node, Gather):
             stage += 1
             limit = _row_limit(parents.get(id(node)))
-            table, stage_stats = _run_stage(node, stage, pool, stats.query_id, deadline, limit, fault_delay)
+            table, stage_stats = _run_stage(node, stage, pool, stats.query_id, deadline, timeout, limit, fault_delay)
             run.gathered[id(node)] = table
             stats.stages.append(stage_stats)
     final_start = time.monotonic()
@@ -142,7 +142,8 @@ def _row_limit(parent: Plan | None) -> int | None:
 
 
 def _timeout_message(timeout: float | None) -> str:
-    return (f"the query ran over its timeout of {timeout:g} s and was cancelled; "
+    limit = f"its timeout of {timeout:g} s" if timeout is not None else "its time limit"
+    return (f"the query ran over {limit} and was cancelled; "
             "narrow its time range or pass a larger timeout= to sql()")
 
 
@@ -152,6 +153,7 @@ def _run_stage(
     pool: WorkerPool,
     query_id: str,
     deadline: float | None,
+    timeout: float | None,
     limit: int | None,
     fault_delay: float,
 ) -> tuple[pa.Table, StageStats]:
@@ -187,7 +189,7 @@ def _run_stage(
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
             if not ready:
-                raise QueryTimeout(_timeout_message(None if deadline is None else deadline - begun))
+                raise QueryTimeout(_timeout_message(timeout))
             ref = ready[0]
             worker, fragment, attempt = pending.pop(ref)
             try:
@@ -209,7 +211,7 @@ def _run_stage(
             except RayTaskError as error:
                 cause = getattr(error, "cause", None)
                 if isinstance(cause, QueryTimeout):
-                    raise QueryTimeout(_timeout_message(None if deadline is None else deadline - begun)) from None
+                    raise QueryTimeout(_timeout_message(timeout)) from None
                 if isinstance(cause, PetrelError):
                     raise cause from None
                 raise QueryFailed(f"stage {stage} failed: {cause or error}") from None
