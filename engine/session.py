@@ -13,6 +13,7 @@ import pyarrow as pa
 import ray
 
 from engine.ingest.client import Ingestion, Receipt
+from engine.query import QueryEngine
 from engine.runtime import ensure_ray
 from storage.catalog import Catalog, TableMeta, validate_name
 from storage.objectstore import ObjectStore
@@ -28,6 +29,7 @@ class Session:
         namespace: str = "default",
         ray_address: str | None = None,
         num_cpus: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.store = ObjectStore(root, storage_options)
         self.catalog = Catalog(self.store)
@@ -35,6 +37,7 @@ class Session:
         self._started_ray = ensure_ray(ray_address, num_cpus=num_cpus)
         self._closed = False
         self._ingestion: Ingestion | None = None
+        self.queries = QueryEngine(self.store, self.catalog, self.namespace, timeout=timeout)
 
     # -- tables ----------------------------------------------------------------
     def create_table(
@@ -69,6 +72,16 @@ class Session:
 
     def drop_table(self, name: str) -> None:
         self.catalog.drop_table(self.namespace, name)
+        self.queries.forget(name)
+
+    # -- queries (engine/query.py) ------------------------------------------------------
+    def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
+        """Run a SELECT (or EXPLAIN [ANALYZE] SELECT) and return its rows as Arrow."""
+        return self.queries.sql(query, dialect=dialect, timeout=timeout)
+
+    def explain(self, query: str, analyze: bool = False, dialect: str | None = None, timeout: float | None = None) -> str:
+        """The logical and distributed plans; with ``analyze``, run it and add what each stage did."""
+        return self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout)
 
     # -- ingestion ------------------------------------------------------------------
     @property
@@ -95,6 +108,7 @@ class Session:
         self._closed = True
         if self._ingestion is not None:
             self._ingestion.close()
+        self.queries.close()
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
 
