@@ -12,9 +12,11 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from engine.maintenance import Maintenance
 from engine.runtime import ensure_ray
 from storage.catalog import Catalog, TableMeta, validate_name
 from storage.objectstore import ObjectStore
+from storage.vacuum import DEFAULT_GRACE_SECONDS
 
 
 class Session:
@@ -27,12 +29,18 @@ class Session:
         namespace: str = "default",
         ray_address: str | None = None,
         num_cpus: int | None = None,
+        maintenance: bool | dict[str, Any] | None = None,
     ) -> None:
         self.store = ObjectStore(root, storage_options)
         self.catalog = Catalog(self.store)
         self.namespace = validate_name(namespace, "namespace")
         self._started_ray = ensure_ray(ray_address, num_cpus=num_cpus)
         self._closed = False
+        if maintenance is None:  # in the background by default for a local warehouse
+            maintenance = self.store.protocol == "file"
+        options = maintenance if isinstance(maintenance, dict) else {}
+        background = maintenance is True or isinstance(maintenance, dict)
+        self.maintenance = Maintenance(self.store, self.namespace, background=background, **options)
 
     # -- tables ----------------------------------------------------------------
     def create_table(
@@ -68,12 +76,30 @@ class Session:
     def drop_table(self, name: str) -> None:
         self.catalog.drop_table(self.namespace, name)
 
+    # -- maintenance ----------------------------------------------------------------
+    def compact(self, table: str, progress: bool = True, full: bool = True) -> Any:
+        """Merge the table's small segments now (a progress bar on stderr); returns a report."""
+        return self.maintenance.compact(table, progress=progress, full=full)
+
+    def alter_table(self, table: str, *, retention: Any = ...) -> TableMeta:
+        """Change a table's retention ('30d', seconds, None to keep forever)."""
+        return self.maintenance.alter_table(table, retention=retention)
+
+    def vacuum(self, table: str | None = None, older_than: Any = DEFAULT_GRACE_SECONDS) -> Any:
+        """Delete files no snapshot younger than ``older_than`` can read; returns a report."""
+        return self.maintenance.vacuum(table, older_than=older_than)
+
+    def table_stats(self, table: str) -> Any:
+        """Segments, rows, bytes, small segments, event time range and last compaction."""
+        return self.maintenance.table_stats(table)
+
     # -- lifetime -----------------------------------------------------------------
     def close(self) -> None:
         """Release this session's actors; stop Ray only if this session started it."""
         if self._closed:
             return
         self._closed = True
+        self.maintenance.stop()
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
 

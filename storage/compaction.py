@@ -98,6 +98,7 @@ class CompactionProgress:
     rows_done: int = 0
     stage: str = "planning"
     report: CompactionReport = field(default_factory=CompactionReport)
+    written: list[str] = field(default_factory=list)  # outputs of the merge awaiting its commit
 
     def planned(self, tasks: int, stage: str) -> None:
         with _PROGRESS_LOCK:
