@@ -45,7 +45,7 @@ class CompactionPolicy:
     tier_ratio: float = 4.0  # segments whose sizes are within this factor form one tier
     max_inputs: int = 64  # fan-in of one merge
     settle_seconds: float = 600.0  # a bucket untouched this long has all its small segments merged
-    memory_rows: int = 1_000_000  # input rows one merge may hold in memory at once
+    memory_rows: int = 256 * 1024  # input rows one merge may hold in memory at once
 
     def is_small(self, entry: SegmentEntry) -> bool:
         return (entry.rows < self.target_rows * self.small_fraction
