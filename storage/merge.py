@@ -148,6 +148,15 @@ def segment_batches(
         handle.close()
 
 
+def _sort_all(sources: list[Iterator[pa.Table]], keys: list[str], stats: MergeStats) -> pa.Table:
+    tables = [t for source in sources for t in source]
+    stats.batches_read += len(tables)
+    table = pa.concat_tables(tables)
+    stats.peak_input_rows = max(stats.peak_input_rows, table.num_rows)
+    stats.rows += table.num_rows
+    return table.sort_by([(k, "ascending") for k in keys]) if keys else table
+
+
 class SegmentSink:
     """Writes one sorted segment row group by row group, keeping its manifest statistics."""
 
@@ -303,7 +312,11 @@ def merge_segments(
                 fetched = fetcher.submit(store.get, f"{table_path}/{entry.path}")
                 stats.prefetched_bytes += entry.bytes
             sources.append(segment_batches(store, table_path, entry, schema, batch_rows, stats, fetched))
-        for chunk in merge_sorted(sources, keys, stats):
+        if sum(e.rows for e in inputs) <= memory_rows:  # it all fits the budget: one sort does it
+            chunks = [_sort_all(sources, keys, stats)]
+        else:
+            chunks = merge_sorted(sources, keys, stats)
+        for chunk in chunks:
             while chunk.num_rows:
                 if sink is None:
                     sink = SegmentSink(store, table_path, folder, schema, partition=inputs[0].partition,
