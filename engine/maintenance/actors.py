@@ -159,4 +159,4 @@ class MaintenanceLoop:
     def stop(self) -> None:
         """Finish the current round and stop; the actor can then be killed."""
         self._stop.set()
-        self._thread.join(timeout=30.0)
+        self._thread.join(timeout=5.0)

@@ -27,7 +27,7 @@ from storage.objectstore import ObjectStore
 from storage.retention import apply_retention
 from storage.vacuum import DEFAULT_GRACE_SECONDS, VacuumReport, vacuum
 
-_STOP_SECONDS = 30.0
+_STOP_SECONDS = 10.0
 
 
 class Maintenance:
@@ -88,7 +88,13 @@ class Maintenance:
         return None if self.loop is None else ray.get(self.loop.status.remote())
 
     def stop(self) -> None:
-        """Stop the background loop (after its current round) and end the actors."""
+        """Stop the background loop (after its current round) and end the actors.
+
+        A merge cut short leaves only an unreferenced upload, which vacuum removes.
+        """
+        if not ray.is_initialized():
+            self.loop = self._compactor = None
+            return
         if self.loop is not None:
             try:
                 ray.get(self.loop.stop.remote(), timeout=_STOP_SECONDS)
