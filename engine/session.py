@@ -13,6 +13,7 @@ import pyarrow as pa
 import ray
 
 from engine.maintenance import Maintenance
+from engine.query import QueryEngine
 from engine.runtime import ensure_ray
 from storage.catalog import Catalog, TableMeta, validate_name
 from storage.objectstore import ObjectStore
@@ -29,6 +30,7 @@ class Session:
         namespace: str = "default",
         ray_address: str | None = None,
         num_cpus: int | None = None,
+        timeout: float | None = None,
         maintenance: bool | dict[str, Any] | None = None,
     ) -> None:
         self.store = ObjectStore(root, storage_options)
@@ -36,6 +38,7 @@ class Session:
         self.namespace = validate_name(namespace, "namespace")
         self._started_ray = ensure_ray(ray_address, num_cpus=num_cpus)
         self._closed = False
+        self.queries = QueryEngine(self.store, self.catalog, self.namespace, timeout=timeout)
         if maintenance is None:  # in the background by default for a local warehouse
             maintenance = self.store.protocol == "file"
         options = maintenance if isinstance(maintenance, dict) else {}
@@ -75,6 +78,16 @@ class Session:
 
     def drop_table(self, name: str) -> None:
         self.catalog.drop_table(self.namespace, name)
+        self.queries.forget(name)
+
+    # -- queries (engine/query.py) ------------------------------------------------------
+    def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
+        """Run a SELECT (or EXPLAIN [ANALYZE] SELECT) and return its rows as Arrow."""
+        return self.queries.sql(query, dialect=dialect, timeout=timeout)
+
+    def explain(self, query: str, analyze: bool = False, dialect: str | None = None, timeout: float | None = None) -> str:
+        """The logical and distributed plans; with ``analyze``, run it and add what each stage did."""
+        return self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout)
 
     # -- maintenance ----------------------------------------------------------------
     def compact(self, table: str, progress: bool = True, full: bool = True) -> Any:
@@ -99,6 +112,7 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        self.queries.close()
         self.maintenance.stop()
         if self._started_ray and ray.is_initialized():
             ray.shutdown()

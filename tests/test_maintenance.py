@@ -143,27 +143,25 @@ def _ago(now: float, seconds: float):
     return dt.datetime.fromtimestamp(now - seconds, dt.timezone.utc)
 
 
-def test_compact_and_stats_commands(tmp_path, ray_session, capsys):
-    import argparse
+def test_petrel_compact_and_stats(tmp_path, ray_session, capsys):
     import json
 
-    from engine.maintenance.cli import register
+    from engine.cli import main
 
     root = str(tmp_path / "wh")
     store = ObjectStore(root)
     meta = Catalog(store).create_table("acme", "logs")
     small_segments(store, meta, 6, rows=10)
-    parser = argparse.ArgumentParser(prog="petrel")
-    register(parser.add_subparsers(dest="command", required=True))
-
-    def run(*argv: str) -> str:
-        args = parser.parse_args(list(argv))
-        assert args.run(args) == 0
-        return capsys.readouterr().out
-
-    table = run("stats", "-w", root, "-n", "acme")
-    assert table.splitlines()[0].split()[:4] == ["table", "segments", "small", "rows"]
-    assert table.splitlines()[1].split()[:4] == ["acme.logs", "6", "6", "60"]
-    assert "merged 6 segments into 1 (60 rows" in run("compact", "logs", "-w", root, "-n", "acme", "--quiet")
-    (stats,) = json.loads(run("stats", "logs", "-w", root, "-n", "acme", "--json"))
+    assert main(["--warehouse", root, "--namespace", "acme", "stats"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["table", "segments", "small", "rows"]
+    assert table[1].split()[:4] == ["acme.logs", "6", "6", "60"]
+    assert main(["--warehouse", root, "--namespace", "acme", "compact", "logs"]) == 0
+    captured = capsys.readouterr()
+    assert "merged 6 segments into 1 (60 rows" in captured.out
+    assert "compacting acme.logs [" in captured.err
+    assert main(["--warehouse", root, "--namespace", "acme", "stats", "logs", "--json"]) == 0
+    (stats,) = json.loads(capsys.readouterr().out)
     assert (stats["segments"], stats["rows"], stats["small_segments"]) == (1, 60, 1)
+    assert main(["--warehouse", root, "--namespace", "acme", "compact", "nope"]) == 1
+    assert "table acme.nope does not exist" in capsys.readouterr().err

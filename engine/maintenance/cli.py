@@ -1,9 +1,4 @@
-"""The ``petrel compact`` and ``petrel stats`` commands.
-
-``register(subparsers)`` adds both to the ``petrel`` command's argparse
-subparsers; each sets ``args.run`` to a function of the parsed arguments that
-returns the exit status.
-"""
+"""The ``petrel compact`` and ``petrel stats`` commands (registered by ``engine.cli``)."""
 
 from __future__ import annotations
 
@@ -17,47 +12,30 @@ from storage.compaction import TableStats
 
 
 def register(subparsers: Any) -> None:
-    """Add ``compact`` and ``stats`` to the ``petrel`` command."""
+    """Add ``compact`` and ``stats`` to the ``petrel`` command; each sets ``args.run(session, args)``."""
     compact = subparsers.add_parser("compact", help="merge a table's small segments now")
-    _common(compact)
+    compact.add_argument("table")
     compact.add_argument("--tiers-only", action="store_true",
                          help="merge only full size tiers, as the background loop does")
-    compact.add_argument("--quiet", action="store_true", help="no progress bar")
+    compact.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     compact.set_defaults(run=run_compact)
-    stats = subparsers.add_parser("stats", help="segments, rows, bytes and maintenance state of tables")
-    _common(stats, table_required=False)
+    stats = subparsers.add_parser("stats", help="segments, rows, bytes and last compaction of tables")
+    stats.add_argument("table", nargs="?", help="one table (default: every table of the namespace)")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(run=run_stats)
 
 
-def _common(parser: argparse.ArgumentParser, table_required: bool = True) -> None:
-    parser.add_argument("table", nargs=None if table_required else "?", help="table name")
-    parser.add_argument("--warehouse", "-w", default="./warehouse", help="warehouse root (folder or s3://...)")
-    parser.add_argument("--namespace", "-n", default="default")
-    parser.add_argument("--storage-option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                        help="an fsspec storage option (repeatable)")
-
-
-def _connect(args: argparse.Namespace):
-    import engine
-
-    options = dict(option.split("=", 1) for option in args.storage_option)
-    return engine.connect(args.warehouse, options or None, namespace=args.namespace, maintenance=False)
-
-
-def run_compact(args: argparse.Namespace) -> int:
-    with _connect(args) as db:
-        report = db.compact(args.table, progress=not args.quiet, full=not args.tiers_only)
-    print(f"{args.namespace}.{args.table}: merged {report.removed:,} segments into {report.added:,} "
+def run_compact(session: Any, args: argparse.Namespace) -> int:
+    report = session.compact(args.table, progress=not args.no_progress, full=not args.tiers_only)
+    print(f"{session.namespace}.{args.table}: merged {report.removed:,} segments into {report.added:,} "
           f"({report.rows:,} rows, {report.bytes_read:,} -> {report.bytes_written:,} bytes) in {report.seconds:.1f}s"
           + (f"; {report.conflicts} merge(s) gave way to a concurrent change" if report.conflicts else ""))
     return 0
 
 
-def run_stats(args: argparse.Namespace) -> int:
-    with _connect(args) as db:
-        names = [args.table] if args.table else db.tables()
-        stats = [db.table_stats(name) for name in names]
+def run_stats(session: Any, args: argparse.Namespace) -> int:
+    names = [args.table] if args.table else session.tables()
+    stats = [session.table_stats(name) for name in names]
     if args.json:
         json.dump([s.to_json() for s in stats], sys.stdout, indent=2, default=str)
         print()

@@ -1,0 +1,1 @@
+"""Executing plans on Arrow: segment scans, operators, two-phase aggregation. No Ray."""

@@ -1,0 +1,158 @@
+"""Aggregate functions: recognising them in SQL and naming what they compute.
+
+Every SQL aggregate becomes one of a small set of functions that the
+executor knows how to compute in one pass, or in a partial pass per
+fragment and a final merge (see ``engine/execution/aggregate.py``):
+
+``count_star count sum avg min max stddev_samp stddev_pop var_samp var_pop
+count_distinct quantile_cont quantile_disc bool_and bool_or``
+
+Approximate aggregates are computed exactly, which is fast enough at the
+sizes one query's groups reach: ``approx_count_distinct`` is an exact
+``count_distinct`` and ``approx_quantile`` an exact ``quantile_cont``.
+The plan records that they were asked for as approximations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from sqlglot import exp
+
+from storage.errors import SqlError, UnsupportedSql
+
+FUNCTIONS = (
+    "count_star", "count", "sum", "avg", "min", "max", "stddev_samp", "stddev_pop", "var_samp", "var_pop",
+    "count_distinct", "quantile_cont", "quantile_disc", "bool_and", "bool_or",
+)
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    """What an aggregate node in the SQL asks for: function, argument, constants."""
+
+    func: str
+    arg: exp.Expression | None
+    params: tuple = ()
+    approximate: bool = False
+    condition: exp.Expression | None = None
+
+
+_SIMPLE = {
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Min: "min",
+    exp.Max: "max",
+    exp.Stddev: "stddev_samp",
+    exp.StddevSamp: "stddev_samp",
+    exp.StddevPop: "stddev_pop",
+    exp.Variance: "var_samp",
+    exp.VariancePop: "var_pop",
+    exp.LogicalAnd: "bool_and",
+    exp.LogicalOr: "bool_or",
+}
+
+
+def is_aggregate(node: exp.Expression) -> bool:
+    return isinstance(node, (exp.AggFunc, exp.WithinGroup)) and not isinstance(node.parent, exp.WithinGroup)
+
+
+def describe(node: exp.Expression) -> AggregateSpec:
+    """The aggregate ``node`` stands for; UnsupportedSql for the ones Petrel lacks."""
+    if isinstance(node, exp.Filter):
+        raise UnsupportedSql(f"aggregate FILTER clauses are not supported yet: {node.sql()}")
+    kind = type(node)
+    if kind in _SIMPLE:
+        return AggregateSpec(_SIMPLE[kind], _distinct_arg(node, _SIMPLE[kind]))
+    if kind is exp.Count:
+        arg = node.this
+        if arg is None or isinstance(arg, exp.Star):
+            return AggregateSpec("count_star", None)
+        if isinstance(arg, exp.Distinct):
+            if len(arg.expressions) != 1:
+                raise UnsupportedSql("COUNT(DISTINCT ...) over several columns is not supported yet")
+            return AggregateSpec("count_distinct", arg.expressions[0])
+        return AggregateSpec("count", arg)
+    if kind is exp.CountIf:
+        return AggregateSpec("count", None, condition=node.this)
+    if kind is exp.ApproxDistinct:
+        return AggregateSpec("count_distinct", node.this, approximate=True)
+    if kind is exp.Median:
+        return AggregateSpec("quantile_cont", _distinct_arg(node, "median"), (0.5,))
+    if kind is exp.ApproxQuantile:
+        return AggregateSpec("quantile_cont", node.this, (_fraction(node.args.get("quantile"), node),), approximate=True)
+    if kind in (exp.PercentileCont, exp.PercentileDisc, exp.Quantile):
+        func = "quantile_disc" if kind in (exp.PercentileDisc, exp.Quantile) else "quantile_cont"
+        fraction = node.args.get("expression") if kind is not exp.Quantile else node.args.get("quantile")
+        return AggregateSpec(func, node.this, (_fraction(fraction, node),))
+    if kind is exp.WithinGroup:
+        inner = node.this
+        if not isinstance(inner, (exp.PercentileCont, exp.PercentileDisc)):
+            raise UnsupportedSql(f"{node.sql()} is not supported")
+        order = node.expression.expressions if isinstance(node.expression, exp.Order) else []
+        if len(order) != 1:
+            raise UnsupportedSql("WITHIN GROUP needs exactly one ORDER BY expression")
+        fraction = _fraction(inner.this, node)
+        if order[0].args.get("desc"):
+            fraction = 1.0 - fraction
+        func = "quantile_disc" if isinstance(inner, exp.PercentileDisc) else "quantile_cont"
+        return AggregateSpec(func, order[0].this, (fraction,))
+    if isinstance(node, exp.AggFunc):
+        raise UnsupportedSql(f"aggregate function {node.sql_name()}() is not supported")
+    raise SqlError(f"{node.sql()} is not an aggregate")
+
+
+def _distinct_arg(node: exp.Expression, name: str) -> exp.Expression:
+    arg = node.this
+    if isinstance(arg, exp.Distinct):
+        if name in ("min", "max"):
+            return arg.expressions[0]
+        raise UnsupportedSql(f"{name.upper()}(DISTINCT ...) is not supported; only COUNT(DISTINCT ...) is")
+    if arg is None:
+        raise SqlError(f"{node.sql()} needs an argument")
+    return arg
+
+
+def _fraction(node: exp.Expression | None, where: exp.Expression) -> float:
+    if isinstance(node, exp.Array):
+        raise UnsupportedSql(f"quantiles over a list of fractions are not supported yet: {where.sql()}; "
+                             "ask for one fraction per aggregate")
+    if not isinstance(node, exp.Literal) or node.is_string:
+        raise UnsupportedSql(f"the fraction of {where.sql()} must be a number literal")
+    value = float(node.this)
+    if not 0.0 <= value <= 1.0:
+        raise SqlError(f"the fraction of {where.sql()} is {value}; it must lie between 0 and 1")
+    return value
+
+
+def result_type(func: str, arg: pa.DataType | None) -> pa.DataType:
+    """The Arrow type an aggregate returns for an argument of type ``arg``.
+
+    TypeError when the function does not take that type.
+    """
+    if func in ("count_star", "count", "count_distinct"):
+        return pa.int64()
+    numeric = arg is not None and (pa.types.is_integer(arg) or pa.types.is_floating(arg) or pa.types.is_decimal(arg))
+    if func == "sum":
+        if arg is not None and (pa.types.is_boolean(arg) or pa.types.is_null(arg)):
+            return pa.int64()
+        if not numeric:
+            raise TypeError(func)
+        return pa.int64() if pa.types.is_integer(arg) else (arg if pa.types.is_decimal(arg) else pa.float64())
+    if func in ("avg", "stddev_samp", "stddev_pop", "var_samp", "var_pop"):
+        if not numeric and not (arg is not None and pa.types.is_null(arg)):
+            raise TypeError(func)
+        return pa.float64()
+    if func in ("min", "max", "quantile_disc"):
+        return arg
+    if func == "quantile_cont":
+        if arg is not None and (pa.types.is_timestamp(arg) or pa.types.is_date(arg)):
+            return arg
+        if not numeric:
+            raise TypeError(func)
+        return pa.float64()
+    if func in ("bool_and", "bool_or"):
+        return pa.bool_()
+    raise TypeError(func)

@@ -1,0 +1,19 @@
+"""What rules may consult besides the plan: the query's clock and its limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """Settings and facts one query is planned with.
+
+    ``now`` is fixed once per query so that every fragment sees the same
+    ``now()``; ``distributed`` is False when the whole plan runs in one
+    process (no exchange is placed then).
+    """
+
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    distributed: bool = True

@@ -1,0 +1,115 @@
+"""Fragments: the units of work a distributed plan sends to workers.
+
+A fragment is one stage's plan (everything below an exchange) plus the
+segments it reads.  Segments go to workers by rendezvous hashing — each
+segment prefers the worker with the highest hash of (worker, segment), so
+the same segment lands on the same worker query after query and its
+footer and pages stay in that worker's cache — with a bounded load, so no
+worker gets much more than its share of bytes.  Each worker's segments
+are then packed into a few fragments of balanced size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+
+from planner.logical import Gather, Plan, Scan, TableSource
+from storage.segment import SegmentEntry
+
+TARGET_FRAGMENT_BYTES = 128 * 1024 * 1024
+LOAD_SLACK = 1.05
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One unit of work: ``plan`` over ``segments``, for query ``query_id``."""
+
+    query_id: str
+    stage: int
+    index: int
+    plan: Plan
+    segments: tuple[SegmentEntry, ...]
+    timeout: float | None = None
+    delay: float = 0.0  # fault injection for tests: seconds to wait (cancellably) before running
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.segments)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.segments)
+
+
+def score(worker: str, segment_id: str) -> int:
+    """The rendezvous weight of ``segment_id`` on ``worker``."""
+    digest = hashlib.blake2b(f"{worker}/{segment_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def preference(segment_id: str, workers: list[str]) -> list[str]:
+    """Workers in the order ``segment_id`` prefers them."""
+    return sorted(workers, key=lambda w: score(w, segment_id), reverse=True)
+
+
+def assign(segments: tuple[SegmentEntry, ...], workers: list[str]) -> dict[str, list[SegmentEntry]]:
+    """Segments per worker: rendezvous order, each worker capped near its fair share of bytes."""
+    if not workers:
+        raise ValueError("no workers to assign segments to")
+    total = sum(max(s.bytes, 1) for s in segments)
+    largest = max((max(s.bytes, 1) for s in segments), default=1)
+    capacity = max(total / len(workers) * LOAD_SLACK, largest)
+    load = {w: 0 for w in workers}
+    placed: dict[str, list[SegmentEntry]] = {w: [] for w in workers}
+    for segment in sorted(segments, key=lambda s: (-s.bytes, s.id)):
+        size = max(segment.bytes, 1)
+        ranked = preference(segment.id, workers)
+        target = next((w for w in ranked if load[w] + size <= capacity), None)
+        if target is None:
+            target = min(workers, key=lambda w: load[w])
+        load[target] += size
+        placed[target].append(segment)
+    return placed
+
+
+def pack(segments: list[SegmentEntry], target_bytes: int = TARGET_FRAGMENT_BYTES, max_parts: int | None = None) -> list[tuple[SegmentEntry, ...]]:
+    """Segments packed into fragments of about ``target_bytes`` each (largest first)."""
+    if not segments:
+        return []
+    total = sum(s.bytes for s in segments)
+    parts = max(1, math.ceil(total / target_bytes))
+    parts = min(parts, len(segments), max_parts or len(segments))
+    bins: list[list[SegmentEntry]] = [[] for _ in range(parts)]
+    sizes = [0] * parts
+    for segment in sorted(segments, key=lambda s: (-s.bytes, s.id)):
+        smallest = sizes.index(min(sizes))
+        bins[smallest].append(segment)
+        sizes[smallest] += segment.bytes
+    return [tuple(sorted(b, key=lambda s: (s.min_time or 0, s.id))) for b in bins if b]
+
+
+def stage_plan(gather: Gather) -> Plan:
+    """The plan below ``gather``, with its scan stripped of the snapshot's segment list.
+
+    Every fragment carries its own segments; the rest of the table's
+    manifest need not travel with each one.
+    """
+
+    def strip(plan: Plan) -> Plan:
+        if isinstance(plan, Scan):
+            light = TableSource(plan.source.meta, plan.source.schema)
+            return dataclasses.replace(plan, source=light, segments=())
+        return plan.with_inputs(*(strip(child) for child in plan.inputs))
+
+    return strip(gather.input)
+
+
+def stage_scan(plan: Plan) -> Scan | None:
+    """The scan a stage reads from (None for stages over constants)."""
+    for node in plan.walk():
+        if isinstance(node, Scan):
+            return node
+    return None

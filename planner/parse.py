@@ -1,0 +1,106 @@
+"""SQL text to a sqlglot tree, with errors that carry line and column.
+
+``EXPLAIN [ANALYZE]`` in front of a query is recognised here (sqlglot would
+fall back to an opaque command): the prefix is blanked out so that positions
+in error messages still point into the text the user wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, TokenError
+
+from storage.errors import SqlError, UnsupportedSql
+
+DEFAULT_DIALECT = "duckdb"
+_EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALYZE)?\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A parsed query, and whether it was prefixed by EXPLAIN [ANALYZE]."""
+
+    tree: exp.Expression
+    explain: bool = False
+    analyze: bool = False
+    dialect: str = DEFAULT_DIALECT
+
+
+def check_dialect(dialect: str | None) -> str:
+    """The dialect name if sqlglot knows it; SqlError listing the known ones if not."""
+    name = (dialect or DEFAULT_DIALECT).lower()
+    try:
+        Dialect.get_or_raise(name)
+    except (ValueError, KeyError):
+        known = ", ".join(sorted(d for d in Dialect.classes if d))
+        raise SqlError(f"SQL dialect {dialect!r} is unknown; use one of: {known}") from None
+    return name
+
+
+def parse(sql: str, dialect: str | None = None) -> Statement:
+    """Parse one statement of ``sql`` in ``dialect`` (default duckdb)."""
+    dialect = check_dialect(dialect)
+    if not isinstance(sql, str) or not sql.strip():
+        raise SqlError("the query is empty; write a SELECT statement", 1, 1)
+    explain = analyze = False
+    match = _EXPLAIN.match(sql)
+    if match:
+        explain, analyze = True, bool(match.group(1))
+        sql = " " * match.end() + sql[match.end():]
+    try:
+        trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
+    except ParseError as error:
+        first = error.errors[0] if error.errors else {}
+        description = first.get("description") or str(error).split("\n")[0]
+        description = re.sub(r"<Token token_type: [^,]+, text: ([^,]*),[^>]*>", r"'\1'", description)
+        highlight = first.get("highlight")
+        near = f" near {highlight!r}" if highlight else ""
+        column = first.get("col")
+        if column is not None and highlight:
+            column = max(1, column - len(highlight) + 1)
+        raise SqlError(f"syntax error: {description}{near}", first.get("line"), column) from None
+    except TokenError as error:
+        line, column = _unterminated_quote(sql)
+        raise SqlError(f"syntax error: {error}; check for an unterminated quote", line, column) from None
+    if not trees:
+        raise SqlError("the query is empty; write a SELECT statement", 1, 1)
+    if len(trees) > 1:
+        raise UnsupportedSql("several statements were given; run one query at a time")
+    tree = trees[0]
+    if not isinstance(tree, exp.Query):
+        kind = tree.key.upper()
+        raise UnsupportedSql(f"{kind} statements are not supported; Petrel runs SELECT queries")
+    return Statement(tree, explain, analyze, dialect)
+
+
+def _unterminated_quote(sql: str) -> tuple[int | None, int | None]:
+    """Line and column of the quote that is never closed, if there is one."""
+    quote = None
+    start = 0
+    for index, char in enumerate(sql):
+        if quote is None and char in "'\"`":
+            quote, start = char, index
+        elif char == quote:
+            quote = None
+    if quote is None:
+        return None, None
+    line = sql.count("\n", 0, start) + 1
+    return line, start - (sql.rfind("\n", 0, start) + 1) + 1
+
+
+def position(node: exp.Expression) -> tuple[int | None, int | None]:
+    """Line and column where ``node`` starts in the query text, when known."""
+    for candidate in (node, node.this if isinstance(node.this, exp.Expression) else None, *node.find_all(exp.Identifier)):
+        if isinstance(candidate, exp.Expression):
+            meta = candidate.meta if hasattr(candidate, "meta") else {}
+            if meta and "line" in meta:
+                start_col = meta.get("col")
+                if "start" in meta and "end" in meta and start_col is not None:
+                    start_col = start_col - (meta["end"] - meta["start"])
+                return meta["line"], start_col
+    return None, None

@@ -1,0 +1,239 @@
+"""Planner unit tests: parsing errors, qualification, each rule, fragments. No Ray, no storage reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from planner.context import PlanContext
+from planner.fragments import assign, pack, preference
+from planner.logical import Aggregate, Filter, Gather, Limit, Project, Scan, Sort, TableSource
+from planner.parse import parse
+from planner.planning import plan_query
+from planner.rules import RULES
+from storage.catalog import TableMeta
+from storage.errors import ColumnNotFound, SqlError, TableNotFound, UnsupportedSql
+from storage.segment import ColumnStats, SegmentEntry
+
+UTC = dt.timezone.utc
+SCHEMA = pa.schema([
+    ("timestamp", pa.timestamp("us", tz="UTC")),
+    ("service", pa.string()),
+    ("http.status_code", pa.int64()),
+    ("latency", pa.float64()),
+])
+DAY = dt.datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def _segment(hour: int, services: tuple[str, str], status: tuple[int, int] = (200, 500), rows: int = 100,
+             with_latency: bool = True) -> SegmentEntry:
+    start = DAY + dt.timedelta(hours=hour)
+    micros = int(start.timestamp() * 1_000_000)
+    fields = [f for f in SCHEMA if with_latency or f.name != "latency"]
+    columns = {
+        "timestamp": ColumnStats(start, start + dt.timedelta(minutes=59), 0),
+        "service": ColumnStats(services[0], services[1], 0),
+        "http.status_code": ColumnStats(status[0], status[1], 0),
+    }
+    if with_latency:
+        columns["latency"] = ColumnStats(1.0, 900.0, 3)
+    return SegmentEntry(id=f"seg-{hour}-{services[0]}", path=f"data/{hour}.parquet", partition=0, rows=rows,
+                        bytes=rows * 10, min_time=micros, max_time=micros + 3_599_000_000, columns=columns,
+                        schema=pa.schema(fields))
+
+
+SEGMENTS = tuple(
+    [_segment(h, ("api", "db")) for h in range(6)]
+    + [_segment(h, ("web", "web"), status=(200, 204)) for h in range(6, 12)]
+    + [_segment(12, ("api", "web"), with_latency=False)]
+)
+SOURCE = TableSource(TableMeta("default", "events"), SCHEMA, SEGMENTS)
+
+
+def resolve(name: str) -> TableSource:
+    if name != "events":
+        raise TableNotFound(f"table default.{name} does not exist; did you mean events?")
+    return SOURCE
+
+
+def plan(sql: str, **kwargs):
+    return plan_query(sql, resolve, context=PlanContext(now=DAY + dt.timedelta(hours=13)), **kwargs)
+
+
+def scan_of(node) -> Scan:
+    return next(n for n in node.walk() if isinstance(n, Scan))
+
+
+# -- parsing and qualification ---------------------------------------------------------
+
+def test_syntax_error_position():
+    with pytest.raises(SqlError) as raised:
+        parse("SELECT a\nFROM t WHERE")
+    assert raised.value.line == 2
+
+
+def test_unterminated_quote_position():
+    with pytest.raises(SqlError) as raised:
+        parse("SELECT 'abc FROM t")
+    assert (raised.value.line, raised.value.column) == (1, 8)
+
+
+def test_explain_prefix():
+    statement = parse("EXPLAIN ANALYZE SELECT 1")
+    assert statement.explain and statement.analyze
+
+
+def test_unknown_dialect():
+    with pytest.raises(SqlError, match="dialect 'nosuch' is unknown"):
+        parse("SELECT 1", "nosuch")
+
+
+def test_column_suggestion():
+    with pytest.raises(ColumnNotFound, match="did you mean 'latency'"):
+        plan("SELECT latncy FROM events")
+
+
+def test_unknown_table():
+    with pytest.raises(TableNotFound):
+        plan("SELECT * FROM evts")
+
+
+def test_case_insensitive_columns_keep_their_real_names():
+    scan = scan_of(plan("SELECT SERVICE FROM events").optimized)
+    assert scan.columns == ("service",)
+
+
+def test_star_names_follow_the_table():
+    result = plan("SELECT * FROM events").logical
+    assert result.names == tuple(SCHEMA.names)
+
+
+@pytest.mark.parametrize("sql, fragment", [
+    ("SELECT * FROM events JOIN events AS b ON true", "joins"),
+    ("WITH x AS (SELECT 1) SELECT * FROM x", "WITH"),
+    ("SELECT rank() OVER (ORDER BY latency) FROM events", "window"),
+    ("SELECT quantile_cont(latency, [0.5, 0.9]) FROM events", "one fraction"),
+])
+def test_unsupported_constructs_are_named(sql, fragment):
+    with pytest.raises(UnsupportedSql, match=fragment):
+        plan(sql)
+
+
+def test_aggregate_in_where_is_refused():
+    with pytest.raises(SqlError, match="not allowed in WHERE"):
+        plan("SELECT count(*) FROM events WHERE count(*) > 1")
+
+
+# -- rules -----------------------------------------------------------------------------
+
+def test_rules_are_one_ordered_tuple():
+    names = [r.__name__ for r in RULES]
+    assert names[0] == "pushdown_predicates" and names[-1] == "compile_expressions"
+    assert names.index("prune_segments") < names.index("distribute") < names.index("split_aggregates")
+
+
+def test_predicates_and_projections_reach_the_scan():
+    scan = scan_of(plan("SELECT service FROM events WHERE latency > 10").optimized)
+    assert scan.filter is not None and scan.compiled is not None
+    assert scan.columns == ("service",)
+
+
+def test_time_range_from_comparisons():
+    scan = scan_of(plan("SELECT count(*) FROM events WHERE timestamp >= TIMESTAMP '2026-11-02 03:00:00' "
+                        "AND timestamp < TIMESTAMP '2026-11-02 05:00:00'").optimized)
+    low = int((DAY + dt.timedelta(hours=3)).timestamp() * 1_000_000)
+    assert scan.time_range == (low, low + 2 * 3_600_000_000 - 1)
+    assert scan.pruning.by_time == len(SEGMENTS) - 2
+
+
+def test_time_range_from_between_and_now():
+    scan = scan_of(plan("SELECT count(*) FROM events WHERE timestamp BETWEEN now() - INTERVAL 2 HOUR AND now()").optimized)
+    assert scan.pruning.kept == 2  # hours 11 and 12 (now is 13:00)
+
+
+def test_stats_pruning_equality_in_and_missing_columns():
+    assert scan_of(plan("SELECT * FROM events WHERE service = 'web'").optimized).pruning.by_stats == 6
+    assert scan_of(plan("SELECT * FROM events WHERE service IN ('zzz', 'aaa')").optimized).pruning.kept == 0
+    assert scan_of(plan('SELECT * FROM events WHERE "http.status_code" >= 500').optimized).pruning.kept == 7
+    # the last segment has no latency column: NULL there, so a comparison cannot hold
+    assert scan_of(plan("SELECT * FROM events WHERE latency > 5").optimized).pruning.by_stats == 1
+    assert scan_of(plan("SELECT * FROM events WHERE latency IS NULL").optimized).pruning.kept == 13
+    # OR of prunable tests, and a float bound on an integer column is not rounded away
+    assert scan_of(plan("SELECT * FROM events WHERE service = 'web' OR service = 'db'").optimized).pruning.kept == 13
+    assert scan_of(plan('SELECT * FROM events WHERE "http.status_code" > 203.5').optimized).pruning.kept == 13
+
+
+def test_aggregates_are_split():
+    optimized = plan("SELECT service, avg(latency), count(DISTINCT service) FROM events GROUP BY 1").optimized
+    final = next(n for n in optimized.walk() if isinstance(n, Aggregate) and n.mode == "final")
+    assert isinstance(final.input, Gather)
+    assert isinstance(final.input.input, Aggregate) and final.input.input.mode == "partial"
+
+
+def test_topk_is_pushed_below_the_gather():
+    optimized = plan("SELECT service, latency FROM events ORDER BY latency DESC LIMIT 7 OFFSET 3").optimized
+    sorts = [n for n in optimized.walk() if isinstance(n, Sort)]
+    assert [s.limit for s in sorts] == [10, 10]
+    assert isinstance(sorts[0].input, Gather)
+
+
+def test_limit_without_order_prunes_by_row_counts():
+    optimized = plan("SELECT service FROM events LIMIT 150").optimized
+    scan = scan_of(optimized)
+    assert scan.limit == 150 and len(scan.segments) == 2 and scan.pruning.by_limit == len(SEGMENTS) - 2
+    assert any(isinstance(n, Limit) and isinstance(n.input, Project) for n in optimized.walk())
+
+
+def test_limit_with_filter_keeps_segments_but_limits_the_scan():
+    scan = scan_of(plan("SELECT service FROM events WHERE latency > 3 LIMIT 5").optimized)
+    assert scan.limit == 5 and scan.pruning.by_limit == 0
+
+
+def test_select_without_from():
+    optimized = plan("SELECT 1 + 1 AS two").optimized
+    assert not any(isinstance(n, (Scan, Gather)) for n in optimized.walk())
+
+
+def test_having_is_a_filter_above_the_aggregate():
+    optimized = plan("SELECT service FROM events GROUP BY service HAVING count(*) > 3").optimized
+    having = next(n for n in optimized.walk() if isinstance(n, Filter))
+    assert isinstance(having.input, Aggregate)
+
+
+# -- fragments ---------------------------------------------------------------------------
+
+def _sized(count: int, size: int = 1000) -> tuple[SegmentEntry, ...]:
+    return tuple(
+        SegmentEntry(id=f"s{i}", path=f"{i}", partition=0, rows=10, bytes=size, min_time=i, max_time=i,
+                     columns={}, schema=pa.schema([]))
+        for i in range(count)
+    )
+
+
+def test_rendezvous_assignment_is_stable_and_balanced():
+    segments = _sized(200)
+    workers = ["w0", "w1", "w2"]
+    first = assign(segments, workers)
+    again = assign(segments, workers)
+    assert {w: [s.id for s in v] for w, v in first.items()} == {w: [s.id for s in v] for w, v in again.items()}
+    loads = [len(v) for v in first.values()]
+    assert max(loads) <= 200 / 3 * 1.1 + 1
+    assert sum(loads) == 200
+
+
+def test_rendezvous_moves_few_segments_when_a_worker_joins():
+    segments = _sized(300)
+    before = assign(segments, ["w0", "w1"])
+    after = assign(segments, ["w0", "w1", "w2"])
+    owner = {s.id: w for w, v in before.items() for s in v}
+    moved = sum(1 for w, v in after.items() for s in v if owner[s.id] != w)
+    assert moved < 150  # about a third move, not all of them
+    assert preference("s1", ["w0", "w1", "w2"])[0] in ("w0", "w1", "w2")
+
+
+def test_pack_balances_fragment_sizes():
+    parts = pack(list(_sized(10, 100)), target_bytes=300)
+    assert len(parts) == 4
+    assert sum(len(p) for p in parts) == 10
