@@ -1,8 +1,9 @@
 """Maintenance benchmark: a simulated day of streaming events, with compaction on and off.
 
-Events arrive at a steady simulated rate; every partition flushes one segment
-per flush interval (one per hour bucket it touches), the way ingestion
-writes them.  The same stream is written three times:
+Events (the query benchmark's web events) arrive at a steady simulated rate;
+every partition's owner flushes one segment per flush interval (one per hour
+bucket it touches) and commits it under its epoch, the way an ingest actor
+does.  The same stream is written three times:
 
 * ``off``:      segments as flushed, never compacted;
 * ``on``:       the same, with size-tiered compaction run after every
@@ -11,12 +12,13 @@ writes them.  The same stream is written three times:
                 the grace period (which also folds the commit log);
 * ``sorted``:   the whole day written at once, sorted, in target-size segments.
 
-It reports segments, bytes and the time of a small query set over each (the
-best of ``--repeat`` runs), and compaction throughput in events per second of
-compaction work.  It prints a table and writes JSON.  Not a test: it asserts
-nothing about time.
+It reports segments, bytes, snapshot load time and the time of the query
+benchmark's queries (``benchmarks/query.py``) through the SQL engine on each
+(the best of ``--repeat`` warm runs), and compaction throughput in events per
+second of compaction work.  It prints a table and writes JSON.  Not a test:
+it asserts nothing about time.
 
-    python -m benchmarks.maintenance --rate 25 --partitions 4 --out maintenance.json
+    PYTHONPATH=$PWD python -m benchmarks.maintenance --rate 25 --partitions 2 --out maintenance.json
 """
 
 from __future__ import annotations
@@ -27,42 +29,24 @@ import os
 import platform
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from storage.catalog import Catalog, TableMeta
-from storage.compaction import CompactionPolicy, CompactionReport, compact_table, table_stats
+import engine
+from benchmarks.query import QUERIES
+from engine.demo import generate_day
+from storage.catalog import TableMeta
+from storage.compaction import CompactionPolicy, CompactionReport, compact_table
 from storage.log import PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
-from storage.schema import conform
-from storage.segment import read_segment, split_by_bucket, write_segment
-from storage.snapshot import Snapshot, load_snapshot
+from storage.segment import split_by_bucket, write_segment
+from storage.snapshot import load_snapshot
 from storage.vacuum import VacuumReport, vacuum_table
 
-DAY_START_US = 1_798_761_600_000_000  # 2027-01-01T00:00:00Z
-SERVICES = np.array(["api", "web", "db", "auth", "billing", "search", "cart", "mail"])
-LEVELS = np.array(["DEBUG", "INFO", "WARN", "ERROR"])
-
-
-def event_batch(rng: np.random.Generator, start_us: int, seconds: float, rate: float) -> pa.Table:
-    """The events of ``seconds`` simulated seconds from ``start_us`` at ``rate`` per second."""
-    n = rng.poisson(rate * seconds)
-    times = start_us + np.sort(rng.integers(0, int(seconds * 1e6), n))
-    return pa.table({
-        "timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
-        "service": pa.array(SERVICES[rng.integers(0, len(SERVICES), n)]),
-        "level": pa.array(LEVELS[rng.choice(4, n, p=[0.1, 0.75, 0.1, 0.05])]),
-        "status": pa.array(rng.choice([200, 201, 204, 301, 404, 500, 503], n,
-                                      p=[0.6, 0.1, 0.1, 0.05, 0.1, 0.03, 0.02]).astype(np.int32)),
-        "duration_ms": pa.array(np.round(rng.exponential(40.0, n), 3)),
-        "user_id": pa.array(rng.integers(0, 50_000, n)),
-        "message": pa.array(np.char.add("handled request ", rng.integers(0, 10**8, n).astype(str))),
-    })
+TABLE = "web_events"  # the query benchmark's table and queries
+DAY_US = 86_400_000_000
 
 
 @dataclass
@@ -77,10 +61,11 @@ class Stream:
 
     def flushes(self):
         rng = np.random.default_rng(self.seed)
-        for step in range(int(86400 / self.flush_seconds)):
-            start = DAY_START_US + int(step * self.flush_seconds * 1e6)
+        span = int(self.flush_seconds * 1e6)
+        for step in range(DAY_US // span):
             for partition in range(self.partitions):
-                table = event_batch(rng, start, self.flush_seconds, self.rate / self.partitions)
+                rows = int(rng.poisson(self.rate * self.flush_seconds / self.partitions))
+                table = generate_day(rows, seed=int(rng.integers(1 << 31)), window=(step * span, (step + 1) * span))
                 self.events += table.num_rows
                 yield (step + 1) * self.flush_seconds, partition, table
 
@@ -104,7 +89,7 @@ class Run:
     vacuum: VacuumReport | None = None
     snapshot_seconds: float = 0.0
     queries: dict[str, float] = field(default_factory=dict)
-    answers: dict[str, list] = field(default_factory=dict)
+    answers: dict[str, int] = field(default_factory=dict)
 
 
 def stream_day(store: ObjectStore, meta: TableMeta, args: argparse.Namespace, compact: bool) -> Run:
@@ -155,61 +140,22 @@ def write_sorted(store: ObjectStore, meta: TableMeta, args: argparse.Namespace) 
     return run
 
 
-# -- the query set: pruning by time range, then Arrow scans in parallel -------------------
-HOUR_US = 3_600_000_000
-QUERIES = {
-    "count(*) whole day": dict(start=None, end=None, columns=["timestamp"], where=None, by=None),
-    "errors by service, whole day": dict(start=None, end=None, columns=["service", "level"],
-                                         where=("level", "ERROR"), by="service"),
-    "p-ish: avg duration by service, one hour": dict(start=13, end=14, columns=["timestamp", "service", "duration_ms"],
-                                                     where=None, by="service"),
-    "5xx in a 10-minute window": dict(start=18, end=18 + 1 / 6, columns=["timestamp", "status"],
-                                      where=("status", 500), by=None),
-}
-
-
-def run_query(store: ObjectStore, snapshot: Snapshot, spec: dict) -> list:
-    lo = None if spec["start"] is None else DAY_START_US + int(spec["start"] * HOUR_US)
-    hi = None if spec["end"] is None else DAY_START_US + int(spec["end"] * HOUR_US)
-    segments = [s for s in snapshot.segments
-                if (lo is None or s.max_time >= lo) and (hi is None or s.min_time < hi)]
-    time_type = snapshot.schema.field("timestamp").type
-    filt = None
-    if lo is not None:
-        filt = (ds.field("timestamp") >= pa.scalar(lo, pa.int64()).cast(time_type)) & (
-            ds.field("timestamp") < pa.scalar(hi, pa.int64()).cast(time_type))
-    if spec["where"] is not None:
-        column, value = spec["where"]
-        cond = ds.field(column) == value if column != "status" else ds.field(column) >= value
-        filt = cond if filt is None else filt & cond
-    schema = pa.schema([snapshot.schema.field(c) for c in spec["columns"]])
-
-    def scan(entry):
-        return conform(read_segment(store, snapshot.meta.path, entry, columns=spec["columns"], filter=filt), schema)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        parts = list(pool.map(scan, segments))
-    table = pa.concat_tables(parts) if parts else schema.empty_table()
-    if spec["by"] is None:
-        return [table.num_rows]
-    aggregate = [("duration_ms", "mean")] if "duration_ms" in spec["columns"] else [(spec["by"], "count")]
-    result = table.group_by(spec["by"]).aggregate(aggregate).sort_by(spec["by"])
-    return [[row[spec["by"]]] + [round(v, 6) if isinstance(v, float) else v for k, v in row.items() if k != spec["by"]]
-            for row in result.to_pylist()]
-
-
-def measure(store: ObjectStore, meta: TableMeta, run: Run, repeat: int) -> None:
-    stats = table_stats(store, meta)
+def measure(db, run: Run, repeat: int) -> None:
+    """Segments and bytes, then each query of the query benchmark: warm once, best of ``repeat``."""
+    stats = db.table_stats(TABLE)
     run.segments, run.bytes = stats.segments, stats.bytes
-    run.snapshot_seconds = min(_timed(load_snapshot, store, meta) for _ in range(repeat))
-    for name, spec in QUERIES.items():
-        best = float("inf")
+    meta = db.table(TABLE)
+    run.snapshot_seconds = min(_timed(load_snapshot, db.store, meta) for _ in range(repeat))
+    db.sql(f"SELECT count(*) FROM {TABLE}")  # start the worker pool
+    for name, query in QUERIES:
+        result = db.sql(query)
+        times = []
         for _ in range(repeat):
             started = time.perf_counter()
-            snapshot = load_snapshot(store, meta)
-            run.answers[name] = run_query(store, snapshot, spec)
-            best = min(best, time.perf_counter() - started)
-        run.queries[name] = best
+            result = db.sql(query)
+            times.append(time.perf_counter() - started)
+        run.queries[name] = min(times)
+        run.answers[name] = result.num_rows
 
 
 def _timed(function, *args) -> float:
@@ -231,16 +177,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="maintenance.json")
     args = parser.parse_args(argv)
     root = args.root or tempfile.mkdtemp(prefix="petrel-bench-")
-    store = ObjectStore(root)
-    catalog = Catalog(store)
     runs = []
     for name in ("off", "on", "sorted"):
-        meta = catalog.create_table("bench", f"events_{name}", partitions=args.partitions, sort_key=["service"])
-        run = write_sorted(store, meta, args) if name == "sorted" else stream_day(store, meta, args, name == "on")
-        measure(store, meta, run, args.repeat)
+        with engine.connect(root, namespace=name, maintenance=False) as db:
+            meta = db.create_table(TABLE, partitions=args.partitions, sort_key=["service"])
+            if name == "sorted":
+                run = write_sorted(db.store, meta, args)
+            else:
+                run = stream_day(db.store, meta, args, name == "on")
+            measure(db, run, args.repeat)
         runs.append(run)
     baseline = runs[-1]
-    mismatched = [r.name for r in runs if r.answers != baseline.answers]
+    mismatched = [r.name for r in runs if r.answers != baseline.answers]  # result sizes per query
     report = {
         "benchmark": "maintenance",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
@@ -268,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(format_report(report))
     if mismatched:
-        print(f"WARNING: query answers differ from the sorted table for: {', '.join(mismatched)}")
+        print(f"WARNING: result sizes differ from the sorted table's for: {', '.join(mismatched)}")
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2)
     print(f"wrote {args.out}")
