@@ -18,7 +18,7 @@ benchmark's queries (``benchmarks/query.py``) through the SQL engine on each
 second of compaction work.  It prints a table and writes JSON.  Not a test:
 it asserts nothing about time.
 
-    PYTHONPATH=$PWD python -m benchmarks.maintenance --rate 25 --partitions 2 --out maintenance.json
+    PYTHONPATH=$PWD python -m benchmarks.maintenance --rate 25 --partitions 2 --flush-seconds 60
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default=None, help="warehouse root (default: a temporary folder)")
-    parser.add_argument("--out", default="maintenance.json")
+    parser.add_argument("--out", default="benchmarks/results/maintenance.json")
     args = parser.parse_args(argv)
     root = args.root or tempfile.mkdtemp(prefix="petrel-bench-")
     runs = []
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "maintenance",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "args": vars(args),
+        "args": {k: v for k, v in vars(args).items() if k not in ("root", "out")},
         "events": baseline.rows,
         "answers_agree": not mismatched,
         "runs": [{
@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(format_report(report))
     if mismatched:
         print(f"WARNING: result sizes differ from the sorted table's for: {', '.join(mismatched)}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2)
     print(f"wrote {args.out}")
