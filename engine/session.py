@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from engine.ingest.client import Ingestion, Receipt
 from engine.maintenance import Maintenance
 from engine.query import QueryEngine
 from engine.runtime import ensure_ray
@@ -38,6 +39,7 @@ class Session:
         self.namespace = validate_name(namespace, "namespace")
         self._started_ray = ensure_ray(ray_address, num_cpus=num_cpus)
         self._closed = False
+        self._ingestion: Ingestion | None = None
         self.queries = QueryEngine(self.store, self.catalog, self.namespace, timeout=timeout)
         if maintenance is None:  # in the background by default for a local warehouse
             maintenance = self.store.protocol == "file"
@@ -89,6 +91,23 @@ class Session:
         """The logical and distributed plans; with ``analyze``, run it and add what each stage did."""
         return self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout)
 
+    # -- ingestion ------------------------------------------------------------------
+    @property
+    def ingestion(self) -> Ingestion:
+        if self._ingestion is None:
+            self._ingestion = Ingestion(self.store, self.catalog, self.namespace)
+        return self._ingestion
+
+    def ingest(self, table: str, data: Any, batch_id: str | None = None) -> Receipt:
+        """Store events (Arrow, list of dicts, DataFrame, JSON lines); returns once committed."""
+        return self.ingestion.ingest(table, data, batch_id)
+
+    def ingest_files(self, table: str, paths: Any, progress: bool = True, storage_options: dict | None = None):
+        """Ingest JSON-lines, CSV and Parquet files (a path, glob or list) exactly once each."""
+        from engine.ingest.files import ingest_files
+
+        return ingest_files(self.ingestion, table, paths, progress=progress, storage_options=storage_options)
+
     # -- maintenance ----------------------------------------------------------------
     def compact(self, table: str, progress: bool = True, full: bool = True) -> Any:
         """Merge the table's small segments now (a progress bar on stderr); returns a report."""
@@ -96,7 +115,10 @@ class Session:
 
     def alter_table(self, table: str, *, retention: Any = ...) -> TableMeta:
         """Change a table's retention ('30d', seconds, None to keep forever)."""
-        return self.maintenance.alter_table(table, retention=retention)
+        meta = self.maintenance.alter_table(table, retention=retention)
+        if self._ingestion is not None:  # this session's ingestion applies the new period at once
+            self._ingestion.writer(table).current_meta(refresh=True)
+        return meta
 
     def vacuum(self, table: str | None = None, older_than: Any = DEFAULT_GRACE_SECONDS) -> Any:
         """Delete files no snapshot younger than ``older_than`` can read; returns a report."""
@@ -112,6 +134,8 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        if self._ingestion is not None:
+            self._ingestion.close()
         self.queries.close()
         self.maintenance.stop()
         if self._started_ray and ray.is_initialized():

@@ -136,6 +136,26 @@ def test_expired_rows_are_named_with_a_reason():
     assert expired_rows_mask(table, forever, now) is None and expired_rows(table, forever) == []
 
 
+def test_ingest_rejects_events_past_retention_with_a_reason(tmp_path, ray_session):
+    from engine.ingest.rejected import REJECTED_TABLE
+
+    with engine.connect(str(tmp_path / "wh"), namespace="acme", maintenance=False) as db:
+        db.create_table("logs", retention="7d")
+        now = time.time()
+        events = [{"timestamp": _ago(now, 60).isoformat(), "msg": "fresh"},
+                  {"timestamp": _ago(now, 10 * 86400).isoformat(), "msg": "late"},
+                  {"timestamp": _ago(now, 120).isoformat(), "msg": "fresh too"}]
+        receipt = db.ingest("logs", events)
+        assert receipt.accepted == 2
+        ((row, reason),) = receipt.rejected
+        assert row == 1 and "older than the 7d retention of table acme.logs" in reason
+        assert db.sql("SELECT msg FROM logs ORDER BY msg").column("msg").to_pylist() == ["fresh", "fresh too"]
+        kept = db.sql(f'SELECT "table", "row", reason FROM {REJECTED_TABLE}').to_pylist()
+        assert kept == [{"table": "logs", "row": 1, "reason": reason}]
+        db.alter_table("logs", retention="30d")  # the late event is inside the new period
+        assert db.ingest("logs", events[1:2]).accepted == 1
+
+
 def _ago(now: float, seconds: float):
     import datetime as dt
 

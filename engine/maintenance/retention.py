@@ -65,3 +65,14 @@ def _duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def split_expired(table: pa.Table, meta: TableMeta, row_numbers: np.ndarray,
+                  now: float | None = None) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
+    """(the rows inside the retention period, their input row numbers, (row, reason) of the others)."""
+    now = time.time() if now is None else now
+    expired = expired_rows(table, meta, row_numbers, now)
+    if not expired:
+        return table, row_numbers, []
+    keep = pc.invert(expired_rows_mask(table, meta, now))
+    return table.filter(keep), np.asarray(row_numbers)[keep.to_numpy(zero_copy_only=False)], expired
