@@ -1,4 +1,4 @@
-"""The ``petrel`` command line: sql, explain, tables, ingest, demo.
+"""The ``petrel`` command line: sql, explain, tables, ingest, demo, compact, stats.
 
 The warehouse comes from ``--warehouse`` or ``PETREL_WAREHOUSE`` (default
 ``./warehouse``), the Ray cluster from ``--ray-address`` or ``RAY_ADDRESS``
@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from engine.maintenance.cli import register as register_maintenance
 from storage.errors import PetrelError
 
 MAX_CELL = 40
@@ -117,6 +118,8 @@ def parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="generate, ingest and query a day of web/service events")
     demo.add_argument("--rows", type=int, default=500_000)
+
+    register_maintenance(commands)
     return main
 
 
@@ -125,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import engine
 
     try:
-        session = engine.connect(args.warehouse, namespace=args.namespace, ray_address=args.ray_address)
+        # a command is short-lived: no background maintenance loop for it
+        session = engine.connect(args.warehouse, namespace=args.namespace, ray_address=args.ray_address,
+                                 maintenance=False)
     except PetrelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -147,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.demo import run_demo
 
             run_demo(session, rows=args.rows)
+        elif args.command in ("compact", "stats"):
+            return args.run(session, args)
         return 0
     except PetrelError as error:
         print(f"error: {error}", file=sys.stderr)

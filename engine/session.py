@@ -13,10 +13,12 @@ import pyarrow as pa
 import ray
 
 from engine.ingest.client import Ingestion, Receipt
+from engine.maintenance import Maintenance
 from engine.query import QueryEngine
 from engine.runtime import ensure_ray
 from storage.catalog import Catalog, TableMeta, validate_name
 from storage.objectstore import ObjectStore
+from storage.vacuum import DEFAULT_GRACE_SECONDS
 
 
 class Session:
@@ -30,6 +32,7 @@ class Session:
         ray_address: str | None = None,
         num_cpus: int | None = None,
         timeout: float | None = None,
+        maintenance: bool | dict[str, Any] | None = None,
     ) -> None:
         self.store = ObjectStore(root, storage_options)
         self.catalog = Catalog(self.store)
@@ -38,6 +41,11 @@ class Session:
         self._closed = False
         self._ingestion: Ingestion | None = None
         self.queries = QueryEngine(self.store, self.catalog, self.namespace, timeout=timeout)
+        if maintenance is None:  # in the background by default for a local warehouse
+            maintenance = self.store.protocol == "file"
+        options = maintenance if isinstance(maintenance, dict) else {}
+        background = maintenance is True or isinstance(maintenance, dict)
+        self.maintenance = Maintenance(self.store, self.namespace, background=background, **options)
 
     # -- tables ----------------------------------------------------------------
     def create_table(
@@ -100,6 +108,26 @@ class Session:
 
         return ingest_files(self.ingestion, table, paths, progress=progress, storage_options=storage_options)
 
+    # -- maintenance ----------------------------------------------------------------
+    def compact(self, table: str, progress: bool = True, full: bool = True) -> Any:
+        """Merge the table's small segments now (a progress bar on stderr); returns a report."""
+        return self.maintenance.compact(table, progress=progress, full=full)
+
+    def alter_table(self, table: str, *, retention: Any = ...) -> TableMeta:
+        """Change a table's retention ('30d', seconds, None to keep forever)."""
+        meta = self.maintenance.alter_table(table, retention=retention)
+        if self._ingestion is not None:  # this session's ingestion applies the new period at once
+            self._ingestion.writer(table).current_meta(refresh=True)
+        return meta
+
+    def vacuum(self, table: str | None = None, older_than: Any = DEFAULT_GRACE_SECONDS) -> Any:
+        """Delete files no snapshot younger than ``older_than`` can read; returns a report."""
+        return self.maintenance.vacuum(table, older_than=older_than)
+
+    def table_stats(self, table: str) -> Any:
+        """Segments, rows, bytes, small segments, event time range and last compaction."""
+        return self.maintenance.table_stats(table)
+
     # -- lifetime -----------------------------------------------------------------
     def close(self) -> None:
         """Release this session's actors; stop Ray only if this session started it."""
@@ -109,6 +137,7 @@ class Session:
         if self._ingestion is not None:
             self._ingestion.close()
         self.queries.close()
+        self.maintenance.stop()
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
 

@@ -52,9 +52,10 @@ class SegmentEntry:
     columns: dict[str, ColumnStats]
     schema: pa.Schema
     created_at: float = field(default_factory=time.time)
+    level: int = 0  # how many compactions its rows went through (0: as ingested)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        record = {
             "id": self.id,
             "path": self.path,
             "partition": self.partition,
@@ -69,6 +70,9 @@ class SegmentEntry:
             "schema": schema_to_json(self.schema),
             "created_at": self.created_at,
         }
+        if self.level:
+            record["level"] = self.level
+        return record
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> SegmentEntry:
@@ -90,6 +94,7 @@ class SegmentEntry:
             columns=columns,
             schema=schema,
             created_at=float(record.get("created_at") or 0.0),
+            level=int(record.get("level") or 0),
         )
 
 
@@ -116,6 +121,11 @@ def _decode(value: Any, type_: pa.DataType) -> Any:
     if pa.types.is_binary(type_) or pa.types.is_large_binary(type_):
         return bytes.fromhex(value)
     return value
+
+
+def column_stats(column: pa.ChunkedArray | pa.Array) -> ColumnStats:
+    """The manifest statistics of one column of a segment (or of a part of one)."""
+    return _stats_of(column)
 
 
 def _stats_of(column: pa.ChunkedArray) -> ColumnStats:

@@ -14,6 +14,7 @@ owners acknowledge without writing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import uuid
@@ -30,12 +31,14 @@ from engine.ingest.parse import parse
 from engine.ingest.rejected import REJECTED_TABLE, rejected_rows
 from engine.ingest.router import pack, partitions_of, split
 from engine.ingest.schema_log import TableSchemaLog
+from engine.maintenance.retention import split_expired
 from storage.catalog import Catalog, TableMeta
 from storage.errors import CommitConflict, Fenced, FlushFailed, IngestError, IngestTimeout, RejectedRows
 from storage.objectstore import ObjectStore
 
 ACTOR_NAMESPACE = "petrel"
 _RETRYABLE = (RayActorError, Fenced, FlushFailed)
+META_REFRESH_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class TableWriter:
     def __init__(self, store: ObjectStore, meta: TableMeta, options: IngestOptions) -> None:
         self.store = store
         self.meta = meta
+        self._meta_read = time.monotonic()
         self.options = options
         self.declared = frozenset(meta.schema.names) if meta.schema is not None else frozenset()
         self.schema_log = TableSchemaLog(store, meta)
@@ -109,7 +113,24 @@ class TableWriter:
         self._owners.pop(partition, None)
 
     def fit(self, data: Any, now_us: int) -> Normalized:
-        """Parse and fit ``data``; a schema change is recorded before any row is written."""
+        """Parse and fit ``data``; a schema change is recorded before any row is written.
+
+        Rows already past the table's retention period are rejected with the reason.
+        """
+        result = self._fit(data, now_us)
+        kept, rows, expired = split_expired(result.table, self.current_meta(), result.rows, now_us / 1e6)
+        if not expired:
+            return result
+        return dataclasses.replace(result, table=kept, rows=rows, rejected=sorted(result.rejected + expired))
+
+    def current_meta(self, refresh: bool = False) -> TableMeta:
+        """The table's metadata, re-read now and then so a changed retention applies."""
+        if refresh or time.monotonic() - self._meta_read > META_REFRESH_SECONDS:
+            self.meta = Catalog(self.store).table(self.meta.namespace, self.meta.name)
+            self._meta_read = time.monotonic()
+        return self.meta
+
+    def _fit(self, data: Any, now_us: int) -> Normalized:
         parsed = parse(data, self.options.max_row_bytes, self.schema, self.meta.time_column)
         while True:
             result = normalize(

@@ -1,0 +1,242 @@
+"""Maintenance benchmark: a simulated day of streaming events, with compaction on and off.
+
+Events (the query benchmark's web events) arrive at a steady simulated rate;
+every partition's owner flushes one segment per flush interval (one per hour
+bucket it touches) and commits it under its epoch, the way an ingest actor
+does.  The same stream is written three times:
+
+* ``off``:      segments as flushed, never compacted;
+* ``on``:       the same, with size-tiered compaction run after every
+                simulated ``--compact-every`` minutes (what the background
+                loop does), then a final settled pass and a vacuum as after
+                the grace period (which also folds the commit log);
+* ``sorted``:   the whole day written at once, sorted, in target-size segments.
+
+It reports segments, bytes, snapshot load time and the time of the query
+benchmark's queries (``benchmarks/query.py``) through the SQL engine on each
+(the best of ``--repeat`` warm runs), and compaction throughput in events per
+second of compaction work.  It prints a table and writes JSON.  Not a test:
+it asserts nothing about time.
+
+    PYTHONPATH=$PWD python -m benchmarks.maintenance --rate 25 --partitions 2 --flush-seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+import engine
+from benchmarks.query import QUERIES
+from engine.demo import generate_day
+from storage.catalog import TableMeta
+from storage.compaction import CompactionPolicy, CompactionReport, compact_table
+from storage.log import PartitionLog, PartitionState
+from storage.objectstore import ObjectStore
+from storage.segment import split_by_bucket, write_segment
+from storage.snapshot import load_snapshot
+from storage.vacuum import VacuumReport, vacuum_table
+
+TABLE = "web_events"  # the query benchmark's table and queries
+DAY_US = 86_400_000_000
+
+
+@dataclass
+class Stream:
+    """The simulated day, flush by flush: (simulated second, partition, table)."""
+
+    rate: float
+    partitions: int
+    flush_seconds: float
+    seed: int = 0
+    events: int = 0
+
+    def flushes(self):
+        rng = np.random.default_rng(self.seed)
+        span = int(self.flush_seconds * 1e6)
+        for step in range(DAY_US // span):
+            for partition in range(self.partitions):
+                rows = int(rng.poisson(self.rate * self.flush_seconds / self.partitions))
+                table = generate_day(rows, seed=int(rng.integers(1 << 31)), window=(step * span, (step + 1) * span))
+                self.events += table.num_rows
+                yield (step + 1) * self.flush_seconds, partition, table
+
+
+def write_flush(store: ObjectStore, meta: TableMeta, state: PartitionState, table: pa.Table) -> PartitionState:
+    """What an ingest actor's flush does: one sorted segment per hour bucket, one commit."""
+    entries = [write_segment(store, meta.path, part, partition=state.partition, time_column=meta.time_column,
+                             sort_key=meta.full_sort_key) for part in split_by_bucket(table, meta.time_column)]
+    return PartitionLog(store, meta.path, state.partition).commit(state, epoch=state.epoch, added=entries)
+
+
+@dataclass
+class Run:
+    name: str
+    segments: int = 0
+    bytes: int = 0
+    rows: int = 0
+    write_seconds: float = 0.0
+    compaction: CompactionReport = field(default_factory=CompactionReport)
+    compaction_seconds: float = 0.0
+    vacuum: VacuumReport | None = None
+    snapshot_seconds: float = 0.0
+    queries: dict[str, float] = field(default_factory=dict)
+    answers: dict[str, int] = field(default_factory=dict)
+
+
+def stream_day(store: ObjectStore, meta: TableMeta, args: argparse.Namespace, compact: bool) -> Run:
+    run = Run("on" if compact else "off")
+    policy = CompactionPolicy(target_rows=args.target_rows)
+    stream = Stream(args.rate, meta.partitions, args.flush_seconds, seed=args.seed)
+    next_compaction = args.compact_every * 60
+    started = time.perf_counter()
+    owners = {p: PartitionLog(store, meta.path, p).claim() for p in range(meta.partitions)}
+    for second, partition, table in stream.flushes():
+        owners[partition] = write_flush(store, meta, owners[partition], table)
+        if compact and partition == meta.partitions - 1 and second >= next_compaction:
+            next_compaction += args.compact_every * 60
+            t = time.perf_counter()
+            run.compaction += compact_table(store, meta, policy)
+            run.compaction_seconds += time.perf_counter() - t
+    if compact:  # the day is over: every bucket has settled
+        t = time.perf_counter()
+        run.compaction += compact_table(store, meta, policy, full=True)
+        run.compaction_seconds += time.perf_counter() - t
+        # the background loop's vacuum, once the grace period has passed: removed segments go,
+        # and the commit log is folded into one checkpoint
+        run.vacuum = vacuum_table(store, meta, older_than=0)
+    run.write_seconds = time.perf_counter() - started - run.compaction_seconds
+    run.rows = stream.events
+    return run
+
+
+def write_sorted(store: ObjectStore, meta: TableMeta, args: argparse.Namespace) -> Run:
+    """The same events, written once: per partition and hour, sorted, target-size segments."""
+    run = Run("sorted")
+    stream = Stream(args.rate, meta.partitions, args.flush_seconds, seed=args.seed)
+    per_partition: dict[int, list[pa.Table]] = {p: [] for p in range(meta.partitions)}
+    for _, partition, table in stream.flushes():
+        per_partition[partition].append(table)
+    started = time.perf_counter()
+    for partition, tables in per_partition.items():
+        entries = []
+        for part in split_by_bucket(pa.concat_tables(tables), meta.time_column):
+            for offset in range(0, part.num_rows, args.target_rows):
+                entries.append(write_segment(store, meta.path, part.slice(offset, args.target_rows),
+                                             partition=partition, time_column=meta.time_column,
+                                             sort_key=meta.full_sort_key))
+        log = PartitionLog(store, meta.path, partition)
+        log.commit(log.load(), epoch=None, added=entries)
+    run.write_seconds = time.perf_counter() - started
+    run.rows = stream.events
+    return run
+
+
+def measure(db, run: Run, repeat: int) -> None:
+    """Segments and bytes, then each query of the query benchmark: warm once, best of ``repeat``."""
+    stats = db.table_stats(TABLE)
+    run.segments, run.bytes = stats.segments, stats.bytes
+    meta = db.table(TABLE)
+    run.snapshot_seconds = min(_timed(load_snapshot, db.store, meta) for _ in range(repeat))
+    db.sql(f"SELECT count(*) FROM {TABLE}")  # start the worker pool
+    for name, query in QUERIES:
+        result = db.sql(query)
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            result = db.sql(query)
+            times.append(time.perf_counter() - started)
+        run.queries[name] = min(times)
+        run.answers[name] = result.num_rows
+
+
+def _timed(function, *args) -> float:
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=25.0, help="simulated events per second, whole table")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--flush-seconds", type=float, default=60.0, help="simulated seconds between flushes")
+    parser.add_argument("--compact-every", type=float, default=60.0, help="simulated minutes between compactions")
+    parser.add_argument("--target-rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", default=None, help="warehouse root (default: a temporary folder)")
+    parser.add_argument("--out", default="benchmarks/results/maintenance.json")
+    args = parser.parse_args(argv)
+    root = args.root or tempfile.mkdtemp(prefix="petrel-bench-")
+    runs = []
+    for name in ("off", "on", "sorted"):
+        with engine.connect(root, namespace=name, maintenance=False) as db:
+            meta = db.create_table(TABLE, partitions=args.partitions, sort_key=["service"])
+            if name == "sorted":
+                run = write_sorted(db.store, meta, args)
+            else:
+                run = stream_day(db.store, meta, args, name == "on")
+            measure(db, run, args.repeat)
+        runs.append(run)
+    baseline = runs[-1]
+    mismatched = [r.name for r in runs if r.answers != baseline.answers]  # result sizes per query
+    report = {
+        "benchmark": "maintenance",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "args": {k: v for k, v in vars(args).items() if k not in ("root", "out")},
+        "events": baseline.rows,
+        "answers_agree": not mismatched,
+        "runs": [{
+            "name": r.name, "segments": r.segments, "bytes": r.bytes, "rows": r.rows,
+            "write_seconds": round(r.write_seconds, 3),
+            "snapshot_seconds": round(r.snapshot_seconds, 4),
+            "vacuum": None if r.vacuum is None else vars(r.vacuum),
+            "query_seconds": {k: round(v, 4) for k, v in r.queries.items()},
+            "query_total_seconds": round(sum(r.queries.values()), 4),
+            "vs_sorted": round(sum(r.queries.values()) / sum(baseline.queries.values()), 2),
+            "compaction": {
+                "seconds": round(r.compaction_seconds, 3),
+                "rows_rewritten": r.compaction.rows,
+                "segments_removed": r.compaction.removed,
+                "segments_added": r.compaction.added,
+                "events_per_second": round(r.rows / r.compaction_seconds) if r.compaction_seconds else None,
+                "rows_rewritten_per_second": round(r.compaction.rows / r.compaction_seconds)
+                if r.compaction_seconds else None,
+            },
+        } for r in runs],
+    }
+    print(format_report(report))
+    if mismatched:
+        print(f"WARNING: result sizes differ from the sorted table's for: {', '.join(mismatched)}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as handle:
+        json.dump(report, handle, indent=2)
+    print(f"wrote {args.out}")
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{report['events']:,} events over a simulated day, {report['args']['partitions']} partitions, "
+             f"a flush every {report['args']['flush_seconds']:g}s per partition",
+             f"{'layout':<8} {'segments':>9} {'MiB':>8} {'snapshot s':>11} {'queries s':>10} {'vs sorted':>10} "
+             f"{'compaction s':>13} {'events/s':>12} {'rewritten rows/s':>17}"]
+    for r in report["runs"]:
+        c = r["compaction"]
+        lines.append(f"{r['name']:<8} {r['segments']:>9,} {r['bytes'] / 2**20:>8.1f} {r['snapshot_seconds']:>11.4f} "
+                     f"{r['query_total_seconds']:>10.3f} "
+                     f"{r['vs_sorted']:>9.2f}x {c['seconds']:>13.2f} "
+                     f"{(c['events_per_second'] or 0):>12,} {(c['rows_rewritten_per_second'] or 0):>17,}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
