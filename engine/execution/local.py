@@ -15,11 +15,10 @@ from planner.logical import Gather, Plan, Scan
 
 
 def fragment_scan(plan: Plan) -> Scan | None:
-    """The scan at the bottom of a fragment plan."""
-    for node in plan.walk():
-        if isinstance(node, Scan):
-            return node
-    return None
+    """The scan a fragment plan splits by segments."""
+    from planner.fragments import stage_scan
+
+    return stage_scan(plan)
 
 
 def split(segments: tuple, parts: int) -> list[tuple]:

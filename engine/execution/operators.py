@@ -20,8 +20,13 @@ import pyarrow.acero as acero
 import pyarrow.compute as pc
 
 from engine.execution import aggregate
+from engine.execution.join import join, set_operation
+from engine.execution.window import window
 from engine.execution.scan import ScanStats, SegmentReader
-from planner.logical import Aggregate, Filter, Gather, Limit, Plan, Project, Scan, Sort, SortKey, Values
+from planner.logical import (
+    Aggregate, Broadcast, Filter, Gather, Join, Limit, Memory, Plan, Project, Scan, SetOp, Shuffle, Sort, SortKey, Values,
+    Window,
+)
 from storage.errors import QueryTimeout
 
 
@@ -35,6 +40,7 @@ class Execution:
     deadline: float | None = None
     cancelled: Callable[[], bool] | None = None
     scan: ScanStats = field(default_factory=ScanStats)
+    inputs: dict[str, pa.Table] = field(default_factory=dict)  # exchange key -> rows this fragment reads
 
     def check(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -51,6 +57,23 @@ def execute(plan: Plan, run: Execution) -> pa.Table:
         return _scan(plan, None, run)
     if isinstance(plan, Values):
         return plan.compiled.select([n for n in plan.names])
+    if isinstance(plan, Memory):
+        return plan.table
+    if isinstance(plan, (Broadcast, Shuffle)):
+        if plan.key in run.inputs:
+            return run.inputs[plan.key]
+        inner = Execution(reader=run.reader, gathered=run.gathered, deadline=run.deadline, cancelled=run.cancelled,
+                          scan=run.scan, inputs=run.inputs)
+        return execute(plan.input, inner)
+    if isinstance(plan, Join):
+        left = execute(plan.left, run)
+        right = execute(plan.right, run)
+        run.check()
+        return join(left, right, plan)
+    if isinstance(plan, SetOp):
+        parts = [execute(p, run) for p in plan.parts]
+        run.check()
+        return set_operation(parts, plan.kind, plan.distinct)
     if isinstance(plan, Project) and isinstance(plan.input, Scan):
         return _scan(plan.input, plan, run)
     if isinstance(plan, Aggregate) and plan.mode == "partial" and _counts_only(plan):
@@ -78,6 +101,8 @@ def execute(plan: Plan, run: Execution) -> pa.Table:
         return sort(table, plan.keys, plan.limit)
     if isinstance(plan, Limit):
         return table.slice(plan.offset, plan.limit) if plan.limit is not None else table.slice(plan.offset)
+    if isinstance(plan, Window):
+        return window(table, plan.calls)
     raise TypeError(f"cannot execute {type(plan).__name__}")
 
 
