@@ -63,8 +63,10 @@ def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Pl
     group = select.args.get("group")
     keys = list(group.expressions) if group is not None else []
     if group is not None and group.args.get("all"):  # GROUP BY ALL: every select item without an aggregate
+        window_names = {name for name, _ in windows}
         keys = [e.this if isinstance(e, exp.Alias) else e for e in outputs
-                if not any(aggregates.is_aggregate(n) for n in e.find_all(exp.AggFunc, exp.WithinGroup))]
+                if not any(aggregates.is_aggregate(n) for n in e.find_all(exp.AggFunc, exp.WithinGroup))
+                and not any(c.name in window_names for c in e.find_all(exp.Column))]
     for key in keys:
         _no_aggregates(key, "GROUP BY")
 

@@ -34,6 +34,8 @@ class Fragment:
     segments: tuple[SegmentEntry, ...]
     timeout: float | None = None
     delay: float = 0.0  # fault injection for tests: seconds to wait (cancellably) before running
+    inputs: dict = dataclasses.field(default_factory=dict)  # exchange key -> object refs of the rows it reads
+    partition: tuple | None = None  # (keys, buckets): hash-partition the output for a shuffle
 
     @property
     def bytes(self) -> int:

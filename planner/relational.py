@@ -295,7 +295,7 @@ class QueryBuilder:
                 wanted = [c for c in source.columns if c in needed.get(alias, set())] or list(source.columns[:1])
                 plan = Project(source, tuple(f"{alias}.{c}" for c in wanted), tuple(column(c) for c in wanted))
                 return Relation(alias, plan)
-            wanted = [c for c in source.schema.names if c in needed.get(alias, set())]
+            wanted = [c for c in source.schema.names if c in needed.get(alias, set())] or source.schema.names[:1]
             scan = Scan(source, fields=tuple(wanted))
             plan = Project(scan, tuple(f"{alias}.{c}" for c in wanted), tuple(column(c) for c in wanted))
             return Relation(alias, plan, {f"{alias}.{c}": c for c in wanted})

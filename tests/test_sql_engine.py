@@ -158,7 +158,7 @@ def test_session_default_timeout(loaded):
         ("SELECT count(*) FROM evnts", TableNotFound, "did you mean events"),
         ("SELECT servce FROM events", ColumnNotFound, "did you mean 'service'"),
         ("SELECT count(*) FROM events WHERE latncy_ms > 5", ColumnNotFound, "latency_ms"),
-        ("SELECT * FROM events a JOIN events b ON a.host = b.host", UnsupportedSql, "joins"),
+        ("SELECT service FROM events QUALIFY row_number() OVER (ORDER BY timestamp) = 1", UnsupportedSql, "QUALIFY"),
         ("SELECT row_number() OVER () FROM events", UnsupportedSql, "window"),
         ("SELECT * FROM events WHERE host IN (SELECT host FROM events)", UnsupportedSql, "subquer"),
         ("SELECT service FROM events UNION SELECT host FROM events", UnsupportedSql, "set operations"),

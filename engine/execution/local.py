@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from engine.execution.operators import Execution, execute
+from engine.execution.operators import Execution, concat, execute
 from engine.execution.scan import SegmentReader
 from planner.logical import Gather, Plan, Scan
 
@@ -37,5 +37,5 @@ def run_locally(plan: Plan, reader: SegmentReader, fragments: int = 1) -> pa.Tab
             parts = []
             for group in groups:
                 parts.append(execute(node.input, Execution(reader=reader, segments=group, gathered=run.gathered)))
-            run.gathered[id(node)] = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+            run.gathered[id(node)] = concat(parts)
     return execute(plan, run)

@@ -165,16 +165,30 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
     return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan, run.check)
 
 
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """Fragment results as one table (types widened where fragments differ; repeated names kept)."""
+    if len(tables) == 1:
+        return tables[0]
+    names = tables[0].column_names
+    if len(set(names)) == len(names):
+        return pa.concat_tables(tables, promote_options="permissive")
+    positional = [pa.Table.from_arrays(t.columns, names=[f"_{i}" for i in range(t.num_columns)]) for t in tables]
+    merged = pa.concat_tables(positional, promote_options="permissive")
+    return pa.Table.from_arrays(merged.columns, names=names)
+
+
 def project(table: pa.Table, names: tuple[str, ...], exprs: tuple) -> pa.Table:
     """``exprs`` evaluated over ``table`` (Acero project), named ``names``."""
     columns = _plain_columns(table, exprs)
     if columns is not None:  # only renames: no need to run Acero
         return pa.Table.from_arrays([table.column(c) for c in columns], names=list(names))
+    unique = [f"_{i}" for i in range(len(names))] if len(set(names)) < len(names) else list(names)
     declaration = acero.Declaration.from_sequence([
         acero.Declaration("table_source", acero.TableSourceNodeOptions(table)),
-        acero.Declaration("project", acero.ProjectNodeOptions(list(exprs), list(names))),
+        acero.Declaration("project", acero.ProjectNodeOptions(list(exprs), unique)),
     ])
-    return declaration.to_table(use_threads=True)
+    result = declaration.to_table(use_threads=True)
+    return result if unique == list(names) else pa.Table.from_arrays(result.columns, names=list(names))
 
 
 def _plain_columns(table: pa.Table, exprs: tuple) -> list[str] | None:

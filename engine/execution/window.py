@@ -169,7 +169,7 @@ def _sums(func: str, values, lo, hi, valid) -> pa.Array:
 def _extreme(func: str, values, lo, hi, valid, gid, gstart, call: WindowCall) -> pa.Array:
     """MIN/MAX over frames: a running maximum of ranks when frames start at the partition, else by frame width."""
     n = len(values)
-    rank = pc.rank(values, sort_keys="descending" if func == "min" else "ascending", null_placement="at_start",
+    rank = pc.rank(values, sort_keys=[("", "descending" if func == "min" else "ascending", "at_start")],
                    tiebreaker="dense").to_numpy(zero_copy_only=False).astype(np.int64)
     nulls = pc.is_null(values).to_numpy(zero_copy_only=False)
     rank = np.where(nulls, 0, rank - (1 if nulls.any() else 0))
