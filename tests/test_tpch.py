@@ -18,7 +18,7 @@ from tpch_tables import SHARED, load_tables, queries, read_dbgen
 
 QUERIES = queries()
 DATASETS = {
-    "datagen": (lambda: generate(scale=0.01), 200_000),
+    "datagen": (lambda: generate(scale=0.01), 100_000),
     "dbgen": (read_dbgen, 64 * 1024 * 1024),
 }
 
