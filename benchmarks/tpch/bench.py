@@ -17,7 +17,7 @@ from storage.log import PartitionLog
 from storage.segment import write_segment
 
 QUERY_FILE = Path(__file__).resolve().parents[3] / "shared" / "tpch" / "queries.sql"
-ROWS_PER_SEGMENT = 250_000
+ROWS_PER_SEGMENT = 100_000
 
 
 def queries(path: Path = QUERY_FILE) -> dict[int, str]:

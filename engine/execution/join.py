@@ -79,6 +79,16 @@ def _pairs(left: pa.Table, right: pa.Table, plan: Join) -> tuple[np.ndarray, np.
     return li, ri
 
 
+def _matched(left: pa.Table, right: pa.Table, plan: Join) -> np.ndarray:
+    """Whether each left row has a match (Acero's semi join: each left row once, however many match)."""
+    mark = np.zeros(left.num_rows, dtype=bool)
+    lt, rt, names = _keys(left, right, plan)
+    if lt.num_rows and rt.num_rows:
+        found = lt.join(rt, keys=names, right_keys=names, join_type="left semi", use_threads=True)
+        mark[found.column("__l").to_numpy()] = True
+    return mark
+
+
 def _evaluate(table: pa.Table, predicate) -> np.ndarray:
     import pyarrow.acero as acero
 
@@ -114,6 +124,8 @@ def join(left: pa.Table, right: pa.Table, plan: Join) -> pa.Table:
         for key in plan.left_keys:
             left = left.filter(pc.is_valid(left.column(key)))
         kind = "anti"
+    if kind in ("semi", "anti") and plan.left_keys and plan.compiled is None:
+        return left.filter(pa.array(_matched(left, right, plan) if kind == "semi" else ~_matched(left, right, plan)))
     li, ri = _pairs(left, right, plan)
     if kind in ("inner", "cross"):
         return _combine(left.take(li), right.take(ri))

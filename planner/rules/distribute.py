@@ -89,7 +89,7 @@ def _join(plan: Join, context: PlanContext, keys) -> tuple[Plan, bool]:
         names = plan.columns
         swapped = Join(plan.right, plan.left, plan.kind, plan.right_keys, plan.left_keys, plan.condition)
         joined, spread = _join(swapped, context, keys)
-        from planner.relational import column
+        from planner.subqueries import column
 
         return Project(joined, names, tuple(column(n) for n in names)), spread
     limit = context.broadcast_bytes
