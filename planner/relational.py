@@ -280,13 +280,16 @@ class QueryBuilder(SubqueryMixin):
                 pending.append(condition)
         if len(relations) == 1:
             return relations[0].plan, pending
-        joined = {relations[0].alias}
-        plan = relations[0].plan
-        rest = relations[1:]
+        sizes = {r.alias: _size(r.plan) for r in relations}
+        first = max(relations, key=lambda r: sizes[r.alias])  # the fact table drives; dimensions join to it
+        joined = {first.alias}
+        plan = first.plan
+        rest = [r for r in relations if r is not first]
         while rest:
             def connected(r: Relation) -> bool:
                 return any(_is_equi(c, joined, {r.alias}) for c in pending)
-            choice = next((r for r in rest if connected(r)), rest[0])
+            linked = [r for r in rest if connected(r)] or rest
+            choice = min(linked, key=lambda r: sizes[r.alias])  # the most selective join first
             rest.remove(choice)
             now = joined | {choice.alias}
             on = [c for c in pending if tables_of(c) <= now]
@@ -330,6 +333,14 @@ class QueryBuilder(SubqueryMixin):
             keep = [c for c in plan.columns if not c.startswith("_k")]
             plan = Project(plan, tuple(keep), tuple(column(c) for c in keep))
         return plan
+
+def _size(plan: Plan) -> float:
+    """A rough size of a FROM item for ordering joins: manifest bytes, less when filtered."""
+    from planner.rules.distribute import estimate
+
+    filtered = any(isinstance(n, Filter) or isinstance(n, Scan) and n.filter is not None for n in plan.walk())
+    return estimate(plan) / (4 if filtered else 1)
+
 
 def _renamed(plan: Plan, alias: str) -> Plan:
     return Project(plan, tuple(f"{alias}.{c}" for c in plan.columns), tuple(column(c) for c in plan.columns))

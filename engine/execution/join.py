@@ -63,7 +63,10 @@ def _pairs(left: pa.Table, right: pa.Table, plan: Join) -> tuple[np.ndarray, np.
         lt, rt, names = _keys(left, right, plan)
         if lt.num_rows == 0 or rt.num_rows == 0:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        matched = lt.join(rt, keys=names, right_keys=names, join_type="inner", use_threads=True)
+        if lt.num_rows < rt.num_rows:  # Acero builds its hash table on the right input: make that the smaller
+            matched = rt.join(lt, keys=names, right_keys=names, join_type="inner", use_threads=True)
+        else:
+            matched = lt.join(rt, keys=names, right_keys=names, join_type="inner", use_threads=True)
         li = matched.column("__l").to_numpy()
         ri = matched.column("__r").to_numpy()
     else:
@@ -84,7 +87,10 @@ def _matched(left: pa.Table, right: pa.Table, plan: Join) -> np.ndarray:
     mark = np.zeros(left.num_rows, dtype=bool)
     lt, rt, names = _keys(left, right, plan)
     if lt.num_rows and rt.num_rows:
-        found = lt.join(rt, keys=names, right_keys=names, join_type="left semi", use_threads=True)
+        if lt.num_rows < rt.num_rows:  # build the hash table on the smaller side
+            found = rt.join(lt, keys=names, right_keys=names, join_type="right semi", use_threads=True)
+        else:
+            found = lt.join(rt, keys=names, right_keys=names, join_type="left semi", use_threads=True)
         mark[found.column("__l").to_numpy()] = True
     return mark
 
