@@ -281,15 +281,17 @@ class QueryBuilder(SubqueryMixin):
         if len(relations) == 1:
             return relations[0].plan, pending
         sizes = {r.alias: _size(r.plan) for r in relations}
-        first = max(relations, key=lambda r: sizes[r.alias])  # the fact table drives; dimensions join to it
+        first = max(relations, key=lambda r: sizes[r.alias])  # the largest (fact) table drives the joins
         joined = {first.alias}
         plan = first.plan
         rest = [r for r in relations if r is not first]
         while rest:
             def connected(r: Relation) -> bool:
                 return any(_is_equi(c, joined, {r.alias}) for c in pending)
-            linked = [r for r in rest if connected(r)] or rest
-            choice = min(linked, key=lambda r: sizes[r.alias])  # the most selective join first
+            linked = [r for r in rest if connected(r)]
+            # the first connected item in FROM order (an equality with what is joined: no cross product);
+            # with none connected, the smallest remaining one
+            choice = linked[0] if linked else min(rest, key=lambda r: sizes[r.alias])
             rest.remove(choice)
             now = joined | {choice.alias}
             on = [c for c in pending if tables_of(c) <= now]
