@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from engine.ingest.client import Ingestion, Receipt
 from engine.query import QueryEngine
 from engine.runtime import ensure_ray
 from storage.catalog import Catalog, TableMeta, validate_name
@@ -35,6 +36,7 @@ class Session:
         self.namespace = validate_name(namespace, "namespace")
         self._started_ray = ensure_ray(ray_address, num_cpus=num_cpus)
         self._closed = False
+        self._ingestion: Ingestion | None = None
         self.queries = QueryEngine(self.store, self.catalog, self.namespace, timeout=timeout)
 
     # -- tables ----------------------------------------------------------------
@@ -85,12 +87,31 @@ class Session:
         """Query a pyarrow Table or pandas DataFrame as table ``name`` (joins with warehouse tables)."""
         self.queries.register(name, data)
 
+    # -- ingestion ------------------------------------------------------------------
+    @property
+    def ingestion(self) -> Ingestion:
+        if self._ingestion is None:
+            self._ingestion = Ingestion(self.store, self.catalog, self.namespace)
+        return self._ingestion
+
+    def ingest(self, table: str, data: Any, batch_id: str | None = None) -> Receipt:
+        """Store events (Arrow, list of dicts, DataFrame, JSON lines); returns once committed."""
+        return self.ingestion.ingest(table, data, batch_id)
+
+    def ingest_files(self, table: str, paths: Any, progress: bool = True, storage_options: dict | None = None):
+        """Ingest JSON-lines, CSV and Parquet files (a path, glob or list) exactly once each."""
+        from engine.ingest.files import ingest_files
+
+        return ingest_files(self.ingestion, table, paths, progress=progress, storage_options=storage_options)
+
     # -- lifetime -----------------------------------------------------------------
     def close(self) -> None:
         """Release this session's actors; stop Ray only if this session started it."""
         if self._closed:
             return
         self._closed = True
+        if self._ingestion is not None:
+            self._ingestion.close()
         self.queries.close()
         if self._started_ray and ray.is_initialized():
             ray.shutdown()

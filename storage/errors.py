@@ -51,6 +51,10 @@ class IngestTimeout(IngestError, TimeoutError):
     """An ingest call waited too long for buffer space or for its commit."""
 
 
+class FlushFailed(IngestError):
+    """A buffered batch could not be written or committed; nothing of it is stored, retry it."""
+
+
 class RejectedRows(IngestError):
     """Every row of an ingest call was refused; see ``.rejected``."""
 

@@ -1,0 +1,177 @@
+"""Ingestion throughput: events/s into committed segments, beside the physical limit.
+
+Measures (a) Arrow batches of 10k rows and (b) JSON lines in batches of 10k
+lines, each with 1 and 2 ingest actors (partitions), sent by a few client
+threads of one session; and the physical limit: the same rows written by
+``pyarrow.parquet.write_table`` alone (zstd, to local disk) — once with its
+defaults (one row group for the whole table) and once with the row groups a
+segment has (``limit@seg``).  A run counts
+from the first batch sent to the last commit acknowledged, with the owner
+actors already started.  Prints a table and writes JSON.
+
+    python benchmarks/ingest.py [--events 1000000] [--threads 16] [--repeat 1] [--out benchmarks/results/ingest.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import engine  # noqa: E402
+from storage.segment import DEFAULT_ROW_GROUP_SIZE  # noqa: E402
+from storage.snapshot import load_snapshot  # noqa: E402
+
+BATCH_ROWS = 10_000
+
+
+def events(n: int, seed: int = 7) -> pa.Table:
+    """``n`` realistic log events: time, service, level, message, HTTP status and latency, ids."""
+    rng = np.random.default_rng(seed)
+    start = 1_793_491_200_000_000  # 2026-11-01T00:00Z in microseconds
+    micros = start + np.sort(rng.integers(0, 3 * 3600 * 1_000_000, n))
+    services = np.array(["api", "auth", "billing", "search", "web", "worker"])
+    levels = np.array(["debug", "info", "info", "info", "warn", "error"])
+    status = np.array([200, 200, 200, 201, 204, 301, 400, 404, 500])
+    return pa.table(
+        {
+            "timestamp": pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "service": pa.array(services[rng.integers(0, len(services), n)]),
+            "level": pa.array(levels[rng.integers(0, len(levels), n)]),
+            "message": pa.array([f"request {i} handled" for i in range(n)]),
+            "http": pa.StructArray.from_arrays(
+                [pa.array(status[rng.integers(0, len(status), n)]), pa.array(rng.gamma(2.0, 20.0, n))],
+                names=["status_code", "latency_ms"],
+            ),
+            "user_id": pa.array(rng.integers(0, 1_000_000, n)),
+            "event_id": pa.array(np.arange(n, dtype=np.int64)),
+        }
+    )
+
+
+def json_lines(table: pa.Table) -> list[bytes]:
+    """The table as JSON-lines batches of BATCH_ROWS lines (ISO-8601 times, nested http)."""
+    out = []
+    for start in range(0, table.num_rows, BATCH_ROWS):
+        rows = table.slice(start, BATCH_ROWS).to_pylist()
+        out.append("\n".join(json.dumps({**r, "timestamp": r["timestamp"].isoformat()}) for r in rows).encode())
+    return out
+
+
+def physical_limit(table: pa.Table, folder: str, repeat: int = 3, **options) -> float:
+    """Events/s of pyarrow.parquet.write_table writing the same rows (zstd, local disk); best of ``repeat``."""
+    flat = table.flatten()
+    best = 0.0
+    for _ in range(repeat):
+        began = time.perf_counter()
+        pq.write_table(flat, os.path.join(folder, "limit.parquet"), compression="zstd", **options)
+        best = max(best, table.num_rows / (time.perf_counter() - began))
+    return best
+
+
+def run(batches: list, partitions: int, threads: int, folder: str, label: str) -> dict:
+    root = os.path.join(folder, f"wh-{label}-{partitions}")
+    db = engine.connect(root)
+    db.create_table("events", partitions=partitions)
+    db.ingest("events", [{"timestamp": "2026-01-01T00:00:00Z", "event_id": -1}])
+    writer = db.ingestion.writer("events")
+    ray.get([writer.owner(p).status.remote() for p in range(partitions)])  # every owner started
+    queue = list(enumerate(batches))
+    lock = threading.Lock()
+    accepted = []
+
+    def client() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                index, batch = queue.pop(0)
+            accepted.append(db.ingest("events", batch, batch_id=f"{label}-{index}").accepted)
+
+    began = time.perf_counter()
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - began
+    busy = [ray.get(writer.owner(p).status.remote())["flush_seconds"] for p in range(partitions)]
+    snapshot = load_snapshot(db.store, db.table("events"))
+    rows = sum(accepted)
+    assert snapshot.rows == rows + 1, (snapshot.rows, rows)
+    result = {
+        "input": label,
+        "actors": partitions,
+        "events": rows,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(rows / elapsed),
+        "segments": len(snapshot.segments),
+        "owner_busy": [round(b / elapsed, 2) for b in busy],
+    }
+    db.close()
+    shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--inputs", default="arrow,jsonl", help="which inputs to run: arrow, jsonl")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is reported")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "ingest.json"))
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    table = events(args.events)
+    arrow_batches = [table.slice(s, BATCH_ROWS) for s in range(0, table.num_rows, BATCH_ROWS)]
+    jsonl_batches = json_lines(table)
+    folder = tempfile.mkdtemp(prefix="petrel-bench-")
+    try:
+        limit = physical_limit(table, folder)
+        # the same, with the row groups every segment has (storage.segment's writer settings)
+        limit_segments = physical_limit(table, folder, row_group_size=DEFAULT_ROW_GROUP_SIZE, use_dictionary=True)
+        results = []
+        inputs = [(k, b) for k, b in (("arrow", arrow_batches), ("jsonl", jsonl_batches)) if k in args.inputs]
+        for label, batches in inputs:
+            for partitions in (1, 2):
+                tries = [run(batches, partitions, args.threads, folder, f"{label}{i}") for i in range(args.repeat)]
+                result = max(tries, key=lambda r: r["events_per_s"])
+                result["input"] = label
+                result["of_limit"] = round(result["events_per_s"] / limit, 3)
+                result["of_limit_segment_settings"] = round(result["events_per_s"] / limit_segments, 3)
+                result["events_per_s_per_core"] = round(result["events_per_s"] / cores)
+                results.append(result)
+                print(f"  {label} x{partitions}: {result['events_per_s']:,} events/s, owners busy "
+                      f"{result['owner_busy']} of the time", file=sys.stderr)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"\nIngestion, {args.events:,} events, batches of {BATCH_ROWS:,}, {args.threads} client threads, {cores} cores")
+    print(f"{'input':<9}{'actors':>7}{'events/s':>14}{'per core':>12}{'of limit':>10}{'of limit@seg':>14}{'segments':>10}")
+    print(f"{'limit':<9}{'-':>7}{limit:>14,.0f}{limit / cores:>12,.0f}{1:>10.0%}{'':>14}{1:>10}")
+    print(f"{'limit@seg':<9}{'-':>7}{limit_segments:>14,.0f}{limit_segments / cores:>12,.0f}{'':>10}{1:>14.0%}{'':>10}")
+    for r in results:
+        print(f"{r['input']:<9}{r['actors']:>7}{r['events_per_s']:>14,}{r['events_per_s_per_core']:>12,}"
+              f"{r['of_limit']:>10.0%}{r['of_limit_segment_settings']:>14.0%}{r['segments']:>10}")
+    print(f"(load average while running: {os.getloadavg()[0]:.1f})")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as handle:
+        json.dump({"events": args.events, "batch_rows": BATCH_ROWS, "threads": args.threads, "cores": cores,
+                   "limit_events_per_s": round(limit), "limit_segment_settings_events_per_s": round(limit_segments),
+                   "load_average": round(os.getloadavg()[0], 2), "runs": results}, handle, indent=2)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

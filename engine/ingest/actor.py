@@ -1,0 +1,358 @@
+"""The ingest actor: the one owner of a partition, and its group commit.
+
+An :class:`IngestActor` claims its partition when it starts (a commit of a
+higher epoch; the log gives it the recent batch ids and source offsets), then
+buffers appends.  On max rows, max bytes or max age it flushes: the buffered
+rows become one sorted segment per hour bucket and ONE commit records those
+segments with every batch id and source offset in the flush; only then are
+the callers acknowledged.  A batch id (or source offset) the log already
+holds is acknowledged without writing.
+
+If a newer owner claimed the partition meanwhile, the commit is refused
+(:class:`~storage.errors.Fenced`), nothing of the flush becomes visible and
+the callers get the error to retry through the current owner.  Any other
+failure of a flush fails its callers and every append buffered behind it
+(:class:`~storage.errors.FlushFailed`), so a retry never lands after a later
+batch of the same source.
+
+For tests, :meth:`IngestActor.inject_fault` arms a crash (``exit``) or a
+pause at a named point of the next flush: ``before_upload``,
+``after_upload`` (segments written, not committed) or ``after_commit``
+(committed, callers not yet acknowledged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from engine.ingest.router import unpack
+from storage.catalog import TableMeta
+from storage.errors import Fenced, FlushFailed, IngestTimeout
+from storage.log import PartitionLog, PartitionState
+from storage.objectstore import ObjectStore
+from storage.schema import conform, unify
+from storage.segment import BUCKET_SECONDS, SegmentEntry, split_by_bucket, time_micros, write_segment
+
+FAULT_POINTS = ("before_upload", "after_upload", "after_commit")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How an ingest actor buffers: flush triggers and the bound on buffered bytes.
+
+    A flush starts as soon as the previous one is done and the buffer holds
+    ``eager_rows`` or ``eager_bytes`` (under load, segments grow with the
+    arrival rate), and otherwise when the oldest buffered append is
+    ``max_age`` seconds old, so a trickle of small calls is gathered into one
+    segment with about a second of latency.  One flush takes at most
+    ``max_rows``/``max_bytes`` (whole appends; at least one).
+    """
+
+    max_rows: int = 500_000
+    max_bytes: int = 64 << 20
+    max_age: float = 0.5
+    eager_rows: int = 20_000
+    eager_bytes: int = 4 << 20
+    max_buffer_bytes: int = 512 << 20
+    buffer_timeout: float = 60.0
+
+
+@dataclass
+class _Append:
+    batch_id: str
+    table: pa.Table
+    offsets: dict[str, Any]
+    size: int
+    future: asyncio.Future = field(repr=False)
+
+
+def covered(committed: Any, offered: Any) -> bool:
+    """Whether a committed source offset already includes the offered one."""
+    if isinstance(committed, dict) and isinstance(offered, dict):
+        return committed.get("chunk", -1) >= offered.get("chunk", 0)
+    return committed is not None and committed == offered
+
+
+class IngestActor:
+    """Owns one partition of one table under an epoch; see the module docstring."""
+
+    def __init__(self, store: ObjectStore, meta: TableMeta, partition: int, config: IngestConfig | None = None) -> None:
+        self.store = store
+        self.meta = meta
+        self.partition = partition
+        self.config = config or IngestConfig()
+        self.log = PartitionLog(store, meta.path, partition)
+        self.state: PartitionState = self.log.claim()
+        self.epoch = self.state.epoch
+        self._fenced = False
+        self._buffer: list[_Append] = []
+        self._buffer_rows = 0
+        self._buffer_bytes = 0
+        self._urgent = False
+        self._held_bytes = 0  # buffered plus being flushed
+        self._oldest = 0.0
+        self._waiting: dict[str, asyncio.Future] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
+        self._wake: asyncio.Event | None = None
+        self._space: asyncio.Condition | None = None
+        self._flusher: asyncio.Task | None = None
+        self._faults: dict[str, str] = {}
+        self._paused = threading.Event()
+        self._release = threading.Event()
+        self.flushes = 0
+        self.flushed_rows = 0
+        self.flush_seconds = 0.0
+
+    # -- the caller's side -----------------------------------------------------------
+    async def append(
+        self, batch_id: str, data: bytes, offsets: dict[str, Any] | None = None, urgent: bool = False
+    ) -> int:
+        """Buffer rows (Arrow IPC bytes) and return, once committed, how many were written.
+
+        0 means the batch (or the source offset) was committed before.  ``urgent``
+        flushes without waiting for more appends (a caller that sends one batch
+        at a time, like file ingestion, gains nothing from the wait).
+        """
+        self._start()
+        offsets = dict(offsets or {})
+        if self._fenced:
+            await self._reclaim()
+        if self._committed(batch_id, offsets):
+            return 0
+        if batch_id in self._waiting:
+            return await asyncio.shield(self._waiting[batch_id])
+        table = unpack(data)
+        size = max(table.nbytes, 1)
+        await self._wait_for_space(size)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._buffer:
+            self._oldest = loop.time()
+        self._buffer.append(_Append(batch_id, table, offsets, size, future))
+        self._buffer_rows += table.num_rows
+        self._buffer_bytes += size
+        self._held_bytes += size
+        self._waiting[batch_id] = future
+        self._urgent = self._urgent or urgent
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    def _committed(self, batch_id: str, offsets: dict[str, Any]) -> bool:
+        if self.state.has_batch(batch_id):
+            return True
+        return bool(offsets) and all(covered(self.state.offsets.get(s), o) for s, o in offsets.items())
+
+    async def _wait_for_space(self, size: int) -> None:
+        limit = self.config.max_buffer_bytes
+        if self._held_bytes == 0 or self._held_bytes + size <= limit:
+            return
+        deadline = asyncio.get_running_loop().time() + self.config.buffer_timeout
+        async with self._space:
+            while self._held_bytes and self._held_bytes + size > limit:
+                remaining = deadline - asyncio.get_running_loop().time()
+                try:
+                    if remaining <= 0:
+                        raise TimeoutError
+                    await asyncio.wait_for(self._space.wait(), remaining)
+                except TimeoutError:
+                    raise IngestTimeout(
+                        f"partition {self.partition} of {self.meta.namespace}.{self.meta.name} has "
+                        f"{self._held_bytes >> 20} MiB buffered (limit {limit >> 20} MiB) and could not take "
+                        f"{size >> 10} KiB more within {self.config.buffer_timeout:g} s; the writer is behind — "
+                        "retry the batch later (same batch id), send smaller batches or raise max_buffer_bytes"
+                    ) from None
+
+    async def _reclaim(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.state = await loop.run_in_executor(self._executor, self.log.claim)
+        self.epoch = self.state.epoch
+        self._fenced = False
+
+    # -- the flusher -------------------------------------------------------------------------
+    def _start(self) -> None:
+        if self._flusher is None:
+            self._wake = asyncio.Event()
+            self._space = asyncio.Condition()
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    def _due(self, now: float) -> float:
+        """Seconds until the buffer must be flushed (0: now)."""
+        if (
+            self._urgent
+            or self._buffer_rows >= self.config.eager_rows
+            or self._buffer_bytes >= self.config.eager_bytes
+        ):
+            return 0.0
+        return max(0.0, self._oldest + self.config.max_age - now)
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._buffer:
+                wait = self._due(loop.time())
+                if wait > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+                    continue
+                await self._flush(self._take_flush())
+
+    def _take_flush(self) -> list[_Append]:
+        """The oldest appends, up to max_rows/max_bytes (at least one)."""
+        rows = size = count = 0
+        for item in self._buffer:
+            if count and (rows + item.table.num_rows > self.config.max_rows or size + item.size > self.config.max_bytes):
+                break
+            rows, size, count = rows + item.table.num_rows, size + item.size, count + 1
+        batch, self._buffer = self._buffer[:count], self._buffer[count:]
+        self._buffer_rows -= rows
+        self._buffer_bytes -= size
+        if self._buffer:
+            self._oldest = float("-inf")  # left over from a full flush: next in line
+        else:
+            self._urgent = False
+        return batch
+
+    async def _flush(self, batch: list[_Append]) -> None:
+        loop = asyncio.get_running_loop()
+        began = time.perf_counter()
+        try:
+            self.state = await loop.run_in_executor(self._executor, self._write, batch)
+        except Fenced as exc:
+            self._fenced = True
+            self._fail(batch + self._take_buffer(), exc)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to its callers
+            error = FlushFailed(
+                f"partition {self.partition} of {self.meta.namespace}.{self.meta.name}: flush failed "
+                f"({type(exc).__name__}: {exc}); nothing of it was stored — retry the batch with the same batch id"
+            )
+            error.__cause__ = exc
+            self._fail(batch + self._take_buffer(), error)
+        else:
+            self.flushes += 1
+            self.flushed_rows += sum(item.table.num_rows for item in batch)
+            self.flush_seconds += time.perf_counter() - began
+            for item in batch:
+                self._waiting.pop(item.batch_id, None)
+                if not item.future.done():
+                    item.future.set_result(item.table.num_rows)
+        finally:
+            self._held_bytes -= sum(item.size for item in batch)
+            async with self._space:
+                self._space.notify_all()
+
+    def _take_buffer(self) -> list[_Append]:
+        taken, self._buffer = self._buffer, []
+        self._held_bytes -= sum(item.size for item in taken)
+        self._buffer_rows = self._buffer_bytes = 0
+        self._urgent = False
+        return taken
+
+    def _fail(self, items: list[_Append], error: Exception) -> None:
+        for item in items:
+            self._waiting.pop(item.batch_id, None)
+            if not item.future.done():
+                item.future.set_exception(error)
+
+    def _write(self, batch: list[_Append]) -> PartitionState:
+        """Write the flush's segments and commit them (runs on the flush thread)."""
+        tables = [item.table for item in batch if item.table.num_rows]
+        entries: list[SegmentEntry] = []
+        if tables:
+            schema = unify(t.schema for t in tables)
+            table = pa.concat_tables([t if t.schema.equals(schema) else conform(t, schema) for t in tables])
+            self._fault("before_upload")
+            for part, in_order in self._buckets(table):
+                entries.append(
+                    write_segment(
+                        self.store,
+                        self.meta.path,
+                        part,
+                        partition=self.partition,
+                        time_column=self.meta.time_column,
+                        sort_key=self.meta.full_sort_key,
+                        sorted_already=in_order,
+                        # one row group per ingest segment: its statistics are the segment's own, and the
+                        # Parquet writer tries a dictionary once per column chunk, which is most of its
+                        # cost on high-cardinality columns when row groups are small
+                        row_group_size=max(part.num_rows, 1),
+                    )
+                )
+            self._fault("after_upload")
+        offsets: dict[str, Any] = {}
+        for item in batch:
+            offsets.update(item.offsets)
+        state = self.log.commit(
+            self.state, epoch=self.epoch, added=entries, offsets=offsets, batch_ids=[i.batch_id for i in batch]
+        )
+        self._fault("after_commit")
+        return state
+
+    def _buckets(self, table: pa.Table) -> list[tuple[pa.Table, bool]]:
+        """The flush's rows cut into one table per hour bucket, and whether each is sorted already.
+
+        Sorted by time alone (the default), the table is sorted once (not at
+        all when it arrived in order, as streams mostly do) and the buckets
+        are zero-copy slices; with a longer sort key each bucket is sorted
+        when it is written.
+        """
+        time_column = self.meta.time_column
+        if tuple(self.meta.full_sort_key) != (time_column,):
+            return [(part, False) for part in split_by_bucket(table, time_column)]
+        micros = time_micros(table.column(time_column)).to_numpy(zero_copy_only=False)
+        if len(micros) > 1 and not np.all(micros[1:] >= micros[:-1]):
+            order = np.argsort(micros, kind="stable")
+            table, micros = table.take(pa.array(order)), micros[order]
+        buckets = micros // (BUCKET_SECONDS * 1_000_000)
+        bounds = np.concatenate(([0], np.flatnonzero(np.diff(buckets)) + 1, [len(buckets)]))
+        return [(table.slice(int(a), int(b - a)), True) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    # -- fault injection and status, for tests and monitors -----------------------------------
+    def inject_fault(self, point: str, action: str = "exit") -> None:
+        """Crash (``exit``) or stop (``pause``, until :meth:`release`) at ``point`` of the next flush."""
+        if point not in FAULT_POINTS or action not in ("exit", "pause"):
+            raise ValueError(f"fault {point!r}/{action!r} is unknown; points: {', '.join(FAULT_POINTS)}; "
+                             "actions: exit, pause")
+        self._faults[point] = action
+
+    def _fault(self, point: str) -> None:
+        action = self._faults.pop(point, None)
+        if action == "exit":
+            os._exit(1)
+        if action == "pause":
+            self._paused.set()
+            self._release.wait()
+            self._paused.clear()
+
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "epoch": self.epoch,
+            "version": self.state.version,
+            "buffered_rows": self._buffer_rows,
+            "held_bytes": self._held_bytes,
+            "flushes": self.flushes,
+            "flushed_rows": self.flushed_rows,
+            "flush_seconds": round(self.flush_seconds, 3),
+            "pid": os.getpid(),
+            "time": time.time(),
+        }

@@ -1,0 +1,188 @@
+"""File ingestion, exactly once per file: JSON lines, CSV and Parquet.
+
+A file is read in chunks that are the same on every run (JSON lines cut at
+line ends every ``chunk_bytes``, CSV and Parquet every ``chunk_rows`` rows).
+Chunk k of a file goes to EVERY partition — its rows for that partition, or
+none — with batch id ``<source>#k`` and the source offset
+``{"chunk": k + 1, "done": <last chunk>, "layout": <chunk sizes>}``, committed
+in the same commit as the rows.  So each partition's log says how far it got through each file:
+
+- a file every partition has marked done is skipped;
+- otherwise the run resumes at the lowest chunk any partition lacks, cutting
+  the file as the first run did, and a partition that already has a chunk
+  acknowledges it without writing.
+
+Running again, or after a crash midway, therefore never ingests a file twice
+and never skips one.  The source is the file's full URL; a file is identified
+by its path, so a file rewritten in place under the same name is not read
+again.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from engine.ingest.client import Ingestion, _Slice
+from engine.ingest.rejected import rejected_rows
+from engine.ingest.router import pack, partitions_of, split
+from storage.errors import IngestError
+from storage.snapshot import load_snapshot
+
+CHUNK_ROWS = 200_000
+CHUNK_BYTES = 32 << 20
+_FORMATS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_COMPRESSIONS = (".gz", ".bz2", ".zst", ".xz")
+
+
+@dataclass
+class FilesReceipt:
+    """What an ``ingest_files`` run did: files read, files already ingested, rows stored and refused."""
+
+    ingested: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    accepted: int = 0
+    rejected: int = 0
+
+
+def file_format(path: str) -> str:
+    name = path.lower()
+    for suffix in _COMPRESSIONS:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    for suffix, kind in _FORMATS.items():
+        if name.endswith(suffix):
+            return kind
+    raise IngestError(
+        f"cannot tell the format of {path!r} from its name; use .jsonl/.ndjson/.json (JSON lines), .csv or .parquet"
+    )
+
+
+def expand(paths: Any, storage_options: dict | None) -> list[tuple[fsspec.AbstractFileSystem, str, str]]:
+    """(filesystem, path, source URL) of every file ``paths`` names, globs expanded, sorted."""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    found: dict[str, tuple[fsspec.AbstractFileSystem, str]] = {}
+    for item in items:
+        fs, _, matches = fsspec.core.get_fs_token_paths(str(item), storage_options=storage_options or {})
+        if not matches:
+            raise IngestError(f"no file matches {str(item)!r}; check the path or glob")
+        for path in matches:
+            if fs.isdir(path):
+                continue
+            found[fs.unstrip_protocol(path)] = (fs, path)
+    if not found:
+        raise IngestError(f"no file matches {paths!r}; check the path or glob")
+    return [(fs, path, url) for url, (fs, path) in sorted(found.items())]
+
+
+def chunks(fs: fsspec.AbstractFileSystem, path: str, chunk_rows: int, chunk_bytes: int) -> Iterator[Any]:
+    """The file's chunks, the same on every run; at least one (maybe empty)."""
+    kind = file_format(path)
+    with fs.open(path, "rb", compression="infer") as handle:
+        data = handle.read()
+    if kind == "json":
+        start = 0
+        while True:
+            end = len(data) if len(data) - start <= chunk_bytes else data.find(b"\n", start + chunk_bytes)
+            end = len(data) if end < 0 else end + 1
+            yield data[start:end]
+            if end >= len(data):
+                return
+            start = end
+    if kind == "csv":
+        table = pacsv.read_csv(io.BytesIO(data))
+    else:
+        table = pq.read_table(io.BytesIO(data))
+    for start in range(0, max(table.num_rows, 1), chunk_rows):
+        yield table.slice(start, chunk_rows)
+
+
+def ingest_files(
+    ingestion: Ingestion,
+    table: str,
+    paths: Any,
+    progress: bool = True,
+    storage_options: dict | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> FilesReceipt:
+    """Ingest every file ``paths`` names into ``table``, each exactly once (see the module docstring)."""
+    writer = ingestion.writer(table)
+    meta = writer.meta
+    if storage_options is None and ingestion.store.protocol != "file":
+        storage_options = ingestion.store.storage_options
+    files = expand(paths, storage_options)
+    offsets = load_snapshot(ingestion.store, meta).offsets
+    receipt = FilesReceipt()
+    started = time.monotonic()
+    for number, (fs, path, source) in enumerate(files, 1):
+        committed = [offsets.get(p, {}).get(source) for p in range(meta.partitions)]
+        if all(isinstance(c, dict) and c.get("done") for c in committed):
+            receipt.skipped.append(source)
+            _report(progress, table, number, len(files), receipt, started)
+            continue
+        resume = min(c.get("chunk", 0) if isinstance(c, dict) else 0 for c in committed)
+        layout = {"rows": chunk_rows, "bytes": chunk_bytes}
+        for c in committed:  # a file begun before is cut exactly as then
+            if isinstance(c, dict) and isinstance(c.get("layout"), dict):
+                layout = c["layout"]
+        iterator = chunks(fs, path, layout["rows"], layout["bytes"])
+        current = next(iterator)
+        index = 0
+        while current is not None:
+            following = next(iterator, None)
+            if index >= resume:
+                accepted, rejected = _ingest_chunk(
+                    ingestion, writer, table, source, index, current, following is None, layout
+                )
+                receipt.accepted += accepted
+                receipt.rejected += rejected
+            current, index = following, index + 1
+            _report(progress, table, number - 1, len(files), receipt, started)
+        receipt.ingested.append(source)
+        _report(progress, table, number, len(files), receipt, started)
+    if progress:
+        sys.stderr.write("\n")
+    return receipt
+
+
+def _ingest_chunk(
+    ingestion: Ingestion, writer, table: str, source: str, index: int, data: Any, last: bool, layout: dict
+) -> tuple[int, int]:
+    batch_id = f"{source}#{index}"
+    now_us = time.time_ns() // 1000
+    result = writer.fit(data, now_us)
+    partitions = writer.meta.partitions
+    targets = partitions_of(result.table, result.rows, result.total, partitions, batch_id, writer.meta.routing_key)
+    parts = split(result.table, targets, partitions)
+    offset = {source: {"chunk": index + 1, "done": last, "layout": layout}}
+    empty = result.table.schema.empty_table()
+    slices = [
+        _Slice(writer, p, batch_id, pack(parts.get(p, empty)), offset, urgent=True) for p in range(partitions)
+    ]
+    if result.rejected:
+        rejects = rejected_rows(table, batch_id, result, now_us)
+        slices.append(_Slice(ingestion.rejected_writer(), 0, f"{batch_id}/rejected", pack(rejects), urgent=True))
+    ingestion.deliver(slices)
+    return result.accepted, len(result.rejected)
+
+
+def _report(progress: bool, table: str, done: int, total: int, receipt: FilesReceipt, started: float) -> None:
+    if not progress:
+        return
+    elapsed = max(time.monotonic() - started, 1e-9)
+    sys.stderr.write(
+        f"\ringest_files {table}: {done}/{total} files, {receipt.accepted:,} rows "
+        f"({receipt.accepted / elapsed:,.0f} rows/s), {receipt.rejected:,} rejected, "
+        f"{len(receipt.skipped)} already ingested"
+    )
+    sys.stderr.flush()

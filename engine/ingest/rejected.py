@@ -1,0 +1,49 @@
+"""The per-namespace table of rejected rows: nothing a client sends silently disappears.
+
+Every refused row is stored, through the same ingest path as good rows, in
+``<namespace>._rejected`` with the table it was meant for, the batch id, its
+row number in the batch, the reason, the row as the client sent it, and the
+time it was received.  It is written under the batch id plus ``/rejected``,
+so a retried batch does not store its rejections twice either.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from engine.ingest.normalize import Normalized
+from storage.catalog import Catalog
+
+REJECTED_TABLE = "_rejected"
+REJECTED_SCHEMA = pa.schema(
+    [
+        ("received_at", pa.timestamp("us", tz="UTC")),
+        ("table", pa.string()),
+        ("batch_id", pa.string()),
+        ("row", pa.int64()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+
+def ensure_rejected_table(catalog: Catalog, namespace: str) -> None:
+    catalog.create_table(
+        namespace, REJECTED_TABLE, schema=REJECTED_SCHEMA, time_column="received_at", partitions=1, exist_ok=True
+    )
+
+
+def rejected_rows(table: str, batch_id: str, result: Normalized, received_us: int) -> pa.Table:
+    """The rejected rows of ``result`` as rows of the rejected-rows table."""
+    rows = [row for row, _ in result.rejected]
+    return pa.Table.from_arrays(
+        [
+            pa.array([received_us] * len(rows), pa.int64()).cast(REJECTED_SCHEMA.field("received_at").type),
+            pa.array([table] * len(rows), pa.string()),
+            pa.array([batch_id] * len(rows), pa.string()),
+            pa.array(rows, pa.int64()),
+            pa.array([reason for _, reason in result.rejected], pa.string()),
+            pa.array([result.raw(row) for row in rows], pa.string()),
+        ],
+        schema=REJECTED_SCHEMA,
+    )
