@@ -1,8 +1,9 @@
 """TPC-H: all 22 queries give DuckDB's results over the same data in Petrel tables.
 
 Two data sets: the project's own generator at scale 0.01, and the official
-tiny dbgen output.  Tables are small segments over two partitions, queried
-by a two-worker pool; for the generated data the broadcast limit is set
+tiny dbgen output.  Both are loaded through ``Session.ingest`` (a few
+batches per table, two partitions, so every table has several segments)
+and queried by a two-worker pool; for the generated data the broadcast limit is set
 low, so the large joins hash-shuffle both sides and the small ones are
 broadcast.  Each data set is loaded once and shared by its 22 queries.
 """
@@ -14,7 +15,7 @@ import pytest
 
 from benchmarks.tpch.datagen import generate
 from result_compare import assert_same
-from tpch_tables import SHARED, load_tables, queries, read_dbgen
+from tpch_tables import SHARED, ingest_tables, queries, read_dbgen
 
 QUERIES = queries()
 DATASETS = {
@@ -26,15 +27,14 @@ DATASETS = {
 @pytest.fixture(scope="module", params=sorted(DATASETS))
 def tpch(request, ray_session, tmp_path_factory):
     import engine
-    from storage.objectstore import ObjectStore
 
     if request.param == "dbgen" and not (SHARED / "lineitem.csv.gz").exists():
         pytest.fail(f"the official TPC-H files are missing from {SHARED}")
     make, broadcast_bytes = DATASETS[request.param]
     tables = make()
     root = str(tmp_path_factory.mktemp(f"tpch-{request.param}") / "warehouse")
-    load_tables(ObjectStore(root), tables)
     db = engine.connect(root)
+    ingest_tables(db, tables)
     db.queries.workers = 2
     db.queries.broadcast_bytes = broadcast_bytes
     oracle = duckdb.connect()

@@ -41,6 +41,16 @@ def read_dbgen() -> dict[str, pa.Table]:
     return tables
 
 
+def ingest_tables(db, tables: dict[str, pa.Table], batches: int = 2, partitions: int = 2) -> None:
+    """Load every table through ``Session.ingest`` in ``batches`` batches (each committed before the next)."""
+    for name, table in tables.items():
+        db.create_table(name, partitions=partitions)
+        size = max(1, -(-table.num_rows // batches))
+        for index, start in enumerate(range(0, table.num_rows, size)):
+            receipt = db.ingest(name, table.slice(start, size), batch_id=f"{name}-{index}")
+            assert not receipt.rejected, receipt.rejected[:3]
+
+
 def load_tables(store: ObjectStore, tables: dict[str, pa.Table], rows_per_segment: int = 2_000,
                 partitions: int = 2, namespace: str = "default") -> None:
     """Write every table as segments of ``rows_per_segment`` rows, committed over ``partitions``."""
