@@ -1,8 +1,8 @@
 """TPC-H: all 22 queries give DuckDB's results over the same data in Petrel tables.
 
 Two data sets: the project's own generator at scale 0.01, and the official
-tiny dbgen output.  Both are loaded through ``Session.ingest`` (a few
-batches per table, two partitions, so every table has several segments)
+tiny dbgen output.  Both are loaded through ``Session.ingest`` (one batch per table, routed
+over two partitions, so every table has a segment per partition)
 and queried by a two-worker pool; for the generated data the broadcast limit is set
 low, so the large joins hash-shuffle both sides and the small ones are
 broadcast.  Each data set is loaded once and shared by its 22 queries.

@@ -41,7 +41,7 @@ def read_dbgen() -> dict[str, pa.Table]:
     return tables
 
 
-def ingest_tables(db, tables: dict[str, pa.Table], batches: int = 2, partitions: int = 2) -> None:
+def ingest_tables(db, tables: dict[str, pa.Table], batches: int = 1, partitions: int = 2) -> None:
     """Load every table through ``Session.ingest`` in ``batches`` batches (each committed before the next)."""
     for name, table in tables.items():
         db.create_table(name, partitions=partitions)
