@@ -22,11 +22,11 @@ import pyarrow as pa
 import ray
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
-from engine.execution.operators import Execution, execute
+from engine.execution.operators import Execution, concat, execute
 from engine.execution.scan import SegmentReader
 from engine.worker import QueryWorker
 from planner.fragments import Fragment, assign, pack, preference, stage_plan, stage_scan
-from planner.logical import Gather, Limit, Plan, Sort
+from planner.logical import Broadcast, Gather, Limit, Plan, Shuffle, Sort
 from storage.errors import PetrelError, QueryFailed, QueryTimeout
 from storage.objectstore import ObjectStore
 
@@ -113,16 +113,8 @@ def run_plan(
     started = started if started is not None else time.monotonic()
     deadline = started + timeout if timeout is not None else None
     stats = QueryStats(query_id=uuid.uuid4().hex)
-    run = Execution(deadline=deadline)
-    parents = {id(child): node for node in plan.walk() for child in node.inputs}
-    stage = 0
-    for node in reversed(list(plan.walk())):
-        if isinstance(node, Gather):
-            stage += 1
-            limit = _row_limit(parents.get(id(node)))
-            table, stage_stats = _run_stage(node, stage, pool, stats.query_id, deadline, timeout, limit, fault_delay)
-            run.gathered[id(node)] = table
-            stats.stages.append(stage_stats)
+    runner = _Stages(pool, stats, deadline, timeout, fault_delay)
+    run, final_start = runner.gathered(plan), None
     final_start = time.monotonic()
     try:
         result = execute(plan, run)
@@ -132,6 +124,13 @@ def run_plan(
     stats.final_rows = result.num_rows
     stats.total_seconds = time.monotonic() - started
     return result, stats
+
+
+def _exchanges(plan: Plan) -> list[Plan]:
+    """The exchanges directly below ``plan`` (not those inside another exchange's input)."""
+    if isinstance(plan, (Gather, Broadcast, Shuffle)):
+        return [plan]
+    return [found for child in plan.inputs for found in _exchanges(child)]
 
 
 def _row_limit(parent: Plan | None) -> int | None:
@@ -147,43 +146,120 @@ def _timeout_message(timeout: float | None) -> str:
             "narrow its time range or pass a larger timeout= to sql()")
 
 
-def _run_stage(
-    gather: Gather,
-    stage: int,
+class _Stages:
+    """Runs the stages of one query: each exchange's input, bottom up, on the workers."""
+
+    def __init__(self, pool: WorkerPool, stats: QueryStats, deadline: float | None, timeout: float | None,
+                 fault_delay: float) -> None:
+        self.pool = pool
+        self.stats = stats
+        self.deadline = deadline
+        self.timeout = timeout
+        self.fault_delay = fault_delay
+
+    def gathered(self, plan: Plan) -> Execution:
+        """An Execution for the coordinator's part of ``plan``, with every Gather below it run."""
+        run = Execution(deadline=self.deadline)
+        parents = {id(child): node for node in plan.walk() for child in node.inputs}
+        for gather in _exchanges(plan):
+            limit = _row_limit(parents.get(id(gather)))
+            results = self.stage(gather.input, None, limit)
+            run.gathered[id(gather)] = concat(results)
+        return run
+
+    def complete(self, plan: Plan) -> pa.Table:
+        """All rows of ``plan`` (the input of a Broadcast), here."""
+        return execute(plan, self.gathered(plan))
+
+    def stage(self, plan: Plan, shuffle: Shuffle | None, limit: int | None) -> list:
+        """Run ``plan`` as one stage: tables (gathered) or, for a shuffle, bucket refs per fragment."""
+        broadcast: dict[str, Any] = {}
+        shuffled: dict[str, list[list[Any]]] = {}
+        for node in _exchanges(plan):
+            if isinstance(node, Broadcast):
+                broadcast[node.key] = ray.put(self.complete(node.input))  # one object for every fragment
+            elif isinstance(node, Shuffle):
+                shuffled[node.key] = self.stage(node.input, node, None)
+            else:
+                raise QueryFailed("a gather inside a stage cannot run; this is a planner bug")
+        number = len(self.stats.stages) + 1
+        stats = StageStats(number)
+        self.stats.stages.append(stats)
+        begun = time.monotonic()
+        body = stage_plan(Gather(plan))
+        scan = stage_scan(plan)
+        segments = tuple(scan.segments or ()) if scan is not None else ()
+        partition = (shuffle.keys, shuffle.buckets) if shuffle is not None else None
+        inputs = {key: [ref] for key, ref in broadcast.items()}
+        fragments: list[tuple[str, Fragment]] = []
+        names = self.pool.names
+        remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        query_id = self.stats.query_id
+        if shuffled:
+            buckets = len(next(iter(shuffled.values()))[0]) if next(iter(shuffled.values())) else 1
+            for bucket in range(buckets):
+                parts = dict(inputs)
+                for key, per_fragment in shuffled.items():
+                    parts[key] = [refs[bucket] for refs in per_fragment]
+                fragment = Fragment(query_id, number, bucket, body, (), remaining, self.fault_delay, parts, partition)
+                fragments.append((names[bucket % len(names)], fragment))
+        elif segments:
+            for worker, assigned in assign(segments, names).items():
+                for group in pack(assigned):
+                    fragment = Fragment(query_id, number, len(fragments), body, group, remaining, self.fault_delay,
+                                        inputs, partition)
+                    fragments.append((worker, fragment))
+        else:  # nothing to read: the stage's (typed, often empty) result, computed here
+            run = Execution(reader=self.pool.reader, segments=(),
+                            inputs={k: _concat(ray.get(v)) for k, v in inputs.items()})
+            table = execute(body, run)
+            stats.seconds = time.monotonic() - begun
+            stats.rows_out = table.num_rows
+            if partition is not None:
+                return [[ray.put(part) for part in _partition(table, *partition)]]
+            return [table]
+        results = _run_fragments(fragments, stats, self.pool, query_id, self.deadline, self.timeout, limit, partition)
+        stats.seconds = time.monotonic() - begun
+        return results
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return concat(tables)
+
+
+def _partition(table: pa.Table, keys, buckets) -> list[pa.Table]:
+    from engine.execution.exchange import partition
+
+    return partition(table, keys, buckets)
+
+
+def _run_fragments(
+    fragments: list[tuple[str, Fragment]],
+    stats: StageStats,
     pool: WorkerPool,
     query_id: str,
     deadline: float | None,
     timeout: float | None,
     limit: int | None,
-    fault_delay: float,
-) -> tuple[pa.Table, StageStats]:
-    begun = time.monotonic()
-    stats = StageStats(stage)
-    plan = stage_plan(gather)
-    scan = stage_scan(gather.input)
-    segments = tuple(scan.segments or ()) if scan is not None else ()
-    if not segments:  # nothing to read: the stage's empty result, typed, computed here
-        table = execute(plan, Execution(reader=pool.reader, segments=()))
-        stats.seconds = time.monotonic() - begun
-        return table, stats
-    placement = assign(segments, pool.names)
-    fragments: list[tuple[str, Fragment]] = []
-    for worker, assigned in placement.items():
-        for group in pack(assigned):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            fragment = Fragment(query_id, stage, len(fragments), plan, group, remaining, fault_delay)
-            fragments.append((worker, fragment))
-    pending: dict[Any, tuple[str, Fragment, int]] = {}
+    partition: tuple | None,
+) -> list:
+    """Send ``fragments`` to their workers; retry on dead workers; their results in fragment order."""
+    stage = stats.stage
+    pending: dict[Any, tuple[str, Fragment, int, list]] = {}
+    returns = partition[1] + 1 if partition is not None else 1
 
     def submit(worker: str, fragment: Fragment, attempt: int) -> None:
-        ref = pool.workers[worker].run.remote(fragment)
-        pending[ref] = (worker, fragment, attempt)
+        if partition is None:
+            ref = pool.workers[worker].run.remote(fragment)
+            pending[ref] = (worker, fragment, attempt, [])
+        else:
+            refs = pool.workers[worker].run.options(num_returns=returns).remote(fragment)
+            pending[refs[-1]] = (worker, fragment, attempt, refs[:-1])
 
     for worker, fragment in fragments:
         submit(worker, fragment, 1)
-    results: list[pa.Table] = []
+    results: dict[int, Any] = {}
     rows = 0
-    cancel_key = query_id
     try:
         while pending:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -191,9 +267,9 @@ def _run_stage(
             if not ready:
                 raise QueryTimeout(_timeout_message(timeout))
             ref = ready[0]
-            worker, fragment, attempt = pending.pop(ref)
+            worker, fragment, attempt, buckets = pending.pop(ref)
             try:
-                table, fragment_stats = ray.get(ref)
+                outcome = ray.get(ref)
             except RayActorError:
                 stats.retries += 1
                 if attempt >= MAX_ATTEMPTS:
@@ -203,7 +279,8 @@ def _run_stage(
                     ) from None
                 log.warning("worker %s died running fragment %s; retrying elsewhere", worker, fragment.index)
                 pool.replace(worker)
-                others = [w for w in preference(fragment.segments[0].id, pool.names) if w != worker] or [worker]
+                ranked = preference(fragment.segments[0].id, pool.names) if fragment.segments else pool.names
+                others = [w for w in ranked if w != worker] or [worker]
                 submit(others[0], fragment, attempt + 1)
                 continue
             except TaskCancelledError:
@@ -215,20 +292,24 @@ def _run_stage(
                 if isinstance(cause, PetrelError):
                     raise cause from None
                 raise QueryFailed(f"stage {stage} failed: {cause or error}") from None
-            results.append(table)
+            if partition is not None:
+                results[fragment.index] = buckets
+                stats.fragments.append(outcome)
+                stats.rows_out += outcome.get("rows_out", 0)
+                continue
+            table, fragment_stats = outcome
+            results[fragment.index] = table
             stats.fragments.append(fragment_stats)
             rows += table.num_rows
+            stats.rows_out += table.num_rows
             if limit is not None and rows >= limit and pending:
                 stats.cancelled_early = len(pending)
-                _cancel(pool, pending, cancel_key)
+                _cancel(pool, pending, query_id)
                 pending.clear()
     except BaseException:
-        _cancel(pool, pending, cancel_key)
+        _cancel(pool, pending, query_id)
         raise
-    table = pa.concat_tables(results, promote_options="permissive") if len(results) > 1 else results[0]
-    stats.rows_out = table.num_rows
-    stats.seconds = time.monotonic() - begun
-    return table, stats
+    return [results[index] for index in sorted(results)]
 
 
 def _cancel(pool: WorkerPool, pending: dict, key: str) -> None:

@@ -18,9 +18,10 @@ import pyarrow as pa
 from engine.coordinator import QueryStats, WorkerPool, run_plan
 from planner.context import PlanContext
 from planner.explain import explain as render_explain
-from planner.logical import TableSource
+from engine.external import as_arrow, read_file
+from planner.logical import Memory, TableSource
 from planner.planning import QueryPlan, plan_query
-from storage.catalog import Catalog, TableMeta
+from storage.catalog import Catalog, TableMeta, validate_name
 from storage.errors import QueryTimeout, TableNotFound
 from storage.log import PartitionLog
 from storage.objectstore import ObjectStore
@@ -50,6 +51,8 @@ class QueryEngine:
         self._pool_lock = threading.Lock()
         self._meta: dict[str, tuple[TableMeta, float]] = {}
         self._sources: dict[str, tuple[tuple[int, ...], TableSource]] = {}
+        self.registered: dict[str, pa.Table] = {}
+        self.broadcast_bytes = PlanContext.broadcast_bytes
 
     # -- tables ---------------------------------------------------------------------
     def meta(self, name: str) -> TableMeta:
@@ -69,8 +72,17 @@ class QueryEngine:
             self._meta.pop(name, None)
             self._sources.pop(name, None)
 
-    def resolve(self, name: str) -> TableSource:
+    def register(self, name: str, data: Any) -> None:
+        """Make ``data`` (pyarrow Table or pandas DataFrame) queryable as table ``name``."""
+        self.registered[validate_name(name, "table")] = as_arrow(data)
+
+    def unregister(self, name: str) -> None:
+        self.registered.pop(name, None)
+
+    def resolve(self, name: str) -> TableSource | Memory:
         """The table as of its latest snapshot (reused while no partition moved)."""
+        if name in self.registered:
+            return Memory(name, self.registered[name])
         try:
             meta = self.meta(name)
         except TableNotFound:
@@ -101,7 +113,11 @@ class QueryEngine:
             return self._pool
 
     def plan(self, query: str, dialect: str | None = None) -> QueryPlan:
-        return plan_query(query, self.resolve, self.namespace, dialect, PlanContext())
+        context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=len(self.pool.names))
+        return plan_query(query, self.resolve, self.namespace, dialect, context, self._read_file)
+
+    def _read_file(self, function: str, path: str, options: dict) -> pa.Table:
+        return read_file(function, path, options, self.store.storage_options)
 
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
         """Run ``query``; an ``EXPLAIN [ANALYZE]`` query returns its plan as a one-column table."""

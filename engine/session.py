@@ -91,6 +91,10 @@ class Session:
         """The logical and distributed plans; with ``analyze``, run it and add what each stage did."""
         return self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout)
 
+    def register(self, name: str, data: Any) -> None:
+        """Query a pyarrow Table or pandas DataFrame as table ``name`` (joins with warehouse tables)."""
+        self.queries.register(name, data)
+
     # -- ingestion ------------------------------------------------------------------
     @property
     def ingestion(self) -> Ingestion:

@@ -19,7 +19,8 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from engine.execution.operators import Execution, execute
+from engine.execution.operators import Execution, concat, execute
+from engine.execution.exchange import partition
 from engine.execution.scan import SegmentReader
 from planner.fragments import Fragment
 from storage.errors import PetrelError
@@ -57,8 +58,11 @@ class QueryWorker:
             return sorted({key[0] for key in self._running})
 
     @ray.method(concurrency_group="work")
-    def run(self, fragment: Fragment) -> tuple[pa.Table, dict[str, Any]]:
-        """Execute ``fragment``; return its rows and what it measured."""
+    def run(self, fragment: Fragment):
+        """Execute ``fragment``; return its rows and what it measured.
+
+        For a shuffle the rows come back as one table per bucket, then the measurements.
+        """
         started = time.monotonic()
         key = (fragment.query_id, fragment.stage, fragment.index)
         with self._lock:
@@ -72,6 +76,9 @@ class QueryWorker:
         )
         try:
             self._wait(fragment.delay, run)
+            for key, refs in fragment.inputs.items():
+                tables = ray.get(list(refs))
+                run.inputs[key] = concat(tables)
             table = execute(fragment.plan, run)
         except PetrelError:
             raise
@@ -96,6 +103,8 @@ class QueryWorker:
             "footer_hits": run.scan.footer_hits,
             "seconds": time.monotonic() - started,
         }
+        if fragment.partition is not None:
+            return (*partition(table, *fragment.partition), stats)
         return table, stats
 
     @staticmethod

@@ -18,35 +18,61 @@ from sqlglot import exp
 
 from planner import aggregates
 from planner.logical import (
-    AggCall, Aggregate, Filter, Limit, Plan, Project, Scan, Sort, SortKey, Values,
+    AggCall, Aggregate, Filter, Join, Limit, Plan, Project, Scan, Sort, SortKey, Values,
 )
+from planner.windows import add_windows, rewrite_window, take_windows, window_aggregates
 from planner.parse import position
 from planner.qualify import Qualified
 from storage.errors import SqlError, UnsupportedSql
 
 
-def build(query: Qualified) -> Plan:
+def flatten_columns(node: exp.Expression) -> exp.Expression:
+    """``alias.column`` references turned into columns named ``"alias.column"`` (a join's column names)."""
+    def flat(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Column) and n.table:
+            return exp.Column(this=exp.Identifier(this=f"{n.table}.{n.name}", quoted=True))
+        return n
+
+    return node.transform(flat)
+
+
+def attach_scalars(plan: Plan, scalars: dict[str, Plan], names: set[str] | None = None) -> Plan:
+    """Each scalar subquery's one value as a column (a join to at most one row)."""
+    for name, sub in scalars.items():
+        if names is None or name in names:
+            plan = Join(plan, sub, "single")
+    return plan
+
+
+def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Plan] | None = None) -> Plan:
     select = query.select
-    plan: Plan = Scan(query.source) if query.source is not None else Values((), ((),))
+    if from_plan is not None:
+        plan = from_plan
+    else:
+        plan = Scan(query.source) if query.source is not None else Values((), ((),))
+    scalars = scalars or {}
+    plan = attach_scalars(plan, scalars)
     where = select.args.get("where")
     if where is not None:
         _no_aggregates(where.this, "WHERE")
         plan = Filter(plan, where.this)
 
-    outputs = list(select.expressions)
     order = select.args.get("order")
-    ordered = list(order.expressions) if order is not None else []
+    outputs, ordered, windows = take_windows(list(select.expressions), list(order.expressions) if order is not None else [])
     having = select.args.get("having")
     group = select.args.get("group")
     keys = list(group.expressions) if group is not None else []
     if group is not None and group.args.get("all"):  # GROUP BY ALL: every select item without an aggregate
+        window_names = {name for name, _ in windows}
         keys = [e.this if isinstance(e, exp.Alias) else e for e in outputs
-                if not any(aggregates.is_aggregate(n) for n in e.find_all(exp.AggFunc, exp.WithinGroup))]
+                if not any(aggregates.is_aggregate(n) for n in e.find_all(exp.AggFunc, exp.WithinGroup))
+                and not any(c.name in window_names for c in e.find_all(exp.Column))]
     for key in keys:
         _no_aggregates(key, "GROUP BY")
 
     found = [n for e in outputs + [o.this for o in ordered] + ([having.this] if having else [])
              for n in e.find_all(exp.AggFunc, exp.WithinGroup) if aggregates.is_aggregate(n)]
+    found += [n for n in window_aggregates(windows) if aggregates.is_aggregate(n)]
     if keys or found:
         plan, rewrite = _aggregate(plan, keys, found)
         aliases = {e.alias_or_name for e in outputs}
@@ -54,10 +80,17 @@ def build(query: Qualified) -> Plan:
         ordered = [o if _is_alias(o.this, aliases) else
                    exp.Ordered(this=rewrite(o.this), desc=o.args.get("desc"), nulls_first=o.args.get("nulls_first"))
                    for o in ordered]
+        windows = [(name, rewrite_window(node, rewrite)) for name, node in windows]
+        if scalars:
+            used = {c.name for e in outputs + [o.this for o in ordered] + ([having.this] if having else [])
+                    + [w for _, w in windows] for c in e.find_all(exp.Column)}
+            plan = attach_scalars(plan, scalars, used)
         if having is not None:
             plan = Filter(plan, rewrite(having.this))
     elif having is not None:
         raise SqlError("HAVING needs GROUP BY or an aggregate; use WHERE to filter rows")
+    if windows:
+        plan = add_windows(plan, windows)
 
     names = [f"_c{i}" for i in range(len(outputs))]
     exprs = [e.this if isinstance(e, exp.Alias) else e for e in outputs]

@@ -12,8 +12,12 @@ class PlanContext:
 
     ``now`` is fixed once per query so that every fragment sees the same
     ``now()``; ``distributed`` is False when the whole plan runs in one
-    process (no exchange is placed then).
+    process (no exchange is placed then).  A join side estimated under
+    ``broadcast_bytes`` is broadcast; larger joins are hash-shuffled into
+    ``buckets`` parts (one per worker).
     """
 
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     distributed: bool = True
+    broadcast_bytes: int = 64 * 1024 * 1024
+    buckets: int = 2

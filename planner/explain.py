@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlglot import exp
 
-from planner.logical import Aggregate, Filter, Gather, Limit, Plan, Project, Scan, Sort, Values
+from planner.logical import (
+    Aggregate, Broadcast, Filter, Gather, Join, Limit, Memory, Plan, Project, Scan, SetOp, Shuffle, Sort, Values, Window,
+)
 
 
 def _fmt_bytes(count: int) -> str:
@@ -63,6 +65,23 @@ def describe(plan: Plan) -> str:
         return "Exchange: gather"
     if isinstance(plan, Values):
         return f"Values {len(plan.rows)} row(s)"
+    if isinstance(plan, Memory):
+        return f"Memory {plan.name} ({plan.table.num_rows} rows)"
+    if isinstance(plan, Join):
+        keys = " AND ".join(f"{a} = {b}" for a, b in zip(plan.left_keys, plan.right_keys))
+        on = " AND ".join(t for t in (keys, _sql(plan.condition) if plan.condition is not None else "") if t)
+        text = f"Join {plan.kind.upper()}" + (f" ON {on}" if on else "")
+        if plan.strategy != "local" or plan.reason:
+            text += f" [{plan.strategy}: {plan.reason}]"
+        return text
+    if isinstance(plan, SetOp):
+        return f"{plan.kind.upper()}{'' if plan.distinct else ' ALL'}"
+    if isinstance(plan, Window):
+        return "Window " + "; ".join(c.describe() for c in plan.calls)
+    if isinstance(plan, Broadcast):
+        return f"Exchange: broadcast {plan.key} (one object shared by every fragment)"
+    if isinstance(plan, Shuffle):
+        return f"Exchange: hash shuffle {plan.key} on {', '.join(plan.keys)} into {plan.buckets} buckets"
     return type(plan).__name__
 
 
@@ -82,26 +101,28 @@ def render_tree(plan: Plan, depth: int = 0) -> list[str]:
     return lines
 
 
-def stages(plan: Plan) -> list[tuple[str, list[Plan]]]:
-    """(title, operators top down) per stage, fragment stages first, the coordinator last."""
-    found: list[tuple[str, list[Plan]]] = []
+def stages(plan: Plan) -> list[tuple[str, list[tuple[int, Plan]]]]:
+    """(kind, (depth, operator) top down) per stage: fragment stages first (bottom up), the coordinator last."""
+    found: list[tuple[str, list[tuple[int, Plan]]]] = []
 
-    def chain(node: Plan) -> list[Plan]:
-        ops = []
-        while True:
-            ops.append(node)
-            if isinstance(node, Gather) or not node.inputs:
-                return ops
-            node = node.inputs[0]
+    def body(node: Plan, depth: int = 0) -> list[tuple[int, Plan]]:
+        ops = [(depth, node)]
+        if isinstance(node, (Gather, Broadcast, Shuffle)) and depth > 0:
+            return ops
+        for child in node.inputs:
+            ops += body(child, depth + 1)
+        return ops
 
     def visit(node: Plan) -> None:
         for child in node.inputs:
             visit(child)
         if isinstance(node, Gather):
-            found.append(("fragments", chain(node.input)))
+            found.append(("fragments", body(node.input)))
+        elif isinstance(node, Shuffle):
+            found.append(("shuffle", body(node.input)))
 
     visit(plan)
-    found.append(("coordinator", chain(plan)))
+    found.append(("coordinator", body(plan)))
     return found
 
 
@@ -115,12 +136,14 @@ def explain(logical: Plan, optimized: Plan, analysis: dict[str, Any] | None = No
     for number, (kind, ops) in enumerate(plan_stages, start=1):
         if kind == "fragments":
             title = f"Stage {number} (fragments on workers, results gathered to the coordinator)"
+        elif kind == "shuffle":
+            title = f"Stage {number} (fragments on workers, results hash-partitioned for the next stage)"
         else:
             title = f"Stage {number} (coordinator)"
         lines.append(f"  {title}:")
-        for depth, op in enumerate(ops):
+        for depth, op in ops:
             lines.append("    " + "  " * depth + describe(op))
-        if analysis is not None and kind == "fragments" and number in stage_stats:
+        if analysis is not None and kind != "coordinator" and number in stage_stats:
             lines += _analyze_stage(stage_stats[number])
         if analysis is not None and kind == "coordinator":
             lines.append(f"    -> rows={analysis.get('final_rows', 0)} time={analysis.get('final_seconds', 0.0) * 1000:.1f} ms")

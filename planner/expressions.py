@@ -197,6 +197,12 @@ class ExpressionCompiler:
         return self.call("negate_checked", [arg], type_=arg.type)
 
     def _arith(self, node: exp.Binary) -> Typed:
+        shifted = self._calendar_shift(node)
+        if shifted is not None:
+            return shifted
+        exact = _decimal_arith(node)
+        if exact is not None:
+            return exact
         left, right = self.compile(node.this), self.compile(node.expression)
         op = type(node)
         if pa.types.is_timestamp(left.type) or pa.types.is_date(left.type) or pa.types.is_duration(left.type) \
@@ -220,6 +226,38 @@ class ExpressionCompiler:
         if pa.types.is_floating(target):
             name = name.replace("_checked", "")
         return self.call(name, [left, right], type_=target)
+
+    def _calendar_shift(self, node: exp.Binary) -> Typed | None:
+        """A constant date or timestamp plus or minus whole months, quarters or years."""
+        if type(node) not in (exp.Add, exp.Sub) or not isinstance(node.expression, exp.Interval):
+            return None
+        interval = node.expression
+        unit = (interval.unit.name if interval.unit is not None else "").lower().rstrip("s")
+        amount_text = interval.this.name if isinstance(interval.this, exp.Literal) else ""
+        if not unit:
+            match = re.fullmatch(r"\s*(-?\d+)\s*([A-Za-z]+?)s?\s*", amount_text)
+            if not match:
+                return None
+            amount_text, unit = match.group(1), match.group(2).lower()
+        months_per = {"month": 1, "mon": 1, "quarter": 3, "year": 12, "yr": 12}.get(unit)
+        if months_per is None or not re.fullmatch(r"-?\d+", amount_text.strip()):
+            return None
+        base = self.compile(node.this)
+        if not base.constant or not (pa.types.is_date(base.type) or pa.types.is_timestamp(base.type)):
+            if pa.types.is_date(base.type) or pa.types.is_timestamp(base.type):
+                raise UnsupportedSql(f"{node.sql()}: month and year intervals can only shift constant dates")
+            return None
+        value = base.value.as_py()
+        if value is None:
+            return base
+        months = int(amount_text) * months_per * (-1 if isinstance(node, exp.Sub) else 1)
+        total = value.year * 12 + (value.month - 1) + months
+        year, month = divmod(total, 12)
+        month += 1
+        import calendar
+
+        day = min(value.day, calendar.monthrange(year, month)[1])
+        return constant(pa.scalar(value.replace(year=year, month=month, day=day), base.type))
 
     def _compare(self, node: exp.Binary) -> Typed:
         left, right = self.coerce([self.compile(node.this), self.compile(node.expression)], node.sql())
@@ -367,6 +405,20 @@ class ExpressionCompiler:
 
     def _subquery(self, node: exp.Expression) -> Typed:
         raise UnsupportedSql(f"subqueries are not supported yet: {node.sql()[:80]}")
+
+
+def _decimal_arith(node: exp.Binary) -> Typed | None:
+    """``0.06 + 0.01`` computed in decimal, as SQL's exact numeric literals are, then made a float."""
+    import decimal
+
+    left, right = node.this, node.expression
+    if not all(isinstance(n, exp.Literal) and not n.is_string for n in (left, right)):
+        return None
+    if "." not in left.this + right.this or type(node) not in (exp.Add, exp.Sub, exp.Mul):
+        return None
+    a, b = decimal.Decimal(left.this), decimal.Decimal(right.this)
+    value = a + b if isinstance(node, exp.Add) else a - b if isinstance(node, exp.Sub) else a * b
+    return constant(float(value), pa.float64())
 
 
 def _cast_scalar(value: pa.Scalar, to: pa.DataType) -> pa.Scalar:

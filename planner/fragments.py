@@ -34,6 +34,8 @@ class Fragment:
     segments: tuple[SegmentEntry, ...]
     timeout: float | None = None
     delay: float = 0.0  # fault injection for tests: seconds to wait (cancellably) before running
+    inputs: dict = dataclasses.field(default_factory=dict)  # exchange key -> object refs of the rows it reads
+    partition: tuple | None = None  # (keys, buckets): hash-partition the output for a shuffle
 
     @property
     def bytes(self) -> int:
@@ -98,7 +100,11 @@ def stage_plan(gather: Gather) -> Plan:
     manifest need not travel with each one.
     """
 
+    from planner.logical import Broadcast, Shuffle
+
     def strip(plan: Plan) -> Plan:
+        if isinstance(plan, (Gather, Broadcast, Shuffle)):
+            return dataclasses.replace(plan, input=_leaf())
         if isinstance(plan, Scan):
             light = TableSource(plan.source.meta, plan.source.schema)
             return dataclasses.replace(plan, source=light, segments=())
@@ -108,8 +114,25 @@ def stage_plan(gather: Gather) -> Plan:
 
 
 def stage_scan(plan: Plan) -> Scan | None:
-    """The scan a stage reads from (None for stages over constants)."""
-    for node in plan.walk():
-        if isinstance(node, Scan):
-            return node
+    """The scan a stage's fragments split (None for stages over constants or shuffled rows).
+
+    Scans below another exchange belong to that exchange's own stage.
+    """
+    from planner.logical import Broadcast, Shuffle
+
+    if isinstance(plan, Scan):
+        return plan
+    if isinstance(plan, (Gather, Broadcast, Shuffle)):
+        return None
+    for child in plan.inputs:
+        found = stage_scan(child)
+        if found is not None:
+            return found
     return None
+
+
+def _leaf() -> Plan:
+    """What stands for an exchange's input inside a stage plan: its rows arrive by key instead."""
+    from planner.logical import Values
+
+    return Values((), ())

@@ -200,3 +200,133 @@ class Gather(Plan):
 
     input: Plan
     schema: pa.Schema | None = None  # of the gathered rows, once compiled
+
+
+@dataclass(frozen=True, eq=False)
+class Memory(Plan):
+    """Rows that live in memory: a registered table or a file read by a table function."""
+
+    name: str
+    table: pa.Table
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.table.column_names)
+
+
+JOIN_KINDS = ("inner", "left", "right", "full", "cross", "semi", "anti", "anti_in", "single")
+
+
+@dataclass(frozen=True, eq=False)
+class Join(Plan):
+    """Join ``left`` and ``right`` on equal ``left_keys``/``right_keys`` plus ``condition``.
+
+    ``kind`` is one of :data:`JOIN_KINDS`: ``semi``/``anti`` keep left rows
+    with/without a match (EXISTS, IN, NOT EXISTS), ``anti_in`` is NOT IN
+    with its NULL rules, ``single`` is a LEFT join to a scalar subquery
+    (at most one row may match).  ``strategy`` (local, broadcast, shuffle)
+    and ``reason`` are set when the plan is distributed.
+    """
+
+    left: Plan
+    right: Plan
+    kind: str
+    left_keys: tuple[str, ...] = ()
+    right_keys: tuple[str, ...] = ()
+    condition: exp.Expression | None = None
+    strategy: str = "local"
+    reason: str = ""
+    compiled: Any = None
+
+    @property
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.left, self.right)
+
+    def with_inputs(self, *inputs: Plan) -> Plan:
+        return dataclasses.replace(self, left=inputs[0], right=inputs[1])
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        if self.kind in ("semi", "anti", "anti_in"):
+            return self.left.columns
+        return self.left.columns + self.right.columns
+
+
+@dataclass(frozen=True, eq=False)
+class SetOp(Plan):
+    """UNION / INTERSECT / EXCEPT of ``parts`` (columns matched by position, named after the first)."""
+
+    parts: tuple[Plan, ...]
+    kind: str  # union, intersect, except
+    distinct: bool = True
+
+    @property
+    def inputs(self) -> tuple[Plan, ...]:
+        return self.parts
+
+    def with_inputs(self, *inputs: Plan) -> Plan:
+        return dataclasses.replace(self, parts=tuple(inputs))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.parts[0].columns
+
+
+@dataclass(frozen=True, eq=False)
+class WindowCall:
+    """One window function: ``func`` over input columns ``args``, written to column ``name``.
+
+    ``frame`` is ``("range"|"rows", start, end)`` where a bound is None
+    for UNBOUNDED, 0 for CURRENT ROW, and a signed row offset otherwise.
+    """
+
+    name: str
+    func: str
+    args: tuple[str, ...]
+    params: tuple[Any, ...]
+    partition: tuple[str, ...]
+    order: tuple[SortKey, ...]
+    frame: tuple[str, int | None, int | None]
+
+    def describe(self) -> str:
+        over = []
+        if self.partition:
+            over.append(f"PARTITION BY {', '.join(self.partition)}")
+        if self.order:
+            over.append(f"ORDER BY {', '.join(k.describe() for k in self.order)}")
+        kind, start, end = self.frame
+        bound = lambda v, side: "UNBOUNDED " + side if v is None else ("CURRENT ROW" if v == 0 else f"{abs(v)} {'PRECEDING' if v < 0 else 'FOLLOWING'}")
+        over.append(f"{kind.upper()} BETWEEN {bound(start, 'PRECEDING')} AND {bound(end, 'FOLLOWING')}")
+        return f"{self.name} := {self.func}({', '.join(self.args + tuple(map(str, self.params)))}) OVER ({' '.join(over)})"
+
+
+@dataclass(frozen=True, eq=False)
+class Window(Plan):
+    """Add window function columns; every call of one Window shares its PARTITION BY."""
+
+    input: Plan
+    calls: tuple[WindowCall, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.input.columns + tuple(c.name for c in self.calls)
+
+
+@dataclass(frozen=True, eq=False)
+class Broadcast(Plan):
+    """Exchange: ``input`` runs to completion once; every fragment of the stage above reads all of it."""
+
+    input: Plan
+    key: str = ""
+    schema: pa.Schema | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Shuffle(Plan):
+    """Exchange: ``input``'s rows hash-partitioned on ``keys`` into ``buckets``; bucket i goes to fragment i above."""
+
+    input: Plan
+    keys: tuple[str, ...]
+    buckets: int = 1
+    key: str = ""
+    schema: pa.Schema | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import pyarrow as pa
 from sqlglot import exp
@@ -151,3 +151,95 @@ def _column_error(message: str, tree: exp.Select, source: TableSource) -> SqlErr
         close = [k for k in known if name.lower() in k.lower() or k.lower() in name.lower()][:3]
     hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else f"columns: {', '.join(known)}"
     return ColumnNotFound(f"column {name!r} does not exist in table {source.name}; {hint}", line, column)
+
+
+TABLE_FUNCTIONS = ("read_parquet", "read_csv", "read_csv_auto", "read_json", "read_json_auto", "read_ndjson")
+TableFunction = Callable[[str, str, dict], pa.Table]
+
+
+def needs_relational(tree: exp.Expression) -> bool:
+    """Whether ``tree`` uses more than the single-table engine offers."""
+    if not isinstance(tree, exp.Select) or tree.args.get("with_") or tree.args.get("with") or tree.args.get("joins"):
+        return True
+    if any(tree.find_all(exp.Subquery, exp.Exists, exp.Window, exp.Values, exp.Union, exp.Intersect, exp.Except)):
+        return True
+    from_ = tree.args.get("from_") or tree.args.get("from")
+    return from_ is not None and (not isinstance(from_.this, exp.Table) or not isinstance(from_.this.this, exp.Identifier))
+
+
+def _table_function(node: exp.Expression) -> tuple[str, str, dict] | None:
+    """(function, path, options) of ``read_parquet('...')`` and its kin."""
+    name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+    if name not in TABLE_FUNCTIONS:
+        return None
+    args = ([node.this] if isinstance(node.this, exp.Expression) else []) + list(node.expressions)
+    path, options = None, {}
+    for arg in args:
+        if isinstance(arg, exp.Literal) and arg.is_string and path is None:
+            path = arg.this
+        elif isinstance(arg, exp.EQ):
+            value = arg.expression
+            options[arg.this.name.lower()] = value.this if isinstance(value, exp.Literal) and value.is_string else value.sql()
+    if path is None:
+        raise UnsupportedSql(f"{name}() needs the file path as a string literal")
+    return name, path, options
+
+
+def qualify_query(tree: exp.Query, resolve: Callable[[str], Any], namespace: str, dialect: str,
+                  table_function: TableFunction | None = None) -> tuple[exp.Expression, dict[str, Any]]:
+    """Resolve every table (catalog tables, registered tables, table functions) and every column."""
+    from planner.logical import Memory
+
+    tree = tree.copy()
+    ctes = {c.alias for c in tree.find_all(exp.CTE)}
+    sources: dict[str, Any] = {}
+    for index, table in enumerate(list(tree.find_all(exp.Table))):
+        if isinstance(table.this, exp.Identifier) or table.this is None:
+            continue
+        found = _table_function(table.this)
+        if found is None:
+            raise UnsupportedSql(f"table function {table.this.sql()[:60]} is not supported; "
+                                 f"use one of {', '.join(TABLE_FUNCTIONS)}")
+        if table_function is None:
+            raise UnsupportedSql("table functions are not available here")
+        name = f"_file{index}"
+        sources[name] = Memory(name, table_function(*found))
+        alias = table.alias or found[0]
+        table.replace(exp.Table(this=exp.to_identifier(name), alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    for table in tree.find_all(exp.Table):
+        name = table.name
+        if (name in ctes and not table.db) or name in sources:
+            continue
+        if table.catalog or (table.db and table.db != namespace):
+            raise TableNotFound(
+                f"table {table.sql(dialect)} is outside this session's namespace {namespace!r}; "
+                "open a session on that namespace to query it"
+            )
+        sources[name] = resolve(name)
+    schema = {}
+    real: dict[str, str] = {}
+    for name, source in sources.items():
+        arrow = source.table.schema if isinstance(source, Memory) else source.schema
+        schema[name] = {f.name: sql_type(f.type) for f in arrow}
+        for field_name in arrow.names:
+            real.setdefault(field_name.lower(), field_name)
+    for table in tree.find_all(exp.Table):
+        if table.db:
+            table.set("db", None)
+    try:
+        qualified = qualify(tree, schema=schema, dialect=dialect, quote_identifiers=True)
+    except OptimizeError as error:
+        first = next(iter(sources.values()), None)
+        if first is not None and not isinstance(first, Memory):
+            raise _column_error(str(error), tree, first) from None
+        raise SqlError(f"cannot resolve the query: {str(error).splitlines()[0]}") from None
+    except SqlglotError as error:
+        raise SqlError(f"cannot resolve the query: {error}") from None
+    known = {n for s in schema.values() for n in s}
+
+    def restore(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and node.table and node.name not in known and node.name.lower() in real:
+            return exp.column(real[node.name.lower()], table=node.table, quoted=True)
+        return node
+
+    return qualified.transform(restore, copy=False), sources

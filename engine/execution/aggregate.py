@@ -93,7 +93,7 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
                 specs.append(([] if column is None else column, func, options) if options is not None
                              else ([] if column is None else column, func))
             names.append((f"{call.name}__{suffix}", func if column is None else f"{column}_{func}"))
-    grouped = table.group_by(group_keys, use_threads=True).aggregate(specs)
+    grouped = table.group_by(group_keys, use_threads=False).aggregate(specs)
     columns = {name: grouped.column(output) for name, output in names}  # Acero names them <column>_<function>
     out = {k: grouped.column(k) for k in keys}
     out.update(columns)

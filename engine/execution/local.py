@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from engine.execution.operators import Execution, execute
+from engine.execution.operators import Execution, concat, execute
 from engine.execution.scan import SegmentReader
 from planner.logical import Gather, Plan, Scan
 
 
 def fragment_scan(plan: Plan) -> Scan | None:
-    """The scan at the bottom of a fragment plan."""
-    for node in plan.walk():
-        if isinstance(node, Scan):
-            return node
-    return None
+    """The scan a fragment plan splits by segments."""
+    from planner.fragments import stage_scan
+
+    return stage_scan(plan)
 
 
 def split(segments: tuple, parts: int) -> list[tuple]:
@@ -38,5 +37,5 @@ def run_locally(plan: Plan, reader: SegmentReader, fragments: int = 1) -> pa.Tab
             parts = []
             for group in groups:
                 parts.append(execute(node.input, Execution(reader=reader, segments=group, gathered=run.gathered)))
-            run.gathered[id(node)] = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+            run.gathered[id(node)] = concat(parts)
     return execute(plan, run)

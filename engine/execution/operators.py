@@ -20,8 +20,13 @@ import pyarrow.acero as acero
 import pyarrow.compute as pc
 
 from engine.execution import aggregate
+from engine.execution.join import join, set_operation
+from engine.execution.window import window
 from engine.execution.scan import ScanStats, SegmentReader
-from planner.logical import Aggregate, Filter, Gather, Limit, Plan, Project, Scan, Sort, SortKey, Values
+from planner.logical import (
+    Aggregate, Broadcast, Filter, Gather, Join, Limit, Memory, Plan, Project, Scan, SetOp, Shuffle, Sort, SortKey, Values,
+    Window,
+)
 from storage.errors import QueryTimeout
 
 
@@ -35,6 +40,7 @@ class Execution:
     deadline: float | None = None
     cancelled: Callable[[], bool] | None = None
     scan: ScanStats = field(default_factory=ScanStats)
+    inputs: dict[str, pa.Table] = field(default_factory=dict)  # exchange key -> rows this fragment reads
 
     def check(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -51,6 +57,23 @@ def execute(plan: Plan, run: Execution) -> pa.Table:
         return _scan(plan, None, run)
     if isinstance(plan, Values):
         return plan.compiled.select([n for n in plan.names])
+    if isinstance(plan, Memory):
+        return plan.table
+    if isinstance(plan, (Broadcast, Shuffle)):
+        if plan.key in run.inputs:
+            return run.inputs[plan.key]
+        inner = Execution(reader=run.reader, gathered=run.gathered, deadline=run.deadline, cancelled=run.cancelled,
+                          scan=run.scan, inputs=run.inputs)
+        return execute(plan.input, inner)
+    if isinstance(plan, Join):
+        left = execute(plan.left, run)
+        right = execute(plan.right, run)
+        run.check()
+        return join(left, right, plan)
+    if isinstance(plan, SetOp):
+        parts = [execute(p, run) for p in plan.parts]
+        run.check()
+        return set_operation(parts, plan.kind, plan.distinct)
     if isinstance(plan, Project) and isinstance(plan.input, Scan):
         return _scan(plan.input, plan, run)
     if isinstance(plan, Aggregate) and plan.mode == "partial" and _counts_only(plan):
@@ -78,6 +101,8 @@ def execute(plan: Plan, run: Execution) -> pa.Table:
         return sort(table, plan.keys, plan.limit)
     if isinstance(plan, Limit):
         return table.slice(plan.offset, plan.limit) if plan.limit is not None else table.slice(plan.offset)
+    if isinstance(plan, Window):
+        return window(table, plan.calls)
     raise TypeError(f"cannot execute {type(plan).__name__}")
 
 
@@ -140,16 +165,30 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
     return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan, run.check)
 
 
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """Fragment results as one table (types widened where fragments differ; repeated names kept)."""
+    if len(tables) == 1:
+        return tables[0]
+    names = tables[0].column_names
+    if len(set(names)) == len(names):
+        return pa.concat_tables(tables, promote_options="permissive")
+    positional = [pa.Table.from_arrays(t.columns, names=[f"_{i}" for i in range(t.num_columns)]) for t in tables]
+    merged = pa.concat_tables(positional, promote_options="permissive")
+    return pa.Table.from_arrays(merged.columns, names=names)
+
+
 def project(table: pa.Table, names: tuple[str, ...], exprs: tuple) -> pa.Table:
     """``exprs`` evaluated over ``table`` (Acero project), named ``names``."""
     columns = _plain_columns(table, exprs)
     if columns is not None:  # only renames: no need to run Acero
         return pa.Table.from_arrays([table.column(c) for c in columns], names=list(names))
+    unique = [f"_{i}" for i in range(len(names))] if len(set(names)) < len(names) else list(names)
     declaration = acero.Declaration.from_sequence([
         acero.Declaration("table_source", acero.TableSourceNodeOptions(table)),
-        acero.Declaration("project", acero.ProjectNodeOptions(list(exprs), list(names))),
+        acero.Declaration("project", acero.ProjectNodeOptions(list(exprs), unique)),
     ])
-    return declaration.to_table(use_threads=True)
+    result = declaration.to_table(use_threads=True)
+    return result if unique == list(names) else pa.Table.from_arrays(result.columns, names=list(names))
 
 
 def _plain_columns(table: pa.Table, exprs: tuple) -> list[str] | None:

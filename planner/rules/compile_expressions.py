@@ -15,7 +15,9 @@ import pyarrow as pa
 from planner.aggregates import result_type
 from planner.context import PlanContext
 from planner.expressions import ExpressionCompiler
-from planner.logical import Aggregate, Filter, Gather, Limit, Plan, Project, Scan, Sort, Values
+from planner.logical import (
+    Aggregate, Broadcast, Filter, Gather, Join, Limit, Memory, Plan, Project, Scan, SetOp, Shuffle, Sort, Values, Window,
+)
 from storage.errors import SqlError, UnsupportedSql
 
 
@@ -46,8 +48,33 @@ def _compile(plan: Plan, context: PlanContext) -> tuple[Plan, pa.Schema]:
             columns[name] = pa.array([v.value.as_py() for v in values], values[0].type)
         table = pa.table(columns)
         return dataclasses.replace(plan, compiled=table), table.schema
+    if isinstance(plan, Memory):
+        return plan, plan.table.schema
     children = [_compile(child, context) for child in plan.inputs]
     child, schema = children[0]
+    if isinstance(plan, Join):
+        right, right_schema = children[1]
+        left_fields = list(schema)
+        combined = pa.schema(left_fields + list(right_schema))
+        compiled = None
+        if plan.condition is not None:
+            compiled = ExpressionCompiler(combined, context.now).predicate(plan.condition)
+        out = schema if plan.kind in ("semi", "anti", "anti_in") else combined
+        return dataclasses.replace(plan, left=child, right=right, compiled=compiled), out
+    if isinstance(plan, SetOp):
+        fields = []
+        for index, first in enumerate(schema):
+            types = [s.field(index).type for _, s in children]
+            fields.append(pa.field(first.name, common_type(types)))
+        return plan.with_inputs(*(c for c, _ in children)), pa.schema(fields)
+    if isinstance(plan, Window):
+        fields = list(schema)
+        for call in plan.calls:
+            arg_type = schema.field(call.args[0]).type if call.args else None
+            fields.append(pa.field(call.name, window_type(call.func, arg_type)))
+        return plan.with_inputs(child), pa.schema(fields)
+    if isinstance(plan, (Broadcast, Shuffle)):
+        return dataclasses.replace(plan, input=child, schema=schema), schema
     if isinstance(plan, Filter):
         compiled = ExpressionCompiler(schema, context.now).predicate(plan.condition)
         return dataclasses.replace(plan, input=child, compiled=compiled), schema
@@ -72,3 +99,30 @@ def _compile(plan: Plan, context: PlanContext) -> tuple[Plan, pa.Schema]:
     if isinstance(plan, (Sort, Limit)):
         return plan.with_inputs(child), schema
     raise UnsupportedSql(f"{type(plan).__name__} cannot be executed yet")
+
+
+def common_type(types: list[pa.DataType]) -> pa.DataType:
+    """The type that values of all ``types`` fit in (for UNION and friends)."""
+    known = [t for t in types if not pa.types.is_null(t)]
+    if not known:
+        return pa.null()
+    first = known[0]
+    if all(t.equals(first) for t in known):
+        return first
+    if all(pa.types.is_integer(t) for t in known):
+        return pa.int64()
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) for t in known):
+        return pa.float64()
+    if all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in known):
+        return pa.string()
+    raise SqlError(f"cannot combine columns of types {', '.join(str(t) for t in known)}; CAST them to one type")
+
+
+def window_type(func: str, arg: pa.DataType | None) -> pa.DataType:
+    if func in ("row_number", "rank", "dense_rank", "ntile", "count", "count_star"):
+        return pa.int64()
+    if func == "avg":
+        return pa.float64()
+    if func == "sum":
+        return pa.int64() if arg is not None and (pa.types.is_integer(arg) or pa.types.is_boolean(arg)) else pa.float64()
+    return arg if arg is not None else pa.null()

@@ -1,0 +1,190 @@
+"""WHERE subqueries as joins: EXISTS, IN and their negations, scalar and correlated subqueries.
+
+``EXISTS (q)`` becomes a semi join and ``NOT EXISTS`` an anti join of the
+query so far with ``q``, whose conditions on outer columns (correlation)
+become the join's conditions; ``x IN (q)`` adds ``x = q's column`` to those,
+and ``NOT IN`` is an anti join with SQL's NULL rules.  A correlated scalar
+subquery whose outer references are equalities is computed once per
+correlation key (GROUP BY those keys) and LEFT-joined on them.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from planner import predicates
+from planner.logical import Plan
+from storage.errors import SqlError, UnsupportedSql
+
+
+def conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
+    return list(predicates.conjuncts(node))
+
+
+def column(name: str) -> exp.Column:
+    return exp.Column(this=exp.Identifier(this=name, quoted=True))
+
+
+def and_all(nodes: list[exp.Expression]) -> exp.Expression | None:
+    result = None
+    for node in nodes:
+        result = node if result is None else exp.And(this=result, expression=node)
+    return result
+
+
+def defined_aliases(node: exp.Expression) -> set[str]:
+    """Every relation alias defined anywhere inside ``node``."""
+    names = set()
+    for table in node.find_all(exp.Table, exp.Subquery, exp.Values):
+        alias = table.alias_or_name if not isinstance(table, exp.Values) else table.alias
+        if alias:
+            names.add(alias)
+    for cte in node.find_all(exp.CTE):
+        names.add(cte.alias)
+    return names
+
+
+def outer_columns(node: exp.Expression) -> list[exp.Column]:
+    """Columns inside ``node`` that belong to an enclosing query (correlation)."""
+    inner = defined_aliases(node)
+    return [c for c in node.find_all(exp.Column) if c.table and c.table not in inner]
+
+
+class SubqueryMixin:
+    """The subquery half of :class:`planner.relational.QueryBuilder`."""
+
+    def _subquery_conditions(self, plan: Plan, conditions: list[exp.Expression], ctes) -> tuple[Plan, list[exp.Expression]]:
+        remaining = []
+        for condition in conditions:
+            negated = isinstance(condition, exp.Not)
+            inner = condition.this if negated else condition
+            if isinstance(inner, exp.Paren):
+                inner = inner.this
+            if isinstance(inner, exp.Exists):
+                plan = self._semi(plan, inner.this, [], "anti" if negated else "semi", ctes)
+            elif isinstance(inner, exp.In) and inner.args.get("query") is not None:
+                query = inner.args["query"]
+                query = query.this if isinstance(query, exp.Subquery) else query
+                plan = self._semi(plan, query, [inner.this], "anti_in" if negated else "semi", ctes)
+            elif any(condition.find_all(exp.Subquery)):
+                plan, condition = self._correlated_scalars(plan, condition, ctes)
+                remaining.append(condition)
+            else:
+                remaining.append(condition)
+        return plan, remaining
+
+    def _semi(self, plan: Plan, query: exp.Expression, probes: list[exp.Expression], kind: str, ctes) -> Plan:
+        """EXISTS / IN (and negations) as a semi or anti join; correlated conditions become join conditions."""
+        inner = query.copy()
+        conditions: list[exp.Expression] = []
+        if isinstance(inner, exp.Select) and outer_columns(inner):
+            where = inner.args.get("where")
+            local = []
+            for condition in conjuncts(where.this) if where is not None else []:
+                (conditions if outer_columns_of(condition, inner) else local).append(condition)
+            inner.set("where", exp.Where(this=and_all(local)) if local else None)
+        aliases = defined_aliases(inner)
+        renames: dict[tuple[str, str], str] = {}
+
+        def to_inner(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Column) and node.table in aliases:
+                key = (node.table, node.name)
+                if key not in renames:
+                    renames[key] = self.fresh("_x")
+                return column(renames[key])
+            return node
+
+        conditions = [c.transform(to_inner) for c in conditions]
+        if not isinstance(inner, exp.Select):
+            if renames:
+                raise UnsupportedSql("correlated set operations in subqueries are not supported")
+            right = self.query(inner, ctes)
+            if probes:
+                conditions.append(exp.EQ(this=probes[0].copy(), expression=column(right.columns[0])))
+            return self.join(plan, right, kind, conditions)
+        outputs = []
+        if probes:
+            if len(inner.expressions) != 1:
+                raise SqlError("an IN subquery must return exactly one column")
+            value = self.fresh("_x")
+            conditions.append(exp.EQ(this=probes[0].copy(), expression=column(value)))
+            outputs.append(inner.expressions[0].unalias().as_(value, quoted=True))
+        if renames:
+            if inner.args.get("group") or inner.args.get("distinct") or any(e.find(exp.AggFunc) for e in inner.expressions):
+                raise UnsupportedSql(f"a correlated subquery with aggregates in EXISTS/IN is not supported: {query.sql()[:80]}")
+            for (table, name), fresh in renames.items():
+                outputs.append(exp.column(name, table=table, quoted=True).as_(fresh, quoted=True))
+        if outputs:
+            inner.set("expressions", outputs)
+            right = self.query(inner, ctes, tuple(e.alias for e in outputs))
+        else:
+            right = self.query(inner, ctes)
+        return self.join(plan, right, kind, conditions)
+
+    def _correlated_scalars(self, plan: Plan, condition: exp.Expression, ctes) -> tuple[Plan, exp.Expression]:
+        """Correlated scalar subqueries: the aggregate per correlation key, LEFT-joined on that key."""
+        for sub in list(condition.find_all(exp.Subquery)):
+            query = sub.this
+            if not outer_columns(query):
+                continue  # uncorrelated: lifted by _finish
+            if not isinstance(query, exp.Select) or query.args.get("group") or len(query.expressions) != 1:
+                raise UnsupportedSql(f"this correlated subquery is not supported: {query.sql()[:80]}")
+            inner = query.copy()
+            where = inner.args.get("where")
+            local, keys = [], []
+            for part in conjuncts(where.this) if where is not None else []:
+                if not outer_columns_of(part, inner):
+                    local.append(part)
+                    continue
+                sides = _correlation_sides(part, inner)
+                if sides is None:
+                    raise UnsupportedSql(f"a correlated subquery's outer reference must be an equality: {part.sql()[:80]}")
+                keys.append(sides)
+            inner.set("where", exp.Where(this=and_all(local)) if local else None)
+            value = self.fresh("_s")
+            key_names = [self.fresh("_x") for _ in keys]
+            inner.set("expressions", [inner.expressions[0].unalias().as_(value, quoted=True)]
+                      + [k[0].copy().as_(n, quoted=True) for k, n in zip(keys, key_names)])
+            inner.set("group", exp.Group(expressions=[k[0].copy() for k in keys]))
+            right = self.query(inner, ctes, (value, *key_names))
+            plan = self.join(plan, right, "left", [exp.EQ(this=k[1].copy(), expression=column(n)) for k, n in zip(keys, key_names)])
+            counted = query.expressions[0].unalias()
+            replacement: exp.Expression = column(value)
+            if isinstance(counted, exp.Count):
+                replacement = exp.Coalesce(this=replacement, expressions=[exp.Literal.number(0)])
+            sub.replace(replacement)
+        return plan, condition
+
+
+
+def outer_columns_of(node: exp.Expression, scope: exp.Expression) -> bool:
+    inner = defined_aliases(scope)
+    return any(c.table and c.table not in inner for c in node.find_all(exp.Column))
+
+
+def _correlation_sides(node: exp.Expression, scope: exp.Expression):
+    """(inner expression, outer expression) of an equality between the two scopes."""
+    if not isinstance(node, exp.EQ):
+        return None
+    inner = defined_aliases(scope)
+    left, right = node.this, node.expression
+
+    def side(e: exp.Expression) -> str | None:
+        tables = {c.table for c in e.find_all(exp.Column)}
+        if not tables:
+            return None
+        if tables <= inner:
+            return "inner"
+        if not tables & inner:
+            return "outer"
+        return "both"
+
+    a, b = side(left), side(right)
+    if a == "inner" and b == "outer":
+        return left, right
+    if a == "outer" and b == "inner":
+        return right, left
+    return None
+
+
+

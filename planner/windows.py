@@ -1,0 +1,165 @@
+"""Window functions in a SELECT: taken out of the select list, computed by Window operators.
+
+Each ``f(...) OVER (...)`` becomes a column ``_w0``, ``_w1``... that the
+select list reads.  Below the Window operators one Project computes every
+argument, PARTITION BY and ORDER BY expression as a plain column; calls
+sharing a PARTITION BY share one Window operator (and, distributed, one
+shuffle on those keys).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlglot import exp
+
+from planner.logical import Plan, Project, SortKey, Window, WindowCall
+from storage.errors import SqlError, UnsupportedSql
+
+RANKING = {exp.RowNumber: "row_number", exp.Rank: "rank", exp.DenseRank: "dense_rank", exp.Ntile: "ntile"}
+VALUE = {exp.Lag: "lag", exp.Lead: "lead", exp.FirstValue: "first_value", exp.LastValue: "last_value"}
+AGGREGATE = {exp.Sum: "sum", exp.Avg: "avg", exp.Count: "count", exp.Min: "min", exp.Max: "max"}
+
+
+def take_windows(outputs: list[exp.Expression], ordered: list[exp.Ordered]):
+    """The select list and ORDER BY with window calls replaced by ``_wN`` columns, and the calls."""
+    windows: list[tuple[str, exp.Window]] = []
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Window):
+            name = f"_w{len(windows)}"
+            windows.append((name, node.copy()))
+            return exp.Column(this=exp.Identifier(this=name, quoted=True))
+        return node
+
+    outputs = [e.transform(replace) for e in outputs]
+    ordered = [o.transform(replace) for o in ordered]
+    return outputs, ordered, windows
+
+
+def window_aggregates(windows: list[tuple[str, exp.Window]]) -> list[exp.Expression]:
+    """Group aggregates used inside window calls (``rank() OVER (ORDER BY sum(x))``)."""
+    found = []
+    for _, node in windows:
+        for part in _parts(node):
+            found.extend(n for n in part.find_all(exp.AggFunc))
+    return found
+
+
+def _parts(node: exp.Window) -> list[exp.Expression]:
+    parts = [a for a in node.this.iter_expressions()]
+    parts += list(node.args.get("partition_by") or [])
+    order = node.args.get("order")
+    if order is not None:
+        parts += [o.this for o in order.expressions]
+    return parts
+
+
+def rewrite_window(node: exp.Window, rewrite: Callable[[exp.Expression], exp.Expression]) -> exp.Window:
+    """The window call with ``rewrite`` applied to its arguments, partition and order (not the call itself)."""
+    node = node.copy()
+    func = node.this
+    for key, value in list(func.args.items()):
+        if isinstance(value, exp.Expression):
+            func.set(key, rewrite(value))
+    node.set("partition_by", [rewrite(p) for p in node.args.get("partition_by") or []])
+    order = node.args.get("order")
+    if order is not None:
+        node.set("order", exp.Order(expressions=[
+            exp.Ordered(this=rewrite(o.this), desc=o.args.get("desc"), nulls_first=o.args.get("nulls_first"))
+            for o in order.expressions]))
+    return node
+
+
+def _bound(value, side) -> int | None:
+    if value is None or (isinstance(value, str) and value.upper() == "UNBOUNDED"):
+        return None
+    if isinstance(value, str) and value.upper() == "CURRENT ROW":
+        return 0
+    if isinstance(value, exp.Literal) and not value.is_string:
+        amount = int(value.this)
+        return -amount if (side or "").lower() == "preceding" else amount
+    raise UnsupportedSql(f"window frame bound {value} is not supported; use a whole number of rows")
+
+
+def _frame(node: exp.Window, has_order: bool) -> tuple[str, int | None, int | None]:
+    spec = node.args.get("spec")
+    if spec is None:
+        return ("range", None, 0) if has_order else ("rows", None, None)
+    kind = (spec.args.get("kind") or "range").lower()
+    start = _bound(spec.args.get("start"), spec.args.get("start_side"))
+    end_value = spec.args.get("end")
+    end = _bound(end_value, spec.args.get("end_side")) if end_value is not None else 0
+    if kind == "range" and (start not in (None, 0) or end not in (None, 0)):
+        raise UnsupportedSql("RANGE frames with offsets are not supported; use ROWS BETWEEN n PRECEDING AND m FOLLOWING")
+    if kind == "range" and not has_order:
+        return ("rows", None, None)
+    return kind, start, end
+
+
+def add_windows(plan: Plan, windows: list[tuple[str, exp.Window]]) -> Plan:
+    """``plan`` with one column per window call, computed by Window operators."""
+    names = list(plan.columns)
+    exprs: list[exp.Expression] = [exp.Column(this=exp.Identifier(this=n, quoted=True)) for n in names]
+    by_text: dict[str, str] = {}
+
+    def column_for(node: exp.Expression) -> str:
+        if isinstance(node, exp.Column) and node.name in plan.columns:
+            return node.name
+        text = node.sql()
+        if text not in by_text:
+            by_text[text] = f"_wx{len(by_text)}"
+            names.append(by_text[text])
+            exprs.append(node)
+        return by_text[text]
+
+    groups: dict[tuple[str, ...], list[WindowCall]] = {}
+    for name, node in windows:
+        func = node.this
+        if isinstance(func, exp.IgnoreNulls) or isinstance(func, exp.RespectNulls):
+            raise UnsupportedSql("IGNORE NULLS / RESPECT NULLS in window functions is not supported")
+        partition = tuple(column_for(p) for p in node.args.get("partition_by") or [])
+        order = node.args.get("order")
+        keys = tuple(
+            SortKey(column_for(o.this), bool(o.args.get("desc")), bool(o.args.get("nulls_first")))
+            for o in (order.expressions if order is not None else [])
+        )
+        frame = _frame(node, bool(keys))
+        args: tuple[str, ...] = ()
+        params: tuple = ()
+        kind = type(func)
+        if kind in RANKING:
+            fname = RANKING[kind]
+            if fname == "ntile":
+                params = (_constant_int(func.this, "NTILE's bucket count"),)
+        elif kind in VALUE:
+            fname = VALUE[kind]
+            args = (column_for(func.this),)
+            if fname in ("lag", "lead"):
+                offset = func.args.get("offset")
+                default = func.args.get("default")
+                params = (_constant_int(offset, "the LAG/LEAD offset") if offset is not None else 1,)
+                if default is not None:
+                    args += (column_for(default),)
+        elif kind in AGGREGATE:
+            fname = AGGREGATE[kind]
+            target = func.this
+            if isinstance(target, exp.Distinct):
+                raise UnsupportedSql("DISTINCT inside a window aggregate is not supported")
+            if fname == "count" and (target is None or isinstance(target, exp.Star)):
+                fname = "count_star"
+            else:
+                args = (column_for(target),)
+        else:
+            raise UnsupportedSql(f"window function {func.sql()[:60]} is not supported")
+        groups.setdefault(partition, []).append(WindowCall(name, fname, args, params, partition, keys, frame))
+    plan = Project(plan, tuple(names), tuple(exprs))
+    for calls in groups.values():
+        plan = Window(plan, tuple(calls))
+    return plan
+
+
+def _constant_int(node: exp.Expression, what: str) -> int:
+    if isinstance(node, exp.Literal) and not node.is_string and node.this.lstrip("-").isdigit():
+        return int(node.this)
+    raise SqlError(f"{what} must be a whole number, not {node.sql() if node is not None else 'nothing'}")
