@@ -7,9 +7,10 @@ threads of one session; and the physical limit: the same rows written by
 defaults (one row group for the whole table) and once with the row groups a
 segment has (``limit@seg``).  A run counts
 from the first batch sent to the last commit acknowledged, with the owner
-actors already started.  Prints a table and writes JSON.
+actors already started and background maintenance off (compaction has its
+own benchmark, benchmarks/maintenance.py).  Prints a table and writes JSON.
 
-    python benchmarks/ingest.py [--events 1000000] [--threads 16] [--repeat 1] [--out benchmarks/results/ingest.json]
+    python benchmarks/ingest.py [--events 2000000] [--threads 16] [--repeat 3] [--out benchmarks/results/ingest.json]
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def physical_limit(table: pa.Table, folder: str, repeat: int = 3, **options) -> 
 
 def run(batches: list, partitions: int, threads: int, folder: str, label: str) -> dict:
     root = os.path.join(folder, f"wh-{label}-{partitions}")
-    db = engine.connect(root)
+    db = engine.connect(root, maintenance=False)
     db.create_table("events", partitions=partitions)
     db.ingest("events", [{"timestamp": "2026-01-01T00:00:00Z", "event_id": -1}])
     writer = db.ingestion.writer("events")
@@ -127,10 +128,10 @@ def run(batches: list, partitions: int, threads: int, folder: str, label: str) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--inputs", default="arrow,jsonl", help="which inputs to run: arrow, jsonl")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is reported")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the best is reported")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "ingest.json"))
     args = parser.parse_args()
     cores = os.cpu_count() or 1

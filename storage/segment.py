@@ -26,6 +26,8 @@ from storage.schema import schema_from_json, schema_to_json
 DEFAULT_ROW_GROUP_SIZE = 128 * 1024
 BUCKET_SECONDS = 3600
 _MAX_STAT_STRING = 64
+_DICTIONARY_SAMPLE_ROWS = 2048
+_DICTIONARY_MAX_DISTINCT = 0.25  # of the sampled rows
 _US_PER_S = 1_000_000
 
 
@@ -128,8 +130,44 @@ def column_stats(column: pa.ChunkedArray | pa.Array) -> ColumnStats:
     return _stats_of(column)
 
 
-def _stats_of(column: pa.ChunkedArray) -> ColumnStats:
+def _string_bounds(metadata: pq.FileMetaData, table: pa.Table) -> dict[str, tuple[str, str]]:
+    """Min and max of the string columns, as the Parquet writer computed them while encoding.
+
+    Parquet compares byte arrays as unsigned bytes, which for UTF-8 is the
+    order ``pyarrow.compute.min_max`` uses; a column any of whose row groups
+    lacks bounds is left out (and computed by :func:`_stats_of`).
+    """
+    wanted = {
+        name: index
+        for index, name in enumerate(metadata.schema.names)
+        if name in table.column_names and pa.types.is_string(table.schema.field(name).type)
+    }
+    bounds: dict[str, tuple[str, str]] = {}
+    for name, index in wanted.items():
+        lows, highs = [], []
+        for group in range(metadata.num_row_groups):
+            column = metadata.row_group(group).column(index)
+            stats = column.statistics
+            if column.path_in_schema != name or stats is None or not stats.has_min_max:
+                if stats is not None and stats.null_count == column.num_values:
+                    continue  # all null in this row group
+                break
+            lows.append(stats.min)
+            highs.append(stats.max)
+        else:
+            if lows:
+                bounds[name] = (min(lows), max(highs))
+    return bounds
+
+
+def _stats_of(column: pa.ChunkedArray, known: tuple[Any, Any] | None = None) -> ColumnStats:
+    """A column's statistics; ``known`` are its min and max when they were computed already."""
     nulls = column.null_count
+    if known is not None:
+        lo, hi = known
+        if len(lo) > _MAX_STAT_STRING or len(hi) > _MAX_STAT_STRING:
+            return ColumnStats(None, None, nulls)
+        return ColumnStats(lo, hi, nulls)
     type_ = column.type
     orderable = (
         pa.types.is_integer(type_)
@@ -178,6 +216,25 @@ def split_by_bucket(table: pa.Table, time_column: str) -> list[pa.Table]:
     return parts
 
 
+def dictionary_columns(table: pa.Table) -> list[str]:
+    """The columns worth dictionary-encoding: those whose sampled values repeat a lot.
+
+    Parquet tries a dictionary for every column chunk and falls back to plain
+    encoding when it grows too big; on high-cardinality columns (ids, messages,
+    latencies) that attempt is most of the write's cost, and it buys nothing.
+    """
+    sample = table.slice(0, _DICTIONARY_SAMPLE_ROWS)
+    limit = max(1, int(sample.num_rows * _DICTIONARY_MAX_DISTINCT))
+    chosen = []
+    for name, column in zip(sample.column_names, sample.columns):
+        type_ = column.type
+        if pa.types.is_nested(type_) or pa.types.is_boolean(type_) or pa.types.is_null(type_):
+            continue
+        if pa.types.is_dictionary(type_) or pc.count_distinct(column, mode="all").as_py() <= limit:
+            chosen.append(name)
+    return chosen
+
+
 def write_segment(
     store: ObjectStore,
     table_path: str,
@@ -190,6 +247,28 @@ def write_segment(
     sorted_already: bool = False,
 ) -> SegmentEntry:
     """Sort ``table`` by ``sort_key``, write it as one Parquet segment, and describe it."""
+    entry, data = encode_segment(
+        table,
+        partition=partition,
+        time_column=time_column,
+        sort_key=sort_key,
+        row_group_size=row_group_size,
+        sorted_already=sorted_already,
+    )
+    store.put(f"{table_path}/{entry.path}", data)
+    return entry
+
+
+def encode_segment(
+    table: pa.Table,
+    *,
+    partition: int,
+    time_column: str,
+    sort_key: tuple[str, ...] = (),
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    sorted_already: bool = False,
+) -> tuple[SegmentEntry, bytes]:
+    """A segment's manifest entry and Parquet bytes, not yet stored (see :func:`write_segment`)."""
     if not sorted_already and table.num_rows > 1:
         keys = [(k, "ascending") for k in sort_key if k in table.column_names]
         if keys:
@@ -201,29 +280,31 @@ def write_segment(
         min_time, max_time = bounds["min"].as_py(), bounds["max"].as_py()
     segment_id = uuid.uuid4().hex
     bucket = bucket_of(min_time) if min_time is not None else "unknown"
-    path = f"data/{bucket}/{segment_id}.parquet"
     sink = io.BytesIO()
+    written: list[pq.FileMetaData] = []
     pq.write_table(
         table,
         sink,
         compression="zstd",
         row_group_size=row_group_size,
         write_statistics=True,
-        use_dictionary=True,
+        use_dictionary=dictionary_columns(table),
+        metadata_collector=written,
     )
     data = sink.getvalue()
-    store.put(f"{table_path}/{path}", data)
-    return SegmentEntry(
+    strings = _string_bounds(written[0], table)
+    entry = SegmentEntry(
         id=segment_id,
-        path=path,
+        path=f"data/{bucket}/{segment_id}.parquet",
         partition=partition,
         rows=table.num_rows,
         bytes=len(data),
         min_time=min_time,
         max_time=max_time,
-        columns={name: _stats_of(table.column(name)) for name in table.column_names},
+        columns={name: _stats_of(table.column(name), strings.get(name)) for name in table.column_names},
         schema=table.schema,
     )
+    return entry, data
 
 
 def read_segment(

@@ -8,15 +8,20 @@ segments with every batch id and source offset in the flush; only then are
 the callers acknowledged.  A batch id (or source offset) the log already
 holds is acknowledged without writing.
 
+A flush has two stages: encoding (concatenate, sort, Parquet-encode; pure
+CPU) and storing (upload, commit: mostly waiting on the object store).  The
+next flush encodes while the previous one stores, and commits go strictly in
+flush order, one at a time.
+
 If a newer owner claimed the partition meanwhile, the commit is refused
 (:class:`~storage.errors.Fenced`), nothing of the flush becomes visible and
 the callers get the error to retry through the current owner.  Any other
 failure of a flush fails its callers and every append buffered behind it
-(:class:`~storage.errors.FlushFailed`), so a retry never lands after a later
-batch of the same source.
+(:class:`~storage.errors.FlushFailed`) — including the flush encoded behind
+it — so a retry never lands after a later batch of the same source.
 
-For tests, :meth:`IngestActor.inject_fault` arms a crash (``exit``) or a
-pause at a named point of the next flush: ``before_upload``,
+For tests, :meth:`IngestActor.inject_fault` arms a crash (``exit``), an
+error (``raise``) or a pause at a named point of the next flush: ``before_upload``,
 ``after_upload`` (segments written, not committed) or ``after_commit``
 (committed, callers not yet acknowledged).
 """
@@ -40,7 +45,7 @@ from storage.errors import Fenced, FlushFailed, IngestTimeout
 from storage.log import PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
 from storage.schema import conform, unify
-from storage.segment import BUCKET_SECONDS, SegmentEntry, split_by_bucket, time_micros, write_segment
+from storage.segment import BUCKET_SECONDS, SegmentEntry, encode_segment, split_by_bucket, time_micros
 
 FAULT_POINTS = ("before_upload", "after_upload", "after_commit")
 
@@ -101,7 +106,8 @@ class IngestActor:
         self._held_bytes = 0  # buffered plus being flushed
         self._oldest = 0.0
         self._waiting: dict[str, asyncio.Future] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self._wake: asyncio.Event | None = None
         self._space: asyncio.Condition | None = None
         self._flusher: asyncio.Task | None = None
@@ -196,6 +202,7 @@ class IngestActor:
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        storing: asyncio.Task | None = None  # the previous flush, uploading and committing
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -208,7 +215,20 @@ class IngestActor:
                         pass
                     self._wake.clear()
                     continue
-                await self._flush(self._take_flush())
+                batch = self._take_flush()
+                began = time.perf_counter()
+                try:
+                    encoded: list[tuple[SegmentEntry, bytes]] | Exception = await loop.run_in_executor(
+                        self._encoder, self._encode, batch
+                    )
+                except Exception as exc:  # noqa: BLE001 - reported to the callers when its turn comes
+                    encoded = exc
+                failure = await storing if storing is not None else None
+                if failure is not None:  # the flush before this one failed: so does this one
+                    self._finish(batch, failure)
+                    storing = None
+                    continue
+                storing = loop.create_task(self._store(batch, encoded, began))
 
     def _take_flush(self) -> list[_Append]:
         """The oldest appends, up to max_rows/max_bytes (at least one)."""
@@ -226,33 +246,47 @@ class IngestActor:
             self._urgent = False
         return batch
 
-    async def _flush(self, batch: list[_Append]) -> None:
+    async def _store(
+        self, batch: list[_Append], encoded: list[tuple[SegmentEntry, bytes]] | Exception, began: float
+    ) -> Exception | None:
+        """Upload and commit one encoded flush, then answer its callers; returns the failure, if any."""
         loop = asyncio.get_running_loop()
-        began = time.perf_counter()
+        failure: Exception | None = None
         try:
-            self.state = await loop.run_in_executor(self._executor, self._write, batch)
+            if isinstance(encoded, Exception):
+                raise encoded
+            self.state = await loop.run_in_executor(self._executor, self._commit, batch, encoded)
         except Fenced as exc:
             self._fenced = True
-            self._fail(batch + self._take_buffer(), exc)
+            failure = exc
         except Exception as exc:  # noqa: BLE001 - every failure is reported to its callers
-            error = FlushFailed(
+            failure = FlushFailed(
                 f"partition {self.partition} of {self.meta.namespace}.{self.meta.name}: flush failed "
                 f"({type(exc).__name__}: {exc}); nothing of it was stored — retry the batch with the same batch id"
             )
-            error.__cause__ = exc
-            self._fail(batch + self._take_buffer(), error)
+            failure.__cause__ = exc
         else:
             self.flushes += 1
             self.flushed_rows += sum(item.table.num_rows for item in batch)
             self.flush_seconds += time.perf_counter() - began
+        self._finish(batch, failure)
+        return failure
+
+    def _finish(self, batch: list[_Append], failure: Exception | None) -> None:
+        """Answer a flush's callers; a failure also fails every append buffered behind it."""
+        if failure is not None:
+            self._fail(batch + self._take_buffer(), failure)
+        else:
             for item in batch:
                 self._waiting.pop(item.batch_id, None)
                 if not item.future.done():
                     item.future.set_result(item.table.num_rows)
-        finally:
-            self._held_bytes -= sum(item.size for item in batch)
-            async with self._space:
-                self._space.notify_all()
+        self._held_bytes -= sum(item.size for item in batch)
+        asyncio.get_running_loop().create_task(self._notify_space())
+
+    async def _notify_space(self) -> None:
+        async with self._space:
+            self._space.notify_all()
 
     def _take_buffer(self) -> list[_Append]:
         taken, self._buffer = self._buffer, []
@@ -267,36 +301,42 @@ class IngestActor:
             if not item.future.done():
                 item.future.set_exception(error)
 
-    def _write(self, batch: list[_Append]) -> PartitionState:
-        """Write the flush's segments and commit them (runs on the flush thread)."""
+    def _encode(self, batch: list[_Append]) -> list[tuple[SegmentEntry, bytes]]:
+        """The flush's rows as sorted Parquet segments, one per hour bucket (runs on the encode thread)."""
         tables = [item.table for item in batch if item.table.num_rows]
-        entries: list[SegmentEntry] = []
-        if tables:
-            schema = unify(t.schema for t in tables)
-            table = pa.concat_tables([t if t.schema.equals(schema) else conform(t, schema) for t in tables])
+        if not tables:
+            return []
+        schema = unify(t.schema for t in tables)
+        table = pa.concat_tables([t if t.schema.equals(schema) else conform(t, schema) for t in tables])
+        return [
+            encode_segment(
+                part,
+                partition=self.partition,
+                time_column=self.meta.time_column,
+                sort_key=self.meta.full_sort_key,
+                sorted_already=in_order,
+                # one row group per ingest segment: its statistics are the segment's own
+                row_group_size=max(part.num_rows, 1),
+            )
+            for part, in_order in self._buckets(table)
+        ]
+
+    def _commit(self, batch: list[_Append], encoded: list[tuple[SegmentEntry, bytes]]) -> PartitionState:
+        """Upload the flush's segments and commit them with its batch ids and offsets (on the store thread)."""
+        if encoded:
             self._fault("before_upload")
-            for part, in_order in self._buckets(table):
-                entries.append(
-                    write_segment(
-                        self.store,
-                        self.meta.path,
-                        part,
-                        partition=self.partition,
-                        time_column=self.meta.time_column,
-                        sort_key=self.meta.full_sort_key,
-                        sorted_already=in_order,
-                        # one row group per ingest segment: its statistics are the segment's own, and the
-                        # Parquet writer tries a dictionary once per column chunk, which is most of its
-                        # cost on high-cardinality columns when row groups are small
-                        row_group_size=max(part.num_rows, 1),
-                    )
-                )
+            for entry, data in encoded:
+                self.store.put(f"{self.meta.path}/{entry.path}", data)
             self._fault("after_upload")
         offsets: dict[str, Any] = {}
         for item in batch:
             offsets.update(item.offsets)
         state = self.log.commit(
-            self.state, epoch=self.epoch, added=entries, offsets=offsets, batch_ids=[i.batch_id for i in batch]
+            self.state,
+            epoch=self.epoch,
+            added=[entry for entry, _ in encoded],
+            offsets=offsets,
+            batch_ids=[i.batch_id for i in batch],
         )
         self._fault("after_commit")
         return state
@@ -322,16 +362,18 @@ class IngestActor:
 
     # -- fault injection and status, for tests and monitors -----------------------------------
     def inject_fault(self, point: str, action: str = "exit") -> None:
-        """Crash (``exit``) or stop (``pause``, until :meth:`release`) at ``point`` of the next flush."""
-        if point not in FAULT_POINTS or action not in ("exit", "pause"):
+        """Crash (``exit``), fail (``raise``) or stop (``pause``, until :meth:`release`) at ``point`` of the next flush."""
+        if point not in FAULT_POINTS or action not in ("exit", "raise", "pause"):
             raise ValueError(f"fault {point!r}/{action!r} is unknown; points: {', '.join(FAULT_POINTS)}; "
-                             "actions: exit, pause")
+                             "actions: exit, raise, pause")
         self._faults[point] = action
 
     def _fault(self, point: str) -> None:
         action = self._faults.pop(point, None)
         if action == "exit":
             os._exit(1)
+        if action == "raise":
+            raise OSError(f"injected failure at {point}")
         if action == "pause":
             self._paused.set()
             self._release.wait()
