@@ -1,15 +1,15 @@
 """Maintenance benchmark: a simulated day of streaming events, with compaction on and off.
 
-Events (the query benchmark's web events) arrive at a steady simulated rate;
-every partition's owner flushes one segment per flush interval (one per hour
-bucket it touches) and commits it under its epoch, the way an ingest actor
-does.  The same stream is written three times:
+Events (the query benchmark's web events) arrive at a steady simulated rate:
+every simulated flush interval, one batch goes through ``Session.ingest`` to
+the table's ingest actors, each of which flushes its slice as one segment per
+hour bucket it touches.  The same stream is written three times:
 
 * ``off``:      segments as flushed, never compacted;
-* ``on``:       the same, with size-tiered compaction run after every
-                simulated ``--compact-every`` minutes (what the background
-                loop does), then a final settled pass and a vacuum as after
-                the grace period (which also folds the commit log);
+* ``on``:       the same, with the compaction actor run (``Session.compact``)
+                after every simulated ``--compact-every`` minutes (what the
+                background loop does), then a final settled pass and a vacuum
+                as after the grace period (which also folds the commit log);
 * ``sorted``:   the whole day written at once, sorted, in target-size segments.
 
 It reports segments, bytes, snapshot load time and the time of the query
@@ -37,13 +37,15 @@ import pyarrow as pa
 import engine
 from benchmarks.query import QUERIES
 from engine.demo import generate_day
+from engine.ingest.actor import IngestConfig
+from engine.ingest.client import IngestOptions
 from storage.catalog import TableMeta
-from storage.compaction import CompactionPolicy, CompactionReport, compact_table
-from storage.log import PartitionLog, PartitionState
+from storage.compaction import CompactionPolicy, CompactionReport
+from storage.log import PartitionLog
 from storage.objectstore import ObjectStore
 from storage.segment import split_by_bucket, write_segment
 from storage.snapshot import load_snapshot
-from storage.vacuum import VacuumReport, vacuum_table
+from storage.vacuum import VacuumReport
 
 TABLE = "web_events"  # the query benchmark's table and queries
 DAY_US = 86_400_000_000
@@ -70,12 +72,6 @@ class Stream:
                 yield (step + 1) * self.flush_seconds, partition, table
 
 
-def write_flush(store: ObjectStore, meta: TableMeta, state: PartitionState, table: pa.Table) -> PartitionState:
-    """What an ingest actor's flush does: one sorted segment per hour bucket, one commit."""
-    entries = [write_segment(store, meta.path, part, partition=state.partition, time_column=meta.time_column,
-                             sort_key=meta.full_sort_key) for part in split_by_bucket(table, meta.time_column)]
-    return PartitionLog(store, meta.path, state.partition).commit(state, epoch=state.epoch, added=entries)
-
 
 @dataclass
 class Run:
@@ -92,27 +88,35 @@ class Run:
     answers: dict[str, int] = field(default_factory=dict)
 
 
-def stream_day(store: ObjectStore, meta: TableMeta, args: argparse.Namespace, compact: bool) -> Run:
+def stream_day(db, args: argparse.Namespace, compact: bool) -> Run:
+    """The day through the ingest actors, one batch per flush interval; compaction through its actor."""
     run = Run("on" if compact else "off")
     policy = CompactionPolicy(target_rows=args.target_rows)
-    stream = Stream(args.rate, meta.partitions, args.flush_seconds, seed=args.seed)
+    stream = Stream(args.rate, args.partitions, args.flush_seconds, seed=args.seed)
+    db.ingestion.options = IngestOptions(actor=IngestConfig(max_age=0.01))  # one flush per batch, at once
     next_compaction = args.compact_every * 60
     started = time.perf_counter()
-    owners = {p: PartitionLog(store, meta.path, p).claim() for p in range(meta.partitions)}
+    pending: list[pa.Table] = []
     for second, partition, table in stream.flushes():
-        owners[partition] = write_flush(store, meta, owners[partition], table)
-        if compact and partition == meta.partitions - 1 and second >= next_compaction:
+        pending.append(table)
+        if partition < args.partitions - 1:
+            continue
+        db.ingest(TABLE, pa.concat_tables(pending), batch_id=f"{run.name}-{second:g}")
+        pending = []
+        if int(second) % 3600 == 0:
+            print(f"  {run.name}: simulated hour {int(second) // 3600:2d}, {stream.events:,} events", flush=True)
+        if compact and second >= next_compaction:
             next_compaction += args.compact_every * 60
             t = time.perf_counter()
-            run.compaction += compact_table(store, meta, policy)
+            run.compaction += db.maintenance.compact(TABLE, progress=False, full=False, policy=policy)
             run.compaction_seconds += time.perf_counter() - t
     if compact:  # the day is over: every bucket has settled
         t = time.perf_counter()
-        run.compaction += compact_table(store, meta, policy, full=True)
+        run.compaction += db.maintenance.compact(TABLE, progress=False, full=True, policy=policy)
         run.compaction_seconds += time.perf_counter() - t
         # the background loop's vacuum, once the grace period has passed: removed segments go,
         # and the commit log is folded into one checkpoint
-        run.vacuum = vacuum_table(store, meta, older_than=0)
+        run.vacuum = db.vacuum(TABLE, older_than=0)
     run.write_seconds = time.perf_counter() - started - run.compaction_seconds
     run.rows = stream.events
     return run
@@ -179,12 +183,13 @@ def main(argv: list[str] | None = None) -> dict:
     root = args.root or tempfile.mkdtemp(prefix="petrel-bench-")
     runs = []
     for name in ("off", "on", "sorted"):
+        print(f"{name}: writing the day", flush=True)
         with engine.connect(root, namespace=name, maintenance=False) as db:
             meta = db.create_table(TABLE, partitions=args.partitions, sort_key=["service"])
             if name == "sorted":
                 run = write_sorted(db.store, meta, args)
             else:
-                run = stream_day(db.store, meta, args, name == "on")
+                run = stream_day(db, args, name == "on")
             measure(db, run, args.repeat)
         runs.append(run)
     baseline = runs[-1]

@@ -1,13 +1,11 @@
 """Event-analytics queries: Petrel against DuckDB over the same Parquet files.
 
 Generates a day of web/service events (``--rows``, default 10 million),
-stores them as Petrel segments (one per half hour, so a half-hour query
-touches one segment), then runs each query on a warm Petrel session and on DuckDB
-reading the very same segment files, and prints per-query times and the
-ratio.  Results go to ``--json`` as well.
-
-The data is written as segments and committed directly; once the ingestion
-path is merged, ``--ingest`` switches the load to ``Session.ingest``.
+ingests them through ``Session.ingest`` and the ingest actors, one batch per
+half hour (so a half-hour query touches one segment), then runs each query on
+a warm Petrel session and on DuckDB reading the very same segment files, and
+prints per-query times and the ratio.  Results go to ``--json`` as well.
+``--direct`` writes and commits the segments without the ingest actors.
 
     PYTHONPATH=$PWD python benchmarks/query.py --rows 10000000
 
@@ -68,7 +66,7 @@ QUERIES: list[tuple[str, str]] = [
 ]
 
 
-def load(db, rows: int, ingest: bool) -> list[str]:
+def load(db, rows: int, direct: bool) -> list[str]:
     """Create the table and store the day; return the segment files (for DuckDB)."""
     meta = db.create_table(T, time_column="timestamp", sort_key=["service"], partitions=1)
     log = PartitionLog(db.store, meta.path, 0)
@@ -78,12 +76,14 @@ def load(db, rows: int, ingest: bool) -> list[str]:
     for index in range(windows):
         part = generate_day(rows // windows + (1 if index < rows % windows else 0), seed=index,
                             window=(index * span, (index + 1) * span))
-        if ingest:
+        print(f"\r  loading half hour {index + 1}/{windows}", end="", file=sys.stderr, flush=True)
+        if not direct:
             db.ingest(T, part, batch_id=f"bench-{index}")
             continue
         entry = write_segment(db.store, meta.path, part, partition=0, time_column="timestamp",
                               sort_key=meta.full_sort_key)
         state = log.commit(state, epoch=None, added=[entry])
+    print(file=sys.stderr)
     snapshot_files = [f"{db.store.root}/{meta.path}/{s.path}" for s in db.queries.resolve(T).segments]
     return snapshot_files
 
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--warehouse", help="reuse (or create) the warehouse here")
     parser.add_argument("--json", default="benchmarks/results/query.json")
-    parser.add_argument("--ingest", action="store_true", help="load through Session.ingest")
+    parser.add_argument("--direct", action="store_true", help="commit the segments directly, not through ingestion")
     parser.add_argument("--only", help="comma-separated query names to run (default: all)")
     parser.add_argument("--tpch", type=float, metavar="SCALE", help="also run the 22 TPC-H queries at this scale")
     parser.add_argument("--no-events", action="store_true", help="skip the event queries (with --tpch)")
@@ -147,7 +147,7 @@ def run_events(db, duck, args) -> list[dict]:
         files = [f"{db.store.root}/{db.table(T).path}/{s.path}" for s in db.queries.resolve(T).segments]
     else:
         started = time.perf_counter()
-        files = load(db, args.rows, args.ingest)
+        files = load(db, args.rows, args.direct)
         print(f"loaded {args.rows:,} rows into {len(files)} segments in {time.perf_counter() - started:.1f} s")
     listing = ", ".join(f"'{f}'" for f in files)
     duck.execute(f"CREATE VIEW {T} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
