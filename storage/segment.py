@@ -235,26 +235,9 @@ def dictionary_columns(table: pa.Table) -> list[str]:
     return chosen
 
 
-def write_segment(
-    store: ObjectStore,
-    table_path: str,
-    table: pa.Table,
-    *,
-    partition: int,
-    time_column: str,
-    sort_key: tuple[str, ...] = (),
-    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
-    sorted_already: bool = False,
-) -> SegmentEntry:
-    """Sort ``table`` by ``sort_key``, write it as one Parquet segment, and describe it."""
-    entry, data = encode_segment(
-        table,
-        partition=partition,
-        time_column=time_column,
-        sort_key=sort_key,
-        row_group_size=row_group_size,
-        sorted_already=sorted_already,
-    )
+def write_segment(store: ObjectStore, table_path: str, table: pa.Table, **options: Any) -> SegmentEntry:
+    """Sort ``table``, write it as one Parquet segment, and describe it (options: :func:`encode_segment`)."""
+    entry, data = encode_segment(table, **options)
     store.put(f"{table_path}/{entry.path}", data)
     return entry
 
@@ -268,7 +251,7 @@ def encode_segment(
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
     sorted_already: bool = False,
 ) -> tuple[SegmentEntry, bytes]:
-    """A segment's manifest entry and Parquet bytes, not yet stored (see :func:`write_segment`)."""
+    """Sort ``table`` by ``sort_key`` and encode it: the segment's manifest entry and Parquet bytes, not yet stored."""
     if not sorted_already and table.num_rows > 1:
         keys = [(k, "ascending") for k in sort_key if k in table.column_names]
         if keys:
