@@ -72,6 +72,8 @@ def test_bad_input_is_rejected_row_by_row_and_kept(db):
     assert raw[1] == lines[1] and "one hundred three" in raw[3]
     db.ingest("logs", "\n".join(lines).encode(), batch_id="mixed")  # a retry keeps them once
     assert stored(db, "_rejected").num_rows == 4
+    queried = db.sql("SELECT row, reason FROM _rejected WHERE \"table\" = 'logs' ORDER BY row")
+    assert queried.column("row").to_pylist() == [1, 3, 5, 7]
 
 
 def test_all_rows_rejected_raises_with_the_reasons(db):
