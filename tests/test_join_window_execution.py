@@ -133,3 +133,45 @@ def test_uncorrelated_exists_never_pairs_the_rows():
     assert _join("semi", big, big, keys=False).num_rows == 20_000
     assert _join("anti", big, big, keys=False).num_rows == 0
     assert _join("anti", big, big.slice(0, 0), keys=False).num_rows == 20_000
+
+
+def _window_table(rows: int, groups: int) -> pa.Table:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    maybe = lambda values, every: pa.array([None if i % every == 0 else v for i, v in enumerate(values.tolist())])
+    return pa.table({"id": np.arange(rows), "g": rng.integers(0, groups, rows), "v": maybe(rng.integers(0, 40, rows), 11),
+                     "s": maybe(rng.integers(0, 30, rows).astype(str), 7)})
+
+
+FRAMES = [
+    "ORDER BY v, id ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING",
+    "ORDER BY v, id ROWS BETWEEN 3 PRECEDING AND 1 PRECEDING",
+    "ORDER BY v, id ROWS BETWEEN 1 FOLLOWING AND 5 FOLLOWING",
+    "ORDER BY v, id ROWS BETWEEN 1 PRECEDING AND UNBOUNDED FOLLOWING",
+    "ORDER BY v, id ROWS BETWEEN 2 FOLLOWING AND UNBOUNDED FOLLOWING",
+    "ORDER BY v, id ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING",
+    "ORDER BY v, id ROWS BETWEEN UNBOUNDED PRECEDING AND 2 PRECEDING",
+    "ORDER BY v RANGE BETWEEN CURRENT ROW AND CURRENT ROW",
+    "ORDER BY v DESC NULLS FIRST RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING",
+    "ORDER BY v",
+]
+
+
+@pytest.mark.parametrize("frame", FRAMES)
+def test_sliding_min_max_match_duckdb(frame):
+    from result_compare import assert_same
+
+    tables = {"t": _window_table(300, 4)}
+    query = (f"SELECT id, min(v) OVER (PARTITION BY g {frame}) AS lo, max(v) OVER (PARTITION BY g {frame}) AS hi, "
+             f"min(s) OVER (PARTITION BY g {frame}) AS slo, max(s) OVER ({frame}) AS shi FROM t")
+    assert_same(_run_local(query, tables), _oracle(query, tables), ordered=False, query=query)
+
+
+def test_min_max_to_the_partition_end_over_a_long_partition():
+    from result_compare import assert_same
+
+    tables = {"t": _window_table(50_000, 1)}
+    query = ("SELECT id, min(v) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND UNBOUNDED FOLLOWING) AS lo, "
+             "max(s) OVER (ORDER BY id ROWS BETWEEN 1000 PRECEDING AND 2000 FOLLOWING) AS hi FROM t")
+    assert_same(_run_local(query, tables), _oracle(query, tables), ordered=False, query=query)
