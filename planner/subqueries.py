@@ -4,8 +4,10 @@
 query so far with ``q``, whose conditions on outer columns (correlation)
 become the join's conditions; ``x IN (q)`` adds ``x = q's column`` to those,
 and ``NOT IN`` is an anti join with SQL's NULL rules.  A correlated scalar
-subquery whose outer references are equalities is computed once per
-correlation key (GROUP BY those keys) and LEFT-joined on them.
+subquery whose outer references are equalities has its aggregates
+computed once per correlation key (GROUP BY those keys), LEFT-joined on
+them, and its expression evaluated over them in the outer query, so a
+key with no rows sees COUNT = 0 and the other aggregates NULL.
 """
 
 from __future__ import annotations

@@ -60,7 +60,9 @@ def test_a_huge_inner_side_of_a_preserving_join_is_shuffled_not_broadcast(query)
     (join,) = _joins(query)
     assert join.strategy == "shuffle"
     assert "the right side exceeds the broadcast limit and the left side is the preserved side" in join.reason
-    assert "small enough" not in _explain(query) and "hash shuffle" in _explain(query)
+    text = _explain(query)
+    assert "[shuffle: the right side exceeds the broadcast limit" in text and "hash shuffle" in text
+    assert "small enough" not in text
 
 
 def test_a_correlated_not_in_shuffles_on_its_correlation_keys():
@@ -71,6 +73,7 @@ def test_a_correlated_not_in_shuffles_on_its_correlation_keys():
 def test_an_uncorrelated_not_in_is_broadcast_and_says_why():
     (join,) = _joins("SELECT count(*) FROM small s WHERE s.k NOT IN (SELECT k FROM big)")
     assert join.strategy == "broadcast" and "uncorrelated NOT IN must see the whole subquery" in join.reason
+    assert "[broadcast: an uncorrelated NOT IN" in _explain("SELECT count(*) FROM small s WHERE s.k NOT IN (SELECT k FROM big)")
 
 
 def test_small_inner_sides_are_broadcast_and_large_pairs_shuffled():

@@ -95,9 +95,7 @@ def _join(plan: Join, context: PlanContext, keys) -> tuple[Plan, bool]:
         names = plan.columns
         swapped = Join(plan.right, plan.left, plan.kind, plan.right_keys, plan.left_keys, plan.condition)
         joined, spread = _join(swapped, context, keys)
-        from planner.subqueries import column
-
-        return Project(joined, names, tuple(column(n) for n in names)), spread
+        return Project(joined, names, tuple(_column(n) for n in names)), spread
     limit = context.broadcast_bytes
     sizes = f"left ~{_mb(left_size)}, right ~{_mb(right_size)}, broadcast limit {_mb(limit)}"
     if not left_spread and not right_spread:
@@ -121,9 +119,7 @@ def _join(plan: Join, context: PlanContext, keys) -> tuple[Plan, bool]:
             strategy="shuffle", reason=f"{why} ({sizes})",
         )
         if names != joined.columns:
-            from planner.subqueries import column
-
-            return Project(joined, names, tuple(column(n) for n in names)), True
+            return Project(joined, names, tuple(_column(n) for n in names)), True
         return joined, True
     if plan.kind == "full":
         return dataclasses.replace(plan, left=_gathered(left, left_spread), right=_gathered(right, right_spread),
