@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from engine.execution.exchange import partition
@@ -139,7 +140,7 @@ def _complete(plan, reader) -> pa.Table:
 def stored():
     ids = pa.array(range(400), pa.int64())
     tables = {
-        "facts": pa.table({"k": ids, "g": pa.compute.cast(pa.compute.divide(ids, 7), pa.int64()),
+        "facts": pa.table({"k": ids, "g": pc.cast(pc.divide(ids, 7), pa.int64()),
                            "x": pa.array([None if i % 13 == 0 else i % 50 for i in range(400)], pa.int64()),
                            "code": pa.array([str(i % 60) for i in range(400)])}),
         "dims": pa.table({"k": pa.array(range(0, 400, 3), pa.int64()), "g": pa.array([i % 9 for i in range(0, 400, 3)], pa.int64()),

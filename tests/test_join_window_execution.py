@@ -1,4 +1,5 @@
-"""The join, set-operation, window and shuffle kernels on small Arrow tables (no Ray)."""
+"""The join, set-operation, window and shuffle kernels on small Arrow tables, and SQL over them
+planned and run in this process against DuckDB (no Ray)."""
 
 from __future__ import annotations
 
