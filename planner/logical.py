@@ -223,7 +223,8 @@ class Join(Plan):
 
     ``kind`` is one of :data:`JOIN_KINDS`: ``semi``/``anti`` keep left rows
     with/without a match (EXISTS, IN, NOT EXISTS), ``anti_in`` is NOT IN
-    with its NULL rules, ``single`` is a LEFT join to a scalar subquery
+    with its NULL rules (its last key pair is the NOT IN value, the others
+    correlate), ``single`` is a LEFT join to a scalar subquery
     (at most one row may match).  ``strategy`` (local, broadcast, shuffle)
     and ``reason`` are set when the plan is distributed.
     """

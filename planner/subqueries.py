@@ -4,8 +4,10 @@
 query so far with ``q``, whose conditions on outer columns (correlation)
 become the join's conditions; ``x IN (q)`` adds ``x = q's column`` to those,
 and ``NOT IN`` is an anti join with SQL's NULL rules.  A correlated scalar
-subquery whose outer references are equalities is computed once per
-correlation key (GROUP BY those keys) and LEFT-joined on them.
+subquery whose outer references are equalities has its aggregates
+computed once per correlation key (GROUP BY those keys), LEFT-joined on
+them, and its expression evaluated over them in the outer query, so a
+key with no rows sees COUNT = 0 and the other aggregates NULL.
 """
 
 from __future__ import annotations
@@ -141,20 +143,42 @@ class SubqueryMixin:
                     raise UnsupportedSql(f"a correlated subquery's outer reference must be an equality: {part.sql()[:80]}")
                 keys.append(sides)
             inner.set("where", exp.Where(this=and_all(local)) if local else None)
-            value = self.fresh("_s")
+            selected = inner.expressions[0].unalias()
+            aggregates = [a for a in selected.find_all(exp.AggFunc) if a.find_ancestor(exp.AggFunc) is None]
+            if not aggregates or selected in aggregates:
+                aggregates = [selected]
+            names = [self.fresh("_s") for _ in aggregates]
             key_names = [self.fresh("_x") for _ in keys]
-            inner.set("expressions", [inner.expressions[0].unalias().as_(value, quoted=True)]
+            inner.set("expressions", [a.copy().as_(n, quoted=True) for a, n in zip(aggregates, names)]
                       + [k[0].copy().as_(n, quoted=True) for k, n in zip(keys, key_names)])
             inner.set("group", exp.Group(expressions=[k[0].copy() for k in keys]))
-            right = self.query(inner, ctes, (value, *key_names))
+            right = self.query(inner, ctes, (*names, *key_names))
             plan = self.join(plan, right, "left", [exp.EQ(this=k[1].copy(), expression=column(n)) for k, n in zip(keys, key_names)])
-            counted = query.expressions[0].unalias()
-            replacement: exp.Expression = column(value)
-            if isinstance(counted, exp.Count):
-                replacement = exp.Coalesce(this=replacement, expressions=[exp.Literal.number(0)])
-            sub.replace(replacement)
+            sub.replace(exp.Paren(this=_over_groups(selected, aggregates, names)))
         return plan, condition
 
+
+
+def _over_groups(selected: exp.Expression, aggregates: list[exp.Expression], names: list[str]) -> exp.Expression:
+    """The subquery's value from its per-group aggregate columns.
+
+    A group the outer row has no match in is an empty set: every aggregate
+    is NULL there except COUNT, which is 0, and the rest of the expression
+    is evaluated over those values (so ``count(*) + 9`` is 9, not NULL).
+    """
+    def value(aggregate: exp.Expression, name: str) -> exp.Expression:
+        if isinstance(aggregate, exp.Count):
+            return exp.Coalesce(this=column(name), expressions=[exp.Literal.number(0)])
+        return column(name)
+
+    replacements = {id(a): value(a, n) for a, n in zip(aggregates, names)}
+    if id(selected) in replacements:
+        return replacements[id(selected)]
+    copied = selected.copy()
+    for original, duplicate in zip(list(selected.walk()), list(copied.walk())):  # the copy has the same shape
+        if id(original) in replacements:
+            duplicate.replace(replacements[id(original)])
+    return copied
 
 
 def outer_columns_of(node: exp.Expression, scope: exp.Expression) -> bool:

@@ -76,6 +76,10 @@ QUERIES = [
     "SELECT count(*) FROM events e WHERE e.service IN (SELECT service FROM services) AND e.host NOT IN (SELECT host FROM hosts WHERE host IS NOT NULL)",
     "SELECT user_id, count(*) AS n FROM events WHERE user_id IN (SELECT user_id FROM events WHERE \"http.status_code\" = 503) GROUP BY user_id",
     "SELECT count(*) FROM events a WHERE EXISTS (SELECT 1 FROM events b WHERE b.user_id = a.user_id AND b.host <> a.host AND b.service = 'db')",
+    "SELECT s.service, s.team FROM services s WHERE s.tier_rank NOT IN (SELECT x.tier_rank FROM services x WHERE x.team = s.team AND x.service <> s.service)",
+    "SELECT h.host FROM hosts h WHERE h.cores NOT IN (SELECT s.tier_rank * 4 FROM services s WHERE s.team = h.region)",
+    "SELECT count(*) FROM events e WHERE e.user_id NOT IN (SELECT x.user_id FROM events x WHERE x.host = e.host AND x.service = 'db')",
+    "SELECT count(*) FROM events e WHERE e.service NOT IN (SELECT s.service FROM services s WHERE s.tier_rank = e.attrs.retries)",
     # -- scalar and correlated subqueries
     "SELECT count(*) FROM events WHERE latency_ms > (SELECT avg(latency_ms) FROM events)",
     "SELECT service, count(*) AS n FROM events WHERE bytes > (SELECT avg(bytes) FROM events) GROUP BY service",
@@ -87,6 +91,8 @@ QUERIES = [
     "SELECT e.host, count(*) AS n FROM events e WHERE e.bytes > (SELECT avg(x.bytes) * 1.5 FROM events x WHERE x.host = e.host) GROUP BY e.host",
     "SELECT h.host FROM hosts h WHERE h.cores * 100 < (SELECT count(*) FROM events e WHERE e.host = h.host)",
     "SELECT s.service, s.team FROM services s WHERE s.tier_rank = (SELECT max(tier_rank) FROM services x WHERE x.team = s.team)",
+    "SELECT h.host FROM hosts h WHERE h.cores > (SELECT count(*) + 2 FROM events e WHERE e.host = h.host AND e.latency_ms > 900)",
+    "SELECT s.service FROM services s WHERE 3 > (SELECT count(*) * 2 + count(DISTINCT h.region) FROM hosts h WHERE h.cores = s.tier_rank * 4)",
     # -- derived tables and CTEs
     "SELECT t.service, t.n FROM (SELECT service, count(*) AS n FROM events GROUP BY service) t WHERE t.n > 100",
     "SELECT max(n) AS m, min(n) AS l FROM (SELECT host, count(*) AS n FROM events GROUP BY host) AS per_host",

@@ -105,3 +105,43 @@ def test_table_functions_read_files(joined_db, tmp_path):
     assert tiers.column("tier").to_pylist() == ["free", "legacy", "pro", "enterprise"]
     names = db.sql(f"SELECT n.name FROM read_json('{tmp_path}/names.json') n WHERE n.rank > 1")
     assert names.column("name").to_pylist() == ["db"]
+
+
+@pytest.mark.s3
+def test_read_parquet_from_s3_joins_a_warehouse_table(s3_options):
+    import fsspec
+    import pyarrow.parquet as pq
+
+    from engine.execution.local import run_locally
+    from engine.execution.scan import SegmentReader
+    from engine.external import read_file
+    from planner.context import PlanContext
+    from planner.logical import TableSource
+    from planner.planning import plan_query
+    from storage.catalog import Catalog
+    from storage.objectstore import ObjectStore
+    from storage.snapshot import load_snapshot
+
+    fs = fsspec.filesystem("s3", **s3_options)
+    with fs.open("petrel-test/dims/hosts.parquet", "wb") as handle:
+        pq.write_table(HOSTS, handle)
+    store = ObjectStore("memory://s3-table-function")
+    load_tables(store, {"services": SERVICES}, rows_per_segment=3)
+    catalog = Catalog(store)
+
+    def resolve(name):
+        meta = catalog.table("default", name)
+        snapshot = load_snapshot(store, meta)
+        return TableSource(meta, snapshot.schema, snapshot.segments, dict(snapshot.versions))
+
+    query = ("SELECT s.service, h.host FROM services s JOIN read_parquet('s3://petrel-test/dims/hosts.parquet') h "
+             "ON s.tier_rank * 4 = h.cores")
+    planned = plan_query(query, resolve, context=PlanContext(buckets=2),
+                         table_function=lambda function, path, options: read_file(function, path, options, s3_options))
+    got = run_locally(planned.optimized, SegmentReader(store), fragments=2)
+    oracle = duckdb.connect()
+    oracle.register("services", SERVICES)
+    oracle.register("hosts", HOSTS)
+    expected = oracle.sql(query.replace("read_parquet('s3://petrel-test/dims/hosts.parquet')", "hosts")).to_arrow_table()
+    assert expected.num_rows and got.num_rows == expected.num_rows
+    assert_same(got, expected, ordered=False, query=query)

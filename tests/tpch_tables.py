@@ -1,30 +1,36 @@
 """TPC-H tables for the tests: the project's generator or the official tiny dbgen files, as Petrel tables.
 
 Each table is written as small segments spread over two partitions, so a
-query's fragments run on several workers; ``queries()`` splits the 22
-queries of the shared query file.
+query's fragments run on several workers.  The 22 query texts live in the
+repository (``benchmarks/tpch/queries.sql``); only the official dbgen data
+comes from the shared folder beside the checkout (or ``PETREL_TPCH_DIR``).
 """
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from benchmarks.tpch.queries import queries  # noqa: F401  (the tests' one source of query texts)
 from storage.catalog import Catalog
 from storage.log import PartitionLog
 from storage.objectstore import ObjectStore
 from storage.segment import write_segment
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "tpch"
+SHARED = Path(os.environ.get("PETREL_TPCH_DIR") or Path(__file__).resolve().parents[2] / "shared" / "tpch")
 TABLES = ("region", "nation", "supplier", "part", "partsupp", "customer", "orders", "lineitem")
 
 
-def queries() -> dict[int, str]:
-    parts = re.split(r"-- TPC-H Q(\d+)\n", (SHARED / "queries.sql").read_text())[1:]
-    return {int(n): q.strip().rstrip(";") for n, q in zip(parts[::2], parts[1::2])}
+def dbgen_missing() -> str | None:
+    """Why the official dbgen files cannot be read (None when they can)."""
+    missing = [name for name in TABLES if not (SHARED / f"{name}.csv.gz").exists()]
+    if missing:
+        return (f"the official TPC-H dbgen files ({', '.join(missing)}.csv.gz) are not in {SHARED}; "
+                "put the shared tpch folder beside the checkout or set PETREL_TPCH_DIR")
+    return None
 
 
 def read_dbgen() -> dict[str, pa.Table]:

@@ -7,22 +7,15 @@ partitions, and DuckDB reads exactly those Parquet files.
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
-from pathlib import Path
 
 from benchmarks.tpch.datagen import generate
+from benchmarks.tpch.queries import queries
 from storage.log import PartitionLog
 from storage.segment import write_segment
 
-QUERY_FILE = Path(__file__).resolve().parents[3] / "shared" / "tpch" / "queries.sql"
 ROWS_PER_SEGMENT = 100_000
-
-
-def queries(path: Path = QUERY_FILE) -> dict[int, str]:
-    parts = re.split(r"-- TPC-H Q(\d+)\n", path.read_text())[1:]
-    return {int(n): q.strip().rstrip(";") for n, q in zip(parts[::2], parts[1::2])}
 
 
 def load(db, scale: float, partitions: int = 2) -> dict[str, list[str]]:

@@ -120,8 +120,14 @@ def partsupp_supplier(partkey: np.ndarray, i: np.ndarray | int, suppliers: int) 
     return (partkey + (i * ((suppliers // 4) + (partkey - 1) // suppliers))) % suppliers + 1
 
 
-def generate(scale: float = 0.01, seed: int = 42) -> dict[str, pa.Table]:
-    """The eight TPC-H tables at ``scale`` (1.0 = 6M lineitem rows)."""
+def generate(scale: float = 0.01, seed: int = 7) -> dict[str, pa.Table]:
+    """The eight TPC-H tables at ``scale`` (1.0 = 6M lineitem rows).
+
+    At the test scale 0.01 the specification's distributions leave Q19
+    about one qualifying lineitem (its three branches select ~1.9e-5 of
+    them) and Q18 a few orders, so whether they return rows depends on the
+    draw: the default seed is one where every query does.
+    """
     rng = np.random.default_rng(seed)
     n_supp = max(10, int(10_000 * scale))
     n_part = max(200, int(200_000 * scale))

@@ -10,6 +10,8 @@ semi and anti joins keep or drop the left rows that have a pair.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -95,6 +97,47 @@ def _matched(left: pa.Table, right: pa.Table, plan: Join) -> np.ndarray:
     return mark
 
 
+def _not_in(left: pa.Table, right: pa.Table, plan: Join) -> np.ndarray:
+    """Which left rows ``probe NOT IN (subquery)`` keeps, by SQL's three-valued logic per correlation group.
+
+    The last key pair is the probe and the subquery's value; the others
+    (and the residual condition) correlate a left row with its group of
+    subquery rows.  A row is kept when its group is empty; otherwise only
+    when its probe is not NULL, the group holds no NULL value and no
+    value equal to the probe.
+    """
+    n = left.num_rows
+    probe, value = plan.left_keys[-1], plan.right_keys[-1]
+    probe_null = pc.is_null(left.column(probe)).to_numpy(zero_copy_only=False)
+    value_null = pc.is_null(right.column(value)).to_numpy(zero_copy_only=False)
+    group = dataclasses.replace(plan, left_keys=plan.left_keys[:-1], right_keys=plan.right_keys[:-1])
+    if plan.compiled is not None:  # non-equality correlation: test the (row, group member) pairs
+        li, ri = _pairs(left, right, group)
+        nonempty = np.zeros(n, dtype=bool)
+        nonempty[li] = True
+        probes, values = _comparable(left.column(probe).take(pa.array(li)), right.column(value).take(pa.array(ri)))
+        equal = pc.fill_null(pc.equal(probes, values), False)
+        blocked = value_null[ri] | equal.to_numpy(zero_copy_only=False)
+        rejected = np.zeros(n, dtype=bool)
+        rejected[li[blocked]] = True
+        return ~nonempty | (~probe_null & ~rejected)
+    if not group.left_keys:  # uncorrelated: one group, the whole subquery
+        if right.num_rows == 0:
+            return np.ones(n, dtype=bool)
+        if value_null.any():
+            return np.zeros(n, dtype=bool)
+        return ~probe_null & ~_matched(left, right, plan)
+    nonempty = _matched(left, right, group)
+    null_groups = _matched(left, right.filter(pa.array(value_null)), group) if value_null.any() else np.zeros(n, bool)
+    return ~nonempty | (~probe_null & ~null_groups & ~_matched(left, right, plan))
+
+
+def _comparable(a, b):
+    """Two columns cast to the type a join compares them in."""
+    common = _key_type(a.type, b.type)
+    return (a, b) if common is None else (a.cast(common), b.cast(common))
+
+
 def _evaluate(table: pa.Table, predicate) -> np.ndarray:
     import pyarrow.acero as acero
 
@@ -123,13 +166,9 @@ def join(left: pa.Table, right: pa.Table, plan: Join) -> pa.Table:
         values = right.take(pa.array([0] * left.num_rows if right.num_rows else [None] * left.num_rows, pa.int64()))
         return _combine(left, values)
     if kind == "anti_in":
-        if right.num_rows == 0:
-            return left
-        if any(right.column(k).null_count for k in plan.right_keys):
-            return left.slice(0, 0)
-        for key in plan.left_keys:
-            left = left.filter(pc.is_valid(left.column(key)))
-        kind = "anti"
+        return left.filter(pa.array(_not_in(left, right, plan)))
+    if kind in ("semi", "anti") and not plan.left_keys and plan.compiled is None:  # uncorrelated EXISTS
+        return left if (right.num_rows > 0) == (kind == "semi") else left.slice(0, 0)
     if kind in ("semi", "anti") and plan.left_keys and plan.compiled is None:
         return left.filter(pa.array(_matched(left, right, plan) if kind == "semi" else ~_matched(left, right, plan)))
     li, ri = _pairs(left, right, plan)

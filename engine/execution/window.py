@@ -3,8 +3,9 @@
 Per call: sort by PARTITION BY and ORDER BY, mark where partitions and
 peer groups (rows equal on the ORDER BY keys) start, and derive every
 function from positions: ranks from those marks, frame sums from prefix
-sums, running MIN/MAX from a running maximum over ranks offset per
-partition, LAG/LEAD by shifted positions.  Results are scattered back to
+sums, MIN/MAX from running maxima over value ranks (forwards for frames
+that start at the partition start, backwards for frames that end at its
+end, a sparse table of power-of-two spans otherwise), LAG/LEAD by shifted positions.  Results are scattered back to
 the input's row order.  No Python loop runs per row.
 """
 
@@ -146,7 +147,7 @@ def _function(call: WindowCall, ordered: pa.Table, index, gstart, gend, gid, pst
     if func in ("sum", "avg", "count"):
         return _sums(func, values, lo, hi, valid)
     if func in ("min", "max"):
-        return _extreme(func, values, lo, hi, valid, gid, gstart, call)
+        return _extreme(func, values, lo, hi, valid, gid, gstart, gend)
     raise ValueError(f"unknown window function {func}")
 
 
@@ -166,8 +167,8 @@ def _sums(func: str, values, lo, hi, valid) -> pa.Array:
     return pa.array(np.where(empty, 0.0, total / np.maximum(count, 1)), mask=empty)
 
 
-def _extreme(func: str, values, lo, hi, valid, gid, gstart, call: WindowCall) -> pa.Array:
-    """MIN/MAX over frames: a running maximum of ranks when frames start at the partition, else by frame width."""
+def _extreme(func: str, values, lo, hi, valid, gid, gstart, gend) -> pa.Array:
+    """MIN/MAX over frames, as the largest rank of the values (ordered so the wanted extreme ranks highest) in each frame."""
     n = len(values)
     rank = pc.rank(values, sort_keys=[("", "descending" if func == "min" else "ascending", "at_start")],
                    tiebreaker="dense").to_numpy(zero_copy_only=False).astype(np.int64)
@@ -176,17 +177,32 @@ def _extreme(func: str, values, lo, hi, valid, gid, gstart, call: WindowCall) ->
     top = int(rank.max()) + 1 if n else 1
     where_rank = np.zeros(top, dtype=np.int64)
     where_rank[rank] = np.arange(n)
-    if np.all(lo == gstart):
+    lo, hi = np.clip(lo, 0, n - 1), np.clip(hi, 0, n - 1)
+    if np.all(lo == gstart):  # frames from the partition start: a running maximum, restarted per partition
         keyed = gid * (top + 1) + rank
-        running = np.maximum.accumulate(keyed) - gid * (top + 1)
-        best = running[np.clip(hi, 0, n - 1)]
+        best = (np.maximum.accumulate(keyed) - gid * (top + 1))[hi]
+    elif np.all(hi[valid] == gend[valid] - 1):  # frames to the partition end: the same, from the end backwards
+        later = (gid[-1] - gid) * (top + 1)
+        keyed = (later + rank)[::-1]
+        best = (np.maximum.accumulate(keyed)[::-1] - later)[lo]
     else:
-        kind, start, end = call.frame
-        width = (end - start + 1) if start is not None and end is not None else int((hi - lo).max()) + 1
-        best = np.zeros(n, dtype=np.int64)
-        for step in range(max(width, 0)):
-            position = lo + step
-            inside = position <= hi
-            best = np.where(inside, np.maximum(best, rank[np.clip(position, 0, n - 1)]), best)
+        best = _sparse_max(rank, lo, np.maximum(hi, lo))
     ok = valid & (best > 0)
     return _take(values, where_rank[best], ok)
+
+
+def _sparse_max(rank: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The maximum of ``rank[lo..hi]`` for every row: a sparse table of maxima over power-of-two spans."""
+    n = len(rank)
+    width = hi - lo + 1
+    levels = [rank]
+    while (1 << len(levels)) <= int(width.max()):
+        previous, step = levels[-1], 1 << (len(levels) - 1)
+        level = previous.copy()
+        level[: n - step] = np.maximum(previous[: n - step], previous[step:])
+        levels.append(level)
+    level = np.zeros(n, dtype=np.int64)
+    for k in range(1, len(levels)):
+        level[width >= (1 << k)] = k
+    table = np.stack(levels)
+    return np.maximum(table[level, lo], table[level, hi - (1 << level) + 1])
