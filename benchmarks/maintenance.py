@@ -15,8 +15,16 @@ hour bucket it touches.  The same stream is written three times:
 It reports segments, bytes, snapshot load time and the time of the query
 benchmark's queries (``benchmarks/query.py``) through the SQL engine on each
 (the best of ``--repeat`` warm runs), and compaction throughput in events per
-second of compaction work.  It prints a table and writes JSON.  Not a test:
-it asserts nothing about time.
+second of compaction work.
+
+Then a live run (``--live-seconds``, 0 to skip): events are sent in real time
+at ``--live-rate`` events per second through the ingest actors while the
+session's background maintenance loop compacts beside them, as in
+production.  It samples the table's segment and small-segment counts as it
+goes, so it shows whether compaction keeps up (the live segment count stays
+bounded instead of growing with every flush), and checks that every
+acknowledged event is stored once.  It prints a table and writes JSON.  Not
+a test: it asserts nothing about time.
 
     PYTHONPATH=$PWD python -m benchmarks.maintenance --rate 25 --partitions 2 --flush-seconds 60
 """
@@ -29,6 +37,7 @@ import os
 import platform
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,6 +177,69 @@ def _timed(function, *args) -> float:
     return time.perf_counter() - started
 
 
+def live(root: str, args: argparse.Namespace) -> dict:
+    """Ingest at ``--live-rate`` events/s of wall-clock time with the background loop compacting beside it."""
+    batch_rows = max(1, int(args.live_rate * args.live_tick))
+    span = int(args.live_tick * 1e6)
+    # the batches are made before the clock starts, so generating them costs the sender nothing
+    batches = [generate_day(batch_rows, seed=1000 + i, window=(i * span, (i + 1) * span)) for i in range(16)]
+    ticks = int(args.live_seconds / args.live_tick)
+    samples: list[dict] = []
+    acked = 0
+    with engine.connect(root, namespace="live", maintenance={"interval": args.live_interval}) as db:
+        db.create_table(TABLE, partitions=args.partitions, sort_key=["service"])
+        db.ingest(TABLE, batches[0].slice(0, 1), batch_id="warm-up")  # start the ingest actors
+        acked += 1
+        started = time.perf_counter()
+
+        def send(tick: int) -> int:
+            return db.ingest(TABLE, batches[tick % len(batches)], batch_id=f"live-{tick}").accepted
+
+        next_sample = 0.0
+        with ThreadPoolExecutor(max_workers=args.live_senders) as senders:
+            futures = []
+            for tick in range(ticks):
+                while True:  # send each batch on time; sample the table in the gaps
+                    now = time.perf_counter() - started
+                    if now >= tick * args.live_tick:
+                        break
+                    if now >= next_sample:
+                        samples.append(_sample(db, now))
+                        next_sample += args.live_sample
+                    else:
+                        time.sleep(min(tick * args.live_tick - now, next_sample - now, 0.05))
+                futures.append(senders.submit(send, tick))
+            for future in futures:
+                acked += future.result()
+        sent_seconds = time.perf_counter() - started
+        samples.append(_sample(db, sent_seconds))
+        status = db.maintenance.status()
+        stored = db.sql(f"SELECT count(*) AS n FROM {TABLE}").column("n")[0].as_py()
+    half = [s for s in samples if s["second"] >= sent_seconds / 2]
+    return {
+        "target_events_per_second": args.live_rate,
+        "seconds": round(sent_seconds, 2),
+        "events_acknowledged": acked,
+        "events_stored": stored,
+        "achieved_events_per_second": round(acked / sent_seconds),
+        "commits": samples[-1]["commits"],
+        "compaction": {"rows_rewritten": status.compaction.rows, "segments_removed": status.compaction.removed,
+                       "segments_added": status.compaction.added, "seconds": round(status.compaction.seconds, 2),
+                       "ticks": status.ticks, "errors": status.errors},
+        "segments_max": max(s["segments"] for s in samples),
+        "segments_max_second_half": max(s["segments"] for s in half),
+        "segments_end": samples[-1]["segments"],
+        "small_segments_end": samples[-1]["small_segments"],
+        "samples": samples,
+    }
+
+
+def _sample(db, second: float) -> dict:
+    stats = db.table_stats(TABLE)
+    return {"second": round(second, 1), "segments": stats.segments, "small_segments": stats.small_segments,
+            "rows": stats.rows, "commits": sum(v + 1 for v in stats.versions.values())}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=25.0, help="simulated events per second, whole table")
@@ -178,6 +250,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default=None, help="warehouse root (default: a temporary folder)")
+    parser.add_argument("--live-seconds", type=float, default=60.0, help="length of the live run (0: none)")
+    parser.add_argument("--live-rate", type=float, default=100_000.0, help="live events per second")
+    parser.add_argument("--live-tick", type=float, default=0.25, help="seconds between live batches")
+    parser.add_argument("--live-senders", type=int, default=8, help="client threads sending live batches")
+    parser.add_argument("--live-interval", type=float, default=5.0, help="seconds between background rounds")
+    parser.add_argument("--live-sample", type=float, default=2.0, help="seconds between live samples")
     parser.add_argument("--out", default="benchmarks/results/maintenance.json")
     args = parser.parse_args(argv)
     root = args.root or tempfile.mkdtemp(prefix="petrel-bench-")
@@ -219,6 +297,9 @@ def main(argv: list[str] | None = None) -> dict:
             },
         } for r in runs],
     }
+    if args.live_seconds > 0:
+        print(f"live: {args.live_rate:,.0f} events/s for {args.live_seconds:g}s with background compaction", flush=True)
+        report["live"] = live(root, args)
     print(format_report(report))
     if mismatched:
         print(f"WARNING: result sizes differ from the sorted table's for: {', '.join(mismatched)}")
@@ -240,6 +321,18 @@ def format_report(report: dict) -> str:
                      f"{r['query_total_seconds']:>10.3f} "
                      f"{r['vs_sorted']:>9.2f}x {c['seconds']:>13.2f} "
                      f"{(c['events_per_second'] or 0):>12,} {(c['rows_rewritten_per_second'] or 0):>17,}")
+    live_run = report.get("live")
+    if live_run:
+        c = live_run["compaction"]
+        lines += [
+            f"live: {live_run['achieved_events_per_second']:,} events/s acknowledged of "
+            f"{live_run['target_events_per_second']:,.0f} asked, for {live_run['seconds']:g}s; "
+            f"{live_run['events_acknowledged']:,} acknowledged, {live_run['events_stored']:,} stored",
+            f"      background compaction: {c['rows_rewritten']:,} rows rewritten in {c['seconds']:g}s of "
+            f"{c['ticks']} rounds; live segments at most {live_run['segments_max']} "
+            f"({live_run['segments_max_second_half']} in the second half), {live_run['segments_end']} at the end "
+            f"({live_run['small_segments_end']} small) after {live_run['commits']} commits",
+        ]
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -205,15 +206,13 @@ def split_by_bucket(table: pa.Table, time_column: str) -> list[pa.Table]:
     """``table`` cut into one table per hourly time bucket (rows keep their order)."""
     if table.num_rows == 0:
         return []
-    micros = time_micros(table.column(time_column))
-    buckets = pc.divide(micros, BUCKET_SECONDS * _US_PER_S)
-    bounds = pc.min_max(buckets)
-    if bounds["min"].as_py() == bounds["max"].as_py():
+    micros = time_micros(table.column(time_column)).to_numpy(zero_copy_only=False)
+    # floor division, as bucket_of rounds: an instant before 1970 belongs to the hour that starts before it
+    buckets = micros // (BUCKET_SECONDS * _US_PER_S)
+    values = np.unique(buckets)
+    if len(values) == 1:
         return [table]
-    parts = []
-    for value in pc.unique(buckets).to_pylist():
-        parts.append(table.filter(pc.equal(buckets, value)))
-    return parts
+    return [table.filter(pa.array(buckets == value)) for value in values]
 
 
 def dictionary_columns(table: pa.Table) -> list[str]:

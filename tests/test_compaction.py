@@ -220,3 +220,15 @@ def test_table_stats(store):
     stats = table_stats(store, meta)
     assert (stats.segments, stats.rows, stats.small_segments) == (4, 120, 4)
     assert stats.last_compaction >= started
+
+
+def test_hour_buckets_round_down_before_1970_too():
+    from storage.segment import bucket_of, split_by_bucket
+
+    micros = [-3_600_000_001, -1, 0, 1, 3_600_000_000]
+    table = pa.table({"timestamp": pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                      "n": list(range(5))})
+    parts = split_by_bucket(table, "timestamp")
+    assert [p.column("n").to_pylist() for p in parts] == [[0], [1], [2, 3], [4]]
+    assert [bucket_of(p.column("timestamp")[0].value) for p in parts] == [
+        "1969-12-31T22", "1969-12-31T23", "1970-01-01T00", "1970-01-01T01"]

@@ -14,6 +14,7 @@ import threading
 import time
 
 import pyarrow as pa
+import pytest
 
 import engine
 from tests.test_maintenance import wait_for
@@ -47,10 +48,14 @@ def expected(hi: int) -> tuple[int, int]:
     return rows, ids
 
 
-def test_ingestion_compaction_vacuum_and_queries_together(tmp_path, ray_session):
-    root = str(tmp_path / "wh")
+@pytest.mark.parametrize("backend", ["file", pytest.param("s3", marks=pytest.mark.s3)])
+def test_ingestion_compaction_vacuum_and_queries_together(backend, tmp_path, request, ray_session):
+    if backend == "s3":
+        root, storage = "s3://petrel-test/concurrency", request.getfixturevalue("s3_options")
+    else:
+        root, storage = str(tmp_path / "wh"), {}
     options = {"interval": 0.2, "vacuum_interval": 0.5, "grace": 3.0}
-    with engine.connect(root, maintenance=options) as db:
+    with engine.connect(root, storage_options=storage, maintenance=options) as db:
         schema = pa.schema([("timestamp", pa.timestamp("us", tz="UTC")), ("id", pa.int64()), ("seq", pa.int64()),
                             ("part", pa.int64())])
         db.create_table("events", schema=schema, partitions=PARTITIONS, routing_key="part")
@@ -60,7 +65,7 @@ def test_ingestion_compaction_vacuum_and_queries_together(tmp_path, ray_session)
 
         def writer(stream: int) -> None:
             try:
-                with engine.connect(root, maintenance=False) as client:
+                with engine.connect(root, storage_options=storage, maintenance=False) as client:
                     for seq in range(BATCHES):
                         receipt = client.ingest("events", batch(seq, stream, start), batch_id=f"{stream}-{seq}")
                         assert receipt.accepted == batch_size(seq) and not receipt.rejected
