@@ -73,6 +73,17 @@ class _Slice:
     written: int | None = None
 
 
+def owner_name(store: ObjectStore, meta: TableMeta) -> str:
+    """The Ray name prefix of a table's owner actors: one per table, however its warehouse is spelled.
+
+    It is built from the store's canonical location (``./wh`` and ``/abs/wh``
+    must not give a partition two owners) and the table's creation time (a
+    table dropped and created again gets new owners).
+    """
+    identity = f"{store.location}|{meta.path}|{meta.created_at!r}"
+    return "ingest-" + hashlib.sha1(identity.encode()).hexdigest()[:20]
+
+
 class TableWriter:
     """Everything a session needs to write one table: owners and the evolving schema."""
 
@@ -85,8 +96,7 @@ class TableWriter:
         self.schema_log = TableSchemaLog(store, meta)
         self.schema_version, self.schema = self.schema_log.load()
         self._owners: dict[int, Any] = {}
-        identity = f"{store.url}|{meta.path}|{meta.created_at!r}"
-        self._name = "ingest-" + hashlib.sha1(identity.encode()).hexdigest()[:20]
+        self._name = owner_name(store, meta)
 
     def owner(self, partition: int):
         """The handle of the partition's owner actor, started if there is none."""
