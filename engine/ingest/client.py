@@ -28,7 +28,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from engine.ingest.actor import IngestActor, IngestConfig
 from engine.ingest.normalize import DEFAULT_MAX_ROW_BYTES, Normalized, normalize
 from engine.ingest.parse import parse
-from engine.ingest.rejected import REJECTED_TABLE, rejected_rows
+from engine.ingest.rejected import REJECTED_TABLE, rejected_batch_id, rejected_rows
 from engine.ingest.router import pack, partitions_of, split
 from engine.ingest.schema_log import TableSchemaLog
 from engine.maintenance.retention import split_expired
@@ -208,7 +208,7 @@ class Ingestion:
         slices = writer.slices(result, batch_id)
         if result.rejected:
             rejects = rejected_rows(table, batch_id, result, now_us)
-            slices += [_Slice(self.rejected_writer(), 0, f"{batch_id}/rejected", pack(rejects))]
+            slices += [_Slice(self.rejected_writer(), 0, rejected_batch_id(table, batch_id), pack(rejects))]
         self.deliver(slices)
         if result.rejected and result.accepted == 0:
             first_row, first_reason = result.rejected[0]
