@@ -1,4 +1,4 @@
-"""The client side of ingestion without Ray: who owns a partition, and store handles that cross processes."""
+"""The client side of ingestion without Ray: who owns a partition, store handles that cross processes, file resumes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import pickle
 
 from engine.ingest.client import owner_name
+from engine.ingest.files import _resume_point
 from storage.catalog import Catalog
 from storage.objectstore import ObjectStore
 
@@ -40,3 +41,14 @@ def test_remote_stores_pickle_as_they_are_and_odd_local_names_survive(tmp_path):
     odd = ObjectStore(str(tmp_path / "wh#1?x"))
     odd.put("k", b"v")
     assert pickle.loads(pickle.dumps(odd)).get("k") == b"v"
+
+
+def test_a_file_resumes_at_the_chunk_whose_rejected_rows_are_missing():
+    part = {"chunk": 3, "done": True, "rejected": True}
+    assert _resume_point([part, dict(part)], lambda: 3) is None  # data and rejections all stored
+    assert _resume_point([part, dict(part)], lambda: 1) == 2  # chunk 2's rejections did not land
+    clean = {**part, "rejected": False}
+    assert _resume_point([clean, dict(clean)], lambda: 1) is None  # chunk 2 had none to store
+    assert _resume_point([{"chunk": 2, "done": False, "rejected": True}, part], lambda: 2) == 2
+    assert _resume_point([{"chunk": 2, "done": False, "rejected": True}, part], lambda: 1) == 1
+    assert _resume_point([None, part], lambda: 0) == 0
