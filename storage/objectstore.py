@@ -40,9 +40,10 @@ def _split_url(url: str) -> tuple[str, str]:
     """Return (protocol, root path without protocol) for a warehouse URL or local path."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and os.name == "nt"):
-        local = parsed.path if parsed.scheme == "file" else url
-        if parsed.scheme == "file" and parsed.netloc:
-            local = parsed.netloc + parsed.path
+        local = url
+        if parsed.scheme == "file":  # the path as written ('#' and '?' belong to it), without file:// or file:
+            local = url[len("file:"):]
+            local = local[2:] if local.startswith("//") else local
         return "file", os.path.abspath(os.path.expanduser(local))
     if parsed.scheme == "memory":
         return "memory", "/" + (parsed.netloc + parsed.path).strip("/")
@@ -66,9 +67,23 @@ class ObjectStore:
         self.calls: collections.Counter[str] = collections.Counter()
         self._fs: fsspec.AbstractFileSystem | None = None
 
+    @property
+    def location(self) -> str:
+        """The root as one canonical URL: the same for every spelling of one warehouse.
+
+        A local root is absolute with symlinks resolved (``./wh`` and
+        ``/home/me/wh`` are one location), so names derived from it, like
+        the ingest owners', agree between processes.
+        """
+        if self.protocol == "file":
+            return "file://" + os.path.realpath(self.root)
+        return f"{self.protocol}://{self.root.lstrip('/')}"
+
     # -- pickling: the filesystem object is rebuilt on the other side --------
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "storage_options": self.storage_options}
+        # the canonical URL, not the one given: a relative path would be resolved
+        # again in the receiving process's working directory
+        return {"url": self.location, "storage_options": self.storage_options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], state["storage_options"])

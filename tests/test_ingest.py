@@ -76,6 +76,14 @@ def test_bad_input_is_rejected_row_by_row_and_kept(db):
     assert queried.column("row").to_pylist() == [1, 3, 5, 7]
 
 
+def test_one_batch_id_sent_to_two_tables_keeps_the_rejections_of_both(db):
+    lines = [json.dumps(r) for r in event_rows(0, 3)] + ["not json"]
+    for table in ("raw", "parsed"):
+        db.create_table(table)
+        assert db.ingest(table, "\n".join(lines).encode(), batch_id="shared").rejected[0][0] == 3
+    assert sorted(stored(db, "_rejected").column("table").to_pylist()) == ["parsed", "raw"]
+
+
 def test_all_rows_rejected_raises_with_the_reasons(db):
     db.create_table("logs")
     db.ingest("logs", event_rows(0, 2))

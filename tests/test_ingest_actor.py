@@ -11,7 +11,7 @@ import pytest
 from engine.ingest.actor import IngestActor, IngestConfig
 from engine.ingest.router import pack
 from storage.catalog import Catalog
-from storage.errors import FlushFailed
+from storage.errors import FlushFailed, IngestTimeout
 from storage.objectstore import ObjectStore
 from storage.snapshot import load_snapshot
 
@@ -81,5 +81,74 @@ def test_flushes_commit_in_order_while_the_next_one_encodes(table):
         assert state.rows == 200
         versions = [state.batch_ids[f"b{i}"] for i in range(40)]
         assert versions == sorted(versions)  # batches commit in the order they were buffered
+
+    asyncio.run(scenario())
+
+
+def test_a_commit_that_landed_but_was_reported_failed_is_not_stored_again_on_retry(table):
+    store, meta = table
+
+    async def scenario() -> None:
+        actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01))
+        actor.inject_fault("after_commit", "raise")  # the commit is in the log, the caller hears it failed
+        with pytest.raises(FlushFailed):
+            await actor.append("a", batch(0, 10), offsets={"src": 1}, urgent=True)
+        assert load_snapshot(store, meta).rows == 10
+        assert await actor.append("a", batch(0, 10), offsets={"src": 1}, urgent=True) == 0
+        assert await actor.append("a2", batch(0, 10), offsets={"src": 1}, urgent=True) == 0  # same offset
+        assert await actor.append("b", batch(10, 10), urgent=True) == 10
+        assert load_snapshot(store, meta).rows == 20
+
+    asyncio.run(scenario())
+
+
+def test_a_finished_failed_flush_does_not_fail_appends_that_came_after_it(table):
+    store, meta = table
+
+    async def scenario() -> None:
+        actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01))
+        actor.inject_fault("after_upload", "raise")
+        with pytest.raises(FlushFailed):
+            await actor.append("a", batch(0, 10), urgent=True)
+        assert await actor.append("b", batch(10, 10), urgent=True) == 10
+        assert await actor.append("a", batch(0, 10), urgent=True) == 10
+        assert load_snapshot(store, meta).rows == 20
+
+    asyncio.run(scenario())
+
+
+def test_one_batch_id_sent_twice_while_the_buffer_is_full_is_stored_once(table):
+    store, meta = table
+
+    async def scenario() -> None:
+        actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01, max_buffer_bytes=200, buffer_timeout=60))
+        actor.inject_fault("before_upload", "pause")
+        first = asyncio.ensure_future(actor.append("x", batch(0, 10), urgent=True))
+        await until(actor.paused)  # x holds the buffer: the next appends wait for space
+        twins = [asyncio.ensure_future(actor.append("y", batch(10, 10))) for _ in range(2)]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not actor._buffer  # both are waiting
+        actor.release()
+        written = await asyncio.gather(first, *twins)
+        assert written[0] == 10 and sorted(written[1:]) in ([0, 10], [10, 10])
+        assert load_snapshot(store, meta).rows == 20
+
+    asyncio.run(scenario())
+
+
+def test_buffer_space_is_counted_in_payload_bytes_and_taken_before_unpacking(table):
+    store, meta = table
+
+    async def scenario() -> None:
+        actor = IngestActor(store, meta, 0, IngestConfig(max_age=60, max_buffer_bytes=5000, buffer_timeout=0.2))
+        payload = batch(0, 10)
+        held = asyncio.ensure_future(actor.append("a", payload))
+        await until(lambda: actor._buffer)
+        assert actor.status()["held_bytes"] == len(payload)
+        with pytest.raises(IngestTimeout, match="buffered"):  # never unpacked: it would not parse
+            await actor.append("b", b"\0" * 5000)
+        assert await actor.append("c", batch(10, 1), urgent=True) == 1  # fits: flushes a with it
+        assert await held == 10
 
     asyncio.run(scenario())

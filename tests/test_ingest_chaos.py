@@ -138,3 +138,23 @@ def test_ingest_files_killed_midway_and_rerun(db, tmp_path):
     again = db.ingest_files("files", source, progress=False)
     assert (again.accepted, len(again.skipped)) == (0, 3)
     assert_exactly(db, "files", set(range(600)))
+
+
+def test_ingest_files_whose_rejected_rows_failed_to_commit_stores_them_on_the_rerun(db, tmp_path):
+    db.create_table("files", partitions=2)
+    path = tmp_path / "bad-first.jsonl"
+    lines = ["not json"] + [json.dumps(r) for r in event_rows(0, 60)]
+    path.write_text("\n".join(lines) + "\n")
+    once = Ingestion(db.store, db.catalog, db.namespace,
+                     IngestOptions(max_attempts=1, actor=IngestConfig(max_age=0.05)))
+    arm(once.rejected_writer().owner(0), "after_upload", "raise")  # chunk 0's data lands, its rejections do not
+    with pytest.raises(IngestError):
+        ingest_files(once, "files", str(path), progress=False, chunk_bytes=1000)
+    assert stored(db, "_rejected").num_rows == 0
+    rerun = db.ingest_files("files", str(path), progress=False)
+    assert rerun.rejected == 1
+    again = db.ingest_files("files", str(path), progress=False)
+    assert (again.accepted, again.skipped) == (0, [again.skipped[0]])
+    kept = stored(db, "_rejected")
+    assert kept.num_rows == 1 and kept.column("table").to_pylist() == ["files"]
+    assert_exactly(db, "files", set(range(60)))

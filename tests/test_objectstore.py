@@ -38,7 +38,7 @@ def test_handle_pickles_and_works_on_the_other_side(store):
     store.put("k", b"v")
     clone = pickle.loads(pickle.dumps(store))
     assert clone.get("k") == b"v"
-    assert clone.url == store.url
+    assert clone.location == store.location  # a local root travels absolute, as file://
 
 
 def test_threads_race_for_one_path_exactly_one_wins(store):

@@ -18,7 +18,15 @@ If a newer owner claimed the partition meanwhile, the commit is refused
 the callers get the error to retry through the current owner.  Any other
 failure of a flush fails its callers and every append buffered behind it
 (:class:`~storage.errors.FlushFailed`) — including the flush encoded behind
-it — so a retry never lands after a later batch of the same source.
+it — so a retry never lands after a later batch of the same source; appends
+that arrive after the failure flush as usual.  Such a failure may come after
+the commit landed (a lost reply, a failed checkpoint write), so the actor
+reads its state from the log again before it checks the next batch id or
+commits: the retry of a landed batch is acknowledged, not stored twice.
+
+Buffered bytes are bounded (``max_buffer_bytes``, counted as the appends'
+IPC payloads): an append waits for space before its rows are unpacked, and
+gives up with :class:`~storage.errors.IngestTimeout`.
 
 For tests, :meth:`IngestActor.inject_fault` arms a crash (``exit``), an
 error (``raise``) or a pause at a named point of the next flush: ``before_upload``,
@@ -98,7 +106,9 @@ class IngestActor:
         self.log = PartitionLog(store, meta.path, partition)
         self.state: PartitionState = self.log.claim()
         self.epoch = self.state.epoch
-        self._fenced = False
+        self._fenced = False  # a newer owner refused a commit: claim again before the next append
+        self._failures = self._synced = 0  # failed flushes, and how many of them state has been reloaded after
+        self._resyncing: asyncio.Task | None = None
         self._buffer: list[_Append] = []
         self._buffer_rows = 0
         self._buffer_bytes = 0
@@ -130,16 +140,21 @@ class IngestActor:
         """
         self._start()
         offsets = dict(offsets or {})
-        if self._fenced:
-            await self._reclaim()
-        if self._committed(batch_id, offsets):
-            return 0
-        if batch_id in self._waiting:
-            return await asyncio.shield(self._waiting[batch_id])
-        table = unpack(data)
-        size = max(table.nbytes, 1)
-        await self._wait_for_space(size)
+        size = max(len(data), 1)  # the IPC payload: the rows it unpacks to share its buffers
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.buffer_timeout
+        while True:  # every await lets other appends in: check again after each
+            if self._fenced or self._stale:
+                await self._resync()
+                continue
+            if self._committed(batch_id, offsets):
+                return 0
+            if batch_id in self._waiting:
+                return await asyncio.shield(self._waiting[batch_id])
+            if self._fits(size):
+                break
+            await self._wait_for_space(size, deadline)
+        table = unpack(data)
         future = loop.create_future()
         if not self._buffer:
             self._oldest = loop.time()
@@ -152,18 +167,24 @@ class IngestActor:
         self._wake.set()
         return await asyncio.shield(future)
 
+    @property
+    def _stale(self) -> bool:
+        """Whether a flush failed (maybe after its commit landed) since ``state`` was last read from the log."""
+        return self._failures != self._synced
+
     def _committed(self, batch_id: str, offsets: dict[str, Any]) -> bool:
         if self.state.has_batch(batch_id):
             return True
         return bool(offsets) and all(covered(self.state.offsets.get(s), o) for s, o in offsets.items())
 
-    async def _wait_for_space(self, size: int) -> None:
+    def _fits(self, size: int) -> bool:
+        return self._held_bytes == 0 or self._held_bytes + size <= self.config.max_buffer_bytes
+
+    async def _wait_for_space(self, size: int, deadline: float) -> None:
+        """Wait until ``size`` more bytes fit (or anything is released); IngestTimeout at ``deadline``."""
         limit = self.config.max_buffer_bytes
-        if self._held_bytes == 0 or self._held_bytes + size <= limit:
-            return
-        deadline = asyncio.get_running_loop().time() + self.config.buffer_timeout
         async with self._space:
-            while self._held_bytes and self._held_bytes + size > limit:
+            while not self._fits(size):
                 remaining = deadline - asyncio.get_running_loop().time()
                 try:
                     if remaining <= 0:
@@ -177,11 +198,34 @@ class IngestActor:
                         "retry the batch later (same batch id), send smaller batches or raise max_buffer_bytes"
                     ) from None
 
-    async def _reclaim(self) -> None:
+    async def _resync(self) -> None:
+        """Bring ``state`` back in line with the log after a failed flush; one reload at a time.
+
+        Fenced: claim the partition again.  Any other failure may have come
+        after the commit landed (a lost reply, a failed checkpoint write), so
+        the log is read again before a batch id is checked or a commit is
+        based on ``state``: a retry of a landed batch is then acknowledged, not
+        stored twice.
+        """
+        if self._resyncing is None or self._resyncing.done():
+            self._resyncing = asyncio.get_running_loop().create_task(self._reload())
+        await asyncio.shield(self._resyncing)
+
+    async def _reload(self) -> None:
         loop = asyncio.get_running_loop()
-        self.state = await loop.run_in_executor(self._executor, self.log.claim)
-        self.epoch = self.state.epoch
-        self._fenced = False
+        fenced, failures = self._fenced, self._failures
+        try:
+            state = await loop.run_in_executor(self._executor, self.log.claim if fenced else self.log.load)
+        except Exception as exc:  # noqa: BLE001 - a transient store error: the caller retries
+            raise FlushFailed(
+                f"partition {self.partition} of {self.meta.namespace}.{self.meta.name}: could not read its log "
+                f"({type(exc).__name__}: {exc}); nothing was stored — retry the batch with the same batch id"
+            ) from exc
+        self.state = state
+        if fenced:
+            self.epoch = state.epoch
+            self._fenced = False
+        self._synced = failures  # a flush that failed meanwhile makes it stale again
 
     # -- the flusher -------------------------------------------------------------------------
     def _start(self) -> None:
@@ -216,6 +260,7 @@ class IngestActor:
                     self._wake.clear()
                     continue
                 batch = self._take_flush()
+                behind = storing is not None and not storing.done()  # taken while the previous one stores
                 began = time.perf_counter()
                 try:
                     encoded: list[tuple[SegmentEntry, bytes]] | Exception = await loop.run_in_executor(
@@ -224,8 +269,8 @@ class IngestActor:
                 except Exception as exc:  # noqa: BLE001 - reported to the callers when its turn comes
                     encoded = exc
                 failure = await storing if storing is not None else None
-                if failure is not None:  # the flush before this one failed: so does this one
-                    self._finish(batch, failure)
+                if failure is not None and behind:  # buffered before the previous flush failed: fails too
+                    self._finish(batch, failure, behind=True)
                     storing = None
                     continue
                 storing = loop.create_task(self._store(batch, encoded, began))
@@ -255,14 +300,18 @@ class IngestActor:
         try:
             if isinstance(encoded, Exception):
                 raise encoded
+            if self._stale:
+                await self._resync()
             self.state = await loop.run_in_executor(self._executor, self._commit, batch, encoded)
         except Fenced as exc:
             self._fenced = True
             failure = exc
         except Exception as exc:  # noqa: BLE001 - every failure is reported to its callers
+            self._failures += 1  # the commit may have landed all the same: state is reloaded before it is used
             failure = FlushFailed(
                 f"partition {self.partition} of {self.meta.namespace}.{self.meta.name}: flush failed "
-                f"({type(exc).__name__}: {exc}); nothing of it was stored — retry the batch with the same batch id"
+                f"({type(exc).__name__}: {exc}); retry the batch with the same batch id — it is stored "
+                "exactly once, also if this commit did land"
             )
             failure.__cause__ = exc
         else:
@@ -272,10 +321,14 @@ class IngestActor:
         self._finish(batch, failure)
         return failure
 
-    def _finish(self, batch: list[_Append], failure: Exception | None) -> None:
-        """Answer a flush's callers; a failure also fails every append buffered behind it."""
+    def _finish(self, batch: list[_Append], failure: Exception | None, behind: bool = False) -> None:
+        """Answer a flush's callers; its own failure also fails every append buffered behind it.
+
+        ``behind``: the failure is the previous flush's, whose own finish already
+        failed everything buffered then; what came later is left to flush.
+        """
         if failure is not None:
-            self._fail(batch + self._take_buffer(), failure)
+            self._fail(batch if behind else batch + self._take_buffer(), failure)
         else:
             for item in batch:
                 self._waiting.pop(item.batch_id, None)

@@ -28,7 +28,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from engine.ingest.actor import IngestActor, IngestConfig
 from engine.ingest.normalize import DEFAULT_MAX_ROW_BYTES, Normalized, normalize
 from engine.ingest.parse import parse
-from engine.ingest.rejected import REJECTED_TABLE, rejected_rows
+from engine.ingest.rejected import REJECTED_TABLE, rejected_batch_id, rejected_rows
 from engine.ingest.router import pack, partitions_of, split
 from engine.ingest.schema_log import TableSchemaLog
 from engine.maintenance.retention import split_expired
@@ -73,6 +73,17 @@ class _Slice:
     written: int | None = None
 
 
+def owner_name(store: ObjectStore, meta: TableMeta) -> str:
+    """The Ray name prefix of a table's owner actors: one per table, however its warehouse is spelled.
+
+    It is built from the store's canonical location (``./wh`` and ``/abs/wh``
+    must not give a partition two owners) and the table's creation time (a
+    table dropped and created again gets new owners).
+    """
+    identity = f"{store.location}|{meta.path}|{meta.created_at!r}"
+    return "ingest-" + hashlib.sha1(identity.encode()).hexdigest()[:20]
+
+
 class TableWriter:
     """Everything a session needs to write one table: owners and the evolving schema."""
 
@@ -85,8 +96,7 @@ class TableWriter:
         self.schema_log = TableSchemaLog(store, meta)
         self.schema_version, self.schema = self.schema_log.load()
         self._owners: dict[int, Any] = {}
-        identity = f"{store.url}|{meta.path}|{meta.created_at!r}"
-        self._name = "ingest-" + hashlib.sha1(identity.encode()).hexdigest()[:20]
+        self._name = owner_name(store, meta)
 
     def owner(self, partition: int):
         """The handle of the partition's owner actor, started if there is none."""
@@ -198,7 +208,7 @@ class Ingestion:
         slices = writer.slices(result, batch_id)
         if result.rejected:
             rejects = rejected_rows(table, batch_id, result, now_us)
-            slices += [_Slice(self.rejected_writer(), 0, f"{batch_id}/rejected", pack(rejects))]
+            slices += [_Slice(self.rejected_writer(), 0, rejected_batch_id(table, batch_id), pack(rejects))]
         self.deliver(slices)
         if result.rejected and result.accepted == 0:
             first_row, first_reason = result.rejected[0]

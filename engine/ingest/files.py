@@ -12,6 +12,12 @@ in the same commit as the rows.  So each partition's log says how far it got thr
   the file as the first run did, and a partition that already has a chunk
   acknowledges it without writing.
 
+A chunk's rejected rows go to the rejected-rows table in a commit of their
+own, with the offset ``{"chunk": k + 1}`` under ``<source>/rejected/<table>``;
+the data offset says whether chunk k had any.  A chunk whose rejected rows
+did not land is sent again (its data is acknowledged, the rejections are
+stored), and a file counts as done only once they are.
+
 Running again, or after a crash midway, therefore never ingests a file twice
 and never skips one.  The source is the file's full URL; a file is identified
 by its path, so a file rewritten in place under the same name is not read
@@ -25,7 +31,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import fsspec
 import pyarrow as pa
@@ -33,7 +39,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from engine.ingest.client import Ingestion, _Slice
-from engine.ingest.rejected import rejected_rows
+from engine.ingest.rejected import rejected_batch_id, rejected_rows
 from engine.ingest.router import pack, partitions_of, split
 from storage.errors import IngestError
 from storage.snapshot import load_snapshot
@@ -126,11 +132,11 @@ def ingest_files(
     started = time.monotonic()
     for number, (fs, path, source) in enumerate(files, 1):
         committed = [offsets.get(p, {}).get(source) for p in range(meta.partitions)]
-        if all(isinstance(c, dict) and c.get("done") for c in committed):
+        resume = _resume_point(committed, lambda: _rejects_reached(ingestion, table, source))
+        if resume is None:
             receipt.skipped.append(source)
             _report(progress, table, number, len(files), receipt, started)
             continue
-        resume = min(c.get("chunk", 0) if isinstance(c, dict) else 0 for c in committed)
         layout = {"rows": chunk_rows, "bytes": chunk_bytes}
         for c in committed:  # a file begun before is cut exactly as then
             if isinstance(c, dict) and isinstance(c.get("layout"), dict):
@@ -155,6 +161,30 @@ def ingest_files(
     return receipt
 
 
+def _resume_point(committed: list[Any], rejects_reached: Callable[[], int]) -> int | None:
+    """The first chunk of a file to send, from every partition's offset for it; None: all of it is stored.
+
+    A run sends a chunk only once the one before is wholly stored, so only the
+    last chunk every partition has can lack something: its rejected rows,
+    committed to the rejected-rows table apart from the data.
+    """
+    reached = [c if isinstance(c, dict) else {} for c in committed]
+    resume = min(c.get("chunk", 0) for c in reached)
+    had_rejects = any(c.get("rejected") for c in reached if c.get("chunk", 0) == resume)  # chunk resume - 1
+    if had_rejects and rejects_reached() < resume:
+        return resume - 1
+    if all(c.get("done") for c in reached):
+        return None
+    return resume
+
+
+def _rejects_reached(ingestion: Ingestion, table: str, source: str) -> int:
+    """How many chunks of ``source`` have their rejected rows for ``table`` stored (up to the last with any)."""
+    rejected = ingestion.rejected_writer().meta
+    offset = load_snapshot(ingestion.store, rejected).offsets.get(0, {}).get(rejected_batch_id(table, source))
+    return offset.get("chunk", 0) if isinstance(offset, dict) else 0
+
+
 def _ingest_chunk(
     ingestion: Ingestion, writer, table: str, source: str, index: int, data: Any, last: bool, layout: dict
 ) -> tuple[int, int]:
@@ -164,14 +194,17 @@ def _ingest_chunk(
     partitions = writer.meta.partitions
     targets = partitions_of(result.table, result.rows, result.total, partitions, batch_id, writer.meta.routing_key)
     parts = split(result.table, targets, partitions)
-    offset = {source: {"chunk": index + 1, "done": last, "layout": layout}}
+    offset = {source: {"chunk": index + 1, "done": last, "layout": layout, "rejected": bool(result.rejected)}}
     empty = result.table.schema.empty_table()
     slices = [
         _Slice(writer, p, batch_id, pack(parts.get(p, empty)), offset, urgent=True) for p in range(partitions)
     ]
     if result.rejected:
-        rejects = rejected_rows(table, batch_id, result, now_us)
-        slices.append(_Slice(ingestion.rejected_writer(), 0, f"{batch_id}/rejected", pack(rejects), urgent=True))
+        rejects = pack(rejected_rows(table, batch_id, result, now_us))
+        reached = {rejected_batch_id(table, source): {"chunk": index + 1}}  # read back by _rejects_reached
+        slices.append(
+            _Slice(ingestion.rejected_writer(), 0, rejected_batch_id(table, batch_id), rejects, reached, urgent=True)
+        )
     ingestion.deliver(slices)
     return result.accepted, len(result.rejected)
 

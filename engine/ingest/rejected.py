@@ -3,8 +3,9 @@
 Every refused row is stored, through the same ingest path as good rows, in
 ``<namespace>._rejected`` with the table it was meant for, the batch id, its
 row number in the batch, the reason, the row as the client sent it, and the
-time it was received.  It is written under the batch id plus ``/rejected``,
-so a retried batch does not store its rejections twice either.
+time it was received.  It is written under the batch id plus
+``/rejected/<table>`` (one batch id may be sent to several tables of a
+namespace), so a retried batch does not store its rejections twice either.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def ensure_rejected_table(catalog: Catalog, namespace: str) -> None:
     catalog.create_table(
         namespace, REJECTED_TABLE, schema=REJECTED_SCHEMA, time_column="received_at", partitions=1, exist_ok=True
     )
+
+
+def rejected_batch_id(table: str, batch_id: str) -> str:
+    """The batch id the rejected rows of ``batch_id`` for ``table`` are stored under."""
+    return f"{batch_id}/rejected/{table}"
 
 
 def rejected_rows(table: str, batch_id: str, result: Normalized, received_us: int) -> pa.Table:
