@@ -121,6 +121,36 @@ def test_unsupported_constructs_are_named(sql, fragment):
         plan(sql)
 
 
+NESTED = TableSource(TableMeta("default", "nested"), pa.schema([
+    ("service", pa.string()),
+    ("attrs", pa.struct([("key", pa.string()), ("retries", pa.int64())])),
+    ("tags", pa.list_(pa.string())),
+    ("labels", pa.map_(pa.string(), pa.string())),
+]), ())
+
+
+@pytest.mark.parametrize("sql, hint", [
+    ("SELECT service FROM nested ORDER BY attrs LIMIT 3", "attrs.key"),
+    ("SELECT attrs FROM nested ORDER BY 1", "attrs.key"),
+    ("SELECT max(attrs) FROM nested", "attrs.key"),
+    ("SELECT min(tags) FROM nested", "len(tags)"),
+    ("SELECT DISTINCT attrs FROM nested", "attrs.key"),
+    ("SELECT attrs, count(*) FROM nested GROUP BY attrs", "attrs.key"),
+    ("SELECT count(DISTINCT labels) FROM nested", "labels['key']"),
+    ("SELECT attrs FROM nested UNION SELECT attrs FROM nested", "attrs.key"),
+    ("SELECT row_number() OVER (PARTITION BY tags) FROM nested", "tags[1]"),
+])
+def test_ordering_or_grouping_nested_values_is_refused_at_plan_time(sql, hint):
+    with pytest.raises(UnsupportedSql) as raised:
+        plan_query(sql, lambda name: NESTED)
+    assert hint in str(raised.value)
+
+
+def test_nested_values_pass_through_and_their_fields_order():
+    plan_query("SELECT attrs, tags FROM nested ORDER BY attrs.key LIMIT 3", lambda name: NESTED)
+    plan_query("SELECT attrs FROM nested UNION ALL SELECT attrs FROM nested", lambda name: NESTED)
+
+
 def test_aggregate_in_where_is_refused():
     with pytest.raises(SqlError, match="not allowed in WHERE"):
         plan("SELECT count(*) FROM events WHERE count(*) > 1")
