@@ -183,6 +183,12 @@ def test_time_range_from_between_and_now():
     assert scan.pruning.kept == 2  # hours 11 and 12 (now is 13:00)
 
 
+def test_constants_beyond_the_column_type_give_no_bound():
+    for where in ('"http.status_code" > 1e20', '"http.status_code" IN (1e30, 500)', '"http.status_code" < -1e30'):
+        scan = scan_of(plan(f"SELECT count(*) FROM events WHERE {where}").optimized)
+        assert scan.pruning.kept + scan.pruning.by_stats == len(SEGMENTS)
+
+
 def test_stats_pruning_equality_in_and_missing_columns():
     assert scan_of(plan("SELECT * FROM events WHERE service = 'web'").optimized).pruning.by_stats == 6
     assert scan_of(plan("SELECT * FROM events WHERE service IN ('zzz', 'aaa')").optimized).pruning.kept == 0
