@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -12,6 +13,7 @@ from engine.execution.local import run_locally
 from engine.execution.operators import sort
 from engine.execution.scan import ScanStats, SegmentReader
 from event_data import load_events
+from planner.aggregates import result_type
 from planner.logical import AggCall, SortKey, TableSource
 from planner.planning import plan_query
 from result_compare import assert_same
@@ -111,3 +113,16 @@ def test_whole_plans_run_locally_with_several_fragments(tmp_path):
         for fragments in (1, 3):
             got = run_locally(planned.optimized, reader, fragments=fragments)
             assert_same(got, oracle.sql(query).to_arrow_table(), ordered=ordered, query=query)
+
+
+def test_quantiles_of_dates_are_timestamps_between_the_days_like_duckdb():
+    days = pa.array([dt.date(2026, 11, 1) + dt.timedelta(days=int(d)) for d in np.random.default_rng(5).integers(0, 90, 301)])
+    data = pa.table({"k": pa.array(["a", "b", "c"] * 100 + [None]), "d": days})
+    calls = (AggCall("m", "quantile_cont", "d", (0.5,)), AggCall("q", "quantile_cont", "d", (0.37,)),
+             AggCall("qd", "quantile_disc", "d", (0.37,)))
+    parts = [data.slice(0, 120), data.slice(120)]
+    merged = aggregate.final(pa.concat_tables([aggregate.partial(p, ("k",), calls) for p in parts]), ("k",), calls)
+    expected = duckdb.sql("SELECT k, median(d), quantile_cont(d, 0.37), quantile_disc(d, 0.37) FROM data GROUP BY k").to_arrow_table()
+    assert_same(merged, expected, ordered=False)
+    assert merged.schema.field("m").type == pa.timestamp("us") and merged.schema.field("qd").type == pa.date32()
+    assert result_type("quantile_cont", pa.date32()) == merged.schema.field("m").type

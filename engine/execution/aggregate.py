@@ -234,6 +234,9 @@ def _merge_moments(gathered: pa.Table, name: str, func: str, ids: pa.Array, coun
     return pc.sqrt(variance) if func.startswith("stddev") else variance
 
 
+_MICROS_PER_DAY = 86_400_000_000
+
+
 def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, continuous: bool) -> pa.Array:
     """The exact ``fraction`` quantile of ``values`` per group (NULL for empty groups).
 
@@ -251,7 +254,8 @@ def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, cont
     if pa.types.is_timestamp(value_type):
         numbers = values.cast(pa.int64()).to_numpy(zero_copy_only=False)
     elif pa.types.is_date(value_type):
-        numbers = values.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+        days = values.cast(pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+        numbers = days * _MICROS_PER_DAY if continuous else days  # interpolated dates are timestamps, as in DuckDB
     else:
         numbers = values.to_numpy(zero_copy_only=False)
     groups = ids.to_numpy(zero_copy_only=False)
@@ -281,10 +285,10 @@ def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, cont
         out = pa.array(result, pa.float64(), mask=mask)
         if temporal:
             out = pc.round(out).cast(pa.int64())
-            out = out.cast(value_type) if pa.types.is_timestamp(value_type) else out.cast(pa.timestamp("us"))
+            out = out.cast(value_type if pa.types.is_timestamp(value_type) else pa.timestamp("us"))
         return out
     if pa.types.is_timestamp(value_type):
         return pa.array(result.astype(np.int64), pa.int64(), mask=mask).cast(value_type)
     if pa.types.is_date(value_type):
-        return pa.array(result.astype(np.int32), pa.int32(), mask=mask).cast(value_type)
+        return pa.array(result.astype(np.int32), pa.int32(), mask=mask).cast(pa.date32()).cast(value_type)
     return pa.array(result, mask=mask).cast(value_type)
