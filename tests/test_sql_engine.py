@@ -143,6 +143,8 @@ def test_worker_dying_with_several_fragments_is_replaced_once(loaded):
     try:
         query = ("SELECT service, count(*), sum(bytes) FROM events WHERE timestamp < TIMESTAMP '2026-11-02 03:00:00' "
                  "GROUP BY service")
+        with pytest.raises(SqlError):
+            queries.sql("SELECT service FROM events WHERE")
         assert "->" not in queries.explain(query) and queries._pool is None  # planning starts no worker
         queries.fragment_bytes = 1  # one fragment per segment
         queries.fault_delay = 1.0
