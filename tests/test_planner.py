@@ -151,6 +151,18 @@ def test_nested_values_pass_through_and_their_fields_order():
     plan_query("SELECT attrs FROM nested UNION ALL SELECT attrs FROM nested", lambda name: NESTED)
 
 
+@pytest.mark.parametrize("sql, column, fragment", [
+    ("SELECT count(*) FROM events WHERE regexp_matches(service, '(')", 59, "'(' at character 1: missing )"),
+    ("SELECT count(*) FROM events WHERE service ~ 'a[b'", 45, "'a[b' at character 2: missing ]"),
+    ("SELECT regexp_replace(service, '*x', '') FROM events", 32, "'*x' at character 1"),
+    ("SELECT regexp_extract(service, 'a(b', 1) FROM events", 32, "'a(b' at character 2"),
+])
+def test_invalid_regular_expressions_are_refused_with_their_position(sql, column, fragment):
+    with pytest.raises(SqlError, match="invalid regular expression") as raised:
+        plan(sql)
+    assert (raised.value.line, raised.value.column) == (1, column) and fragment in str(raised.value)
+
+
 def test_aggregate_in_where_is_refused():
     with pytest.raises(SqlError, match="not allowed in WHERE"):
         plan("SELECT count(*) FROM events WHERE count(*) > 1")
