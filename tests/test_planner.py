@@ -74,6 +74,23 @@ def test_syntax_error_position():
     assert raised.value.line == 2
 
 
+@pytest.mark.parametrize("sql, where", [
+    ("SELECT a,, b FROM t", (1, 10)),
+    ("SELECT a,\n  , b FROM t", (2, 3)),
+    ("SELECT , a FROM t", (1, 8)),
+    ("SELECT f(,a) FROM t", (1, 10)),
+    ("SELECT a FROM t WHERE x IN (1,,2)", (1, 31)),
+])
+def test_an_empty_list_item_is_a_syntax_error(sql, where):
+    with pytest.raises(SqlError, match="unexpected ','") as raised:
+        parse(sql)
+    assert (raised.value.line, raised.value.column) == where
+
+
+def test_a_trailing_comma_is_accepted_like_duckdb():
+    assert len(parse("SELECT a, b, FROM t").tree.expressions) == 2
+
+
 def test_unterminated_quote_position():
     with pytest.raises(SqlError) as raised:
         parse("SELECT 'abc FROM t")
