@@ -6,6 +6,8 @@ import datetime as dt
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from engine.execution import aggregate
@@ -126,3 +128,41 @@ def test_quantiles_of_dates_are_timestamps_between_the_days_like_duckdb():
     assert_same(merged, expected, ordered=False)
     assert merged.schema.field("m").type == pa.timestamp("us") and merged.schema.field("qd").type == pa.date32()
     assert result_type("quantile_cont", pa.date32()) == merged.schema.field("m").type
+
+
+def test_scan_stats_count_the_row_groups_and_columns_actually_read():
+    store = ObjectStore("memory://exec-read-stats")
+    rows = 4000
+    table = pa.table({
+        "timestamp": pa.array(np.arange(rows) * 1_000_000, pa.timestamp("us", tz="UTC")),
+        "n": pa.array(np.arange(rows)),
+        "wide": pa.array([f"payload-{i:06d}-" * 8 for i in range(rows)]),
+        "attrs": pa.array([{"k": str(i % 7), "v": i} for i in range(rows)]),
+    })
+    segments = [write_segment(store, "ns/t", table.slice(i * 2000, 2000), partition=0, time_column="timestamp",
+                              row_group_size=500) for i in range(2)]
+    reader = SegmentReader(store)
+    files = [pq.ParquetFile(pa.BufferReader(store.get(f"ns/t/{s.path}"))).metadata for s in segments]
+
+    def stored(meta, groups, leaves):
+        return sum(meta.row_group(g).column(c).total_compressed_size for g in groups for c in leaves)
+
+    leaf = {files[0].schema.column(c).path: c for c in range(files[0].num_columns)}
+    whole = ScanStats()
+    reader.read("ns/t", table.schema, segments, ["n", "attrs"], stats=whole)
+    assert whole.rows_read == rows and whole.bytes_read == sum(
+        stored(m, range(4), [leaf["n"], leaf["attrs.k"], leaf["attrs.v"]]) for m in files)
+    assert whole.bytes_read < sum(s.bytes for s in segments) / 2  # the wide column is never read
+
+    filtered = ScanStats()
+    got = reader.read("ns/t", table.schema, segments, ["n"], pc.field("n") >= 3600, stats=filtered)
+    assert got.num_rows == 400 and filtered.rows_read == 500  # the last row group only
+    assert filtered.bytes_read == stored(files[1], [3], [leaf["n"]])
+
+    limited = ScanStats()
+    got = reader.read("ns/t", table.schema, segments, ["n", "wide"], limit=10, stats=limited)
+    assert got.num_rows == 10 and limited.rows_read == 500  # the first row group of the first segment
+    assert limited.bytes_read == stored(files[0], [0], [leaf["n"], leaf["wide"]])
+    limited = ScanStats()
+    got = reader.read("ns/t", table.schema, segments, ["n"], pc.field("n") >= 1900, limit=150, stats=limited)
+    assert got.column("n").to_pylist() == list(range(1900, 2050)) and limited.rows_read == 1000
