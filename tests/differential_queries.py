@@ -138,6 +138,7 @@ QUERIES = [
     "SELECT median(latency_ms) FROM events",
     "SELECT service, median(latency_ms) FROM events GROUP BY service",
     "SELECT quantile_cont(latency_ms, 0.95) FROM events",
+    "SELECT service, avg(bytes + 4000000000000000000) AS a, avg(bytes) AS b FROM events GROUP BY service",
     "SELECT service, median(CAST(timestamp AS DATE)) AS m, quantile_cont(timestamp::DATE, 0.3) AS q FROM events GROUP BY service",
     "SELECT quantile_disc(latency_ms, 0.5), quantile_disc(bytes, 0.9) FROM events",
     "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) FROM events",

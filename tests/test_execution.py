@@ -19,6 +19,7 @@ from planner.aggregates import result_type
 from planner.logical import AggCall, SortKey, TableSource
 from planner.planning import plan_query
 from result_compare import assert_same
+from storage.errors import QueryFailed
 from storage.objectstore import ObjectStore
 from storage.segment import write_segment
 from storage.snapshot import load_snapshot
@@ -166,3 +167,20 @@ def test_scan_stats_count_the_row_groups_and_columns_actually_read():
     limited = ScanStats()
     got = reader.read("ns/t", table.schema, segments, ["n"], pc.field("n") >= 1900, limit=150, stats=limited)
     assert got.column("n").to_pylist() == list(range(1900, 2050)) and limited.rows_read == 1000
+
+
+def test_integer_sums_never_wrap_silently():
+    big = 2**62
+    data = pa.table({"k": ["a", "a", "a", "b", "b"], "v": pa.array([big, big, -big, big, big], pa.int64())})
+    calls = (AggCall("s", "sum", "v"), AggCall("a", "avg", "v"))
+    # a partial sum wraps, the group's total fits: the result is exact
+    parts = [aggregate.partial(data.slice(i, 1), ("k",), calls) for i in range(3)]
+    merged = aggregate.final(pa.concat_tables(parts), ("k",), calls)
+    assert merged.column("s").to_pylist() == [big] and merged.column("a").to_pylist() == [big / 3]
+    # group b's total does not fit: SUM says so, AVG is still right
+    states = pa.concat_tables([aggregate.partial(data.slice(0, 3), ("k",), calls),
+                               aggregate.partial(data.slice(3), ("k",), calls)])
+    averages = aggregate.final(states, ("k",), calls[1:])
+    assert averages.column("a").to_pylist() == [big / 3, float(big)]
+    with pytest.raises(QueryFailed, match="exceeds the BIGINT range"):
+        aggregate.final(states, ("k",), calls[:1])
