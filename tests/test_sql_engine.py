@@ -14,7 +14,9 @@ import engine
 from engine.query import QueryEngine
 from event_data import load_events
 from result_compare import assert_same
-from storage.errors import ColumnNotFound, PetrelError, QueryTimeout, SqlError, TableNotFound, UnsupportedSql
+from storage.errors import (
+    ColumnNotFound, PetrelError, QueryFailed, QueryTimeout, SqlError, TableNotFound, UnsupportedSql,
+)
 from storage.objectstore import ObjectStore
 
 ONE_HOUR = ("SELECT service, count(*) AS n FROM events WHERE timestamp >= TIMESTAMP '2026-11-02 13:00:00' "
@@ -220,6 +222,12 @@ def test_session_default_timeout(loaded):
         ("INSERT INTO events VALUES (1)", UnsupportedSql, "INSERT"),
         ("SELECT sum(service) FROM events", SqlError, "SUM cannot aggregate"),
         ("SELECT count(*) FROM other.events", TableNotFound, "namespace"),
+        ("SELECT service FROM events ORDER BY attrs LIMIT 3", UnsupportedSql, "e.g. attrs.tier"),
+        ("SELECT max(attrs) FROM events", UnsupportedSql, "MAX cannot use attrs"),
+        ("SELECT DISTINCT attrs FROM events", UnsupportedSql, "DISTINCT cannot use attrs"),
+        ("SELECT count(*) FROM events WHERE regexp_matches(url, '(')", SqlError, "invalid regular expression '('"),
+        ("SELECT service,, host FROM events", SqlError, "unexpected ','"),
+        ("SELECT sum(bytes + 9000000000000000000) FROM events", QueryFailed, "exceeds the BIGINT range"),
     ],
 )
 def test_bad_queries_raise_named_errors(loaded, query, error, fragment):
