@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--no-events", action="store_true", help="skip the event queries (with --tpch)")
     args = parser.parse_args()
     root = args.warehouse or tempfile.mkdtemp(prefix="petrel-bench-")
-    db = engine.connect(root)
+    db = engine.connect(root, maintenance=False)  # no background compaction competing with the timed queries
     duck = duckdb.connect()
     duck.execute("SET threads = 2")
     duck.execute("SET TimeZone = 'UTC'")

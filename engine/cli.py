@@ -85,14 +85,23 @@ def write_result(table: pa.Table, fmt: str, output: str | None) -> None:
             handle.write(text)
 
 
+def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--warehouse, --ray-address, --namespace; a command's own copies override the main ones only when given."""
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--warehouse", default=default(os.environ.get("PETREL_WAREHOUSE", "./warehouse")),
+                        help="warehouse root: a folder or s3://bucket/prefix (env PETREL_WAREHOUSE)")
+    parser.add_argument("--ray-address", default=default(os.environ.get("RAY_ADDRESS")),
+                        help="Ray cluster to attach to (env RAY_ADDRESS); default: start a local Ray")
+    parser.add_argument("--namespace", default=default(os.environ.get("PETREL_NAMESPACE", "default")),
+                        help="namespace (tenant) to work in (env PETREL_NAMESPACE)")
+
+
 def parser() -> argparse.ArgumentParser:
+    """The argument parser; the connection options go before or after the command."""
     main = argparse.ArgumentParser(prog="petrel", description="Petrel: an event store and distributed SQL engine.")
-    main.add_argument("--warehouse", default=os.environ.get("PETREL_WAREHOUSE", "./warehouse"),
-                      help="warehouse root: a folder or s3://bucket/prefix (env PETREL_WAREHOUSE)")
-    main.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
-                      help="Ray cluster to attach to (env RAY_ADDRESS); default: start a local Ray")
-    main.add_argument("--namespace", default=os.environ.get("PETREL_NAMESPACE", "default"),
-                      help="namespace (tenant) to work in (env PETREL_NAMESPACE)")
+    _connection_options(main, defaults=True)
     commands = main.add_subparsers(dest="command", required=True)
 
     sql = commands.add_parser("sql", help="run a query and print its rows")
@@ -120,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=500_000)
 
     register_maintenance(commands)
+    for command in commands.choices.values():
+        _connection_options(command, defaults=False)
     return main
 
 

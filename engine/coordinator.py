@@ -25,7 +25,7 @@ from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 from engine.execution.operators import Execution, concat, execute
 from engine.execution.scan import SegmentReader
 from engine.worker import QueryWorker
-from planner.fragments import Fragment, assign, pack, preference, stage_plan, stage_scan
+from planner.fragments import TARGET_FRAGMENT_BYTES, Fragment, assign, pack, preference, stage_plan, stage_scan
 from planner.logical import Broadcast, Gather, Limit, Plan, Shuffle, Sort
 from storage.errors import PetrelError, QueryFailed, QueryTimeout
 from storage.objectstore import ObjectStore
@@ -34,12 +34,16 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 
+def pool_size(size: int | None = None) -> int:
+    """How many workers a pool of ``size`` has (None: one per CPU of the cluster)."""
+    return size if size is not None else max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 class WorkerPool:
     """The session's long-lived QueryWorker actors, one per CPU of the cluster."""
 
     def __init__(self, store: ObjectStore, size: int | None = None) -> None:
-        if size is None:
-            size = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        size = pool_size(size)
         self.store = store
         self.reader = SegmentReader(store)  # for stages with nothing to read, typed empty results
         self.tag = uuid.uuid4().hex[:6]
@@ -56,13 +60,21 @@ class WorkerPool:
     def names(self) -> list[str]:
         return list(self.workers)
 
-    def replace(self, name: str) -> None:
-        """Start a fresh actor under ``name`` after the old one died."""
+    def replace(self, name: str, failed: Any) -> bool:
+        """Start a fresh actor under ``name`` after ``failed`` (the handle that died) unless that was done already.
+
+        Every pending fragment of a dead worker reports the death; only the
+        first report replaces it, so a replacement is never killed by a later
+        report about the actor it replaced.
+        """
+        if self.workers.get(name) is not failed:
+            return False
         try:
-            ray.kill(self.workers[name], no_restart=True)
+            ray.kill(failed, no_restart=True)
         except Exception:  # already gone
             pass
         self.workers[name] = self._start(name)
+        return True
 
     def cancel(self, key: str) -> None:
         for worker in self.workers.values():
@@ -108,12 +120,16 @@ def run_plan(
     timeout: float | None = None,
     started: float | None = None,
     fault_delay: float = 0.0,
+    fragment_bytes: int = TARGET_FRAGMENT_BYTES,
 ) -> tuple[pa.Table, QueryStats]:
-    """Run every stage of ``plan`` on ``pool``, then the rest of the plan here."""
+    """Run every stage of ``plan`` on ``pool``, then the rest of the plan here.
+
+    ``fragment_bytes`` is about how many bytes of segments one fragment reads.
+    """
     started = started if started is not None else time.monotonic()
     deadline = started + timeout if timeout is not None else None
     stats = QueryStats(query_id=uuid.uuid4().hex)
-    runner = _Stages(pool, stats, deadline, timeout, fault_delay)
+    runner = _Stages(pool, stats, deadline, timeout, fault_delay, fragment_bytes)
     run, final_start = runner.gathered(plan), None
     final_start = time.monotonic()
     try:
@@ -150,8 +166,9 @@ class _Stages:
     """Runs the stages of one query: each exchange's input, bottom up, on the workers."""
 
     def __init__(self, pool: WorkerPool, stats: QueryStats, deadline: float | None, timeout: float | None,
-                 fault_delay: float) -> None:
+                 fault_delay: float, fragment_bytes: int) -> None:
         self.pool = pool
+        self.fragment_bytes = fragment_bytes
         self.stats = stats
         self.deadline = deadline
         self.timeout = timeout
@@ -205,7 +222,7 @@ class _Stages:
                 fragments.append((names[bucket % len(names)], fragment))
         elif segments:
             for worker, assigned in assign(segments, names).items():
-                for group in pack(assigned):
+                for group in pack(assigned, self.fragment_bytes):
                     fragment = Fragment(query_id, number, len(fragments), body, group, remaining, self.fault_delay,
                                         inputs, partition)
                     fragments.append((worker, fragment))
@@ -245,16 +262,17 @@ def _run_fragments(
 ) -> list:
     """Send ``fragments`` to their workers; retry on dead workers; their results in fragment order."""
     stage = stats.stage
-    pending: dict[Any, tuple[str, Fragment, int, list]] = {}
+    pending: dict[Any, tuple[str, Any, Fragment, int, list]] = {}
     returns = partition[1] + 1 if partition is not None else 1
 
     def submit(worker: str, fragment: Fragment, attempt: int) -> None:
+        handle = pool.workers[worker]
         if partition is None:
-            ref = pool.workers[worker].run.remote(fragment)
-            pending[ref] = (worker, fragment, attempt, [])
+            ref = handle.run.remote(fragment)
+            pending[ref] = (worker, handle, fragment, attempt, [])
         else:
-            refs = pool.workers[worker].run.options(num_returns=returns).remote(fragment)
-            pending[refs[-1]] = (worker, fragment, attempt, refs[:-1])
+            refs = handle.run.options(num_returns=returns).remote(fragment)
+            pending[refs[-1]] = (worker, handle, fragment, attempt, refs[:-1])
 
     for worker, fragment in fragments:
         submit(worker, fragment, 1)
@@ -267,7 +285,7 @@ def _run_fragments(
             if not ready:
                 raise QueryTimeout(_timeout_message(timeout))
             ref = ready[0]
-            worker, fragment, attempt, buckets = pending.pop(ref)
+            worker, handle, fragment, attempt, buckets = pending.pop(ref)
             try:
                 outcome = ray.get(ref)
             except RayActorError:
@@ -278,7 +296,7 @@ def _run_fragments(
                         "worker died; check the Ray cluster's health and retry"
                     ) from None
                 log.warning("worker %s died running fragment %s; retrying elsewhere", worker, fragment.index)
-                pool.replace(worker)
+                pool.replace(worker, handle)
                 ranked = preference(fragment.segments[0].id, pool.names) if fragment.segments else pool.names
                 others = [w for w in ranked if w != worker] or [worker]
                 submit(others[0], fragment, attempt + 1)

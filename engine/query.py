@@ -3,7 +3,8 @@
 The :class:`QueryEngine` resolves table names to snapshots (cached, and
 revalidated with one listing per partition, so an unchanged table costs no
 metadata reads), plans with :mod:`planner`, and runs the plan on the
-session's worker pool, which it starts on the first query and keeps.
+session's worker pool, which it starts when the first plan runs (planning
+alone, a plain EXPLAIN or a syntax error, starts no worker) and keeps.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.coordinator import QueryStats, WorkerPool, run_plan
+from engine.coordinator import QueryStats, WorkerPool, pool_size, run_plan
 from planner.context import PlanContext
 from planner.explain import explain as render_explain
 from engine.external import as_arrow, read_file
+from planner.fragments import TARGET_FRAGMENT_BYTES
 from planner.logical import Memory, TableSource
 from planner.planning import QueryPlan, plan_query
 from storage.catalog import Catalog, TableMeta, validate_name
@@ -47,6 +49,7 @@ class QueryEngine:
         self.timeout = timeout
         self.workers = workers
         self.fault_delay = 0.0  # seconds each fragment waits before running; for fault-injection tests
+        self.fragment_bytes = TARGET_FRAGMENT_BYTES  # segment bytes per fragment
         self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()
         self._meta: dict[str, tuple[TableMeta, float]] = {}
@@ -113,7 +116,10 @@ class QueryEngine:
             return self._pool
 
     def plan(self, query: str, dialect: str | None = None) -> QueryPlan:
-        context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=len(self.pool.names))
+        """Plan ``query``; this starts no worker (the pool starts when a plan first runs)."""
+        with self._pool_lock:
+            workers = len(self._pool.names) if self._pool is not None else pool_size(self.workers)
+        context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=workers)
         return plan_query(query, self.resolve, self.namespace, dialect, context, self._read_file)
 
     def _read_file(self, function: str, path: str, options: dict) -> pa.Table:
@@ -146,7 +152,7 @@ class QueryEngine:
         planning = time.monotonic() - started
         if timeout is not None and planning > timeout:
             raise QueryTimeout(f"the query ran over its timeout of {timeout:g} s while being planned; pass a larger timeout=")
-        table, stats = run_plan(planned.optimized, self.pool, timeout, started, self.fault_delay)
+        table, stats = run_plan(planned.optimized, self.pool, timeout, started, self.fault_delay, self.fragment_bytes)
         stats.planning_seconds = planning
         return table, stats
 

@@ -76,9 +76,8 @@ class QueryWorker:
         )
         try:
             self._wait(fragment.delay, run)
-            for key, refs in fragment.inputs.items():
-                tables = ray.get(list(refs))
-                run.inputs[key] = concat(tables)
+            for exchange, refs in fragment.inputs.items():
+                run.inputs[exchange] = concat(ray.get(list(refs)))
             table = execute(fragment.plan, run)
         except PetrelError:
             raise

@@ -148,8 +148,10 @@ def result_type(func: str, arg: pa.DataType | None) -> pa.DataType:
     if func in ("min", "max", "quantile_disc"):
         return arg
     if func == "quantile_cont":
-        if arg is not None and (pa.types.is_timestamp(arg) or pa.types.is_date(arg)):
+        if arg is not None and pa.types.is_timestamp(arg):
             return arg
+        if arg is not None and pa.types.is_date(arg):
+            return pa.timestamp("us")  # between two days lies a moment, as DuckDB has it
         if not numeric:
             raise TypeError(func)
         return pa.float64()

@@ -8,6 +8,7 @@ a match is ``''``, ``regexp_replace`` replaces the first match unless the
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ from sqlglot import exp
 from planner import temporal
 from planner import types as sqltypes
 from planner.expressions import ExpressionCompiler, Typed, constant
+from planner.parse import position
 from storage.errors import SqlError, UnsupportedSql
 
 _B = pa.bool_()
@@ -166,8 +168,28 @@ def _split_part(c: ExpressionCompiler, node: exp.SplitPart) -> Typed:
     return c.call("binary_join", [picked, constant("")], type_=_S)
 
 
+def regular_expression(node: exp.Expression | None, pattern: str | None) -> str | None:
+    """``pattern`` (the constant ``node``) if RE2 accepts it; SqlError at the pattern's position if not."""
+    if pattern is None:
+        return None
+    try:
+        pc.match_substring_regex(pa.array([""], _S), pattern)
+    except pa.ArrowInvalid as error:
+        reason = str(error).split("\n")[0].removeprefix("Invalid regular expression: ")
+        where = ""
+        try:
+            re.compile(pattern)
+        except re.error as located:
+            if located.pos is not None:
+                where = f" at character {located.pos + 1}"
+        line, column = position(node) if node is not None else (None, None)
+        raise SqlError(f"invalid regular expression {pattern!r}{where}: {reason}; "
+                       "escape a literal ( [ { * + ? . | \\ with a backslash", line, column) from None
+    return pattern
+
+
 def _regexp_like(c: ExpressionCompiler, node: exp.Expression) -> Typed:
-    pattern = literal_arg(c, node.expression, "regular expression")
+    pattern = regular_expression(node.expression, literal_arg(c, node.expression, "regular expression"))
     flags = literal_arg(c, node.args.get("flag"), "regular expression flags", "") or ""
     if pattern is None:
         return constant(pa.scalar(None, _B))
@@ -178,7 +200,7 @@ def _regexp_like(c: ExpressionCompiler, node: exp.Expression) -> Typed:
 
 
 def _regexp_replace(c: ExpressionCompiler, node: exp.RegexpReplace) -> Typed:
-    pattern = literal_arg(c, node.expression, "regular expression")
+    pattern = regular_expression(node.expression, literal_arg(c, node.expression, "regular expression"))
     replacement = literal_arg(c, node.args.get("replacement"), "replacement", "")
     modifiers = literal_arg(c, node.args.get("modifiers"), "regular expression flags", "") or ""
     if "i" in modifiers:
@@ -189,7 +211,7 @@ def _regexp_replace(c: ExpressionCompiler, node: exp.RegexpReplace) -> Typed:
 
 
 def _regexp_extract(c: ExpressionCompiler, node: exp.RegexpExtract) -> Typed:
-    pattern = literal_arg(c, node.expression, "regular expression")
+    pattern = regular_expression(node.expression, literal_arg(c, node.expression, "regular expression"))
     group = literal_arg(c, node.args.get("group"), "group number", 0) or 0
     named, count = _name_groups(pattern)
     if group > count:

@@ -14,6 +14,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from storage.errors import SqlError, UnsupportedSql
 
@@ -69,6 +70,7 @@ def parse(sql: str, dialect: str | None = None) -> Statement:
         raise SqlError(f"syntax error: {error}; check for an unterminated quote", line, column) from None
     if not trees:
         raise SqlError("the query is empty; write a SELECT statement", 1, 1)
+    _refuse_empty_items(sql, dialect)
     if len(trees) > 1:
         raise UnsupportedSql("several statements were given; run one query at a time")
     tree = trees[0]
@@ -76,6 +78,19 @@ def parse(sql: str, dialect: str | None = None) -> Statement:
         kind = tree.key.upper()
         raise UnsupportedSql(f"{kind} statements are not supported; Petrel runs SELECT queries")
     return Statement(tree, explain, analyze, dialect)
+
+
+_OPENS_A_LIST = {TokenType.COMMA, TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.SELECT, TokenType.DISTINCT}
+
+
+def _refuse_empty_items(sql: str, dialect: str) -> None:
+    """SqlError at a comma with nothing before it (``a,, b``, ``f(, x)``): sqlglot drops such items silently."""
+    previous = None
+    for token in Dialect.get_or_raise(dialect).tokenize(sql):
+        if token.token_type is TokenType.COMMA and previous in _OPENS_A_LIST:
+            raise SqlError("syntax error: unexpected ',' with no item before it; remove the extra comma",
+                           token.line, token.col)
+        previous = token.token_type
 
 
 def _unterminated_quote(sql: str) -> tuple[int | None, int | None]:

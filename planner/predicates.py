@@ -61,7 +61,7 @@ def _constant(compiler: ExpressionCompiler, node: exp.Expression, type_: pa.Data
         if isinstance(original, float) and isinstance(value, int) and value != original:
             raise LookupError  # x > 1.5 on an integer column: rounding would move the bound
         return value
-    except (PetrelError, pa.ArrowException, ValueError, TypeError):
+    except (PetrelError, pa.ArrowException, ValueError, TypeError, OverflowError):  # 1e30 on int64: no bound
         raise LookupError from None
 
 

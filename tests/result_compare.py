@@ -3,7 +3,10 @@
 Rows are compared as values: integers, floats and decimals as numbers
 (floats to a relative 1e-9), timestamps as instants, NULL as NULL.  Row
 order counts only when the query's ORDER BY fixes it; otherwise both sides
-are sorted first.
+are sorted first.  Columns must agree in name where DuckDB's is a plain
+name (an alias or a column; case aside, since Petrel keeps the spelling the
+query used), and in type family: integer, float, string, timestamp, date,
+bool, interval (a NULL-typed column goes with any).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -71,10 +75,48 @@ def same_value(a: Any, b: Any) -> bool:
     return a == b
 
 
-def assert_same(got: pa.Table, expected: pa.Table, ordered: bool, query: str = "") -> None:
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def family(type_: pa.DataType) -> str:
+    """The loose kind of a column type that both engines must agree on."""
+    if pa.types.is_integer(type_) or pa.types.is_decimal(type_) and type_.scale == 0:
+        return "integer"
+    if pa.types.is_floating(type_) or pa.types.is_decimal(type_):
+        return "float"
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return "string"
+    if pa.types.is_timestamp(type_):
+        return "timestamp"
+    if pa.types.is_date(type_):
+        return "date"
+    if pa.types.is_boolean(type_):
+        return "bool"
+    if pa.types.is_duration(type_) or pa.types.is_interval(type_):
+        return "interval"
+    if pa.types.is_null(type_):
+        return "null"
+    return str(type_).split("<")[0].split("[")[0]
+
+
+def assert_same_columns(got: pa.Table, expected: pa.Table, query: str = "") -> None:
+    """Same number of columns, the same plain names, and types of the same family."""
     assert got.num_columns == expected.num_columns, (
         f"{query}\ncolumns: petrel {got.column_names} vs duckdb {expected.column_names}"
     )
+    for ours, theirs in zip(got.schema, expected.schema):
+        if _PLAIN_NAME.fullmatch(theirs.name):
+            assert ours.name.lower() == theirs.name.lower(), (
+                f"{query}\ncolumn names: petrel {got.column_names} vs duckdb {expected.column_names}"
+            )
+        kinds = {family(ours.type), family(theirs.type)}
+        assert len(kinds) == 1 or "null" in kinds, (
+            f"{query}\ncolumn {ours.name}: petrel {ours.type} vs duckdb {theirs.type}"
+        )
+
+
+def assert_same(got: pa.Table, expected: pa.Table, ordered: bool, query: str = "") -> None:
+    assert_same_columns(got, expected, query)
     ours, theirs = rows(got), rows(expected)
     assert len(ours) == len(theirs), f"{query}\nrow count: petrel {len(ours)} vs duckdb {len(theirs)}\n{ours[:5]}\n{theirs[:5]}"
     if not ordered:

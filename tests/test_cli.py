@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main, render_table, write_result
+from engine.cli import main, parser, render_table, write_result
 from engine.demo import QUESTIONS, generate_day
 from event_data import load_events
 from storage.objectstore import ObjectStore
@@ -30,6 +30,15 @@ def test_sql_csv(warehouse_root, capsys):
     assert main(["--warehouse", warehouse_root, "sql", "SELECT count(*) AS n FROM events", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == '"n"' and int(lines[1]) > 0
+
+
+def test_connection_options_also_follow_the_command(warehouse_root, capsys):
+    assert main(["sql", "SELECT count(*) AS n FROM events", "--format", "csv", "--warehouse", warehouse_root]) == 0
+    assert int(capsys.readouterr().out.strip().splitlines()[1]) > 0
+    args = parser().parse_args(["--warehouse", "first", "explain", "SELECT 1", "--ray-address", "auto", "--namespace", "t1"])
+    assert (args.warehouse, args.ray_address, args.namespace) == ("first", "auto", "t1")
+    args = parser().parse_args(["--warehouse", "first", "tables", "--warehouse", "second"])
+    assert args.warehouse == "second"
 
 
 def test_json_and_parquet_output(tmp_path, capsys):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from engine.execution import aggregate
@@ -12,9 +15,11 @@ from engine.execution.local import run_locally
 from engine.execution.operators import sort
 from engine.execution.scan import ScanStats, SegmentReader
 from event_data import load_events
+from planner.aggregates import result_type
 from planner.logical import AggCall, SortKey, TableSource
 from planner.planning import plan_query
 from result_compare import assert_same
+from storage.errors import QueryFailed
 from storage.objectstore import ObjectStore
 from storage.segment import write_segment
 from storage.snapshot import load_snapshot
@@ -111,3 +116,71 @@ def test_whole_plans_run_locally_with_several_fragments(tmp_path):
         for fragments in (1, 3):
             got = run_locally(planned.optimized, reader, fragments=fragments)
             assert_same(got, oracle.sql(query).to_arrow_table(), ordered=ordered, query=query)
+
+
+def test_quantiles_of_dates_are_timestamps_between_the_days_like_duckdb():
+    days = pa.array([dt.date(2026, 11, 1) + dt.timedelta(days=int(d)) for d in np.random.default_rng(5).integers(0, 90, 301)])
+    data = pa.table({"k": pa.array(["a", "b", "c"] * 100 + [None]), "d": days})
+    calls = (AggCall("m", "quantile_cont", "d", (0.5,)), AggCall("q", "quantile_cont", "d", (0.37,)),
+             AggCall("qd", "quantile_disc", "d", (0.37,)))
+    parts = [data.slice(0, 120), data.slice(120)]
+    merged = aggregate.final(pa.concat_tables([aggregate.partial(p, ("k",), calls) for p in parts]), ("k",), calls)
+    expected = duckdb.sql("SELECT k, median(d), quantile_cont(d, 0.37), quantile_disc(d, 0.37) FROM data GROUP BY k").to_arrow_table()
+    assert_same(merged, expected, ordered=False)
+    assert merged.schema.field("m").type == pa.timestamp("us") and merged.schema.field("qd").type == pa.date32()
+    assert result_type("quantile_cont", pa.date32()) == merged.schema.field("m").type
+
+
+def test_scan_stats_count_the_row_groups_and_columns_actually_read():
+    store = ObjectStore("memory://exec-read-stats")
+    rows = 4000
+    table = pa.table({
+        "timestamp": pa.array(np.arange(rows) * 1_000_000, pa.timestamp("us", tz="UTC")),
+        "n": pa.array(np.arange(rows)),
+        "wide": pa.array([f"payload-{i:06d}-" * 8 for i in range(rows)]),
+        "attrs": pa.array([{"k": str(i % 7), "v": i} for i in range(rows)]),
+    })
+    segments = [write_segment(store, "ns/t", table.slice(i * 2000, 2000), partition=0, time_column="timestamp",
+                              row_group_size=500) for i in range(2)]
+    reader = SegmentReader(store)
+    files = [pq.ParquetFile(pa.BufferReader(store.get(f"ns/t/{s.path}"))).metadata for s in segments]
+
+    def stored(meta, groups, leaves):
+        return sum(meta.row_group(g).column(c).total_compressed_size for g in groups for c in leaves)
+
+    leaf = {files[0].schema.column(c).path: c for c in range(files[0].num_columns)}
+    whole = ScanStats()
+    reader.read("ns/t", table.schema, segments, ["n", "attrs"], stats=whole)
+    assert whole.rows_read == rows and whole.bytes_read == sum(
+        stored(m, range(4), [leaf["n"], leaf["attrs.k"], leaf["attrs.v"]]) for m in files)
+    assert whole.bytes_read < sum(s.bytes for s in segments) / 2  # the wide column is never read
+
+    filtered = ScanStats()
+    got = reader.read("ns/t", table.schema, segments, ["n"], pc.field("n") >= 3600, stats=filtered)
+    assert got.num_rows == 400 and filtered.rows_read == 500  # the last row group only
+    assert filtered.bytes_read == stored(files[1], [3], [leaf["n"]])
+
+    limited = ScanStats()
+    got = reader.read("ns/t", table.schema, segments, ["n", "wide"], limit=10, stats=limited)
+    assert got.num_rows == 10 and limited.rows_read == 500  # the first row group of the first segment
+    assert limited.bytes_read == stored(files[0], [0], [leaf["n"], leaf["wide"]])
+    limited = ScanStats()
+    got = reader.read("ns/t", table.schema, segments, ["n"], pc.field("n") >= 1900, limit=150, stats=limited)
+    assert got.column("n").to_pylist() == list(range(1900, 2050)) and limited.rows_read == 1000
+
+
+def test_integer_sums_never_wrap_silently():
+    big = 2**62
+    data = pa.table({"k": ["a", "a", "a", "b", "b"], "v": pa.array([big, big, -big, big, big], pa.int64())})
+    calls = (AggCall("s", "sum", "v"), AggCall("a", "avg", "v"))
+    # a partial sum wraps, the group's total fits: the result is exact
+    parts = [aggregate.partial(data.slice(i, 1), ("k",), calls) for i in range(3)]
+    merged = aggregate.final(pa.concat_tables(parts), ("k",), calls)
+    assert merged.column("s").to_pylist() == [big] and merged.column("a").to_pylist() == [big / 3]
+    # group b's total does not fit: SUM says so, AVG is still right
+    states = pa.concat_tables([aggregate.partial(data.slice(0, 3), ("k",), calls),
+                               aggregate.partial(data.slice(3), ("k",), calls)])
+    averages = aggregate.final(states, ("k",), calls[1:])
+    assert averages.column("a").to_pylist() == [big / 3, float(big)]
+    with pytest.raises(QueryFailed, match="exceeds the BIGINT range"):
+        aggregate.final(states, ("k",), calls[:1])

@@ -74,6 +74,23 @@ def test_syntax_error_position():
     assert raised.value.line == 2
 
 
+@pytest.mark.parametrize("sql, where", [
+    ("SELECT a,, b FROM t", (1, 10)),
+    ("SELECT a,\n  , b FROM t", (2, 3)),
+    ("SELECT , a FROM t", (1, 8)),
+    ("SELECT f(,a) FROM t", (1, 10)),
+    ("SELECT a FROM t WHERE x IN (1,,2)", (1, 31)),
+])
+def test_an_empty_list_item_is_a_syntax_error(sql, where):
+    with pytest.raises(SqlError, match="unexpected ','") as raised:
+        parse(sql)
+    assert (raised.value.line, raised.value.column) == where
+
+
+def test_a_trailing_comma_is_accepted_like_duckdb():
+    assert len(parse("SELECT a, b, FROM t").tree.expressions) == 2
+
+
 def test_unterminated_quote_position():
     with pytest.raises(SqlError) as raised:
         parse("SELECT 'abc FROM t")
@@ -121,6 +138,48 @@ def test_unsupported_constructs_are_named(sql, fragment):
         plan(sql)
 
 
+NESTED = TableSource(TableMeta("default", "nested"), pa.schema([
+    ("service", pa.string()),
+    ("attrs", pa.struct([("key", pa.string()), ("retries", pa.int64())])),
+    ("tags", pa.list_(pa.string())),
+    ("labels", pa.map_(pa.string(), pa.string())),
+]), ())
+
+
+@pytest.mark.parametrize("sql, hint", [
+    ("SELECT service FROM nested ORDER BY attrs LIMIT 3", "attrs.key"),
+    ("SELECT attrs FROM nested ORDER BY 1", "attrs.key"),
+    ("SELECT max(attrs) FROM nested", "attrs.key"),
+    ("SELECT min(tags) FROM nested", "len(tags)"),
+    ("SELECT DISTINCT attrs FROM nested", "attrs.key"),
+    ("SELECT attrs, count(*) FROM nested GROUP BY attrs", "attrs.key"),
+    ("SELECT count(DISTINCT labels) FROM nested", "labels['key']"),
+    ("SELECT attrs FROM nested UNION SELECT attrs FROM nested", "attrs.key"),
+    ("SELECT row_number() OVER (PARTITION BY tags) FROM nested", "tags[1]"),
+])
+def test_ordering_or_grouping_nested_values_is_refused_at_plan_time(sql, hint):
+    with pytest.raises(UnsupportedSql) as raised:
+        plan_query(sql, lambda name: NESTED)
+    assert hint in str(raised.value)
+
+
+def test_nested_values_pass_through_and_their_fields_order():
+    plan_query("SELECT attrs, tags FROM nested ORDER BY attrs.key LIMIT 3", lambda name: NESTED)
+    plan_query("SELECT attrs FROM nested UNION ALL SELECT attrs FROM nested", lambda name: NESTED)
+
+
+@pytest.mark.parametrize("sql, column, fragment", [
+    ("SELECT count(*) FROM events WHERE regexp_matches(service, '(')", 59, "'(' at character 1: missing )"),
+    ("SELECT count(*) FROM events WHERE service ~ 'a[b'", 45, "'a[b' at character 2: missing ]"),
+    ("SELECT regexp_replace(service, '*x', '') FROM events", 32, "'*x' at character 1"),
+    ("SELECT regexp_extract(service, 'a(b', 1) FROM events", 32, "'a(b' at character 2"),
+])
+def test_invalid_regular_expressions_are_refused_with_their_position(sql, column, fragment):
+    with pytest.raises(SqlError, match="invalid regular expression") as raised:
+        plan(sql)
+    assert (raised.value.line, raised.value.column) == (1, column) and fragment in str(raised.value)
+
+
 def test_aggregate_in_where_is_refused():
     with pytest.raises(SqlError, match="not allowed in WHERE"):
         plan("SELECT count(*) FROM events WHERE count(*) > 1")
@@ -151,6 +210,12 @@ def test_time_range_from_comparisons():
 def test_time_range_from_between_and_now():
     scan = scan_of(plan("SELECT count(*) FROM events WHERE timestamp BETWEEN now() - INTERVAL 2 HOUR AND now()").optimized)
     assert scan.pruning.kept == 2  # hours 11 and 12 (now is 13:00)
+
+
+def test_constants_beyond_the_column_type_give_no_bound():
+    for where in ('"http.status_code" > 1e20', '"http.status_code" IN (1e30, 500)', '"http.status_code" < -1e30'):
+        scan = scan_of(plan(f"SELECT count(*) FROM events WHERE {where}").optimized)
+        assert scan.pruning.kept + scan.pruning.by_stats == len(SEGMENTS)
 
 
 def test_stats_pruning_equality_in_and_missing_columns():

@@ -41,3 +41,18 @@ def test_same_result_as_duckdb(events_db, entry):
     got = db.sql(ours)
     expected = oracle.sql(theirs).to_arrow_table()
     assert_same(got, expected, ordered=" ORDER BY " in ours.upper() and "WITHIN GROUP" not in ours.upper(), query=ours)
+
+
+def test_comparison_checks_plain_names_and_type_families():
+    import pyarrow as pa
+
+    from result_compare import assert_same_columns
+
+    ours = pa.table({"n": pa.array([1], pa.int64()), "SERVICE": ["a"], "count(*)": [1]})
+    assert_same_columns(ours, pa.table({"n": pa.array([1], pa.decimal128(38, 0)), "service": ["a"], "count_star()": [1]}))
+    with pytest.raises(AssertionError, match="column names"):
+        assert_same_columns(ours, pa.table({"m": [1], "service": ["a"], "count_star()": [1]}))
+    with pytest.raises(AssertionError, match="petrel int64 vs duckdb string"):
+        assert_same_columns(ours, pa.table({"n": ["1"], "service": ["a"], "count_star()": [1]}))
+    with pytest.raises(AssertionError, match="petrel int64 vs duckdb double"):
+        assert_same_columns(ours, pa.table({"n": [1.0], "service": ["a"], "count_star()": [1]}))

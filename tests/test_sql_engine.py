@@ -11,9 +11,12 @@ import pytest
 import ray
 
 import engine
+from engine.query import QueryEngine
 from event_data import load_events
 from result_compare import assert_same
-from storage.errors import ColumnNotFound, PetrelError, QueryTimeout, SqlError, TableNotFound, UnsupportedSql
+from storage.errors import (
+    ColumnNotFound, PetrelError, QueryFailed, QueryTimeout, SqlError, TableNotFound, UnsupportedSql,
+)
 from storage.objectstore import ObjectStore
 
 ONE_HOUR = ("SELECT service, count(*) AS n FROM events WHERE timestamp >= TIMESTAMP '2026-11-02 13:00:00' "
@@ -122,6 +125,56 @@ def test_worker_killed_mid_query_is_retried(loaded):
     assert db.sql("SELECT count(*) FROM events").column(0).to_pylist() == [oracle.sql("SELECT count(*) FROM events").fetchall()[0][0]]
 
 
+BROADCAST_JOIN = ("SELECT count(*) FROM events e JOIN (SELECT DISTINCT service FROM events WHERE host = 'host-01') s "
+                  "ON e.service = s.service")
+
+
+def test_fragments_with_exchange_inputs_are_not_left_running(loaded):
+    db, oracle, _ = loaded
+    assert "broadcast" in db.explain(BROADCAST_JOIN)
+    assert_same(db.sql(BROADCAST_JOIN), oracle.sql(BROADCAST_JOIN).to_arrow_table(), ordered=False)
+    pool = db.queries.pool
+    assert ray.get([w.running.remote() for w in pool.workers.values()]) == [[] for _ in pool.workers]
+
+
+@pytest.mark.chaos
+def test_worker_dying_with_several_fragments_is_replaced_once(loaded):
+    """One worker, several fragments on it: every one of them fails when it dies, one replacement serves all."""
+    db, oracle, _ = loaded
+    queries = QueryEngine(db.store, db.catalog, db.namespace, workers=1)
+    try:
+        query = ("SELECT service, count(*), sum(bytes) FROM events WHERE timestamp < TIMESTAMP '2026-11-02 03:00:00' "
+                 "GROUP BY service")
+        with pytest.raises(SqlError):
+            queries.sql("SELECT service FROM events WHERE")
+        assert "->" not in queries.explain(query) and queries._pool is None  # planning starts no worker
+        queries.fragment_bytes = 1  # one fragment per segment
+        queries.fault_delay = 1.0
+        victim = queries.pool.workers["worker-0"]
+        result: dict = {}
+
+        def run() -> None:
+            try:
+                result["table"] = queries.sql(query)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                result["error"] = error
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not ray.get(victim.running.remote()):
+            assert time.monotonic() < deadline, "the fragment never started"
+            time.sleep(0.05)
+        ray.kill(victim, no_restart=True)
+        thread.join(120)
+        assert "error" not in result, result.get("error")
+        assert_same(result["table"], oracle.sql(query).to_arrow_table(), ordered=False, query=query)
+        replacement = queries.pool.workers["worker-0"]
+        assert replacement is not victim and ray.get(replacement.ping.remote())["name"].startswith("worker-0/")
+    finally:
+        queries.close()
+
+
 def test_query_over_its_timeout_is_cancelled_and_frees_workers(loaded):
     db, _, _ = loaded
     db.sql("SELECT count(*) FROM events")
@@ -169,6 +222,12 @@ def test_session_default_timeout(loaded):
         ("INSERT INTO events VALUES (1)", UnsupportedSql, "INSERT"),
         ("SELECT sum(service) FROM events", SqlError, "SUM cannot aggregate"),
         ("SELECT count(*) FROM other.events", TableNotFound, "namespace"),
+        ("SELECT service FROM events ORDER BY attrs LIMIT 3", UnsupportedSql, "e.g. attrs.tier"),
+        ("SELECT max(attrs) FROM events", UnsupportedSql, "MAX cannot use attrs"),
+        ("SELECT DISTINCT attrs FROM events", UnsupportedSql, "DISTINCT cannot use attrs"),
+        ("SELECT count(*) FROM events WHERE regexp_matches(url, '(')", SqlError, "invalid regular expression '('"),
+        ("SELECT service,, host FROM events", SqlError, "unexpected ','"),
+        ("SELECT sum(bytes + 9000000000000000000) FROM events", QueryFailed, "exceeds the BIGINT range"),
     ],
 )
 def test_bad_queries_raise_named_errors(loaded, query, error, fragment):

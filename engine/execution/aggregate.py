@@ -8,8 +8,8 @@ place does both in a row.  States per function:
 function           partial state                               final
 =================  ==========================================  =====================
 count_star/count   n                                           sum n (0 if none)
-sum                s                                           sum s
-avg                s (int64 for integers), n                   sum s / sum n
+sum                s (and f, a double sum, for integers)       sum s (checked by sum f)
+avg                s (and f for integers), n                   sum s / sum n
 min/max            m                                           min/max m
 stddev/var         n, mean, m2                                 Chan's parallel merge
 count_distinct     list of distinct values                     distinct of the union
@@ -21,6 +21,11 @@ Merging is done per group id: each group's key values are dictionary
 encoded, combined, and re-encoded (nulls are a group of their own), so
 states of one group can be broadcast and combined with array kernels —
 never a Python loop over rows or groups.
+
+Integer sums wrap around in Arrow.  The wrapped int64 sum is still exact
+whenever the true sum fits in int64 (two's complement arithmetic is exact
+modulo 2**64), so a double sum beside it only has to say whether it fits:
+a SUM that does not raises :class:`QueryFailed`, and an AVG uses the double.
 """
 
 from __future__ import annotations
@@ -30,13 +35,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from planner.logical import AggCall
+from storage.errors import QueryFailed
 
 _ONLY_VALID = pc.CountOptions("only_valid")
 _SKIP = pc.ScalarAggregateOptions(skip_nulls=True, min_count=1)
 _KEY = "__group"
+_INT64_LIMIT = 2.0**63 * (1 - 1e-9)  # a double sum this large may not fit in int64
+_AS_DOUBLE = "__double"  # suffix of an integer input's double copy
 
 
-def _state_specs(call: AggCall) -> list[tuple[str, str, object, str]]:
+def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, object, str]]:
     """(state suffix, hash function, options, input column) for one aggregate's partial states."""
     arg = call.arg
     func = call.func
@@ -44,10 +52,11 @@ def _state_specs(call: AggCall) -> list[tuple[str, str, object, str]]:
         return [("n", "count_all", None, None)]
     if func == "count":
         return [("n", "count", _ONLY_VALID, arg)]
-    if func == "sum":
-        return [("s", "sum", _SKIP, arg)]
-    if func == "avg":
-        return [("s", "sum", _SKIP, arg), ("n", "count", _ONLY_VALID, arg)]
+    if func in ("sum", "avg"):
+        specs = [("s", "sum", _SKIP, arg)]
+        if f"{arg}{_AS_DOUBLE}" in schema.names:
+            specs.append(("f", "sum", _SKIP, f"{arg}{_AS_DOUBLE}"))
+        return specs + ([("n", "count", _ONLY_VALID, arg)] if func == "avg" else [])
     if func in ("min", "max"):
         return [("m", func, _SKIP, arg)]
     if func in ("stddev_samp", "stddev_pop", "var_samp", "var_pop"):
@@ -65,11 +74,18 @@ def _state_specs(call: AggCall) -> list[tuple[str, str, object, str]]:
 
 
 def _prepare(table: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
-    """Cast inputs whose states need it: booleans summed as integers, floats averaged as doubles."""
+    """Cast inputs whose states need it: booleans summed as integers, decimals averaged as doubles.
+
+    An integer summed or averaged also gets a double copy, whose sum tells
+    whether the integer sum fits in int64.
+    """
     for call in calls:
         if call.arg is None:
             continue
         column = table.column(call.arg)
+        if call.func in ("sum", "avg") and pa.types.is_integer(column.type) \
+                and f"{call.arg}{_AS_DOUBLE}" not in table.column_names:
+            table = table.append_column(f"{call.arg}{_AS_DOUBLE}", column.cast(pa.float64(), safe=False))
         if call.func in ("sum", "avg") and pa.types.is_boolean(column.type):
             table = table.set_column(table.schema.get_field_index(call.arg), call.arg, column.cast(pa.int64()))
         elif call.func in ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "avg") and pa.types.is_decimal(column.type):
@@ -86,7 +102,7 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
         group_keys = [_KEY]
     specs, names, seen = [], [], {}
     for call in calls:
-        for suffix, func, options, column in _state_specs(call):
+        for suffix, func, options, column in _state_specs(call, table.schema):
             signature = (func, column, repr(options))
             if signature not in seen:
                 seen[signature] = len(specs)
@@ -172,12 +188,18 @@ def _merge(gathered: pa.Table, call: AggCall, ids: pa.Array, raw_ids: pa.Array, 
         merged = _grouped(ids, {"n": _state(gathered, f"{name}__n", count)}, [("n", "sum", _SKIP)])
         return merged.column("n_sum").fill_null(0)
     if func == "sum":
-        return _grouped(ids, {"s": _state(gathered, f"{name}__s", count)}, [("s", "sum", _SKIP)]).column("s_sum")
+        sums, too_large = _sums(gathered, name, ids, count)
+        if too_large is not None and pc.any(too_large).as_py():
+            raise QueryFailed("SUM of integers exceeds the BIGINT range (about ±9.2e18) in at least one group; "
+                              "CAST its argument to DOUBLE or DECIMAL to sum it")
+        return sums
     if func == "avg":
-        merged = _grouped(ids, {"s": _state(gathered, f"{name}__s", count), "n": _state(gathered, f"{name}__n", count)},
-                          [("s", "sum", _SKIP), ("n", "sum", _SKIP)])
+        merged = _grouped(ids, {"n": _state(gathered, f"{name}__n", count)}, [("n", "sum", _SKIP)])
         total = merged.column("n_sum")
-        sums = merged.column("s_sum").cast(pa.float64())
+        sums, too_large = _sums(gathered, name, ids, count)
+        sums = sums.cast(pa.float64(), safe=False)
+        if too_large is not None:
+            sums = pc.if_else(too_large, _sums(gathered, name, ids, count, "f")[0], sums)
         return pc.if_else(pc.equal(total, 0), pa.scalar(None, pa.float64()), pc.divide(sums, total.cast(pa.float64())))
     if func in ("min", "max"):
         merged = _grouped(ids, {"m": _state(gathered, f"{name}__m", count)}, [("m", func, _SKIP)])
@@ -198,6 +220,15 @@ def _merge(gathered: pa.Table, call: AggCall, ids: pa.Array, raw_ids: pa.Array, 
         values, value_ids = _flatten(gathered.column(f"{name}__l"), raw_ids)
         return quantiles(values, value_ids, count, call.params[0], func == "quantile_cont")
     raise ValueError(f"unknown aggregate {func}")
+
+
+def _sums(gathered: pa.Table, name: str, ids: pa.Array, count: int, state: str = "s") -> tuple[pa.Array, pa.Array | None]:
+    """The per-group sum of a sum state; and, for integers, whether it is too large for int64 (wrapped)."""
+    sums = _grouped(ids, {"s": _state(gathered, f"{name}__{state}", count)}, [("s", "sum", _SKIP)]).column("s_sum")
+    if state != "s" or f"{name}__f" not in gathered.column_names:
+        return sums, None
+    doubles = _sums(gathered, name, ids, count, "f")[0]
+    return sums, pc.fill_null(pc.greater_equal(pc.abs(doubles), _INT64_LIMIT), False)
 
 
 def _flatten(lists: pa.ChunkedArray, ids: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -234,6 +265,9 @@ def _merge_moments(gathered: pa.Table, name: str, func: str, ids: pa.Array, coun
     return pc.sqrt(variance) if func.startswith("stddev") else variance
 
 
+_MICROS_PER_DAY = 86_400_000_000
+
+
 def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, continuous: bool) -> pa.Array:
     """The exact ``fraction`` quantile of ``values`` per group (NULL for empty groups).
 
@@ -251,7 +285,8 @@ def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, cont
     if pa.types.is_timestamp(value_type):
         numbers = values.cast(pa.int64()).to_numpy(zero_copy_only=False)
     elif pa.types.is_date(value_type):
-        numbers = values.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+        days = values.cast(pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+        numbers = days * _MICROS_PER_DAY if continuous else days  # interpolated dates are timestamps, as in DuckDB
     else:
         numbers = values.to_numpy(zero_copy_only=False)
     groups = ids.to_numpy(zero_copy_only=False)
@@ -281,10 +316,10 @@ def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, cont
         out = pa.array(result, pa.float64(), mask=mask)
         if temporal:
             out = pc.round(out).cast(pa.int64())
-            out = out.cast(value_type) if pa.types.is_timestamp(value_type) else out.cast(pa.timestamp("us"))
+            out = out.cast(value_type if pa.types.is_timestamp(value_type) else pa.timestamp("us"))
         return out
     if pa.types.is_timestamp(value_type):
         return pa.array(result.astype(np.int64), pa.int64(), mask=mask).cast(value_type)
     if pa.types.is_date(value_type):
-        return pa.array(result.astype(np.int32), pa.int32(), mask=mask).cast(value_type)
+        return pa.array(result.astype(np.int32), pa.int32(), mask=mask).cast(pa.date32()).cast(value_type)
     return pa.array(result, mask=mask).cast(value_type)

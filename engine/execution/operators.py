@@ -158,11 +158,13 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
         columns = dict(zip(projection.names, projection.compiled))
     else:
         columns = {name: pc.field(name) for name in scan.columns}
+    stored = list(scan.columns)
     if len(set(columns)) < len(columns):  # duplicate output names: read, then project
-        table = run.reader.read(scan.source.meta.path, schema, segments, list(scan.columns), scan.compiled, scan.limit,
+        table = run.reader.read(scan.source.meta.path, schema, segments, stored, scan.compiled, scan.limit,
                                 run.scan, run.check)
         return project(table, projection.names, projection.compiled)
-    return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan, run.check)
+    return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan,
+                           run.check, stored)
 
 
 def concat(tables: list[pa.Table]) -> pa.Table:

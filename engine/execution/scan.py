@@ -25,7 +25,7 @@ _FORMAT = ds.ParquetFileFormat()
 
 @dataclass
 class ScanStats:
-    """What one scan read: segments, their rows and bytes, and the rows it returned."""
+    """What one scan read: segments, the rows and stored bytes of the row groups and columns read, rows returned."""
 
     segments: int = 0
     rows_read: int = 0
@@ -73,24 +73,30 @@ class SegmentReader:
         limit: int | None = None,
         stats: ScanStats | None = None,
         check: Callable[[], None] | None = None,
+        stored: list[str] | None = None,
     ) -> pa.Table:
         """Rows of ``segments`` passing ``filter``, as ``columns`` (names or named expressions).
 
         With ``limit`` the read stops once that many rows were produced;
         ``check`` runs between record batches and may raise to abandon the read.
+        ``stats`` gets the rows and bytes of the row groups and columns the
+        reader actually reads (``stored`` names the stored columns the
+        expressions use; without it, a list of names, or else every column).
         """
         stats = stats if stats is not None else ScanStats()
         fragments = [self.fragment(table_path, s, stats) for s in segments]
         dataset = ds.FileSystemDataset(fragments, schema, _FORMAT, self.filesystem)
         stats.segments += len(segments)
-        stats.rows_read += sum(s.rows for s in segments)
-        stats.bytes_read += sum(s.bytes for s in segments)
+        if stored is None and isinstance(columns, list):
+            stored = columns
         if limit is not None:
-            # small batches: the reader decodes only the first rows of a row group, not all of it
-            batch = min(max(limit, 4096), 131_072)
-            table = (dataset.head(limit, columns=columns, filter=filter, batch_size=batch, fragment_readahead=1)
-                     if fragments else _empty(dataset, columns, filter))
-        elif check is None or not fragments:
+            table = self._head(fragments, schema, columns, filter, limit, stats, check, stored) \
+                if fragments else _empty(dataset, columns, filter)
+            stats.rows_out += table.num_rows
+            return table
+        for fragment in fragments:
+            _count_read(fragment, _row_groups(fragment, filter, schema), stats, stored)
+        if check is None or not fragments:
             table = dataset.to_table(columns=columns, filter=filter)
         else:
             scanner = dataset.scanner(columns=columns, filter=filter)
@@ -101,6 +107,62 @@ class SegmentReader:
             table = pa.Table.from_batches(batches, schema=scanner.projected_schema)
         stats.rows_out += table.num_rows
         return table
+
+    def _head(self, fragments: list[ds.ParquetFileFragment], schema: pa.Schema, columns, filter, limit: int,
+              stats: ScanStats, check: Callable[[], None] | None, stored: list[str] | None) -> pa.Table:
+        """The first ``limit`` rows, reading one row group after another and no further than needed."""
+        batch = min(max(limit, 4096), 131_072)  # small batches: only the first rows of a row group are decoded
+        parts, remaining = [], limit
+        for fragment in fragments:
+            for piece in fragment.split_by_row_group(filter, schema=schema):
+                if remaining <= 0:
+                    break
+                if check is not None:
+                    check()
+                part = ds.FileSystemDataset([piece], schema, _FORMAT, self.filesystem).head(
+                    remaining, columns=columns, filter=filter, batch_size=batch)
+                _count_read(fragment, [g.id for g in piece.row_groups], stats, stored)
+                parts.append(part)
+                remaining -= part.num_rows
+            if remaining <= 0:
+                break
+        if not parts:
+            return _empty(ds.FileSystemDataset(fragments, schema, _FORMAT, self.filesystem), columns, filter)
+        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def _row_groups(fragment: ds.ParquetFileFragment, filter, schema: pa.Schema) -> list[int]:
+    """The row groups of ``fragment`` that the reader reads for ``filter`` (the rest its statistics rule out)."""
+    if filter is None:
+        return list(range(fragment.metadata.num_row_groups))
+    return [g.id for piece in fragment.split_by_row_group(filter, schema=schema) for g in piece.row_groups]
+
+
+def _leaves(type_: pa.DataType) -> int:
+    """How many Parquet leaf columns a field of ``type_`` is stored as."""
+    if pa.types.is_struct(type_):
+        return sum(_leaves(type_.field(i).type) for i in range(type_.num_fields))
+    if pa.types.is_map(type_):
+        return _leaves(type_.key_type) + _leaves(type_.item_type)
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_fixed_size_list(type_):
+        return _leaves(type_.value_type)
+    return 1
+
+
+def _count_read(fragment: ds.ParquetFileFragment, row_groups: list[int], stats: ScanStats,
+                stored: list[str] | None) -> None:
+    """Add the rows of ``row_groups`` and the stored bytes of their ``stored`` columns to ``stats``."""
+    metadata = fragment.metadata
+    leaves, start = [], 0
+    for field in fragment.physical_schema:
+        width = _leaves(field.type)
+        if stored is None or field.name in stored:
+            leaves.extend(range(start, start + width))
+        start += width
+    for index in row_groups:
+        group = metadata.row_group(index)
+        stats.rows_read += group.num_rows
+        stats.bytes_read += sum(group.column(leaf).total_compressed_size for leaf in leaves)
 
 
 def _empty(dataset: ds.Dataset, columns, filter) -> pa.Table:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import pyarrow as pa
+from sqlglot import exp
 
 from planner.aggregates import result_type
 from planner.context import PlanContext
@@ -62,6 +63,9 @@ def _compile(plan: Plan, context: PlanContext) -> tuple[Plan, pa.Schema]:
         out = schema if plan.kind in ("semi", "anti", "anti_in") else combined
         return dataclasses.replace(plan, left=child, right=right, compiled=compiled), out
     if isinstance(plan, SetOp):
+        if plan.distinct:
+            for name in schema.names:
+                _comparable(schema, name, child, f"{plan.kind.upper()} (which removes duplicate rows)")
         fields = []
         for index, first in enumerate(schema):
             types = [s.field(index).type for _, s in children]
@@ -70,6 +74,8 @@ def _compile(plan: Plan, context: PlanContext) -> tuple[Plan, pa.Schema]:
     if isinstance(plan, Window):
         fields = list(schema)
         for call in plan.calls:
+            for name in (*call.partition, *(k.column for k in call.order)):
+                _comparable(schema, name, child, "a window's PARTITION BY or ORDER BY")
             arg_type = schema.field(call.args[0]).type if call.args else None
             fields.append(pa.field(call.name, window_type(call.func, arg_type)))
         return plan.with_inputs(child), pa.schema(fields)
@@ -87,8 +93,13 @@ def _compile(plan: Plan, context: PlanContext) -> tuple[Plan, pa.Schema]:
         if plan.mode == "final":
             schema = child.input.schema  # the gathered partial states: use the partial's input schema
         fields = [schema.field(k) for k in plan.keys]
+        if plan.mode != "final":
+            for key in plan.keys:
+                _comparable(schema, key, child, "GROUP BY" if plan.aggregates else "DISTINCT")
         for call in plan.aggregates:
             arg_type = schema.field(call.arg).type if call.arg is not None else None
+            if call.func in _COMPARING and plan.mode != "final":
+                _comparable(schema, call.arg, child, f"{_COMPARING[call.func]}")
             try:
                 fields.append(pa.field(call.name, result_type(call.func, arg_type)))
             except TypeError:
@@ -96,9 +107,51 @@ def _compile(plan: Plan, context: PlanContext) -> tuple[Plan, pa.Schema]:
         return dataclasses.replace(plan, input=child, schema=schema), pa.schema(fields)
     if isinstance(plan, Gather):
         return dataclasses.replace(plan, input=child, schema=schema), schema
-    if isinstance(plan, (Sort, Limit)):
+    if isinstance(plan, Sort):
+        for key in plan.keys:
+            _comparable(schema, key.column, child, "ORDER BY")
+        return plan.with_inputs(child), schema
+    if isinstance(plan, Limit):
         return plan.with_inputs(child), schema
     raise UnsupportedSql(f"{type(plan).__name__} cannot be executed yet")
+
+
+_COMPARING = {"min": "MIN", "max": "MAX", "count_distinct": "COUNT(DISTINCT ...)",
+              "quantile_disc": "QUANTILE_DISC", "quantile_cont": "QUANTILE_CONT"}
+
+
+def _comparable(schema: pa.Schema, name: str, below: Plan, what: str) -> None:
+    """Refuse ``what`` over column ``name`` when its type is nested: Arrow cannot order or hash those."""
+    type_ = schema.field(name).type
+    if not pa.types.is_nested(type_):
+        return
+    origin = _origin(below, name)
+    if pa.types.is_struct(type_):
+        hint = f"use one of its fields instead, e.g. {origin}.{type_.field(0).name}" if type_.num_fields else \
+            "use a scalar column instead"
+        kind = "struct"
+    elif pa.types.is_map(type_):
+        hint, kind = f"use one of its values instead, e.g. {origin}['key']", "map"
+    else:
+        hint, kind = f"use an element or its length instead, e.g. {origin}[1] or len({origin})", "list"
+    raise UnsupportedSql(f"{what} cannot use {origin}: it is a {kind} ({type_}), whose values cannot be "
+                         f"compared; {hint}")
+
+
+def _origin(plan: Plan, name: str) -> str:
+    """The SQL the user wrote for the column ``name`` (internal names like ``_o0`` traced to their expression)."""
+    shown = exp.to_identifier(name).sql(dialect="duckdb")
+    while True:
+        if isinstance(plan, Project) and name in plan.names:
+            expr = plan.exprs[plan.names.index(name)]
+            expr = expr.this if isinstance(expr, exp.Alias) else expr
+            if not isinstance(expr, exp.Column):
+                return expr.sql(dialect="duckdb")
+            name = expr.name
+            shown = exp.to_identifier(name).sql(dialect="duckdb")
+        if not plan.inputs:
+            return shown
+        plan = plan.inputs[0]
 
 
 def common_type(types: list[pa.DataType]) -> pa.DataType:
