@@ -72,6 +72,8 @@ def test_local_torn_write_leaves_no_visible_object(tmp_path):
     os.makedirs(tmp_path / "t" / "_log" / "0")
     (tmp_path / "t" / "_log" / "0" / ".tmp-deadbeef").write_bytes(b'{"half')  # a crash mid-write
     assert store.list("t/_log/0") == []
+    assert [i.path for i in store.list("t/_log/0", include_temporary=True)] == ["t/_log/0/.tmp-deadbeef"]
+    assert [i.path for i in store.list("t", recursive=True, include_temporary=True)] == ["t/_log/0/.tmp-deadbeef"]
     store.put_if_absent("t/_log/0/00000000000000000000.json", b"{}")
     assert [i.path for i in store.list("t/_log/0")] == ["t/_log/0/00000000000000000000.json"]
 
