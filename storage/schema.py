@@ -80,6 +80,18 @@ def unify(schemas: Iterable[pa.Schema]) -> pa.Schema:
     return pa.schema([pa.field(name, t) for name, t in fields.items()])
 
 
+def schema_changes(before: pa.Schema | None, after: pa.Schema) -> list[dict[str, str]]:
+    """The columns ``after`` adds to ``before`` or widens, as a commit records them."""
+    old = {f.name: f.type for f in before} if before is not None else {}
+    changes = []
+    for f in after:
+        if f.name not in old:
+            changes.append({"column": f.name, "type": str(f.type)})
+        elif not old[f.name].equals(f.type):
+            changes.append({"column": f.name, "type": str(f.type), "was": str(old[f.name])})
+    return changes
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema``'s columns: missing ones NULL, the rest cast to it."""
     columns = []
