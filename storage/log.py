@@ -158,6 +158,14 @@ def _apply(state: PartitionState, version: int, record: dict[str, Any]) -> Parti
     )
 
 
+def _last_commit_id(state: PartitionState) -> str | None:
+    """The id of the record at ``state.version``, if it had one and the state still remembers it."""
+    if not state.commit_ids:
+        return None
+    last_id = next(reversed(state.commit_ids))
+    return last_id if state.commit_ids[last_id] == state.version else None
+
+
 class PartitionLog:
     """Reads and advances the commit log of one partition of one table."""
 
@@ -342,7 +350,7 @@ class PartitionLog:
     def _write(self, state: PartitionState, record: dict[str, Any]) -> PartitionState:
         version = state.version + 1
         self.store.put_if_absent(self.commit_path(version), json.dumps(record).encode())
-        self._check_follows(version)
+        self._check_follows(state, version)
         new_state = _apply(state, version, record)
         # the first checkpoint comes at version K (versions 0..K-1 are the
         # tail before it), then K versions after the last one written
@@ -350,20 +358,26 @@ class PartitionLog:
             new_state = self._checkpoint_after_commit(new_state)
         return new_state
 
-    def _check_follows(self, version: int) -> None:
-        """Raise CommitConflict if the commit just written at ``version`` is a ghost.
+    def _check_follows(self, state: PartitionState, version: int) -> None:
+        """Raise CommitConflict if the commit just written on ``state`` at ``version`` is a ghost.
 
         A writer whose base state predates a vacuum fold can put a version
         whose file the fold already deleted: the put succeeds, but readers
         start from the fold's newer checkpoint and never see it.  Vacuum
         deletes folded commits in ascending version order and stops at the
-        first one it keeps, so when commit ``version - 1`` still exists no
-        checkpoint can cover ``version`` yet; otherwise the checkpoints decide.
-        A ghost is harmless once refused: no reader applies it and vacuum
-        removes it with the other commits below the checkpoint.
+        first one it keeps, so when the commit ``state`` ends with is still
+        there (the same record id: another stale writer may have put a ghost
+        in its place) no checkpoint can cover ``version`` yet; otherwise the
+        checkpoints decide.  A refused ghost is harmless: no reader applies
+        it, and vacuum removes it with the other commits below the checkpoint.
         """
-        if version > 0 and self.store.exists(self.commit_path(version - 1)):
-            return
+        if version > 0:
+            try:
+                previous = self.record(version - 1)
+            except FileNotFoundError:
+                previous = None
+            if previous is not None and previous.get("id") == _last_commit_id(state):
+                return
         _, checkpoints = self.versions()
         if checkpoints and checkpoints[-1] >= version:
             raise CommitConflict(

@@ -312,3 +312,16 @@ def test_tombstones_expire_by_age_only():
     after = _apply(state, 0, {"removed": [entry.id], "timestamp": now})
     assert len(after.tombstones) == 10_002 and after.tombstones[entry.path] == now
     assert not any(path.startswith("data/old-") for path in after.tombstones)
+
+
+def test_a_ghost_commit_does_not_vouch_for_the_one_after_it(store, meta):
+    log = PartitionLog(store, meta.path, 0)
+    states = [append(store, meta, events(1, start=i), batch_ids=[f"b{i}"]) for i in range(5)]
+    _fold(store, meta)
+    # two writers idle since versions 1 and 2: the first puts a ghost at 2, the
+    # second then finds a version 2 file in place when it puts 3
+    append(store, meta, events(1, start=10), state=states[1], batch_ids=["late-1"])
+    append(store, meta, events(1, start=11), state=states[2], batch_ids=["late-2"])
+    fresh = PartitionLog(store, meta.path, 0).load()
+    assert fresh.has_batch("late-1") and fresh.has_batch("late-2") and fresh.rows == 7
+    assert fresh.version == 6 and log.load().to_json() == fresh.to_json()
