@@ -11,31 +11,44 @@ with :class:`~storage.errors.Fenced`.  Maintenance writers (compaction,
 retention) commit with ``epoch=None``: they are never fenced, but their
 commit conflicts if a segment it removes is already gone.
 
-Every ``checkpoint_interval`` versions the committer also writes
-``<N:020d>.checkpoint.json`` with the whole state, so opening a partition
-reads one listing, one checkpoint and a short tail of commits.
+Once ``checkpoint_interval`` versions have passed since the last checkpoint
+the committer also writes ``<N:020d>.checkpoint.json`` with the whole state,
+so opening a partition reads one listing, one checkpoint and at most
+``checkpoint_interval`` commits (a crash before a checkpoint only moves it to
+the next commit).
+
+Every record carries a unique ``id``; a state remembers the ids of its recent
+commits, so a commit whose put landed but was reported as failed (a lost
+reply, retried into a 412) is recognised after the reload instead of being
+written a second time.  A batch id is never committed twice.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 import pyarrow as pa
 
-from storage.errors import CommitConflict, Fenced, PetrelError
+from storage.errors import CommitConflict, Fenced, PetrelError, SchemaConflict
 from storage.objectstore import ObjectStore
-from storage.schema import schema_from_json, schema_to_json, unify
+from storage.schema import schema_changes, schema_from_json, schema_to_json, unify
 from storage.segment import SegmentEntry
 
 CHECKPOINT_INTERVAL = 50
 MAX_RECENT_BATCH_IDS = 100_000
-MAX_TOMBSTONES = 10_000
+MAX_RECENT_COMMIT_IDS = 1_000
+# A removed segment's tombstone is kept this long (and never dropped earlier),
+# so vacuum knows when it was removed; vacuum refuses a longer grace period.
 TOMBSTONE_SECONDS = 7 * 86400
 _COMMIT_SUFFIX = ".json"
 _CHECKPOINT_SUFFIX = ".checkpoint.json"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,10 @@ class PartitionState:
     tombstones: dict[str, float] = field(default_factory=dict)
     schema: pa.Schema | None = None
     committed_at: float = 0.0
+    commit_ids: dict[str, int] = field(default_factory=dict)
+    # bookkeeping of the reader, not of the log: the version of the checkpoint
+    # this state was read from or last wrote (-1: none), never serialized
+    last_checkpoint: int = field(default=-1, compare=False)
 
     def has_batch(self, batch_id: str) -> bool:
         return batch_id in self.batch_ids
@@ -70,6 +87,7 @@ class PartitionState:
             "tombstones": self.tombstones,
             "schema": schema_to_json(self.schema) if self.schema is not None else None,
             "committed_at": self.committed_at,
+            "commit_ids": list(self.commit_ids.items()),
         }
 
     @classmethod
@@ -85,6 +103,7 @@ class PartitionState:
             tombstones={k: float(v) for k, v in record["tombstones"].items()},
             schema=schema_from_json(record["schema"]) if record.get("schema") else None,
             committed_at=float(record.get("committed_at") or 0.0),
+            commit_ids={k: int(v) for k, v in record.get("commit_ids") or ()},  # older checkpoints have none
         )
 
 
@@ -100,9 +119,11 @@ def _apply(state: PartitionState, version: int, record: dict[str, Any]) -> Parti
     added = [SegmentEntry.from_json(s) for s in record.get("added", ())]
     for entry in added:
         segments[entry.id] = entry
-    if len(tombstones) > MAX_TOMBSTONES or (tombstones and min(tombstones.values()) < when - TOMBSTONE_SECONDS):
-        keep = sorted(tombstones.items(), key=lambda kv: kv[1])[-MAX_TOMBSTONES:]
-        tombstones = {p: t for p, t in keep if t >= when - TOMBSTONE_SECONDS}
+    # by age only: a tombstone dropped early would let vacuum fall back to the
+    # file's mtime and delete a segment inside its grace period
+    expired = when - TOMBSTONE_SECONDS
+    if tombstones and min(tombstones.values()) < expired:
+        tombstones = {p: t for p, t in tombstones.items() if t >= expired}
     batch_ids = state.batch_ids
     if record.get("batch_ids"):
         batch_ids = dict(batch_ids)
@@ -110,6 +131,11 @@ def _apply(state: PartitionState, version: int, record: dict[str, Any]) -> Parti
             batch_ids[batch_id] = version
         if len(batch_ids) > MAX_RECENT_BATCH_IDS:
             batch_ids = dict(list(batch_ids.items())[-MAX_RECENT_BATCH_IDS:])
+    commit_ids = state.commit_ids
+    if record.get("id"):
+        commit_ids = {**commit_ids, record["id"]: version}
+        if len(commit_ids) > MAX_RECENT_COMMIT_IDS:
+            commit_ids = dict(list(commit_ids.items())[-MAX_RECENT_COMMIT_IDS:])
     offsets = state.offsets
     if record.get("offsets"):
         offsets = {**offsets, **record["offsets"]}
@@ -127,7 +153,17 @@ def _apply(state: PartitionState, version: int, record: dict[str, Any]) -> Parti
         tombstones=tombstones,
         schema=schema,
         committed_at=when,
+        commit_ids=commit_ids,
+        last_checkpoint=state.last_checkpoint,
     )
+
+
+def _last_commit_id(state: PartitionState) -> str | None:
+    """The id of the record at ``state.version``, if it had one and the state still remembers it."""
+    if not state.commit_ids:
+        return None
+    last_id = next(reversed(state.commit_ids))
+    return last_id if state.commit_ids[last_id] == state.version else None
 
 
 class PartitionLog:
@@ -183,7 +219,8 @@ class PartitionLog:
             )
         base = [v for v in checkpoints if v <= target]
         if base:
-            state = PartitionState.from_json(json.loads(self.store.get(self.checkpoint_path(base[-1]))))
+            record = json.loads(self.store.get(self.checkpoint_path(base[-1])))
+            state = replace(PartitionState.from_json(record), last_checkpoint=base[-1])
         else:
             state = PartitionState(partition=self.partition)
         needed = [v for v in commits if state.version < v <= target]
@@ -193,10 +230,11 @@ class PartitionLog:
                 f"(commits before {needed[0]} were vacuumed); read a newer version"
             )
         for v in needed:
-            state = _apply(state, v, self._read_commit(v))
+            state = _apply(state, v, self.record(v))
         return state
 
-    def _read_commit(self, version: int) -> dict[str, Any]:
+    def record(self, version: int) -> dict[str, Any]:
+        """The commit record at ``version``: what it added and removed, its batch ids, schema changes."""
         data = self.store.get(self.commit_path(version))
         try:
             return json.loads(data)
@@ -207,13 +245,17 @@ class PartitionLog:
 
     def claim(self) -> PartitionState:
         """Become the partition's owner under a new, higher epoch; returns that state."""
+        record: dict[str, Any] = {"kind": "claim", "id": uuid.uuid4().hex}
+        state = self.load()
         while True:
-            state = self.load()
-            record = {"kind": "claim", "epoch": state.epoch + 1, "timestamp": time.time()}
+            record["epoch"] = state.epoch + 1
+            record["timestamp"] = time.time()
             try:
                 return self._write(state, record)
             except CommitConflict:
-                continue
+                state = self.load()
+                if record["id"] in state.commit_ids:
+                    return state
 
     def commit(
         self,
@@ -229,49 +271,129 @@ class PartitionLog:
     ) -> PartitionState:
         """Commit on top of ``base``, rebasing over newer commits; returns the new state.
 
-        Raises Fenced if a higher epoch claimed the partition, and CommitConflict
-        if a segment it removes is gone (both leave the log untouched).
+        Raises Fenced if a higher epoch claimed the partition; CommitConflict if
+        a segment it removes is gone or one of its batch ids is already
+        committed; SchemaConflict if an added segment's schema cannot be
+        unified with the partition's.  All of them leave the log untouched.
+        A put that landed but was reported as failed is found again and
+        returned as the success it was, never written twice.
         """
-        record = {
+        entries = list(added)
+        record: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
             "kind": kind,
             "epoch": epoch,
-            "added": [e.to_json() for e in added],
+            "added": [e.to_json() for e in entries],
             "removed": list(removed),
             "offsets": dict(offsets or {}),
             "batch_ids": list(batch_ids),
         }
         state = base
         for _ in range(max_attempts):
-            self._check(state, epoch, record["removed"])
+            record["schema_changes"] = self._check(state, epoch, record, entries)
             record["timestamp"] = time.time()
             try:
                 return self._write(state, record)
             except CommitConflict:
                 state = self.load()
+                if record["id"] in state.commit_ids:  # our put landed; its reply was lost
+                    return state
+            except Exception:
+                landed = self._landed(record["id"])
+                if landed is not None:
+                    return landed
+                raise
         raise CommitConflict(
             f"partition {self.partition} of {self.table_path}: gave up after {max_attempts} conflicting commits"
         )
 
-    def _check(self, state: PartitionState, epoch: int | None, removed: list[str]) -> None:
+    def _landed(self, record_id: str) -> PartitionState | None:
+        """The latest state if the commit ``record_id`` is in it, after a put that failed uncertainly."""
+        try:
+            state = self.load()
+        except Exception:  # the store is still failing: report the original error
+            return None
+        return state if record_id in state.commit_ids else None
+
+    def _check(
+        self, state: PartitionState, epoch: int | None, record: dict[str, Any], added: list[SegmentEntry]
+    ) -> list[dict[str, str]]:
+        """Refuse a commit that must not land on ``state``; returns its schema changes."""
+        where = f"partition {self.partition} of {self.table_path}"
         if epoch is not None and state.epoch > epoch:
             raise Fenced(
-                f"partition {self.partition} of {self.table_path} is owned by epoch {state.epoch}; "
+                f"{where} is owned by epoch {state.epoch}; "
                 f"this writer's epoch {epoch} is stale — retry through the current owner"
             )
-        gone = [s for s in removed if s not in state.segments]
+        gone = [s for s in record["removed"] if s not in state.segments]
         if gone:
             raise CommitConflict(
-                f"partition {self.partition} of {self.table_path}: segment(s) {', '.join(gone[:3])} "
+                f"{where}: segment(s) {', '.join(gone[:3])} "
                 "were already removed by another commit; nothing was changed"
             )
+        again = [b for b in record["batch_ids"] if b in state.batch_ids]
+        if again:
+            raise CommitConflict(
+                f"{where}: batch id(s) {', '.join(again[:3])} were already committed "
+                f"(version {state.batch_ids[again[0]]}); a batch is stored once — acknowledge it instead of "
+                "committing it again"
+            )
+        if not added:
+            return []
+        # unify before writing: a record _apply cannot replay would break every later load
+        try:
+            schema = unify(([state.schema] if state.schema is not None else []) + [e.schema for e in added])
+        except SchemaConflict as exc:
+            raise SchemaConflict(f"{where}: {exc}; the commit was refused and nothing was changed") from None
+        return schema_changes(state.schema, schema)
 
     def _write(self, state: PartitionState, record: dict[str, Any]) -> PartitionState:
         version = state.version + 1
         self.store.put_if_absent(self.commit_path(version), json.dumps(record).encode())
+        self._check_follows(state, version)
         new_state = _apply(state, version, record)
-        if version > 0 and version % self.checkpoint_interval == 0:
-            self.write_checkpoint(new_state)
+        # the first checkpoint comes at version K (versions 0..K-1 are the
+        # tail before it), then K versions after the last one written
+        if version - max(state.last_checkpoint, 0) >= self.checkpoint_interval:
+            new_state = self._checkpoint_after_commit(new_state)
         return new_state
+
+    def _check_follows(self, state: PartitionState, version: int) -> None:
+        """Raise CommitConflict if the commit just written on ``state`` at ``version`` is a ghost.
+
+        A writer whose base state predates a vacuum fold can put a version
+        whose file the fold already deleted: the put succeeds, but readers
+        start from the fold's newer checkpoint and never see it.  Vacuum
+        deletes folded commits in ascending version order and stops at the
+        first one it keeps, so when the commit ``state`` ends with is still
+        there (the same record id: another stale writer may have put a ghost
+        in its place) no checkpoint can cover ``version`` yet; otherwise the
+        checkpoints decide.  A refused ghost is harmless: no reader applies
+        it, and vacuum removes it with the other commits below the checkpoint.
+        """
+        if version > 0:
+            try:
+                previous = self.record(version - 1)
+            except FileNotFoundError:
+                previous = None
+            if previous is not None and previous.get("id") == _last_commit_id(state):
+                return
+        _, checkpoints = self.versions()
+        if checkpoints and checkpoints[-1] >= version:
+            raise CommitConflict(
+                f"partition {self.partition} of {self.table_path}: version {version} was folded into "
+                f"checkpoint {checkpoints[-1]} by vacuum before this commit was written; reload and retry"
+            )
+
+    def _checkpoint_after_commit(self, state: PartitionState) -> PartitionState:
+        """Checkpoint ``state``; a failure is logged, never raised: the commit is durable already."""
+        try:
+            self.write_checkpoint(state)
+        except Exception as exc:
+            logger.warning("partition %s of %s: checkpoint at version %s failed (%s); the next commit retries it",
+                           self.partition, self.table_path, state.version, exc)
+            return state
+        return replace(state, last_checkpoint=state.version)
 
     def write_checkpoint(self, state: PartitionState) -> None:
         """Record the whole state at its version (a lost race to write it is harmless)."""

@@ -122,8 +122,12 @@ class ObjectStore:
         self.calls["head"] += 1
         return self.fs.exists(self.full(path))
 
-    def list(self, prefix: str, recursive: bool = False) -> list[ObjectInfo]:
-        """Objects directly under (or, with ``recursive``, anywhere below) ``prefix``."""
+    def list(self, prefix: str, recursive: bool = False, include_temporary: bool = False) -> list[ObjectInfo]:
+        """Objects directly under (or, with ``recursive``, anywhere below) ``prefix``.
+
+        Temporary files of unfinished local writes (``.tmp-*``) are left out
+        unless ``include_temporary`` (vacuum deletes those a crash left behind).
+        """
         self.calls["list"] += 1
         full = self.full(prefix)
         try:
@@ -137,7 +141,7 @@ class ObjectStore:
         infos = []
         for entry in entries:
             name = entry["name"]
-            if os.path.basename(name).startswith(".tmp-"):
+            if not include_temporary and os.path.basename(name).startswith(".tmp-"):
                 continue
             infos.append(ObjectInfo(self._relative(name), int(entry.get("size") or 0), _mtime(entry)))
         return sorted(infos, key=lambda info: info.path)

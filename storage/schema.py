@@ -5,6 +5,12 @@ newer segments have reads as NULL in older ones; an integer column that later
 carries floats widens to float64; narrower integers widen to wider ones.  Any
 other change of type is a :class:`~storage.errors.SchemaConflict` naming the
 column and both types.
+
+uint64 mixed with a signed integer is such a conflict: no Arrow integer holds
+both (int64 overflows above 2**63, float64 rounds above 2**53).  Arrow's own
+schema unification refuses the pair too; DuckDB would read it as HUGEINT,
+which Parquet segments cannot carry.  Cast the values to int64 if they fit,
+or to float64 if rounding is acceptable.
 """
 
 from __future__ import annotations
@@ -43,6 +49,13 @@ def widen(column: str, current: pa.DataType, incoming: pa.DataType) -> pa.DataTy
     if pa.types.is_null(incoming):
         return current
     if _is_int(current) and _is_int(incoming):
+        unsigned64 = [t for t in (current, incoming) if pa.types.is_uint64(t)]
+        if unsigned64 and any(pa.types.is_signed_integer(t) for t in (current, incoming)):
+            raise SchemaConflict(
+                f"column {column!r} has type {current} but new data has type {incoming}; no integer type "
+                "holds both (int64 overflows above 2**63) — cast the values to int64 if they fit, or to "
+                "float64 if rounding above 2**53 is acceptable"
+            )
         signed = pa.types.is_signed_integer(current) or pa.types.is_signed_integer(incoming)
         width = max(current.bit_width, incoming.bit_width)
         if signed and width < 64 and not (
@@ -78,6 +91,18 @@ def unify(schemas: Iterable[pa.Schema]) -> pa.Schema:
         for f in schema:
             fields[f.name] = widen(f.name, fields[f.name], f.type) if f.name in fields else f.type
     return pa.schema([pa.field(name, t) for name, t in fields.items()])
+
+
+def schema_changes(before: pa.Schema | None, after: pa.Schema) -> list[dict[str, str]]:
+    """The columns ``after`` adds to ``before`` or widens, as a commit records them."""
+    old = {f.name: f.type for f in before} if before is not None else {}
+    changes = []
+    for f in after:
+        if f.name not in old:
+            changes.append({"column": f.name, "type": str(f.type)})
+        elif not old[f.name].equals(f.type):
+            changes.append({"column": f.name, "type": str(f.type), "was": str(old[f.name])})
+    return changes
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

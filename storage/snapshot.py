@@ -31,6 +31,7 @@ class Snapshot:
     segments: tuple[SegmentEntry, ...]
     schema: pa.Schema
     offsets: dict[int, dict[str, Any]]
+    batch_ids: dict[int, dict[str, int]]  # per partition: recent batch id -> the version that committed it
 
     @property
     def rows(self) -> int:
@@ -73,4 +74,5 @@ def load_snapshot(store: ObjectStore, meta: TableMeta, versions: dict[int, int] 
         segments=tuple(segments),
         schema=schema,
         offsets={st.partition: st.offsets for st in states},
+        batch_ids={st.partition: st.batch_ids for st in states},
     )

@@ -188,7 +188,7 @@ def test_compaction_gives_up_cleanly_when_an_input_was_removed(store):
     (orphan,) = written
     assert store.exists(f"{meta.path}/{orphan.path}")
     assert vacuum_table(store, meta, older_than="1h").orphans == 0
-    report = vacuum_table(store, meta, older_than=0, now=time.time() + 1)
+    report = vacuum_table(store, meta, older_than=0, now=time.time() + 1, orphans_older_than=0)
     assert report.orphans == 1 and report.segments == 1
     assert not store.exists(f"{meta.path}/{orphan.path}")
 

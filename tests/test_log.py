@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import logging
 import threading
+import time
+import uuid
 
 import pytest
 
 from storage.catalog import Catalog
-from storage.errors import CommitConflict, Fenced
-from storage.log import PartitionLog
+from storage.errors import CommitConflict, Fenced, SchemaConflict
+from storage.log import TOMBSTONE_SECONDS, PartitionLog, PartitionState, _apply
 from storage.segment import write_segment
 from storage.snapshot import load_snapshot
 from storage.vacuum import vacuum_table
-from tests.storage_fixtures import append, events
+from tests.storage_fixtures import FlakyStore, append, events, flaky
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ def test_zombie_writer_is_fenced_and_its_upload_vacuumed(store, meta):
     with pytest.raises(Fenced):
         log.commit(fresh, epoch=old.epoch, added=[zombie_upload])
     assert not log.load().has_batch("late")
-    report = vacuum_table(store, meta, older_than=0)
+    report = vacuum_table(store, meta, older_than=0, orphans_older_than=0, now=time.time() + 1)
     assert report.orphans == 1
     assert not store.exists(f"{meta.path}/{zombie_upload.path}")
     assert load_snapshot(store, meta).rows == 5
@@ -102,7 +105,9 @@ def test_torn_commit_leaves_the_log_readable(store, meta):
     assert reloaded.version == state.version and reloaded.rows == 4
     after = append(store, meta, events(1, start=99))
     assert after.version == 1 and after.rows == 5
-    assert vacuum_table(store, meta, older_than=0).orphans == 1
+    report = vacuum_table(store, meta, older_than=0, orphans_older_than=0, now=time.time() + 1)
+    assert report.orphans == 1
+    assert report.temporary == (1 if store.protocol == "file" else 0)  # the crashed commit's temp file
 
 
 def test_checkpoint_plus_tail_equals_full_replay(store, meta):
@@ -127,15 +132,18 @@ def test_checkpoint_plus_tail_equals_full_replay(store, meta):
 def test_opening_a_long_log_reads_one_checkpoint_and_a_short_tail(tmp_path):
     from storage.objectstore import ObjectStore
 
-    store = ObjectStore(str(tmp_path))
+    store = FlakyStore(str(tmp_path))
     meta = Catalog(store).create_table("acme", "long")
     log = PartitionLog(store, meta.path, 0, checkpoint_interval=50)
     state = log.load()
     entry = write_segment(store, meta.path, events(1), partition=0, time_column="timestamp")
     state = log.commit(state, epoch=None, added=[entry])
+    # the writer crashes between commit 950 and its checkpoint: the next commit writes it
+    store.refuse_put(f"{950:020d}.checkpoint", OSError("crashed before the checkpoint"))
     for i in range(999):
         state = log.commit(state, epoch=None, batch_ids=[f"b{i}"])
     assert state.version == 999
+    assert log.versions()[1][-2:] == [900, 951]
     reader = ObjectStore(str(tmp_path))
     loaded = PartitionLog(reader, meta.path, 0, checkpoint_interval=50).load()
     assert loaded.version == 999 and loaded.rows == 1 and len(loaded.batch_ids) == 999
@@ -187,3 +195,133 @@ def test_processes_race_every_append_lands_exactly_once(tmp_path):
     assert sorted(state.batch_ids) == sorted(f"p{w}-{j}" for w in range(4) for j in range(10))
     ids = sorted(i for s in state.segments.values() for i in range(s.columns["id"].min, s.columns["id"].max + 1))
     assert ids == sorted(w * 100 + j for w in range(4) for j in range(10))
+
+
+def _fold(store, meta) -> None:
+    """Vacuum with no grace: checkpoint the latest version and delete every commit below it."""
+    vacuum_table(store, meta, older_than=0, now=time.time() + 1)
+    commits, checkpoints = PartitionLog(store, meta.path, 0).versions()
+    assert commits == [] and checkpoints
+
+
+def test_a_commit_on_a_state_older_than_a_vacuum_fold_is_rebased_not_lost(store, meta):
+    log = PartitionLog(store, meta.path, 0)
+    owner = log.claim()
+    owner = append(store, meta, events(2), state=owner, epoch=owner.epoch, batch_ids=["b0"])
+    # while the owner idles, maintenance commits and vacuum folds the log
+    for i in range(3):
+        log.commit(log.load(), epoch=None, offsets={"compactor": i}, kind="compact")
+    _fold(store, meta)
+    # the owner's next version (2) was folded: writing it must not count as committed
+    owner = append(store, meta, events(3, start=2), state=owner, epoch=owner.epoch, batch_ids=["b1"])
+    assert owner.version == 5
+    fresh = PartitionLog(store, meta.path, 0).load()
+    assert fresh.version == 5 and fresh.has_batch("b1") and fresh.rows == 5
+    assert load_snapshot(store, meta).rows == 5
+
+
+def test_a_zombie_older_than_a_vacuum_fold_is_still_fenced(store, meta):
+    log = PartitionLog(store, meta.path, 0)
+    zombie = log.claim()
+    zombie = append(store, meta, events(2), state=zombie, epoch=zombie.epoch)
+    owner = log.claim()
+    append(store, meta, events(2, start=2), state=owner, epoch=owner.epoch)
+    _fold(store, meta)
+    with pytest.raises(Fenced):
+        append(store, meta, events(2, start=4), state=zombie, epoch=zombie.epoch, batch_ids=["late"])
+    fresh = log.load()
+    assert not fresh.has_batch("late") and fresh.rows == 4
+
+
+def test_an_incompatible_schema_is_refused_before_anything_is_written(store, meta):
+    append(store, meta, events(2, status=[200, 500]))
+    with pytest.raises(SchemaConflict, match=r"'status'.*int64.*string"):
+        append(store, meta, events(2, start=2, status=["ok", "bad"]))
+    log = PartitionLog(store, meta.path, 0)
+    assert log.versions()[0] == [0]
+    state = log.load()
+    assert state.version == 0 and state.rows == 2
+    state = append(store, meta, events(2, start=2, status=[1.5, 2.5], user=["a", "b"]))
+    assert log.record(state.version)["schema_changes"] == [
+        {"column": "status", "type": "double", "was": "int64"},
+        {"column": "user", "type": "string"},
+    ]
+    first = log.record(0)["schema_changes"]  # the first commit adds every column
+    assert {c["column"] for c in first} == {"timestamp", "id", "service", "status"}
+    assert all("was" not in c for c in first)
+
+
+@pytest.mark.parametrize("error", [CommitConflict("412 after a retried PUT"), OSError("connection reset")],
+                         ids=["retried-412", "lost-reply"])
+def test_a_commit_whose_put_landed_but_failed_is_not_written_twice(store, meta, error):
+    writer = flaky(store)
+    append(writer, meta, events(2), batch_ids=["b0"])
+    writer.lose_reply("_log/0/", error)
+    state = append(writer, meta, events(3, start=2), batch_ids=["b1"])
+    assert state.version == 1 and state.rows == 5
+    log = PartitionLog(store, meta.path, 0)
+    assert log.versions()[0] == [0, 1]
+    assert log.load().to_json() == state.to_json()
+
+
+def test_a_lost_reply_during_a_rebase_is_not_written_twice(store, meta):
+    writer = flaky(store)
+    base = append(writer, meta, events(2), batch_ids=["b0"])
+    append(store, meta, events(1, start=2), batch_ids=["other"])  # forces a rebase
+    writer.lose_reply(f"{2:020d}.json", CommitConflict("412 after a retried PUT"))
+    state = append(writer, meta, events(3, start=3), state=base, batch_ids=["b1"])
+    assert state.version == 2 and state.rows == 6
+    assert PartitionLog(store, meta.path, 0).versions()[0] == [0, 1, 2]
+
+
+def test_a_batch_id_is_never_committed_twice(store, meta):
+    base = PartitionLog(store, meta.path, 0).load()
+    append(store, meta, events(2), batch_ids=["b0", "b1"])
+    with pytest.raises(CommitConflict, match="b1"):  # on the current state
+        append(store, meta, events(2, start=2), batch_ids=["b1"])
+    with pytest.raises(CommitConflict, match="b0"):  # found when rebasing a stale one
+        append(store, meta, events(2, start=2), state=base, batch_ids=["b0"])
+    state = PartitionLog(store, meta.path, 0).load()
+    assert state.version == 0 and state.rows == 2
+
+
+def test_a_failed_checkpoint_does_not_fail_its_durable_commit(store, meta, caplog):
+    writer = flaky(store)
+    log = PartitionLog(writer, meta.path, 0, checkpoint_interval=3)
+    state = log.load()
+    writer.refuse_put(f"{3:020d}.checkpoint", OSError("throttled"))
+    with caplog.at_level(logging.WARNING, logger="storage.log"):
+        for i in range(5):
+            state = log.commit(state, epoch=None, batch_ids=[f"b{i}"])
+    assert "checkpoint at version 3 failed" in caplog.text
+    assert state.version == 4 and log.versions()[1] == [4]
+    assert PartitionLog(store, meta.path, 0).load().to_json() == state.to_json()
+
+
+def test_tombstones_expire_by_age_only():
+    from storage.objectstore import ObjectStore
+
+    store = ObjectStore(f"memory://petrel-{uuid.uuid4().hex}")
+    entry = write_segment(store, "acme/t", events(1), partition=0, time_column="timestamp")
+    now = 1_000_000_000.0
+    state = PartitionState(
+        partition=0, segments={entry.id: entry},
+        tombstones={f"data/old-{i}.parquet": now - TOMBSTONE_SECONDS - 1 for i in range(3)}
+        | {f"data/{i}.parquet": now - 1 for i in range(10_001)},  # more than the old count limit
+    )
+    after = _apply(state, 0, {"removed": [entry.id], "timestamp": now})
+    assert len(after.tombstones) == 10_002 and after.tombstones[entry.path] == now
+    assert not any(path.startswith("data/old-") for path in after.tombstones)
+
+
+def test_a_ghost_commit_does_not_vouch_for_the_one_after_it(store, meta):
+    log = PartitionLog(store, meta.path, 0)
+    states = [append(store, meta, events(1, start=i), batch_ids=[f"b{i}"]) for i in range(5)]
+    _fold(store, meta)
+    # two writers idle since versions 1 and 2: the first puts a ghost at 2, the
+    # second then finds a version 2 file in place when it puts 3
+    append(store, meta, events(1, start=10), state=states[1], batch_ids=["late-1"])
+    append(store, meta, events(1, start=11), state=states[2], batch_ids=["late-2"])
+    fresh = PartitionLog(store, meta.path, 0).load()
+    assert fresh.has_batch("late-1") and fresh.has_batch("late-2") and fresh.rows == 7
+    assert fresh.version == 6 and log.load().to_json() == fresh.to_json()

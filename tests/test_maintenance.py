@@ -60,7 +60,7 @@ def test_killed_compactor_loses_nothing_doubles_nothing_and_its_orphan_is_vacuum
     assert after.versions == before.versions and len(after.segments) == 12
     assert snapshot_rows(store, after).equals(expected)
     assert vacuum_table(store, meta, older_than="1h").orphans == 0  # inside the grace period
-    assert vacuum_table(store, meta, older_than=0, now=time.time() + 1).orphans == 1
+    assert vacuum_table(store, meta, older_than=0, now=time.time() + 1, orphans_older_than=0).orphans == 1
     assert not store.exists(f"{meta.path}/{orphan}")
     with engine.connect(url, options, namespace="acme", maintenance=False) as db:  # a new compactor finishes the job
         report = db.compact("logs", progress=False)

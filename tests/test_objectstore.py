@@ -42,6 +42,9 @@ def test_handle_pickles_and_works_on_the_other_side(store):
 
 
 def test_threads_race_for_one_path_exactly_one_wins(store):
+    # On s3 this exercises moto's threaded server, whose If-None-Match check is
+    # not atomic: the race can pass without proving S3's guarantee, which
+    # test_s3_conditional_put_refuses_an_existing_key checks deterministically.
     winners, losers = [], []
     barrier = threading.Barrier(8)
 
@@ -72,8 +75,30 @@ def test_local_torn_write_leaves_no_visible_object(tmp_path):
     os.makedirs(tmp_path / "t" / "_log" / "0")
     (tmp_path / "t" / "_log" / "0" / ".tmp-deadbeef").write_bytes(b'{"half')  # a crash mid-write
     assert store.list("t/_log/0") == []
+    assert [i.path for i in store.list("t/_log/0", include_temporary=True)] == ["t/_log/0/.tmp-deadbeef"]
+    assert [i.path for i in store.list("t", recursive=True, include_temporary=True)] == ["t/_log/0/.tmp-deadbeef"]
     store.put_if_absent("t/_log/0/00000000000000000000.json", b"{}")
     assert [i.path for i in store.list("t/_log/0")] == ["t/_log/0/00000000000000000000.json"]
+
+
+@pytest.mark.s3
+def test_s3_conditional_put_refuses_an_existing_key(s3_options):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    store = ObjectStore("s3://petrel-test/conditional", s3_options)
+    store.put_if_absent("log/00000000000000000000.json", b"first")
+    with pytest.raises(CommitConflict, match="00000000000000000000.json") as refused:
+        store.put_if_absent("log/00000000000000000000.json", b"second")
+    assert "pre-conditions" in str(refused.value.__cause__)  # s3fs's words for the endpoint's 412
+    assert store.get("log/00000000000000000000.json") == b"first"
+    # the endpoint itself refuses the conditional PUT: no client-side check stands in for it
+    client = boto3.client("s3", endpoint_url=s3_options["endpoint_url"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    with pytest.raises(ClientError) as error:
+        client.put_object(Bucket="petrel-test", Key="conditional/log/00000000000000000000.json",
+                          Body=b"third", IfNoneMatch="*")
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
 
 
 def _process_race(root: str, n: int, queue) -> None:

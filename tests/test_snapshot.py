@@ -43,6 +43,32 @@ def test_widening(a, b, expected):
     assert unify([pa.schema([("x", a)]), pa.schema([("x", b)])]).field("x").type == expected
 
 
+@pytest.mark.parametrize("a,b,expected", [
+    (pa.uint32(), pa.int64(), pa.int64()),
+    (pa.uint64(), pa.uint8(), pa.uint64()),
+    (pa.uint64(), pa.float64(), pa.float64()),
+])
+def test_unsigned_widening(a, b, expected):
+    for pair in ((a, b), (b, a)):
+        assert unify([pa.schema([("x", t)]) for t in pair]).field("x").type == expected
+
+
+@pytest.mark.parametrize("signed", [pa.int64(), pa.int8()])
+def test_uint64_with_a_signed_integer_is_a_conflict_not_an_overflow(signed):
+    for pair in ((pa.uint64(), signed), (signed, pa.uint64())):
+        with pytest.raises(SchemaConflict, match=rf"'x'.*{pair[0]}.*{pair[1]}.*int64"):
+            unify([pa.schema([("x", t)]) for t in pair])
+
+
+def test_snapshot_carries_each_partitions_recent_batch_ids(store):
+    meta = Catalog(store).create_table("acme", "logs", partitions=2)
+    append(store, meta, events(1), partition=0, batch_ids=["a1"])
+    append(store, meta, events(1, start=1), partition=0, batch_ids=["a2", "a3"])
+    append(store, meta, events(1, start=2), partition=1, batch_ids=["b1"])
+    snap = load_snapshot(store, meta)
+    assert snap.batch_ids == {0: {"a1": 0, "a2": 1, "a3": 1}, 1: {"b1": 0}}
+
+
 def test_snapshot_is_pinned_to_its_versions(store):
     meta = Catalog(store).create_table("acme", "logs")
     append(store, meta, events(2))
