@@ -13,8 +13,10 @@ fragments cancelled on every worker and raises :class:`QueryTimeout`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,8 +131,9 @@ def run_plan(
     started = started if started is not None else time.monotonic()
     deadline = started + timeout if timeout is not None else None
     stats = QueryStats(query_id=uuid.uuid4().hex)
-    runner = _Stages(pool, stats, deadline, timeout, fault_delay, fragment_bytes)
-    run, final_start = runner.gathered(plan), None
+    runner = _Stages(plan, pool, stats, deadline, timeout, fault_delay, fragment_bytes)
+    run = runner.gathered(plan)
+    stats.stages.sort(key=lambda stage: stage.stage)
     final_start = time.monotonic()
     try:
         result = execute(plan, run)
@@ -163,45 +166,74 @@ def _timeout_message(timeout: float | None) -> str:
 
 
 class _Stages:
-    """Runs the stages of one query: each exchange's input, bottom up, on the workers."""
+    """Runs the stages of one query: each exchange's input, bottom up, on the workers.
 
-    def __init__(self, pool: WorkerPool, stats: QueryStats, deadline: float | None, timeout: float | None,
-                 fault_delay: float, fragment_bytes: int) -> None:
+    Stages that do not depend on each other (the build sides of a query's
+    joins, the two sides of a shuffle join, the inputs of a UNION) run at the
+    same time, each from its own coordinator thread, so the workers are not
+    left idle while a small stage finishes.  Stage numbers are those of a
+    serial run (each stage after the stages it reads), whatever the order
+    stages finish in, so EXPLAIN ANALYZE pairs each with its plan.
+    """
+
+    def __init__(self, plan: Plan, pool: WorkerPool, stats: QueryStats, deadline: float | None,
+                 timeout: float | None, fault_delay: float, fragment_bytes: int) -> None:
         self.pool = pool
         self.fragment_bytes = fragment_bytes
         self.stats = stats
         self.deadline = deadline
         self.timeout = timeout
         self.fault_delay = fault_delay
+        self.numbers = _stage_numbers(plan)
+        self._lock = threading.Lock()
 
-    def gathered(self, plan: Plan) -> Execution:
+    def gathered(self, plan: Plan, path: tuple[int, ...] = ()) -> Execution:
         """An Execution for the coordinator's part of ``plan``, with every Gather below it run."""
         run = Execution(deadline=self.deadline)
         parents = {id(child): node for node in plan.walk() for child in node.inputs}
-        for gather in _exchanges(plan):
-            limit = _row_limit(parents.get(id(gather)))
-            results = self.stage(gather.input, None, limit)
-            run.gathered[id(gather)] = concat(results)
+        gathers = _exchanges(plan)
+        results = self._together([
+            (self.stage, gather.input, None, _row_limit(parents.get(id(gather))), path + (index,))
+            for index, gather in enumerate(gathers)
+        ])
+        for gather, result in zip(gathers, results):
+            run.gathered[id(gather)] = concat(result)
         return run
 
-    def complete(self, plan: Plan) -> pa.Table:
-        """All rows of ``plan`` (the input of a Broadcast), here."""
-        return execute(plan, self.gathered(plan))
+    def complete(self, plan: Plan, path: tuple[int, ...]) -> Any:
+        """All rows of ``plan`` (the input of a Broadcast), as one object in Ray's store."""
+        return ray.put(execute(plan, self.gathered(plan, path)))  # one object for every fragment
 
-    def stage(self, plan: Plan, shuffle: Shuffle | None, limit: int | None) -> list:
+    def _together(self, calls: list[tuple]) -> list:
+        """The results of ``calls`` ((function, *arguments) each), run at the same time when there are several."""
+        if len(calls) <= 1:
+            return [function(*arguments) for function, *arguments in calls]
+        with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="petrel-stage") as threads:
+            futures = [threads.submit(function, *arguments) for function, *arguments in calls]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                self.pool.cancel(self.stats.query_id)  # the query has failed: stop its other stages
+                raise
+
+    def stage(self, plan: Plan, shuffle: Shuffle | None, limit: int | None, path: tuple[int, ...]) -> list:
         """Run ``plan`` as one stage: tables (gathered) or, for a shuffle, bucket refs per fragment."""
-        broadcast: dict[str, Any] = {}
-        shuffled: dict[str, list[list[Any]]] = {}
-        for node in _exchanges(plan):
+        calls = []
+        for index, node in enumerate(_exchanges(plan)):
             if isinstance(node, Broadcast):
-                broadcast[node.key] = ray.put(self.complete(node.input))  # one object for every fragment
+                calls.append((self.complete, node.input, path + (index,)))
             elif isinstance(node, Shuffle):
-                shuffled[node.key] = self.stage(node.input, node, None)
+                calls.append((self.stage, node.input, node, None, path + (index,)))
             else:
                 raise QueryFailed("a gather inside a stage cannot run; this is a planner bug")
-        number = len(self.stats.stages) + 1
+        broadcast: dict[str, Any] = {}
+        shuffled: dict[str, list[list[Any]]] = {}
+        for node, result in zip(_exchanges(plan), self._together(calls)):
+            (broadcast if isinstance(node, Broadcast) else shuffled)[node.key] = result
+        number = self.numbers[path]
         stats = StageStats(number)
-        self.stats.stages.append(stats)
+        with self._lock:
+            self.stats.stages.append(stats)
         begun = time.monotonic()
         body = stage_plan(Gather(plan))
         scan = stage_scan(plan)
@@ -238,6 +270,24 @@ class _Stages:
         results = _run_fragments(fragments, stats, self.pool, query_id, self.deadline, self.timeout, limit, partition)
         stats.seconds = time.monotonic() - begun
         return results
+
+
+def _stage_numbers(plan: Plan) -> dict[tuple[int, ...], int]:
+    """The number of every stage of ``plan`` (keyed by its path of exchange indices), in serial order."""
+    numbers: dict[tuple[int, ...], int] = {}
+
+    def visit(stage: Plan, path: tuple[int, ...]) -> None:
+        for index, node in enumerate(_exchanges(stage)):
+            if isinstance(node, Broadcast):
+                for inner, gather in enumerate(_exchanges(node.input)):
+                    visit(gather.input, path + (index, inner))
+            elif isinstance(node, Shuffle):
+                visit(node.input, path + (index,))
+        numbers[path] = len(numbers) + 1
+
+    for index, gather in enumerate(_exchanges(plan)):
+        visit(gather.input, (index,))
+    return numbers
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
