@@ -51,11 +51,9 @@ def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Pl
     else:
         plan = Scan(query.source) if query.source is not None else Values((), ((),))
     scalars = scalars or {}
-    plan = attach_scalars(plan, scalars)
     where = select.args.get("where")
     if where is not None:
         _no_aggregates(where.this, "WHERE")
-        plan = Filter(plan, where.this)
 
     order = select.args.get("order")
     outputs, ordered, windows = take_windows(list(select.expressions), list(order.expressions) if order is not None else [])
@@ -73,6 +71,15 @@ def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Pl
     found = [n for e in outputs + [o.this for o in ordered] + ([having.this] if having else [])
              for n in e.find_all(exp.AggFunc, exp.WithinGroup) if aggregates.is_aggregate(n)]
     found += [n for n in window_aggregates(windows) if aggregates.is_aggregate(n)]
+    # a scalar subquery joins the rows before aggregation only where they use it
+    # (WHERE, GROUP BY, an aggregate's argument); the aggregated rows get their own below
+    before = None
+    if keys or found:
+        before = {c.name for e in ([where.this] if where is not None else []) + keys + found
+                  for c in e.find_all(exp.Column)}
+    plan = attach_scalars(plan, scalars, before)
+    if where is not None:
+        plan = Filter(plan, where.this)
     if keys or found:
         plan, rewrite = _aggregate(plan, keys, found)
         aliases = {e.alias_or_name for e in outputs}

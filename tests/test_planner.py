@@ -302,3 +302,20 @@ def test_pack_balances_fragment_sizes():
     parts = pack(list(_sized(10, 100)), target_bytes=300)
     assert len(parts) == 4
     assert sum(len(p) for p in parts) == 10
+
+
+def test_a_scalar_subquery_in_having_is_joined_once_after_the_aggregate():
+    from planner.logical import Join
+
+    p = plan("""SELECT service, count(*) AS n FROM events GROUP BY service
+                HAVING count(*) > (SELECT count(*) / 10 FROM events)""")
+    singles = [n for n in p.logical.walk() if isinstance(n, Join) and n.kind == "single"]
+    assert len(singles) == 1 and isinstance(singles[0].left, Aggregate)
+
+
+def test_a_scalar_subquery_in_where_joins_the_rows_it_filters():
+    from planner.logical import Join
+
+    p = plan("SELECT count(*) FROM events WHERE latency > (SELECT avg(latency) FROM events)")
+    singles = [n for n in p.logical.walk() if isinstance(n, Join) and n.kind == "single"]
+    assert len(singles) == 1 and not isinstance(singles[0].left, Aggregate)
