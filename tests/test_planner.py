@@ -7,9 +7,11 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
+from benchmarks.tpch.datagen import generate
+from benchmarks.tpch.queries import queries as tpch_queries
 from planner.context import PlanContext
 from planner.fragments import assign, pack, preference
-from planner.logical import Aggregate, Filter, Gather, Limit, Project, Scan, Sort, TableSource
+from planner.logical import Aggregate, Filter, Gather, Join, Limit, Memory, Project, Scan, Sort, TableSource
 from planner.parse import parse
 from planner.planning import plan_query
 from planner.rules import RULES
@@ -189,7 +191,7 @@ def test_aggregate_in_where_is_refused():
 
 def test_rules_are_one_ordered_tuple():
     names = [r.__name__ for r in RULES]
-    assert names[0] == "pushdown_predicates" and names[-1] == "compile_expressions"
+    assert names[:2] == ["pushdown_semi_joins", "pushdown_predicates"] and names[-1] == "compile_expressions"
     assert names.index("prune_segments") < names.index("distribute") < names.index("split_aggregates")
 
 
@@ -305,8 +307,6 @@ def test_pack_balances_fragment_sizes():
 
 
 def test_a_scalar_subquery_in_having_is_joined_once_after_the_aggregate():
-    from planner.logical import Join
-
     p = plan("""SELECT service, count(*) AS n FROM events GROUP BY service
                 HAVING count(*) > (SELECT count(*) / 10 FROM events)""")
     singles = [n for n in p.logical.walk() if isinstance(n, Join) and n.kind == "single"]
@@ -314,8 +314,17 @@ def test_a_scalar_subquery_in_having_is_joined_once_after_the_aggregate():
 
 
 def test_a_scalar_subquery_in_where_joins_the_rows_it_filters():
-    from planner.logical import Join
-
     p = plan("SELECT count(*) FROM events WHERE latency > (SELECT avg(latency) FROM events)")
     singles = [n for n in p.logical.walk() if isinstance(n, Join) and n.kind == "single"]
     assert len(singles) == 1 and not isinstance(singles[0].left, Aggregate)
+
+
+def test_an_in_subquery_filters_the_side_it_reads_before_the_join():
+    tables = generate(scale=0.001)
+    p = plan_query(tpch_queries()[18], lambda name: Memory(name, tables[name]), context=PlanContext(distributed=False))
+    semi = next(n for n in p.optimized.walk() if isinstance(n, Join) and n.kind == "semi")
+    # o_orderkey IN (...) filters orders alone, below its joins with lineitem and customer
+    assert all(c.startswith("orders.") for c in semi.left.columns)
+    joins_above = [n for n in p.optimized.walk() if isinstance(n, Join) and n.kind == "inner"
+                   and any(m is semi for m in n.walk())]
+    assert len(joins_above) == 2

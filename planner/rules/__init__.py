@@ -20,6 +20,7 @@ from planner.rules.prune_segments import prune_segments
 from planner.rules.pushdown_limit import pushdown_limit
 from planner.rules.pushdown_predicates import pushdown_predicates
 from planner.rules.pushdown_projections import pushdown_projections
+from planner.rules.pushdown_semi_joins import pushdown_semi_joins
 from planner.rules.pushdown_topk import pushdown_topk
 from planner.rules.split_aggregates import split_aggregates
 from storage.errors import PetrelError, QueryFailed
@@ -27,6 +28,7 @@ from storage.errors import PetrelError, QueryFailed
 Rule = Callable[[Plan, PlanContext], Plan]
 
 RULES: tuple[Rule, ...] = (
+    pushdown_semi_joins,
     pushdown_predicates,
     pushdown_projections,
     extract_time_range,
