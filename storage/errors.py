@@ -52,7 +52,7 @@ class IngestTimeout(IngestError, TimeoutError):
 
 
 class FlushFailed(IngestError):
-    """A buffered batch could not be written or committed; nothing of it is stored, retry it."""
+    """A buffered batch could not be written or committed; retry it with the same batch id (stored once either way)."""
 
 
 class RejectedRows(IngestError):
