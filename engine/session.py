@@ -124,9 +124,14 @@ class Session:
             self._ingestion.writer(table).current_meta(refresh=True)
         return meta
 
-    def vacuum(self, table: str | None = None, older_than: Any = DEFAULT_GRACE_SECONDS) -> Any:
-        """Delete files no snapshot younger than ``older_than`` can read; returns a report."""
-        return self.maintenance.vacuum(table, older_than=older_than)
+    def vacuum(self, table: str | None = None, older_than: Any = DEFAULT_GRACE_SECONDS,
+               orphans_older_than: Any = None) -> Any:
+        """Delete files no snapshot younger than ``older_than`` can read; returns a report.
+
+        Uploads no commit refers to wait at least ten minutes (their commit may
+        be on its way) unless ``orphans_older_than`` says otherwise.
+        """
+        return self.maintenance.vacuum(table, older_than=older_than, orphans_older_than=orphans_older_than)
 
     def table_stats(self, table: str) -> Any:
         """Segments, rows, bytes, small segments, event time range and last compaction."""

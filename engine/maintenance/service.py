@@ -76,9 +76,11 @@ class Maintenance:
         apply_retention(self.store, meta)
         return meta
 
-    def vacuum(self, table: str | None = None, older_than: Any = DEFAULT_GRACE_SECONDS) -> VacuumReport:
+    def vacuum(self, table: str | None = None, older_than: Any = DEFAULT_GRACE_SECONDS,
+               orphans_older_than: Any = None) -> VacuumReport:
         """Delete files unreferenced for longer than ``older_than`` (one table, or the namespace)."""
-        return vacuum(self.store, self.namespace, table, older_than=older_than)
+        return vacuum(self.store, self.namespace, table, older_than=older_than,
+                      orphans_older_than=orphans_older_than)
 
     def table_stats(self, table: str) -> TableStats:
         return table_stats(self.store, self.catalog.table(self.namespace, table), self.policy)
