@@ -96,6 +96,10 @@ class ObjectStore:
         if self._fs is None:
             if self.protocol == "file":
                 self._fs = fsspec.filesystem("file", auto_mkdir=True)
+            elif self.protocol == "s3":
+                # no listings cache: other processes add and remove objects all the time, and a
+                # stale cached listing makes s3fs report a new segment as missing
+                self._fs = fsspec.filesystem("s3", **{"use_listings_cache": False, **self.storage_options})
             else:
                 self._fs = fsspec.filesystem(self.protocol, **self.storage_options)
         return self._fs

@@ -34,6 +34,18 @@ def test_put_get_list_delete(store):
         store.get("t/data/x.parquet")
 
 
+def test_a_handle_sees_what_another_handle_wrote_and_deleted_after_it_listed(store):
+    # a query worker, a compactor and a vacuum each hold their own handle on one root
+    other = pickle.loads(pickle.dumps(store))
+    store.put("t/data/h/old.parquet", b"old")
+    assert [i.path for i in store.list("t/data", recursive=True)] == ["t/data/h/old.parquet"]
+    other.put("t/data/h/new.parquet", b"new")
+    other.delete("t/data/h/old.parquet")
+    assert store.get("t/data/h/new.parquet") == b"new"
+    assert store.exists("t/data/h/new.parquet") and not store.exists("t/data/h/old.parquet")
+    assert [i.path for i in store.list("t/data", recursive=True)] == ["t/data/h/new.parquet"]
+
+
 def test_handle_pickles_and_works_on_the_other_side(store):
     store.put("k", b"v")
     clone = pickle.loads(pickle.dumps(store))
