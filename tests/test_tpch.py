@@ -40,7 +40,7 @@ def tpch(request, ray_session, tmp_path_factory):
     make, broadcast_bytes = DATASETS[request.param]
     tables = make()
     root = str(tmp_path_factory.mktemp(f"tpch-{request.param}") / "warehouse")
-    db = engine.connect(root)
+    db = engine.connect(root, maintenance=False)  # the tables keep the segments they were ingested as
     ingest_tables(db, tables, batches=BATCHES)
     db.queries.workers = 2
     db.queries.broadcast_bytes = broadcast_bytes
