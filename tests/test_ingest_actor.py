@@ -70,6 +70,47 @@ def test_a_failed_flush_fails_the_flush_encoded_behind_it_and_retries_land_once(
     asyncio.run(scenario())
 
 
+def test_a_failure_fails_every_flush_taken_before_it_and_none_taken_after(table):
+    store, meta = table
+
+    async def scenario() -> None:
+        actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01, encoders=2))
+        actor.inject_fault("before_upload", "pause")
+        actor.inject_fault("after_upload", "raise")
+        first = asyncio.ensure_future(actor.append("a", batch(0, 10), urgent=True))
+        await until(actor.paused)
+        behind = []
+        for name, start in (("b", 10), ("c", 20)):  # two more flushes, encoded while the first stores
+            behind.append(asyncio.ensure_future(actor.append(name, batch(start, 10), urgent=True)))
+            await until(lambda: not actor._buffer)
+        actor.release()
+        outcomes = await asyncio.gather(first, *behind, return_exceptions=True)
+        assert all(isinstance(o, FlushFailed) for o in outcomes), outcomes
+        assert await actor.append("d", batch(30, 10), urgent=True) == 10  # taken after the failure: lands
+        assert sorted(await asyncio.gather(*(actor.append(n, batch(s, 10)) for n, s in (("a", 0), ("b", 10))))) == [10, 10]
+        assert load_snapshot(store, meta).rows == 30
+
+    asyncio.run(scenario())
+
+
+def test_append_many_answers_each_append_with_its_own_outcome(table):
+    store, meta = table
+
+    async def scenario() -> None:
+        actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01, max_buffer_bytes=1, buffer_timeout=0.2))
+        assert await actor.append("old", batch(0, 5), urgent=True) == 5
+        actor.inject_fault("before_upload", "pause")
+        held = asyncio.ensure_future(actor.append("held", batch(5, 5), urgent=True))
+        await until(actor.paused)  # holds the buffer: the next new append cannot get space
+        outcomes = await actor.append_many([("old", batch(0, 5), None, True), ("new", batch(10, 5), None, True)])
+        assert outcomes[0] == 0  # committed before
+        assert isinstance(outcomes[1], IngestTimeout) and "buffered" in str(outcomes[1])
+        actor.release()
+        assert await held == 5
+
+    asyncio.run(scenario())
+
+
 def test_flushes_commit_in_order_while_the_next_one_encodes(table):
     store, meta = table
 

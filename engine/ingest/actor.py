@@ -9,9 +9,10 @@ the callers acknowledged.  A batch id (or source offset) the log already
 holds is acknowledged without writing.
 
 A flush has two stages: encoding (concatenate, sort, Parquet-encode; pure
-CPU) and storing (upload, commit: mostly waiting on the object store).  The
-next flush encodes while the previous one stores, and commits go strictly in
-flush order, one at a time.
+CPU, the GIL released for most of it) and storing (upload, commit: mostly
+waiting on the object store).  Up to ``encoders`` flushes encode side by
+side while an earlier one stores — a burst of appends is shared out among
+the idle encoders — and commits go strictly in flush order, one at a time.
 
 If a newer owner claimed the partition meanwhile, the commit is refused
 (:class:`~storage.errors.Fenced`), nothing of the flush becomes visible and
@@ -26,7 +27,9 @@ commits: the retry of a landed batch is acknowledged, not stored twice.
 
 Buffered bytes are bounded (``max_buffer_bytes``, counted as the appends'
 IPC payloads): an append waits for space before its rows are unpacked, and
-gives up with :class:`~storage.errors.IngestTimeout`.
+gives up with :class:`~storage.errors.IngestTimeout`.  Clients send many
+appends in one call (:meth:`IngestActor.append_many`): a Ray call costs
+milliseconds of CPU whatever it carries.
 
 For tests, :meth:`IngestActor.inject_fault` arms a crash (``exit``), an
 error (``raise``) or a pause at a named point of the next flush: ``before_upload``,
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +71,8 @@ class IngestConfig:
     arrival rate), and otherwise when the oldest buffered append is
     ``max_age`` seconds old, so a trickle of small calls is gathered into one
     segment with about a second of latency.  One flush takes at most
-    ``max_rows``/``max_bytes`` (whole appends; at least one).
+    ``max_rows``/``max_bytes`` (whole appends; at least one).  ``encoders``
+    flushes may encode at the same time.
     """
 
     max_rows: int = 500_000
@@ -77,6 +82,7 @@ class IngestConfig:
     eager_bytes: int = 4 << 20
     max_buffer_bytes: int = 512 << 20
     buffer_timeout: float = 60.0
+    encoders: int = 2
 
 
 @dataclass
@@ -108,6 +114,8 @@ class IngestActor:
         self.epoch = self.state.epoch
         self._fenced = False  # a newer owner refused a commit: claim again before the next append
         self._failures = self._synced = 0  # failed flushes, and how many of them state has been reloaded after
+        self._failed_flushes = 0  # fenced ones too
+        self._encoding = 0  # flushes taken and not yet encoded
         self._resyncing: asyncio.Task | None = None
         self._buffer: list[_Append] = []
         self._buffer_rows = 0
@@ -117,7 +125,7 @@ class IngestActor:
         self._oldest = 0.0
         self._waiting: dict[str, asyncio.Future] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self._encoder = ThreadPoolExecutor(max_workers=self.config.encoders, thread_name_prefix="encode")
         self._wake: asyncio.Event | None = None
         self._space: asyncio.Condition | None = None
         self._flusher: asyncio.Task | None = None
@@ -127,12 +135,20 @@ class IngestActor:
         self.flushes = 0
         self.flushed_rows = 0
         self.flush_seconds = 0.0
+        self.encode_seconds = 0.0  # concatenating, sorting and encoding
+        self.store_seconds = 0.0  # uploading and committing
 
     # -- the caller's side -----------------------------------------------------------
+    async def append_many(
+        self, items: list[tuple[str, pa.Buffer, dict[str, Any] | None, bool]]
+    ) -> list[int | Exception]:
+        """:meth:`append` for each (batch id, rows, offsets, urgent); each item's count or its own error."""
+        return await asyncio.gather(*(self.append(*item) for item in items), return_exceptions=True)
+
     async def append(
-        self, batch_id: str, data: bytes, offsets: dict[str, Any] | None = None, urgent: bool = False
+        self, batch_id: str, data: pa.Buffer | bytes, offsets: dict[str, Any] | None = None, urgent: bool = False
     ) -> int:
-        """Buffer rows (Arrow IPC bytes) and return, once committed, how many were written.
+        """Buffer rows (Arrow IPC, see ``router.pack``) and return, once committed, how many were written.
 
         0 means the batch (or the source offset) was committed before.  ``urgent``
         flushes without waiting for more appends (a caller that sends one batch
@@ -246,7 +262,7 @@ class IngestActor:
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        storing: asyncio.Task | None = None  # the previous flush, uploading and committing
+        flushes: deque[asyncio.Task] = deque()  # taken and not yet stored, oldest first
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -259,27 +275,51 @@ class IngestActor:
                         pass
                     self._wake.clear()
                     continue
-                batch = self._take_flush()
-                behind = storing is not None and not storing.done()  # taken while the previous one stores
-                began = time.perf_counter()
-                try:
-                    encoded: list[tuple[SegmentEntry, bytes]] | Exception = await loop.run_in_executor(
-                        self._encoder, self._encode, batch
-                    )
-                except Exception as exc:  # noqa: BLE001 - reported to the callers when its turn comes
-                    encoded = exc
-                failure = await storing if storing is not None else None
-                if failure is not None and behind:  # buffered before the previous flush failed: fails too
-                    self._finish(batch, failure, behind=True)
-                    storing = None
+                while flushes and flushes[0].done():
+                    flushes.popleft()
+                if len(flushes) > self.config.encoders:  # every encoder busy, or the commits behind
+                    await asyncio.wait([flushes[0]])
                     continue
-                storing = loop.create_task(self._store(batch, encoded, began))
+                # a burst is shared out among the idle encoders: encoded side by side, it is committed sooner
+                idle = max(1, self.config.encoders - self._encoding)
+                batch = self._take_flush(max(self.config.eager_rows, -(-self._buffer_rows // idle)))
+                previous = flushes[-1] if flushes else None
+                self._encoding += 1
+                flushes.append(loop.create_task(self._flush(batch, previous, self._failed_flushes)))
 
-    def _take_flush(self) -> list[_Append]:
-        """The oldest appends, up to max_rows/max_bytes (at least one)."""
+    async def _flush(
+        self, batch: list[_Append], previous: asyncio.Task | None, failed_before: int
+    ) -> tuple[Exception | None, int]:
+        """Encode one flush, then, after the flush before it, store it; returns (failure, failures so far).
+
+        ``failed_before``: how many flushes had failed when this one was taken.
+        If the flush before fails later than that, this one was buffered
+        behind the failure and fails with it.
+        """
+        loop = asyncio.get_running_loop()
+        began = time.perf_counter()
+        try:
+            encoded: list[tuple[SegmentEntry, bytes]] | Exception = await loop.run_in_executor(
+                self._encoder, self._encode, batch
+            )
+        except Exception as exc:  # noqa: BLE001 - reported to the callers when its turn comes
+            encoded = exc
+        finally:
+            self._encoding -= 1
+        self.encode_seconds += time.perf_counter() - began
+        if previous is not None:
+            failure, failed = await previous
+            if failure is not None and failed > failed_before:
+                self._finish(batch, failure, behind=True)
+                return failure, failed
+        return await self._store(batch, encoded, began), self._failed_flushes
+
+    def _take_flush(self, max_rows: int) -> list[_Append]:
+        """The oldest appends, up to ``max_rows`` (and the configured max_rows/max_bytes; at least one)."""
+        max_rows = min(max_rows, self.config.max_rows)
         rows = size = count = 0
         for item in self._buffer:
-            if count and (rows + item.table.num_rows > self.config.max_rows or size + item.size > self.config.max_bytes):
+            if count and (rows + item.table.num_rows > max_rows or size + item.size > self.config.max_bytes):
                 break
             rows, size, count = rows + item.table.num_rows, size + item.size, count + 1
         batch, self._buffer = self._buffer[:count], self._buffer[count:]
@@ -302,11 +342,15 @@ class IngestActor:
                 raise encoded
             if self._stale:
                 await self._resync()
+            stored = time.perf_counter()
             self.state = await loop.run_in_executor(self._executor, self._commit, batch, encoded)
+            self.store_seconds += time.perf_counter() - stored
         except Fenced as exc:
             self._fenced = True
+            self._failed_flushes += 1
             failure = exc
         except Exception as exc:  # noqa: BLE001 - every failure is reported to its callers
+            self._failed_flushes += 1
             self._failures += 1  # the commit may have landed all the same: state is reloaded before it is used
             failure = FlushFailed(
                 f"partition {self.partition} of {self.meta.namespace}.{self.meta.name}: flush failed "
@@ -360,7 +404,13 @@ class IngestActor:
         if not tables:
             return []
         schema = unify(t.schema for t in tables)
-        table = pa.concat_tables([t if t.schema.equals(schema) else conform(t, schema) for t in tables])
+        tables = [t if t.schema.equals(schema) else conform(t, schema) for t in tables]
+        time_column = self.meta.time_column
+        if tuple(self.meta.full_sort_key) == (time_column,) and time_column in schema.names:
+            # appends arrive out of order from concurrent callers, each mostly sorted within:
+            # in order of their first event, the flush often needs no row sort at all
+            tables.sort(key=lambda t: t.column(time_column)[0].value or 0)
+        table = pa.concat_tables(tables)
         return [
             encode_segment(
                 part,
@@ -448,6 +498,8 @@ class IngestActor:
             "flushes": self.flushes,
             "flushed_rows": self.flushed_rows,
             "flush_seconds": round(self.flush_seconds, 3),
+            "encode_seconds": round(self.encode_seconds, 3),
+            "store_seconds": round(self.store_seconds, 3),
             "pid": os.getpid(),
             "time": time.time(),
         }

@@ -2,20 +2,23 @@
 
 One call parses and fits the batch to the table (recording any schema change
 first, see ``schema_log``), routes its rows, and sends each partition's slice
-to that partition's owner in parallel, together with the rejected rows for
-the namespace's rejected-rows table.  It returns when every slice is
-committed.  Owners are named Ray actors, one per (table, partition), so every
-session on a cluster talks to the same owner; Ray restarts a dead one, which
-claims a higher epoch and rebuilds its state from the log.  ``close()`` stops
-the owners a session used (others reach new ones by name when they retry).  A call that meets
-a dead, restarting or fenced owner retries with the same batch id, which the
-owners acknowledge without writing twice.
+to that partition's owner in parallel (through the owner's courier, which
+carries the appends of all the session's threads, many to a Ray call),
+together with the rejected rows for the namespace's rejected-rows table.
+It returns when every slice is committed.  Owners are named Ray actors, one
+per (table, partition), so every session on a cluster talks to the same
+owner; Ray restarts a dead one, which claims a higher epoch and rebuilds its
+state from the log.  ``close()`` stops the owners a session used (others
+reach new ones by name when they retry).  A call that meets a dead,
+restarting or fenced owner retries with the same batch id, which the owners
+acknowledge without writing twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from engine.ingest.actor import IngestActor, IngestConfig
+from engine.ingest.courier import Courier, Ticket
 from engine.ingest.normalize import DEFAULT_MAX_ROW_BYTES, Normalized, normalize
 from engine.ingest.parse import parse
 from engine.ingest.rejected import REJECTED_TABLE, rejected_batch_id, rejected_rows
@@ -67,7 +71,7 @@ class _Slice:
     writer: TableWriter
     partition: int
     batch_id: str
-    data: Any
+    data: pa.Buffer  # the rows, as Arrow IPC
     offsets: dict[str, Any] | None = None
     urgent: bool = False
     written: int | None = None
@@ -96,6 +100,8 @@ class TableWriter:
         self.schema_log = TableSchemaLog(store, meta)
         self.schema_version, self.schema = self.schema_log.load()
         self._owners: dict[int, Any] = {}
+        self._couriers: dict[int, Courier] = {}
+        self._lock = threading.Lock()
         self._name = owner_name(store, meta)
 
     def owner(self, partition: int):
@@ -121,6 +127,18 @@ class TableWriter:
 
     def forget(self, partition: int) -> None:
         self._owners.pop(partition, None)
+
+    def send(self, item: _Slice) -> Ticket:
+        """Hand ``item`` to its partition's courier."""
+        courier = self._couriers.get(item.partition)
+        if courier is None:
+            with self._lock:
+                courier = self._couriers.get(item.partition)
+                if courier is None:
+                    partition = item.partition
+                    courier = Courier(lambda: self.owner(partition), f"courier-{self.meta.name}-{partition}")
+                    self._couriers[partition] = courier
+        return courier.send(item.batch_id, item.data, item.offsets, item.urgent)
 
     def fit(self, data: Any, now_us: int) -> Normalized:
         """Parse and fit ``data``; a schema change is recorded before any row is written.
@@ -167,6 +185,9 @@ class TableWriter:
         return [_Slice(self, p, batch_id, pack(t)) for p, t in split(result.table, targets, self.meta.partitions).items()]
 
     def stop(self) -> None:
+        for courier in self._couriers.values():
+            courier.close()
+        self._couriers.clear()
         for handle in self._owners.values():
             try:
                 ray.kill(handle, no_restart=True)
@@ -225,22 +246,11 @@ class Ingestion:
         pending = list(slices)
         last_error: BaseException | None = None
         for attempt in range(self.options.max_attempts):
-            refs = []
-            for item in pending:
-                try:
-                    handle = item.writer.owner(item.partition)
-                    refs.append(handle.append.remote(item.batch_id, item.data, item.offsets, item.urgent))
-                except RayActorError as exc:  # the name points at an actor that is gone: start another
-                    item.writer.forget(item.partition)
-                    last_error = exc
-                    refs.append(None)
+            tickets = [item.writer.send(item) for item in pending]
             failed = []
-            for item, ref in zip(pending, refs):
-                if ref is None:
-                    failed.append(item)
-                    continue
+            for item, ticket in zip(pending, tickets):
                 try:
-                    item.written = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+                    item.written = ticket.result(deadline)
                 except GetTimeoutError:
                     raise IngestTimeout(
                         f"batch {item.batch_id} for {item.writer.meta.namespace}.{item.writer.meta.name} was not "
@@ -248,7 +258,7 @@ class Ingestion:
                     ) from None
                 except _RETRYABLE as exc:
                     if isinstance(exc, RayActorError) and not isinstance(exc, (Fenced, FlushFailed)):
-                        item.writer.forget(item.partition)
+                        item.writer.forget(item.partition)  # dead, or its name points at a gone actor
                     last_error = exc
                     failed.append(item)
             if not failed:
