@@ -17,7 +17,7 @@ import pytest
 import ray
 
 from engine.ingest.actor import IngestActor, IngestConfig
-from engine.ingest.router import pack
+from engine.ingest.router import pack, stable_hash
 from storage.errors import IngestTimeout, RejectedRows, TableNotFound
 from storage.snapshot import load_snapshot
 from tests.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
@@ -104,8 +104,11 @@ def test_empty_batches_store_nothing_and_unknown_tables_are_named(db):
 
 def test_schema_evolves_across_partitions(db):
     db.create_table("metrics", partitions=2)
-    db.ingest("metrics", [{"timestamp": f"2026-11-01T00:00:0{i}Z", "value": i} for i in range(9)])
-    db.ingest("metrics", [{"timestamp": f"2026-11-01T01:00:0{i}Z", "value": i + 0.5, "host": f"h{i}"} for i in range(9)])
+    # small batches go whole to one partition, chosen by their batch id: one id for each partition
+    ids = {stable_hash(f"b{i}") % 2: f"b{i}" for i in range(10)}
+    db.ingest("metrics", [{"timestamp": f"2026-11-01T00:00:0{i}Z", "value": i} for i in range(9)], batch_id=ids[0])
+    db.ingest("metrics", [{"timestamp": f"2026-11-01T01:00:0{i}Z", "value": i + 0.5, "host": f"h{i}"} for i in range(9)],
+              batch_id=ids[1])
     clash = db.ingest("metrics", [{"value": "high"}, {"value": 3, "region": "eu"}])
     assert clash.accepted == 1 and clash.rejected[0][0] == 0
     meta = db.table("metrics")
@@ -158,6 +161,22 @@ def test_many_small_calls_are_group_committed(db):
     snapshot = load_snapshot(db.store, db.table("logs"))
     assert sorted(stored(db, "logs").column("id").to_pylist()) == list(range(200))
     assert snapshot.versions[0] < 20  # 40 calls, far fewer commits (version 0 is the owner's claim)
+
+
+def test_concurrent_calls_share_ray_calls_and_a_batch_sent_twice_at_once_is_stored_once(db):
+    db.create_table("logs", partitions=2)
+    ids = [f"b{i % 15}" for i in range(30)]  # every batch id sent by two threads at the same time
+    receipts = []
+    threads = [
+        threading.Thread(target=lambda b=b: receipts.append(db.ingest("logs", event_rows(int(b[1:]) * 5, 5), batch_id=b)))
+        for b in ids
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.batch_id for r in receipts) == sorted(ids)
+    assert sorted(stored(db, "logs").column("id").to_pylist()) == list(range(75))
 
 
 def test_files_are_ingested_exactly_once(db, tmp_path):

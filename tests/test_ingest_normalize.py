@@ -12,7 +12,7 @@ import pytest
 
 from engine.ingest.normalize import normalize
 from engine.ingest.parse import parse
-from engine.ingest.router import partitions_of, split
+from engine.ingest.router import MIN_SLICE_ROWS, partitions_of, split
 from storage.errors import IngestError
 
 NOW = 1_700_000_000_000_000
@@ -148,10 +148,17 @@ def test_routing_is_deterministic_and_keeps_keys_together():
     by_key = partitions_of(table, rows, 100, 4, "batch", "k")
     for key in set(table.column("k").to_pylist()):
         assert len({int(p) for p, k in zip(by_key, table.column("k").to_pylist()) if k == key}) == 1
-    spread = partitions_of(table, rows, 100, 4, "batch")
-    assert np.bincount(spread).tolist() == [25, 25, 25, 25]
-    assert (spread == partitions_of(table, rows, 100, 4, "batch")).all()
+    whole = partitions_of(table, rows, 100, 4, "batch")
+    assert len(set(whole.tolist())) == 1  # a small batch goes to one partition
+    firsts = [int(partitions_of(table, rows, 100, 4, f"batch-{i}")[0]) for i in range(400)]
+    assert min(np.bincount(firsts, minlength=4)) > 60  # batches spread over the partitions
+
+    total = 4 * MIN_SLICE_ROWS
+    big = pa.table({"v": np.arange(total)})
+    spread = partitions_of(big, np.arange(total), total, 4, "batch")
+    assert np.bincount(spread).tolist() == [MIN_SLICE_ROWS] * 4
+    assert (spread == partitions_of(big, np.arange(total), total, 4, "batch")).all()
     # a row keeps its partition when other rows of the batch were rejected
-    assert (partitions_of(table.slice(50), rows[50:], 100, 4, "batch") == spread[50:]).all()
-    parts = split(table, spread, 4)
-    assert sorted(v for t in parts.values() for v in t.column("v").to_pylist()) == list(range(100))
+    assert (partitions_of(big.slice(50), np.arange(50, total), total, 4, "batch") == spread[50:]).all()
+    parts = split(big, spread, 4)
+    assert sorted(v for t in parts.values() for v in t.column("v").to_pylist()) == list(range(total))

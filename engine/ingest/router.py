@@ -2,12 +2,14 @@
 
 With a routing key, a row goes to ``hash(key) mod P`` — a stable hash (CRC32
 of the value's text), the same in every process and on every run, so one
-key's events stay together.  Without one, a batch is cut into P contiguous
-ranges by input row number, rotated by a hash of the batch id: small batches
-spread over the partitions, and a retried batch is cut exactly as before.
-That is what makes exactly-once work per partition: each partition commits
-its slice of the batch under the batch id, and a retry sends every partition
-the same slice again.
+key's events stay together.  Without one, a batch is cut into contiguous
+ranges by input row number, as many as the partitions but none smaller than
+``MIN_SLICE_ROWS``, and the ranges go to consecutive partitions starting at
+a hash of the batch id: a small batch goes whole to one partition (one
+commit to wait for, not P), batches spread evenly over the partitions, and a
+retried batch is cut exactly as before.  That is what makes exactly-once
+work per partition: each partition commits its slice of the batch under the
+batch id, and a retry sends every partition the same slice again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
+
+MIN_SLICE_ROWS = 16_384  # below this, what a slice costs on its way (a call, a commit) outweighs its rows
 
 
 def stable_hash(text: str) -> int:
@@ -61,8 +65,9 @@ def partitions_of(
         if nulls.any():
             out[nulls] = stable_hash("") % partitions
         return out
-    rotation = stable_hash(batch_id) % partitions
-    return ((rows * partitions) // max(total, 1) + rotation) % partitions
+    pieces = max(1, min(partitions, total // MIN_SLICE_ROWS))
+    first = stable_hash(batch_id) % partitions
+    return ((rows * pieces) // max(total, 1) + first) % partitions
 
 
 def split(table: pa.Table, targets: np.ndarray, partitions: int) -> dict[int, pa.Table]:
