@@ -179,6 +179,21 @@ def test_concurrent_calls_share_ray_calls_and_a_batch_sent_twice_at_once_is_stor
     assert sorted(stored(db, "logs").column("id").to_pylist()) == list(range(75))
 
 
+def test_an_idle_courier_lets_its_thread_go_and_starts_another_when_needed(db, monkeypatch):
+    from engine.ingest import courier
+
+    monkeypatch.setattr(courier, "IDLE_SECONDS", 0.1)
+    db.create_table("logs", partitions=1)
+    db.ingest("logs", event_rows(0, 5))
+    sender = db.ingestion.writer("logs")._couriers[0]
+    deadline = time.monotonic() + 30
+    while sender._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sender._thread is None
+    db.ingest("logs", event_rows(5, 5))
+    assert sorted(stored(db, "logs").column("id").to_pylist()) == list(range(10))
+
+
 def test_files_are_ingested_exactly_once(db, tmp_path):
     db.create_table("logs", partitions=2)
     folder = tmp_path / "incoming"

@@ -27,6 +27,7 @@ import ray
 from ray.exceptions import GetTimeoutError
 
 CALL_BYTES = 64 << 20  # one call carries at most this much (at least one append)
+IDLE_SECONDS = 30.0  # a sender with nothing to send for this long ends (the next append starts another)
 
 
 class Ticket:
@@ -80,15 +81,21 @@ class Courier:
         with self._ready:
             self._closed = True
             self._ready.notify()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+            sender = self._thread
+        if sender is not None and sender is not threading.current_thread():
+            sender.join(timeout=10)
 
     def _take(self) -> list[tuple[tuple, Ticket]] | None:
-        """The oldest queued appends, up to CALL_BYTES (at least one); None once closed and empty."""
+        """The oldest queued appends, up to CALL_BYTES (at least one); None: the sender ends.
+
+        It ends once closed with nothing queued, or after IDLE_SECONDS without
+        anything to send, so a courier its session forgot holds no thread.
+        """
         with self._ready:
-            while not self._queue and not self._closed:
-                self._ready.wait()
+            if not self._queue and not self._closed:
+                self._ready.wait_for(lambda: self._queue or self._closed, timeout=IDLE_SECONDS)
             if not self._queue:
+                self._thread = None
                 return None
             size = count = 0
             for (_, data, _, _), _ in self._queue:
