@@ -179,7 +179,8 @@ def main() -> None:
     print(f"{'limit@seg':<9}{'-':>7}{'-':>8}{limit_segments:>14,.0f}{limit_segments / cores:>12,.0f}{'':>10}"
           f"{1:>14.0%}{'':>10}")
     for r in results:
-        print(f"{r['input']:<9}{r['actors']:>7}{r['threads']:>8}{r['events_per_s']:>14,}{r['events_per_s_per_core']:>12,}"
+        print(f"{r['input']:<9}{r['actors']:>7}{r['threads']:>8}{r['events_per_s']:>14,}"
+              f"{r['events_per_s_per_core']:>12,}"
               f"{r['of_limit']:>10.0%}{r['of_limit_segment_settings']:>14.0%}{r['segments']:>10}")
     print(f"(load average while running: {os.getloadavg()[0]:.1f})")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -107,8 +107,8 @@ def test_schema_evolves_across_partitions(db):
     # small batches go whole to one partition, chosen by their batch id: one id for each partition
     ids = {stable_hash(f"b{i}") % 2: f"b{i}" for i in range(10)}
     db.ingest("metrics", [{"timestamp": f"2026-11-01T00:00:0{i}Z", "value": i} for i in range(9)], batch_id=ids[0])
-    db.ingest("metrics", [{"timestamp": f"2026-11-01T01:00:0{i}Z", "value": i + 0.5, "host": f"h{i}"} for i in range(9)],
-              batch_id=ids[1])
+    evolved = [{"timestamp": f"2026-11-01T01:00:0{i}Z", "value": i + 0.5, "host": f"h{i}"} for i in range(9)]
+    db.ingest("metrics", evolved, batch_id=ids[1])
     clash = db.ingest("metrics", [{"value": "high"}, {"value": 3, "region": "eu"}])
     assert clash.accepted == 1 and clash.rejected[0][0] == 0
     meta = db.table("metrics")
@@ -167,10 +167,11 @@ def test_concurrent_calls_share_ray_calls_and_a_batch_sent_twice_at_once_is_stor
     db.create_table("logs", partitions=2)
     ids = [f"b{i % 15}" for i in range(30)]  # every batch id sent by two threads at the same time
     receipts = []
-    threads = [
-        threading.Thread(target=lambda b=b: receipts.append(db.ingest("logs", event_rows(int(b[1:]) * 5, 5), batch_id=b)))
-        for b in ids
-    ]
+
+    def send(batch_id: str) -> None:
+        receipts.append(db.ingest("logs", event_rows(int(batch_id[1:]) * 5, 5), batch_id=batch_id))
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in ids]
     for thread in threads:
         thread.start()
     for thread in threads:

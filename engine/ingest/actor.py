@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import deque
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
