@@ -195,6 +195,48 @@ def test_an_idle_courier_lets_its_thread_go_and_starts_another_when_needed(db, m
     assert sorted(stored(db, "logs").column("id").to_pylist()) == list(range(10))
 
 
+@ray.remote
+class _SlowOwner:
+    """Stands in for an owner: answers each call after ``delay`` s, remembering which appends came together."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.calls: list[list[str]] = []
+
+    async def append_many(self, items):
+        import asyncio
+
+        self.calls.append([batch_id for batch_id, *_ in items])
+        await asyncio.sleep(self.delay)
+        return [len(data) for _, data, *_ in items]
+
+    def seen(self) -> list[list[str]]:
+        return self.calls
+
+
+def test_with_a_call_in_flight_the_courier_lingers_for_company_and_a_lone_append_goes_at_once(monkeypatch):
+    from engine.ingest import courier
+
+    monkeypatch.setattr(courier, "LINGER_SECONDS", 0.5)
+    owner = _SlowOwner.remote(0.4)
+    ray.get(owner.seen.remote())  # started
+    sender = courier.Courier(lambda: owner, "test-courier")
+    payload = pack(pa.table({"x": [1, 2, 3]}))
+    deadline = time.monotonic() + 30
+    first = sender.send("a", payload, None, False)  # nothing in flight: sent at once
+    first.sent.result(timeout=10)
+    second = sender.send("b", payload, None, False)  # "a" in flight: waits for company ...
+    time.sleep(0.1)
+    third = sender.send("c", payload, None, False)  # ... which comes
+    assert [t.result(deadline) for t in (first, second, third)] == [len(payload)] * 3
+    while sender._in_flight and time.monotonic() < deadline:  # the replies' callbacks run on Ray's threads
+        time.sleep(0.01)
+    assert sender._in_flight == 0
+    sender.send("d", payload, None, False).result(deadline)
+    assert sorted(ray.get(owner.seen.remote())) == [["a"], ["b", "c"], ["d"]]  # an async actor may reorder calls
+    sender.close()
+
+
 def test_files_are_ingested_exactly_once(db, tmp_path):
     db.create_table("logs", partitions=2)
     folder = tmp_path / "incoming"

@@ -7,8 +7,13 @@ send one owner travel together: a :class:`Courier` per owner has a sender
 thread that takes every append queued while it was busy (up to
 ``CALL_BYTES``) and sends them as one :meth:`IngestActor.append_many`.  Each
 caller then waits on that call's reply for its own item.  Nothing waits to
-be gathered: one caller alone is sent at once, and appends pile up only
-while a call is on its way.
+be gathered: one caller alone is sent at once.  While an earlier call of
+the courier is still waiting for its commit, though, the next one lingers up
+to ``LINGER_SECONDS`` (or until ``LINGER_BYTES`` are queued) for the callers
+acknowledged together with it, who come back at nearly the same moment: on 2
+cores, with 16 client threads, that halved the calls (1.2 to 2 appends each)
+and raised two owners' throughput by a third.  The wait costs a few
+milliseconds against a commit's hundred.
 
 Appends travel as Arrow IPC buffers, which Ray carries through its object
 store as they are; handing Ray the tables themselves cost twice the CPU on
@@ -28,6 +33,8 @@ from ray.exceptions import GetTimeoutError
 
 CALL_BYTES = 64 << 20  # one call carries at most this much (at least one append)
 IDLE_SECONDS = 30.0  # a sender with nothing to send for this long ends (the next append starts another)
+LINGER_SECONDS = 0.005  # with a call in flight, the next waits this long for company (Kafka's linger.ms)
+LINGER_BYTES = 8 << 20  # ... or until this much is queued
 
 
 class Ticket:
@@ -62,6 +69,7 @@ class Courier:
         self._queue: list[tuple[tuple[str, pa.Buffer, dict | None, bool], Ticket]] = []
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._in_flight = 0  # calls sent whose reply has not come back
 
     def send(self, batch_id: str, data: pa.Buffer, offsets: dict[str, Any] | None, urgent: bool) -> Ticket:
         """Queue one append (its rows as Arrow IPC) for the next call."""
@@ -97,6 +105,8 @@ class Courier:
             if not self._queue:
                 self._thread = None
                 return None
+            if self._in_flight:
+                self._linger()
             size = count = 0
             for (_, data, _, _), _ in self._queue:
                 if count and size + len(data) > CALL_BYTES:
@@ -104,6 +114,19 @@ class Courier:
                 size, count = size + len(data), count + 1
             taken, self._queue = self._queue[:count], self._queue[count:]
             return taken
+
+    def _linger(self) -> None:
+        """Wait (holding ``_ready``'s lock between waits) for more appends to join the queued ones."""
+        until = time.monotonic() + LINGER_SECONDS
+        while not self._closed and sum(len(item[1]) for item, _ in self._queue) < LINGER_BYTES:
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            self._ready.wait(left)
+
+    def _replied(self, _reply: Future) -> None:
+        with self._ready:
+            self._in_flight -= 1
 
     def _run(self) -> None:
         while (taken := self._take()) is not None:
@@ -113,5 +136,8 @@ class Courier:
                 for _, ticket in taken:
                     ticket.sent.set_exception(exc)
                 continue
+            with self._ready:
+                self._in_flight += 1
+            ref.future().add_done_callback(self._replied)  # also when the call fails or the actor dies
             for index, (_, ticket) in enumerate(taken):
                 ticket.sent.set_result((ref, index))
