@@ -249,8 +249,13 @@ def encode_segment(
     sort_key: tuple[str, ...] = (),
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
     sorted_already: bool = False,
+    dictionary: list[str] | None = None,
 ) -> tuple[SegmentEntry, bytes]:
-    """Sort ``table`` by ``sort_key`` and encode it: the segment's manifest entry and Parquet bytes, not yet stored."""
+    """Sort ``table`` by ``sort_key`` and encode it: the segment's manifest entry and Parquet bytes, not yet stored.
+
+    ``dictionary``: the columns to dictionary-encode, if already chosen (by
+    default :func:`dictionary_columns` samples the table).
+    """
     if not sorted_already and table.num_rows > 1:
         keys = [(k, "ascending") for k in sort_key if k in table.column_names]
         if keys:
@@ -270,7 +275,7 @@ def encode_segment(
         compression="zstd",
         row_group_size=row_group_size,
         write_statistics=True,
-        use_dictionary=dictionary_columns(table),
+        use_dictionary=dictionary_columns(table) if dictionary is None else dictionary,
         metadata_collector=written,
     )
     data = sink.getvalue()

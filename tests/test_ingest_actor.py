@@ -194,3 +194,33 @@ def test_buffer_space_is_counted_in_payload_bytes_and_taken_before_unpacking(tab
         assert await held == 10
 
     asyncio.run(scenario())
+
+
+def test_repeating_columns_are_dictionary_encoded_and_unique_ones_are_not_in_every_flush(table, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from engine.ingest import actor as actor_module
+
+    store, meta = table
+    monkeypatch.setattr(actor_module, "DICTIONARY_FLUSHES", 2)  # chosen again within the test
+
+    def rows(start: int, n: int) -> bytes:
+        times = pa.array([BASE_US + i * 1_000_000 for i in range(start, start + n)], pa.int64())
+        return pack(pa.table({"timestamp": times.cast(pa.timestamp("us", tz="UTC")),
+                              "id": pa.array(range(start, start + n), pa.int64()),
+                              "level": pa.array(["info", "warn", "error"] * (n // 3))}))
+
+    async def scenario() -> None:
+        actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01))
+        for i in range(5):
+            assert await actor.append(f"b{i}", rows(i * 300, 300), urgent=True) == 300
+
+    asyncio.run(scenario())
+    segments = load_snapshot(store, meta).segments
+    assert len(segments) == 5
+    for entry in segments:
+        metadata = pq.ParquetFile(pa.BufferReader(store.get(f"{meta.path}/{entry.path}"))).metadata
+        encodings = {metadata.schema.column(i).name: metadata.row_group(0).column(i).encodings
+                     for i in range(metadata.num_columns)}
+        assert any("DICTIONARY" in e for e in encodings["level"]), encodings
+        assert not any("DICTIONARY" in e for e in encodings["id"]), encodings
