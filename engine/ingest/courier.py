@@ -28,7 +28,6 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 import pyarrow as pa
-import ray
 from ray.exceptions import GetTimeoutError
 
 CALL_BYTES = 64 << 20  # one call carries at most this much (at least one append)
@@ -41,7 +40,7 @@ class Ticket:
     """One append on its way: :meth:`result` waits for its commit."""
 
     def __init__(self) -> None:
-        self.sent: Future = Future()  # (reply ref, index) once the call is made
+        self.sent: Future = Future()  # (the call's reply, index) once the call is made
 
     def result(self, deadline: float) -> int:
         """Rows written (0: committed before); raises the append's own error.
@@ -50,10 +49,13 @@ class Ticket:
         ``ray.exceptions.GetTimeoutError``.
         """
         try:
-            ref, index = self.sent.result(timeout=max(0.0, deadline - time.monotonic()))
+            reply, index = self.sent.result(timeout=max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             raise GetTimeoutError("the append was not sent in time") from None
-        outcome = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))[index]
+        try:
+            outcome = reply.result(timeout=max(0.0, deadline - time.monotonic()))[index]
+        except TimeoutError:
+            raise GetTimeoutError("the append was not committed in time") from None
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -138,6 +140,7 @@ class Courier:
                 continue
             with self._ready:
                 self._in_flight += 1
-            ref.future().add_done_callback(self._replied)  # also when the call fails or the actor dies
+            reply = ref.future()  # raises as ray.get would: the actor's death, or an error of the call
+            reply.add_done_callback(self._replied)
             for index, (_, ticket) in enumerate(taken):
-                ticket.sent.set_result((ref, index))
+                ticket.sent.set_result((reply, index))
