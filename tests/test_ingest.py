@@ -17,7 +17,8 @@ import pytest
 import ray
 
 from engine.ingest.actor import IngestActor, IngestConfig
-from engine.ingest.router import pack, stable_hash
+from engine.ingest.handoff import pack
+from engine.ingest.router import stable_hash
 from storage.errors import IngestTimeout, RejectedRows, TableNotFound
 from storage.snapshot import load_snapshot
 from tests.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from engine.ingest.actor import IngestActor, IngestConfig
-from engine.ingest.router import pack
+from engine.ingest.handoff import pack
 from storage.catalog import Catalog
 from storage.errors import FlushFailed, IngestTimeout
 from storage.objectstore import ObjectStore

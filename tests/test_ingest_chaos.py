@@ -20,7 +20,7 @@ import ray
 from engine.ingest.actor import FAULT_POINTS, IngestActor, IngestConfig
 from engine.ingest.client import Ingestion, IngestOptions
 from engine.ingest.files import ingest_files
-from engine.ingest.router import pack
+from engine.ingest.handoff import pack
 from storage.errors import Fenced, IngestError
 from tests.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
 

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from engine.ingest.router import unpack
+from engine.ingest.handoff import SharedRows, unpack
 from storage.catalog import TableMeta
 from storage.errors import Fenced, FlushFailed, IngestTimeout
 from storage.log import PartitionLog, PartitionState
@@ -149,15 +149,16 @@ class IngestActor:
 
     # -- the caller's side -----------------------------------------------------------
     async def append_many(
-        self, items: list[tuple[str, pa.Buffer, dict[str, Any] | None, bool]]
+        self, items: list[tuple[str, pa.Buffer | SharedRows, dict[str, Any] | None, bool]]
     ) -> list[int | Exception]:
         """:meth:`append` for each (batch id, rows, offsets, urgent); each item's count or its own error."""
         return await asyncio.gather(*(self.append(*item) for item in items), return_exceptions=True)
 
     async def append(
-        self, batch_id: str, data: pa.Buffer | bytes, offsets: dict[str, Any] | None = None, urgent: bool = False
+        self, batch_id: str, data: pa.Buffer | bytes | SharedRows, offsets: dict[str, Any] | None = None,
+        urgent: bool = False,
     ) -> int:
-        """Buffer rows (Arrow IPC, see ``router.pack``) and return, once committed, how many were written.
+        """Buffer rows (Arrow IPC, see ``handoff``) and return, once committed, how many were written.
 
         0 means the batch (or the source offset) was committed before.  ``urgent``
         flushes without waiting for more appends (a caller that sends one batch

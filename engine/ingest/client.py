@@ -33,11 +33,20 @@ from engine.ingest.courier import Courier, Ticket
 from engine.ingest.normalize import DEFAULT_MAX_ROW_BYTES, Normalized, normalize
 from engine.ingest.parse import parse
 from engine.ingest.rejected import REJECTED_TABLE, rejected_batch_id, rejected_rows
-from engine.ingest.router import pack, partitions_of, split
+from engine.ingest.handoff import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack
+from engine.ingest.router import partitions_of, split
 from engine.ingest.schema_log import TableSchemaLog
 from engine.maintenance.retention import split_expired
 from storage.catalog import Catalog, TableMeta
-from storage.errors import CommitConflict, Fenced, FlushFailed, IngestError, IngestTimeout, RejectedRows
+from storage.errors import (
+    CommitConflict,
+    Fenced,
+    FlushFailed,
+    IngestError,
+    IngestTimeout,
+    RejectedRows,
+    SharedRowsMissing,
+)
 from storage.objectstore import ObjectStore
 
 ACTOR_NAMESPACE = "petrel"
@@ -56,12 +65,17 @@ class Receipt:
 
 @dataclass(frozen=True)
 class IngestOptions:
-    """Client-side limits: row size, retries and the overall time an ingest call may take."""
+    """Client-side limits (row size, retries, the overall time an ingest call may take) and transport.
+
+    ``shared_memory``: hand rows to owners on this machine through shared
+    memory rather than Ray's object store (see ``handoff``).
+    """
 
     max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
     timeout: float = 120.0
     max_attempts: int = 30
     actor: IngestConfig = IngestConfig()
+    shared_memory: bool = True
 
 
 @dataclass
@@ -71,10 +85,11 @@ class _Slice:
     writer: TableWriter
     partition: int
     batch_id: str
-    data: pa.Buffer  # the rows, as Arrow IPC
+    rows: pa.Table
     offsets: dict[str, Any] | None = None
     urgent: bool = False
     written: int | None = None
+    data: pa.Buffer | SharedRows | None = None  # the rows as they travel, made when first sent
 
 
 def owner_name(store: ObjectStore, meta: TableMeta) -> str:
@@ -91,7 +106,9 @@ def owner_name(store: ObjectStore, meta: TableMeta) -> str:
 class TableWriter:
     """Everything a session needs to write one table: owners and the evolving schema."""
 
-    def __init__(self, store: ObjectStore, meta: TableMeta, options: IngestOptions) -> None:
+    def __init__(
+        self, store: ObjectStore, meta: TableMeta, options: IngestOptions, shared: SharedArea | None = None
+    ) -> None:
         self.store = store
         self.meta = meta
         self._meta_read = time.monotonic()
@@ -103,6 +120,8 @@ class TableWriter:
         self._couriers: dict[int, Courier] = {}
         self._lock = threading.Lock()
         self._name = owner_name(store, meta)
+        self._shared = shared if options.shared_memory else None
+        self._remote: set[int] = set()  # partitions whose owner cannot read this machine's shared memory
 
     def owner(self, partition: int):
         """The handle of the partition's owner actor, started if there is none."""
@@ -127,9 +146,12 @@ class TableWriter:
 
     def forget(self, partition: int) -> None:
         self._owners.pop(partition, None)
+        self._remote.discard(partition)  # its successor may run on this machine
 
     def send(self, item: _Slice) -> Ticket:
-        """Hand ``item`` to its partition's courier."""
+        """Hand ``item`` to its partition's courier (its rows packed for the way, the first time)."""
+        if item.data is None:
+            item.data = self._package(item.partition, item.rows)
         courier = self._couriers.get(item.partition)
         if courier is None:
             with self._lock:
@@ -139,6 +161,19 @@ class TableWriter:
                     courier = Courier(lambda: self.owner(partition), f"courier-{self.meta.name}-{partition}")
                     self._couriers[partition] = courier
         return courier.send(item.batch_id, item.data, item.offsets, item.urgent)
+
+    def _package(self, partition: int, rows: pa.Table) -> pa.Buffer | SharedRows:
+        if self._shared is not None and partition not in self._remote and rows.nbytes >= SHARED_MIN_BYTES:
+            shared = self._shared.write(rows)
+            if shared is not None:
+                return shared
+        return pack(rows)
+
+    def not_shared(self, item: _Slice) -> None:
+        """``item``'s owner cannot read shared memory: its rows, and the partition's from now on, go through Ray."""
+        self._remote.add(item.partition)
+        discard(item.data)
+        item.data = None
 
     def fit(self, data: Any, now_us: int) -> Normalized:
         """Parse and fit ``data``; a schema change is recorded before any row is written.
@@ -182,7 +217,7 @@ class TableWriter:
         targets = partitions_of(
             result.table, result.rows, result.total, self.meta.partitions, batch_id, self.meta.routing_key
         )
-        return [_Slice(self, p, batch_id, pack(t)) for p, t in split(result.table, targets, self.meta.partitions).items()]
+        return [_Slice(self, p, batch_id, t) for p, t in split(result.table, targets, self.meta.partitions).items()]
 
     def stop(self) -> None:
         for courier in self._couriers.values():
@@ -204,13 +239,14 @@ class Ingestion:
         self.catalog = catalog
         self.namespace = namespace
         self.options = options or IngestOptions()
+        self.shared = SharedArea()
         self._writers: dict[str, TableWriter] = {}
 
     def writer(self, table: str) -> TableWriter:
         writer = self._writers.get(table)
         if writer is None:
             meta = self.catalog.table(self.namespace, table)
-            writer = self._writers[table] = TableWriter(self.store, meta, self.options)
+            writer = self._writers[table] = TableWriter(self.store, meta, self.options, self.shared)
         return writer
 
     def rejected_writer(self) -> TableWriter:
@@ -229,7 +265,7 @@ class Ingestion:
         slices = writer.slices(result, batch_id)
         if result.rejected:
             rejects = rejected_rows(table, batch_id, result, now_us)
-            slices += [_Slice(self.rejected_writer(), 0, rejected_batch_id(table, batch_id), pack(rejects))]
+            slices += [_Slice(self.rejected_writer(), 0, rejected_batch_id(table, batch_id), rejects)]
         self.deliver(slices)
         if result.rejected and result.accepted == 0:
             first_row, first_reason = result.rejected[0]
@@ -242,12 +278,18 @@ class Ingestion:
 
     def deliver(self, slices: list[_Slice], timeout: float | None = None) -> None:
         """Send every slice to its owner and wait for the commits, retrying what can be retried."""
-        deadline = time.monotonic() + (timeout if timeout is not None else self.options.timeout)
+        try:
+            self._deliver(slices, time.monotonic() + (timeout if timeout is not None else self.options.timeout))
+        finally:
+            for item in slices:
+                discard(item.data)
+
+    def _deliver(self, slices: list[_Slice], deadline: float) -> None:
         pending = list(slices)
         last_error: BaseException | None = None
         for attempt in range(self.options.max_attempts):
             tickets = [item.writer.send(item) for item in pending]
-            failed = []
+            failed, wait = [], False
             for item, ticket in zip(pending, tickets):
                 try:
                     item.written = ticket.result(deadline)
@@ -256,17 +298,22 @@ class Ingestion:
                         f"batch {item.batch_id} for {item.writer.meta.namespace}.{item.writer.meta.name} was not "
                         f"committed within {self.options.timeout:g} s; retry it with the same batch id"
                     ) from None
+                except SharedRowsMissing:  # nothing was buffered: send it through Ray at once
+                    item.writer.not_shared(item)
+                    failed.append(item)
                 except _RETRYABLE as exc:
                     if isinstance(exc, RayActorError) and not isinstance(exc, (Fenced, FlushFailed)):
                         item.writer.forget(item.partition)  # dead, or its name points at a gone actor
                     last_error = exc
                     failed.append(item)
+                    wait = True
             if not failed:
                 return
             pending = failed
             if time.monotonic() >= deadline:
                 break
-            time.sleep(min(2.0, 0.05 * 2**attempt, max(0.0, deadline - time.monotonic())))
+            if wait:
+                time.sleep(min(2.0, 0.05 * 2**attempt, max(0.0, deadline - time.monotonic())))
         raise IngestError(
             f"{len(pending)} part(s) of batch {pending[0].batch_id} could not be committed after "
             f"{self.options.max_attempts} attempts (last error: {last_error}); retry with the same batch id"
@@ -277,3 +324,4 @@ class Ingestion:
         for writer in self._writers.values():
             writer.stop()
         self._writers.clear()
+        self.shared.close()

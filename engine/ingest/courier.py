@@ -15,9 +15,10 @@ cores, with 16 client threads, that halved the calls (1.2 to 2 appends each)
 and raised two owners' throughput by a third.  The wait costs a few
 milliseconds against a commit's hundred.
 
-Appends travel as Arrow IPC buffers, which Ray carries through its object
-store as they are; handing Ray the tables themselves cost twice the CPU on
-both sides (its pickling works array by array, in Python).
+Appends travel as Arrow IPC (see ``handoff``): buffers that Ray carries
+through its object store as they are, or files in shared memory for an
+owner on this machine.  Handing Ray the tables themselves cost twice the
+CPU on both sides (its pickling works array by array, in Python).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any, Callable
 
 import pyarrow as pa
 from ray.exceptions import GetTimeoutError
+
+from engine.ingest.handoff import SharedRows
 
 CALL_BYTES = 64 << 20  # one call carries at most this much (at least one append)
 IDLE_SECONDS = 30.0  # a sender with nothing to send for this long ends (the next append starts another)
@@ -68,12 +71,12 @@ class Courier:
         self._owner = owner
         self._name = name
         self._ready = threading.Condition()
-        self._queue: list[tuple[tuple[str, pa.Buffer, dict | None, bool], Ticket]] = []
+        self._queue: list[tuple[tuple[str, pa.Buffer | SharedRows, dict | None, bool], Ticket]] = []
         self._closed = False
         self._thread: threading.Thread | None = None
         self._in_flight = 0  # calls sent whose reply has not come back
 
-    def send(self, batch_id: str, data: pa.Buffer, offsets: dict[str, Any] | None, urgent: bool) -> Ticket:
+    def send(self, batch_id: str, data: pa.Buffer | SharedRows, offsets: dict[str, Any] | None, urgent: bool) -> Ticket:
         """Queue one append (its rows as Arrow IPC) for the next call."""
         ticket = Ticket()
         with self._ready:

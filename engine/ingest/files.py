@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from engine.ingest.client import Ingestion, _Slice
 from engine.ingest.rejected import rejected_batch_id, rejected_rows
-from engine.ingest.router import pack, partitions_of, split
+from engine.ingest.router import partitions_of, split
 from storage.errors import IngestError
 from storage.snapshot import load_snapshot
 
@@ -197,10 +197,10 @@ def _ingest_chunk(
     offset = {source: {"chunk": index + 1, "done": last, "layout": layout, "rejected": bool(result.rejected)}}
     empty = result.table.schema.empty_table()
     slices = [
-        _Slice(writer, p, batch_id, pack(parts.get(p, empty)), offset, urgent=True) for p in range(partitions)
+        _Slice(writer, p, batch_id, parts.get(p, empty), offset, urgent=True) for p in range(partitions)
     ]
     if result.rejected:
-        rejects = pack(rejected_rows(table, batch_id, result, now_us))
+        rejects = rejected_rows(table, batch_id, result, now_us)
         reached = {rejected_batch_id(table, source): {"chunk": index + 1}}  # read back by _rejects_reached
         slices.append(
             _Slice(ingestion.rejected_writer(), 0, rejected_batch_id(table, batch_id), rejects, reached, urgent=True)

@@ -19,7 +19,6 @@ import zlib
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.ipc as ipc
 
 MIN_SLICE_ROWS = 16_384  # below this, what a slice costs on its way (a call, a commit) outweighs its rows
 
@@ -92,15 +91,3 @@ def split(table: pa.Table, targets: np.ndarray, partitions: int) -> dict[int, pa
             result[partition] = ordered.slice(start, count)
             start += count
     return result
-
-
-def pack(table: pa.Table) -> bytes:
-    """``table`` as Arrow IPC bytes (only the rows of a slice, not its parent's buffers)."""
-    sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
-def unpack(data: bytes | pa.Buffer) -> pa.Table:
-    return ipc.open_stream(data).read_all()
