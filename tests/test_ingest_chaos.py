@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import random
 import threading
 import time
@@ -64,7 +65,9 @@ def test_owners_killed_at_every_point_lose_nothing_and_store_nothing_twice(db):
     rng = random.Random(20261101)
     rounds = 6 if db.store.protocol == "file" else 4  # the fault points in turn, then again
     per_round = 4
-    batches = {f"b{i}": event_rows(i * 25, 25) for i in range(rounds * per_round)}
+    # the odd batches are big enough to travel through shared memory, the even ones through Ray
+    batches = {f"b{i}": event_rows(i * 25, 25, **({"message": "x" * 3000} if i % 2 else {}))
+               for i in range(rounds * per_round)}
     acked: set[str] = set()
     lock = threading.Lock()
     points = list(FAULT_POINTS) + ["kill"]
@@ -86,6 +89,7 @@ def test_owners_killed_at_every_point_lose_nothing_and_store_nothing_twice(db):
             assert db.ingest("chaos", batches[old], batch_id=old).accepted == 25
     assert acked == set(batches)
     assert_exactly(db, "chaos", set(range(rounds * per_round * 25)))
+    assert db.ingestion.shared.written > 0 and os.listdir(db.ingestion.shared.folder) == []  # none left behind
     epochs = [ray.get(writer.owner(p).status.remote())["epoch"] for p in range(2)]
     assert sum(epochs) > 2  # owners really were replaced
 
