@@ -107,8 +107,10 @@ class PartitionState:
         )
 
 
-def _apply(state: PartitionState, version: int, record: dict[str, Any]) -> PartitionState:
-    """The state after the commit ``record`` at ``version``."""
+def _apply(
+    state: PartitionState, version: int, record: dict[str, Any], added: list[SegmentEntry] | None = None
+) -> PartitionState:
+    """The state after the commit ``record`` at ``version``; ``added``: its entries, if the caller has them."""
     segments = dict(state.segments)
     tombstones = dict(state.tombstones)
     when = float(record.get("timestamp") or 0.0)
@@ -116,7 +118,8 @@ def _apply(state: PartitionState, version: int, record: dict[str, Any]) -> Parti
         gone = segments.pop(segment_id, None)
         if gone is not None:
             tombstones[gone.path] = when
-    added = [SegmentEntry.from_json(s) for s in record.get("added", ())]
+    if added is None:
+        added = [SegmentEntry.from_json(s) for s in record.get("added", ())]
     for entry in added:
         segments[entry.id] = entry
     # by age only: a tombstone dropped early would let vacuum fall back to the
@@ -293,7 +296,7 @@ class PartitionLog:
             record["schema_changes"] = self._check(state, epoch, record, entries)
             record["timestamp"] = time.time()
             try:
-                return self._write(state, record)
+                return self._write(state, record, entries)
             except CommitConflict:
                 state = self.load()
                 if record["id"] in state.commit_ids:  # our put landed; its reply was lost
@@ -347,11 +350,13 @@ class PartitionLog:
             raise SchemaConflict(f"{where}: {exc}; the commit was refused and nothing was changed") from None
         return schema_changes(state.schema, schema)
 
-    def _write(self, state: PartitionState, record: dict[str, Any]) -> PartitionState:
+    def _write(
+        self, state: PartitionState, record: dict[str, Any], added: list[SegmentEntry] | None = None
+    ) -> PartitionState:
         version = state.version + 1
         self.store.put_if_absent(self.commit_path(version), json.dumps(record).encode())
         self._check_follows(state, version)
-        new_state = _apply(state, version, record)
+        new_state = _apply(state, version, record, added or [])
         # the first checkpoint comes at version K (versions 0..K-1 are the
         # tail before it), then K versions after the last one written
         if version - max(state.last_checkpoint, 0) >= self.checkpoint_interval:

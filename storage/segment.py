@@ -58,6 +58,21 @@ class SegmentEntry:
     level: int = 0  # how many compactions its rows went through (0: as ingested)
 
     def to_json(self) -> dict[str, Any]:
+        """The entry as the log records it; built once (an entry never changes), so do not modify it.
+
+        Every checkpoint records every live segment again: encoding their
+        statistics anew each time was most of a checkpoint's cost.
+        """
+        record = self.__dict__.get("_json")
+        if record is None:
+            record = self._record()
+            object.__setattr__(self, "_json", record)
+        return record
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_json"}  # entries travel to query workers
+
+    def _record(self) -> dict[str, Any]:
         record = {
             "id": self.id,
             "path": self.path,

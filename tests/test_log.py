@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 import uuid
+from decimal import Decimal
 
 import pytest
 
@@ -127,6 +129,18 @@ def test_checkpoint_plus_tail_equals_full_replay(store, meta):
     full = log.load()
     assert with_cp.to_json() == full.to_json() == state.to_json()
     assert log.load(version=7).version == 7
+
+
+def test_the_committers_state_is_the_one_read_back_stats_and_all(store, meta):
+    log = PartitionLog(store, meta.path, 0)
+    table = events(3, price=[1.5, None, 2.25], tag=[b"a", b"b", None], amount=[Decimal("1.10"), Decimal("2.00"), None])
+    entry = write_segment(store, meta.path, table, partition=0, time_column="timestamp")
+    state = log.commit(log.load(), epoch=None, added=[entry], batch_ids=["b"])
+    assert state.segments[entry.id] is entry  # kept as it was, not decoded from its own record
+    assert log.load().segments == state.segments
+    assert entry.to_json() is entry.to_json()  # built once: every checkpoint records it again
+    assert "_json" not in pickle.loads(pickle.dumps(entry)).__dict__  # not carried to query workers
+    assert pickle.loads(pickle.dumps(entry)).to_json() == entry.to_json()
 
 
 def test_opening_a_long_log_reads_one_checkpoint_and_a_short_tail(tmp_path):
