@@ -30,10 +30,10 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from engine.ingest.actor import IngestActor, IngestConfig
 from engine.ingest.courier import Courier, Ticket
+from engine.ingest.handoff import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack
 from engine.ingest.normalize import DEFAULT_MAX_ROW_BYTES, Normalized, normalize
 from engine.ingest.parse import parse
 from engine.ingest.rejected import REJECTED_TABLE, rejected_batch_id, rejected_rows
-from engine.ingest.handoff import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack
 from engine.ingest.router import partitions_of, split
 from engine.ingest.schema_log import TableSchemaLog
 from engine.maintenance.retention import split_expired
