@@ -40,9 +40,10 @@ def test_without_usable_shared_memory_the_rows_go_through_ray(tmp_path):
     assert SharedArea(str(tmp_path / "absent")).write(pa.table({"x": [1]})) is None
 
 
-def test_an_owner_that_cannot_read_the_file_says_so_with_the_path():
-    with pytest.raises(SharedRowsMissing, match="/nowhere/rows.*another machine"):
-        unpack(SharedRows("/nowhere/rows", 10))
+def test_an_owner_that_cannot_read_the_file_says_so_with_the_path(tmp_path):
+    missing = str(tmp_path / "rows")
+    with pytest.raises(SharedRowsMissing, match=f"{missing}.*another machine"):
+        unpack(SharedRows(missing, 10))
 
 
 def test_a_new_session_removes_the_folders_of_client_processes_that_died(tmp_path):

@@ -104,9 +104,10 @@ class SharedArea:
             return None
         path = os.path.join(folder, uuid.uuid4().hex)
         try:
-            with pa.OSFile(path, "wb") as sink, ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table)
-            size = os.path.getsize(path)
+            with pa.OSFile(path, "wb") as sink:
+                with ipc.new_stream(sink, table.schema) as writer:
+                    writer.write_table(table)
+                size = sink.tell()
         except OSError:  # full (ENOSPC) or gone: this batch travels through Ray
             discard(SharedRows(path, 0))
             return None
