@@ -30,7 +30,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=False,
-        runtime_env={"env_vars": {"RAY_DEDUP_LOGS": "0"}},
         **kwargs,
     )
     return True

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from storage.objectstore import ObjectStore
@@ -314,12 +313,14 @@ def read_segment(
     table_path: str,
     entry: SegmentEntry,
     columns: list[str] | None = None,
-    filter: ds.Expression | None = None,
+    filter: pc.Expression | None = None,
 ) -> pa.Table:
     """Read one segment, with only ``columns`` and only rows passing ``filter``.
 
     Columns the segment does not have are left out (see ``storage.schema.conform``).
     """
+    import pyarrow.dataset as ds  # here, not at the top: an ingest owner never reads and need not import it
+
     present = None if columns is None else [c for c in columns if c in entry.schema.names]
     dataset = ds.dataset(
         store.arrow_path(f"{table_path}/{entry.path}"),
