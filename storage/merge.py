@@ -25,7 +25,15 @@ import pyarrow.parquet as pq
 
 from storage.objectstore import ObjectStore
 from storage.schema import conform, unify
-from storage.segment import DEFAULT_ROW_GROUP_SIZE, ColumnStats, SegmentEntry, column_stats, time_micros
+from storage.segment import (
+    DEFAULT_ROW_GROUP_SIZE,
+    ColumnStats,
+    SegmentEntry,
+    column_encodings,
+    column_stats,
+    dictionary_columns,
+    time_micros,
+)
 
 DEFAULT_BATCH_ROWS = 64 * 1024
 MIN_BATCH_ROWS = 1024
@@ -178,8 +186,7 @@ class SegmentSink:
         self._columns: dict[str, list] = {f.name: [None, None, 0, True] for f in schema}  # min, max, nulls, known
         self._time = [None, None]
         self._out = _AtomicOutput(store, f"{table_path}/{self.path}")
-        self._writer = pq.ParquetWriter(self._out.stream, schema, compression="zstd",
-                                        write_statistics=True, use_dictionary=True)
+        self._writer: pq.ParquetWriter | None = None  # opened with the first row group, which picks the encodings
 
     def write(self, table: pa.Table) -> None:
         self._pending.append(table)
@@ -197,7 +204,17 @@ class SegmentSink:
         ready, rest = table.slice(0, cut), table.slice(cut)
         self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
         self._observe(ready)
-        self._writer.write_table(ready, row_group_size=self.row_group_size)
+        self._open(ready).write_table(ready, row_group_size=self.row_group_size)
+
+    def _open(self, sample: pa.Table) -> pq.ParquetWriter:
+        """The file's writer, encoding columns as ingestion does (see ``storage.segment``), chosen from ``sample``."""
+        if self._writer is None:
+            dictionary = dictionary_columns(sample)
+            self._writer = pq.ParquetWriter(
+                self._out.stream, self.schema, compression="zstd", write_statistics=True,
+                use_dictionary=dictionary, column_encoding=column_encodings(self.schema, dictionary),
+            )
+        return self._writer
 
     def _observe(self, table: pa.Table) -> None:
         for name, acc in self._columns.items():
@@ -222,7 +239,7 @@ class SegmentSink:
     def close(self) -> SegmentEntry:
         """Finish the file (it appears whole) and return its manifest entry."""
         self._flush(final=True)
-        self._writer.close()
+        self._open(self.schema.empty_table()).close()
         size = self._out.commit()
         self.stats.bytes_written += size
         columns = {
@@ -237,7 +254,8 @@ class SegmentSink:
 
     def abort(self) -> None:
         try:
-            self._writer.close()
+            if self._writer is not None:
+                self._writer.close()
         finally:
             self._out.abort()
 
