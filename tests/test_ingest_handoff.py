@@ -36,34 +36,6 @@ def test_a_shared_file_gives_back_the_rows_and_goes_with_its_call_and_its_sessio
     assert not os.path.exists(left.path) and not os.path.exists(os.path.dirname(left.path))
 
 
-def test_a_committed_file_takes_new_rows_and_a_failed_one_is_removed(tmp_path, monkeypatch):
-    area = SharedArea(str(tmp_path))
-    big = pa.table({"x": list(range(5000)), "s": [f"value {i}" for i in range(5000)]})
-    first = area.write(big)
-    area.release(first)  # committed: kept for the next rows
-    assert area.spare() == [first.path]
-    small = big.slice(10, 7)
-    again = area.write(small)  # shorter than what the file held: the old bytes after its stream are ignored
-    assert again.path == first.path and len(again) < os.path.getsize(again.path) and area.spare() == []
-    assert unpack(again).equals(small)
-    area.release(again)
-    bigger = pa.concat_tables([big, big])
-    grown = area.write(bigger)
-    assert grown.path == first.path and unpack(grown).equals(bigger)
-    area.discard(grown)  # its call failed: an owner may still hold the rows, so the file goes
-    assert not os.path.exists(grown.path) and area.spare() == []
-    assert area.write(small).path != first.path
-    monkeypatch.setattr("engine.ingest.handoff.SPARE_FILES", 2)
-    files = [area.write(small) for _ in range(3)]
-    for shared in files:
-        area.release(shared)
-    assert sorted(area.spare()) == sorted(f.path for f in files[:2]) and not os.path.exists(files[2].path)
-    area.release(SharedRows(str(tmp_path / "not-ours"), 1))  # a file of another area is only removed
-    assert len(area.spare()) == 2
-    area.close()
-    assert area.spare() == [] and not os.path.exists(files[0].path)
-
-
 def test_without_usable_shared_memory_the_rows_go_through_ray(tmp_path):
     assert SharedArea(str(tmp_path / "absent")).write(pa.table({"x": [1]})) is None
 
@@ -106,10 +78,8 @@ def test_rows_to_an_owner_on_this_machine_travel_through_shared_memory(local_db)
     local_db.ingest("logs", big_batch(0), batch_id="big")
     local_db.ingest("logs", event_rows(10_000, 3), batch_id="small")  # small rows ride inside the call
     assert area.written == before + 1
-    assert os.listdir(area.folder) == [os.path.basename(p) for p in area.spare()]  # committed: kept for reuse
-    local_db.ingest("logs", big_batch(4_000), batch_id="big-2")
-    assert area.written == before + 2 and len(os.listdir(area.folder)) == 1  # the same file took the new rows
-    assert sorted(stored(local_db, "logs").column("id").to_pylist()) == list(range(8_000)) + [10_000, 10_001, 10_002]
+    assert os.listdir(area.folder) == []  # each file went with its call
+    assert sorted(stored(local_db, "logs").column("id").to_pylist()) == list(range(4_000)) + [10_000, 10_001, 10_002]
 
 
 class _Unseen(SharedArea):

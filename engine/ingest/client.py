@@ -30,7 +30,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from engine.ingest.actor import IngestActor, IngestConfig
 from engine.ingest.courier import Courier, Ticket
-from engine.ingest.handoff import SHARED_MIN_BYTES, SharedArea, SharedRows, pack
+from engine.ingest.handoff import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack
 from engine.ingest.normalize import DEFAULT_MAX_ROW_BYTES, Normalized, normalize
 from engine.ingest.parse import parse
 from engine.ingest.rejected import REJECTED_TABLE, rejected_batch_id, rejected_rows
@@ -172,8 +172,7 @@ class TableWriter:
     def not_shared(self, item: _Slice) -> None:
         """``item``'s owner cannot read shared memory: its rows, and the partition's from now on, go through Ray."""
         self._remote.add(item.partition)
-        if self._shared is not None:
-            self._shared.discard(item.data)
+        discard(item.data)
         item.data = None
 
     def fit(self, data: Any, now_us: int) -> Normalized:
@@ -282,11 +281,8 @@ class Ingestion:
         try:
             self._deliver(slices, time.monotonic() + (timeout if timeout is not None else self.options.timeout))
         finally:
-            for item in slices:  # a committed slice's file takes new rows; any other may still be held
-                if item.written is not None:
-                    self.shared.release(item.data)
-                else:
-                    self.shared.discard(item.data)
+            for item in slices:
+                discard(item.data)
 
     def _deliver(self, slices: list[_Slice], deadline: float) -> None:
         pending = list(slices)

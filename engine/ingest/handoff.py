@@ -13,20 +13,10 @@ two owners fed by 16 client threads took 15% less CPU for the same rows and
 ingested 14-18% more per second (medians of interleaved runs).
 
 A file is the client's: it stays until the call that carries it is over
-(whatever its outcome, so retries can send it again).  Once its rows are
-committed the file is kept for the next rows (:meth:`SharedArea.release`):
-writing into pages shared memory already holds cost half of what a new
-file did (about 0.4 ms a 10k-row batch), which was mostly the kernel
-handing out and zeroing fresh pages.  A committed append is never read
-again — a retry of its batch id is acknowledged without reading, and an
-owner that kept it (a paused zombie, whose successor committed the retry)
-can no longer commit whatever it makes of the rewritten bytes — so
-rewriting its file is safe; a file whose call failed or timed out is
-removed instead (its mapping stays valid), as a live owner may still hold
-those rows and commit them later.  A file is never shortened, so no
-mapping of it ever points past its end.  The session's folder goes when the
-session closes, and the folder of a client process that died is removed by
-the next session that starts on the machine.  An owner that cannot read the file (it runs on another machine,
+(whatever its outcome, so retries can send it again) and then is removed;
+the session's folder goes when the session closes, and the folder of a
+client process that died is removed by the next session that starts on the
+machine.  An owner that cannot read the file (it runs on another machine,
 or in a container with its own ``/dev/shm``) refuses the append with
 :class:`~storage.errors.SharedRowsMissing` before buffering anything, and
 the client sends those rows through Ray from then on.
@@ -47,18 +37,12 @@ from storage.errors import SharedRowsMissing
 
 SHARED_ROOT = "/dev/shm"
 SHARED_MIN_BYTES = 64 << 10  # below this Ray carries the rows inside the call: no object to save
-SPARE_FILES = 64  # committed files a session keeps for its next rows (about its appends in flight)
-SPARE_BYTES = 256 << 20  # ... holding at most this much shared memory
 _FOLDER_PREFIX = "petrel-ingest-"
 
 
 @dataclass(frozen=True)
 class SharedRows:
-    """Rows handed over as an Arrow IPC stream in shared memory; ``len`` is its size, as for a buffer.
-
-    The stream starts the file and ends with its end-of-stream marker: a
-    reused file may run on past it with an earlier stream's bytes.
-    """
+    """Rows handed over as an Arrow IPC file in shared memory; ``len`` is its size, as for a buffer."""
 
     path: str
     size: int
@@ -110,73 +94,30 @@ class SharedArea:
         self.root = root
         self.folder: str | None = None
         self.usable = os.path.isdir(root) and os.access(root, os.W_OK)
-        self.written = 0  # appends written, for tests and status
+        self.written = 0  # files written, for tests and status
         self._lock = threading.Lock()
-        self._spare: dict[str, int] = {}  # committed files ready for new rows: path -> bytes on disk
-        self._sizes: dict[str, int] = {}  # bytes on disk of every file of the folder
 
     def write(self, table: pa.Table) -> SharedRows | None:
-        """``table`` as an Arrow IPC stream in a file of this session's folder (a spare one if there is one).
-
-        None if shared memory is unusable: the caller packs the rows for Ray.
-        """
+        """``table`` as an Arrow IPC file of this session's folder, or None if shared memory is unusable."""
         folder = self._folder()
         if folder is None:
             return None
-        data = pack(table)
-        with self._lock:
-            path = self._spare.popitem()[0] if self._spare else os.path.join(folder, uuid.uuid4().hex)
+        path = os.path.join(folder, uuid.uuid4().hex)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                view, written = memoryview(data), 0
-                while written < len(view):
-                    written += os.pwrite(fd, view[written:], written)
-            finally:
-                os.close(fd)
+            with pa.OSFile(path, "wb") as sink:
+                with ipc.new_stream(sink, table.schema) as writer:
+                    writer.write_table(table)
+                size = sink.tell()
         except OSError:  # full (ENOSPC) or gone: this batch travels through Ray
-            self.discard(SharedRows(path, 0))
+            discard(SharedRows(path, 0))
             return None
-        with self._lock:
-            self._sizes[path] = max(self._sizes.get(path, 0), data.size)
         self.written += 1
-        return SharedRows(path, data.size)
-
-    def release(self, data: pa.Buffer | SharedRows | None) -> None:
-        """``data``'s rows are committed: keep its file for new rows (or remove it, with enough kept)."""
-        if not isinstance(data, SharedRows):
-            return
-        with self._lock:
-            size = self._sizes.get(data.path)
-            keep = (
-                size is not None
-                and len(self._spare) < SPARE_FILES
-                and sum(self._spare.values()) + size <= SPARE_BYTES
-            )
-            if keep:
-                self._spare[data.path] = size
-        if not keep:
-            self.discard(data)
-
-    def discard(self, data: pa.Buffer | SharedRows | None) -> None:
-        """Remove ``data``'s file: its call failed, so an owner may still hold its rows."""
-        if isinstance(data, SharedRows):
-            with self._lock:
-                self._sizes.pop(data.path, None)
-                self._spare.pop(data.path, None)
-        discard(data)
-
-    def spare(self) -> list[str]:
-        """The files kept for new rows, for tests and status."""
-        with self._lock:
-            return list(self._spare)
+        return SharedRows(path, size)
 
     def close(self) -> None:
         """Remove the session's folder and every file left in it."""
         with self._lock:
             folder, self.folder = self.folder, None
-            self._spare.clear()
-            self._sizes.clear()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
