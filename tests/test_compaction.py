@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from storage.catalog import Catalog
@@ -117,6 +118,28 @@ def test_merge_holds_a_bounded_number_of_rows(memory_store):
     assert stats.peak_output_rows <= 16_384 + 8 * 1024  # one row group plus one merge step
     merged = pa.concat_tables([read_segment(store, meta.path, o) for o in outputs])
     assert merged.column("id").to_pylist() == sorted(range(320_000), key=lambda n: (n % 40_000) * 8 + n // 40_000)
+
+
+def test_ingested_and_compacted_segments_delta_encode_times_and_ids(memory_store):
+    store = memory_store
+    meta = Catalog(store).create_table("acme", "logs")
+    rows = events(2000, score=[j * 0.37 for j in range(2000)])
+    for i in range(4):
+        append(store, meta, rows.slice(i * 500, 500))
+
+    def encodings(entry) -> dict[str, set[str]]:
+        group = pq.ParquetFile(pa.BufferReader(store.get(f"{meta.path}/{entry.path}"))).metadata.row_group(0)
+        return {group.column(i).path_in_schema: set(group.column(i).encodings) for i in range(group.num_columns)}
+
+    ingested = load_snapshot(store, meta).segments
+    compact_table(store, meta, full=True)
+    (compacted,) = load_snapshot(store, meta).segments
+    for entry in (ingested[0], compacted):
+        found = encodings(entry)
+        assert "DELTA_BINARY_PACKED" in found["timestamp"] and "DELTA_BINARY_PACKED" in found["id"]
+        assert "RLE_DICTIONARY" in found["service"]  # three values: a dictionary, as before
+        assert "DELTA_BINARY_PACKED" not in found["score"]  # floats keep plain values
+    assert table_rows(store, meta).equals(rows.sort_by([(name, "ascending") for name in rows.column_names]))
 
 
 def test_size_tiers_wait_for_enough_similar_segments(memory_store):
