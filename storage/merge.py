@@ -169,12 +169,13 @@ class SegmentSink:
     """Writes one sorted segment row group by row group, keeping its manifest statistics."""
 
     def __init__(self, store: ObjectStore, table_path: str, folder: str, schema: pa.Schema, *,
-                 partition: int, time_column: str, level: int,
+                 partition: int, time_column: str, level: int, sort_key: Sequence[str] = (),
                  row_group_size: int = DEFAULT_ROW_GROUP_SIZE, stats: MergeStats | None = None) -> None:
         self.store = store
         self.schema = schema
         self.partition = partition
         self.time_column = time_column
+        self.sort_key = tuple(sort_key)
         self.level = level
         self.row_group_size = row_group_size
         self.stats = stats if stats is not None else MergeStats()
@@ -212,7 +213,8 @@ class SegmentSink:
             dictionary = dictionary_columns(sample)
             self._writer = pq.ParquetWriter(
                 self._out.stream, self.schema, compression="zstd", write_statistics=True,
-                use_dictionary=dictionary, column_encoding=column_encodings(self.schema, dictionary),
+                use_dictionary=dictionary,
+                column_encoding=column_encodings(self.schema, (*self.sort_key, self.time_column), dictionary),
             )
         return self._writer
 
@@ -338,7 +340,7 @@ def merge_segments(
             while chunk.num_rows:
                 if sink is None:
                     sink = SegmentSink(store, table_path, folder, schema, partition=inputs[0].partition,
-                                       time_column=time_column, level=level,
+                                       time_column=time_column, level=level, sort_key=sort_key,
                                        row_group_size=min(row_group_size, rows_per_segment), stats=stats)
                 room = rows_per_segment - sink.rows
                 sink.write(chunk.slice(0, room))

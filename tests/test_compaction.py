@@ -120,10 +120,11 @@ def test_merge_holds_a_bounded_number_of_rows(memory_store):
     assert merged.column("id").to_pylist() == sorted(range(320_000), key=lambda n: (n % 40_000) * 8 + n // 40_000)
 
 
-def test_ingested_and_compacted_segments_delta_encode_times_and_ids(memory_store):
+@pytest.mark.parametrize("sort_key", [None, ["id"]])
+def test_ingested_and_compacted_segments_delta_encode_the_columns_they_are_sorted_by(memory_store, sort_key):
     store = memory_store
-    meta = Catalog(store).create_table("acme", "logs")
-    rows = events(2000, score=[j * 0.37 for j in range(2000)])
+    meta = Catalog(store).create_table("acme", "logs", sort_key=sort_key)
+    rows = events(2000, score=[j * 0.37 for j in range(2000)], count=[j % 700 for j in range(2000)])
     for i in range(4):
         append(store, meta, rows.slice(i * 500, 500))
 
@@ -136,9 +137,11 @@ def test_ingested_and_compacted_segments_delta_encode_times_and_ids(memory_store
     (compacted,) = load_snapshot(store, meta).segments
     for entry in (ingested[0], compacted):
         found = encodings(entry)
-        assert "DELTA_BINARY_PACKED" in found["timestamp"] and "DELTA_BINARY_PACKED" in found["id"]
+        assert "DELTA_BINARY_PACKED" in found["timestamp"]  # the time column: always sorted, last if not alone
+        assert ("DELTA_BINARY_PACKED" in found["id"]) == (sort_key is not None)
+        assert "DELTA_BINARY_PACKED" not in found["count"]  # an integer the segment is not sorted by
         assert "RLE_DICTIONARY" in found["service"]  # three values: a dictionary, as before
-        assert "DELTA_BINARY_PACKED" not in found["score"]  # floats keep plain values
+        assert "DELTA_BINARY_PACKED" not in found["score"]
     assert table_rows(store, meta).equals(rows.sort_by([(name, "ascending") for name in rows.column_names]))
 
 
