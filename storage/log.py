@@ -254,7 +254,7 @@ class PartitionLog:
             record["epoch"] = state.epoch + 1
             record["timestamp"] = time.time()
             try:
-                return self._write(state, record)
+                return self._write(state, record, [])  # a claim adds no segment
             except CommitConflict:
                 state = self.load()
                 if record["id"] in state.commit_ids:
@@ -350,13 +350,12 @@ class PartitionLog:
             raise SchemaConflict(f"{where}: {exc}; the commit was refused and nothing was changed") from None
         return schema_changes(state.schema, schema)
 
-    def _write(
-        self, state: PartitionState, record: dict[str, Any], added: list[SegmentEntry] | None = None
-    ) -> PartitionState:
+    def _write(self, state: PartitionState, record: dict[str, Any], added: list[SegmentEntry]) -> PartitionState:
+        """Put ``record`` as the next version; ``added``: the entries it adds, as the caller has them."""
         version = state.version + 1
         self.store.put_if_absent(self.commit_path(version), json.dumps(record).encode())
         self._check_follows(state, version)
-        new_state = _apply(state, version, record, added or [])
+        new_state = _apply(state, version, record, added)
         # the first checkpoint comes at version K (versions 0..K-1 are the
         # tail before it), then K versions after the last one written
         if version - max(state.last_checkpoint, 0) >= self.checkpoint_interval:
