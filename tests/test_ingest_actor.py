@@ -8,7 +8,8 @@ import uuid
 import pyarrow as pa
 import pytest
 
-from engine.ingest.actor import IngestActor, IngestConfig
+from engine.ingest import actor as actor_module
+from engine.ingest.actor import IngestActor, IngestConfig, default_encoders
 from engine.ingest.handoff import pack
 from storage.catalog import Catalog
 from storage.errors import FlushFailed, IngestTimeout
@@ -43,6 +44,18 @@ async def until(condition) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition never held")
+
+
+@pytest.mark.parametrize(("cores", "partitions", "encoders"), [(2, 1, 2), (2, 2, 1), (2, 8, 1), (1, 1, 1), (16, 4, 2)])
+def test_owners_share_the_machines_cores_for_encoding_one_or_two_each(monkeypatch, cores, partitions, encoders):
+    monkeypatch.setattr(actor_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert default_encoders(partitions) == encoders
+
+
+def test_an_owner_encodes_with_the_configured_encoders_or_its_share_of_the_cores(table):
+    store, meta = table
+    assert IngestActor(store, meta, 0).status()["encoders"] == default_encoders(meta.partitions)
+    assert IngestActor(store, meta, 0, IngestConfig(encoders=3)).status()["encoders"] == 3
 
 
 def test_a_failed_flush_fails_the_flush_encoded_behind_it_and_retries_land_once(table):
