@@ -133,7 +133,8 @@ class IngestActor:
         self.meta = meta
         self.partition = partition
         self.config = config or IngestConfig()
-        self.encoders = self.config.encoders or default_encoders(meta.partitions)
+        configured = self.config.encoders
+        self.encoders = default_encoders(meta.partitions) if configured is None else configured
         self.log = PartitionLog(store, meta.path, partition)
         self.state: PartitionState = self.log.claim()
         self.epoch = self.state.epoch
