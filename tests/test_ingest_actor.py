@@ -56,6 +56,8 @@ def test_an_owner_encodes_with_the_configured_encoders_or_its_share_of_the_cores
     store, meta = table
     assert IngestActor(store, meta, 0).status()["encoders"] == default_encoders(meta.partitions)
     assert IngestActor(store, meta, 0, IngestConfig(encoders=3)).status()["encoders"] == 3
+    with pytest.raises(ValueError, match="encoders=0"):
+        IngestConfig(encoders=0)
 
 
 def test_a_failed_flush_fails_the_flush_encoded_behind_it_and_retries_land_once(table):

@@ -94,6 +94,11 @@ class IngestConfig:
     buffer_timeout: float = 60.0
     encoders: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.encoders is not None and self.encoders < 1:
+            raise ValueError(f"IngestConfig(encoders={self.encoders}): give 1 or more, or None for this machine's "
+                             "cores shared among the table's partitions")
+
 
 def default_encoders(partitions: int) -> int:
     """Encoders per owner: this machine's cores shared among a table's partitions, at least one, at most two.
