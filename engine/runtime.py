@@ -28,6 +28,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         ray.init(address=address, **kwargs)
         return False
     ray.init(
+        address="local",  # never attach to a cluster some other process left running
         num_cpus=num_cpus,
         include_dashboard=False,
         **kwargs,
