@@ -191,7 +191,8 @@ def test_aggregate_in_where_is_refused():
 
 def test_rules_are_one_ordered_tuple():
     names = [r.__name__ for r in RULES]
-    assert names[:2] == ["pushdown_semi_joins", "pushdown_predicates"] and names[-1] == "compile_expressions"
+    assert names[:4] == ["pushdown_predicates", "pushdown_projections", "reorder_joins", "pushdown_semi_joins"]
+    assert names[-1] == "compile_expressions"
     assert names.index("prune_segments") < names.index("distribute") < names.index("split_aggregates")
 
 
