@@ -1,47 +1,114 @@
-"""Time functions: date_trunc, time_bucket, extract, epoch conversions,
-strftime/strptime and INTERVAL arithmetic, as Arrow temporal kernels.
+"""Time functions and INTERVAL arithmetic: date_trunc, time_bucket, extract, epoch
+conversions, strftime/strptime, date_add/date_diff, now(), as Arrow temporal kernels.
 
 Time zones: timestamps with a zone are computed in UTC, Petrel's session
 time zone; timestamps without one are taken as UTC wall-clock times.
+Units are read by :mod:`planner.time_units`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+import re
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
+from sqlglot.optimizer.simplify import simplify
 
+from planner import time_units
 from planner import types as sqltypes
-from planner.expressions import ExpressionCompiler, Typed, constant, interval_micros
+from planner.expressions.compiler import ExpressionCompiler
+from planner.expressions.registry import handles, named
+from planner.expressions.typed import Typed, constant
 from storage.errors import SqlError, UnsupportedSql
 
 _I64 = pa.int64()
 _F64 = pa.float64()
-# DuckDB's default origin for time_bucket: Monday 2000-01-03 00:00:00 UTC.
+
+#: DuckDB's default origin for time_bucket: Monday 2000-01-03 00:00:00 UTC.
 TIME_BUCKET_ORIGIN_US = 946_857_600_000_000
-_UNITS = {
-    "year": "year", "years": "year", "yy": "year", "yyyy": "year", "y": "year",
-    "quarter": "quarter", "quarters": "quarter", "qtr": "quarter",
-    "month": "month", "months": "month", "mon": "month", "mm": "month",
-    "week": "week", "weeks": "week", "w": "week", "wk": "week",
-    "day": "day", "days": "day", "d": "day", "dd": "day",
-    "hour": "hour", "hours": "hour", "h": "hour", "hh": "hour", "hr": "hour",
-    "minute": "minute", "minutes": "minute", "min": "minute", "mi": "minute", "m": "minute",
-    "second": "second", "seconds": "second", "sec": "second", "s": "second", "ss": "second",
-    "millisecond": "millisecond", "milliseconds": "millisecond", "ms": "millisecond",
-    "microsecond": "microsecond", "microseconds": "microsecond", "us": "microsecond",
-}
 
 
-def unit_name(node: exp.Expression | str | None) -> str:
-    raw = node if isinstance(node, str) else (node.name if node is not None else "")
-    unit = _UNITS.get(raw.lower())
-    if unit is None:
-        raise UnsupportedSql(f"time unit {raw!r} is not supported; use year, quarter, month, week, day, hour, minute or second")
-    return unit
+def interval_micros(node: exp.Interval) -> int:
+    """Microseconds in an INTERVAL literal (``INTERVAL 90 MINUTE``, ``INTERVAL '1 day 2 hours'``).
+
+    UnsupportedSql for months and years, which have no fixed length (they
+    can only shift a constant date, see :func:`calendar_shift`).
+    """
+    text = node.this.name if isinstance(node.this, exp.Literal) else node.this.sql()
+    unit = node.unit.name if node.unit is not None else ""
+    parts = re.findall(r"(-?\d+(?:\.\d+)?)\s*([A-Za-z]*)", text)
+    if unit:
+        parts = [(parts[0][0] if parts else text, unit)]
+    total = 0.0
+    for amount, name in parts:
+        found = time_units.find_unit(name or unit or "second")
+        if found not in time_units.MICROS:
+            raise UnsupportedSql(
+                f"INTERVAL unit {name or unit!r} is not supported here; use microseconds to weeks "
+                "(months and years have no fixed length)"
+            )
+        total += float(amount) * time_units.MICROS[found]
+    return int(total)
+
+
+def calendar_shift(c: ExpressionCompiler, node: exp.Binary) -> Typed | None:
+    """A constant date or timestamp plus or minus whole months, quarters or years; None for anything else.
+
+    The date arithmetic is sqlglot's (``simplify``): the day is kept, or
+    clamped to the end of a shorter month.
+    """
+    if type(node) not in (exp.Add, exp.Sub) or not isinstance(node.expression, exp.Interval):
+        return None
+    interval = node.expression
+    spelling = interval.unit.name if interval.unit is not None else ""
+    amount = interval.this.name if isinstance(interval.this, exp.Literal) else ""
+    if not spelling:
+        match = re.fullmatch(r"\s*(-?\d+)\s*([A-Za-z]+)\s*", amount)
+        if not match:
+            return None
+        amount, spelling = match.group(1), match.group(2)
+    unit = time_units.find_unit(spelling)
+    if unit not in time_units.MONTHS or not re.fullmatch(r"\s*-?\d+\s*", amount):
+        return None
+    base = c.compile(node.this)
+    if not (pa.types.is_date(base.type) or pa.types.is_timestamp(base.type)):
+        return None
+    if not base.constant:
+        raise UnsupportedSql(f"{node.sql()}: month and year intervals can only shift constant dates")
+    if not base.value.is_valid:
+        return base
+    moment = base.value.as_py()
+    if isinstance(moment, dt.datetime):
+        literal = exp.cast(exp.Literal.string(moment.replace(tzinfo=None).isoformat(sep=" ")), "TIMESTAMP")
+    else:
+        literal = exp.cast(exp.Literal.string(moment.isoformat()), "DATE")
+    shifted = type(node)(this=literal, expression=exp.Interval(this=exp.Literal.number(int(amount)), unit=exp.var(unit)))
+    folded = simplify(shifted)
+    if not isinstance(folded, exp.Cast):
+        raise UnsupportedSql(f"{node.sql()}: this date cannot be shifted by {amount} {unit}s")
+    return c.cast(c.compile(folded), base.type)
+
+
+def _unit(node: exp.Expression | str | None) -> str:
+    """The time unit a function argument names (a keyword like ``hour`` or a string ``'hour'``)."""
+    return time_units.unit(node if isinstance(node, str) else (node.name if node is not None else ""))
+
+
+@handles(exp.Interval)
+def _interval(c: ExpressionCompiler, node: exp.Interval) -> Typed:
+    return constant(pa.scalar(interval_micros(node), pa.duration("us")))
+
+
+@handles(exp.CurrentTimestamp)
+def _current_timestamp(c: ExpressionCompiler, node: exp.Expression) -> Typed:
+    return constant(pa.scalar(c.now, pa.timestamp("us", tz="UTC")))
+
+
+@handles(exp.CurrentDate)
+def _current_date(c: ExpressionCompiler, node: exp.Expression) -> Typed:
+    return constant(pa.scalar(c.now.date(), pa.date32()))
 
 
 def as_timestamp(c: ExpressionCompiler, value: Typed) -> Typed:
@@ -65,8 +132,9 @@ def micros(c: ExpressionCompiler, value: Typed) -> Typed:
         constant(pa.scalar(stamp.value.value, _I64)), _I64)
 
 
+@handles(exp.TimestampTrunc, exp.DateTrunc)
 def _date_trunc(c: ExpressionCompiler, node: exp.Expression) -> Typed:
-    unit = unit_name(node.args.get("unit"))
+    unit = _unit(node.args.get("unit"))
     value = c.compile(node.this)
     if sqltypes.is_string(value.type):
         value = c.cast(value, pa.timestamp("us"))
@@ -74,8 +142,9 @@ def _date_trunc(c: ExpressionCompiler, node: exp.Expression) -> Typed:
     return c.call("floor_temporal", [value], options, value.type)
 
 
+@named("date_trunc")
 def _date_trunc_named(c: ExpressionCompiler, args: list[Typed], node: exp.Expression) -> Typed:
-    unit = unit_name(args[0].value.as_py() if args[0].constant else "")
+    unit = _unit(args[0].value.as_py() if args[0].constant else "")
     options = pc.RoundTemporalOptions(1, unit, week_starts_monday=True)
     return c.call("floor_temporal", [args[1]], options, args[1].type)
 
@@ -89,13 +158,14 @@ def time_bucket(c: ExpressionCompiler, width_us: int, value: Typed, origin_us: i
     quotient = c.call("divide", [offset, constant(width_us, _I64)], type_=_I64)
     start = c.call("multiply", [quotient, constant(width_us, _I64)], type_=_I64)
     behind = c.call("greater", [start, offset], type_=pa.bool_())
-    start = c._case_when([behind], [c.call("subtract", [start, constant(width_us, _I64)], type_=_I64), start], "time_bucket")
+    start = c.case_when([behind], [c.call("subtract", [start, constant(width_us, _I64)], type_=_I64), start], "time_bucket")
     start = c.call("add", [start, constant(origin_us, _I64)], type_=_I64)
     if start.constant:
         return constant(pa.scalar(start.value.as_py(), _I64).cast(stamp.type))
     return Typed(start.expr.cast(stamp.type), stamp.type)
 
 
+@handles(exp.DateBin)
 def _time_bucket(c: ExpressionCompiler, node: exp.DateBin) -> Typed:
     width = node.this
     if not isinstance(width, exp.Interval):
@@ -147,10 +217,12 @@ def extract(c: ExpressionCompiler, part: str, value: Typed) -> Typed:
                          "minute, second, millisecond, microsecond or epoch")
 
 
+@handles(exp.Extract)
 def _extract(c: ExpressionCompiler, node: exp.Extract) -> Typed:
     return extract(c, node.this.name, c.compile(node.expression))
 
 
+@named("date_part", "datepart")
 def _date_part_named(c: ExpressionCompiler, args: list[Typed], node: exp.Expression) -> Typed:
     if not args[0].constant:
         raise UnsupportedSql("the part name of date_part must be a constant string")
@@ -172,9 +244,10 @@ def _floor_divide(c: ExpressionCompiler, value: Typed, by: int) -> Typed:
     quotient = c.call("divide", [value, constant(by, _I64)], type_=_I64)
     product = c.call("multiply", [quotient, constant(by, _I64)], type_=_I64)
     behind = c.call("greater", [product, value], type_=pa.bool_())
-    return c._case_when([behind], [c.call("subtract", [quotient, constant(1, _I64)], type_=_I64), quotient], "epoch")
+    return c.case_when([behind], [c.call("subtract", [quotient, constant(1, _I64)], type_=_I64), quotient], "epoch")
 
 
+@handles(exp.UnixToTime)
 def _unix_to_time(c: ExpressionCompiler, node: exp.UnixToTime) -> Typed:
     scale = node.args.get("scale")
     scale = int(scale.this) if isinstance(scale, exp.Literal) else (0 if scale is None else None)
@@ -211,6 +284,7 @@ def _epoch_named(factor: int):
     return handler
 
 
+@handles(exp.TimeToStr)
 def _strftime(c: ExpressionCompiler, node: exp.TimeToStr) -> Typed:
     fmt = c.compile(node.args["format"])
     if not fmt.constant:
@@ -230,6 +304,7 @@ def strftime(c: ExpressionCompiler, value: Typed, fmt: str) -> Typed:
     return c.call("strftime", [whole], pc.StrftimeOptions(fmt.replace("%-", "%")), pa.string())
 
 
+@handles(exp.StrToTime)
 def _strptime(c: ExpressionCompiler, node: exp.StrToTime) -> Typed:
     fmt = c.compile(node.args["format"])
     if not fmt.constant:
@@ -244,12 +319,14 @@ def strptime(c: ExpressionCompiler, value: Typed, fmt: str, error_is_null: bool 
     return c.call("strptime", [c.cast(value, pa.string())], options, target)
 
 
+@named("try_strptime")
 def _try_strptime_named(c: ExpressionCompiler, args: list[Typed], node: exp.Expression) -> Typed:
     if not args[1].constant:
         raise UnsupportedSql("the format of try_strptime must be a constant string")
     return strptime(c, args[0], args[1].value.as_py(), error_is_null=True)
 
 
+@handles(exp.DateAdd, exp.DateSub, exp.TimestampAdd, exp.TimestampSub)
 def _date_add(c: ExpressionCompiler, node: exp.Expression) -> Typed:
     value = c.compile(node.this)
     amount = c.compile(node.expression)
@@ -263,8 +340,9 @@ def _date_add(c: ExpressionCompiler, node: exp.Expression) -> Typed:
     return arith(c, op, value, amount)
 
 
+@handles(exp.DateDiff)
 def _date_diff(c: ExpressionCompiler, node: exp.DateDiff) -> Typed:
-    unit = unit_name(node.args.get("unit") or "day")
+    unit = _unit(node.args.get("unit") or "day")
     end, start = c.compile(node.this), c.compile(node.expression)
     kernel = {
         "year": "years_between", "quarter": "quarters_between", "month": "month_interval_between",
@@ -315,52 +393,29 @@ def arith(c: ExpressionCompiler, op: type, left: Typed, right: Typed) -> Typed:
     raise SqlError(f"cannot apply {op.__name__.lower()} to {lt} and {rt}; use INTERVAL arithmetic on timestamps")
 
 
+@named("now", "get_current_timestamp")
 def _now(c: ExpressionCompiler, args: list[Typed], node: exp.Expression) -> Typed:
     return constant(pa.scalar(c.now, pa.timestamp("us", tz="UTC")))
 
 
+@named("today")
 def _today(c: ExpressionCompiler, args: list[Typed], node: exp.Expression) -> Typed:
     return constant(pa.scalar(c.now.date(), pa.date32()))
 
 
-FUNCTIONS: dict[type, Callable[[ExpressionCompiler, exp.Expression], Typed]] = {
-    exp.TimestampTrunc: _date_trunc,
-    exp.DateTrunc: _date_trunc,
-    exp.DateBin: _time_bucket,
-    exp.Extract: _extract,
-    exp.Year: _part("year"),
-    exp.Quarter: _part("quarter"),
-    exp.Month: _part("month"),
-    exp.Week: _part("week"),
-    exp.Day: _part("day"),
-    exp.DayOfMonth: _part("day"),
-    exp.DayOfWeek: _part("dow"),
-    exp.DayOfWeekIso: _part("isodow"),
-    exp.DayOfYear: _part("doy"),
-    exp.Hour: _part("hour"),
-    exp.Minute: _part("minute"),
-    exp.Second: _part("second"),
-    exp.TimeToUnix: lambda c, n: epoch_seconds(c, c.compile(n.this)),
-    exp.UnixToTime: _unix_to_time,
-    exp.TimeToStr: _strftime,
-    exp.StrToTime: _strptime,
-    exp.DateAdd: _date_add,
-    exp.DateSub: _date_add,
-    exp.TimestampAdd: _date_add,
-    exp.TimestampSub: _date_add,
-    exp.DateDiff: _date_diff,
-}
-
-NAMED = {
-    "date_part": _date_part_named,
-    "datepart": _date_part_named,
-    "date_trunc": _date_trunc_named,
-    "epoch_us": _epoch_named(1),
-    "epoch_ns": _epoch_named(1000),
-    "millisecond": lambda c, a, n: extract(c, "millisecond", a[0]),
-    "microsecond": lambda c, a, n: extract(c, "microsecond", a[0]),
-    "try_strptime": _try_strptime_named,
-    "now": _now,
-    "get_current_timestamp": _now,
-    "today": _today,
-}
+handles(exp.Year)(_part("year"))
+handles(exp.Quarter)(_part("quarter"))
+handles(exp.Month)(_part("month"))
+handles(exp.Week)(_part("week"))
+handles(exp.Day, exp.DayOfMonth)(_part("day"))
+handles(exp.DayOfWeek)(_part("dow"))
+handles(exp.DayOfWeekIso)(_part("isodow"))
+handles(exp.DayOfYear)(_part("doy"))
+handles(exp.Hour)(_part("hour"))
+handles(exp.Minute)(_part("minute"))
+handles(exp.Second)(_part("second"))
+handles(exp.TimeToUnix)(lambda c, node: epoch_seconds(c, c.compile(node.this)))
+named("epoch_us")(_epoch_named(1))
+named("epoch_ns")(_epoch_named(1000))
+named("millisecond")(lambda c, args, node: extract(c, "millisecond", args[0]))
+named("microsecond")(lambda c, args, node: extract(c, "microsecond", args[0]))
