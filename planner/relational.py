@@ -19,41 +19,51 @@ from __future__ import annotations
 import itertools
 
 from sqlglot import exp
+from sqlglot.optimizer.scope import build_scope
 
 from planner.build import build, flatten_columns
 from planner.joins import make_join, referenced
 from planner.logical import Filter, Join, Memory, Plan, Project, Scan, SetOp, TableSource, Values
-from planner.subqueries import SubqueryMixin, and_all, column, conjuncts, outer_columns
+from planner.predicates import conjuncts
+from planner.subqueries import SubqueryMixin, column
 from storage.errors import SqlError, UnsupportedSql
 
 Source = TableSource | Memory
 
 
+def _and(conditions: list[exp.Expression]) -> exp.Expression | None:
+    """The conditions joined by AND; None for none."""
+    return exp.and_(*conditions) if conditions else None
+
+
 def factor_or(node: exp.Expression) -> list[exp.Expression]:
-    """``(a AND b) OR (a AND c)`` as ``[a, b OR c]``: conditions every branch shares become join keys."""
+    """``(a AND b) OR (a AND c)`` as ``[a, b OR c]``: conditions every branch shares become join keys.
+
+    (sqlglot's ``normalize`` would reach the same through the full
+    conjunctive normal form, whose size grows exponentially with the branches.)
+    """
     if not isinstance(node, exp.Or):
         return [node]
-    branches = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        current = current.this if isinstance(current, exp.Paren) else current
-        if isinstance(current, exp.Or):
-            stack += [current.expression, current.this]
-        else:
-            branches.append(conjuncts(current))
+    branches = [list(conjuncts(branch)) for branch in _disjuncts(node)]
     texts = [{c.sql() for c in b} for b in branches]
     shared = set.intersection(*texts)
     if not shared:
         return [node]
     common = [c for c in branches[0] if c.sql() in shared]
-    rest = [and_all([c for c in b if c.sql() not in shared]) for b in branches]
+    rest = [_and([c for c in b if c.sql() not in shared]) for b in branches]
     if any(r is None for r in rest):
         return common
-    disjunction = rest[0]
-    for other in rest[1:]:
-        disjunction = exp.Or(this=disjunction, expression=other)
-    return common + [exp.Paren(this=disjunction)]
+    return common + [exp.Paren(this=exp.or_(*rest))]
+
+
+def _disjuncts(node: exp.Expression):
+    """The parts of an OR chain (parentheses looked through), in order."""
+    node = node.unnest()
+    if not isinstance(node, exp.Or):
+        yield node
+        return
+    for part in node.flatten():
+        yield from _disjuncts(part)
 
 
 class QueryBuilder(SubqueryMixin):
@@ -138,7 +148,7 @@ class QueryBuilder(SubqueryMixin):
         plan, remaining = self._subquery_conditions(plan, remaining, ctes)
         out_names = names or tuple(e.alias_or_name for e in select.expressions)
         body = select.copy()
-        body.set("where", exp.Where(this=and_all(remaining)) if remaining else None)
+        body.set("where", exp.Where(this=_and(remaining)) if remaining else None)
         for key in ("from_", "from", "joins", "with_", "with"):
             body.set(key, None)
         return self._finish(body, plan, out_names, ctes)
@@ -149,7 +159,7 @@ class QueryBuilder(SubqueryMixin):
 
         def lift(node: exp.Expression) -> exp.Expression:
             if isinstance(node, exp.Subquery) and not isinstance(node.parent, (exp.In, exp.Exists)):
-                if outer_columns(node.this):
+                if build_scope(node.this).external_columns:
                     raise UnsupportedSql(f"this correlated subquery is not supported here: {node.sql()[:80]}")
                 name = self.fresh("_s")
                 inner = self.query(node.this, ctes)
@@ -183,16 +193,16 @@ class QueryBuilder(SubqueryMixin):
             on = [flatten_columns(c) for c in conjuncts(join.args.get("on"))]
             if side == "LEFT" and on:  # conditions on the inner side alone filter it before the join
                 inner = [c for c in on if referenced(c) <= set(right.columns)]
-                right = Filter(right, and_all(inner)) if inner else right
+                right = Filter(right, _and(inner)) if inner else right
                 on = [c for c in on if not any(c is i for i in inner)]
             if side == "RIGHT" and on:
                 inner = [c for c in on if referenced(c) <= set(plan.columns)]
-                plan = Filter(plan, and_all(inner)) if inner else plan
+                plan = Filter(plan, _and(inner)) if inner else plan
                 on = [c for c in on if not any(c is i for i in inner)]
             if side in ("LEFT", "RIGHT", "FULL"):
                 plan = self.join(plan, right, side.lower(), on)
             else:  # inner and cross joins: the reorder_joins rule orders them and finds their keys
-                plan = Join(plan, right, "inner" if on else "cross", condition=and_all(on))
+                plan = Join(plan, right, "inner" if on else "cross", condition=_and(on))
         return plan, conditions
 
     def _relation(self, node: exp.Expression, ctes) -> Plan:
