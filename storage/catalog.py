@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from storage.errors import CommitConflict, InvalidName, TableExists, TableNotFound
+from storage.errors import CommitConflict, InvalidArgument, InvalidName, TableExists, TableNotFound
 from storage.objectstore import ObjectStore
 from storage.schema import schema_from_json, schema_to_json
 
@@ -53,11 +53,11 @@ def parse_duration(value: Any) -> float | None:
         return float(value.total_seconds())
     if isinstance(value, (int, float)):
         if value < 0:
-            raise ValueError(f"duration {value!r} is negative; give a positive number of seconds")
+            raise InvalidArgument(f"duration {value!r} is negative; give a positive number of seconds")
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError(f"duration {value!r} is not understood; write it like '30d', '12h', '90m' or '45s'")
+        raise InvalidArgument(f"duration {value!r} is not understood; write it like '30d', '12h', '90m' or '45s'")
     return float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
 
 
@@ -137,9 +137,9 @@ class Catalog:
         validate_name(namespace, "namespace")
         validate_name(name, "table")
         if not isinstance(partitions, int) or not 1 <= partitions <= 1024:
-            raise ValueError(f"partitions={partitions!r} must be a whole number from 1 to 1024")
+            raise InvalidArgument(f"partitions={partitions!r} must be a whole number from 1 to 1024")
         if schema is not None and time_column not in schema.names:
-            raise ValueError(
+            raise InvalidArgument(
                 f"time column {time_column!r} is not in the schema ({', '.join(schema.names)}); "
                 "add it or pass time_column=<one of them>"
             )
@@ -202,9 +202,6 @@ class Catalog:
             except CommitConflict:
                 continue
             return replace(meta, retention=changes["retention"], properties_version=version)
-
-    def namespaces(self) -> list[str]:
-        return [d for d in self.store.list_dirs("") if _NAME.match(d)]
 
     def tables(self, namespace: str) -> list[str]:
         """Names of the live tables in ``namespace`` (empty if it has none)."""

@@ -12,7 +12,11 @@ class PetrelError(Exception):
     """Root of every error Petrel raises on purpose."""
 
 
-class InvalidName(PetrelError, ValueError):
+class InvalidArgument(PetrelError, ValueError):
+    """An argument whose value cannot be used (a negative duration, a partition count out of range)."""
+
+
+class InvalidName(InvalidArgument):
     """A namespace, table or column name that cannot be used."""
 
 
@@ -37,10 +41,6 @@ class CommitConflict(PetrelError):
 
 class Fenced(PetrelError):
     """A newer writer owns the partition; this writer's commit is refused."""
-
-
-class SegmentMissing(PetrelError):
-    """A segment a snapshot refers to is gone from the object store."""
 
 
 class IngestError(PetrelError):

@@ -254,14 +254,10 @@ def column_encodings(schema: pa.Schema, sorted_by: Sequence[str], dictionary: Se
     Integer, timestamp, date and time columns of the sort key (the time
     column last, or alone by default) get DELTA_BINARY_PACKED: sorted, their
     differences take a few bits where plain encoding takes eight bytes, and
-    zstd — about 40% of a write — then has a fraction of the bytes to
-    compress.  On the benchmark's events (sorted by time alone) a 20k-row
-    segment encoded 9% faster and a 100k-row one read back 13% faster (best
-    of 9, one thread).  Other columns, and those in ``dictionary``, keep
-    Parquet's default (plain, or the dictionary).  Delta-encoding every
-    integer column was tried: it made DuckDB read our TPC-H segments 22%
-    faster but Petrel only 4-6% (its scans are not bound by decoding), which
-    took Petrel past 3x DuckDB's time on the same files.
+    zstd then has a fraction of the bytes to compress.  Other columns, and
+    those in ``dictionary``, keep Parquet's default (plain, or the
+    dictionary); why not every integer column is in docs/benchmarks.md
+    ("Design measurements").
     """
     keys = set(sorted_by) - set(dictionary)
     return {

@@ -7,7 +7,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main, parser, render_table, write_result
+from engine.cli import main, parser
+from engine.render import render_table, write_result
 from engine.demo import QUESTIONS, generate_day
 from event_data import load_events
 from storage.objectstore import ObjectStore
