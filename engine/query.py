@@ -24,7 +24,7 @@ from planner.fragments import TARGET_FRAGMENT_BYTES
 from planner.logical import Memory, TableSource
 from planner.planning import QueryPlan, plan_query
 from storage.catalog import Catalog, TableMeta, validate_name
-from storage.errors import QueryTimeout, TableNotFound
+from storage.errors import QueryFailed, QueryTimeout, TableNotFound
 from storage.log import PartitionLog
 from storage.objectstore import ObjectStore
 from storage.snapshot import load_snapshot
@@ -152,7 +152,10 @@ class QueryEngine:
         planning = time.monotonic() - started
         if timeout is not None and planning > timeout:
             raise QueryTimeout(f"the query ran over its timeout of {timeout:g} s while being planned; pass a larger timeout=")
-        table, stats = run_plan(planned.optimized, self.pool, timeout, started, self.fault_delay, self.fragment_bytes)
+        try:
+            table, stats = run_plan(planned.optimized, self.pool, timeout, started, self.fault_delay, self.fragment_bytes)
+        except pa.ArrowException as error:  # an expression failed on the data here (a division by zero)
+            raise QueryFailed(f"the query failed on its data: {str(error).splitlines()[0]}") from None
         stats.planning_seconds = planning
         return table, stats
 

@@ -18,6 +18,7 @@ from planner.expressions import temporal
 from planner.expressions.compiler import ExpressionCompiler
 from planner.expressions.registry import handles, named
 from planner.expressions.typed import Typed, constant
+from planner.parse import position
 from storage.errors import SqlError
 
 @handles(exp.Neg)
@@ -42,17 +43,10 @@ def _arith(c: ExpressionCompiler, node: exp.Binary) -> Typed:
     for side in (left, right):
         if not (sqltypes.is_numeric(side.type) or pa.types.is_null(side.type)):
             raise SqlError(f"{node.sql()} does arithmetic on a {side.type} value; CAST it to a number first")
-    if op is exp.Div:
-        target = pa.float64()
-        left, right = c.cast(left, target), c.cast(right, target)
-        return c.call("divide", [left, right], type_=target)
+    if op in (exp.Div, exp.IntDiv, exp.Mod):
+        return _divide(c, node, left, right)
     target = sqltypes.numeric_common(left.type, right.type)
     left, right = c.cast(left, target), c.cast(right, target)
-    if op is exp.IntDiv:
-        quotient = c.call("divide", [left, right], type_=target)
-        return quotient if pa.types.is_integer(target) else c.call("floor", [quotient], type_=target)
-    if op is exp.Mod:
-        return modulo(c, left, right, target)
     name = {exp.Add: "add_checked", exp.Sub: "subtract_checked", exp.Mul: "multiply_checked"}[op]
     if pa.types.is_floating(target):
         name = name.replace("_checked", "")
@@ -72,11 +66,57 @@ def _decimal_arith(node: exp.Binary) -> Typed | None:
     return constant(float(folded.to_py()), pa.float64())
 
 
+def _divide(c: ExpressionCompiler, node: exp.Binary, left: Typed, right: Typed) -> Typed:
+    """``/``, ``//`` (``DIV``) and ``%`` with the semantics of the query's dialect.
+
+    sqlglot marks them when parsing: ``typed`` on ``/`` where the dialect
+    divides integers as integers (postgres, sqlite, tsql: ``7 / 2`` is 3,
+    truncated toward zero), ``safe`` where a division by zero is NULL
+    (mysql, sqlite; :func:`planner.parse.parse` extends that to ``DIV`` and
+    ``%``).  Elsewhere dividing by zero is an error, except DuckDB's ``/``,
+    which divides as DOUBLE and gives infinity or NaN as IEEE does.
+    """
+    safe = bool(node.args.get("safe"))
+    integers = all(pa.types.is_integer(t.type) or pa.types.is_null(t.type) for t in (left, right))
+    if isinstance(node, exp.Div) and not (node.args.get("typed") and integers):
+        target = pa.float64()
+        left, right = c.cast(left, target), c.cast(right, target)
+        if safe:
+            return c.call("divide", [left, _zero_as_null(c, right)], type_=target)
+        _refuse_zero(c, node, right, node.args.get("typed"))
+        return c.call("divide_checked" if node.args.get("typed") else "divide", [left, right], type_=target)
+    target = sqltypes.numeric_common(left.type, right.type)
+    left, right = c.cast(left, target), c.cast(right, target)
+    if safe:
+        right = _zero_as_null(c, right)
+    else:
+        _refuse_zero(c, node, right, True)
+    if isinstance(node, exp.Mod):
+        return modulo(c, left, right, target)
+    quotient = c.call("divide" if pa.types.is_integer(target) else "divide_checked", [left, right], type_=target)
+    return quotient if pa.types.is_integer(target) or isinstance(node, exp.Div) else \
+        c.call("floor", [quotient], type_=target)
+
+
+def _zero_as_null(c: ExpressionCompiler, divisor: Typed) -> Typed:
+    """``divisor`` with its zeros made NULL, so that dividing by it gives NULL there."""
+    zero = c.call("equal", [divisor, c.cast(constant(0), divisor.type)], type_=pa.bool_())
+    return c.case_when([zero], [constant(pa.scalar(None, divisor.type)), divisor], "division")
+
+
+def _refuse_zero(c: ExpressionCompiler, node: exp.Binary, divisor: Typed, refuse: bool) -> None:
+    """SqlError at ``node`` when it divides by a constant zero in a dialect where that is an error."""
+    if refuse and divisor.constant and divisor.value.is_valid and divisor.value.as_py() == 0:
+        raise SqlError(f"division by zero in {node.sql(dialect='duckdb')}; use NULLIF(divisor, 0) to get NULL instead",
+                       *position(node))
+
+
 def modulo(c: ExpressionCompiler, left: Typed, right: Typed, target: pa.DataType) -> Typed:
     """SQL ``%``: the sign follows the dividend (Arrow has no remainder kernel)."""
-    quotient = c.call("divide", [left, right], type_=target)
-    if pa.types.is_floating(target):
-        quotient = c.call("trunc", [quotient], type_=target)
+    if pa.types.is_floating(target):  # checked: a float remainder by zero is an error, not NaN
+        quotient = c.call("trunc", [c.call("divide_checked", [left, right], type_=target)], type_=target)
+    else:
+        quotient = c.call("divide", [left, right], type_=target)
     product = c.call("multiply", [quotient, right], type_=target)
     return c.call("subtract", [left, product], type_=target)
 

@@ -17,7 +17,7 @@ from storage.errors import UnsupportedSql
 
 @handles(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 def _compare(c: ExpressionCompiler, node: exp.Binary) -> Typed:
-    left, right = c.coerce([c.compile(node.this), c.compile(node.expression)], node.sql())
+    left, right = c.comparable([c.compile(node.this), c.compile(node.expression)], node.sql())
     name = {
         exp.EQ: "equal", exp.NEQ: "not_equal", exp.GT: "greater", exp.GTE: "greater_equal",
         exp.LT: "less", exp.LTE: "less_equal",
@@ -27,7 +27,7 @@ def _compare(c: ExpressionCompiler, node: exp.Binary) -> Typed:
 
 @handles(exp.NullSafeEQ, exp.NullSafeNEQ)
 def _distinct_from(c: ExpressionCompiler, node: exp.Binary) -> Typed:
-    left, right = c.coerce([c.compile(node.this), c.compile(node.expression)], node.sql())
+    left, right = c.comparable([c.compile(node.this), c.compile(node.expression)], node.sql())
     equal = c.call("equal", [left, right], type_=pa.bool_())
     both_null = c.call("and", [c.is_null(left), c.is_null(right)], type_=pa.bool_())
     same = c.call("or", [c.call("coalesce", [equal, constant(False)], type_=pa.bool_()), both_null],
@@ -61,7 +61,7 @@ def _not(c: ExpressionCompiler, node: exp.Not) -> Typed:
 
 @handles(exp.Between)
 def _between(c: ExpressionCompiler, node: exp.Between) -> Typed:
-    value, low, high = c.coerce(
+    value, low, high = c.comparable(
         [c.compile(node.this), c.compile(node.args["low"]), c.compile(node.args["high"])], node.sql()
     )
     lower = c.call("greater_equal", [value, low], type_=pa.bool_())
@@ -75,7 +75,7 @@ def _in(c: ExpressionCompiler, node: exp.In) -> Typed:
         raise UnsupportedSql(f"IN with a subquery is not supported yet: {node.sql()}")
     value = c.compile(node.this)
     items = [c.compile(e) for e in node.expressions]
-    coerced = c.coerce([value, *items], node.sql())
+    coerced = c.comparable([value, *items], node.sql())
     value, items = coerced[0], coerced[1:]
     if all(i.constant for i in items):
         present = [i.value.as_py() for i in items if i.value.is_valid]

@@ -116,6 +116,17 @@ class ExpressionCompiler:
             target = common
         return [self.cast(a, target) for a in args]
 
+    def comparable(self, args: list[Typed], what: str) -> list[Typed]:
+        """``args`` cast to the common type they are compared in.
+
+        When every one is an untyped NULL (``NULL >= NULL``) they are compared
+        as booleans, for which Arrow has kernels: every such comparison is NULL.
+        """
+        args = self.coerce(args, what)
+        if pa.types.is_null(args[0].type):
+            args = [self.cast(a, pa.bool_()) for a in args]
+        return args
+
     def column(self, name: str) -> Typed:
         index = self.schema.get_field_index(name)
         if index < 0:

@@ -20,7 +20,7 @@ def _case(c: ExpressionCompiler, node: exp.Case) -> Typed:
     conditions, values = [], []
     for branch in node.args.get("ifs") or []:
         if subject is not None:
-            left, right = c.coerce([subject, c.compile(branch.this)], node.sql())
+            left, right = c.comparable([subject, c.compile(branch.this)], node.sql())
             condition = c.call("equal", [left, right], type_=pa.bool_())
         else:
             condition = c.cast(c.compile(branch.this), pa.bool_())
@@ -47,7 +47,7 @@ def _coalesce(c: ExpressionCompiler, node: exp.Coalesce) -> Typed:
 
 @handles(exp.Nullif)
 def _nullif(c: ExpressionCompiler, node: exp.Nullif) -> Typed:
-    value, other = c.coerce([c.compile(node.this), c.compile(node.expression)], node.sql())
+    value, other = c.comparable([c.compile(node.this), c.compile(node.expression)], node.sql())
     equal = c.call("equal", [value, other], type_=pa.bool_())
     return c.case_when([equal], [constant(pa.scalar(None, value.type)), value], node.sql())
 
@@ -55,6 +55,8 @@ def _nullif(c: ExpressionCompiler, node: exp.Nullif) -> Typed:
 def _extremum(kernel: str):
     def handler(c: ExpressionCompiler, node: exp.Expression) -> Typed:
         args = c.coerce([c.compile(node.this), *[c.compile(e) for e in node.expressions]], node.sql())
+        if pa.types.is_null(args[0].type):  # GREATEST(NULL, NULL)
+            return constant(pa.scalar(None, pa.null()))
         return c.call(kernel, args, pc.ElementWiseAggregateOptions(skip_nulls=True), args[0].type)
     return handler
 
