@@ -2,7 +2,7 @@
 
 Every SQL aggregate becomes one of a small set of functions that the
 executor knows how to compute in one pass, or in a partial pass per
-fragment and a final merge (see ``engine/execution/aggregate.py``):
+fragment and a final merge (see ``engine/query/execution/aggregate.py``):
 
 ``count_star count sum avg min max stddev_samp stddev_pop var_samp var_pop
 count_distinct quantile_cont quantile_disc bool_and bool_or``

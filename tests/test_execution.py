@@ -10,10 +10,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from engine.execution import aggregate
-from engine.execution.local import run_locally
-from engine.execution.operators import sort
-from engine.execution.scan import ScanStats, SegmentReader
+from engine.query.execution import aggregate
+from engine.query.executor import run_locally
+from engine.query.execution.operators import sort
+from engine.query.execution.scan import ScanStats, SegmentReader
 from event_data import load_events
 from planner.aggregates import result_type
 from planner.logical import AggCall, SortKey, TableSource

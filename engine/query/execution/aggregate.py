@@ -146,9 +146,7 @@ def _first_rows(ids: pa.Array, count: int) -> pa.Array:
     return index.combine_chunks() if isinstance(index, pa.ChunkedArray) else index
 
 
-def final(
-    gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...], output: pa.Schema | None = None,
-) -> pa.Table:
+def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) -> pa.Table:
     """Merge partial states (one row per fragment and group) into one row per group."""
     ids, count = group_ids(gathered, keys)
     out: dict[str, pa.Array | pa.ChunkedArray] = {}
@@ -159,12 +157,7 @@ def final(
     padded_ids = pa.concat_arrays([ids, _arange(count)])
     for call in calls:
         out[call.name] = _merge(gathered, call, padded_ids, ids, count)
-    table = pa.table(out) if out else pa.table({_KEY: pa.array(np.zeros(count, dtype=np.int8))}).select([])
-    if output is not None and table.num_columns == len(output):
-        table = pa.Table.from_arrays([
-            c if c.type.equals(f.type) else c.cast(f.type) for c, f in zip(table.columns, output)
-        ], names=[f.name for f in output])
-    return table
+    return pa.table(out) if out else pa.table({_KEY: pa.array(np.zeros(count, dtype=np.int8))}).select([])
 
 
 def _arange(count: int) -> pa.Array:

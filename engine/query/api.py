@@ -1,4 +1,4 @@
-"""Queries for a session: ``sql()`` and ``explain()``.
+"""The query API a session calls: ``sql()`` and ``explain()``.
 
 The :class:`QueryEngine` resolves table names to snapshots (cached, and
 revalidated with one listing per partition, so an unchanged table costs no
@@ -9,17 +9,18 @@ alone, a plain EXPLAIN or a syntax error, starts no worker) and keeps.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from typing import Any
 
 import pyarrow as pa
 
-from engine.coordinator import QueryStats, WorkerPool, pool_size, run_plan
+from engine.external import as_arrow, read_file
+from engine.query.scheduler import run_plan
+from engine.query.stats import QueryStats
+from engine.query.workers import WorkerPool, pool_size
 from planner.context import PlanContext
 from planner.explain import explain as render_explain
-from engine.external import as_arrow, read_file
 from planner.fragments import TARGET_FRAGMENT_BYTES
 from planner.logical import Memory, TableSource
 from planner.planning import QueryPlan, plan_query
@@ -78,9 +79,6 @@ class QueryEngine:
     def register(self, name: str, data: Any) -> None:
         """Make ``data`` (pyarrow Table or pandas DataFrame) queryable as table ``name``."""
         self.registered[validate_name(name, "table")] = as_arrow(data)
-
-    def unregister(self, name: str) -> None:
-        self.registered.pop(name, None)
 
     def resolve(self, name: str) -> TableSource | Memory:
         """The table as of its latest snapshot (reused while no partition moved)."""
@@ -144,7 +142,7 @@ class QueryEngine:
         analysis = None
         if analyze:
             _, stats = self._run(planned, timeout, started)
-            analysis = _as_dict(stats)
+            analysis = stats.as_dict()
         return render_explain(planned.logical, planned.optimized, analysis)
 
     def _run(self, planned: QueryPlan, timeout: float | None, started: float) -> tuple[pa.Table, QueryStats]:
@@ -161,7 +159,3 @@ class QueryEngine:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
-
-
-def _as_dict(stats: QueryStats) -> dict[str, Any]:
-    return dataclasses.asdict(stats)
