@@ -69,8 +69,7 @@ def _project(plan: Project) -> str:
 
 @DESCRIBE.register(Aggregate)
 def _aggregate(plan: Aggregate) -> str:
-    calls = ", ".join(f"{a.name} := {a.describe()}{' (approximate, computed exactly)' if a.approximate else ''}"
-                      for a in plan.aggregates)
+    calls = ", ".join(f"{a.name} := {a.describe()}" for a in plan.aggregates)
     keys = f" by {', '.join(plan.keys)}" if plan.keys else ""
     mode = "" if plan.mode == "single" else f" [{plan.mode}]"
     return f"Aggregate{mode}{keys}" + (f": {calls}" if calls else " (distinct)")

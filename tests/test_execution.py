@@ -67,10 +67,13 @@ def test_global_aggregate_over_nothing_has_one_row():
     assert merged.column("n").to_pylist() == [0] and merged.column("s").to_pylist() == [None]
 
 
-def test_group_ids_treat_null_as_a_group():
-    table = pa.table({"a": ["x", None, "x", None], "b": [1, 1, 1, 2]})
-    ids, count = aggregate.group_ids(table, ("a", "b"))
-    assert count == 3 and ids.to_pylist() == [0, 1, 0, 2]
+def test_final_merge_treats_null_keys_as_a_group():
+    table = pa.table({"a": ["x", None, "x", None], "b": [1, 1, 1, 2], "v": [1.0, 2.0, 3.0, 4.0]})
+    calls = (AggCall("n", "count_star"), AggCall("sd", "stddev_pop", "v"))
+    states = pa.concat_tables([aggregate.partial(table.slice(0, 2), ("a", "b"), calls),
+                               aggregate.partial(table.slice(2), ("a", "b"), calls)])
+    merged = aggregate.final(states, ("a", "b"), calls).sort_by([("b", "ascending"), ("a", "ascending")])
+    assert merged.to_pydict() == {"a": ["x", None, None], "b": [1, 1, 2], "n": [2, 1, 1], "sd": [1.0, 0.0, 0.0]}
 
 
 def test_sort_with_per_key_null_placement_and_topk():

@@ -166,7 +166,8 @@ def _limit(plan: Limit, context: PlanContext) -> tuple[Plan, pa.Schema]:
 
 
 _COMPARING = {"min": "MIN", "max": "MAX", "count_distinct": "COUNT(DISTINCT ...)",
-              "quantile_disc": "QUANTILE_DISC", "quantile_cont": "QUANTILE_CONT"}
+              "quantile_disc": "QUANTILE_DISC", "quantile_cont": "QUANTILE_CONT",
+              "approx_count_distinct": "APPROX_COUNT_DISTINCT", "approx_quantile": "APPROX_QUANTILE"}
 
 
 def _comparable(schema: pa.Schema, name: str, below: Plan, what: str) -> None:

@@ -4,23 +4,25 @@
 hash aggregate; ``final`` merges gathered states.  A query that runs in one
 place does both in a row.  States per function:
 
-=================  ==========================================  =====================
-function           partial state                               final
-=================  ==========================================  =====================
-count_star/count   n                                           sum n (0 if none)
-sum                s (and f, a double sum, for integers)       sum s (checked by sum f)
-avg                s (and f for integers), n                   sum s / sum n
-min/max            m                                           min/max m
-stddev/var         n, mean, m2                                 Chan's parallel merge
-count_distinct     list of distinct values                     distinct of the union
-quantile_*         list of values                              exact quantile
-bool_and/or        b                                           all/any b
-=================  ==========================================  =====================
+=====================  ======================================  ==========================
+function               partial state                           final
+=====================  ======================================  ==========================
+count_star/count       n                                       sum n (0 if none)
+sum                    s (and f, a double sum, for integers)   sum s (checked by sum f)
+avg                    s (and f for integers), n               sum s / sum n
+min/max                m                                       min/max m
+stddev/var             n, mean, m2                             Chan's parallel merge
+count_distinct         list of distinct values                 distinct of the union
+quantile_*             list of values                          exact quantile
+approx_count_distinct  HyperLogLog sketch                      union's estimate
+approx_quantile        KLL sketch                              merged sketch's quantile
+bool_and/or            b                                       all/any b
+=====================  ======================================  ==========================
 
-Merging is done per group id: each group's key values are dictionary
-encoded, combined, and re-encoded (nulls are a group of their own), so
-states of one group can be broadcast and combined with array kernels —
-never a Python loop over rows or groups.
+The final merge is one Acero hash aggregation over the gathered states
+(NULL keys are a group of their own).  Sums, counts, min/max and all/any
+merge in that pass; for the states Acero cannot combine it collects a list
+per group, which array kernels (and the sketch libraries) then reduce.
 
 Integer sums wrap around in Arrow.  The wrapped int64 sum is still exact
 whenever the true sum fits in int64 (two's complement arithmetic is exact
@@ -34,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.query.execution import sketches
 from planner.logical import AggCall
 from storage.errors import QueryFailed
 
@@ -42,6 +45,9 @@ _SKIP = pc.ScalarAggregateOptions(skip_nulls=True, min_count=1)
 _KEY = "__group"
 _INT64_LIMIT = 2.0**63 * (1 - 1e-9)  # a double sum this large may not fit in int64
 _AS_DOUBLE = "__double"  # suffix of an integer input's double copy
+
+
+_SKETCHES = {"h": sketches.hll_states, "k": sketches.kll_states}  # states turned into sketches after the pass
 
 
 def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, object, str]]:
@@ -66,11 +72,15 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
         return [("d", "distinct", _ONLY_VALID, arg)]
     if func in ("quantile_cont", "quantile_disc"):
         return [("l", "list", None, arg)]
+    if func == "approx_count_distinct":
+        return [("h", "distinct", _ONLY_VALID, arg)]
+    if func == "approx_quantile":
+        return [("k", "list", None, arg)]
     if func == "bool_and":
         return [("b", "all", _SKIP, arg)]
     if func == "bool_or":
         return [("b", "any", _SKIP, arg)]
-    raise ValueError(f"unknown aggregate {func}")
+    raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
 
 
 def _prepare(table: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
@@ -110,7 +120,9 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
                              else ([] if column is None else column, func))
             names.append((f"{call.name}__{suffix}", func if column is None else f"{column}_{func}"))
     grouped = table.group_by(group_keys, use_threads=False).aggregate(specs)
-    columns = {name: grouped.column(output) for name, output in names}  # Acero names them <column>_<function>
+    columns = {name: _SKETCHES[name.rsplit("__", 1)[1]](_combined(grouped.column(output)))
+               if name.rsplit("__", 1)[1] in _SKETCHES else grouped.column(output)
+               for name, output in names}  # Acero names them <column>_<function>
     out = {k: grouped.column(k) for k in keys}
     out.update(columns)
     if not out:
@@ -118,144 +130,175 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
     return pa.table(out)
 
 
-def group_ids(table: pa.Table, keys: tuple[str, ...]) -> tuple[pa.Array, int]:
-    """A dense group number per row (first appearance order) and the number of groups."""
-    if not keys or table.num_rows == 0:
-        return pa.array(np.zeros(table.num_rows, dtype=np.int64)), (1 if not keys else 0)
-    ids = None
-    for key in keys:
-        column = table.column(key).combine_chunks()
-        encoded = pc.dictionary_encode(column, null_encoding="encode")
-        indices = encoded.indices.cast(pa.int64())
-        if ids is None:
-            ids = indices
-        else:
-            ids = pc.add(pc.multiply(ids, len(encoded.dictionary)), indices)
-            ids = pc.dictionary_encode(ids).indices.cast(pa.int64())
-    if len(keys) == 1:
-        ids = pc.dictionary_encode(ids).indices.cast(pa.int64())
-    count = pc.max(ids).as_py() + 1
-    return ids, count
+def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
+          schema: pa.Schema | None = None) -> pa.Table:
+    """Merge partial states (one row per fragment and group) into one row per group.
 
-
-def _first_rows(ids: pa.Array, count: int) -> pa.Array:
-    """The index of the first row of each group, in group order."""
-    positions = pa.table({"g": ids, "i": _arange(len(ids))})
-    firsts = positions.group_by("g", use_threads=False).aggregate([("i", "min")]).sort_by("g")
-    index = firsts.column("i_min")
-    return index.combine_chunks() if isinstance(index, pa.ChunkedArray) else index
-
-
-def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) -> pa.Table:
-    """Merge partial states (one row per fragment and group) into one row per group."""
-    ids, count = group_ids(gathered, keys)
-    out: dict[str, pa.Array | pa.ChunkedArray] = {}
-    if keys:
-        firsts = _first_rows(ids, count)
-        for key in keys:
-            out[key] = gathered.column(key).take(firsts)
-    padded_ids = pa.concat_arrays([ids, _arange(count)])
+    One Acero hash aggregation over the states does the merge: sums,
+    counts, min/max and all/any directly.  For the states Acero cannot
+    combine (variance moments, distinct values, quantile values, sketches)
+    the same pass lists each group's state rows, and array kernels (and the
+    sketch library) reduce them per group.  ``schema`` is that of the rows
+    the partial states were computed from.
+    """
+    table, group_keys = gathered, list(keys)
+    if not keys:  # one group, even over no states: a row of NULL states stands for "nothing"
+        table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
+        table = pa.concat_tables([table, _null_row(table.schema)])
+        group_keys = [_KEY]
+    specs, seen = [], set()
     for call in calls:
-        out[call.name] = _merge(gathered, call, padded_ids, ids, count)
-    return pa.table(out) if out else pa.table({_KEY: pa.array(np.zeros(count, dtype=np.int8))}).select([])
+        for suffix, func, options in _merge_specs(call, table.schema):
+            column = f"{call.name}__{suffix}"
+            if (column, func) not in seen:
+                seen.add((column, func))
+                specs.append((column, func, options) if options is not None else (column, func))
+    listed = any(call.func in _LISTED for call in calls)
+    if listed:
+        table = table.append_column(_ROW, _arange(table.num_rows))
+        specs.append((_ROW, "list"))
+    merged = table.group_by(group_keys, use_threads=False).aggregate(specs)
+    ids = _group_of_rows(merged.column(f"{_ROW}_list"), table.num_rows) if listed else None
+    out: dict[str, pa.Array | pa.ChunkedArray] = {k: merged.column(k) for k in keys}
+    for call in calls:
+        out[call.name] = _finish(merged, call, table, ids, schema)
+    return pa.table(out) if out else pa.table({_KEY: merged.column(_KEY)}).select([])
+
+
+_ROW = "__row"
+_LISTED = ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "count_distinct", "quantile_cont", "quantile_disc",
+           "approx_count_distinct", "approx_quantile")
+
+
+def _group_of_rows(rows: pa.ChunkedArray | pa.Array, count: int) -> pa.Array:
+    """The group of every state row, from the row numbers the merge listed per group."""
+    rows = _combined(rows)
+    ids = np.zeros(count, dtype=np.int64)
+    ids[pc.list_flatten(rows).to_numpy(zero_copy_only=False)] = pc.list_parent_indices(rows).to_numpy(zero_copy_only=False)
+    return pa.array(ids)
+
+
+def _null_row(schema: pa.Schema) -> pa.Table:
+    return pa.table({f.name: pa.nulls(1, f.type) if f.name != _KEY else pa.array([0], pa.int8()) for f in schema},
+                    schema=schema)
+
+
+_MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
+
+
+def _merge_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, object]]:
+    """(state suffix, hash function, options) that merge one aggregate's partial states."""
+    func = call.func
+    if func in ("count_star", "count"):
+        return [("n", "sum", _SKIP)]
+    if func in ("sum", "avg"):
+        specs = [("s", "sum", _SKIP)]
+        if f"{call.name}__f" in schema.names:
+            specs.append(("f", "sum", _SKIP))
+        return specs + ([("n", "sum", _SKIP)] if func == "avg" else [])
+    if func in ("min", "max"):
+        return [("m", func, _SKIP)]
+    if func == "bool_and":
+        return [("b", "all", _SKIP)]
+    if func == "bool_or":
+        return [("b", "any", _SKIP)]
+    if func in _LISTED:
+        return []  # reduced from the state rows the pass lists per group
+    raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
+
+
+def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | None,
+            schema: pa.Schema | None) -> pa.Array | pa.ChunkedArray:
+    """One aggregate's result per group, from the merged columns (Acero names them <column>_<function>)."""
+    name, func, count = call.name, call.func, merged.num_rows
+
+    def column(suffix: str, kernel: str):
+        return merged.column(f"{name}__{suffix}_{kernel}")
+
+    if func in ("count_star", "count"):
+        return column("n", "sum").fill_null(0)
+    if func in ("sum", "avg"):
+        sums = column("s", "sum")
+        too_large = None
+        if f"{name}__f_sum" in merged.column_names:
+            too_large = pc.fill_null(pc.greater_equal(pc.abs(column("f", "sum")), _INT64_LIMIT), False)
+        if func == "sum":
+            if too_large is not None and pc.any(too_large).as_py():
+                raise QueryFailed("SUM of integers exceeds the BIGINT range (about ±9.2e18) in at least one group; "
+                                  "CAST its argument to DOUBLE or DECIMAL to sum it")
+            return sums
+        total = column("n", "sum")
+        sums = sums.cast(pa.float64(), safe=False)
+        if too_large is not None:
+            sums = pc.if_else(too_large, column("f", "sum"), sums)
+        empty = pc.fill_null(pc.equal(total, 0), True)
+        return pc.if_else(empty, pa.scalar(None, pa.float64()), pc.divide(sums, total.cast(pa.float64())))
+    if func in ("min", "max"):
+        return column("m", func)
+    if func in ("bool_and", "bool_or"):
+        return column("b", "all" if func == "bool_and" else "any")
+    if func in _MOMENTS:
+        return _merge_moments(states, name, func, ids, count)
+    if func == "count_distinct":
+        values, value_ids = _flatten(states.column(f"{name}__d"), ids)
+        table = pa.table({"g": pa.concat_arrays([value_ids, _arange(count)]),
+                          "v": pa.concat_arrays([values, pa.nulls(count, values.type)])})
+        counted = table.group_by("g", use_threads=False).aggregate([("v", "count_distinct", _ONLY_VALID)]).sort_by("g")
+        return counted.column("v_count_distinct")
+    if func in ("quantile_cont", "quantile_disc"):
+        values, value_ids = _flatten(states.column(f"{name}__l"), ids)
+        return quantiles(values, value_ids, count, call.params[0], func == "quantile_cont")
+    if func == "approx_count_distinct":
+        return sketches.hll_estimates(_per_group(states.column(f"{name}__h"), ids, count))
+    if func == "approx_quantile":
+        known = schema is not None and call.arg in schema.names
+        lists = _per_group(states.column(f"{name}__k"), ids, count)
+        return sketches.kll_quantiles(lists, call.params[0], schema.field(call.arg).type if known else pa.float64())
+    raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
 
 
 def _arange(count: int) -> pa.Array:
     return pa.array(np.arange(count, dtype=np.int64))
 
 
-def _state(gathered: pa.Table, name: str, count: int) -> pa.Array:
-    """A state column with one NULL appended per group (so every group shows up)."""
-    column = gathered.column(name).combine_chunks()
-    return pa.concat_arrays([column, pa.nulls(count, column.type)])
-
-
-def _grouped(ids: pa.Array, columns: dict[str, pa.Array], specs: list) -> pa.Table:
-    table = pa.table({"g": ids, **columns})
-    return table.group_by("g", use_threads=False).aggregate(specs).sort_by("g")
-
-
-def _merge(gathered: pa.Table, call: AggCall, ids: pa.Array, raw_ids: pa.Array, count: int) -> pa.Array:
-    name, func = call.name, call.func
-    if func in ("count_star", "count"):
-        merged = _grouped(ids, {"n": _state(gathered, f"{name}__n", count)}, [("n", "sum", _SKIP)])
-        return merged.column("n_sum").fill_null(0)
-    if func == "sum":
-        sums, too_large = _sums(gathered, name, ids, count)
-        if too_large is not None and pc.any(too_large).as_py():
-            raise QueryFailed("SUM of integers exceeds the BIGINT range (about ±9.2e18) in at least one group; "
-                              "CAST its argument to DOUBLE or DECIMAL to sum it")
-        return sums
-    if func == "avg":
-        merged = _grouped(ids, {"n": _state(gathered, f"{name}__n", count)}, [("n", "sum", _SKIP)])
-        total = merged.column("n_sum")
-        sums, too_large = _sums(gathered, name, ids, count)
-        sums = sums.cast(pa.float64(), safe=False)
-        if too_large is not None:
-            sums = pc.if_else(too_large, _sums(gathered, name, ids, count, "f")[0], sums)
-        return pc.if_else(pc.equal(total, 0), pa.scalar(None, pa.float64()), pc.divide(sums, total.cast(pa.float64())))
-    if func in ("min", "max"):
-        merged = _grouped(ids, {"m": _state(gathered, f"{name}__m", count)}, [("m", func, _SKIP)])
-        return merged.column(f"m_{func}")
-    if func in ("bool_and", "bool_or"):
-        kernel = "all" if func == "bool_and" else "any"
-        merged = _grouped(ids, {"b": _state(gathered, f"{name}__b", count)}, [("b", kernel, _SKIP)])
-        return merged.column(f"b_{kernel}")
-    if func in ("stddev_samp", "stddev_pop", "var_samp", "var_pop"):
-        return _merge_moments(gathered, name, func, raw_ids, count)
-    if func == "count_distinct":
-        values, value_ids = _flatten(gathered.column(f"{name}__d"), raw_ids)
-        table = pa.table({"g": pa.concat_arrays([value_ids, _arange(count)]),
-                          "v": pa.concat_arrays([values, pa.nulls(count, values.type)])})
-        merged = table.group_by("g", use_threads=False).aggregate([("v", "count_distinct", _ONLY_VALID)]).sort_by("g")
-        return merged.column("v_count_distinct")
-    if func in ("quantile_cont", "quantile_disc"):
-        values, value_ids = _flatten(gathered.column(f"{name}__l"), raw_ids)
-        return quantiles(values, value_ids, count, call.params[0], func == "quantile_cont")
-    raise ValueError(f"unknown aggregate {func}")
-
-
-def _sums(gathered: pa.Table, name: str, ids: pa.Array, count: int, state: str = "s") -> tuple[pa.Array, pa.Array | None]:
-    """The per-group sum of a sum state; and, for integers, whether it is too large for int64 (wrapped)."""
-    sums = _grouped(ids, {"s": _state(gathered, f"{name}__{state}", count)}, [("s", "sum", _SKIP)]).column("s_sum")
-    if state != "s" or f"{name}__f" not in gathered.column_names:
-        return sums, None
-    doubles = _sums(gathered, name, ids, count, "f")[0]
-    return sums, pc.fill_null(pc.greater_equal(pc.abs(doubles), _INT64_LIMIT), False)
+def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
+    return column
 
 
 def _flatten(lists: pa.ChunkedArray, ids: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """The values of per-row lists, and the group id each value belongs to."""
-    lists = lists.combine_chunks()
-    if isinstance(lists, pa.ChunkedArray):
-        lists = pa.concat_arrays(lists.chunks) if lists.num_chunks else pa.array([], lists.type)
+    """The values of per-row lists, and the group each value belongs to."""
+    lists = _combined(lists)
     values = pc.list_flatten(lists)
-    parents = pc.list_parent_indices(lists)
-    return values, ids.take(parents)
+    return values, ids.take(pc.list_parent_indices(lists))
 
 
-def _merge_moments(gathered: pa.Table, name: str, func: str, ids: pa.Array, count: int) -> pa.Array:
-    n = gathered.column(f"{name}__n").combine_chunks().cast(pa.float64())
-    mean = pc.fill_null(gathered.column(f"{name}__mean").combine_chunks().cast(pa.float64()), 0.0)
-    m2 = pc.fill_null(gathered.column(f"{name}__m2").combine_chunks().cast(pa.float64()), 0.0)
-    m2 = pc.multiply(m2, n)  # the partial state holds the population variance; M2 = var * n
-    padded = pa.concat_arrays([ids, _arange(count)])
-    zeros = pa.array(np.zeros(count, dtype=np.float64))
-    weighted = pc.multiply(n, mean)
-    sums = _grouped(padded, {"n": pa.concat_arrays([n, zeros]), "w": pa.concat_arrays([weighted, zeros]),
-                             "m2": pa.concat_arrays([m2, zeros])},
-                    [("n", "sum"), ("w", "sum"), ("m2", "sum")])
-    total = sums.column("n_sum").combine_chunks()
-    group_mean = pc.divide(sums.column("w_sum").combine_chunks(), pc.if_else(pc.equal(total, 0.0), 1.0, total))
-    spread = pc.multiply(n, pc.power(pc.subtract(mean, group_mean.take(ids)), 2))
-    extra = _grouped(padded, {"x": pa.concat_arrays([spread, zeros])}, [("x", "sum")]).column("x_sum").combine_chunks()
-    m2_total = pc.add(sums.column("m2_sum").combine_chunks(), extra)
-    ddof = 1.0 if func in ("stddev_samp", "var_samp") else 0.0
-    denominator = pc.subtract(total, ddof)
-    variance = pc.if_else(pc.greater(denominator, 0.0), pc.divide(m2_total, pc.if_else(pc.greater(denominator, 0.0), denominator, 1.0)),
-                          pa.scalar(None, pa.float64()))
-    variance = pc.max_element_wise(variance, 0.0)
-    return pc.sqrt(variance) if func.startswith("stddev") else variance
+def _per_group(column: pa.ChunkedArray, ids: pa.Array, count: int) -> pa.Array:
+    """The state rows of ``column`` as one list per group."""
+    groups = ids.to_numpy(zero_copy_only=False)
+    order = np.argsort(groups, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=count))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), _combined(column).take(pa.array(order)))
+
+
+def _merge_moments(states: pa.Table, name: str, func: str, ids: pa.Array, count: int) -> pa.Array:
+    """Chan's parallel merge of (n, mean, M2) states: M2 = sum M2_i + sum n_i (mean_i - mean)^2."""
+    groups = ids.to_numpy(zero_copy_only=False)
+
+    def numbers(suffix: str) -> np.ndarray:
+        values = _combined(states.column(f"{name}__{suffix}")).cast(pa.float64())
+        return np.nan_to_num(values.to_numpy(zero_copy_only=False).astype(np.float64))
+
+    n, mean, variance = numbers("n"), numbers("mean"), numbers("m2")  # the partial holds the population variance
+    total = np.bincount(groups, weights=n, minlength=count)
+    group_mean = np.bincount(groups, weights=n * mean, minlength=count) / np.where(total == 0.0, 1.0, total)
+    m2 = np.bincount(groups, weights=variance * n + n * (mean - group_mean[groups]) ** 2, minlength=count)
+    denominator = total - (1.0 if func in ("stddev_samp", "var_samp") else 0.0)
+    defined = denominator > 0.0
+    result = np.maximum(m2 / np.where(defined, denominator, 1.0), 0.0)
+    result = np.sqrt(result) if func.startswith("stddev") else result
+    return pa.array(result, pa.float64(), mask=~defined)
 
 
 _MICROS_PER_DAY = 86_400_000_000

@@ -134,9 +134,9 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
     if plan.mode == "partial":
         return aggregate.partial(table, plan.keys, plan.aggregates)
     if plan.mode == "final":
-        return aggregate.final(table, plan.keys, plan.aggregates)
+        return aggregate.final(table, plan.keys, plan.aggregates, plan.schema)
     states = aggregate.partial(table, plan.keys, plan.aggregates)
-    return aggregate.final(states, plan.keys, plan.aggregates)
+    return aggregate.final(states, plan.keys, plan.aggregates, plan.schema)
 
 
 @EXECUTE.register(Sort)
