@@ -120,9 +120,15 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
                              else ([] if column is None else column, func))
             names.append((f"{call.name}__{suffix}", func if column is None else f"{column}_{func}"))
     grouped = table.group_by(group_keys, use_threads=False).aggregate(specs)
-    columns = {name: _SKETCHES[name.rsplit("__", 1)[1]](_combined(grouped.column(output)))
-               if name.rsplit("__", 1)[1] in _SKETCHES else grouped.column(output)
-               for name, output in names}  # Acero names them <column>_<function>
+    columns, built = {}, {}
+    for name, output in names:  # Acero names them <column>_<function>
+        suffix = name.rsplit("__", 1)[1]
+        if suffix in _SKETCHES:  # one sketch per argument, shared by every call over it
+            if (suffix, output) not in built:
+                built[(suffix, output)] = _SKETCHES[suffix](_combined(grouped.column(output)))
+            columns[name] = built[(suffix, output)]
+        else:
+            columns[name] = grouped.column(output)
     out = {k: grouped.column(k) for k in keys}
     out.update(columns)
     if not out:
