@@ -187,3 +187,21 @@ def test_integer_sums_never_wrap_silently():
     assert averages.column("a").to_pylist() == [big / 3, float(big)]
     with pytest.raises(QueryFailed, match="exceeds the BIGINT range"):
         aggregate.final(states, ("k",), calls[:1])
+
+
+def test_bytes_read_counts_the_columns_a_filter_tests(tmp_path):
+    """A filtered count outputs no column but reads the filtered one: its bytes count (they read 0 before)."""
+    from engine.query.executor import run_fragment
+    from planner.fragments import Fragment, stage_plan, stage_scan
+    from planner.logical import Gather
+
+    store = ObjectStore(str(tmp_path / "warehouse"))
+    meta, _ = load_events(store, hours=2, partitions=1, rows_per_segment=100)
+    snapshot = load_snapshot(store, meta)
+    source = TableSource(meta, snapshot.schema, snapshot.segments, dict(snapshot.versions))
+    planned = plan_query("SELECT count(*) FROM events WHERE latency_ms > 100", lambda name: source)
+    gather = next(n for n in planned.optimized.walk() if isinstance(n, Gather))
+    scan = stage_scan(gather.input)
+    _, stats = run_fragment(Fragment("q", 1, 0, stage_plan(gather), tuple(scan.segments)), SegmentReader(store))
+    assert stats["segments"] == len(scan.segments) and stats["rows_read"] == sum(s.rows for s in scan.segments)
+    assert 0 < stats["bytes_read"] < sum(s.bytes for s in scan.segments)

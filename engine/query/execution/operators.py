@@ -18,6 +18,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.acero as acero
 import pyarrow.compute as pc
+from sqlglot import exp
 
 from engine.query.execution import aggregate
 from engine.query.execution.join import join, set_operation
@@ -211,13 +212,22 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
         columns = dict(zip(projection.names, projection.compiled))
     else:
         columns = {name: pc.field(name) for name in scan.columns}
-    stored = list(scan.columns)
+    stored = _stored(scan)
     if len(set(columns)) < len(columns):  # duplicate output names: read, then project
-        table = run.reader.read(scan.source.meta.path, schema, segments, stored, scan.compiled, scan.limit,
-                                run.scan, run.check)
+        table = run.reader.read(scan.source.meta.path, schema, segments, list(scan.columns), scan.compiled, scan.limit,
+                                run.scan, run.check, stored)
         return project(table, projection.names, projection.compiled)
     return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan,
                            run.check, stored)
+
+
+def _stored(scan: Scan) -> list[str]:
+    """The stored columns a scan reads: those it outputs and those its filter tests."""
+    used = set(scan.columns)
+    if scan.filter is not None:
+        for column in scan.filter.find_all(exp.Column):
+            used.update(part.name for part in column.parts)
+    return [name for name in scan.source.schema.names if name in used]
 
 
 def concat(tables: list[pa.Table]) -> pa.Table:
