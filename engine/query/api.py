@@ -150,7 +150,7 @@ class QueryEngine:
         planning = time.monotonic() - started
         if timeout is not None and planning > timeout:
             raise QueryTimeout(f"the query ran over its timeout of {timeout:g} s while being planned; pass a larger timeout=")
-        table, stats = run_plan(planned.optimized, self.pool, timeout, started, self.fault_delay, self.fragment_bytes)
+        table, stats = run_plan(planned.optimized, lambda: self.pool, timeout, started, self.fault_delay, self.fragment_bytes)
         stats.planning_seconds = planning
         return table, stats
 

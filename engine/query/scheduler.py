@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import ray
@@ -40,13 +40,16 @@ MAX_ATTEMPTS = 3
 
 def run_plan(
     plan: Plan,
-    pool: WorkerPool,
+    pool: Callable[[], WorkerPool],
     timeout: float | None = None,
     started: float | None = None,
     fault_delay: float = 0.0,
     fragment_bytes: int = TARGET_FRAGMENT_BYTES,
 ) -> tuple[pa.Table, QueryStats]:
-    """Run every stage of ``plan`` on ``pool``, then the rest of the plan here.
+    """Run every stage of ``plan`` on the worker pool, then the rest of the plan here.
+
+    ``pool`` gives the pool when a stage first needs it: a plan without
+    stages (answered from the manifest, or from constants) starts no worker.
 
     ``fragment_bytes`` is about how many bytes of segments one fragment reads.
     """
@@ -98,9 +101,9 @@ class _Stages:
     stages finish in, so EXPLAIN ANALYZE pairs each with its plan.
     """
 
-    def __init__(self, plan: Plan, pool: WorkerPool, stats: QueryStats, deadline: float | None,
+    def __init__(self, plan: Plan, pool: Callable[[], WorkerPool], stats: QueryStats, deadline: float | None,
                  timeout: float | None, fault_delay: float, fragment_bytes: int) -> None:
-        self.pool = pool
+        self._pool = pool
         self.fragment_bytes = fragment_bytes
         self.stats = stats
         self.deadline = deadline
@@ -108,6 +111,10 @@ class _Stages:
         self.fault_delay = fault_delay
         self.numbers = _stage_numbers(plan)
         self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> WorkerPool:
+        return self._pool()
 
     def gathered(self, plan: Plan, path: tuple[int, ...] = ()) -> Execution:
         """An Execution for the coordinator's part of ``plan``, with every Gather below it run."""
