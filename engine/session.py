@@ -93,7 +93,7 @@ class Session:
         self.catalog.drop_table(self.namespace, name)
         self.queries.forget(name)
 
-    # -- queries (engine/query.py) ------------------------------------------------------
+    # -- queries (engine/query/api.py) ------------------------------------------------------
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
         """Run a SELECT (or EXPLAIN [ANALYZE] SELECT) and return its rows as Arrow."""
         return self.queries.sql(query, dialect=dialect, timeout=timeout)

@@ -236,6 +236,22 @@ class PartitionLog:
             state = _apply(state, v, self.record(v))
         return state
 
+    def load_after(self, state: PartitionState) -> PartitionState:
+        """The partition as of its latest version, reading only the commits after ``state.version``.
+
+        No listing: it reads version ``state.version + 1``, then the next,
+        until one is absent.  A reader whose next commit was already
+        vacuumed gets ``state`` back unchanged; it must ``load()`` afresh.
+        """
+        version = state.version + 1
+        while True:
+            try:
+                data = self.store.get(self.commit_path(version))
+            except FileNotFoundError:
+                return state
+            state = _apply(state, version, json.loads(data))
+            version += 1
+
     def record(self, version: int) -> dict[str, Any]:
         """The commit record at ``version``: what it added and removed, its batch ids, schema changes."""
         data = self.store.get(self.commit_path(version))
