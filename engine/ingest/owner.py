@@ -3,8 +3,8 @@
 A :class:`PartitionOwner` claims its partition when it is made (a commit of
 a higher epoch; the log gives it the recent batch ids and source offsets),
 then buffers appends.  On max rows, max bytes or max age it flushes: the
-buffered rows become one sorted segment per hour bucket and ONE commit
-records those segments with every batch id and source offset of the flush;
+buffered rows become ONE sorted segment (whatever time they span) and
+one commit records it with every batch id and source offset of the flush;
 only then are the callers acknowledged.  A batch id (or source offset) the
 log already holds is acknowledged without writing.
 

@@ -272,20 +272,21 @@ def test_a_full_buffer_makes_callers_wait_then_time_out(db):
         ray.get(first, timeout=60)
 
 
-def test_segments_are_sorted_and_cut_by_hour(db):
+def test_a_flush_is_one_sorted_segment_whatever_hours_it_spans(db):
     import random
 
     from storage.segment import read_segment
 
-    rows = event_rows(0, 300)  # 37 s apart: over four hour buckets
+    rows = event_rows(0, 300)  # 37 s apart: over four hours
     random.Random(3).shuffle(rows)
     for table, sort_key in (("by_time", None), ("by_service", ["service"])):
         meta = db.create_table(table, sort_key=sort_key)
         db.ingest(table, rows)
         snapshot = load_snapshot(db.store, meta)
-        assert len(snapshot.segments) == 4 and sum(s.rows for s in snapshot.segments) == 300
-        for segment in snapshot.segments:
-            part = read_segment(db.store, meta.path, segment)
-            keys = list(zip(*(part.column(k).to_pylist() for k in meta.full_sort_key)))
-            assert keys == sorted(keys)
-            assert segment.min_time // 3_600_000_000 == segment.max_time // 3_600_000_000
+        assert len(snapshot.segments) == 1 and snapshot.segments[0].rows == 300
+        segment = snapshot.segments[0]
+        assert segment.path.startswith("data/2026-11-01/")  # the day of its first event
+        part = read_segment(db.store, meta.path, segment)
+        keys = list(zip(*(part.column(k).to_pylist() for k in meta.full_sort_key)))
+        assert keys == sorted(keys)
+        assert segment.max_time - segment.min_time == 299 * 37 * 1_000_000

@@ -105,3 +105,24 @@ def test_offsets_are_committed_with_the_rows_and_each_kind_says_what_it_covers(f
     assert not owner.committed("next", (FileOffset("file:///in/a.jsonl", version="10-1.5", chunk=1),))
     assert not owner.committed("rewritten", (FileOffset("file:///in/a.jsonl", version="99-2.0", chunk=0),))
     assert not owner.committed("none")  # no offsets: only the batch id decides
+
+
+def test_a_flush_spanning_days_is_one_segment_in_its_first_day_and_retention_drops_it_only_whole(faulty_table):
+    import dataclasses
+
+    from storage.retention import apply_retention
+
+    store, meta = faulty_table
+    meta = dataclasses.replace(meta, retention=86_400.0)
+    owner = PartitionOwner(store, meta, 0)
+    day_us = 86_400_000_000
+    times = pa.array([BASE_US + 2 * day_us, BASE_US, BASE_US + day_us + 5], pa.int64())  # three days, unsorted
+    table = pa.table({"timestamp": times.cast(pa.timestamp("us", tz="UTC")), "id": [2, 0, 1]})
+    owner.buffer(Append("days", table, size=table.nbytes))
+    assert flush_all(owner) == {"days": 3}
+    (segment,) = owner.log.load().segments.values()
+    assert segment.path.startswith("data/2026-11-01/") and segment.rows == 3
+    assert (segment.min_time, segment.max_time) == (BASE_US, BASE_US + 2 * day_us)
+    newest = (BASE_US + 2 * day_us) / 1e6
+    assert apply_retention(store, meta, now=newest + 86_400 - 1).segments == 0  # its newest event is still kept
+    assert apply_retention(store, meta, now=newest + 86_400 + 1).segments == 1
