@@ -133,7 +133,7 @@ class Session:
         """Change a table's retention ('30d', seconds, None to keep forever)."""
         meta = self.maintenance.alter_table(table, retention=retention)
         if self._ingestion is not None:  # this session's ingestion applies the new period at once
-            self._ingestion.writer(table).current_meta(refresh=True)
+            self._ingestion.client(table).current_meta(refresh=True)
         return meta
 
     def vacuum(self, table: str | None = None, older_than: Duration = DEFAULT_GRACE_SECONDS,

@@ -289,11 +289,13 @@ def encode_segment(
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
     sorted_already: bool = False,
     dictionary: list[str] | None = None,
+    folder: str | None = None,
 ) -> tuple[SegmentEntry, bytes]:
     """Sort ``table`` by ``sort_key`` and encode it: the segment's manifest entry and Parquet bytes, not yet stored.
 
     ``dictionary``: the columns to dictionary-encode, if already chosen (by
-    default :func:`dictionary_columns` samples the table).
+    default :func:`dictionary_columns` samples the table).  ``folder``: the
+    ``data/<folder>`` it goes in (by default the hour of its first event).
     """
     if not sorted_already and table.num_rows > 1:
         keys = [(k, "ascending") for k in sort_key if k in table.column_names]
@@ -305,7 +307,7 @@ def encode_segment(
         bounds = pc.min_max(micros)
         min_time, max_time = bounds["min"].as_py(), bounds["max"].as_py()
     segment_id = uuid.uuid4().hex
-    bucket = bucket_of(min_time) if min_time is not None else "unknown"
+    bucket = folder or (bucket_of(min_time) if min_time is not None else "unknown")
     if dictionary is None:
         dictionary = dictionary_columns(table)
     sink = io.BytesIO()

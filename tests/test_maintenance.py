@@ -8,7 +8,7 @@ import pytest
 
 import engine
 from engine.maintenance.actors import CompactionActor
-from engine.maintenance.retention import expired_rows, expired_rows_mask
+from engine.ingest.expired import expired_rows, expired_rows_mask
 from storage.catalog import Catalog
 from storage.objectstore import ObjectStore
 from storage.snapshot import load_snapshot
