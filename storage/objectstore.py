@@ -224,7 +224,7 @@ class ObjectStore:
             else:
                 os.replace(tmp, full)
                 tmp = None
-            _fsync_dir(directory)
+            fsync_directory(directory)
         finally:
             if tmp is not None:
                 try:
@@ -255,7 +255,8 @@ def _mtime(entry: dict[str, Any]) -> float:
     return time.time()
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_directory(directory: str) -> None:
+    """Make a rename or link in a local ``directory`` durable (best effort where it cannot be opened)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
