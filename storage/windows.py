@@ -38,7 +38,7 @@ from storage.segment import SegmentEntry
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 HOURLY_RETENTION_SECONDS = 7 * 86400
-DEFAULT_HOUR_ROWS = 10_000
+DEFAULT_HOUR_ROWS = 1_000
 UNKNOWN = "unknown"
 NULL_WINDOW = np.iinfo(np.int64).max  # the window of rows without a time: sorts after every real one
 _MAX_SPREAD_DAYS = 3660  # a segment spread over more days than this (a bad time) is counted once
