@@ -10,7 +10,7 @@ import pytest
 from engine.cli import main, parser
 from engine.render import render_table, write_result
 from engine.demo import QUESTIONS, generate_day
-from event_data import load_events
+from tests.event_data import load_events
 from storage.objectstore import ObjectStore
 
 

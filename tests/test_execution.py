@@ -14,11 +14,11 @@ from engine.query.execution import aggregate
 from engine.query.executor import run_locally
 from engine.query.execution.operators import sort
 from engine.query.execution.scan import ScanStats, SegmentReader
-from event_data import load_events
+from tests.event_data import load_events
 from planner.aggregates import result_type
 from planner.logical import AggCall, SortKey, TableSource
 from planner.planning import plan_query
-from result_compare import assert_same
+from tests.result_compare import assert_same
 from storage.errors import QueryFailed
 from storage.objectstore import ObjectStore
 from storage.segment import write_segment

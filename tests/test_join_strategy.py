@@ -22,12 +22,12 @@ from planner.explain import explain
 from planner.fragments import stage_plan, stage_scan
 from planner.logical import Broadcast, Gather, Join, Shuffle, TableSource, Window
 from planner.planning import plan_query
-from result_compare import assert_same
+from tests.result_compare import assert_same
 from storage.catalog import Catalog, TableMeta
 from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry
 from storage.snapshot import load_snapshot
-from tpch_tables import load_tables
+from tests.tpch_tables import load_tables
 
 SCHEMA = pa.schema([("k", pa.int64()), ("v", pa.int64()), ("timestamp", pa.timestamp("us"))])
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from differential_queries import QUERIES
-from event_data import load_events
-from result_compare import assert_same
+from tests.differential_queries import QUERIES
+from tests.event_data import load_events
+from tests.result_compare import assert_same
 
 
 def _split(entry):

@@ -12,8 +12,8 @@ import ray
 
 import engine
 from engine.query import QueryEngine
-from event_data import load_events
-from result_compare import assert_same
+from tests.event_data import load_events
+from tests.result_compare import assert_same
 from storage.errors import (
     ColumnNotFound, PetrelError, QueryFailed, QueryTimeout, SqlError, TableNotFound, UnsupportedSql,
 )

@@ -13,10 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from event_data import load_events
-from join_queries import QUERIES
-from result_compare import assert_same
-from tpch_tables import load_tables
+from tests.event_data import load_events
+from tests.join_queries import QUERIES
+from tests.result_compare import assert_same
+from tests.tpch_tables import load_tables
 
 SERVICES = pa.table({
     "service": ["api", "api", "web", "db", "auth", None, "billing"],

@@ -8,9 +8,9 @@ import duckdb
 import pytest
 
 import engine
-from differential_queries import QUERIES
-from event_data import load_events
-from result_compare import assert_same
+from tests.differential_queries import QUERIES
+from tests.event_data import load_events
+from tests.result_compare import assert_same
 from storage.objectstore import ObjectStore
 
 SUBSET = QUERIES[::10]

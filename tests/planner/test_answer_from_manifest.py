@@ -7,10 +7,10 @@ import pytest
 
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_locally
-from event_data import load_events
+from tests.event_data import load_events
 from planner.logical import Memory, Scan, TableSource
 from planner.planning import plan_query
-from result_compare import assert_same
+from tests.result_compare import assert_same
 from storage.objectstore import ObjectStore
 from storage.snapshot import load_snapshot
 

@@ -117,7 +117,7 @@ def test_segment_statistics_survive_times_python_cannot_hold(values, type_, low,
 
 
 def test_retention_drops_and_explains_times_before_year_one(memory_store):
-    from engine.maintenance.retention import expired_rows
+    from engine.ingest.expired import expired_rows
 
     meta = Catalog(memory_store).create_table("acme", "logs", retention="1d")
     ancient = pa.table({"timestamp": pa.array([-8 * 10**10, int(time.time())], pa.timestamp("s", tz="UTC"))})

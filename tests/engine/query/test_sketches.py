@@ -10,7 +10,7 @@ import pytest
 import engine
 from engine.query.execution import aggregate
 from engine.query.execution.sketches import HLL_LG_K
-from event_data import load_events
+from tests.event_data import load_events
 from planner.logical import AggCall
 from storage.objectstore import ObjectStore
 
