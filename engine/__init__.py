@@ -27,11 +27,14 @@ from storage.errors import (
     QueryTimeout,
     RejectedRows,
     SchemaConflict,
+    SegmentMissing,
     SharedRowsMissing,
     SqlError,
     TableExists,
     TableNotFound,
+    UnsafeStore,
     UnsupportedSql,
+    WriteRace,
 )
 
 if TYPE_CHECKING:
@@ -42,8 +45,8 @@ _SESSION = ("Session", "connect")
 __all__ = [
     *_SESSION,
     "ColumnNotFound", "CommitConflict", "Fenced", "FlushFailed", "IngestError", "IngestTimeout", "InvalidArgument",
-    "InvalidName", "PetrelError", "QueryFailed", "QueryTimeout", "RejectedRows", "SchemaConflict", "SharedRowsMissing",
-    "SqlError", "TableExists", "TableNotFound", "UnsupportedSql",
+    "InvalidName", "PetrelError", "QueryFailed", "QueryTimeout", "RejectedRows", "SchemaConflict", "SegmentMissing",
+    "SharedRowsMissing", "SqlError", "TableExists", "TableNotFound", "UnsafeStore", "UnsupportedSql", "WriteRace",
 ]
 
 

@@ -93,7 +93,7 @@ class Session:
         self.catalog.drop_table(self.namespace, name)
         self.queries.forget(name)
 
-    # -- queries (engine/query.py) ------------------------------------------------------
+    # -- queries (engine/query/api.py) ------------------------------------------------------
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
         """Run a SELECT (or EXPLAIN [ANALYZE] SELECT) and return its rows as Arrow."""
         return self.queries.sql(query, dialect=dialect, timeout=timeout)
@@ -133,7 +133,7 @@ class Session:
         """Change a table's retention ('30d', seconds, None to keep forever)."""
         meta = self.maintenance.alter_table(table, retention=retention)
         if self._ingestion is not None:  # this session's ingestion applies the new period at once
-            self._ingestion.writer(table).current_meta(refresh=True)
+            self._ingestion.client(table).current_meta(refresh=True)
         return meta
 
     def vacuum(self, table: str | None = None, older_than: Duration = DEFAULT_GRACE_SECONDS,

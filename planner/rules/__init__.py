@@ -14,6 +14,7 @@ from typing import Callable
 
 from planner.context import PlanContext
 from planner.logical import Plan
+from planner.rules.answer_from_manifest import answer_from_manifest
 from planner.rules.compile_expressions import compile_expressions
 from planner.rules.distribute import distribute
 from planner.rules.extract_time_range import extract_time_range
@@ -36,6 +37,7 @@ RULES: tuple[Rule, ...] = (
     pushdown_semi_joins,
     extract_time_range,
     prune_segments,
+    answer_from_manifest,
     distribute,
     split_aggregates,
     pushdown_topk,

@@ -18,12 +18,14 @@ import pyarrow as pa
 import pytest
 import ray
 
-from engine.ingest.actor import FAULT_POINTS, IngestActor, IngestConfig
+from engine.ingest.actor import IngestActor
 from engine.ingest.client import Ingestion, IngestOptions
 from engine.ingest.files import ingest_files
-from engine.ingest.handoff import pack
+from engine.ingest.owner import IngestConfig
+from engine.ingest.transfer import pack
 from storage.errors import Fenced, IngestError
-from tests.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
+from tests.engine.ingest.store_faults import FAULT_POINTS, FaultyStore
+from tests.engine.ingest.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.chaos, pytest.mark.usefixtures("ray_session")]
 
@@ -36,14 +38,11 @@ def assert_exactly(db, table: str, expected: set[int]) -> None:
     assert not doubled and not missing and not extra, (doubled[:10], missing[:10], extra[:10])
 
 
-def arm(owner, point: str, action: str = "exit") -> None:
-    """Arm a fault on an owner, waiting while it is being restarted."""
-    for _ in range(300):
-        try:
-            return ray.get(owner.inject_fault.remote(point, action))
-        except ray.exceptions.RayActorError:
-            time.sleep(0.1)
-    raise AssertionError("the owner never came back")
+def faulty(db, tmp_path, options: IngestOptions | None = None) -> tuple[Ingestion, FaultyStore]:
+    """An ingestion whose owners write through a store with injectable faults (the session's own, for db.ingest)."""
+    store = FaultyStore.over(db.store, str(tmp_path / "faults"))
+    ingestion = Ingestion(store, db.catalog, db.namespace, options or db.ingestion.options)
+    return ingestion, store
 
 
 def send(db, table: str, batch_id: str, rows: list[dict], acked: set[str], lock: threading.Lock) -> None:
@@ -59,9 +58,10 @@ def send(db, table: str, batch_id: str, rows: list[dict], acked: set[str], lock:
     raise AssertionError(f"batch {batch_id} was never acknowledged")
 
 
-def test_owners_killed_at_every_point_lose_nothing_and_store_nothing_twice(db):
+def test_owners_killed_at_every_point_lose_nothing_and_store_nothing_twice(db, tmp_path):
     db.create_table("chaos", partitions=2)
-    writer = db.ingestion.writer("chaos")
+    db._ingestion, store = faulty(db, tmp_path)
+    client = db.ingestion.client("chaos")
     rng = random.Random(20261101)
     rounds = 6 if db.store.protocol == "file" else 4  # the fault points in turn, then again
     per_round = 4
@@ -73,9 +73,9 @@ def test_owners_killed_at_every_point_lose_nothing_and_store_nothing_twice(db):
     points = list(FAULT_POINTS) + ["kill"]
     for round_no in range(rounds):
         point = points[round_no % len(points)]
-        victim = writer.owner(rng.randrange(2))
+        victim = client.owner(rng.randrange(2))
         if point != "kill":
-            arm(victim, point)
+            store.arm(point)  # the first owner to reach it dies there
         ids = [f"b{round_no * per_round + k}" for k in range(per_round)]
         threads = [threading.Thread(target=send, args=(db, "chaos", i, batches[i], acked, lock)) for i in ids]
         for thread in threads:
@@ -90,24 +90,25 @@ def test_owners_killed_at_every_point_lose_nothing_and_store_nothing_twice(db):
     assert acked == set(batches)
     assert_exactly(db, "chaos", set(range(rounds * per_round * 25)))
     assert db.ingestion.shared.written > 0 and os.listdir(db.ingestion.shared.folder) == []  # none left behind
-    epochs = [ray.get(writer.owner(p).status.remote())["epoch"] for p in range(2)]
+    epochs = [ray.get(client.owner(p).status.remote())["epoch"] for p in range(2)]
     assert sum(epochs) > 2  # owners really were replaced
 
 
-def test_a_zombie_owner_is_fenced_and_nothing_it_buffered_appears(db):
+def test_a_zombie_owner_is_fenced_and_nothing_it_buffered_appears(db, tmp_path):
     meta = db.create_table("zombie")
-    zombie = ray.remote(IngestActor).options(num_cpus=0).remote(db.store, meta, 0, IngestConfig(max_age=0.01))
-    ray.get(zombie.inject_fault.remote("after_upload", "pause"))
-    rows = db.ingestion.writer("zombie").fit(event_rows(0, 10), time.time_ns() // 1000).table
+    _, store = faulty(db, tmp_path)
+    zombie = ray.remote(IngestActor).options(num_cpus=0).remote(store, meta, 0, IngestConfig(max_age=0.01))
+    store.arm("after_upload", "pause")
+    rows = db.ingestion.client("zombie").fit(event_rows(0, 10), time.time_ns() // 1000).table
     late = zombie.append.remote("zombie-batch", pack(rows))
-    while not ray.get(zombie.paused.remote()):
+    while not store.paused():
         time.sleep(0.05)
     db.ingest("zombie", event_rows(100, 10))  # a new owner claims the partition
-    ray.get(zombie.release.remote())
+    store.release()
     with pytest.raises(Fenced, match="stale"):
         ray.get(late, timeout=60)
     assert_exactly(db, "zombie", set(range(100, 110)))
-    new_epoch = ray.get(db.ingestion.writer("zombie").owner(0).status.remote())["epoch"]
+    new_epoch = ray.get(db.ingestion.client("zombie").owner(0).status.remote())["epoch"]
     assert ray.get(zombie.status.remote())["epoch"] < new_epoch
     ray.kill(zombie)
 
@@ -124,17 +125,16 @@ def test_ingest_files_killed_midway_and_rerun(db, tmp_path):
         for path in sorted(folder.iterdir()):
             db.store.put(f"incoming/{path.name}", path.read_bytes())
         source = db.store.url + "/incoming/*.jsonl"
-    once = Ingestion(db.store, db.catalog, db.namespace,
-                     IngestOptions(max_attempts=1, actor=IngestConfig(max_age=0.05)))
+    once, store = faulty(db, tmp_path, IngestOptions(max_attempts=1, actor=IngestConfig(max_age=0.05)))
     failures = 0
     faults = [(1, "after_commit"), (0, "before_upload"), (1, "after_upload"), (0, "after_commit")]
     for partition, point in faults[: 4 if db.store.protocol == "file" else 3]:
-        arm(once.writer("files").owner(partition), point)
+        store.arm(point)
         try:
             ingest_files(once, "files", source, progress=False, chunk_bytes=2000)
         except IngestError:
             failures += 1
-        once.writer("files").forget(partition)
+        once.client("files").forget(partition)
     assert failures >= 2
     finished = db.ingest_files("files", source, progress=False)  # other chunk sizes: the first run's are kept
     assert 0 < finished.accepted < 600
@@ -149,9 +149,8 @@ def test_ingest_files_whose_rejected_rows_failed_to_commit_stores_them_on_the_re
     path = tmp_path / "bad-first.jsonl"
     lines = ["not json"] + [json.dumps(r) for r in event_rows(0, 60)]
     path.write_text("\n".join(lines) + "\n")
-    once = Ingestion(db.store, db.catalog, db.namespace,
-                     IngestOptions(max_attempts=1, actor=IngestConfig(max_age=0.05)))
-    arm(once.rejected_writer().owner(0), "after_upload", "raise")  # chunk 0's data lands, its rejections do not
+    once, store = faulty(db, tmp_path, IngestOptions(max_attempts=1, actor=IngestConfig(max_age=0.05)))
+    store.arm("after_upload", "raise", table="/_rejected/")  # chunk 0's data lands, its rejections do not
     with pytest.raises(IngestError):
         ingest_files(once, "files", str(path), progress=False, chunk_bytes=1000)
     assert stored(db, "_rejected").num_rows == 0

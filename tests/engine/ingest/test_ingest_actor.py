@@ -1,19 +1,18 @@
-"""The ingest actor's flush pipeline, driven in-process (no Ray) on memory://."""
+"""The ingest actor (the owner driven by asyncio), run in-process (no Ray) on memory:// with injected faults."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pyarrow as pa
 import pytest
 
-from engine.ingest import actor as actor_module
-from engine.ingest.actor import IngestActor, IngestConfig, default_encoders
-from engine.ingest.handoff import pack
-from storage.catalog import Catalog
+from engine.ingest import owner as owner_module
+from engine.ingest.actor import IngestActor
+from engine.ingest.offsets import Position
+from engine.ingest.owner import IngestConfig, default_encoders
+from engine.ingest.transfer import pack
 from storage.errors import FlushFailed, IngestTimeout
-from storage.objectstore import ObjectStore
 from storage.snapshot import load_snapshot
 
 BASE_US = 1_793_491_200_000_000  # 2026-11-01T00:00Z
@@ -33,9 +32,8 @@ def batch(start: int, n: int) -> bytes:
 
 
 @pytest.fixture
-def table():
-    store = ObjectStore(f"memory://actor-{uuid.uuid4().hex[:8]}")
-    return store, Catalog(store).create_table("default", "events", partitions=1)
+def table(faulty_table):
+    return faulty_table
 
 
 async def until(condition) -> None:
@@ -48,7 +46,7 @@ async def until(condition) -> None:
 
 @pytest.mark.parametrize(("cores", "partitions", "encoders"), [(2, 1, 2), (2, 2, 1), (2, 8, 1), (1, 1, 1), (16, 4, 2)])
 def test_owners_share_the_machines_cores_for_encoding_one_or_two_each(monkeypatch, cores, partitions, encoders):
-    monkeypatch.setattr(actor_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(owner_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert default_encoders(partitions) == encoders
 
 
@@ -65,13 +63,13 @@ def test_a_failed_flush_fails_the_flush_encoded_behind_it_and_retries_land_once(
 
     async def scenario() -> None:
         actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01))
-        actor.inject_fault("before_upload", "pause")
-        actor.inject_fault("after_upload", "raise")
+        store.arm("before_upload", "pause")
+        store.arm("after_upload", "raise")
         first = asyncio.ensure_future(actor.append("a", batch(0, 10), urgent=True))
-        await until(actor.paused)  # flush 1 is storing; flush 2 encodes behind it
+        await until(store.paused)  # flush 1 is storing; flush 2 encodes behind it
         second = asyncio.ensure_future(actor.append("b", batch(10, 10), urgent=True))
-        await until(lambda: not actor._buffer)
-        actor.release()
+        await until(lambda: not actor.owner.buffered_rows)
+        store.release()
         outcomes = await asyncio.gather(first, second, return_exceptions=True)
         assert all(isinstance(o, FlushFailed) for o in outcomes), outcomes
         assert load_snapshot(store, meta).rows == 0  # nothing of either flush is visible
@@ -90,15 +88,15 @@ def test_a_failure_fails_every_flush_taken_before_it_and_none_taken_after(table)
 
     async def scenario() -> None:
         actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01, encoders=2))
-        actor.inject_fault("before_upload", "pause")
-        actor.inject_fault("after_upload", "raise")
+        store.arm("before_upload", "pause")
+        store.arm("after_upload", "raise")
         first = asyncio.ensure_future(actor.append("a", batch(0, 10), urgent=True))
-        await until(actor.paused)
+        await until(store.paused)
         behind = []
         for name, start in (("b", 10), ("c", 20)):  # two more flushes, encoded while the first stores
             behind.append(asyncio.ensure_future(actor.append(name, batch(start, 10), urgent=True)))
-            await until(lambda: not actor._buffer)
-        actor.release()
+            await until(lambda: not actor.owner.buffered_rows)
+        store.release()
         outcomes = await asyncio.gather(first, *behind, return_exceptions=True)
         assert all(isinstance(o, FlushFailed) for o in outcomes), outcomes
         assert await actor.append("d", batch(30, 10), urgent=True) == 10  # taken after the failure: lands
@@ -115,13 +113,13 @@ def test_append_many_answers_each_append_with_its_own_outcome(table):
     async def scenario() -> None:
         actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01, max_buffer_bytes=1, buffer_timeout=0.2))
         assert await actor.append("old", batch(0, 5), urgent=True) == 5
-        actor.inject_fault("before_upload", "pause")
+        store.arm("before_upload", "pause")
         held = asyncio.ensure_future(actor.append("held", batch(5, 5), urgent=True))
-        await until(actor.paused)  # holds the buffer: the next new append cannot get space
+        await until(store.paused)  # holds the buffer: the next new append cannot get space
         outcomes = await actor.append_many([("old", batch(0, 5), None, True), ("new", batch(10, 5), None, True)])
         assert outcomes[0] == 0  # committed before
         assert isinstance(outcomes[1], IngestTimeout) and "buffered" in str(outcomes[1])
-        actor.release()
+        store.release()
         assert await held == 5
 
     asyncio.run(scenario())
@@ -134,7 +132,7 @@ def test_flushes_commit_in_order_while_the_next_one_encodes(table):
         actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01, eager_rows=1))
         written = await asyncio.gather(*(actor.append(f"b{i}", batch(i * 5, 5)) for i in range(40)))
         assert written == [5] * 40
-        state = actor.log.load()
+        state = actor.owner.log.load()
         assert state.rows == 200
         versions = [state.batch_ids[f"b{i}"] for i in range(40)]
         assert versions == sorted(versions)  # batches commit in the order they were buffered
@@ -147,12 +145,12 @@ def test_a_commit_that_landed_but_was_reported_failed_is_not_stored_again_on_ret
 
     async def scenario() -> None:
         actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01))
-        actor.inject_fault("after_commit", "raise")  # the commit is in the log, the caller hears it failed
+        store.arm("after_commit", "raise")  # the commit is in the log, the caller hears it failed
         with pytest.raises(FlushFailed):
-            await actor.append("a", batch(0, 10), offsets={"src": 1}, urgent=True)
+            await actor.append("a", batch(0, 10), offsets=(Position("src", 1),), urgent=True)
         assert load_snapshot(store, meta).rows == 10
-        assert await actor.append("a", batch(0, 10), offsets={"src": 1}, urgent=True) == 0
-        assert await actor.append("a2", batch(0, 10), offsets={"src": 1}, urgent=True) == 0  # same offset
+        assert await actor.append("a", batch(0, 10), offsets=(Position("src", 1),), urgent=True) == 0
+        assert await actor.append("a2", batch(0, 10), offsets=(Position("src", 1),), urgent=True) == 0  # same offset
         assert await actor.append("b", batch(10, 10), urgent=True) == 10
         assert load_snapshot(store, meta).rows == 20
 
@@ -164,7 +162,7 @@ def test_a_finished_failed_flush_does_not_fail_appends_that_came_after_it(table)
 
     async def scenario() -> None:
         actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01))
-        actor.inject_fault("after_upload", "raise")
+        store.arm("after_upload", "raise")
         with pytest.raises(FlushFailed):
             await actor.append("a", batch(0, 10), urgent=True)
         assert await actor.append("b", batch(10, 10), urgent=True) == 10
@@ -179,14 +177,14 @@ def test_one_batch_id_sent_twice_while_the_buffer_is_full_is_stored_once(table):
 
     async def scenario() -> None:
         actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01, max_buffer_bytes=200, buffer_timeout=60))
-        actor.inject_fault("before_upload", "pause")
+        store.arm("before_upload", "pause")
         first = asyncio.ensure_future(actor.append("x", batch(0, 10), urgent=True))
-        await until(actor.paused)  # x holds the buffer: the next appends wait for space
+        await until(store.paused)  # x holds the buffer: the next appends wait for space
         twins = [asyncio.ensure_future(actor.append("y", batch(10, 10))) for _ in range(2)]
         for _ in range(10):
             await asyncio.sleep(0)
-        assert not actor._buffer  # both are waiting
-        actor.release()
+        assert not actor.owner.buffered_rows  # both are waiting
+        store.release()
         written = await asyncio.gather(first, *twins)
         assert written[0] == 10 and sorted(written[1:]) in ([0, 10], [10, 10])
         assert load_snapshot(store, meta).rows == 20
@@ -201,7 +199,7 @@ def test_buffer_space_is_counted_in_payload_bytes_and_taken_before_unpacking(tab
         actor = IngestActor(store, meta, 0, IngestConfig(max_age=60, max_buffer_bytes=5000, buffer_timeout=0.2))
         payload = batch(0, 10)
         held = asyncio.ensure_future(actor.append("a", payload))
-        await until(lambda: actor._buffer)
+        await until(lambda: actor.owner.buffered_rows)
         assert actor.status()["held_bytes"] == len(payload)
         with pytest.raises(IngestTimeout, match="buffered"):  # never unpacked: it would not parse
             await actor.append("b", b"\0" * 5000)
@@ -214,10 +212,10 @@ def test_buffer_space_is_counted_in_payload_bytes_and_taken_before_unpacking(tab
 def test_repeating_columns_are_dictionary_encoded_and_unique_ones_are_not_in_every_flush(table, monkeypatch):
     import pyarrow.parquet as pq
 
-    from engine.ingest import actor as actor_module
+    from engine.ingest import encode as encode_module
 
     store, meta = table
-    monkeypatch.setattr(actor_module, "DICTIONARY_FLUSHES", 2)  # chosen again within the test
+    monkeypatch.setattr(encode_module, "DICTIONARY_FLUSHES", 2)  # chosen again within the test
 
     def rows(start: int, n: int) -> bytes:
         times = pa.array([BASE_US + i * 1_000_000 for i in range(start, start + n)], pa.int64())

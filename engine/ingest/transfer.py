@@ -1,4 +1,4 @@
-"""How an append's rows travel to their owner: Arrow IPC, through Ray or through shared memory.
+"""How an append's rows travel from client to owner: Arrow IPC, through Ray or through shared memory.
 
 Through Ray, the rows are one Arrow IPC buffer that Ray's object store
 carries as it is.  But every object a call puts there costs about 4 ms of

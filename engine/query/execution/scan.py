@@ -1,10 +1,14 @@
 """Reading segments with the filter and projection pushed into the Parquet reader.
 
-A :class:`SegmentReader` keeps every segment's parsed Parquet footer (the
-fragment object with its row-group metadata): segments never change, so a
-footer read once serves every later query on the same process.  Segments
-with older schemas are read under the snapshot's unified schema: missing
-columns come back NULL and narrower types are widened by the reader.
+A fragment's segments are read as one multi-file ``pyarrow.dataset`` scan
+(filter and projection pushed down, pyarrow's threads reading many files
+ahead), never one read per segment from Python.  A :class:`SegmentReader`
+keeps every segment's parsed Parquet footer (the fragment object with its
+row-group metadata, and the stored bytes per column): segments never
+change, so a footer read once serves every later query on the same
+process.  Segments with older schemas are read under the snapshot's
+unified schema: missing columns come back NULL and narrower types are
+widened by the reader.
 """
 
 from __future__ import annotations
@@ -21,6 +25,29 @@ from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry
 
 _FORMAT = ds.ParquetFileFormat()
+FILES_AHEAD = 32  # files the scan opens and reads ahead: small segments cost latency, not bandwidth
+
+
+@dataclass(frozen=True)
+class Footer:
+    """A segment's parsed footer: its Parquet fragment, and the rows and stored bytes per column it holds."""
+
+    fragment: ds.ParquetFileFragment
+    rows: int
+    row_groups: int
+    column_bytes: dict[str, int]
+
+    @classmethod
+    def of(cls, fragment: ds.ParquetFileFragment) -> Footer:
+        metadata = fragment.metadata
+        sizes: dict[str, int] = {}
+        start = 0
+        for field_ in fragment.physical_schema:
+            width = _leaves(field_.type)
+            sizes[field_.name] = sum(metadata.row_group(g).column(leaf).total_compressed_size
+                                     for g in range(metadata.num_row_groups) for leaf in range(start, start + width))
+            start += width
+        return cls(fragment, metadata.num_rows, metadata.num_row_groups, sizes)
 
 
 @dataclass
@@ -41,12 +68,12 @@ class SegmentReader:
     def __init__(self, store: ObjectStore, cache_size: int = 20_000) -> None:
         self.store = store
         self.filesystem = store.arrow_filesystem()
-        self._fragments: collections.OrderedDict[str, ds.ParquetFileFragment] = collections.OrderedDict()
+        self._fragments: collections.OrderedDict[str, Footer] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def fragment(self, table_path: str, segment: SegmentEntry, stats: ScanStats | None = None) -> ds.ParquetFileFragment:
-        """The segment's Parquet fragment, with its footer parsed once and kept."""
+    def footer(self, table_path: str, segment: SegmentEntry, stats: ScanStats | None = None) -> Footer:
+        """The segment's parsed footer, read once and kept."""
         key = f"{table_path}/{segment.path}"
         with self._lock:
             cached = self._fragments.get(key)
@@ -57,11 +84,12 @@ class SegmentReader:
                 return cached
         fragment = _FORMAT.make_fragment(self.store.arrow_path(key), self.filesystem)
         fragment.ensure_complete_metadata()
+        footer = Footer.of(fragment)
         with self._lock:
-            self._fragments[key] = fragment
+            self._fragments[key] = footer
             while len(self._fragments) > self._cache_size:
                 self._fragments.popitem(last=False)
-        return fragment
+        return footer
 
     def read(
         self,
@@ -84,7 +112,8 @@ class SegmentReader:
         expressions use; without it, a list of names, or else every column).
         """
         stats = stats if stats is not None else ScanStats()
-        fragments = [self.fragment(table_path, s, stats) for s in segments]
+        footers = [self.footer(table_path, s, stats) for s in segments]
+        fragments = [f.fragment for f in footers]
         dataset = ds.FileSystemDataset(fragments, schema, _FORMAT, self.filesystem)
         stats.segments += len(segments)
         if stored is None and isinstance(columns, list):
@@ -94,12 +123,17 @@ class SegmentReader:
                 if fragments else _empty(dataset, columns, filter)
             stats.rows_out += table.num_rows
             return table
-        for fragment in fragments:
-            _count_read(fragment, _row_groups(fragment, filter, schema), stats, stored)
+        for footer in footers:
+            if filter is None or footer.row_groups == 1:  # read whole (the planner pruned by the same statistics)
+                stats.rows_read += footer.rows
+                stats.bytes_read += sum(footer.column_bytes.get(c, 0) for c in stored) if stored is not None \
+                    else sum(footer.column_bytes.values())
+            else:
+                _count_read(footer.fragment, _row_groups(footer.fragment, filter, schema), stats, stored)
         if check is None or not fragments:
-            table = dataset.to_table(columns=columns, filter=filter)
+            table = dataset.to_table(columns=columns, filter=filter, fragment_readahead=FILES_AHEAD)
         else:
-            scanner = dataset.scanner(columns=columns, filter=filter)
+            scanner = dataset.scanner(columns=columns, filter=filter, fragment_readahead=FILES_AHEAD)
             batches = []
             for batch in scanner.to_batches():
                 check()

@@ -9,10 +9,10 @@ import sys
 import pyarrow as pa
 import pytest
 
-from engine.ingest.handoff import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack, sweep, unpack
+from engine.ingest.transfer import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack, sweep, unpack
 from engine.ingest.router import stable_hash
 from storage.errors import SharedRowsMissing
-from tests.ingest_fixtures import FAST, event_rows, stored
+from tests.engine.ingest.ingest_fixtures import FAST, event_rows, stored
 
 
 def big_batch(start: int, n: int = 4_000) -> pa.Table:
@@ -95,7 +95,7 @@ def test_rows_an_owner_cannot_read_in_shared_memory_go_through_ray_once_each(loc
     local_db.create_table("logs", partitions=2)
     (tmp_path / "shm").mkdir()
     unseen = _Unseen(str(tmp_path / "shm"))
-    writer = local_db.ingestion.writer("logs")
+    writer = local_db.ingestion.client("logs")
     writer._shared = unseen
     batch_ids = [f"b{k}" for k in range(6)]
     for k, batch_id in enumerate(batch_ids):

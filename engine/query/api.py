@@ -1,33 +1,33 @@
-"""Queries for a session: ``sql()`` and ``explain()``.
+"""The query API a session calls: ``sql()`` and ``explain()``.
 
-The :class:`QueryEngine` resolves table names to snapshots (cached, and
-revalidated with one listing per partition, so an unchanged table costs no
-metadata reads), plans with :mod:`planner`, and runs the plan on the
+The :class:`QueryEngine` resolves table names to snapshots (kept per table
+and refreshed by reading only the commits made since, so an unchanged
+table costs one probe per partition), plans with :mod:`planner`, and runs the plan on the
 session's worker pool, which it starts when the first plan runs (planning
 alone, a plain EXPLAIN or a syntax error, starts no worker) and keeps.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from typing import Any
 
 import pyarrow as pa
 
-from engine.coordinator import QueryStats, WorkerPool, pool_size, run_plan
+from engine.external import as_arrow, read_file
+from engine.query.scheduler import run_plan
+from engine.query.stats import QueryStats
+from engine.query.workers import WorkerPool, pool_size
 from planner.context import PlanContext
 from planner.explain import explain as render_explain
-from engine.external import as_arrow, read_file
 from planner.fragments import TARGET_FRAGMENT_BYTES
 from planner.logical import Memory, TableSource
 from planner.planning import QueryPlan, plan_query
 from storage.catalog import Catalog, TableMeta, validate_name
 from storage.errors import QueryFailed, QueryTimeout, TableNotFound
-from storage.log import PartitionLog
 from storage.objectstore import ObjectStore
-from storage.snapshot import load_snapshot
+from storage.snapshot import LiveSnapshot, Snapshot
 
 META_SECONDS = 5.0
 
@@ -53,7 +53,8 @@ class QueryEngine:
         self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()
         self._meta: dict[str, tuple[TableMeta, float]] = {}
-        self._sources: dict[str, tuple[tuple[int, ...], TableSource]] = {}
+        self._live: dict[str, LiveSnapshot] = {}
+        self._sources: dict[str, tuple[Snapshot, TableSource]] = {}
         self.registered: dict[str, pa.Table] = {}
         self.broadcast_bytes = PlanContext.broadcast_bytes
 
@@ -70,20 +71,19 @@ class QueryEngine:
         """Drop cached metadata (of one table, or all)."""
         if name is None:
             self._meta.clear()
+            self._live.clear()
             self._sources.clear()
         else:
             self._meta.pop(name, None)
+            self._live.pop(name, None)
             self._sources.pop(name, None)
 
     def register(self, name: str, data: Any) -> None:
         """Make ``data`` (pyarrow Table or pandas DataFrame) queryable as table ``name``."""
         self.registered[validate_name(name, "table")] = as_arrow(data)
 
-    def unregister(self, name: str) -> None:
-        self.registered.pop(name, None)
-
     def resolve(self, name: str) -> TableSource | Memory:
-        """The table as of its latest snapshot (reused while no partition moved)."""
+        """The table as of its latest snapshot (refreshed by reading only the commits made since the last query)."""
         if name in self.registered:
             return Memory(name, self.registered[name])
         try:
@@ -91,21 +91,19 @@ class QueryEngine:
         except TableNotFound:
             self.forget(name)
             raise
-        latest = tuple(self._latest_version(meta, p) for p in range(meta.partitions))
+        live = self._live.get(name)
+        if live is None or live.meta != meta:
+            live = self._live[name] = LiveSnapshot(self.store, meta)
+        snapshot = live.refresh()
         cached = self._sources.get(name)
-        if cached is not None and cached[0] == latest and cached[1].meta == meta:
+        if cached is not None and cached[0] is snapshot:
             return cached[1]
-        snapshot = load_snapshot(self.store, meta)
         schema = snapshot.schema
         if not schema.names and meta.schema is not None:
             schema = meta.schema
         source = TableSource(meta, schema, snapshot.segments, dict(snapshot.versions))
-        self._sources[name] = (tuple(snapshot.versions.get(p, -1) for p in range(meta.partitions)), source)
+        self._sources[name] = (snapshot, source)
         return source
-
-    def _latest_version(self, meta: TableMeta, partition: int) -> int:
-        commits, checkpoints = PartitionLog(self.store, meta.path, partition).versions()
-        return max(commits[-1] if commits else -1, checkpoints[-1] if checkpoints else -1)
 
     # -- queries --------------------------------------------------------------------------
     @property
@@ -144,7 +142,7 @@ class QueryEngine:
         analysis = None
         if analyze:
             _, stats = self._run(planned, timeout, started)
-            analysis = _as_dict(stats)
+            analysis = stats.as_dict()
         return render_explain(planned.logical, planned.optimized, analysis)
 
     def _run(self, planned: QueryPlan, timeout: float | None, started: float) -> tuple[pa.Table, QueryStats]:
@@ -153,7 +151,8 @@ class QueryEngine:
         if timeout is not None and planning > timeout:
             raise QueryTimeout(f"the query ran over its timeout of {timeout:g} s while being planned; pass a larger timeout=")
         try:
-            table, stats = run_plan(planned.optimized, self.pool, timeout, started, self.fault_delay, self.fragment_bytes)
+            table, stats = run_plan(planned.optimized, lambda: self.pool, timeout, started, self.fault_delay,
+                                    self.fragment_bytes)
         except pa.ArrowException as error:  # an expression failed on the data here (a division by zero)
             raise QueryFailed(f"the query failed on its data: {str(error).splitlines()[0]}") from None
         stats.planning_seconds = planning
@@ -164,7 +163,3 @@ class QueryEngine:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
-
-
-def _as_dict(stats: QueryStats) -> dict[str, Any]:
-    return dataclasses.asdict(stats)

@@ -1,4 +1,4 @@
-"""The coordinator: sends a plan's fragments to the worker pool and merges the results.
+"""The stage scheduler, on the driver: runs a plan's stages on the worker pool and merges the results.
 
 Each exchange (Gather) of the optimized plan is one stage.  Its segments
 are placed on workers by rendezvous hash (:mod:`planner.fragments`), one
@@ -17,114 +17,39 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import ray
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
-from engine.execution.operators import Execution, concat, execute
-from engine.execution.scan import SegmentReader
-from engine.worker import QueryWorker
-from planner.fragments import TARGET_FRAGMENT_BYTES, Fragment, assign, pack, preference, stage_plan, stage_scan
+from engine.query.execution.exchange import partition as hash_partition
+from engine.query.execution.operators import Execution, concat, execute
+from engine.query.executor import run_fragment
+from engine.query.stats import QueryStats, StageStats
+from engine.query.workers import FragmentTask, WorkerPool
+from planner.fragments import (
+    TARGET_FRAGMENT_BYTES, Fragment, bucket_fragments, preference, split_stage, stage_plan, stage_scan,
+)
 from planner.logical import Broadcast, Gather, Limit, Plan, Shuffle, Sort
 from storage.errors import PetrelError, QueryFailed, QueryTimeout
-from storage.objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 
-def pool_size(size: int | None = None) -> int:
-    """How many workers a pool of ``size`` has (None: one per CPU of the cluster)."""
-    return size if size is not None else max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
-class WorkerPool:
-    """The session's long-lived QueryWorker actors, one per CPU of the cluster."""
-
-    def __init__(self, store: ObjectStore, size: int | None = None) -> None:
-        size = pool_size(size)
-        self.store = store
-        self.reader = SegmentReader(store)  # for stages with nothing to read, typed empty results
-        self.tag = uuid.uuid4().hex[:6]
-        self.workers: dict[str, Any] = {}
-        for index in range(size):
-            name = f"worker-{index}"
-            self.workers[name] = self._start(name)
-        ray.get([w.ping.remote() for w in self.workers.values()])
-
-    def _start(self, name: str):
-        return QueryWorker.options(scheduling_strategy="SPREAD").remote(self.store, f"{name}/{self.tag}")
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.workers)
-
-    def replace(self, name: str, failed: Any) -> bool:
-        """Start a fresh actor under ``name`` after ``failed`` (the handle that died) unless that was done already.
-
-        Every pending fragment of a dead worker reports the death; only the
-        first report replaces it, so a replacement is never killed by a later
-        report about the actor it replaced.
-        """
-        if self.workers.get(name) is not failed:
-            return False
-        try:
-            ray.kill(failed, no_restart=True)
-        except Exception:  # already gone
-            pass
-        self.workers[name] = self._start(name)
-        return True
-
-    def cancel(self, key: str) -> None:
-        for worker in self.workers.values():
-            try:
-                worker.cancel.remote(key)
-            except Exception:  # a dead worker has nothing left to cancel
-                pass
-
-    def close(self) -> None:
-        for worker in self.workers.values():
-            try:
-                ray.kill(worker, no_restart=True)
-            except Exception:
-                pass
-        self.workers.clear()
-
-
-@dataclass
-class StageStats:
-    """What one stage did: its fragments' measurements and its wall time."""
-
-    stage: int
-    fragments: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    retries: int = 0
-    cancelled_early: int = 0
-    rows_out: int = 0
-
-
-@dataclass
-class QueryStats:
-    query_id: str
-    planning_seconds: float = 0.0
-    stages: list[StageStats] = field(default_factory=list)
-    final_seconds: float = 0.0
-    final_rows: int = 0
-    total_seconds: float = 0.0
-
-
 def run_plan(
     plan: Plan,
-    pool: WorkerPool,
+    pool: Callable[[], WorkerPool],
     timeout: float | None = None,
     started: float | None = None,
     fault_delay: float = 0.0,
     fragment_bytes: int = TARGET_FRAGMENT_BYTES,
 ) -> tuple[pa.Table, QueryStats]:
-    """Run every stage of ``plan`` on ``pool``, then the rest of the plan here.
+    """Run every stage of ``plan`` on the worker pool, then the rest of the plan here.
+
+    ``pool`` gives the pool when a stage first needs it: a plan without
+    stages (answered from the manifest, or from constants) starts no worker.
 
     ``fragment_bytes`` is about how many bytes of segments one fragment reads.
     """
@@ -176,9 +101,9 @@ class _Stages:
     stages finish in, so EXPLAIN ANALYZE pairs each with its plan.
     """
 
-    def __init__(self, plan: Plan, pool: WorkerPool, stats: QueryStats, deadline: float | None,
+    def __init__(self, plan: Plan, pool: Callable[[], WorkerPool], stats: QueryStats, deadline: float | None,
                  timeout: float | None, fault_delay: float, fragment_bytes: int) -> None:
-        self.pool = pool
+        self._pool = pool
         self.fragment_bytes = fragment_bytes
         self.stats = stats
         self.deadline = deadline
@@ -186,6 +111,10 @@ class _Stages:
         self.fault_delay = fault_delay
         self.numbers = _stage_numbers(plan)
         self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> WorkerPool:
+        return self._pool()
 
     def gathered(self, plan: Plan, path: tuple[int, ...] = ()) -> Execution:
         """An Execution for the coordinator's part of ``plan``, with every Gather below it run."""
@@ -240,34 +169,32 @@ class _Stages:
         segments = tuple(scan.segments or ()) if scan is not None else ()
         partition = (shuffle.keys, shuffle.buckets) if shuffle is not None else None
         inputs = {key: [ref] for key, ref in broadcast.items()}
-        fragments: list[tuple[str, Fragment]] = []
-        names = self.pool.names
-        remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
         query_id = self.stats.query_id
         if shuffled:
-            buckets = len(next(iter(shuffled.values()))[0]) if next(iter(shuffled.values())) else 1
-            for bucket in range(buckets):
+            first = next(iter(shuffled.values()))
+            buckets = len(first[0]) if first else 1
+            placed = bucket_fragments(query_id, number, body, buckets, self.pool.names, partition)
+            per_fragment = {}
+            for _, fragment in placed:
                 parts = dict(inputs)
-                for key, per_fragment in shuffled.items():
-                    parts[key] = [refs[bucket] for refs in per_fragment]
-                fragment = Fragment(query_id, number, bucket, body, (), remaining, self.fault_delay, parts, partition)
-                fragments.append((names[bucket % len(names)], fragment))
+                for key, refs in shuffled.items():
+                    parts[key] = [bucket_refs[fragment.index] for bucket_refs in refs]
+                per_fragment[fragment.index] = parts
         elif segments:
-            for worker, assigned in assign(segments, names).items():
-                for group in pack(assigned, self.fragment_bytes):
-                    fragment = Fragment(query_id, number, len(fragments), body, group, remaining, self.fault_delay,
-                                        inputs, partition)
-                    fragments.append((worker, fragment))
+            placed = split_stage(query_id, number, body, segments, self.pool.names, self.fragment_bytes, partition)
+            per_fragment = {fragment.index: inputs for _, fragment in placed}
         else:  # nothing to read: the stage's (typed, often empty) result, computed here
-            run = Execution(reader=self.pool.reader, segments=(),
-                            inputs={k: _concat(ray.get(v)) for k, v in inputs.items()})
-            table = execute(body, run)
+            fragment = Fragment(query_id, number, 0, body, (), partition)
+            table, _ = run_fragment(fragment, self.pool.reader, {k: concat(ray.get(v)) for k, v in inputs.items()})
             stats.seconds = time.monotonic() - begun
             stats.rows_out = table.num_rows
             if partition is not None:
-                return [[ray.put(part) for part in _partition(table, *partition)]]
+                return [[ray.put(part) for part in hash_partition(table, *partition)]]
             return [table]
-        results = _run_fragments(fragments, stats, self.pool, query_id, self.deadline, self.timeout, limit, partition)
+        remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        tasks = [(worker, FragmentTask(fragment, remaining, self.fault_delay, per_fragment[fragment.index]))
+                 for worker, fragment in placed]
+        results = _run_fragments(tasks, stats, self.pool, query_id, self.deadline, self.timeout, limit, partition)
         stats.seconds = time.monotonic() - begun
         return results
 
@@ -290,18 +217,8 @@ def _stage_numbers(plan: Plan) -> dict[tuple[int, ...], int]:
     return numbers
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    return concat(tables)
-
-
-def _partition(table: pa.Table, keys, buckets) -> list[pa.Table]:
-    from engine.execution.exchange import partition
-
-    return partition(table, keys, buckets)
-
-
 def _run_fragments(
-    fragments: list[tuple[str, Fragment]],
+    tasks: list[tuple[str, FragmentTask]],
     stats: StageStats,
     pool: WorkerPool,
     query_id: str,
@@ -310,22 +227,22 @@ def _run_fragments(
     limit: int | None,
     partition: tuple | None,
 ) -> list:
-    """Send ``fragments`` to their workers; retry on dead workers; their results in fragment order."""
+    """Send ``tasks`` to their workers; retry on dead workers; their results in fragment order."""
     stage = stats.stage
-    pending: dict[Any, tuple[str, Any, Fragment, int, list]] = {}
+    pending: dict[Any, tuple[str, Any, FragmentTask, int, list]] = {}
     returns = partition[1] + 1 if partition is not None else 1
 
-    def submit(worker: str, fragment: Fragment, attempt: int) -> None:
+    def submit(worker: str, task: FragmentTask, attempt: int) -> None:
         handle = pool.workers[worker]
         if partition is None:
-            ref = handle.run.remote(fragment)
-            pending[ref] = (worker, handle, fragment, attempt, [])
+            ref = handle.run.remote(task)
+            pending[ref] = (worker, handle, task, attempt, [])
         else:
-            refs = handle.run.options(num_returns=returns).remote(fragment)
-            pending[refs[-1]] = (worker, handle, fragment, attempt, refs[:-1])
+            refs = handle.run.options(num_returns=returns).remote(task)
+            pending[refs[-1]] = (worker, handle, task, attempt, refs[:-1])
 
-    for worker, fragment in fragments:
-        submit(worker, fragment, 1)
+    for worker, task in tasks:
+        submit(worker, task, 1)
     results: dict[int, Any] = {}
     rows = 0
     try:
@@ -335,7 +252,8 @@ def _run_fragments(
             if not ready:
                 raise QueryTimeout(_timeout_message(timeout))
             ref = ready[0]
-            worker, handle, fragment, attempt, buckets = pending.pop(ref)
+            worker, handle, task, attempt, buckets = pending.pop(ref)
+            fragment = task.fragment
             try:
                 outcome = ray.get(ref)
             except RayActorError:
@@ -349,7 +267,7 @@ def _run_fragments(
                 pool.replace(worker, handle)
                 ranked = preference(fragment.segments[0].id, pool.names) if fragment.segments else pool.names
                 others = [w for w in ranked if w != worker] or [worker]
-                submit(others[0], fragment, attempt + 1)
+                submit(others[0], task, attempt + 1)
                 continue
             except TaskCancelledError:
                 continue

@@ -57,7 +57,11 @@ def expired_rows(table: pa.Table, meta: TableMeta, row_numbers: np.ndarray | Non
 
 
 def _instant(micros: int) -> str:
-    return dt.datetime.fromtimestamp(micros / 1e6, dt.timezone.utc).isoformat()
+    """An instant for a message: ISO 8601 where Python's datetime holds it (years 1-9999), else raw."""
+    try:
+        return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=micros)).isoformat()
+    except OverflowError:
+        return f"{micros} microseconds from 1970-01-01T00:00:00+00:00"
 
 
 def _duration(seconds: float) -> str:

@@ -8,7 +8,7 @@ import uuid
 import pyarrow as pa
 import pytest
 
-from engine.ingest.actor import IngestConfig
+from engine.ingest.owner import IngestConfig
 from engine.ingest.client import IngestOptions
 from storage.schema import conform
 from storage.segment import read_segment

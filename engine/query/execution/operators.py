@@ -18,11 +18,13 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.acero as acero
 import pyarrow.compute as pc
+from sqlglot import exp
 
-from engine.execution import aggregate
-from engine.execution.join import join, set_operation
-from engine.execution.window import window
-from engine.execution.scan import ScanStats, SegmentReader
+from engine.query.execution import aggregate
+from engine.query.execution.join import join, set_operation
+from engine.query.execution.scan import ScanStats, SegmentReader
+from engine.query.execution.window import window
+from planner.dispatch import OperatorTable
 from planner.logical import (
     Aggregate, Broadcast, Filter, Gather, Join, Limit, Memory, Plan, Project, Scan, SetOp, Shuffle, Sort, SortKey, Values,
     Window,
@@ -49,61 +51,113 @@ class Execution:
             raise QueryTimeout("the query was cancelled")
 
 
+EXECUTE: OperatorTable[pa.Table] = OperatorTable("execute")
+
+
 def execute(plan: Plan, run: Execution) -> pa.Table:
+    """The rows ``plan`` produces (below a Gather, those of ``run``'s segments only)."""
     run.check()
-    if isinstance(plan, Gather):
-        return run.gathered[id(plan)]
-    if isinstance(plan, Scan):
-        return _scan(plan, None, run)
-    if isinstance(plan, Values):
-        return plan.compiled.select([n for n in plan.names])
-    if isinstance(plan, Memory):
-        return plan.table
-    if isinstance(plan, (Broadcast, Shuffle)):
-        if plan.key in run.inputs:
-            return run.inputs[plan.key]
-        inner = Execution(reader=run.reader, gathered=run.gathered, deadline=run.deadline, cancelled=run.cancelled,
-                          scan=run.scan, inputs=run.inputs)
-        return execute(plan.input, inner)
-    if isinstance(plan, Join):
-        left = execute(plan.left, run)
-        right = execute(plan.right, run)
-        run.check()
-        return join(left, right, plan)
-    if isinstance(plan, SetOp):
-        parts = [execute(p, run) for p in plan.parts]
-        run.check()
-        return set_operation(parts, plan.kind, plan.distinct)
-    if isinstance(plan, Project) and isinstance(plan.input, Scan):
-        return _scan(plan.input, plan, run)
-    if isinstance(plan, Aggregate) and plan.mode == "partial" and _counts_only(plan):
-        return _count_from_manifest(plan, run)
-    if isinstance(plan, Sort) and plan.limit is not None and isinstance(plan.input, Project) \
-            and isinstance(plan.input.input, Scan) and plan.input.input.limit is None:
-        return _topk_scan(plan, run)
-    if isinstance(plan, Limit) and isinstance(plan.input, Project) and isinstance(plan.input.input, Scan):
-        table = _scan(plan.input.input, plan.input, run)
-        return table.slice(plan.offset, plan.limit)
+    return EXECUTE(plan, run)
+
+
+def _input(plan: Plan, run: Execution) -> pa.Table:
     table = execute(plan.inputs[0], run)
     run.check()
-    if isinstance(plan, Filter):
-        return table.filter(plan.compiled)
-    if isinstance(plan, Project):
-        return project(table, plan.names, plan.compiled)
-    if isinstance(plan, Aggregate):
-        if plan.mode == "partial":
-            return aggregate.partial(table, plan.keys, plan.aggregates)
-        if plan.mode == "final":
-            return aggregate.final(table, plan.keys, plan.aggregates)
-        states = aggregate.partial(table, plan.keys, plan.aggregates)
-        return aggregate.final(states, plan.keys, plan.aggregates)
-    if isinstance(plan, Sort):
-        return sort(table, plan.keys, plan.limit)
-    if isinstance(plan, Limit):
-        return table.slice(plan.offset, plan.limit) if plan.limit is not None else table.slice(plan.offset)
-    if isinstance(plan, Window):
-        return window(table, plan.calls)
-    raise TypeError(f"cannot execute {type(plan).__name__}")
+    return table
+
+
+def _fused_scan(plan: Plan) -> bool:
+    """Whether ``plan`` is a projection straight over a scan (read as one Parquet scan)."""
+    return isinstance(plan, Project) and isinstance(plan.input, Scan)
+
+
+@EXECUTE.register(Gather)
+def _gather(plan: Gather, run: Execution) -> pa.Table:
+    return run.gathered[id(plan)]
+
+
+@EXECUTE.register(Scan)
+def _scan_only(plan: Scan, run: Execution) -> pa.Table:
+    return _scan(plan, None, run)
+
+
+@EXECUTE.register(Values)
+def _values(plan: Values, run: Execution) -> pa.Table:
+    return plan.compiled.select([n for n in plan.names])
+
+
+@EXECUTE.register(Memory)
+def _memory(plan: Memory, run: Execution) -> pa.Table:
+    return plan.table
+
+
+@EXECUTE.register(Broadcast, Shuffle)
+def _exchange(plan: Broadcast | Shuffle, run: Execution) -> pa.Table:
+    if plan.key in run.inputs:
+        return run.inputs[plan.key]
+    inner = Execution(reader=run.reader, gathered=run.gathered, deadline=run.deadline, cancelled=run.cancelled,
+                      scan=run.scan, inputs=run.inputs)
+    return execute(plan.input, inner)
+
+
+@EXECUTE.register(Join)
+def _join(plan: Join, run: Execution) -> pa.Table:
+    left = execute(plan.left, run)
+    right = execute(plan.right, run)
+    run.check()
+    return join(left, right, plan)
+
+
+@EXECUTE.register(SetOp)
+def _set_operation(plan: SetOp, run: Execution) -> pa.Table:
+    parts = [execute(p, run) for p in plan.parts]
+    run.check()
+    return set_operation(parts, plan.kind, plan.distinct)
+
+
+@EXECUTE.register(Project)
+def _project(plan: Project, run: Execution) -> pa.Table:
+    if isinstance(plan.input, Scan):
+        return _scan(plan.input, plan, run)
+    return project(_input(plan, run), plan.names, plan.compiled)
+
+
+@EXECUTE.register(Filter)
+def _filter(plan: Filter, run: Execution) -> pa.Table:
+    return _input(plan, run).filter(plan.compiled)
+
+
+@EXECUTE.register(Aggregate)
+def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
+    if plan.mode == "partial" and _counts_only(plan):
+        return _count_from_manifest(plan, run)
+    table = _input(plan, run)
+    if plan.mode == "partial":
+        return aggregate.partial(table, plan.keys, plan.aggregates)
+    if plan.mode == "final":
+        return aggregate.final(table, plan.keys, plan.aggregates, plan.schema)
+    states = aggregate.partial(table, plan.keys, plan.aggregates)
+    return aggregate.final(states, plan.keys, plan.aggregates, plan.schema)
+
+
+@EXECUTE.register(Sort)
+def _sort(plan: Sort, run: Execution) -> pa.Table:
+    if plan.limit is not None and _fused_scan(plan.input) and plan.input.input.limit is None:
+        return _topk_scan(plan, run)
+    return sort(_input(plan, run), plan.keys, plan.limit)
+
+
+@EXECUTE.register(Limit)
+def _limit(plan: Limit, run: Execution) -> pa.Table:
+    if _fused_scan(plan.input):
+        return _scan(plan.input.input, plan.input, run).slice(plan.offset, plan.limit)
+    table = _input(plan, run)
+    return table.slice(plan.offset, plan.limit) if plan.limit is not None else table.slice(plan.offset)
+
+
+@EXECUTE.register(Window)
+def _window(plan: Window, run: Execution) -> pa.Table:
+    return window(_input(plan, run), plan.calls)
 
 
 def _counts_only(plan: Aggregate) -> bool:
@@ -158,13 +212,22 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
         columns = dict(zip(projection.names, projection.compiled))
     else:
         columns = {name: pc.field(name) for name in scan.columns}
-    stored = list(scan.columns)
+    stored = _stored(scan)
     if len(set(columns)) < len(columns):  # duplicate output names: read, then project
-        table = run.reader.read(scan.source.meta.path, schema, segments, stored, scan.compiled, scan.limit,
-                                run.scan, run.check)
+        table = run.reader.read(scan.source.meta.path, schema, segments, list(scan.columns), scan.compiled, scan.limit,
+                                run.scan, run.check, stored)
         return project(table, projection.names, projection.compiled)
     return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan,
                            run.check, stored)
+
+
+def _stored(scan: Scan) -> list[str]:
+    """The stored columns a scan reads: those it outputs and those its filter tests."""
+    used = set(scan.columns)
+    if scan.filter is not None:
+        for column in scan.filter.find_all(exp.Column):
+            used.update(part.name for part in column.parts)
+    return [name for name in scan.source.schema.names if name in used]
 
 
 def concat(tables: list[pa.Table]) -> pa.Table:

@@ -16,12 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from engine.ingest.actor import IngestActor, IngestConfig
-from engine.ingest.handoff import pack
+from engine.ingest.actor import IngestActor
+from engine.ingest.owner import IngestConfig
+from engine.ingest.transfer import pack
 from engine.ingest.router import stable_hash
 from storage.errors import IngestTimeout, RejectedRows, TableNotFound
 from storage.snapshot import load_snapshot
-from tests.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
+from tests.engine.ingest.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -181,13 +182,13 @@ def test_concurrent_calls_share_ray_calls_and_a_batch_sent_twice_at_once_is_stor
     assert sorted(stored(db, "logs").column("id").to_pylist()) == list(range(75))
 
 
-def test_an_idle_courier_lets_its_thread_go_and_starts_another_when_needed(db, monkeypatch):
-    from engine.ingest import courier
+def test_an_idle_owner_channel_lets_its_thread_go_and_starts_another_when_needed(db, monkeypatch):
+    from engine.ingest import deliver
 
-    monkeypatch.setattr(courier, "IDLE_SECONDS", 0.1)
+    monkeypatch.setattr(deliver, "IDLE_SECONDS", 0.1)
     db.create_table("logs", partitions=1)
     db.ingest("logs", event_rows(0, 5))
-    sender = db.ingestion.writer("logs")._couriers[0]
+    sender = db.ingestion.client("logs")._channels[0]
     deadline = time.monotonic() + 30
     while sender._thread is not None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -215,25 +216,25 @@ class _SlowOwner:
         return self.calls
 
 
-def test_with_a_call_in_flight_the_courier_lingers_for_company_and_a_lone_append_goes_at_once(monkeypatch):
-    from engine.ingest import courier
+def test_with_a_call_in_flight_the_owner_channel_lingers_for_company_and_a_lone_append_goes_at_once(monkeypatch):
+    from engine.ingest import deliver
 
-    monkeypatch.setattr(courier, "LINGER_SECONDS", 0.5)
+    monkeypatch.setattr(deliver, "LINGER_SECONDS", 0.5)
     owner = _SlowOwner.remote(0.4)
     ray.get(owner.seen.remote())  # started
-    sender = courier.Courier(lambda: owner, "test-courier")
+    sender = deliver.OwnerChannel(lambda: owner, "test-channel")
     payload = pack(pa.table({"x": [1, 2, 3]}))
     deadline = time.monotonic() + 30
-    first = sender.send("a", payload, None, False)  # nothing in flight: sent at once
+    first = sender.send("a", payload, (), False)  # nothing in flight: sent at once
     first.sent.result(timeout=10)
-    second = sender.send("b", payload, None, False)  # "a" in flight: waits for company ...
+    second = sender.send("b", payload, (), False)  # "a" in flight: waits for company ...
     time.sleep(0.1)
-    third = sender.send("c", payload, None, False)  # ... which comes
+    third = sender.send("c", payload, (), False)  # ... which comes
     assert [t.result(deadline) for t in (first, second, third)] == [len(payload)] * 3
     while sender._in_flight and time.monotonic() < deadline:  # the replies' callbacks run on Ray's threads
         time.sleep(0.01)
     assert sender._in_flight == 0
-    sender.send("d", payload, None, False).result(deadline)
+    sender.send("d", payload, (), False).result(deadline)
     assert sorted(ray.get(owner.seen.remote())) == [["a"], ["b", "c"], ["d"]]  # an async actor may reorder calls
     sender.close()
 
@@ -271,20 +272,21 @@ def test_a_full_buffer_makes_callers_wait_then_time_out(db):
         ray.get(first, timeout=60)
 
 
-def test_segments_are_sorted_and_cut_by_hour(db):
+def test_a_flush_is_one_sorted_segment_whatever_hours_it_spans(db):
     import random
 
     from storage.segment import read_segment
 
-    rows = event_rows(0, 300)  # 37 s apart: over four hour buckets
+    rows = event_rows(0, 300)  # 37 s apart: over four hours
     random.Random(3).shuffle(rows)
     for table, sort_key in (("by_time", None), ("by_service", ["service"])):
         meta = db.create_table(table, sort_key=sort_key)
         db.ingest(table, rows)
         snapshot = load_snapshot(db.store, meta)
-        assert len(snapshot.segments) == 4 and sum(s.rows for s in snapshot.segments) == 300
-        for segment in snapshot.segments:
-            part = read_segment(db.store, meta.path, segment)
-            keys = list(zip(*(part.column(k).to_pylist() for k in meta.full_sort_key)))
-            assert keys == sorted(keys)
-            assert segment.min_time // 3_600_000_000 == segment.max_time // 3_600_000_000
+        assert len(snapshot.segments) == 1 and snapshot.segments[0].rows == 300
+        segment = snapshot.segments[0]
+        assert segment.path.startswith("data/2026-11-01/")  # the day of its first event
+        part = read_segment(db.store, meta.path, segment)
+        keys = list(zip(*(part.column(k).to_pylist() for k in meta.full_sort_key)))
+        assert keys == sorted(keys)
+        assert segment.max_time - segment.min_time == 299 * 37 * 1_000_000
