@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from storage.errors import PetrelError, SqlError
-from result_compare import assert_same
+from tests.result_compare import assert_same
 
 NUMBERS = pa.table({
     "a": pa.array([7, -7, 0, None, 5, 9, -9, 1], pa.int64()),
