@@ -29,7 +29,9 @@ def flatten_columns(node: exp.Expression) -> exp.Expression:
     """``alias.column`` references turned into columns named ``"alias.column"`` (a join's column names)."""
     def flat(n: exp.Expression) -> exp.Expression:
         if isinstance(n, exp.Column) and n.table:
-            return exp.Column(this=exp.Identifier(this=f"{n.table}.{n.name}", quoted=True))
+            identifier = exp.Identifier(this=f"{n.table}.{n.name}", quoted=True)
+            identifier.meta.update(n.this.meta if isinstance(n.this, exp.Expression) else {})  # keep its position
+            return exp.Column(this=identifier)
         return n
 
     return node.transform(flat)
@@ -55,6 +57,9 @@ def build(select: exp.Select, output_names: tuple[str, ...], plan: Plan, scalars
     having = select.args.get("having")
     group = select.args.get("group")
     keys = list(group.expressions) if group is not None else []
+    for found in group.find_all(exp.Rollup, exp.Cube, exp.GroupingSets) if group is not None else ():
+        kind = {exp.Rollup: "ROLLUP", exp.Cube: "CUBE", exp.GroupingSets: "GROUPING SETS"}[type(found)]
+        raise UnsupportedSql(f"GROUP BY {kind} is not supported yet; UNION ALL the groupings instead", *position(found))
     if group is not None and group.args.get("all"):  # GROUP BY ALL: every select item without an aggregate
         window_names = {name for name, _ in windows}
         keys = [e.this if isinstance(e, exp.Alias) else e for e in outputs
@@ -123,7 +128,8 @@ def build(select: exp.Select, output_names: tuple[str, ...], plan: Plan, scalars
     visible = names[: len(outputs)]
     if select.args.get("distinct") is not None:
         if select.args["distinct"].args.get("on"):
-            raise UnsupportedSql("DISTINCT ON is not supported yet")
+            raise UnsupportedSql("DISTINCT ON is not supported yet; use row_number() OVER (PARTITION BY ...) "
+                                 "in a subquery", *position(select.args["distinct"].args["on"]))
         if len(names) > len(visible):
             raise SqlError("with SELECT DISTINCT, ORDER BY expressions must appear in the select list")
         plan = Aggregate(plan, tuple(visible), ())
@@ -149,8 +155,9 @@ def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expressio
             pre_exprs.append(node)
         return by_text[text]
 
-    key_names = [column_for(k, "_g") for k in keys]
-    key_by_text = {k.sql(): n for k, n in zip(keys, key_names)}
+    key_columns = [column_for(k, "_g") for k in keys]
+    key_by_text = {k.sql(): n for k, n in zip(keys, key_columns)}
+    key_names = list(dict.fromkeys(key_columns))  # GROUP BY a, a groups by a once
     calls: list[AggCall] = []
     call_by_text: dict[str, str] = {}
     for node in found:
@@ -205,9 +212,14 @@ def _limit(select: exp.Select) -> tuple[int | None, int]:
     def value(node: exp.Expression | None, what: str) -> int | None:
         if node is None:
             return None
+        given = node
+        if isinstance(node, exp.Fetch):  # FETCH FIRST n ROWS ONLY
+            if node.args.get("percent") or node.args.get("with_ties"):
+                raise UnsupportedSql(f"{node.sql()} is not supported; use LIMIT n", *position(node))
+            node = node.args.get("count") or exp.Literal.number(1)
         node = node.expression if isinstance(node, (exp.Limit, exp.Offset)) else node
         if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
             return int(node.this)
-        raise UnsupportedSql(f"{what} must be a whole number literal, not {node.sql()}")
+        raise UnsupportedSql(f"{what} must be a whole number literal, not {node.sql()}", *position(given))
 
     return value(select.args.get("limit"), "LIMIT"), value(select.args.get("offset"), "OFFSET") or 0

@@ -7,10 +7,11 @@ from sqlglot import exp
 
 from planner.context import PlanContext
 from planner.logical import Plan
-from planner.parse import Statement, parse
+from planner.parse import Statement, parse, position
 from planner.qualify import Resolver, TableFunction, display_names, qualify_query
 from planner.relational import QueryBuilder
 from planner.rules import optimize
+from storage.errors import PetrelError, UnsupportedSql
 
 
 @dataclass(frozen=True)
@@ -41,5 +42,11 @@ def plan_query(
         names = display_names(statement.tree, statement.dialect) or None
         if names is not None and len(names) != len(tree.expressions):
             names = None
-    logical = QueryBuilder(sources).query(tree, {}, names)
+    try:
+        logical = QueryBuilder(sources).query(tree, {}, names)
+    except PetrelError:
+        raise
+    except Exception as error:  # a shape the builder does not handle: refuse it, never crash
+        raise UnsupportedSql(f"this query's shape is not supported yet ({type(error).__name__}: {error}); "
+                             "try writing it another way", *position(statement.tree)) from error
     return QueryPlan(sql, statement, logical, optimize(logical, context), context)

@@ -98,14 +98,28 @@ def _table_function(node: exp.Expression) -> tuple[str, str, dict] | None:
             value = arg.expression
             options[arg.this.name.lower()] = value.this if isinstance(value, exp.Literal) and value.is_string else value.sql()
     if path is None:
-        raise UnsupportedSql(f"{name}() needs the file path as a string literal")
+        raise UnsupportedSql(f"{name}() needs the file path as a string literal", *position(node))
     return name, path, options
+
+
+def _refuse_unsupported_sources(tree: exp.Expression) -> None:
+    """UnsupportedSql, at its position, for a FROM item Petrel cannot read yet (before qualify trips on it)."""
+    for node in tree.find_all(exp.TableSample, exp.Pivot, exp.Unnest, exp.Lateral):
+        if isinstance(node, exp.Unnest) and not isinstance(node.parent, (exp.From, exp.Join)):
+            continue
+        what = {exp.TableSample: "TABLESAMPLE / USING SAMPLE", exp.Pivot: "PIVOT and UNPIVOT",
+                exp.Unnest: "UNNEST in FROM", exp.Lateral: "LATERAL"}[type(node)]
+        line, column = position(node)
+        if line is None:  # TABLESAMPLE 10% has no name of its own: point at the table it samples
+            line, column = position(node.parent)
+        raise UnsupportedSql(f"{what} is not supported yet", line, column)
 
 
 def qualify_query(tree: exp.Query, resolve: Callable[[str], Any], namespace: str, dialect: str,
                   table_function: TableFunction | None = None) -> tuple[exp.Expression, dict[str, Any]]:
     """Resolve every table (catalog tables, registered tables, table functions) and every column."""
     original = tree
+    _refuse_unsupported_sources(tree)
     tree = tree.copy()
     ctes = {c.alias for c in tree.find_all(exp.CTE)}
     sources: dict[str, Any] = {}
@@ -115,9 +129,9 @@ def qualify_query(tree: exp.Query, resolve: Callable[[str], Any], namespace: str
         found = _table_function(table.this)
         if found is None:
             raise UnsupportedSql(f"table function {table.this.sql()[:60]} is not supported; "
-                                 f"use one of {', '.join(TABLE_FUNCTIONS)}")
+                                 f"use one of {', '.join(TABLE_FUNCTIONS)}", *position(table))
         if table_function is None:
-            raise UnsupportedSql("table functions are not available here")
+            raise UnsupportedSql("table functions are not available here", *position(table))
         name = f"_file{index}"
         sources[name] = Memory(name, table_function(*found))
         alias = table.alias or found[0]

@@ -23,6 +23,7 @@ from sqlglot.optimizer.scope import build_scope
 
 from planner.build import build, flatten_columns
 from planner.joins import make_join, referenced
+from planner.parse import position
 from planner.logical import Filter, Join, Memory, Plan, Project, Scan, SetOp, TableSource, Values
 from planner.predicates import conjuncts
 from planner.subqueries import SubqueryMixin, column
@@ -83,7 +84,7 @@ class QueryBuilder(SubqueryMixin):
         with_ = node.args.get("with_") or node.args.get("with")
         if with_ is not None:
             if with_.args.get("recursive"):
-                raise UnsupportedSql("WITH RECURSIVE is not supported")
+                raise UnsupportedSql("WITH RECURSIVE is not supported", *position(with_))
             for cte in with_.expressions:
                 ctes[cte.alias] = cte.this
         if isinstance(node, exp.Subquery):
@@ -94,7 +95,7 @@ class QueryBuilder(SubqueryMixin):
             return self._values(node, None)
         if isinstance(node, exp.Select):
             return self._select(node, ctes, names)
-        raise UnsupportedSql(f"{node.key.upper()} is not supported as a query")
+        raise UnsupportedSql(f"{node.key.upper()} is not supported as a query", *position(node))
 
     def _set_operation(self, node: exp.Expression, ctes, names) -> Plan:
         kind = {exp.Union: "union", exp.Intersect: "intersect", exp.Except: "except"}[type(node)]
@@ -141,7 +142,8 @@ class QueryBuilder(SubqueryMixin):
     # -- SELECT --------------------------------------------------------------------------
     def _select(self, select: exp.Select, ctes, names: tuple[str, ...] | None) -> Plan:
         if select.args.get("qualify"):
-            raise UnsupportedSql("QUALIFY is not supported; filter a window function in an outer query")
+            raise UnsupportedSql("QUALIFY is not supported; filter a window function in an outer query",
+                                 *position(select.args["qualify"]))
         where = select.args.get("where")
         conditions = [f for c in (conjuncts(where.this) if where is not None else []) for f in factor_or(c)]
         plan, remaining = self._from(select, ctes, conditions)
@@ -187,9 +189,10 @@ class QueryBuilder(SubqueryMixin):
             side = (join.args.get("side") or "").upper()
             kind = (join.args.get("kind") or "").upper()
             if kind in ("SEMI", "ANTI"):
-                raise UnsupportedSql("SEMI and ANTI join syntax is not supported; use EXISTS / NOT EXISTS")
+                raise UnsupportedSql("SEMI and ANTI join syntax is not supported; use EXISTS / NOT EXISTS",
+                                     *position(join))
             if join.args.get("using"):
-                raise UnsupportedSql("JOIN ... USING is not supported; write ON a.x = b.x")
+                raise UnsupportedSql("JOIN ... USING is not supported; write ON a.x = b.x", *position(join))
             on = [flatten_columns(c) for c in conjuncts(join.args.get("on"))]
             if side == "LEFT" and on:  # conditions on the inner side alone filter it before the join
                 inner = [c for c in on if referenced(c) <= set(right.columns)]
@@ -222,7 +225,7 @@ class QueryBuilder(SubqueryMixin):
             if isinstance(source, Memory):
                 return _renamed(source, alias)
             return _renamed(Scan(source), alias)
-        raise UnsupportedSql(f"FROM {node.sql()[:60]} is not supported")
+        raise UnsupportedSql(f"FROM {node.sql()[:60]} is not supported", *position(node))
 
     def join(self, left: Plan, right: Plan, kind: str, conditions: list[exp.Expression]) -> Plan:
         """A Join of ``left`` and ``right`` (columns already flattened or alias-qualified)."""

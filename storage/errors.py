@@ -85,8 +85,15 @@ class SqlError(PetrelError, ValueError):
     def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
         where = f" (line {line}, column {column})" if line is not None else ""
         super().__init__(f"{message}{where}")
+        self.message = message
         self.line = line
         self.column = column
+
+    def located(self, line: int | None, column: int | None) -> SqlError:
+        """This error at ``line`` and ``column`` when it has no position yet (else itself)."""
+        if self.line is not None or line is None:
+            return self
+        return type(self)(self.message, line, column)
 
 
 class UnsupportedSql(SqlError):

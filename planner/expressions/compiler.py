@@ -38,7 +38,13 @@ class ExpressionCompiler:
         """``node`` compiled by the handler registered for its type (or its name, for anonymous calls)."""
         handler = HANDLERS.get(type(node))
         if handler is not None:
-            return handler(self, node)
+            try:
+                return handler(self, node)
+            except SqlError as error:  # no position yet: the innermost node that has one gives it
+                located = error.located(*position(node))
+                if located is error:
+                    raise
+                raise located from None
         if isinstance(node, exp.Anonymous):
             name = node.name.lower()
             if name in NAMED:

@@ -18,6 +18,7 @@ from planner.rules.answer_from_manifest import answer_from_manifest
 from planner.rules.compile_expressions import compile_expressions
 from planner.rules.distribute import distribute
 from planner.rules.extract_time_range import extract_time_range
+from planner.rules.merge_projections import merge_projections
 from planner.rules.prune_segments import prune_segments
 from planner.rules.pushdown_limit import pushdown_limit
 from planner.rules.pushdown_predicates import pushdown_predicates
@@ -35,6 +36,7 @@ RULES: tuple[Rule, ...] = (
     pushdown_projections,
     reorder_joins,
     pushdown_semi_joins,
+    merge_projections,
     extract_time_range,
     prune_segments,
     answer_from_manifest,

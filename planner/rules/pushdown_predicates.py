@@ -63,11 +63,18 @@ def _through_project(plan: Project, conditions: list[exp.Expression]) -> Plan:
     below, above = [], []
     for condition in conditions:
         if referenced(condition) <= set(renames):
-            below.append(condition.transform(
-                lambda n: column(renames[n.name]) if isinstance(n, exp.Column) else n))
+            below.append(condition.transform(lambda n: _renamed(n, renames) if isinstance(n, exp.Column) else n))
         else:
             above.append(condition)
     return _filter(plan.with_inputs(push(plan.input, below)), above)
+
+
+def _renamed(node: exp.Column, renames: dict[str, str]) -> exp.Column:
+    """The column ``node`` under its name below the projection, keeping its position in the query text."""
+    renamed = column(renames[node.name])
+    if isinstance(node.this, exp.Expression):
+        renamed.this.meta.update(node.this.meta)
+    return renamed
 
 
 def _through_join(plan: Join, conditions: list[exp.Expression]) -> Plan:

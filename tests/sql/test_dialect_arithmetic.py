@@ -1,4 +1,4 @@
-"""Division per SQL dialect and comparisons of NULL literals, checked against DuckDB.
+"""Division per SQL dialect, comparisons of NULL literals, repeated group keys and FETCH FIRST, against DuckDB.
 
 Each dialect's division is compared with the DuckDB query that has the
 same documented meaning: postgres, sqlite and tsql divide integers as
@@ -100,4 +100,13 @@ def test_comparisons_of_null_literals_are_null(dbs):
 
 def test_null_literal_comparisons_filter_no_rows(dbs):
     query = "SELECT a FROM numbers WHERE NULL >= NULL OR a > 5 ORDER BY a"
+    _check(dbs, query, "duckdb", query)
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT a, b, count(*) AS n FROM numbers GROUP BY a, a, b",
+    "SELECT b, sum(a) AS s FROM numbers GROUP BY b, 1",
+    "SELECT a FROM numbers ORDER BY a NULLS LAST FETCH FIRST 3 ROWS ONLY",
+])
+def test_repeated_group_keys_and_fetch_first(dbs, query):
     _check(dbs, query, "duckdb", query)
