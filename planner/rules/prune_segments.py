@@ -10,13 +10,17 @@ A column the segment lacks is NULL throughout, so comparisons on it fail.
 from __future__ import annotations
 
 import dataclasses
+import weakref
+
+import numpy as np
 
 from sqlglot import exp
 
 from planner.context import PlanContext
 from planner.expressions import ExpressionCompiler
-from planner.logical import Plan, Pruning, Scan
+from planner.logical import Plan, Pruning, Scan, TableSource
 from planner.predicates import Bound, bound, conjuncts
+from planner.rules.extract_time_range import micros_of
 from storage.segment import SegmentEntry
 
 
@@ -24,29 +28,58 @@ def prune_segments(plan: Plan, context: PlanContext) -> Plan:
     plan = plan.with_inputs(*(prune_segments(child, context) for child in plan.inputs))
     if not isinstance(plan, Scan) or plan.segments is not None:
         return plan
-    segments = list(plan.source.segments)
+    segments = plan.source.segments
     total = len(segments)
     if plan.time_range is not None:
-        low, high = plan.time_range
-        segments = [s for s in segments if _overlaps(s, low, high)]
+        segments = in_time_range(plan.source, *plan.time_range)
     by_time = total - len(segments)
     if plan.filter is not None and segments:
         compiler = ExpressionCompiler(plan.source.schema, context.now)
-        tests = [t for t in (_test(node, compiler) for node in conjuncts(plan.filter)) if t is not None]
+        time_column = plan.source.meta.time_column if plan.time_range is not None else None
+        tests = [t for t in (_test(node, compiler) for node in conjuncts(plan.filter))
+                 if t is not None and not _decided_by_time_range(t, time_column)]
         if tests:
             segments = [s for s in segments if all(_may_match(t, s) for t in tests)]
     by_stats = total - by_time - len(segments)
     return dataclasses.replace(plan, segments=tuple(segments), pruning=Pruning(total, by_time, by_stats))
 
 
-def _overlaps(segment: SegmentEntry, low: int | None, high: int | None) -> bool:
-    if segment.min_time is None or segment.max_time is None:
-        return segment.rows > 0 and (segment.min_time is not None or low is None and high is None)
-    if low is not None and segment.max_time < low:
-        return False
-    if high is not None and segment.min_time > high:
-        return False
-    return True
+class _Times:
+    """A snapshot's segment times as arrays, so time pruning costs array operations, not a call per segment."""
+
+    def __init__(self, segments: tuple[SegmentEntry, ...]) -> None:
+        self.known = np.array([s.min_time is not None and s.max_time is not None for s in segments], dtype=bool)
+        self.low = np.array([s.min_time if s.min_time is not None else 0 for s in segments], dtype=np.int64)
+        self.high = np.array([s.max_time if s.max_time is not None else 0 for s in segments], dtype=np.int64)
+        # a segment without times is kept when it has rows and a min time (what _overlaps decides)
+        self.unknown_kept = np.array([s.rows > 0 and s.min_time is not None for s in segments], dtype=bool)
+
+
+_TIMES: weakref.WeakKeyDictionary[TableSource, _Times] = weakref.WeakKeyDictionary()
+
+
+def in_time_range(source: TableSource, low: int | None, high: int | None) -> tuple[SegmentEntry, ...]:
+    """The segments of ``source`` whose [min_time, max_time] meets [low, high] (inclusive; None is open)."""
+    segments = source.segments
+    times = _TIMES.get(source)
+    if times is None:
+        times = _TIMES[source] = _Times(segments)
+    if low is None and high is None:
+        return tuple(segments)
+    overlap = np.ones(len(segments), dtype=bool)
+    if low is not None:
+        overlap &= times.high >= low
+    if high is not None:
+        overlap &= times.low <= high
+    keep = np.where(times.known, overlap, times.unknown_kept)
+    return tuple(segments[i] for i in np.flatnonzero(keep))
+
+
+def _decided_by_time_range(test, time_column: str | None) -> bool:
+    """A comparison on the time column: the time range already pruned by it (with the same bounds)."""
+    return (isinstance(test, Bound) and test.column == time_column
+            and test.op in ("eq", "gt", "gte", "lt", "lte", "between")
+            and all(micros_of(v) is not None for v in test.values))
 
 
 def _test(node: exp.Expression, compiler: ExpressionCompiler):
