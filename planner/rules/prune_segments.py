@@ -30,7 +30,7 @@ def prune_segments(plan: Plan, context: PlanContext) -> Plan:
         return plan
     segments = plan.source.segments
     total = len(segments)
-    manifest = _manifest(plan.source)
+    manifest = manifest_of(plan.source)
     kept = np.arange(total)
     if plan.time_range is not None:
         kept = manifest.in_time_range(*plan.time_range)
@@ -49,7 +49,7 @@ def prune_segments(plan: Plan, context: PlanContext) -> Plan:
 
 def in_time_range(source: TableSource, low: int | None, high: int | None) -> tuple[SegmentEntry, ...]:
     """The segments of ``source`` whose [min_time, max_time] meets [low, high] (inclusive; None is open)."""
-    return tuple(source.segments[i] for i in _manifest(source).in_time_range(low, high))
+    return tuple(source.segments[i] for i in manifest_of(source).in_time_range(low, high))
 
 
 class _Manifest:
@@ -147,7 +147,8 @@ class _Manifest:
 _MANIFESTS: weakref.WeakKeyDictionary[TableSource, _Manifest] = weakref.WeakKeyDictionary()
 
 
-def _manifest(source: TableSource) -> _Manifest:
+def manifest_of(source: TableSource) -> _Manifest:
+    """The statistics arrays of a snapshot's segments (built once per snapshot, kept while it lives)."""
     found = _MANIFESTS.get(source)
     if found is None or found.segments is not source.segments:
         found = _MANIFESTS[source] = _Manifest(source.segments)
