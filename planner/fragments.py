@@ -12,6 +12,7 @@ are then packed into a few fragments of balanced size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -56,7 +57,13 @@ def score(worker: str, segment_id: str) -> int:
 
 def preference(segment_id: str, workers: list[str]) -> list[str]:
     """Workers in the order ``segment_id`` prefers them."""
-    return sorted(workers, key=lambda w: score(w, segment_id), reverse=True)
+    return list(_preference(segment_id, tuple(workers)))
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _preference(segment_id: str, workers: tuple[str, ...]) -> tuple[str, ...]:
+    """Kept per segment and pool: segments never change, so each is hashed once, not once per query."""
+    return tuple(sorted(workers, key=lambda w: score(w, segment_id), reverse=True))
 
 
 def assign(segments: tuple[SegmentEntry, ...], workers: list[str]) -> dict[str, list[SegmentEntry]]:
@@ -68,9 +75,10 @@ def assign(segments: tuple[SegmentEntry, ...], workers: list[str]) -> dict[str, 
     capacity = max(total / len(workers) * LOAD_SLACK, largest)
     load = {w: 0 for w in workers}
     placed: dict[str, list[SegmentEntry]] = {w: [] for w in workers}
+    pool = tuple(workers)
     for segment in sorted(segments, key=lambda s: (-s.bytes, s.id)):
         size = max(segment.bytes, 1)
-        ranked = preference(segment.id, workers)
+        ranked = _preference(segment.id, pool)
         target = next((w for w in ranked if load[w] + size <= capacity), None)
         if target is None:
             target = min(workers, key=lambda w: load[w])

@@ -9,6 +9,7 @@ alone, a plain EXPLAIN or a syntax error, starts no worker) and keeps.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from typing import Any
@@ -52,6 +53,7 @@ class QueryEngine:
         self.fragment_bytes = TARGET_FRAGMENT_BYTES  # segment bytes per fragment
         self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()
+        self._planned_workers: int | None = None
         self._meta: dict[str, tuple[TableMeta, float]] = {}
         self._live: dict[str, LiveSnapshot] = {}
         self._sources: dict[str, tuple[Snapshot, TableSource]] = {}
@@ -103,6 +105,9 @@ class QueryEngine:
             schema = meta.schema
         source = TableSource(meta, schema, snapshot.segments, dict(snapshot.versions))
         self._sources[name] = (snapshot, source)
+        # A snapshot's manifest entries are many long-lived objects: moved out of the collector's
+        # generations, they are not walked again by every collection a query's allocations trigger.
+        gc.freeze()
         return source
 
     # -- queries --------------------------------------------------------------------------
@@ -116,7 +121,12 @@ class QueryEngine:
     def plan(self, query: str, dialect: str | None = None) -> QueryPlan:
         """Plan ``query``; this starts no worker (the pool starts when a plan first runs)."""
         with self._pool_lock:
-            workers = len(self._pool.names) if self._pool is not None else pool_size(self.workers)
+            if self._pool is not None:
+                workers = len(self._pool.names)
+            else:  # asking the cluster costs milliseconds: once per session
+                if self._planned_workers is None:
+                    self._planned_workers = pool_size(self.workers)
+                workers = self._planned_workers
         context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=workers)
         return plan_query(query, self.resolve, self.namespace, dialect, context, self._read_file)
 

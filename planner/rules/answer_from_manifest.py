@@ -10,6 +10,7 @@ Any other shape is left to the scan.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
@@ -18,6 +19,7 @@ from planner.expressions import ExpressionCompiler
 from planner.logical import Aggregate, Memory, Plan, Project, Scan
 from planner.predicates import bound, conjuncts
 from planner.rules.extract_time_range import micros_of
+from planner.rules.prune_segments import manifest_of
 
 _TIME_OPS = ("eq", "gt", "gte", "lt", "lte", "between")
 _UNITS = ("s", "ms", "us")  # manifest times are microseconds: exact for these units
@@ -41,19 +43,22 @@ def answer_from_manifest(plan: Plan, context: PlanContext) -> Plan:
     if not _only_time_range(scan, time_column, context):
         return plan
     segments = scan.segments
-    if any(s.rows and (s.min_time is None or s.max_time is None) for s in segments):
+    rows, nulls, low, high, known = _arrays(scan, time_column)
+    if np.any((rows > 0) & ~known):
         return plan
-    if scan.filter is not None and any(_nulls(s, time_column) for s in segments):
+    if scan.filter is not None and np.any(nulls > 0):
         return plan  # NULL times fail the filter: the manifest cannot say how many rows pass
     answer = {}
+    timed = rows > nulls
     for call in plan.aggregates:
         if call.func == "count_star":
-            answer[call.name] = pa.array([sum(s.rows for s in segments)], pa.int64())
+            answer[call.name] = pa.array([int(rows.sum())], pa.int64())
         elif call.func == "count":
-            answer[call.name] = pa.array([sum(s.rows - _nulls(s, time_column) for s in segments)], pa.int64())
+            answer[call.name] = pa.array([int((rows - nulls).sum())], pa.int64())
         else:
-            times = [s.min_time if call.func == "min" else s.max_time for s in segments if s.rows > _nulls(s, time_column)]
-            value = (min(times) if call.func == "min" else max(times)) if times else None
+            value = None
+            if timed.any():
+                value = int(low[timed].min()) if call.func == "min" else int(high[timed].max())
             micros = pa.array([value], pa.timestamp("us", tz=field.type.tz))
             answer[call.name] = micros.cast(field.type)
     table = pa.table(answer)
@@ -90,6 +95,20 @@ def _only_time_range(scan: Scan, time_column: str, context: PlanContext) -> bool
     low, high = scan.time_range
     return all((low is None or s.min_time >= low) and (high is None or s.max_time <= high)
                for s in scan.segments if s.rows)
+
+
+def _arrays(scan: Scan, time_column: str) -> tuple[np.ndarray, ...]:
+    """Rows, NULL times, min and max time, and whether both times are known, of the scan's segments."""
+    if scan.segments is scan.source.segments:  # the whole table: the snapshot's arrays, built once
+        manifest = manifest_of(scan.source)
+        nulls = np.where(manifest.column(time_column)[1], manifest.column(time_column)[2], 0)
+        return manifest.rows, nulls, manifest.low, manifest.high, manifest.known
+    segments = scan.segments
+    return (np.array([s.rows for s in segments], dtype=np.int64),
+            np.array([_nulls(s, time_column) for s in segments], dtype=np.int64),
+            np.array([s.min_time or 0 for s in segments], dtype=np.int64),
+            np.array([s.max_time or 0 for s in segments], dtype=np.int64),
+            np.array([s.min_time is not None and s.max_time is not None for s in segments], dtype=bool))
 
 
 def _nulls(segment, column: str) -> int:
