@@ -14,6 +14,7 @@ import ray
 
 from engine.ingest.client import Ingestion, Receipt
 from engine.maintenance import Maintenance
+from engine.monitors.api import MonitorMethods
 from engine.query import QueryEngine
 from engine.runtime import ensure_ray
 from storage.catalog import Catalog, TableMeta, validate_name
@@ -21,8 +22,8 @@ from storage.objectstore import ObjectStore
 from storage.vacuum import DEFAULT_GRACE_SECONDS
 
 
-class Session:
-    """An open warehouse in one namespace, attached to Ray."""
+class Session(MonitorMethods):
+    """An open warehouse in one namespace, attached to Ray (monitor methods: engine/monitors/api.py)."""
 
     def __init__(
         self,

@@ -1,0 +1,133 @@
+"""Evaluating monitors at slots: shared scans, one query per shape and slot.
+
+:class:`Evaluator` takes (spec, slot) pairs and returns one
+:class:`SlotOutcome` each.  Monitors with the same shape (table, group
+columns, window, delay) due at the same slot are evaluated by one query that
+computes all their values (:func:`engine.monitors.compile.shared_sql`), in
+chunks of ``MAX_SHARED`` monitors.  If a shared query fails, its monitors
+are run one by one so that one broken monitor puts only itself in ERROR.
+
+The evaluator runs SQL through one callable, ``run_sql(sql) -> pa.Table``:
+the session's ``sql`` in the driver (backtests), or
+:class:`engine.monitors.queries.LocalQueries` inside a scheduler actor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from engine.monitors.compile import SharedShape, shape_of, shared_sql, windowed_sql
+from engine.monitors.definition import MonitorSpec
+from engine.monitors.state import SlotOutcome, group_key
+from storage.errors import PetrelError
+
+MAX_SHARED = 100
+
+
+@dataclass
+class EvaluationStats:
+    """How much work evaluations took: monitor evaluations, queries run, seconds spent."""
+
+    evaluations: int = 0
+    queries: int = 0
+    shared_queries: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator:
+    """Evaluates monitors at slots through ``run_sql``."""
+
+    def __init__(self, run_sql: Callable[[str], pa.Table], share: bool = True) -> None:
+        self.run_sql = run_sql
+        self.share = share
+        self.stats = EvaluationStats()
+        self._shapes: dict[tuple[str, int, str], SharedShape | None] = {}
+
+    def _shape(self, spec: MonitorSpec) -> SharedShape | None:
+        key = (spec.name, spec.version, spec.query)
+        if key not in self._shapes:
+            self._shapes[key] = shape_of(spec) if self.share else None
+        return self._shapes[key]
+
+    def evaluate(self, due: list[tuple[MonitorSpec, float]]) -> list[SlotOutcome]:
+        """The outcome of every (spec, slot) in ``due``."""
+        started = time.perf_counter()
+        batches: dict[tuple[SharedShape, float], list[MonitorSpec]] = defaultdict(list)
+        alone: list[tuple[MonitorSpec, float]] = []
+        for spec, slot in due:
+            shape = self._shape(spec)
+            if shape is None:
+                alone.append((spec, slot))
+            else:
+                batches[(shape, slot)].append(spec)
+        outcomes: list[SlotOutcome] = []
+        for (shape, slot), specs in batches.items():
+            if len(specs) == 1:
+                alone.append((specs[0], slot))
+                continue
+            for index in range(0, len(specs), MAX_SHARED):
+                outcomes.extend(self._shared(specs[index:index + MAX_SHARED], slot))
+        outcomes.extend(self._alone(spec, slot) for spec, slot in alone)
+        self.stats.evaluations += len(outcomes)
+        self.stats.errors += sum(1 for o in outcomes if o.error is not None)
+        self.stats.seconds += time.perf_counter() - started
+        return outcomes
+
+    def _shared(self, specs: list[MonitorSpec], slot: float) -> list[SlotOutcome]:
+        start, end = specs[0].window_of(slot)
+        try:
+            result = self.run_sql(shared_sql(specs, start, end))
+        except PetrelError:
+            return [self._alone(spec, slot) for spec in specs]
+        self.stats.queries += 1
+        self.stats.shared_queries += 1
+        now = time.time()
+        group_count = len(specs[0].group_columns)
+        groups = [result.column(f"g{j}").to_pylist() for j in range(group_count)]
+        rows = result.num_rows
+        outcomes = []
+        for index, spec in enumerate(specs):
+            values = result.column(f"v{index}").to_pylist()
+            seen = result.column(f"n{index}").to_pylist()
+            found: dict[str, tuple[dict[str, Any], float | None]] = {}
+            for row in range(rows):
+                if not seen[row]:
+                    continue
+                group = {spec.group_columns[j]: groups[j][row] for j in range(group_count)}
+                found[group_key(group)] = (group, _number(values[row]))
+            outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
+        return outcomes
+
+    def _alone(self, spec: MonitorSpec, slot: float) -> SlotOutcome:
+        start, end = spec.window_of(slot)
+        try:
+            result = self.run_sql(windowed_sql(spec, start, end))
+        except PetrelError as exc:
+            return SlotOutcome(spec.name, slot, None, f"{type(exc).__name__}: {exc}", time.time())
+        self.stats.queries += 1
+        return SlotOutcome(spec.name, slot, values_of(spec, result), None, time.time())
+
+
+def values_of(spec: MonitorSpec, result: pa.Table) -> dict[str, tuple[dict[str, Any], float | None]]:
+    """Group key -> (group, value) of a monitor query's result (group columns first, value last)."""
+    names = spec.group_columns
+    columns = [result.column(i).to_pylist() for i in range(result.num_columns)]
+    found = {}
+    for row in range(result.num_rows):
+        group = {names[j]: columns[j][row] for j in range(len(names))}
+        found[group_key(group)] = (group, _number(columns[-1][row]))
+    return found
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if number != number else number  # NaN is no value
