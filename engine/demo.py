@@ -111,3 +111,6 @@ def run_demo(session, rows: int = 500_000, out: Callable[[str], None] = print, r
         elapsed = time.monotonic() - started
         out(f"\n== {title}  ({elapsed * 1000:.0f} ms)")
         out(render(result))
+    from engine.monitors.demo import run_monitor_demo
+
+    run_monitor_demo(session, out, render)
