@@ -125,6 +125,11 @@ class ShardLog:
         states: dict[str, MonitorState] = {}
         transitions: list[Transition] = []
         applied: list[str] = []
+        for monitor, slots, reason in skips:  # skipped slots are older than the ones evaluated with them
+            state = states.get(monitor) or self.monitor_state(monitor)
+            fresh = [s for s in slots if state.slot is None or s > state.slot]
+            if fresh:
+                states[monitor] = record_skip(state, fresh, reason)
         for outcome in sorted(outcomes, key=lambda o: (o.monitor, o.slot)):
             spec = specs.get(outcome.monitor)
             if spec is None:
@@ -136,11 +141,6 @@ class ShardLog:
             states[outcome.monitor] = new
             transitions.extend(made)
             applied.append(f"{outcome.monitor}@{outcome.slot:.0f}")
-        for monitor, slots, reason in skips:
-            state = states.get(monitor) or self.monitor_state(monitor)
-            fresh = [s for s in slots if state.slot is None or s > state.slot]
-            if fresh:
-                states[monitor] = record_skip(state, fresh, reason)
         if not states:
             return []
         now = time.time()

@@ -234,6 +234,20 @@ class NotifierActor(_Loop):
                 "errors": list(self.errors), "pid": os.getpid()}
 
 
+def call(method: Any, timeout: float = 60.0) -> Any:
+    """``method.remote()``'s result, waiting through a restart of its actor (a crashed actor comes back)."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ray.get(method.remote(), timeout=max(1.0, deadline - time.monotonic()))
+        except (ActorUnavailableError, RayActorError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class MonitorService:
     """Starts and keeps the monitor actors of every shard of a namespace."""
 
@@ -253,19 +267,20 @@ class MonitorService:
                                                     tick=self.tick, share=self.share))
             self.notifiers.append(NotifierActor.remote(self.store, self.namespace, self.meta, shard,
                                                        tick=self.tick, timeout=self.timeout))
-        ray.get([a.pid.remote() for a in self.actors])
+        for actor in self.actors:
+            call(actor.pid)
         return self
 
     @property
     def actors(self) -> list[Any]:
         return self.processors + self.schedulers + self.notifiers
 
-    def stats(self, timeout: float = 30.0) -> dict[str, Any]:
+    def stats(self, timeout: float = 60.0) -> dict[str, Any]:
         """What each actor did since it (last) started."""
         return {
-            "schedulers": ray.get([s.stats.remote() for s in self.schedulers], timeout=timeout),
-            "processors": ray.get([p.stats.remote() for p in self.processors], timeout=timeout),
-            "notifiers": ray.get([n.stats.remote() for n in self.notifiers], timeout=timeout),
+            "schedulers": [call(s.stats, timeout) for s in self.schedulers],
+            "processors": [call(p.stats, timeout) for p in self.processors],
+            "notifiers": [call(n.stats, timeout) for n in self.notifiers],
         }
 
     def run(self, duration: float | None = None, report: Any = None) -> dict[str, Any]:

@@ -73,3 +73,49 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def applied_slots(store: Any, meta: Any) -> list[str]:
+    """Every (monitor@slot) idempotency key the state processors committed, in commit order, over all shards."""
+    from storage.log import PartitionLog
+
+    keys = []
+    for shard in range(meta.partitions):
+        log = PartitionLog(store, meta.path, shard)
+        commits, _ = log.versions()
+        for version in commits:
+            record = log.record(version)
+            if record.get("kind") == "monitor":
+                keys += (record.get("offsets") or {}).get("_applied") or []
+    return keys
+
+
+class LiveFeed:
+    """Ingests events stamped 'now' into ``table`` every ``period`` seconds; the value flips every ``flip`` seconds."""
+
+    def __init__(self, session: Any, table: str, period: float = 0.3, flip: float = 3.0) -> None:
+        import time as _time
+
+        self.session, self.table, self.period, self.flip = session, table, period, flip
+        self.stopped = threading.Event()
+        self.started = _time.time()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import time as _time
+
+        while not self.stopped.is_set():
+            now = _time.time()
+            value = 10.0 if int((now - self.started) / self.flip) % 2 else 1.0
+            rows = [{"timestamp": int(now * 1e6), "svc": svc, "status": 200, "latency": value, "note": "live"}
+                    for svc in ("a", "b")]
+            try:
+                self.session.ingest(self.table, rows)
+            except Exception:  # noqa: BLE001 - a feed hiccup only thins the data
+                pass
+            self.stopped.wait(self.period)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=30)
