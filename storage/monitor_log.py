@@ -68,6 +68,22 @@ class MonitorLog:
 
         return self._change(name, change)
 
+    def create_many(self, records: dict[str, dict[str, Any]]) -> None:
+        """Add many monitors in one version (a bulk import); MonitorExists if any name is taken."""
+        state = self.state()
+        for _ in range(MAX_ATTEMPTS):
+            taken = [n for n in records if state.offsets.get(n) is not None]
+            if taken:
+                raise MonitorExists(f"monitor(s) {', '.join(taken[:5])} already exist in namespace {self.namespace}")
+            now = time.time()
+            offsets = {n: {**r, "version": 1, "created_at": now, "updated_at": now} for n, r in records.items()}
+            try:
+                self._state = self.log.commit(state, epoch=None, offsets=offsets, kind="monitor", max_attempts=1)
+                return
+            except CommitConflict:
+                state = self.state()
+        raise CommitConflict(f"gave up after {MAX_ATTEMPTS} conflicting changes to the definitions; retry")
+
     def update(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         """Replace monitor ``name``'s record with ``change(record)``; MonitorNotFound if absent."""
 
