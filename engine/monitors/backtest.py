@@ -34,7 +34,9 @@ def backtest(store: ObjectStore, namespace: str, spec: MonitorSpec, start: float
             f"backtest of {spec.name!r}: {len(slots):,} slots in the range; the limit is {MAX_SLOTS:,}, "
             "so shorten the range"
         )
-    evaluator = evaluator or Evaluator(LocalQueries(store, namespace).sql)
+    if evaluator is None:
+        queries = LocalQueries(store, namespace)
+        evaluator = Evaluator(queries.sql, run_window=queries.window)
     state = MonitorState()
     made: list[Transition] = []
     for index in range(0, len(slots), BATCH):

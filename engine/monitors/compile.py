@@ -160,10 +160,12 @@ def _limit(aggregate: exp.Expression, condition: exp.Expression) -> exp.Expressi
     return aggregate
 
 
-def windowed_sql(spec: MonitorSpec, start: float, end: float) -> str:
-    """The monitor's query over event times ``[start, end)``."""
+def windowed_sql(spec: MonitorSpec, start: float | None, end: float | None) -> str:
+    """The monitor's query over event times ``[start, end)`` (over all of them when ``start`` is None)."""
     select = _parse(spec.query, spec.name)
     select = select.transform(lambda n: without_filter_clauses(n) if isinstance(n, exp.Filter) else n)
+    if start is None:
+        return select.sql(DIALECT)
     return select.where(_time_range(spec, start, end), copy=False).sql(DIALECT)
 
 
@@ -187,7 +189,7 @@ def shape_of(spec: MonitorSpec) -> SharedShape | None:
     return SharedShape(spec.table, spec.time_column, groups, spec.window, spec.delay)
 
 
-def shared_sql(specs: list[MonitorSpec], start: float, end: float) -> str:
+def shared_sql(specs: list[MonitorSpec], start: float | None, end: float | None) -> str:
     """One query over ``[start, end)`` giving, per group, ``v<i>`` (the value) and ``n<i>`` (rows seen) of each spec."""
     first = _parse(specs[0].query, specs[0].name)
     columns: list[exp.Expression] = []
@@ -204,7 +206,8 @@ def shared_sql(specs: list[MonitorSpec], start: float, end: float) -> str:
         seen = exp.CountIf(this=condition.copy()) if condition is not None else exp.Count(this=exp.Star())
         columns.append(exp.alias_(seen, f"n{index}", quoted=True))
     query = exp.select(*columns).from_(exp.to_table(specs[0].table, quoted=True))
-    query = query.where(_time_range(specs[0], start, end), copy=False)
+    if start is not None:
+        query = query.where(_time_range(specs[0], start, end), copy=False)
     if groups:
         query = query.group_by(*[g.copy() for g in groups], copy=False)
     return query.sql(DIALECT)

@@ -7,9 +7,10 @@ computes all their values (:func:`engine.monitors.compile.shared_sql`), in
 chunks of ``MAX_SHARED`` monitors.  If a shared query fails, its monitors
 are run one by one so that one broken monitor puts only itself in ERROR.
 
-The evaluator runs SQL through one callable, ``run_sql(sql) -> pa.Table``:
-the session's ``sql`` in the driver (backtests), or
-:class:`engine.monitors.queries.LocalQueries` inside a scheduler actor.
+The evaluator runs SQL through one callable, ``run_sql(sql) -> pa.Table``
+(a session's ``sql``), or, given ``run_window(windowed, unbounded, start_us,
+end_us)`` (:meth:`engine.monitors.queries.LocalQueries.window`), through the
+incremental path that reuses cached partial aggregates of whole segments.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ class EvaluationStats:
 class Evaluator:
     """Evaluates monitors at slots through ``run_sql``."""
 
-    def __init__(self, run_sql: Callable[[str], pa.Table], share: bool = True) -> None:
+    def __init__(self, run_sql: Callable[[str], pa.Table], share: bool = True,
+                 run_window: Callable[[str, str, int, int], pa.Table] | None = None) -> None:
         self.run_sql = run_sql
+        self.run_window = run_window
         self.share = share
         self.stats = EvaluationStats()
         self._shapes: dict[tuple[str, int, str], SharedShape | None] = {}
@@ -83,7 +86,7 @@ class Evaluator:
     def _shared(self, specs: list[MonitorSpec], slot: float) -> list[SlotOutcome]:
         start, end = specs[0].window_of(slot)
         try:
-            result = self.run_sql(shared_sql(specs, start, end))
+            result = self._run(shared_sql(specs, start, end), shared_sql(specs, None, None), start, end)
         except PetrelError:
             return [self._alone(spec, slot) for spec in specs]
         self.stats.queries += 1
@@ -105,10 +108,15 @@ class Evaluator:
             outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
         return outcomes
 
+    def _run(self, windowed: str, unbounded: str, start: float, end: float) -> pa.Table:
+        if self.run_window is None:
+            return self.run_sql(windowed)
+        return self.run_window(windowed, unbounded, int(round(start * 1e6)), int(round(end * 1e6)))
+
     def _alone(self, spec: MonitorSpec, slot: float) -> SlotOutcome:
         start, end = spec.window_of(slot)
         try:
-            result = self.run_sql(windowed_sql(spec, start, end))
+            result = self._run(windowed_sql(spec, start, end), windowed_sql(spec, None, None), start, end)
         except PetrelError as exc:
             return SlotOutcome(spec.name, slot, None, f"{type(exc).__name__}: {exc}", time.time())
         self.stats.queries += 1

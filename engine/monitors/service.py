@@ -131,7 +131,7 @@ class Scheduler(_Loop):
         self.namespace, self.meta, self.shard, self.processor, self.tick = namespace, meta, shard, processor, tick
         self.definitions = MonitorLog(store, namespace)
         self.queries = LocalQueries(store, namespace)
-        self.evaluator = Evaluator(self.queries.sql, share=share)
+        self.evaluator = Evaluator(self.queries.sql, share=share, run_window=self.queries.window)
         shard_log = ShardLog(store, meta, shard)
         shard_log.load()
         self.last: dict[str, float | None] = {n: s.slot for n, s in shard_log.monitor_states().items()}
@@ -192,6 +192,7 @@ class Scheduler(_Loop):
         return {**self.counts, "lateness": list(self.lateness), "queries": self.evaluator.stats.queries,
                 "shared_queries": self.evaluator.stats.shared_queries,
                 "evaluation_seconds": self.evaluator.stats.seconds,
+                "cache_hits": self.queries.hits, "cache_misses": self.queries.misses,
                 "cpu_seconds": time.process_time() - self.cpu_started, "errors": list(self.errors),
                 "monitors": len(self.specs), "pid": os.getpid()}
 

@@ -132,3 +132,28 @@ def test_cli_defines_lists_and_backtests(db, capsys):
                  "--every", "1m", "--critical", "10", "--notify", "pager:me"]) == 1
     assert "scheme 'pager'" in capsys.readouterr().err
     assert main(["--warehouse", root, "monitors", "drop", "cli-errors"]) == 0
+
+
+def test_sliding_windows_reuse_partial_aggregates_of_whole_segments(db):
+    from monitor_fixtures import EVENTS_SCHEMA, minute_of_events
+    from engine.monitors.definition import build_spec
+
+    db.create_table("seg", schema=EVENTS_SCHEMA, partitions=1)
+    for minute in range(8):  # one segment per minute
+        db.ingest("seg", minute_of_events(BASE + minute * 60, {"payments": (20, minute % 3, 10.0 + minute),
+                                                               "search": (10, 0, 5.0)}))
+    specs = [db._checked(build_spec(f"slide{i}", q, window="3m", every="1m", critical=1.0)) for i, q in enumerate((
+        'SELECT svc, count(*) FILTER (WHERE status >= 500) * 100.0 / count(*) AS e FROM seg GROUP BY svc',
+        "SELECT svc, avg(latency) AS v FROM seg WHERE status < 500 GROUP BY svc",
+        "SELECT count(*) AS n FROM seg"))]
+    queries = LocalQueries(db.store, db.namespace)
+    incremental = Evaluator(queries.sql, run_window=queries.window)
+    plain = Evaluator(LocalQueries(db.store, db.namespace).sql)
+    for minute in range(3, 9):
+        slot = BASE + minute * 60 + 30  # windows cut the segments at both edges
+        got = {o.monitor: o.values for o in incremental.evaluate([(s, slot) for s in specs])}
+        want = {o.monitor: o.values for o in plain.evaluate([(s, slot) for s in specs])}
+        assert got.keys() == want.keys()
+        for name, values in got.items():
+            assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[name].items()}
+    assert queries.hits > 0 and queries.hit_rate > 0.3
