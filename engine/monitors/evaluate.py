@@ -22,12 +22,16 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from engine.monitors.compile import SharedShape, shape_of, shared_sql, windowed_sql
+from engine.monitors.compile import SharedShape, shape_of, shared_sql, timestamp_literal, windowed_sql
 from engine.monitors.definition import MonitorSpec
 from engine.monitors.state import SlotOutcome, group_key
 from storage.errors import PetrelError
 
 MAX_SHARED = 100
+# stand-in window bounds: the SQL of a monitor (or a shared batch) is generated once with these and the
+# real bounds are put in by text replacement at each slot
+_START, _END = -2_000_000_000.123456, -1_999_999_999.654321
+_START_TEXT, _END_TEXT = (timestamp_literal(t).this.sql() for t in (_START, _END))
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Evaluator:
         self.share = share
         self.stats = EvaluationStats()
         self._shapes: dict[tuple[str, int, str], SharedShape | None] = {}
+        self._texts: dict[tuple, tuple[str, str]] = {}
 
     def _shape(self, spec: MonitorSpec) -> SharedShape | None:
         key = (spec.name, spec.version, spec.query)
@@ -86,7 +91,11 @@ class Evaluator:
     def _shared(self, specs: list[MonitorSpec], slot: float) -> list[SlotOutcome]:
         start, end = specs[0].window_of(slot)
         try:
-            result = self._run(shared_sql(specs, start, end), shared_sql(specs, None, None), start, end)
+            key = tuple((spec.name, spec.version) for spec in specs)
+            texts = self._texts.get(key)
+            if texts is None:
+                texts = self._texts[key] = (shared_sql(specs, _START, _END), shared_sql(specs, None, None))
+            result = self._run(*texts, start, end)
         except PetrelError:
             return [self._alone(spec, slot) for spec in specs]
         self.stats.queries += 1
@@ -108,7 +117,11 @@ class Evaluator:
             outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
         return outcomes
 
-    def _run(self, windowed: str, unbounded: str, start: float, end: float) -> pa.Table:
+    def _run(self, template: str, unbounded: str, start: float, end: float) -> pa.Table:
+        windowed = template.replace(_START_TEXT, timestamp_literal(start).this.sql()).replace(
+            _END_TEXT, timestamp_literal(end).this.sql())
+        if len(self._texts) > 50_000:
+            self._texts.clear()
         if self.run_window is None:
             return self.run_sql(windowed)
         return self.run_window(windowed, unbounded, int(round(start * 1e6)), int(round(end * 1e6)))
@@ -116,7 +129,11 @@ class Evaluator:
     def _alone(self, spec: MonitorSpec, slot: float) -> SlotOutcome:
         start, end = spec.window_of(slot)
         try:
-            result = self._run(windowed_sql(spec, start, end), windowed_sql(spec, None, None), start, end)
+            key = ((spec.name, spec.version),)
+            texts = self._texts.get(key)
+            if texts is None:
+                texts = self._texts[key] = (windowed_sql(spec, _START, _END), windowed_sql(spec, None, None))
+            result = self._run(*texts, start, end)
         except PetrelError as exc:
             return SlotOutcome(spec.name, slot, None, f"{type(exc).__name__}: {exc}", time.time())
         self.stats.queries += 1

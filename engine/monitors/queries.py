@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import threading
+import time
 
 import pyarrow as pa
 
@@ -34,6 +35,7 @@ from storage.catalog import Catalog
 from storage.objectstore import ObjectStore
 
 CACHE_ENTRIES = 100_000
+PLAN_SECONDS = 30.0  # how long the plan of an unbounded query is reused (it only runs over given segments)
 
 
 class LocalQueries:
@@ -47,6 +49,7 @@ class LocalQueries:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
+        self._plans: dict[str, tuple[float, Plan]] = {}
 
     def sql(self, query: str) -> pa.Table:
         planned = self.engine.plan(query)
@@ -55,7 +58,12 @@ class LocalQueries:
     def window(self, windowed: str, unbounded: str, start_us: int, end_us: int) -> pa.Table:
         """``windowed`` (``unbounded`` limited to event times [start_us, end_us)), reusing cached segment partials."""
         plan = self.engine.plan(windowed).optimized
-        whole = self.engine.plan(unbounded).optimized
+        cached_plan = self._plans.get(unbounded)
+        if cached_plan is None or time.monotonic() - cached_plan[0] > PLAN_SECONDS:
+            if len(self._plans) > 10_000:
+                self._plans.clear()
+            cached_plan = self._plans[unbounded] = (time.monotonic(), self.engine.plan(unbounded).optimized)
+        whole = cached_plan[1]
         gather, whole_gather = _single_gather(plan), _single_gather(whole)
         if gather is None or whole_gather is None:
             return run_locally(plan, self.reader)
