@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from engine.cli import main
+from engine.monitors.definition import build_spec
 from engine.monitors.evaluate import Evaluator
 from engine.monitors.history import TRANSITIONS_TABLE, ShardLog, ensure_table, read_outbox
 from engine.monitors.queries import LocalQueries
 from engine.monitors.state import ALERT, OK
-from monitor_fixtures import BASE
+from monitor_fixtures import BASE, EVENTS_SCHEMA, minute_of_events
 from storage.errors import InvalidMonitor, MonitorNotFound, PetrelError
 
 ERRORS = 'SELECT svc, count(*) FILTER (WHERE status >= 500) * 100.0 / count(*) AS error_pct FROM ev GROUP BY svc'
@@ -72,9 +73,8 @@ def test_shared_scan_gives_each_monitor_its_own_values(db):
                "SELECT svc, avg(latency) AS v FROM ev WHERE status < 500 GROUP BY svc",
                "SELECT svc, count(*) AS n FROM ev WHERE svc = 'search' GROUP BY svc",
                "SELECT svc, max(latency) FILTER (WHERE status >= 500) AS m FROM ev GROUP BY svc"]
-    specs = [db._checked(db_spec) for db_spec in (
-        __import__("engine.monitors.definition", fromlist=["build_spec"]).build_spec(
-            f"shared{i}", q, window="2m", every="1m", critical=1.0) for i, q in enumerate(queries))]
+    specs = [db._checked(build_spec(f"shared{i}", q, window="2m", every="1m", critical=1.0))
+             for i, q in enumerate(queries)]
     queries_run = LocalQueries(db.store, db.namespace)
     due = [(spec, BASE + 60 * k) for spec in specs for k in (2, 4, 7)]
     shared, alone = Evaluator(queries_run.sql), Evaluator(queries_run.sql, share=False)
@@ -135,9 +135,6 @@ def test_cli_defines_lists_and_backtests(db, capsys):
 
 
 def test_sliding_windows_reuse_partial_aggregates_of_whole_segments(db):
-    from monitor_fixtures import EVENTS_SCHEMA, minute_of_events
-    from engine.monitors.definition import build_spec
-
     db.create_table("seg", schema=EVENTS_SCHEMA, partitions=1)
     for minute in range(8):  # one segment per minute
         db.ingest("seg", minute_of_events(BASE + minute * 60, {"payments": (20, minute % 3, 10.0 + minute),
@@ -157,3 +154,17 @@ def test_sliding_windows_reuse_partial_aggregates_of_whole_segments(db):
         for name, values in got.items():
             assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[name].items()}
     assert queries.hits > 0 and queries.hit_rate > 0.3
+
+
+def test_demo_monitors_backtest_the_incident(db):
+    from engine.cli import render_table
+    from engine.demo import DEMO_TABLE, generate_day
+    from engine.monitors.demo import run_monitor_demo
+
+    db.create_table(DEMO_TABLE, time_column="timestamp", partitions=1)
+    db.ingest(DEMO_TABLE, generate_day(100_000))
+    lines: list[str] = []
+    run_monitor_demo(db, lines.append, render_table)
+    text = "\n".join(lines)
+    assert '{"service":"payments"}' in text and "ALERT" in text and '{"endpoint":"/api/pay"}' in text
+    assert {m.name for m in db.monitors()} >= {"payments-errors", "slow-endpoints"}
