@@ -84,7 +84,7 @@ def describe(spec: MonitorSpec) -> str:
 
 
 def run_monitors_command(session: Any, args: argparse.Namespace) -> int:
-    from engine.cli import render_table
+    from engine.render import render_table
 
     command = args.monitor_command
     if command == "list":

@@ -31,10 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from engine.execution.local import fragment_scan, run_locally
-from engine.execution.operators import Execution, concat, execute
-from engine.execution.scan import SegmentReader
-from engine.query import QueryEngine
+from engine.query.api import QueryEngine
+from engine.query.execution.operators import Execution, concat, execute
+from engine.query.execution.scan import SegmentReader
+from engine.query.executor import run_locally
+from planner.fragments import stage_scan as fragment_scan
 from planner.logical import Gather, Plan, Scan
 from storage.catalog import Catalog
 from storage.objectstore import ObjectStore

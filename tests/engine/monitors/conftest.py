@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor_fixtures import BASE, EVENTS_SCHEMA, Receiver, minute_of_events
+from tests.engine.monitors.monitor_fixtures import BASE, EVENTS_SCHEMA, Receiver, minute_of_events
 
 
 @pytest.fixture(scope="module")

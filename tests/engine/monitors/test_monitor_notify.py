@@ -10,7 +10,7 @@ from engine.monitors.definition import MonitorSpec, build_spec, mute_of
 from engine.monitors.history import ShardLog, ensure_table
 from engine.monitors.notify import Notifier
 from engine.monitors.state import SlotOutcome
-from monitor_fixtures import Receiver
+from tests.engine.monitors.monitor_fixtures import Receiver
 from storage.catalog import Catalog
 from storage.errors import Fenced
 from storage.objectstore import ObjectStore

@@ -12,7 +12,7 @@ import pytest
 
 from engine.monitors.history import ShardLog, ensure_table
 from engine.monitors.service import MonitorService, call
-from monitor_fixtures import EVENTS_SCHEMA, LiveFeed, Receiver, applied_slots
+from tests.engine.monitors.monitor_fixtures import EVENTS_SCHEMA, LiveFeed, Receiver, applied_slots
 
 QUERY = "SELECT svc, avg(latency) AS v FROM {table} GROUP BY svc"
 

@@ -10,7 +10,7 @@ from engine.monitors.evaluate import Evaluator
 from engine.monitors.history import TRANSITIONS_TABLE, ShardLog, ensure_table, read_outbox
 from engine.monitors.queries import LocalQueries
 from engine.monitors.state import ALERT, OK
-from monitor_fixtures import BASE, EVENTS_SCHEMA, minute_of_events
+from tests.engine.monitors.monitor_fixtures import BASE, EVENTS_SCHEMA, minute_of_events
 from storage.errors import InvalidMonitor, MonitorNotFound, PetrelError
 
 ERRORS = 'SELECT svc, count(*) FILTER (WHERE status >= 500) * 100.0 / count(*) AS error_pct FROM ev GROUP BY svc'
@@ -157,7 +157,7 @@ def test_sliding_windows_reuse_partial_aggregates_of_whole_segments(db):
 
 
 def test_demo_monitors_backtest_the_incident(db):
-    from engine.cli import render_table
+    from engine.render import render_table
     from engine.demo import DEMO_TABLE, generate_day
     from engine.monitors.demo import run_monitor_demo
 
