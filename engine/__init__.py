@@ -21,7 +21,11 @@ from storage.errors import (
     IngestError,
     IngestTimeout,
     InvalidArgument,
+    InvalidMonitor,
     InvalidName,
+    MonitorError,
+    MonitorExists,
+    MonitorNotFound,
     PetrelError,
     QueryFailed,
     QueryTimeout,
@@ -45,7 +49,7 @@ _SESSION = ("Session", "connect")
 __all__ = [
     *_SESSION,
     "ColumnNotFound", "CommitConflict", "Fenced", "FlushFailed", "IngestError", "IngestTimeout", "InvalidArgument",
-    "InvalidName", "PetrelError", "QueryFailed", "QueryTimeout", "RejectedRows", "SchemaConflict", "SegmentMissing",
+    "InvalidMonitor", "InvalidName", "MonitorError", "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout", "RejectedRows", "SchemaConflict", "SegmentMissing",
     "SharedRowsMissing", "SqlError", "TableExists", "TableNotFound", "UnsafeStore", "UnsupportedSql", "WriteRace",
 ]
 

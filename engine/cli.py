@@ -1,4 +1,4 @@
-"""The ``petrel`` command line: sql, explain, tables, ingest, demo, compact, stats.
+"""The ``petrel`` command line: sql, explain, tables, ingest, demo, compact, stats, monitors.
 
 The warehouse comes from ``--warehouse`` or ``PETREL_WAREHOUSE`` (default
 ``./warehouse``), the Ray cluster from ``--ray-address`` or ``RAY_ADDRESS``
@@ -14,6 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from engine.maintenance.cli import register as register_maintenance
+from engine.monitors.cli import register as register_monitors
 from engine.render import write_result
 from storage.errors import PetrelError
 
@@ -61,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=500_000)
 
     register_maintenance(commands)
+    register_monitors(commands)
     for command in commands.choices.values():
         _connection_options(command, defaults=False)
     return main
@@ -95,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.demo import run_demo
 
             run_demo(session, rows=args.rows)
-        elif args.command in ("compact", "stats"):
+        elif args.command in ("compact", "stats", "monitors"):
             return args.run(session, args)
         return 0
     except PetrelError as error:

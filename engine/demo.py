@@ -115,3 +115,6 @@ def run_demo(session: Session, rows: int = 500_000, out: Callable[[str], None] =
         elapsed = time.monotonic() - started
         out(f"\n== {title}  ({elapsed * 1000:.0f} ms)")
         out(render(result))
+    from engine.monitors.demo import run_monitor_demo
+
+    run_monitor_demo(session, out, render)

@@ -15,6 +15,7 @@ import ray
 
 from engine.ingest.client import Ingestion, Receipt
 from engine.maintenance import Maintenance
+from engine.monitors.api import MonitorMethods
 from engine.query import QueryEngine
 from engine.runtime import ensure_ray
 from storage.catalog import Catalog, TableMeta, validate_name
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 Duration = float | int | str | dt.timedelta
 
 
-class Session:
-    """An open warehouse in one namespace, attached to Ray."""
+class Session(MonitorMethods):
+    """An open warehouse in one namespace, attached to Ray (monitor methods: engine/monitors/api.py)."""
 
     def __init__(
         self,

@@ -110,3 +110,22 @@ class QueryTimeout(PetrelError, TimeoutError):
 
 class QueryFailed(PetrelError):
     """A query failed while executing; the message says at which step."""
+
+
+class MonitorError(PetrelError):
+    """Something about a monitor that Petrel refuses."""
+
+
+class InvalidMonitor(MonitorError, InvalidArgument):
+    """A monitor definition refused at create (or update) time; the message names the clause."""
+
+
+class MonitorNotFound(MonitorError, KeyError):
+    """The named monitor does not exist (or was dropped)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MonitorExists(MonitorError):
+    """A monitor with that name already exists in the namespace."""
