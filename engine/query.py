@@ -19,10 +19,11 @@ import pyarrow as pa
 from engine.coordinator import QueryStats, WorkerPool, pool_size, run_plan
 from planner.context import PlanContext
 from planner.explain import explain as render_explain
-from engine.external import as_arrow, read_file
+from engine.external import as_arrow
 from planner.fragments import TARGET_FRAGMENT_BYTES
 from planner.logical import Memory, TableSource
 from planner.planning import QueryPlan, plan_query
+from planner.qualify import TableFunction
 from storage.catalog import Catalog, TableMeta, validate_name
 from storage.errors import QueryTimeout, TableNotFound
 from storage.log import PartitionLog
@@ -42,12 +43,14 @@ class QueryEngine:
         namespace: str,
         timeout: float | None = None,
         workers: int | None = None,
+        table_function: TableFunction | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.namespace = namespace
         self.timeout = timeout
         self.workers = workers
+        self.table_function = table_function  # reads read_parquet()/read_csv()/read_json(); checked by the session
         self.fault_delay = 0.0  # seconds each fragment waits before running; for fault-injection tests
         self.fragment_bytes = TARGET_FRAGMENT_BYTES  # segment bytes per fragment
         self._pool: WorkerPool | None = None
@@ -120,10 +123,7 @@ class QueryEngine:
         with self._pool_lock:
             workers = len(self._pool.names) if self._pool is not None else pool_size(self.workers)
         context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=workers)
-        return plan_query(query, self.resolve, self.namespace, dialect, context, self._read_file)
-
-    def _read_file(self, function: str, path: str, options: dict) -> pa.Table:
-        return read_file(function, path, options, self.store.storage_options)
+        return plan_query(query, self.resolve, self.namespace, dialect, context, self.table_function)
 
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
         """Run ``query``; an ``EXPLAIN [ANALYZE]`` query returns its plan as a one-column table."""

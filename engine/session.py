@@ -7,11 +7,15 @@ live in their own module; the session holds what they share and delegates.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 import pyarrow as pa
 import ray
 
+from engine.external import read_paths, schema_only
+from engine.file_access import FileAccess
 from engine.ingest.client import Ingestion, Receipt
 from engine.maintenance import Maintenance
 from engine.query import QueryEngine
@@ -19,6 +23,11 @@ from engine.runtime import ensure_ray
 from storage.catalog import Catalog, TableMeta, validate_name
 from storage.objectstore import ObjectStore
 from storage.vacuum import DEFAULT_GRACE_SECONDS
+
+
+_COMMENTS = r"(?:\s|--[^\n]*\n|/\*.*?\*/)*"
+_PLAIN_EXPLAIN = re.compile(_COMMENTS + r"explain\b(?!" + _COMMENTS + r"analyze\b)", re.IGNORECASE | re.DOTALL)
+_ANALYZE = re.compile(_COMMENTS + r"explain" + _COMMENTS + r"analyze\b", re.IGNORECASE | re.DOTALL)
 
 
 class Session:
@@ -33,14 +42,17 @@ class Session:
         num_cpus: int | None = None,
         timeout: float | None = None,
         maintenance: bool | dict[str, Any] | None = None,
+        table_functions: Any = "local",
     ) -> None:
         self.store = ObjectStore(root, storage_options)
+        self.file_access = FileAccess(table_functions, self.store)
         self.catalog = Catalog(self.store)
         self.namespace = validate_name(namespace, "namespace")
         self._started_ray = ensure_ray(ray_address, num_cpus=num_cpus)
         self._closed = False
         self._ingestion: Ingestion | None = None
-        self.queries = QueryEngine(self.store, self.catalog, self.namespace, timeout=timeout)
+        self.queries = QueryEngine(self.store, self.catalog, self.namespace, timeout=timeout,
+                                   table_function=self.read_table_function)
         if maintenance is None:  # in the background by default for a local warehouse
             maintenance = self.store.protocol == "file"
         options = maintenance if isinstance(maintenance, dict) else {}
@@ -85,11 +97,24 @@ class Session:
     # -- queries (engine/query.py) ------------------------------------------------------
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
         """Run a SELECT (or EXPLAIN [ANALYZE] SELECT) and return its rows as Arrow."""
+        if _PLAIN_EXPLAIN.match(query):
+            with schema_only():
+                return self.queries.sql(query, dialect=dialect, timeout=timeout)
         return self.queries.sql(query, dialect=dialect, timeout=timeout)
 
     def explain(self, query: str, analyze: bool = False, dialect: str | None = None, timeout: float | None = None) -> str:
         """The logical and distributed plans; with ``analyze``, run it and add what each stage did."""
-        return self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout)
+        if analyze or _ANALYZE.match(query):
+            return self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout)
+        with schema_only():  # a plan needs the files' columns, not their rows
+            return self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout)
+
+    def read_table_function(self, function: str, path: str, options: dict) -> pa.Table:
+        """What ``read_parquet(path)`` and its kin return, if this session may read ``path``."""
+        location = self.file_access.resolve(path)
+        what = f"{function}({path!r})"
+        self.file_access.guard_size(location, what)
+        return read_paths(function, path, location.fs, location.paths, options)
 
     def register(self, name: str, data: Any) -> None:
         """Query a pyarrow Table or pandas DataFrame as table ``name`` (joins with warehouse tables)."""
@@ -110,7 +135,14 @@ class Session:
         """Ingest JSON-lines, CSV and Parquet files (a path, glob or list) exactly once each."""
         from engine.ingest.files import ingest_files
 
-        return ingest_files(self.ingestion, table, paths, progress=progress, storage_options=storage_options)
+        items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        files: list[str] = []
+        for item in items:  # the same confinement as table functions, globs expanded and checked
+            location = self.file_access.resolve(str(item))
+            files.extend(location.urls())
+            if storage_options is None and not location.local:
+                storage_options = location.storage_options()  # the prefix's own, never the warehouse's
+        return ingest_files(self.ingestion, table, files, progress=progress, storage_options=storage_options or {})
 
     # -- maintenance ----------------------------------------------------------------
     def compact(self, table: str, progress: bool = True, full: bool = True) -> Any:
