@@ -1,4 +1,4 @@
-"""The ``petrel`` command line: sql, explain, tables, ingest, demo, compact, stats.
+"""The ``petrel`` command line: sql, explain, tables, ingest, demo, compact, stats, serve, tokens.
 
 The warehouse comes from ``--warehouse`` or ``PETREL_WAREHOUSE`` (default
 ``./warehouse``), the Ray cluster from ``--ray-address`` or ``RAY_ADDRESS``
@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from engine.maintenance.cli import register as register_maintenance
+from engine.service.server import register as register_service
 from storage.errors import PetrelError
 
 MAX_CELL = 40
@@ -129,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=500_000)
 
     register_maintenance(commands)
+    register_service(commands)
     for command in commands.choices.values():
         _connection_options(command, defaults=False)
     return main
@@ -137,6 +139,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import engine
+
+    if getattr(args, "standalone", None) is not None:  # serve, tokens: they open what they need themselves
+        try:
+            return args.standalone(args)
+        except PetrelError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
 
     try:
         # a command is short-lived: no background maintenance loop for it
