@@ -29,7 +29,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(ray_session, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("service") / "warehouse")
-    server = start(ServiceConfig(warehouse=root, maintenance=False))
+    server = start(ServiceConfig(warehouse=root, maintenance=False), flight_port=0)
     tokens = server.service.tokens
     acme, _ = tokens.create("acme")
     globex, _ = tokens.create("globex")
