@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from engine.display import PlanText
 from engine.external import read_paths, schema_only
 from engine.file_access import FileAccess
 from engine.ingest.client import Ingestion, Receipt
@@ -105,9 +106,9 @@ class Session:
     def explain(self, query: str, analyze: bool = False, dialect: str | None = None, timeout: float | None = None) -> str:
         """The logical and distributed plans; with ``analyze``, run it and add what each stage did."""
         if analyze or _ANALYZE.match(query):
-            return self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout)
+            return PlanText(self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout))
         with schema_only():  # a plan needs the files' columns, not their rows
-            return self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout)
+            return PlanText(self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout))
 
     def read_table_function(self, function: str, path: str, options: dict) -> pa.Table:
         """What ``read_parquet(path)`` and its kin return, if this session may read ``path``."""
