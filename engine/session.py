@@ -145,6 +145,21 @@ class Session:
                 storage_options = location.storage_options()  # the prefix's own, never the warehouse's
         return ingest_files(self.ingestion, table, files, progress=progress, storage_options=storage_options or {})
 
+    # -- Ray Data (engine/raydata.py) ------------------------------------------------
+    def read_dataset(self, table: str, columns: list[str] | None = None, start: Any = None, end: Any = None,
+                     **options: Any) -> Any:
+        """The table in ``[start, end)`` as a ``ray.data.Dataset``: columns and time range pushed down,
+        one read task per group of segments."""
+        from engine.raydata import read_dataset
+
+        return read_dataset(self, table, columns, start, end, **options)
+
+    def write_dataset(self, table: str, dataset: Any, batch_id: str, **options: Any) -> Receipt:
+        """Ingest a ``ray.data.Dataset`` through the table's owners; the same ``batch_id`` stores it once."""
+        from engine.raydata import write_dataset
+
+        return write_dataset(self, table, dataset, batch_id, **options)
+
     # -- maintenance ----------------------------------------------------------------
     def compact(self, table: str, progress: bool = True, full: bool = True) -> Any:
         """Merge the table's small segments now (a progress bar on stderr); returns a report."""
