@@ -13,6 +13,9 @@ GET      /v1/tables/{table}/stats          segments, rows, bytes, time range
 POST     /v1/tables/{table}/events         ingest JSON lines (optionally gzip) or Arrow IPC
 =======  ================================  ==============================================
 
+Monitor routes (CRUD, state, history under ``/v1/monitors``) belong beside
+the table routes in :func:`build_app` once sessions have monitors.
+
 Every ``/v1`` request carries ``Authorization: Bearer <token>``; the token
 decides the namespace.  ``Idempotency-Key`` on an ingest becomes its batch
 id, so a retried request is stored once.  Errors are JSON

@@ -37,7 +37,6 @@ class Limits:
     max_result_bytes: int = 256 << 20
     max_body_bytes: int = 64 << 20
     max_concurrent_queries: int = 4
-    query_memory_bytes: int = 1 << 30
     retry_after_seconds: int = 1
 
     @classmethod
