@@ -175,3 +175,17 @@ def test_a_query_over_its_timeout_gets_504(served):
     with _client(served, token) as hurried:
         reply = hurried.post("/v1/sql", content="SELECT service, count(*) FROM events GROUP BY service")
         assert reply.status_code == 504 and reply.json()["error"]["type"] == "QueryTimeout"
+
+
+def test_a_tenant_reads_files_only_under_its_allow_listed_prefixes(served, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "tiers.csv").write_text("tier,price\nfree,0\npro,20\n")
+    (tmp_path / "private.csv").write_text("secret\nhunter2\n")
+    token, _ = served.server.service.tokens.create("acme", table_functions=[f"{shared}/"])
+    with _client(served, token) as client:
+        allowed = client.post("/v1/sql", content=f"SELECT tier FROM read_csv('{shared}/tiers.csv') ORDER BY price")
+        assert allowed.status_code == 200 and allowed.json()["rows"] == [["free"], ["pro"]]
+        for path in (tmp_path / "private.csv", f"{shared}/../private.csv", "/etc/passwd"):
+            denied = client.post("/v1/sql", content=f"SELECT * FROM read_csv('{path}')")
+            assert denied.status_code == 403 and "hunter2" not in denied.text
