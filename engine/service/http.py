@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import zlib
 from typing import Any, Awaitable, Callable
 
@@ -260,10 +261,15 @@ def render_result(table: pa.Table, accept: str) -> Response:
         return Response(buffer.getvalue(), media_type="text/csv")
     body = {
         "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-        "rows": [list(row) for row in zip(*(column.to_pylist() for column in table.columns))],
+        "rows": [[_finite(v) for v in row] for row in zip(*(column.to_pylist() for column in table.columns))],
         "row_count": table.num_rows,
     }
     return Response(json.dumps(body, default=_json_value), media_type="application/json")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: JSON has no spelling for them."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _json_value(value: Any) -> Any:
