@@ -16,7 +16,14 @@ must equal ``count(*)``.  Prints requests/s, events/s and p50/p99 latency per
 kind and writes JSON.  Targets on 2 cores: 100,000 events/s as JSON lines,
 500,000 as Arrow IPC, one-segment queries under 100 ms p99 during that ingest.
 
-    python benchmarks/serve.py [--seconds 60] [--jsonl-clients 4] [--arrow-clients 2] [--batch 10000] [--out ...]
+    python benchmarks/serve.py [--seconds 60] [--jsonl-clients 4] [--arrow-clients 2] [--batch 50000]
+                               [--arrow-batch 100000] [--out benchmarks/results/serve.json]
+
+Measured on the loaded 2-core development machine (load average about 25),
+10-second runs: Arrow IPC, 2 clients of 100k-event requests: 612,000
+events/s (p50 155 ms); JSON lines, 3 clients of 50k-line requests: 194,000
+events/s (p50 363 ms); one-segment queries meanwhile p50 55-86 ms, p99
+220-340 ms over HTTP and Flight SQL; every acknowledged event stored once.
 """
 
 from __future__ import annotations
@@ -160,7 +167,8 @@ def main() -> int:
     parser.add_argument("--arrow-clients", type=int, default=2)
     parser.add_argument("--http-query-clients", type=int, default=1)
     parser.add_argument("--flight-query-clients", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=10_000, help="events per ingest request")
+    parser.add_argument("--batch", type=int, default=50_000, help="events per JSON-lines request")
+    parser.add_argument("--arrow-batch", type=int, default=100_000, help="events per Arrow IPC request")
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "serve.json"))
     args = parser.parse_args()
@@ -208,7 +216,7 @@ def main() -> int:
                                                                          args.batch, stop, acked)))
         for i in range(args.arrow_clients):
             threads.append(threading.Thread(target=ingest_client, args=(url, token, kinds["arrow"], True, 1000 + i,
-                                                                         args.batch, stop, acked)))
+                                                                         args.arrow_batch, stop, acked)))
         for _ in range(args.http_query_clients):
             threads.append(threading.Thread(target=http_query_client, args=(url, token, kinds["http-query"], stop)))
         for _ in range(args.flight_query_clients):
@@ -238,7 +246,7 @@ def main() -> int:
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         with open(args.out, "w") as handle:
             json.dump({"seconds": elapsed, "cores": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
-                       "batch": args.batch, "clients": {k: v for k, v in vars(args).items() if k.endswith("clients")},
+                       "batch": args.batch, "arrow_batch": args.arrow_batch, "clients": {k: v for k, v in vars(args).items() if k.endswith("clients")},
                        "kinds": results, "acknowledged": expected, "stored": stored, "distinct": distinct,
                        "exactly_once": exactly_once}, handle, indent=2)
         return 0 if exactly_once else 1
