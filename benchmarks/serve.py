@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -260,6 +261,7 @@ def main() -> int:
             os.killpg(server.pid, 9)
         except ProcessLookupError:
             pass
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
