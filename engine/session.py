@@ -7,9 +7,10 @@ live in their own module; the session holds what they share and delegates.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import ray
@@ -24,6 +25,14 @@ from engine.runtime import ensure_ray
 from storage.catalog import Catalog, TableMeta, validate_name
 from storage.objectstore import ObjectStore
 from storage.vacuum import DEFAULT_GRACE_SECONDS
+
+if TYPE_CHECKING:
+    from engine.ingest.files import FilesReceipt
+    from storage.compaction import CompactionReport, TableStats
+    from storage.vacuum import VacuumReport
+
+#: a period: seconds, a timedelta, or text like '30d', '12h', '90m'
+Duration = float | int | str | dt.timedelta
 
 
 _COMMENTS = r"(?:\s|--[^\n]*\n|/\*.*?\*/)*"
@@ -43,7 +52,7 @@ class Session:
         num_cpus: int | None = None,
         timeout: float | None = None,
         maintenance: bool | dict[str, Any] | None = None,
-        table_functions: Any = "local",
+        table_functions: str | list[str] | dict[str, dict[str, Any]] = "local",
     ) -> None:
         self.store = ObjectStore(root, storage_options)
         self.file_access = FileAccess(table_functions, self.store)
@@ -68,7 +77,7 @@ class Session:
         time_column: str = "timestamp",
         sort_key: list[str] | None = None,
         partitions: int = 1,
-        retention: Any = None,
+        retention: Duration | None = None,
         routing_key: str | None = None,
         exist_ok: bool = False,
     ) -> TableMeta:
@@ -86,16 +95,18 @@ class Session:
         )
 
     def tables(self) -> list[str]:
+        """Names of the tables in this session's namespace."""
         return self.catalog.tables(self.namespace)
 
     def table(self, name: str) -> TableMeta:
+        """The metadata of table ``name`` (TableNotFound, with suggestions, if there is none)."""
         return self.catalog.table(self.namespace, name)
 
     def drop_table(self, name: str) -> None:
         self.catalog.drop_table(self.namespace, name)
         self.queries.forget(name)
 
-    # -- queries (engine/query.py) ------------------------------------------------------
+    # -- queries (engine/query/api.py) ------------------------------------------------------
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
         """Run a SELECT (or EXPLAIN [ANALYZE] SELECT) and return its rows as Arrow."""
         if _PLAIN_EXPLAIN.match(query):
@@ -132,7 +143,8 @@ class Session:
         """Store events (Arrow, list of dicts, DataFrame, JSON lines); returns once committed."""
         return self.ingestion.ingest(table, data, batch_id)
 
-    def ingest_files(self, table: str, paths: Any, progress: bool = True, storage_options: dict | None = None):
+    def ingest_files(self, table: str, paths: str | list[str], progress: bool = True,
+                     storage_options: dict[str, Any] | None = None) -> FilesReceipt:
         """Ingest JSON-lines, CSV and Parquet files (a path, glob or list) exactly once each."""
         from engine.ingest.files import ingest_files
 
@@ -161,19 +173,19 @@ class Session:
         return write_dataset(self, table, dataset, batch_id, **options)
 
     # -- maintenance ----------------------------------------------------------------
-    def compact(self, table: str, progress: bool = True, full: bool = True) -> Any:
+    def compact(self, table: str, progress: bool = True, full: bool = True) -> CompactionReport:
         """Merge the table's small segments now (a progress bar on stderr); returns a report."""
         return self.maintenance.compact(table, progress=progress, full=full)
 
-    def alter_table(self, table: str, *, retention: Any = ...) -> TableMeta:
+    def alter_table(self, table: str, *, retention: Duration | None = ...) -> TableMeta:  # type: ignore[assignment]
         """Change a table's retention ('30d', seconds, None to keep forever)."""
         meta = self.maintenance.alter_table(table, retention=retention)
         if self._ingestion is not None:  # this session's ingestion applies the new period at once
-            self._ingestion.writer(table).current_meta(refresh=True)
+            self._ingestion.client(table).current_meta(refresh=True)
         return meta
 
-    def vacuum(self, table: str | None = None, older_than: Any = DEFAULT_GRACE_SECONDS,
-               orphans_older_than: Any = None) -> Any:
+    def vacuum(self, table: str | None = None, older_than: Duration = DEFAULT_GRACE_SECONDS,
+               orphans_older_than: Duration | None = None) -> VacuumReport:
         """Delete files no snapshot younger than ``older_than`` can read; returns a report.
 
         Uploads no commit refers to wait at least ten minutes (their commit may
@@ -181,7 +193,7 @@ class Session:
         """
         return self.maintenance.vacuum(table, older_than=older_than, orphans_older_than=orphans_older_than)
 
-    def table_stats(self, table: str) -> Any:
+    def table_stats(self, table: str) -> TableStats:
         """Segments, rows, bytes, small segments, event time range and last compaction."""
         return self.maintenance.table_stats(table)
 
@@ -210,7 +222,21 @@ def connect(
     storage_options: dict[str, Any] | None = None,
     namespace: str = "default",
     ray_address: str | None = None,
-    **kwargs: Any,
+    num_cpus: int | None = None,
+    timeout: float | None = None,
+    maintenance: bool | dict[str, Any] | None = None,
+    table_functions: str | list[str] | dict[str, dict[str, Any]] = "local",
 ) -> Session:
-    """Open the warehouse at ``root`` (local folder or ``s3://bucket/prefix``)."""
-    return Session(root, storage_options, namespace=namespace, ray_address=ray_address, **kwargs)
+    """Open the warehouse at ``root`` (local folder or ``s3://bucket/prefix``) in ``namespace``.
+
+    ``storage_options`` go to fsspec (an S3 endpoint, credentials);
+    ``ray_address`` names a Ray cluster to attach to (else a local Ray is
+    started, with ``num_cpus``); ``timeout`` is the default query time limit
+    in seconds; ``maintenance`` runs compaction, retention and vacuum in the
+    background (True, or a dict of options; default: on for a local folder);
+    ``table_functions`` says what ``read_parquet``/``read_csv``/``read_json``
+    and ``ingest_files`` may read: ``"local"`` files, ``"off"``, or a list of
+    URL prefixes (or a mapping from prefix to its own storage options).
+    """
+    return Session(root, storage_options, namespace=namespace, ray_address=ray_address, num_cpus=num_cpus,
+                   timeout=timeout, maintenance=maintenance, table_functions=table_functions)

@@ -18,11 +18,10 @@ from sqlglot import exp
 
 from planner import aggregates
 from planner.logical import (
-    AggCall, Aggregate, Filter, Join, Limit, Plan, Project, Scan, Sort, SortKey, Values,
+    AggCall, Aggregate, Filter, Join, Limit, Plan, Project, Sort, SortKey,
 )
 from planner.windows import add_windows, rewrite_window, take_windows, window_aggregates
 from planner.parse import position
-from planner.qualify import Qualified
 from storage.errors import SqlError, UnsupportedSql
 
 
@@ -44,12 +43,8 @@ def attach_scalars(plan: Plan, scalars: dict[str, Plan], names: set[str] | None 
     return plan
 
 
-def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Plan] | None = None) -> Plan:
-    select = query.select
-    if from_plan is not None:
-        plan = from_plan
-    else:
-        plan = Scan(query.source) if query.source is not None else Values((), ((),))
+def build(select: exp.Select, output_names: tuple[str, ...], plan: Plan, scalars: dict[str, Plan] | None = None) -> Plan:
+    """The plan of ``select`` (its FROM already planned as ``plan``), with output columns ``output_names``."""
     scalars = scalars or {}
     where = select.args.get("where")
     if where is not None:
@@ -137,7 +132,7 @@ def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Pl
     limit, offset = _limit(select)
     if limit is not None or offset:
         plan = Limit(plan, limit, offset)
-    return Project(plan, tuple(query.names), tuple(exp.column(n, quoted=True) for n in visible))
+    return Project(plan, tuple(output_names), tuple(exp.column(n, quoted=True) for n in visible))
 
 
 def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expression]):
@@ -187,9 +182,9 @@ def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expressio
 
         result = node.copy().transform(replace, copy=False)
         for column in result.find_all(exp.Column):
-            if column.table:
+            if "." in column.name:  # an input column (``alias.column``) neither grouped nor aggregated
                 raise SqlError(
-                    f"column {column.name!r} must appear in GROUP BY or be inside an aggregate function",
+                    f"column {column.name.split('.', 1)[1]!r} must appear in GROUP BY or be inside an aggregate function",
                     *position(column),
                 )
         return result

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from planner.logical import Gather, Plan, Scan, TableSource
+from storage.errors import QueryFailed
 from storage.segment import SegmentEntry
 
 TARGET_FRAGMENT_BYTES = 128 * 1024 * 1024
@@ -25,16 +26,17 @@ LOAD_SLACK = 1.05
 
 @dataclass(frozen=True)
 class Fragment:
-    """One unit of work: ``plan`` over ``segments``, for query ``query_id``."""
+    """One unit of work, as pure data: stage ``stage``'s ``plan`` over ``segments``, for query ``query_id``.
+
+    What a fragment needs only at run time (its deadline, the rows of the
+    exchanges it reads) the engine attaches when it sends the fragment.
+    """
 
     query_id: str
     stage: int
     index: int
     plan: Plan
     segments: tuple[SegmentEntry, ...]
-    timeout: float | None = None
-    delay: float = 0.0  # fault injection for tests: seconds to wait (cancellably) before running
-    inputs: dict = dataclasses.field(default_factory=dict)  # exchange key -> object refs of the rows it reads
     partition: tuple | None = None  # (keys, buckets): hash-partition the output for a shuffle
 
     @property
@@ -60,7 +62,7 @@ def preference(segment_id: str, workers: list[str]) -> list[str]:
 def assign(segments: tuple[SegmentEntry, ...], workers: list[str]) -> dict[str, list[SegmentEntry]]:
     """Segments per worker: rendezvous order, each worker capped near its fair share of bytes."""
     if not workers:
-        raise ValueError("no workers to assign segments to")
+        raise QueryFailed("no workers to assign segments to; the worker pool is empty")
     total = sum(max(s.bytes, 1) for s in segments)
     largest = max((max(s.bytes, 1) for s in segments), default=1)
     capacity = max(total / len(workers) * LOAD_SLACK, largest)
@@ -91,6 +93,31 @@ def pack(segments: list[SegmentEntry], target_bytes: int = TARGET_FRAGMENT_BYTES
         bins[smallest].append(segment)
         sizes[smallest] += segment.bytes
     return [tuple(sorted(b, key=lambda s: (s.min_time or 0, s.id))) for b in bins if b]
+
+
+def split_stage(
+    query_id: str,
+    stage: int,
+    plan: Plan,
+    segments: tuple[SegmentEntry, ...],
+    workers: list[str],
+    target_bytes: int = TARGET_FRAGMENT_BYTES,
+    partition: tuple | None = None,
+) -> list[tuple[str, Fragment]]:
+    """A stage over ``segments`` as fragments, each with the worker it should run on."""
+    fragments: list[tuple[str, Fragment]] = []
+    for worker, assigned in assign(segments, workers).items():
+        for group in pack(assigned, target_bytes):
+            fragments.append((worker, Fragment(query_id, stage, len(fragments), plan, group, partition)))
+    return fragments
+
+
+def bucket_fragments(
+    query_id: str, stage: int, plan: Plan, buckets: int, workers: list[str], partition: tuple | None = None,
+) -> list[tuple[str, Fragment]]:
+    """A stage over shuffled rows as one fragment per bucket, dealt round robin over ``workers``."""
+    return [(workers[bucket % len(workers)], Fragment(query_id, stage, bucket, plan, (), partition))
+            for bucket in range(buckets)]
 
 
 def stage_plan(gather: Gather) -> Plan:

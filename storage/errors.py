@@ -12,7 +12,11 @@ class PetrelError(Exception):
     """Root of every error Petrel raises on purpose."""
 
 
-class InvalidName(PetrelError, ValueError):
+class InvalidArgument(PetrelError, ValueError):
+    """An argument whose value cannot be used (a negative duration, a partition count out of range)."""
+
+
+class InvalidName(InvalidArgument):
     """A namespace, table or column name that cannot be used."""
 
 
@@ -35,12 +39,20 @@ class CommitConflict(PetrelError):
     """Another writer committed first; reload and retry (or give up)."""
 
 
+class WriteRace(CommitConflict):
+    """A conditional write met another one in flight (S3's 409): maybe nothing was written; reload and retry."""
+
+
+class UnsafeStore(PetrelError):
+    """An object store that does not honour conditional writes; commits on it would overwrite each other."""
+
+
 class Fenced(PetrelError):
     """A newer writer owns the partition; this writer's commit is refused."""
 
 
 class SegmentMissing(PetrelError):
-    """A segment a snapshot refers to is gone from the object store."""
+    """A segment a commit refers to is gone from the object store (vacuum took a stale upload): write it again."""
 
 
 class IngestError(PetrelError):

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from engine.execution.exchange import partition
-from engine.execution.operators import Execution, concat, execute
-from engine.execution.scan import SegmentReader
+from engine.query.execution.exchange import partition
+from engine.query.execution.operators import Execution, concat, execute
+from engine.query.execution.scan import SegmentReader
 from planner.context import PlanContext
 from planner.explain import explain
 from planner.fragments import stage_plan, stage_scan

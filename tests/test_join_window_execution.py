@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from engine.execution.exchange import bucket_of, partition
-from engine.execution.join import join, set_operation
-from engine.execution.window import window
+from engine.query.execution.exchange import bucket_of, partition
+from engine.query.execution.join import join, set_operation
+from engine.query.execution.window import window
 from planner.logical import Join, SortKey, Values, WindowCall
 
 LEFT = pa.table({"k": pa.array([1, 2, 2, None, 5], pa.int32()), "tags": pa.array([["a"], [], ["b", "c"], None, ["d"]])})
@@ -104,7 +104,7 @@ SUBQUERIES = [
 
 
 def _run_local(query: str, tables: dict[str, pa.Table]) -> pa.Table:
-    from engine.execution.operators import Execution, execute
+    from engine.query.execution.operators import Execution, execute
     from planner.context import PlanContext
     from planner.logical import Memory
     from planner.planning import plan_query

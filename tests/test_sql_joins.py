@@ -112,8 +112,8 @@ def test_read_parquet_from_s3_joins_a_warehouse_table(s3_options):
     import fsspec
     import pyarrow.parquet as pq
 
-    from engine.execution.local import run_locally
-    from engine.execution.scan import SegmentReader
+    from engine.query.executor import run_locally
+    from engine.query.execution.scan import SegmentReader
     from engine.external import read_file
     from planner.context import PlanContext
     from planner.logical import TableSource
