@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from storage.errors import (
+    AccessDenied,
+    BodyTooLarge,
     ColumnNotFound,
     CommitConflict,
     Fenced,
@@ -26,6 +28,7 @@ from storage.errors import (
     MonitorError,
     MonitorExists,
     MonitorNotFound,
+    LimitExceeded,
     PetrelError,
     QueryFailed,
     QueryTimeout,
@@ -36,6 +39,8 @@ from storage.errors import (
     SqlError,
     TableExists,
     TableNotFound,
+    TooManyQueries,
+    Unauthorized,
     UnsafeStore,
     UnsupportedSql,
     WriteRace,
@@ -48,6 +53,7 @@ _SESSION = ("Session", "connect")
 
 __all__ = [
     *_SESSION,
+    "AccessDenied", "BodyTooLarge", "LimitExceeded", "TooManyQueries", "Unauthorized",
     "ColumnNotFound", "CommitConflict", "Fenced", "FlushFailed", "IngestError", "IngestTimeout", "InvalidArgument",
     "InvalidMonitor", "InvalidName", "MonitorError", "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout", "RejectedRows", "SchemaConflict", "SegmentMissing",
     "SharedRowsMissing", "SqlError", "TableExists", "TableNotFound", "UnsafeStore", "UnsupportedSql", "WriteRace",

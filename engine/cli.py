@@ -1,4 +1,4 @@
-"""The ``petrel`` command line: sql, explain, tables, ingest, demo, compact, stats, monitors.
+"""The ``petrel`` command line: sql, explain, tables, ingest, demo, compact, stats, monitors, serve, tokens.
 
 The warehouse comes from ``--warehouse`` or ``PETREL_WAREHOUSE`` (default
 ``./warehouse``), the Ray cluster from ``--ray-address`` or ``RAY_ADDRESS``
@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from engine.maintenance.cli import register as register_maintenance
 from engine.monitors.cli import register as register_monitors
 from engine.render import write_result
+from engine.service.server import register as register_service
 from storage.errors import PetrelError
 
 def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -63,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
 
     register_maintenance(commands)
     register_monitors(commands)
+    register_service(commands)
     for command in commands.choices.values():
         _connection_options(command, defaults=False)
     return main
@@ -71,6 +73,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import engine
+
+    if getattr(args, "standalone", None) is not None:  # serve, tokens: they open what they need themselves
+        try:
+            return args.standalone(args)
+        except PetrelError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
 
     try:
         # a command is short-lived: no background maintenance loop for it

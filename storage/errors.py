@@ -129,3 +129,27 @@ class MonitorNotFound(MonitorError, KeyError):
 
 class MonitorExists(MonitorError):
     """A monitor with that name already exists in the namespace."""
+
+
+class AccessDenied(PetrelError, PermissionError):
+    """A read or request outside what the session, token or table-function allow-list permits."""
+
+
+class LimitExceeded(PetrelError):
+    """A request or query went over one of its tenant's limits (rows, bytes, memory, body size)."""
+
+
+class Unauthorized(AccessDenied):
+    """A request without a token, or with a token that is unknown or revoked."""
+
+
+class TooManyQueries(LimitExceeded):
+    """The tenant already runs as many queries as it may; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BodyTooLarge(LimitExceeded):
+    """A request body over the tenant's size limit; send it in smaller batches."""

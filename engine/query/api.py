@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.external import as_arrow, read_file
+from engine.external import as_arrow
 from engine.query.scheduler import run_plan
 from engine.query.stats import QueryStats
 from engine.query.workers import WorkerPool, pool_size
@@ -25,6 +25,7 @@ from planner.explain import explain as render_explain
 from planner.fragments import TARGET_FRAGMENT_BYTES
 from planner.logical import Memory, TableSource
 from planner.planning import QueryPlan, plan_query
+from planner.qualify import TableFunction
 from storage.catalog import Catalog, TableMeta, validate_name
 from storage.errors import QueryFailed, QueryTimeout, TableNotFound
 from storage.objectstore import ObjectStore
@@ -43,12 +44,14 @@ class QueryEngine:
         namespace: str,
         timeout: float | None = None,
         workers: int | None = None,
+        table_function: TableFunction | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.namespace = namespace
         self.timeout = timeout
         self.workers = workers
+        self.table_function = table_function  # reads read_parquet()/read_csv()/read_json(); checked by the session
         self.fault_delay = 0.0  # seconds each fragment waits before running; for fault-injection tests
         self.fragment_bytes = TARGET_FRAGMENT_BYTES  # segment bytes per fragment
         self._pool: WorkerPool | None = None
@@ -128,10 +131,7 @@ class QueryEngine:
                     self._planned_workers = pool_size(self.workers)
                 workers = self._planned_workers
         context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=workers)
-        return plan_query(query, self.resolve, self.namespace, dialect, context, self._read_file)
-
-    def _read_file(self, function: str, path: str, options: dict) -> pa.Table:
-        return read_file(function, path, options, self.store.storage_options)
+        return plan_query(query, self.resolve, self.namespace, dialect, context, self.table_function)
 
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
         """Run ``query``; an ``EXPLAIN [ANALYZE]`` query returns its plan as a one-column table."""
