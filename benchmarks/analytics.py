@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 import engine
 from benchmarks.analytics_data import DAYS, START, Vocabulary, hits_batch
+from storage.errors import IngestTimeout
 from storage.snapshot import load_snapshot
 from tests.result_compare import assert_same
 
@@ -136,7 +137,7 @@ def load(db, args: argparse.Namespace, parquet_path: str) -> dict:
         generate_s += time.perf_counter() - started
         _progress(f"  batch {index + 1}/{batches}: ingesting {batch.num_rows:,} rows x {batch.num_columns} columns")
         started = time.perf_counter()
-        db.ingest(T, batch, batch_id=f"hits-{index}")
+        _ingest(db, batch, f"hits-{index}")
         ingest_s += time.perf_counter() - started
         _progress(f"  batch {index + 1}/{batches}: writing the Parquet baseline")
         started = time.perf_counter()
@@ -167,6 +168,18 @@ def load(db, args: argparse.Namespace, parquet_path: str) -> dict:
         "bytes": stats.bytes,
         "parquet_bytes": os.path.getsize(parquet_path),
     }
+
+
+def _ingest(db, batch: pa.Table, batch_id: str, attempts: int = 5) -> None:
+    """``db.ingest``, retried with the same batch id after a timeout (stored once either way)."""
+    for attempt in range(attempts):
+        try:
+            db.ingest(T, batch, batch_id=batch_id)
+            return
+        except IngestTimeout:
+            if attempt == attempts - 1:
+                raise
+            _progress(f"  {batch_id}: not committed in time (a busy machine); retrying with the same batch id")
 
 
 def timed(run, repeat: int):

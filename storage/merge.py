@@ -153,7 +153,11 @@ def segment_batches(
         for batch in reader.iter_batches(batch_size=batch_rows):
             if stats is not None:
                 stats.bytes_read += batch.nbytes
-            yield conform(pa.Table.from_batches([batch]), schema)
+            table = pa.Table.from_batches([batch])
+            if table.schema.equals(schema, check_metadata=False):  # the usual case: nothing to conform
+                yield table.replace_schema_metadata(schema.metadata)
+            else:
+                yield conform(table, schema)
     finally:
         handle.close()
 
