@@ -264,7 +264,7 @@ def test_postgres_dialect(loaded):
 
 
 def test_new_commits_are_seen_by_the_next_query(loaded, tmp_path):
-    from event_data import hour_of_events
+    from tests.event_data import hour_of_events
     import numpy as np
 
     from storage.log import PartitionLog
