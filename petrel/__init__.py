@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine import (
     AccessDenied, BodyTooLarge, ColumnNotFound, CommitConflict, Fenced, FlushFailed, IngestError, IngestTimeout,
-    InvalidArgument, InvalidName, LimitExceeded, PetrelError, QueryFailed, QueryTimeout, RejectedRows,
+    InvalidArgument, InvalidMonitor, InvalidName, LimitExceeded, MonitorError, MonitorExists, MonitorNotFound,
+    PetrelError, QueryFailed, QueryTimeout, RejectedRows,
     SchemaConflict, SegmentMissing, SharedRowsMissing, SqlError, TableExists, TableNotFound, TooManyQueries,
     Unauthorized, UnsafeStore, UnsupportedSql, WriteRace,
 )
@@ -37,7 +38,8 @@ except metadata.PackageNotFoundError:  # running from a source checkout that was
 
 __all__ = [
     "AccessDenied", "BodyTooLarge", "ColumnNotFound", "CommitConflict", "Fenced", "FlushFailed", "IngestError",
-    "IngestTimeout", "InvalidArgument", "InvalidName", "LimitExceeded", "PetrelError", "QueryFailed", "QueryTimeout",
+    "IngestTimeout", "InvalidArgument", "InvalidMonitor", "InvalidName", "LimitExceeded", "MonitorError",
+    "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout",
     "RejectedRows", "SchemaConflict", "SegmentMissing", "Session", "SharedRowsMissing", "SqlError", "TableExists",
     "TableNotFound", "TooManyQueries", "Unauthorized", "UnsafeStore", "UnsupportedSql", "WriteRace", "__version__",
     "connect",
