@@ -13,11 +13,13 @@ import os
 import random
 import threading
 import time
+import uuid
 
 import pyarrow as pa
 import pytest
 import ray
 
+from engine.file_access import FileAccess
 from engine.ingest.actor import IngestActor
 from engine.ingest.client import Ingestion, IngestOptions
 from engine.ingest.files import ingest_files
@@ -121,10 +123,12 @@ def test_ingest_files_killed_midway_and_rerun(db, tmp_path):
         lines = [json.dumps(r) for r in event_rows(n * 200, 200)]
         (folder / f"part-{n}.jsonl").write_text("\n".join(lines) + "\n")
     source = str(folder / "*.jsonl")
-    if db.store.protocol == "s3":  # the files come from the object store too
+    if db.store.protocol == "s3":  # the files come from the object store too, beside the warehouse, allow-listed
+        incoming = db.store.url.rsplit("/", 1)[0] + f"/incoming-{uuid.uuid4().hex[:8]}/"
         for path in sorted(folder.iterdir()):
-            db.store.put(f"incoming/{path.name}", path.read_bytes())
-        source = db.store.url + "/incoming/*.jsonl"
+            db.store.fs.pipe(incoming[len("s3://"):] + path.name, path.read_bytes())
+        db.file_access = FileAccess({incoming: db.store.storage_options}, db.store)
+        source = incoming + "*.jsonl"
     once, store = faulty(db, tmp_path, IngestOptions(max_attempts=1, actor=IngestConfig(max_age=0.05)))
     failures = 0
     faults = [(1, "after_commit"), (0, "before_upload"), (1, "after_upload"), (0, "after_commit")]
