@@ -57,7 +57,11 @@ def expired_rows(table: pa.Table, meta: TableMeta, row_numbers: np.ndarray | Non
 
 
 def _instant(micros: int) -> str:
-    return dt.datetime.fromtimestamp(micros / 1e6, dt.timezone.utc).isoformat()
+    """An instant as ISO text; one Python cannot hold (before year 1, after 9999) as its microseconds."""
+    try:
+        return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=micros)).isoformat()
+    except OverflowError:
+        return f"{micros} µs from the epoch"
 
 
 def _duration(seconds: float) -> str:

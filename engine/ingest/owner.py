@@ -50,7 +50,7 @@ import pyarrow as pa
 from engine.ingest.encode import DictionaryChoice, encode_flush
 from engine.ingest.offsets import Offset, covered, records
 from storage.catalog import TableMeta
-from storage.errors import Fenced, FlushFailed
+from storage.errors import Fenced, FlushFailed, IngestError
 from storage.log import PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry
@@ -119,12 +119,18 @@ class Flush:
     failed_before: int  # failures known when it was taken: a later one (of a flush before it) fails it too
     began: float = field(default_factory=time.perf_counter)
     segments: list[tuple[SegmentEntry, bytes]] = field(default_factory=list)
+    refused: dict[int, Exception] = field(default_factory=dict)  # id(append) -> why its rows cannot be written
     failure: Exception | None = None
     behind: bool = False  # failed with a flush before it, not on its own
 
     @property
+    def committed(self) -> list[Append]:
+        """The appends the flush commits: all but those refused."""
+        return [a for a in self.appends if id(a) not in self.refused]
+
+    @property
     def rows(self) -> int:
-        return sum(a.table.num_rows for a in self.appends)
+        return sum(a.table.num_rows for a in self.committed)
 
     @property
     def size(self) -> int:
@@ -231,17 +237,45 @@ class PartitionOwner:
 
     # -- the flush pipeline ----------------------------------------------------------------
     def encode(self, flush: Flush) -> None:
-        """Encode the flush's rows as segments (any thread; flushes may encode side by side).
+        """Encode the flush's rows as a segment (any thread; flushes may encode side by side).
 
-        A failure is kept on the flush and reported when its turn to commit comes.
+        When the rows cannot be encoded together, each append is tried
+        alone: those that fail alone are refused (their callers get the
+        error, nothing of theirs is stored) and the others are encoded and
+        committed without them — one bad append never fails its neighbours.
+        Any other failure is kept on the flush and reported when its turn
+        to commit comes.
         """
         began = time.perf_counter()
         try:
-            flush.segments = encode_flush([a.table for a in flush.appends], self.meta, self.partition,
-                                          self._dictionary)
-        except Exception as exc:  # noqa: BLE001 - reported to the callers when its turn comes
+            flush.segments = self._encode([a.table for a in flush.appends])
+        except Exception as exc:  # noqa: BLE001 - isolated below, or reported to the callers
             flush.failure = exc
+            if len(flush.appends) > 1:
+                self._encode_without_the_bad(flush)
         self.encode_seconds += time.perf_counter() - began
+
+    def _encode(self, tables: list[pa.Table]) -> list[tuple[SegmentEntry, bytes]]:
+        return encode_flush(tables, self.meta, self.partition, self._dictionary)
+
+    def _encode_without_the_bad(self, flush: Flush) -> None:
+        refused: dict[int, Exception] = {}
+        for append in flush.appends:
+            try:
+                self._encode([append.table])
+            except Exception as exc:  # noqa: BLE001 - this append's own fault
+                refused[id(append)] = IngestError(
+                    f"{self.where}: the rows of batch {append.batch_id} cannot be written ({type(exc).__name__}: "
+                    f"{exc}); nothing of it was stored, the other batches of its flush were — fix the rows "
+                    "and send them again"
+                )
+        if not refused:
+            return  # each one alone is fine: the failure is the flush's
+        try:
+            flush.segments = self._encode([a.table for a in flush.appends if id(a) not in refused])
+        except Exception:  # noqa: BLE001 - the rest fail together, as before
+            return
+        flush.refused, flush.failure = refused, None
 
     def commit(self, flush: Flush) -> None:
         """Upload and commit an encoded flush, after every flush taken before it has finished.
@@ -282,7 +316,7 @@ class PartitionOwner:
             self.flushes += 1
             self.flushed_rows += flush.rows
             self.flush_seconds += time.perf_counter() - flush.began
-            settled = [(a, a.table.num_rows) for a in flush.appends]
+            settled = [(a, flush.refused.get(id(a)) or a.table.num_rows) for a in flush.appends]
         else:
             appends = list(flush.appends)
             if not flush.behind:
@@ -331,13 +365,14 @@ class PartitionOwner:
         """Upload the flush's segments and commit them with its batch ids and offsets."""
         for entry, data in flush.segments:
             self.store.put(f"{self.meta.path}/{entry.path}", data)
-        offsets = records([o for a in flush.appends for o in a.offsets], self.state.offsets)
+        committed = flush.committed
+        offsets = records([o for a in committed for o in a.offsets], self.state.offsets)
         return self.log.commit(
             self.state,
             epoch=self.epoch,
             added=[entry for entry, _ in flush.segments],
             offsets=offsets,
-            batch_ids=[a.batch_id for a in flush.appends],
+            batch_ids=[a.batch_id for a in committed],
         )
 
     def status(self) -> dict[str, Any]:

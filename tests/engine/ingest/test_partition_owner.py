@@ -7,7 +7,7 @@ import pytest
 
 from engine.ingest.offsets import FileOffset, Position, SequenceRange
 from engine.ingest.owner import Append, IngestConfig, PartitionOwner
-from storage.errors import Fenced, FlushFailed
+from storage.errors import Fenced, FlushFailed, IngestError
 from storage.snapshot import load_snapshot
 
 BASE_US = 1_793_491_200_000_000  # 2026-11-01T00:00Z
@@ -126,3 +126,18 @@ def test_a_flush_spanning_days_is_one_segment_in_its_first_day_and_retention_dro
     newest = (BASE_US + 2 * day_us) / 1e6
     assert apply_retention(store, meta, now=newest + 86_400 - 1).segments == 0  # its newest event is still kept
     assert apply_retention(store, meta, now=newest + 86_400 + 1).segments == 1
+
+
+def test_an_append_whose_rows_cannot_be_written_fails_alone_and_its_flush_neighbours_land(faulty_table):
+    store, meta = faulty_table
+    owner = PartitionOwner(store, meta, 0)
+    good = append("good", 0, 3)
+    bad = append("bad", 3, 2)
+    bad.table = bad.table.append_column("span", pa.array([(1, 2, 3), None], pa.month_day_nano_interval()))
+    owner.buffer(good)
+    owner.buffer(bad)  # Parquet cannot store this column: encoded together, the flush would fail
+    outcomes = flush_all(owner)
+    assert outcomes["good"] == 3
+    assert isinstance(outcomes["bad"], IngestError) and "batch bad cannot be written" in str(outcomes["bad"])
+    state = owner.log.load()
+    assert state.rows == 3 and state.has_batch("good") and not state.has_batch("bad")

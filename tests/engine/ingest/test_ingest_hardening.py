@@ -1,0 +1,37 @@
+"""Bad input on the ingest path: out-of-range times, deep nesting, huge rejected rows, key collisions (no Ray)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from engine.ingest.normalize import normalize
+from engine.ingest.parse import parse
+
+NOW = 1_700_000_000_000_000
+GOOD_US = 1_704_067_200_000_000  # 2024-01-01
+
+
+def run(data, max_row_bytes=1 << 20):
+    return normalize(parse(data, max_row_bytes, None, "timestamp"), time_column="timestamp", schema=None,
+                     now_us=NOW, max_row_bytes=max_row_bytes)
+
+
+def test_times_outside_the_years_1_to_9999_are_rejected_per_row_never_wrapped():
+    year_20000 = pa.array([GOOD_US, 568_971_820_800_000_000, GOOD_US], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    wraps = pa.array([1_704_067_200, 10_000_000_000_000, 1_704_067_200], pa.timestamp("s"))  # naive, 1e13 s
+    for column in (year_20000, wraps):
+        result = run(pa.table({"timestamp": column, "id": [0, 1, 2]}))
+        assert result.table.column("id").to_pylist() == [0, 2]
+        assert [row for row, _ in result.rejected] == [1]
+        assert "years 1-9999" in result.rejected[0][1]
+    epochs = run([{"timestamp": 1_704_067_200, "id": 0}, {"timestamp": -8e10, "id": 1},
+                  {"timestamp": -80_000_000_000, "id": 2}])
+    assert epochs.table.column("id").to_pylist() == [0] and [r for r, _ in epochs.rejected] == [1, 2]
+    assert all(t.year == 2024 for t in epochs.table.column("timestamp").to_pylist())
+
+
+def test_the_retention_reason_names_any_stored_time_even_before_year_1():
+    from engine.ingest.expired import _instant
+
+    assert _instant(0) == "1970-01-01T00:00:00+00:00"
+    assert _instant(-80_000_000_000_000_000) == "-80000000000000000 µs from the epoch"
