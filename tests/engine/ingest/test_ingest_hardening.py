@@ -35,3 +35,34 @@ def test_the_retention_reason_names_any_stored_time_even_before_year_1():
 
     assert _instant(0) == "1970-01-01T00:00:00+00:00"
     assert _instant(-80_000_000_000_000_000) == "-80000000000000000 µs from the epoch"
+
+
+def test_rows_nested_too_deep_are_rejected_before_parsing_and_the_good_rows_land():
+    import json
+
+    deep_line = b'{"timestamp": 1704067200, "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    good = [json.dumps({"timestamp": 1_704_067_200 + i, "id": i}).encode() for i in range(100)]
+    result = run(b"\n".join(good[:50] + [deep_line] + good[50:]))  # pyarrow's reader would crash the process
+    assert result.table.num_rows == 100 and [row for row, _ in result.rejected] == [50]
+    assert "nested more than" in result.rejected[0][1]
+    braces_in_text = json.dumps({"timestamp": 1_704_067_200, "text": "{" * 200}).encode()
+    assert run(braces_in_text).rejected == []  # brackets inside strings do not nest
+    deep_dict: dict = {"timestamp": 1_704_067_200}
+    for _ in range(5000):
+        deep_dict = {"a": deep_dict}
+    dicts = [{"timestamp": 1_704_067_200, "id": i} for i in range(100)] + [deep_dict]
+    result = run(dicts)  # RecursionError before
+    assert result.table.num_rows == 100 and [row for row, _ in result.rejected] == [100]
+    assert "nested more than" in result.rejected[0][1]
+
+
+def test_two_fields_that_flatten_to_one_name_reject_the_row_instead_of_losing_one():
+    rows = [{"timestamp": 1_704_067_200, "a": {"b": 1}, "a.b": 2}, {"timestamp": 1_704_067_200, "a": {"b": 3}},
+            {"timestamp": 1_704_067_200, "a.b": 4}]
+    import json
+
+    for data in (rows, "\n".join(json.dumps(r) for r in rows).encode(), pa.Table.from_pylist(rows)):
+        result = run(data)
+        assert [row for row, _ in result.rejected] == [0], (type(data), result.rejected)
+        assert "given twice" in result.rejected[0][1]
+        assert sorted(result.table.column("a.b").to_pylist()) == [3, 4]
