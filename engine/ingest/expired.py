@@ -57,11 +57,11 @@ def expired_rows(table: pa.Table, meta: TableMeta, row_numbers: np.ndarray | Non
 
 
 def _instant(micros: int) -> str:
-    """An instant as ISO text; one Python cannot hold (before year 1, after 9999) as its microseconds."""
+    """An instant for a message: ISO 8601 where Python's datetime holds it (years 1-9999), else raw."""
     try:
         return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=micros)).isoformat()
     except OverflowError:
-        return f"{micros} µs from the epoch"
+        return f"{micros} microseconds from 1970-01-01T00:00:00+00:00"
 
 
 def _duration(seconds: float) -> str:

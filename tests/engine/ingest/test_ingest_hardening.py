@@ -34,7 +34,7 @@ def test_the_retention_reason_names_any_stored_time_even_before_year_1():
     from engine.ingest.expired import _instant
 
     assert _instant(0) == "1970-01-01T00:00:00+00:00"
-    assert _instant(-80_000_000_000_000_000) == "-80000000000000000 µs from the epoch"
+    assert _instant(-80_000_000_000_000_000) == "-80000000000000000 microseconds from 1970-01-01T00:00:00+00:00"
 
 
 def test_rows_nested_too_deep_are_rejected_before_parsing_and_the_good_rows_land():
@@ -66,3 +66,17 @@ def test_two_fields_that_flatten_to_one_name_reject_the_row_instead_of_losing_on
         assert [row for row, _ in result.rejected] == [0], (type(data), result.rejected)
         assert "given twice" in result.rejected[0][1]
         assert sorted(result.table.column("a.b").to_pylist()) == [3, 4]
+
+
+def test_a_huge_rejected_row_is_kept_as_a_bounded_prefix_with_its_length_and_hash():
+    import hashlib
+    import json
+
+    from engine.ingest.rejected import RAW_PREFIX_BYTES, rejected_rows
+
+    huge = json.dumps({"timestamp": 1_704_067_200, "blob": "x" * (8 << 20)}).encode()
+    result = run(huge + b"\n" + json.dumps({"timestamp": 1_704_067_200}).encode())
+    assert result.table.num_rows == 1 and [row for row, _ in result.rejected] == [0]
+    kept = rejected_rows("logs", "b1", result, NOW).to_pylist()[0]
+    assert len(kept["raw"].encode()) <= RAW_PREFIX_BYTES and huge.startswith(kept["raw"].encode())
+    assert kept["raw_bytes"] == len(huge) and kept["raw_sha256"] == hashlib.sha256(huge).hexdigest()
