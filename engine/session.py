@@ -102,9 +102,9 @@ class Session:
             self._ingestion = Ingestion(self.store, self.catalog, self.namespace)
         return self._ingestion
 
-    def ingest(self, table: str, data: Any, batch_id: str | None = None) -> Receipt:
+    def ingest(self, table: str, data: Any, batch_id: str | None = None, first_sent: float | None = None) -> Receipt:
         """Store events (Arrow, list of dicts, DataFrame, JSON lines); returns once committed."""
-        return self.ingestion.ingest(table, data, batch_id)
+        return self.ingestion.ingest(table, data, batch_id, first_sent)
 
     def ingest_files(self, table: str, paths: Any, progress: bool = True, storage_options: dict | None = None):
         """Ingest JSON-lines, CSV and Parquet files (a path, glob or list) exactly once each."""

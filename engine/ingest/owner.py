@@ -50,10 +50,13 @@ import pyarrow as pa
 from engine.ingest.encode import DictionaryChoice, encode_flush
 from engine.ingest.offsets import Offset, covered, records
 from storage.catalog import TableMeta
-from storage.errors import Fenced, FlushFailed, IngestError
-from storage.log import PartitionLog, PartitionState
+from storage.errors import DedupExpired, Fenced, FlushFailed, IngestError
+from storage.log import MAX_RECENT_BATCH_IDS, PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry
+
+
+CLOCK_SKEW_SECONDS = 5.0  # clients' and owners' clocks may differ this much
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class IngestConfig:
     ``max_rows``/``max_bytes`` (whole appends; at least one).  ``encoders``
     flushes may encode at the same time; by default (None) the machine's
     cores are shared among the table's partitions, one or two each (see
-    :func:`default_encoders`).
+    :func:`default_encoders`).  ``dedup_window``: how long after its first
+    attempt a batch may be retried (see :meth:`PartitionOwner.check_retry`).
     """
 
     max_rows: int = 500_000
@@ -79,6 +83,7 @@ class IngestConfig:
     max_buffer_bytes: int = 512 << 20
     buffer_timeout: float = 60.0
     encoders: int | None = None
+    dedup_window: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.encoders is not None and self.encoders < 1:
@@ -154,6 +159,7 @@ class PartitionOwner:
         self.failed_flushes = 0  # every failed flush, fenced ones too
         self._failures = self._synced = 0  # failed flushes (not fenced), and how many state was reloaded after
         self._last_failure: Exception | None = None
+        self._horizon_cache: tuple[int, float] | None = None  # (version of the oldest id remembered, its time)
         self._buffer: list[Append] = []
         self._pending: dict[str, Append] = {}  # buffered or being flushed, by batch id
         self.buffered_rows = 0
@@ -185,6 +191,50 @@ class PartitionOwner:
     def pending(self, batch_id: str) -> Append | None:
         """The append of ``batch_id`` buffered or being flushed, if any."""
         return self._pending.get(batch_id)
+
+    def check_retry(self, batch_id: str, first_sent: float | None, now: float | None = None) -> None:
+        """Refuse (:class:`DedupExpired`) a retry this partition can no longer check for duplicates.
+
+        Called for a batch id neither committed nor pending; ``first_sent``
+        is when the client first sent it (None: this is the first attempt,
+        nothing to check).  The log remembers the partition's last
+        ``MAX_RECENT_BATCH_IDS`` batch ids: a retry first sent before the
+        oldest one remembered (the horizon) may have been committed and
+        forgotten, and one first sent more than ``dedup_window`` ago is
+        refused whatever the rate, so the guarantee does not depend on it.
+        """
+        if first_sent is None:
+            return
+        now = time.time() if now is None else now
+        window = self.config.dedup_window
+        if now - first_sent > window:
+            raise DedupExpired(
+                f"{self.where}: batch {batch_id} was first sent {now - first_sent:,.0f} s ago, more than the "
+                f"dedup window of {window:,.0f} s; it may have been stored already, so it is refused, not stored "
+                "twice — check the table for its rows before sending them under a new batch id"
+            )
+        horizon = self._horizon()
+        if horizon is not None and first_sent <= horizon + CLOCK_SKEW_SECONDS:
+            raise DedupExpired(
+                f"{self.where}: batch {batch_id} was first sent before the oldest of the {MAX_RECENT_BATCH_IDS:,} "
+                f"batch ids this partition remembers (committed at {horizon:,.0f}); it may have been stored "
+                "already, so it is refused, not stored twice — check the table for its rows before sending "
+                "them under a new batch id"
+            )
+
+    def _horizon(self) -> float | None:
+        """When the oldest batch id the log still remembers was committed; None while none was forgotten."""
+        ids = self.state.batch_ids
+        if len(ids) < MAX_RECENT_BATCH_IDS:
+            return None  # the log drops ids only once it holds that many
+        version = next(iter(ids.values()))
+        if self._horizon_cache is None or self._horizon_cache[0] != version:
+            try:
+                when = float(self.log.record(version).get("timestamp") or self.state.committed_at)
+            except FileNotFoundError:  # folded into a checkpoint: the latest commit is a safe (later) bound
+                when = self.state.committed_at
+            self._horizon_cache = (version, when)
+        return self._horizon_cache[1]
 
     def fits(self, size: int) -> bool:
         """Whether an append of ``size`` bytes may be buffered now (always, when nothing is held)."""

@@ -141,3 +141,30 @@ def test_an_append_whose_rows_cannot_be_written_fails_alone_and_its_flush_neighb
     assert isinstance(outcomes["bad"], IngestError) and "batch bad cannot be written" in str(outcomes["bad"])
     state = owner.log.load()
     assert state.rows == 3 and state.has_batch("good") and not state.has_batch("bad")
+
+
+def test_a_retry_older_than_the_ids_remembered_or_the_dedup_window_is_refused_never_stored_twice(faulty_table,
+                                                                                                  monkeypatch):
+    import time
+
+    from engine.ingest import owner as owner_module
+    from storage import log as log_module
+    from storage.errors import DedupExpired
+
+    monkeypatch.setattr(log_module, "MAX_RECENT_BATCH_IDS", 3)
+    monkeypatch.setattr(owner_module, "MAX_RECENT_BATCH_IDS", 3)
+    monkeypatch.setattr(owner_module, "CLOCK_SKEW_SECONDS", 0.0)
+    store, meta = faulty_table
+    owner = PartitionOwner(store, meta, 0, IngestConfig(dedup_window=3600.0))
+    sent = time.time()
+    for i, name in enumerate("abcde"):
+        owner.buffer(append(name, i * 10, 10))
+        assert flush_all(owner) == {name: 10}
+        time.sleep(0.01)
+    assert not owner.committed("a")  # forgotten: only the last 3 ids are kept
+    with pytest.raises(DedupExpired, match="batch a was first sent before the oldest"):
+        owner.check_retry("a", first_sent=sent)
+    owner.check_retry("f", first_sent=None)  # a first attempt: nothing to check
+    owner.check_retry("f", first_sent=time.time())  # a retry after the horizon: its commit would be remembered
+    with pytest.raises(DedupExpired, match="more than the dedup window of 3,600 s"):
+        owner.check_retry("f", first_sent=time.time() - 7200)
