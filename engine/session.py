@@ -140,9 +140,9 @@ class Session(MonitorMethods):
             self._ingestion = Ingestion(self.store, self.catalog, self.namespace)
         return self._ingestion
 
-    def ingest(self, table: str, data: Any, batch_id: str | None = None) -> Receipt:
+    def ingest(self, table: str, data: Any, batch_id: str | None = None, first_sent: float | None = None) -> Receipt:
         """Store events (Arrow, list of dicts, DataFrame, JSON lines); returns once committed."""
-        return self.ingestion.ingest(table, data, batch_id)
+        return self.ingestion.ingest(table, data, batch_id, first_sent)
 
     def ingest_files(self, table: str, paths: str | list[str], progress: bool = True,
                      storage_options: dict[str, Any] | None = None) -> FilesReceipt:

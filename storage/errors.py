@@ -67,6 +67,10 @@ class FlushFailed(IngestError):
     """A buffered batch could not be written or committed; retry it with the same batch id (stored once either way)."""
 
 
+class DedupExpired(IngestError):
+    """A retried batch is older than its partition can check for duplicates; it is refused, never stored twice."""
+
+
 class SharedRowsMissing(IngestError):
     """An owner could not read rows handed over in shared memory (another machine); send them another way."""
 

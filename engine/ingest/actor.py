@@ -40,19 +40,22 @@ class IngestActor:
         self._flusher: asyncio.Task | None = None
 
     async def append_many(
-        self, items: list[tuple[str, Any, tuple[Offset, ...] | None, bool]]
+        self, items: list[tuple[str, Any, tuple[Offset, ...] | None, bool, float | None]]
     ) -> list[int | Exception]:
-        """:meth:`append` for each (batch id, rows, offsets, urgent); each item's count or its own error."""
+        """:meth:`append` for each (batch id, rows, offsets, urgent, first sent); each item's count or its own error."""
         return await asyncio.gather(*(self.append(*item) for item in items), return_exceptions=True)
 
     async def append(
-        self, batch_id: str, data: Any, offsets: tuple[Offset, ...] | None = None, urgent: bool = False
+        self, batch_id: str, data: Any, offsets: tuple[Offset, ...] | None = None, urgent: bool = False,
+        first_sent: float | None = None,
     ) -> int:
         """Buffer rows (Arrow IPC or :class:`SharedRows`, see ``transfer``) and return, once committed, how many.
 
         0 means the batch (or every source offset) was committed before.
         ``urgent`` flushes without waiting for more appends (a caller that
         sends one batch at a time, like file ingestion, gains nothing from the wait).
+        ``first_sent``: when a retried batch was first sent (None on the first
+        attempt); a retry the owner can no longer check is refused.
         """
         self._start()
         owner = self.owner
@@ -70,6 +73,7 @@ class IngestActor:
             pending = owner.pending(batch_id)
             if pending is not None:
                 return await asyncio.shield(pending.waiter)
+            owner.check_retry(batch_id, first_sent)
             if owner.fits(size):
                 break
             await self._wait_for_space(size, deadline)

@@ -17,6 +17,7 @@ acknowledge without writing twice.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import threading
@@ -45,6 +46,7 @@ from storage.schema_log import TableSchemaLog
 
 ACTOR_NAMESPACE = "petrel"
 META_REFRESH_SECONDS = 30.0
+SENT_MEMORY = 100_000  # batch ids whose first attempt a session remembers, to stamp a retry with it
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class TableClient:
                     partition = item.partition
                     channel = OwnerChannel(lambda: self.owner(partition), f"ingest-{self.meta.name}-{partition}")
                     self._channels[partition] = channel
-        return channel.send(item.batch_id, item.data, item.offsets, item.urgent)
+        return channel.send(item.batch_id, item.data, item.offsets, item.urgent, item.first_sent)
 
     def _package(self, partition: int, rows: pa.Table) -> pa.Buffer | SharedRows:
         if self._shared is not None and partition not in self._remote and rows.nbytes >= SHARED_MIN_BYTES:
@@ -239,6 +241,8 @@ class Ingestion:
         self.options = options or IngestOptions()
         self.shared = SharedArea()
         self._clients: dict[str, TableClient] = {}
+        self._sent: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     def client(self, table: str) -> TableClient:
         """The client of ``table`` (made on first use)."""
@@ -262,15 +266,26 @@ class Ingestion:
         rejects = rejected_rows(table, batch_id, result, now_us)
         return Slice(self.rejected_client(), 0, rejected_batch_id(table, batch_id), rejects, offsets, urgent)
 
-    def ingest(self, table: str, data: Any, batch_id: str | None = None) -> Receipt:
-        """Store ``data`` in ``table``; returns after every accepted row is committed."""
+    def ingest(
+        self, table: str, data: Any, batch_id: str | None = None, first_sent: float | None = None
+    ) -> Receipt:
+        """Store ``data`` in ``table``; returns after every accepted row is committed.
+
+        ``first_sent`` (seconds since the epoch): when a retried batch was
+        first sent, if not through this session (which remembers the batch
+        ids it sent recently); a retry the owners can no longer check for
+        duplicates is refused with :class:`~storage.errors.DedupExpired`.
+        """
         batch_id = batch_id or uuid.uuid4().hex
+        first_sent = self._first_sent(table, batch_id, first_sent)
         client = self.client(table)
         now_us = time.time_ns() // 1000
         result = client.fit(data, now_us)
         slices = client.slices(result, batch_id)
         if result.rejected:
             slices.append(self.rejected_slice(table, batch_id, result, now_us))
+        for item in slices:
+            item.first_sent = first_sent
         self.deliver(slices)
         if result.rejected and result.accepted == 0:
             first_row, first_reason = result.rejected[0]
@@ -280,6 +295,19 @@ class Ingestion:
                 result.rejected,
             )
         return Receipt(result.accepted, result.rejected, batch_id)
+
+    def _first_sent(self, table: str, batch_id: str, given: float | None) -> float | None:
+        """When ``batch_id`` was first sent to ``table`` (None: this is its first attempt), remembered from now."""
+        key = (table, batch_id)
+        with self._lock:
+            known = self._sent.get(key)
+            if known is None:
+                self._sent[key] = given if given is not None else time.time()
+                while len(self._sent) > SENT_MEMORY:
+                    self._sent.popitem(last=False)
+        if known is not None and given is not None:
+            return min(known, given)
+        return known if known is not None else given
 
     def deliver(self, slices: list[Slice], timeout: float | None = None) -> None:
         """Send every slice to its owner and wait for the commits, retrying what can be retried."""

@@ -60,6 +60,7 @@ class Slice:
     urgent: bool = False
     written: int | None = None
     data: pa.Buffer | SharedRows | None = None  # the rows as they travel, made when first sent
+    first_sent: float | None = None  # when a retried slice was first sent (None: not a retry)
 
 
 class Pending:
@@ -94,18 +95,21 @@ class OwnerChannel:
         self._owner = owner
         self._name = name
         self._ready = threading.Condition()
-        self._queue: list[tuple[tuple[str, Any, tuple[Offset, ...], bool], Pending]] = []
+        self._queue: list[tuple[tuple[str, Any, tuple[Offset, ...], bool, float | None], Pending]] = []
         self._closed = False
         self._thread: threading.Thread | None = None
         self._in_flight = 0  # calls sent whose reply has not come back
 
-    def send(self, batch_id: str, data: pa.Buffer | SharedRows, offsets: tuple[Offset, ...], urgent: bool) -> Pending:
+    def send(
+        self, batch_id: str, data: pa.Buffer | SharedRows, offsets: tuple[Offset, ...], urgent: bool,
+        first_sent: float | None = None,
+    ) -> Pending:
         """Queue one append (its rows as Arrow IPC) for the next call."""
         pending = Pending()
         with self._ready:
             if self._closed:
                 raise IngestError(f"{self._name}: the session was closed; open a new one to ingest")
-            self._queue.append(((batch_id, data, offsets, urgent), pending))
+            self._queue.append(((batch_id, data, offsets, urgent, first_sent), pending))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
@@ -136,7 +140,7 @@ class OwnerChannel:
             if self._in_flight:
                 self._linger()
             size = count = 0
-            for (_, data, _, _), _ in self._queue:
+            for (_, data, *_), _ in self._queue:
                 if count and size + len(data) > CALL_BYTES:
                     break
                 size, count = size + len(data), count + 1
@@ -184,7 +188,11 @@ def deliver(slices: list[Slice], timeout: float, max_attempts: int) -> None:
 def _deliver(slices: list[Slice], deadline: float, timeout: float, max_attempts: int) -> None:
     pending = list(slices)
     last_error: BaseException | None = None
+    started = time.time()
     for attempt in range(max_attempts):
+        if attempt:
+            for item in pending:  # from now on a retry: its owner checks it is not too old to recognise
+                item.first_sent = started if item.first_sent is None else item.first_sent
         sent = [item.client.send(item) for item in pending]
         failed, wait = [], False
         for item, outcome in zip(pending, sent):

@@ -50,10 +50,13 @@ import pyarrow as pa
 from engine.ingest.encode import DictionaryChoice, encode_flush
 from engine.ingest.offsets import Offset, covered, records
 from storage.catalog import TableMeta
-from storage.errors import Fenced, FlushFailed
-from storage.log import PartitionLog, PartitionState
+from storage.errors import DedupExpired, Fenced, FlushFailed, IngestError
+from storage.log import MAX_RECENT_BATCH_IDS, PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry
+
+
+CLOCK_SKEW_SECONDS = 5.0  # clients' and owners' clocks may differ this much
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class IngestConfig:
     ``max_rows``/``max_bytes`` (whole appends; at least one).  ``encoders``
     flushes may encode at the same time; by default (None) the machine's
     cores are shared among the table's partitions, one or two each (see
-    :func:`default_encoders`).
+    :func:`default_encoders`).  ``dedup_window``: how long after its first
+    attempt a batch may be retried (see :meth:`PartitionOwner.check_retry`).
     """
 
     max_rows: int = 500_000
@@ -79,6 +83,7 @@ class IngestConfig:
     max_buffer_bytes: int = 512 << 20
     buffer_timeout: float = 60.0
     encoders: int | None = None
+    dedup_window: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.encoders is not None and self.encoders < 1:
@@ -119,12 +124,18 @@ class Flush:
     failed_before: int  # failures known when it was taken: a later one (of a flush before it) fails it too
     began: float = field(default_factory=time.perf_counter)
     segments: list[tuple[SegmentEntry, bytes]] = field(default_factory=list)
+    refused: dict[int, Exception] = field(default_factory=dict)  # id(append) -> why its rows cannot be written
     failure: Exception | None = None
     behind: bool = False  # failed with a flush before it, not on its own
 
     @property
+    def committed(self) -> list[Append]:
+        """The appends the flush commits: all but those refused."""
+        return [a for a in self.appends if id(a) not in self.refused]
+
+    @property
     def rows(self) -> int:
-        return sum(a.table.num_rows for a in self.appends)
+        return sum(a.table.num_rows for a in self.committed)
 
     @property
     def size(self) -> int:
@@ -148,6 +159,7 @@ class PartitionOwner:
         self.failed_flushes = 0  # every failed flush, fenced ones too
         self._failures = self._synced = 0  # failed flushes (not fenced), and how many state was reloaded after
         self._last_failure: Exception | None = None
+        self._horizon_cache: tuple[int, float] | None = None  # (version of the oldest id remembered, its time)
         self._buffer: list[Append] = []
         self._pending: dict[str, Append] = {}  # buffered or being flushed, by batch id
         self.buffered_rows = 0
@@ -179,6 +191,50 @@ class PartitionOwner:
     def pending(self, batch_id: str) -> Append | None:
         """The append of ``batch_id`` buffered or being flushed, if any."""
         return self._pending.get(batch_id)
+
+    def check_retry(self, batch_id: str, first_sent: float | None, now: float | None = None) -> None:
+        """Refuse (:class:`DedupExpired`) a retry this partition can no longer check for duplicates.
+
+        Called for a batch id neither committed nor pending; ``first_sent``
+        is when the client first sent it (None: this is the first attempt,
+        nothing to check).  The log remembers the partition's last
+        ``MAX_RECENT_BATCH_IDS`` batch ids: a retry first sent before the
+        oldest one remembered (the horizon) may have been committed and
+        forgotten, and one first sent more than ``dedup_window`` ago is
+        refused whatever the rate, so the guarantee does not depend on it.
+        """
+        if first_sent is None:
+            return
+        now = time.time() if now is None else now
+        window = self.config.dedup_window
+        if now - first_sent > window:
+            raise DedupExpired(
+                f"{self.where}: batch {batch_id} was first sent {now - first_sent:,.0f} s ago, more than the "
+                f"dedup window of {window:,.0f} s; it may have been stored already, so it is refused, not stored "
+                "twice — check the table for its rows before sending them under a new batch id"
+            )
+        horizon = self._horizon()
+        if horizon is not None and first_sent <= horizon + CLOCK_SKEW_SECONDS:
+            raise DedupExpired(
+                f"{self.where}: batch {batch_id} was first sent before the oldest of the {MAX_RECENT_BATCH_IDS:,} "
+                f"batch ids this partition remembers (committed at {horizon:,.0f}); it may have been stored "
+                "already, so it is refused, not stored twice — check the table for its rows before sending "
+                "them under a new batch id"
+            )
+
+    def _horizon(self) -> float | None:
+        """When the oldest batch id the log still remembers was committed; None while none was forgotten."""
+        ids = self.state.batch_ids
+        if len(ids) < MAX_RECENT_BATCH_IDS:
+            return None  # the log drops ids only once it holds that many
+        version = next(iter(ids.values()))
+        if self._horizon_cache is None or self._horizon_cache[0] != version:
+            try:
+                when = float(self.log.record(version).get("timestamp") or self.state.committed_at)
+            except FileNotFoundError:  # folded into a checkpoint: the latest commit is a safe (later) bound
+                when = self.state.committed_at
+            self._horizon_cache = (version, when)
+        return self._horizon_cache[1]
 
     def fits(self, size: int) -> bool:
         """Whether an append of ``size`` bytes may be buffered now (always, when nothing is held)."""
@@ -231,17 +287,45 @@ class PartitionOwner:
 
     # -- the flush pipeline ----------------------------------------------------------------
     def encode(self, flush: Flush) -> None:
-        """Encode the flush's rows as segments (any thread; flushes may encode side by side).
+        """Encode the flush's rows as a segment (any thread; flushes may encode side by side).
 
-        A failure is kept on the flush and reported when its turn to commit comes.
+        When the rows cannot be encoded together, each append is tried
+        alone: those that fail alone are refused (their callers get the
+        error, nothing of theirs is stored) and the others are encoded and
+        committed without them — one bad append never fails its neighbours.
+        Any other failure is kept on the flush and reported when its turn
+        to commit comes.
         """
         began = time.perf_counter()
         try:
-            flush.segments = encode_flush([a.table for a in flush.appends], self.meta, self.partition,
-                                          self._dictionary)
-        except Exception as exc:  # noqa: BLE001 - reported to the callers when its turn comes
+            flush.segments = self._encode([a.table for a in flush.appends])
+        except Exception as exc:  # noqa: BLE001 - isolated below, or reported to the callers
             flush.failure = exc
+            if len(flush.appends) > 1:
+                self._encode_without_the_bad(flush)
         self.encode_seconds += time.perf_counter() - began
+
+    def _encode(self, tables: list[pa.Table]) -> list[tuple[SegmentEntry, bytes]]:
+        return encode_flush(tables, self.meta, self.partition, self._dictionary)
+
+    def _encode_without_the_bad(self, flush: Flush) -> None:
+        refused: dict[int, Exception] = {}
+        for append in flush.appends:
+            try:
+                self._encode([append.table])
+            except Exception as exc:  # noqa: BLE001 - this append's own fault
+                refused[id(append)] = IngestError(
+                    f"{self.where}: the rows of batch {append.batch_id} cannot be written ({type(exc).__name__}: "
+                    f"{exc}); nothing of it was stored, the other batches of its flush were — fix the rows "
+                    "and send them again"
+                )
+        if not refused:
+            return  # each one alone is fine: the failure is the flush's
+        try:
+            flush.segments = self._encode([a.table for a in flush.appends if id(a) not in refused])
+        except Exception:  # noqa: BLE001 - the rest fail together, as before
+            return
+        flush.refused, flush.failure = refused, None
 
     def commit(self, flush: Flush) -> None:
         """Upload and commit an encoded flush, after every flush taken before it has finished.
@@ -282,7 +366,7 @@ class PartitionOwner:
             self.flushes += 1
             self.flushed_rows += flush.rows
             self.flush_seconds += time.perf_counter() - flush.began
-            settled = [(a, a.table.num_rows) for a in flush.appends]
+            settled = [(a, flush.refused.get(id(a)) or a.table.num_rows) for a in flush.appends]
         else:
             appends = list(flush.appends)
             if not flush.behind:
@@ -331,13 +415,14 @@ class PartitionOwner:
         """Upload the flush's segments and commit them with its batch ids and offsets."""
         for entry, data in flush.segments:
             self.store.put(f"{self.meta.path}/{entry.path}", data)
-        offsets = records([o for a in flush.appends for o in a.offsets], self.state.offsets)
+        committed = flush.committed
+        offsets = records([o for a in committed for o in a.offsets], self.state.offsets)
         return self.log.commit(
             self.state,
             epoch=self.epoch,
             added=[entry for entry, _ in flush.segments],
             offsets=offsets,
-            batch_ids=[a.batch_id for a in flush.appends],
+            batch_ids=[a.batch_id for a in committed],
         )
 
     def status(self) -> dict[str, Any]:

@@ -290,3 +290,14 @@ def test_a_flush_is_one_sorted_segment_whatever_hours_it_spans(db):
         keys = list(zip(*(part.column(k).to_pylist() for k in meta.full_sort_key)))
         assert keys == sorted(keys)
         assert segment.max_time - segment.min_time == 299 * 37 * 1_000_000
+
+
+def test_a_retry_first_sent_longer_ago_than_the_dedup_window_is_refused_not_stored(db):
+    from storage.errors import DedupExpired
+
+    db.create_table("logs")
+    db.ingest("logs", event_rows(0, 5), batch_id="kept")
+    assert db.ingest("logs", event_rows(0, 5), batch_id="kept", first_sent=time.time() - 3 * 86400).accepted == 5
+    with pytest.raises(DedupExpired, match="dedup window"):
+        db.ingest("logs", event_rows(5, 5), batch_id="stale", first_sent=time.time() - 2 * 86400)
+    assert sorted(stored(db, "logs").column("id").to_pylist()) == list(range(5))

@@ -7,7 +7,7 @@ import pytest
 
 from engine.ingest.offsets import FileOffset, Position, SequenceRange
 from engine.ingest.owner import Append, IngestConfig, PartitionOwner
-from storage.errors import Fenced, FlushFailed
+from storage.errors import Fenced, FlushFailed, IngestError
 from storage.snapshot import load_snapshot
 
 BASE_US = 1_793_491_200_000_000  # 2026-11-01T00:00Z
@@ -126,3 +126,45 @@ def test_a_flush_spanning_days_is_one_segment_in_its_first_day_and_retention_dro
     newest = (BASE_US + 2 * day_us) / 1e6
     assert apply_retention(store, meta, now=newest + 86_400 - 1).segments == 0  # its newest event is still kept
     assert apply_retention(store, meta, now=newest + 86_400 + 1).segments == 1
+
+
+def test_an_append_whose_rows_cannot_be_written_fails_alone_and_its_flush_neighbours_land(faulty_table):
+    store, meta = faulty_table
+    owner = PartitionOwner(store, meta, 0)
+    good = append("good", 0, 3)
+    bad = append("bad", 3, 2)
+    bad.table = bad.table.append_column("span", pa.array([(1, 2, 3), None], pa.month_day_nano_interval()))
+    owner.buffer(good)
+    owner.buffer(bad)  # Parquet cannot store this column: encoded together, the flush would fail
+    outcomes = flush_all(owner)
+    assert outcomes["good"] == 3
+    assert isinstance(outcomes["bad"], IngestError) and "batch bad cannot be written" in str(outcomes["bad"])
+    state = owner.log.load()
+    assert state.rows == 3 and state.has_batch("good") and not state.has_batch("bad")
+
+
+def test_a_retry_older_than_the_ids_remembered_or_the_dedup_window_is_refused_never_stored_twice(faulty_table,
+                                                                                                  monkeypatch):
+    import time
+
+    from engine.ingest import owner as owner_module
+    from storage import log as log_module
+    from storage.errors import DedupExpired
+
+    monkeypatch.setattr(log_module, "MAX_RECENT_BATCH_IDS", 3)
+    monkeypatch.setattr(owner_module, "MAX_RECENT_BATCH_IDS", 3)
+    monkeypatch.setattr(owner_module, "CLOCK_SKEW_SECONDS", 0.0)
+    store, meta = faulty_table
+    owner = PartitionOwner(store, meta, 0, IngestConfig(dedup_window=3600.0))
+    sent = time.time()
+    for i, name in enumerate("abcde"):
+        owner.buffer(append(name, i * 10, 10))
+        assert flush_all(owner) == {name: 10}
+        time.sleep(0.01)
+    assert not owner.committed("a")  # forgotten: only the last 3 ids are kept
+    with pytest.raises(DedupExpired, match="batch a was first sent before the oldest"):
+        owner.check_retry("a", first_sent=sent)
+    owner.check_retry("f", first_sent=None)  # a first attempt: nothing to check
+    owner.check_retry("f", first_sent=time.time())  # a retry after the horizon: its commit would be remembered
+    with pytest.raises(DedupExpired, match="more than the dedup window of 3,600 s"):
+        owner.check_retry("f", first_sent=time.time() - 7200)
