@@ -18,6 +18,7 @@ from storage.errors import (
     BodyTooLarge,
     ColumnNotFound,
     CommitConflict,
+    DedupExpired,
     Fenced,
     FlushFailed,
     IngestError,
@@ -54,7 +55,7 @@ _SESSION = ("Session", "connect")
 __all__ = [
     *_SESSION,
     "AccessDenied", "BodyTooLarge", "LimitExceeded", "TooManyQueries", "Unauthorized",
-    "ColumnNotFound", "CommitConflict", "Fenced", "FlushFailed", "IngestError", "IngestTimeout", "InvalidArgument",
+    "ColumnNotFound", "CommitConflict", "DedupExpired", "Fenced", "FlushFailed", "IngestError", "IngestTimeout", "InvalidArgument",
     "InvalidMonitor", "InvalidName", "MonitorError", "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout", "RejectedRows", "SchemaConflict", "SegmentMissing",
     "SharedRowsMissing", "SqlError", "TableExists", "TableNotFound", "UnsafeStore", "UnsupportedSql", "WriteRace",
 ]

@@ -20,7 +20,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from engine import (
-    AccessDenied, BodyTooLarge, ColumnNotFound, CommitConflict, Fenced, FlushFailed, IngestError, IngestTimeout,
+    AccessDenied, BodyTooLarge, ColumnNotFound, CommitConflict, DedupExpired, Fenced, FlushFailed, IngestError, IngestTimeout,
     InvalidArgument, InvalidMonitor, InvalidName, LimitExceeded, MonitorError, MonitorExists, MonitorNotFound,
     PetrelError, QueryFailed, QueryTimeout, RejectedRows,
     SchemaConflict, SegmentMissing, SharedRowsMissing, SqlError, TableExists, TableNotFound, TooManyQueries,
@@ -37,7 +37,7 @@ except metadata.PackageNotFoundError:  # running from a source checkout that was
     __version__ = "0.1.0"
 
 __all__ = [
-    "AccessDenied", "BodyTooLarge", "ColumnNotFound", "CommitConflict", "Fenced", "FlushFailed", "IngestError",
+    "AccessDenied", "BodyTooLarge", "ColumnNotFound", "CommitConflict", "DedupExpired", "Fenced", "FlushFailed", "IngestError",
     "IngestTimeout", "InvalidArgument", "InvalidMonitor", "InvalidName", "LimitExceeded", "MonitorError",
     "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout",
     "RejectedRows", "SchemaConflict", "SegmentMissing", "Session", "SharedRowsMissing", "SqlError", "TableExists",
