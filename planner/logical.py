@@ -134,7 +134,8 @@ class AggCall:
     """One aggregate: ``func`` over input column ``arg`` (None for COUNT(*)).
 
     ``params`` holds constant arguments (the fraction of a quantile);
-    ``approximate`` records that the query asked for an approximation.
+    ``approximate`` records that the query asked for an approximation;
+    ``distinct`` that each distinct value of ``arg`` counts once (SUM(DISTINCT x)).
     """
 
     name: str
@@ -142,9 +143,10 @@ class AggCall:
     arg: str | None = None
     params: tuple[Any, ...] = ()
     approximate: bool = False
+    distinct: bool = False
 
     def describe(self) -> str:
-        inner = "*" if self.arg is None else self.arg
+        inner = "*" if self.arg is None else ("DISTINCT " if self.distinct else "") + self.arg
         extra = "".join(f", {p}" for p in self.params)
         return f"{self.func}({inner}{extra})"
 

@@ -15,6 +15,7 @@ stddev/var         n, mean, m2                                 Chan's parallel m
 count_distinct     list of distinct values                     distinct of the union
 quantile_*         list of values                              exact quantile
 bool_and/or        b                                           all/any b
+f(DISTINCT x)      list of distinct values                     f over the distinct union
 =================  ==========================================  =====================
 
 Merging is done per group id: each group's key values are dictionary
@@ -29,6 +30,8 @@ a SUM that does not raises :class:`QueryFailed`, and an AVG uses the double.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +51,8 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
     """(state suffix, hash function, options, input column) for one aggregate's partial states."""
     arg = call.arg
     func = call.func
+    if call.distinct:  # SUM(DISTINCT x) and kin: the distinct values, aggregated when merged
+        return [("d", "distinct", _ONLY_VALID, arg)]
     if func == "count_star":
         return [("n", "count_all", None, None)]
     if func == "count":
@@ -184,6 +189,8 @@ def _grouped(ids: pa.Array, columns: dict[str, pa.Array], specs: list) -> pa.Tab
 
 def _merge(gathered: pa.Table, call: AggCall, ids: pa.Array, raw_ids: pa.Array, count: int) -> pa.Array:
     name, func = call.name, call.func
+    if call.distinct:
+        return _merge_distinct(gathered, call, raw_ids, count)
     if func in ("count_star", "count"):
         merged = _grouped(ids, {"n": _state(gathered, f"{name}__n", count)}, [("n", "sum", _SKIP)])
         return merged.column("n_sum").fill_null(0)
@@ -220,6 +227,18 @@ def _merge(gathered: pa.Table, call: AggCall, ids: pa.Array, raw_ids: pa.Array, 
         values, value_ids = _flatten(gathered.column(f"{name}__l"), raw_ids)
         return quantiles(values, value_ids, count, call.params[0], func == "quantile_cont")
     raise ValueError(f"unknown aggregate {func}")
+
+
+def _merge_distinct(gathered: pa.Table, call: AggCall, ids: pa.Array, count: int) -> pa.Array:
+    """An aggregate over each group's distinct values: the union of the fragments' distinct lists, once each."""
+    values, value_ids = _flatten(gathered.column(f"{call.name}__d"), ids)
+    pairs = pa.table({"g": value_ids, "v": values}).group_by(["g", "v"], use_threads=False).aggregate([])
+    plain = dataclasses.replace(call, arg="v", distinct=False)
+    merged = final(partial(pairs, ("g",), (plain,)), ("g",), (plain,))
+    where = np.full(count, -1, dtype=np.int64)
+    where[merged.column("g").to_numpy()] = np.arange(merged.num_rows)
+    index = pa.array(where, mask=where < 0)
+    return merged.column(call.name).take(index)
 
 
 def _sums(gathered: pa.Table, name: str, ids: pa.Array, count: int, state: str = "s") -> tuple[pa.Array, pa.Array | None]:
@@ -261,7 +280,7 @@ def _merge_moments(gathered: pa.Table, name: str, func: str, ids: pa.Array, coun
     denominator = pc.subtract(total, ddof)
     variance = pc.if_else(pc.greater(denominator, 0.0), pc.divide(m2_total, pc.if_else(pc.greater(denominator, 0.0), denominator, 1.0)),
                           pa.scalar(None, pa.float64()))
-    variance = pc.max_element_wise(variance, 0.0)
+    variance = pc.max_element_wise(variance, 0.0, skip_nulls=False)  # a NULL (too few values) stays NULL
     return pc.sqrt(variance) if func.startswith("stddev") else variance
 
 

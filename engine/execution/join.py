@@ -220,6 +220,8 @@ def set_operation(parts: list[pa.Table], kind: str, distinct: bool, schema: pa.S
     right_count = grouped.column("__one_sum").to_numpy() - left_count
     if kind == "intersect":
         counts = np.minimum(left_count, right_count)
+    elif distinct:  # EXCEPT: a row the right side has at all is gone, however often the left has it
+        counts = ((left_count > 0) & (right_count == 0)).astype(np.int64)
     else:
         counts = np.maximum(left_count - right_count, 0)
     if distinct:
