@@ -68,7 +68,8 @@ def describe(plan: Plan) -> str:
     if isinstance(plan, Memory):
         return f"Memory {plan.name} ({plan.table.num_rows} rows)"
     if isinstance(plan, Join):
-        keys = " AND ".join(f"{a} = {b}" for a, b in zip(plan.left_keys, plan.right_keys))
+        equals = " IS NOT DISTINCT FROM " if plan.null_equal else " = "
+        keys = " AND ".join(f"{a}{equals}{b}" for a, b in zip(plan.left_keys, plan.right_keys))
         on = " AND ".join(t for t in (keys, _sql(plan.condition) if plan.condition is not None else "") if t)
         text = f"Join {plan.kind.upper()}" + (f" ON {on}" if on else "")
         if plan.strategy != "local" or plan.reason:

@@ -171,6 +171,7 @@ class QueryBuilder(SubqueryMixin):
         body.set("where", exp.Where(this=and_all(remaining)) if remaining else None)
         for key in ("from_", "from", "joins", "with_", "with"):
             body.set(key, None)
+        plan, body = self._select_subqueries(plan, body, ctes)
         return self._finish(body, plan, out_names, ctes)
 
     def _finish(self, body: exp.Select, plan: Plan, names, ctes) -> Plan:
@@ -257,6 +258,8 @@ class QueryBuilder(SubqueryMixin):
             source = self.sources.get(name)
             if source is None:
                 raise SqlError(f"table {name!r} is not available in this query")
+            if isinstance(source, Plan) and not isinstance(source, Memory):  # a correlated subquery's domain
+                return Relation(alias, _renamed(source, alias))
             if isinstance(source, Memory):
                 wanted = [c for c in source.columns if c in needed.get(alias, set())] or list(source.columns[:1])
                 plan = Project(source, tuple(f"{alias}.{c}" for c in wanted), tuple(column(c) for c in wanted))

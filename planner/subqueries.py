@@ -15,7 +15,9 @@ from __future__ import annotations
 from sqlglot import exp
 
 from planner import predicates
-from planner.logical import Plan
+from planner.build import flatten_columns
+from planner.decorrelate import SubqueryColumns, is_correlated, subquery_nodes
+from planner.logical import Filter, Plan
 from storage.errors import SqlError, UnsupportedSql
 
 
@@ -52,8 +54,37 @@ def outer_columns(node: exp.Expression) -> list[exp.Column]:
     return [c for c in node.find_all(exp.Column) if c.table and c.table not in inner]
 
 
-class SubqueryMixin:
-    """The subquery half of :class:`planner.relational.QueryBuilder`."""
+def _lifted(node: exp.Expression) -> bool:
+    """Whether ``node`` is an uncorrelated scalar subquery, which the select's lift joins as one row."""
+    return isinstance(node, exp.Subquery) and not is_correlated(node)
+
+
+def _aggregated(select: exp.Select) -> bool:
+    """Whether ``select`` groups its rows (GROUP BY, or an aggregate of its own outside window functions)."""
+    if select.args.get("group") is not None:
+        return True
+    parts = list(select.expressions) + ([select.args["having"]] if select.args.get("having") else [])
+    order = select.args.get("order")
+    parts += [o.this for o in order.expressions] if order is not None else []
+    for part in parts:
+        for found in part.find_all(exp.AggFunc):
+            if found.find_ancestor(exp.Select) is select and found.find_ancestor(exp.Window) is None:
+                return True
+            if found.find_ancestor(exp.Select) is None and found.find_ancestor(exp.Window) is None:
+                return True
+    return False
+
+
+class SubqueryMixin(SubqueryColumns):
+    """The subquery half of :class:`planner.relational.QueryBuilder`.
+
+    WHERE conditions joined by AND that are EXISTS / IN (or their
+    negations) become semi and anti joins, and scalar subqueries with
+    equality correlation joins to their aggregates per correlation key;
+    every other subquery (under OR or NOT, in the select list, CASE,
+    HAVING or ORDER BY, with any correlation) is unnested by
+    :mod:`planner.decorrelate` into a joined column.
+    """
 
     def _subquery_conditions(self, plan: Plan, conditions: list[exp.Expression], ctes) -> tuple[Plan, list[exp.Expression]]:
         remaining = []
@@ -62,18 +93,122 @@ class SubqueryMixin:
             inner = condition.this if negated else condition
             if isinstance(inner, exp.Paren):
                 inner = inner.this
-            if isinstance(inner, exp.Exists):
-                plan = self._semi(plan, inner.this, [], "anti" if negated else "semi", ctes)
-            elif isinstance(inner, exp.In) and inner.args.get("query") is not None:
-                query = inner.args["query"]
-                query = query.this if isinstance(query, exp.Subquery) else query
-                plan = self._semi(plan, query, [inner.this], "anti_in" if negated else "semi", ctes)
-            elif any(condition.find_all(exp.Subquery)):
-                plan, condition = self._correlated_scalars(plan, condition, ctes)
+            if isinstance(inner, exp.Exists) or (isinstance(inner, exp.In) and inner.args.get("query") is not None):
+                try:
+                    if isinstance(inner, exp.Exists):
+                        plan = self._semi(plan, inner.this, [], "anti" if negated else "semi", ctes)
+                    else:
+                        query = inner.args["query"]
+                        query = query.this if isinstance(query, exp.Subquery) else query
+                        plan = self._semi(plan, query, [inner.this], "anti_in" if negated else "semi", ctes)
+                    continue
+                except UnsupportedSql:  # a shape the semi join cannot take: a mark join can
+                    pass
+            found = subquery_nodes(condition)
+            if not found:
                 remaining.append(condition)
-            else:
-                remaining.append(condition)
+                continue
+            if not any(isinstance(n, (exp.Exists, exp.In)) for n in found):
+                try:
+                    plan, changed = self._correlated_scalars(plan, condition.copy(), ctes)
+                    remaining.append(changed)
+                    continue
+                except UnsupportedSql:  # not an equality correlation: unnest over the outer values
+                    pass
+            plan, condition = self.attach_subqueries(plan, condition, ctes, keep=_lifted)
+            remaining.append(condition)
         return plan, remaining
+
+    def _select_subqueries(self, plan: Plan, body: exp.Select, ctes) -> tuple[Plan, exp.Select]:
+        """Subqueries of the select list, HAVING and ORDER BY that a one-row lift cannot take, as joined columns.
+
+        An aggregating select is split in two first: its grouping becomes a
+        derived plan, and the subqueries read its keys and aggregates.
+        """
+        order = body.args.get("order")
+        having = body.args.get("having")
+        parts = list(body.expressions) + ([o for o in order.expressions] if order is not None else []) \
+            + ([having] if having is not None else [])
+        if all(_lifted(n) for part in parts for n in subquery_nodes(part)):
+            return plan, body
+        plan = self._filter_where(plan, body, ctes)
+        if _aggregated(body):
+            plan, body = self._split_grouping(plan, body, ctes)
+            plan = self._filter_where(plan, body, ctes)  # what was HAVING
+        for item in list(body.expressions) + (list(body.args["order"].expressions) if body.args.get("order") else []):
+            plan, _ = self.attach_subqueries(plan, item, ctes)
+        return plan, body
+
+    def _filter_where(self, plan: Plan, body: exp.Select, ctes) -> Plan:
+        """``body``'s WHERE applied to ``plan`` (its subqueries joined first), and taken off ``body``."""
+        where = body.args.get("where")
+        if where is None:
+            return plan
+        plan, condition = self.attach_subqueries(plan, where.this, ctes)
+        body.set("where", None)
+        return Filter(plan, flatten_columns(condition))
+
+    def _split_grouping(self, plan: Plan, body: exp.Select, ctes) -> tuple[Plan, exp.Select]:
+        """``body``'s WHERE, GROUP BY and aggregates as a plan of their own, and ``body`` reading its columns."""
+        from planner.qualify import Qualified
+        from planner.build import build
+
+        group = body.args.get("group")
+        if group is not None and (group.args.get("all") or any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets"))):
+            raise UnsupportedSql("GROUP BY ALL, ROLLUP, CUBE or GROUPING SETS with a correlated subquery is not supported")
+        if any(body.find_all(exp.Window)):
+            raise UnsupportedSql("window functions beside a correlated subquery in an aggregating select are not supported")
+        alias = self.fresh("_g")
+        keys = list(group.expressions) if group is not None else []
+        key_names = {}
+        for key in keys:
+            key_names.setdefault(key.sql(), f"k{len(key_names)}")
+        calls: dict[str, str] = {}
+        having = body.args.get("having")
+        order = body.args.get("order")
+        parts = list(body.expressions) + ([having.this] if having is not None else []) \
+            + ([o.this for o in order.expressions] if order is not None else [])
+        for part in parts:
+            for found in part.find_all(exp.AggFunc):
+                if found.find_ancestor(exp.AggFunc) is None and found.find_ancestor(exp.Select) is body:
+                    calls.setdefault(found.sql(), f"a{len(calls)}")
+        by_key = {text: key for key in keys for text in [key.sql()]}
+        inner = exp.Select(expressions=[by_key[t].copy().as_(n, quoted=True) for t, n in key_names.items()]
+                           + [self._parse_like(t, parts).as_(n, quoted=True) for t, n in calls.items()])
+        if not inner.expressions:
+            inner.set("expressions", [exp.Literal.number(1).as_("k", quoted=True)])
+        inner.set("where", body.args.get("where"))
+        inner.set("group", group)
+        names = tuple(f"{alias}.{e.alias}" for e in inner.expressions)
+        grouped = build(Qualified(flatten_columns(inner), None, None, names), from_plan=plan)
+        def read(node: exp.Expression) -> exp.Expression:
+            """A group key (also inside a subquery: its correlation) or an aggregate of the select, as a column."""
+            text = node.sql()
+            if text in key_names and not isinstance(node, exp.Literal):
+                return exp.column(key_names[text], table=alias, quoted=True)
+            if text in calls and isinstance(node, exp.AggFunc) and node.find_ancestor(exp.Select) is None:
+                return exp.column(calls[text], table=alias, quoted=True)
+            return node
+
+        outer = body.copy()
+        outer.set("where", None)
+        outer.set("group", None)
+        outer.set("having", None)
+        outer.set("expressions", [e.transform(read) for e in body.expressions])
+        if order is not None:
+            outer.set("order", order.transform(read))
+        if having is not None:
+            outer.set("where", exp.Where(this=having.this.transform(read)))
+        return grouped, outer
+
+    @staticmethod
+    def _parse_like(text: str, parts: list[exp.Expression]) -> exp.Expression:
+        """The aggregate call of ``parts`` whose SQL is ``text`` (a copy)."""
+        for part in parts:
+            for found in part.find_all(exp.AggFunc):
+                if found.sql() == text:
+                    return found.copy()
+        raise SqlError(f"aggregate {text} not found")
 
     def _semi(self, plan: Plan, query: exp.Expression, probes: list[exp.Expression], kind: str, ctes) -> Plan:
         """EXISTS / IN (and negations) as a semi or anti join; correlated conditions become join conditions."""

@@ -47,7 +47,15 @@ def _keys(left: pa.Table, right: pa.Table, plan: Join) -> tuple[pa.Table, pa.Tab
         common = _key_type(a.type, b.type)
         if common is not None:
             a, b = a.cast(common), b.cast(common)
+        if pa.types.is_floating(a.type) and not plan.null_equal:  # -0.0 equals 0.0 (adding 0.0 turns the one into the other)
+            a, b = pc.add(a, 0.0), pc.add(b, 0.0)
         lcols[name], rcols[name] = a, b
+    if plan.null_equal:  # IS NOT DISTINCT FROM: both sides' keys as codes of one dictionary, NULL a code too
+        for name in names:
+            a, b = lcols[name], rcols[name]
+            both = pa.chunked_array(list(_chunks(a)) + list(_chunks(b)), a.type)
+            codes = pc.dictionary_encode(both, null_encoding="encode").combine_chunks().indices
+            lcols[name], rcols[name] = codes.slice(0, len(a)), codes.slice(len(a))
     lcols["__l"] = pa.array(np.arange(left.num_rows, dtype=np.int64))
     rcols["__r"] = pa.array(np.arange(right.num_rows, dtype=np.int64))
     lt, rt = pa.table(lcols), pa.table(rcols)
@@ -57,6 +65,10 @@ def _keys(left: pa.Table, right: pa.Table, plan: Join) -> tuple[pa.Table, pa.Tab
         if rt.column(name).null_count:
             rt = rt.filter(pc.is_valid(rt.column(name)))
     return lt, rt, names
+
+
+def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
 
 
 def _pairs(left: pa.Table, right: pa.Table, plan: Join) -> tuple[np.ndarray, np.ndarray]:
