@@ -35,7 +35,13 @@ from sqlglot import exp
 
 from planner.build import flatten_columns
 from planner.logical import AggCall, Aggregate, Filter, Join, Plan, Project
+from planner.parse import position
 from storage.errors import SqlError, UnsupportedSql
+
+
+def unsupported(message: str, node: exp.Expression) -> UnsupportedSql:
+    """UnsupportedSql about ``node``, at its line and column in the query."""
+    return UnsupportedSql(f"{message}: {node.sql()[:80]}", *position(node))
 
 
 def column(name: str) -> exp.Column:
@@ -79,7 +85,7 @@ def subquery_nodes(node: exp.Expression) -> list[exp.Expression]:
         if isinstance(current, exp.Query) and current is not node:
             continue
         if isinstance(current, (exp.Any, exp.All)):
-            raise UnsupportedSql(f"ANY and ALL subqueries are not supported; write EXISTS or IN: {current.sql()[:80]}")
+            raise unsupported("ANY and ALL subqueries are not supported; write EXISTS or IN", current)
         stack.extend(current.iter_expressions())
     return found
 
@@ -144,9 +150,9 @@ class SubqueryColumns:
         outer = [f"{table}.{name}" for table, name in references]
         missing = [name for name in outer if name not in plan.columns]
         if missing:
-            raise UnsupportedSql(f"a subquery reads {', '.join(missing)} from a query it cannot see here: {query.sql()[:80]}")
+            raise unsupported(f"a subquery reads {', '.join(missing)} from a query it cannot see here", query)
         if not isinstance(query, exp.Select):
-            raise UnsupportedSql(f"correlated set operations in subqueries are not supported: {query.sql()[:80]}")
+            raise unsupported("correlated set operations in subqueries are not supported", query)
         alias = self.fresh("_d")
         keys = tuple(f"k{i}" for i in range(len(outer)))
         values = Project(plan, keys, tuple(column(name) for name in outer))
@@ -186,20 +192,20 @@ class SubqueryColumns:
                 raise SqlError(f"a scalar subquery must return one column, not {len(inner.columns)}")
             return Join(plan, Project(inner, (name,), (column(inner.columns[0]),)), "single"), column(name)
         if not isinstance(query, exp.Select) or len(query.expressions) != 1:
-            raise UnsupportedSql(f"this correlated subquery is not supported: {query.sql()[:80]}")
+            raise unsupported("this correlated subquery is not supported", query)
         for part in ("group", "having", "limit", "offset", "distinct", "qualify"):
             if query.args.get(part):
-                raise UnsupportedSql(f"a correlated scalar subquery with {part.upper()} is not supported: {query.sql()[:80]}")
+                raise unsupported(f"a correlated scalar subquery with {part.upper()} is not supported", query)
         selected = query.expressions[0].unalias()
         aggregates = _aggregates_of(selected)
         if not aggregates:
-            raise UnsupportedSql("a correlated scalar subquery must aggregate (for example max(...)) so it returns "
-                                 f"one row: {query.sql()[:80]}")
+            raise unsupported("a correlated scalar subquery must aggregate (for example max(...)) so it returns one row",
+                              query)
         outside = selected.copy()
         for found in _aggregates_of(outside):
             found.replace(exp.Null())
         if any(outside.find_all(exp.Subquery, exp.Exists)):
-            raise UnsupportedSql(f"a subquery outside the aggregates of a correlated subquery is not supported: {query.sql()[:80]}")
+            raise unsupported("a subquery outside the aggregates of a correlated subquery is not supported", query)
         alias, outer, inner = self._domain(plan, query)
         inner_aggregates = _aggregates_of(inner.expressions[0].unalias())
         keys = [self.fresh("_x") for _ in outer]
@@ -218,7 +224,7 @@ class SubqueryColumns:
         if isinstance(query, exp.Select):
             limit = query.args.get("limit")
             if query.args.get("offset") is not None:
-                raise UnsupportedSql(f"OFFSET in an EXISTS subquery is not supported: {query.sql()[:80]}")
+                raise unsupported("OFFSET in an EXISTS subquery is not supported", query)
             if limit is not None:
                 count = limit.expression if isinstance(limit, exp.Limit) else limit
                 if isinstance(count, exp.Literal) and count.this == "0":
@@ -226,7 +232,7 @@ class SubqueryColumns:
             if _has_aggregate(query) and not query.args.get("group") and not query.args.get("having"):
                 return plan, exp.true()  # an aggregate without GROUP BY always has its one row
             if _has_aggregate(query) and not query.args.get("group"):
-                raise UnsupportedSql(f"EXISTS over an aggregate with HAVING and no GROUP BY is not supported: {query.sql()[:80]}")
+                raise unsupported("EXISTS over an aggregate with HAVING and no GROUP BY is not supported", query)
         if not outer_references(query):
             name = self.fresh("_n")
             rows = self.query(query, ctes)
@@ -256,7 +262,7 @@ class SubqueryColumns:
             return plan, exp.EQ(this=probe.copy(), expression=value)
         if isinstance(query, exp.Select) and outer_references(query):
             if query.args.get("limit") is not None or query.args.get("offset") is not None:
-                raise UnsupportedSql(f"LIMIT in a correlated IN subquery is not supported: {query.sql()[:80]}")
+                raise unsupported("LIMIT in a correlated IN subquery is not supported", query)
             if len(query.expressions) != 1:
                 raise SqlError("an IN subquery must return exactly one column")
             alias, outer, inner = self._domain(plan, query)

@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from sqlglot import exp
 
 from planner.build import build
 from planner.context import PlanContext
 from planner.logical import Plan
-from planner.parse import Statement, parse
+from planner.parse import Statement, parse, position
 from planner.qualify import Resolver, TableFunction, _display_names, needs_relational, qualify_query, qualify_select
 from planner.relational import QueryBuilder
 from planner.rules import optimize
+from storage.errors import PetrelError, UnsupportedSql
 
 
 @dataclass(frozen=True)
@@ -38,15 +40,23 @@ def plan_query(
     """Parse, qualify against the tables ``resolve`` returns, build and optimize."""
     context = context or PlanContext()
     statement = parse(sql, dialect)
-    logical = None
-    if not needs_relational(statement.tree):
-        from_ = statement.tree.args.get("from_") or statement.tree.args.get("from")
-        source = resolve(from_.this.name) if from_ is not None else None
-        if source is None or hasattr(source, "meta"):
-            logical = build(qualify_select(statement.tree, resolve, namespace, statement.dialect))
-    if logical is None:
-        logical = _relational(statement, resolve, namespace, table_function)
-    return QueryPlan(sql, statement, logical, optimize(logical, context), context)
+    try:
+        logical = None
+        if not needs_relational(statement.tree):
+            from_ = statement.tree.args.get("from_") or statement.tree.args.get("from")
+            source = resolve(from_.this.name) if from_ is not None else None
+            if source is None or hasattr(source, "meta"):
+                logical = build(qualify_select(statement.tree, resolve, namespace, statement.dialect))
+        if logical is None:
+            logical = _relational(statement, resolve, namespace, table_function)
+        return QueryPlan(sql, statement, logical, optimize(logical, context), context)
+    except PetrelError:
+        raise
+    except (AssertionError, KeyError, IndexError, AttributeError, TypeError, pa.ArrowException) as error:
+        # a shape the planner has no rule for must still read as a refusal, never as a crash
+        line, column = position(statement.tree)
+        raise UnsupportedSql(f"Petrel cannot plan this query yet ({type(error).__name__}: {str(error)[:120]}); "
+                             "rewrite the part it names, or report the query", line or 1, column or 1) from error
 
 
 def _relational(statement: Statement, resolve: Resolver, namespace: str, table_function: Any) -> Plan:

@@ -179,7 +179,8 @@ class QueryBuilder(SubqueryMixin):
         scalars: dict[str, Plan] = {}
 
         def lift(node: exp.Expression) -> exp.Expression:
-            if isinstance(node, exp.Subquery) and not isinstance(node.parent, (exp.In, exp.Exists)):
+            in_query = isinstance(node.parent, exp.In) and node.parent.args.get("query") is node
+            if isinstance(node, exp.Subquery) and not in_query and not isinstance(node.parent, exp.Exists):
                 if outer_columns(node.this):
                     raise UnsupportedSql(f"this correlated subquery is not supported here: {node.sql()[:80]}")
                 name = self.fresh("_s")

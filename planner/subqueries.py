@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from planner import predicates
 from planner.build import flatten_columns
-from planner.decorrelate import SubqueryColumns, is_correlated, subquery_nodes
+from planner.decorrelate import SubqueryColumns, is_correlated, subquery_nodes, unsupported
 from planner.logical import Filter, Plan
 from storage.errors import SqlError, UnsupportedSql
 
@@ -155,9 +155,10 @@ class SubqueryMixin(SubqueryColumns):
 
         group = body.args.get("group")
         if group is not None and (group.args.get("all") or any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets"))):
-            raise UnsupportedSql("GROUP BY ALL, ROLLUP, CUBE or GROUPING SETS with a correlated subquery is not supported")
+            raise unsupported("GROUP BY ALL, ROLLUP, CUBE or GROUPING SETS beside a correlated subquery is not supported", group)
         if any(body.find_all(exp.Window)):
-            raise UnsupportedSql("window functions beside a correlated subquery in an aggregating select are not supported")
+            raise unsupported("window functions beside a correlated subquery in an aggregating select are not supported",
+                              next(body.find_all(exp.Window)))
         alias = self.fresh("_g")
         keys = list(group.expressions) if group is not None else []
         key_names = {}
@@ -212,6 +213,8 @@ class SubqueryMixin(SubqueryColumns):
 
     def _semi(self, plan: Plan, query: exp.Expression, probes: list[exp.Expression], kind: str, ctes) -> Plan:
         """EXISTS / IN (and negations) as a semi or anti join; correlated conditions become join conditions."""
+        if probes and not any(probes[0].find_all(exp.Column)):  # a constant probe is no join key: a mark join takes it
+            raise UnsupportedSql(f"IN with a constant on its left as a semi join: {probes[0].sql()}")
         inner = query.copy()
         conditions: list[exp.Expression] = []
         if isinstance(inner, exp.Select) and outer_columns(inner):

@@ -10,7 +10,8 @@ Each case ends in one :data:`OUTCOMES`: ``match``; ``mismatch`` (different
 rows, row count, column count or column type family); ``unsupported``
 (Petrel raised :class:`UnsupportedSql`); ``error`` (another Petrel error
 where DuckDB answered); ``crash`` (an exception that is not a
-``PetrelError``: a bug whatever the query); ``oracle_error`` (DuckDB
+``PetrelError``, or an ``UnsupportedSql`` the planner raised for one:
+a bug whatever the query); ``oracle_error`` (DuckDB
 refused the query, so there is nothing to compare).
 """
 
@@ -177,6 +178,8 @@ class Differential:
         try:
             got = self.petrel(case.sql)
         except UnsupportedSql as error:
+            if error.__cause__ is not None and not isinstance(error.__cause__, PetrelError):
+                return Verdict(case, "crash", f"{type(error.__cause__).__name__} (reported as unsupported): {error}")
             return Verdict(case, "unsupported", str(error))
         except PetrelError as error:
             return Verdict(case, "error", f"{type(error).__name__}: {error}")
