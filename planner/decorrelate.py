@@ -15,7 +15,9 @@ so an outer row with a NULL there finds its own result.
 
 - A scalar subquery over aggregates is grouped by the domain; a domain
   value without rows gets the aggregates of the empty set (COUNT 0, the
-  others NULL) and the rest of the select expression over them.
+  others NULL) and the rest of the select expression over them.  One
+  without aggregates (a lookup) is a *single* join on the domain: an outer
+  row that finds two rows fails the query, as SQL says.
 - ``EXISTS (q)`` is a *mark join*: the domain values for which ``q`` has a
   row, each once, LEFT-joined with a marker column; the expression reads
   whether the marker is there.
@@ -23,8 +25,8 @@ so an outer row with a NULL there finds its own result.
   equals ``x``; otherwise NULL when ``x`` is NULL and ``q`` has rows, or
   ``q`` holds a NULL; otherwise FALSE.  ``NOT IN`` is NOT of that.
 
-What this cannot express (a correlated scalar subquery without an
-aggregate, a correlated LIMIT) raises :class:`UnsupportedSql`.
+What this cannot express (a correlated LIMIT or OFFSET, correlated set
+operations, ANY / ALL) raises :class:`UnsupportedSql` with the position.
 """
 
 from __future__ import annotations
@@ -193,14 +195,22 @@ class SubqueryColumns:
             return Join(plan, Project(inner, (name,), (column(inner.columns[0]),)), "single"), column(name)
         if not isinstance(query, exp.Select) or len(query.expressions) != 1:
             raise unsupported("this correlated subquery is not supported", query)
-        for part in ("group", "having", "limit", "offset", "distinct", "qualify"):
+        for part in ("group", "having", "limit", "offset", "qualify"):
             if query.args.get(part):
                 raise unsupported(f"a correlated scalar subquery with {part.upper()} is not supported", query)
         selected = query.expressions[0].unalias()
         aggregates = _aggregates_of(selected)
-        if not aggregates:
-            raise unsupported("a correlated scalar subquery must aggregate (for example max(...)) so it returns one row",
-                              query)
+        if not aggregates:  # a lookup: its rows per domain value, of which an outer row may match one at most
+            alias, outer, inner = self._domain(plan, query)
+            keys = [self.fresh("_x") for _ in outer]
+            value = self.fresh("_s")
+            inner.set("expressions", [qualified(f"k{i}", alias).as_(k, quoted=True) for i, k in enumerate(keys)]
+                      + [inner.expressions[0].unalias().as_(value, quoted=True)])
+            inner.set("order", None)
+            right = self.query(inner, ctes, (*keys, value))
+            return Join(plan, right, "single", tuple(outer), tuple(keys), null_equal=True), column(value)
+        if query.args.get("distinct"):
+            raise unsupported("a correlated scalar subquery with DISTINCT and an aggregate is not supported", query)
         outside = selected.copy()
         for found in _aggregates_of(outside):
             found.replace(exp.Null())
@@ -292,8 +302,11 @@ class SubqueryColumns:
         marked = Project(distinct, (*keys, value, marker), tuple(column(c) for c in (*keys, value)) + (exp.true(),))
         plan = self._join_back(plan, outer, marked, keys, (probe_name, value))
         # how many rows, and how many non-NULL values, each domain key has
-        counts = Aggregate(build(), tuple(keys), (AggCall(rows_name, "count_star"), AggCall(values_name, "count", value)))
-        plan = self._join_back(plan, outer, counts, keys)
+        counted = Aggregate(build(), tuple(keys), (AggCall(rows_name, "count_star"), AggCall(values_name, "count", value)))
+        count_keys = [self.fresh("_x") for _ in keys]
+        counts = Project(counted, (*count_keys, rows_name, values_name),
+                         tuple(column(c) for c in (*keys, rows_name, values_name)))
+        plan = self._join_back(plan, outer, counts, count_keys)
         null = exp.Null()
         some_null = exp.Or(this=exp.Is(this=column(probe_name), expression=exp.Null()),
                            expression=exp.GT(this=column(rows_name), expression=column(values_name)))

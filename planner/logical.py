@@ -227,7 +227,7 @@ class Join(Plan):
     with/without a match (EXISTS, IN, NOT EXISTS), ``anti_in`` is NOT IN
     with its NULL rules (its last key pair is the NOT IN value, the others
     correlate), ``single`` is a LEFT join to a scalar subquery
-    (at most one row may match).  With ``null_equal`` two NULL keys match
+    (at most one row may match: in all, or per left row when it has keys).  With ``null_equal`` two NULL keys match
     (IS NOT DISTINCT FROM): a correlated subquery's result joins back to
     its outer rows that way.  ``strategy`` (local, broadcast, shuffle)
     and ``reason`` are set when the plan is distributed.

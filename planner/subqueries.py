@@ -222,6 +222,8 @@ class SubqueryMixin(SubqueryColumns):
             local = []
             for condition in conjuncts(where.this) if where is not None else []:
                 (conditions if outer_columns_of(condition, inner) else local).append(condition)
+            if any(subquery_nodes(c) for c in conditions):  # a join condition cannot hold a subquery: a mark join can
+                raise UnsupportedSql(f"a correlated condition with a subquery in a semi join: {query.sql()[:80]}")
             inner.set("where", exp.Where(this=and_all(local)) if local else None)
         aliases = defined_aliases(inner)
         renames: dict[tuple[str, str], str] = {}
@@ -283,7 +285,9 @@ class SubqueryMixin(SubqueryColumns):
             inner.set("where", exp.Where(this=and_all(local)) if local else None)
             selected = inner.expressions[0].unalias()
             aggregates = [a for a in selected.find_all(exp.AggFunc) if a.find_ancestor(exp.AggFunc) is None]
-            if not aggregates or selected in aggregates:
+            if not aggregates:  # a lookup, not an aggregate: the single join of planner.decorrelate
+                raise UnsupportedSql(f"a correlated scalar subquery without an aggregate: {query.sql()[:80]}")
+            if selected in aggregates:
                 aggregates = [selected]
             names = [self.fresh("_s") for _ in aggregates]
             key_names = [self.fresh("_x") for _ in keys]

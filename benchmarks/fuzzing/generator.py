@@ -435,8 +435,8 @@ class QueryGenerator:
         self._subquery_context(scope)
         from_sql, inner = self._inner_scope(scope)
         where = f" WHERE {self._correlation(inner)}" if self.rng.random() < 0.85 else ""
-        if depth > 0 and self.rng.random() < 0.3:
-            where += f" AND {self._bool(inner, depth - 1)}" if where else f" WHERE {self._bool(inner, depth - 1)}"
+        if depth > 0 and self.rng.random() < 0.4:  # depth is left: a subquery inside this one
+            where += f" AND {self._bool(inner, depth)}" if where else f" WHERE {self._bool(inner, depth)}"
         if type_ == STR:
             func = self.rng.choice(("min", "max"))
             return f"(SELECT {func}({self._column(STR, _Scope(inner.columns)) or chr(39) + 'x' + chr(39)}) FROM {from_sql}{where})"
@@ -457,8 +457,8 @@ class QueryGenerator:
         self._subquery_context(scope)
         from_sql, inner = self._inner_scope(scope)
         where = f" WHERE {self._correlation(inner)}"
-        if depth > 0 and self.rng.random() < 0.3:
-            where += f" AND {self._bool(inner, depth - 1)}"
+        if depth > 0 and self.rng.random() < 0.4:
+            where += f" AND {self._bool(inner, depth)}"
         negated = "NOT " if self.rng.random() < 0.4 else ""
         if negated:
             self.tags.add("not_exists")

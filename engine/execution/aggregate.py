@@ -100,7 +100,7 @@ def _prepare(table: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
 
 def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) -> pa.Table:
     """One row of state columns (``<aggregate>__<state>``) per group of ``keys``."""
-    table = _prepare(table, calls)
+    table = signed_zeros_as_one(_prepare(table, calls), keys)
     group_keys = list(keys)
     if not keys:
         table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
@@ -121,6 +121,15 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
     if not out:
         return pa.table({_KEY: grouped.column(_KEY)})
     return pa.table(out)
+
+
+def signed_zeros_as_one(table: pa.Table, names) -> pa.Table:
+    """``table`` with -0.0 turned into 0.0 in its float columns ``names``, so the two are one group, as in SQL."""
+    for name in names:
+        index = table.schema.get_field_index(name)
+        if index >= 0 and pa.types.is_floating(table.schema.field(index).type):
+            table = table.set_column(index, name, pc.add(table.column(index), 0.0))
+    return table
 
 
 def group_ids(table: pa.Table, keys: tuple[str, ...]) -> tuple[pa.Array, int]:

@@ -172,6 +172,14 @@ def _nulls(table: pa.Table, count: int) -> pa.Table:
 def join(left: pa.Table, right: pa.Table, plan: Join) -> pa.Table:
     """``left`` joined to ``right`` as ``plan`` says."""
     kind = plan.kind
+    if kind == "single" and (plan.left_keys or plan.compiled is not None):  # a correlated scalar subquery
+        li, ri = _pairs(left, right, plan)
+        if len(np.unique(li)) != len(li):
+            raise QueryFailed("a correlated scalar subquery returned more than one row for an outer row; "
+                              "add an aggregate (max, min) or a condition that picks one row")
+        index = np.full(left.num_rows, -1, dtype=np.int64)
+        index[li] = ri
+        return _combine(left, right.take(pa.array(index, mask=index < 0)))
     if kind == "single":
         if right.num_rows > 1:
             raise QueryFailed("a scalar subquery returned more than one row; add LIMIT 1 or an aggregate")
@@ -220,6 +228,10 @@ def set_operation(parts: list[pa.Table], kind: str, distinct: bool, schema: pa.S
         columns = [c if c.type.equals(t) or pa.types.is_null(t) else c.cast(t) for c, t in zip(part.columns, types)]
         columns = [c.cast(t) if pa.types.is_null(c.type) and not pa.types.is_null(t) else c for c, t in zip(columns, types)]
         aligned.append(pa.Table.from_arrays(columns, names=names))
+    if distinct or kind != "union":
+        from engine.execution.aggregate import signed_zeros_as_one
+
+        aligned = [signed_zeros_as_one(t, names) for t in aligned]
     if kind == "union":
         table = pa.concat_tables(aligned)
         return _distinct(table) if distinct else table
