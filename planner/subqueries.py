@@ -1,13 +1,21 @@
-"""WHERE subqueries as joins: EXISTS, IN and their negations, scalar and correlated subqueries.
+"""Subqueries as joins: the cheap shapes directly, every other one through :mod:`planner.decorrelate`.
 
-``EXISTS (q)`` becomes a semi join and ``NOT EXISTS`` an anti join of the
-query so far with ``q``, whose conditions on outer columns (correlation)
-become the join's conditions; ``x IN (q)`` adds ``x = q's column`` to those,
-and ``NOT IN`` is an anti join with SQL's NULL rules.  A correlated scalar
-subquery whose outer references are equalities has its aggregates
-computed once per correlation key (GROUP BY those keys), LEFT-joined on
-them, and its expression evaluated over them in the outer query, so a
-key with no rows sees COUNT = 0 and the other aggregates NULL.
+A WHERE conjunct ``EXISTS (q)`` becomes a semi join and ``NOT EXISTS`` an
+anti join of the query so far with ``q``, whose conditions on outer
+columns (correlation) become the join's conditions; ``x IN (q)`` adds
+``x = q's column`` to those, and ``NOT IN`` is an anti join with SQL's NULL
+rules.  A correlated scalar subquery whose outer references are
+equalities has its aggregates computed once per correlation key (GROUP BY
+those keys), LEFT-joined on them, and its expression evaluated over them
+in the outer query, so a key with no rows sees COUNT = 0 and the other
+aggregates NULL.
+
+Every other subquery (under OR or NOT, in the select list, a CASE, HAVING
+or ORDER BY; with non-equality or nested correlation; with aggregates in
+EXISTS) is unnested over its domain of outer values by
+:mod:`planner.decorrelate` into a joined column or mark.  An aggregating
+select whose select list, HAVING or ORDER BY holds one is split first, so
+the subquery reads the group keys and aggregates as columns.
 """
 
 from __future__ import annotations
@@ -15,9 +23,12 @@ from __future__ import annotations
 from sqlglot import exp
 
 from planner import predicates
-from planner.build import flatten_columns
-from planner.decorrelate import SubqueryColumns, is_correlated, subquery_nodes, unsupported
+from planner.build import build, flatten_columns
+from planner.decorrelate import (
+    SubqueryColumns, column, defined_aliases, is_correlated, over_groups, subquery_nodes, unsupported,
+)
 from planner.logical import Filter, Plan
+from planner.qualify import Qualified
 from storage.errors import SqlError, UnsupportedSql
 
 
@@ -25,27 +36,11 @@ def conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
     return list(predicates.conjuncts(node))
 
 
-def column(name: str) -> exp.Column:
-    return exp.Column(this=exp.Identifier(this=name, quoted=True))
-
-
 def and_all(nodes: list[exp.Expression]) -> exp.Expression | None:
     result = None
     for node in nodes:
         result = node if result is None else exp.And(this=result, expression=node)
     return result
-
-
-def defined_aliases(node: exp.Expression) -> set[str]:
-    """Every relation alias defined anywhere inside ``node``."""
-    names = set()
-    for table in node.find_all(exp.Table, exp.Subquery, exp.Values):
-        alias = table.alias_or_name if not isinstance(table, exp.Values) else table.alias
-        if alias:
-            names.add(alias)
-    for cte in node.find_all(exp.CTE):
-        names.add(cte.alias)
-    return names
 
 
 def outer_columns(node: exp.Expression) -> list[exp.Column]:
@@ -150,9 +145,6 @@ class SubqueryMixin(SubqueryColumns):
 
     def _split_grouping(self, plan: Plan, body: exp.Select, ctes) -> tuple[Plan, exp.Select]:
         """``body``'s WHERE, GROUP BY and aggregates as a plan of their own, and ``body`` reading its columns."""
-        from planner.qualify import Qualified
-        from planner.build import build
-
         group = body.args.get("group")
         if group is not None and (group.args.get("all") or any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets"))):
             raise unsupported("GROUP BY ALL, ROLLUP, CUBE or GROUPING SETS beside a correlated subquery is not supported", group)
@@ -164,7 +156,7 @@ class SubqueryMixin(SubqueryColumns):
         key_names = {}
         for key in keys:
             key_names.setdefault(key.sql(), f"k{len(key_names)}")
-        calls: dict[str, str] = {}
+        calls: dict[str, tuple[str, exp.Expression]] = {}  # the select's aggregates by their SQL
         having = body.args.get("having")
         order = body.args.get("order")
         parts = list(body.expressions) + ([having.this] if having is not None else []) \
@@ -172,23 +164,26 @@ class SubqueryMixin(SubqueryColumns):
         for part in parts:
             for found in part.find_all(exp.AggFunc):
                 if found.find_ancestor(exp.AggFunc) is None and found.find_ancestor(exp.Select) is body:
-                    calls.setdefault(found.sql(), f"a{len(calls)}")
-        by_key = {text: key for key in keys for text in [key.sql()]}
-        inner = exp.Select(expressions=[by_key[t].copy().as_(n, quoted=True) for t, n in key_names.items()]
-                           + [self._parse_like(t, parts).as_(n, quoted=True) for t, n in calls.items()])
+                    calls.setdefault(found.sql(), (f"a{len(calls)}", found))
+        first_key = {}
+        for key in keys:
+            first_key.setdefault(key.sql(), key)
+        inner = exp.Select(expressions=[first_key[t].copy().as_(n, quoted=True) for t, n in key_names.items()]
+                           + [call.copy().as_(n, quoted=True) for n, call in calls.values()])
         if not inner.expressions:
             inner.set("expressions", [exp.Literal.number(1).as_("k", quoted=True)])
         inner.set("where", body.args.get("where"))
         inner.set("group", group)
         names = tuple(f"{alias}.{e.alias}" for e in inner.expressions)
         grouped = build(Qualified(flatten_columns(inner), None, None, names), from_plan=plan)
+
         def read(node: exp.Expression) -> exp.Expression:
             """A group key (also inside a subquery: its correlation) or an aggregate of the select, as a column."""
             text = node.sql()
             if text in key_names and not isinstance(node, exp.Literal):
                 return exp.column(key_names[text], table=alias, quoted=True)
             if text in calls and isinstance(node, exp.AggFunc) and node.find_ancestor(exp.Select) is None:
-                return exp.column(calls[text], table=alias, quoted=True)
+                return exp.column(calls[text][0], table=alias, quoted=True)
             return node
 
         outer = body.copy()
@@ -201,15 +196,6 @@ class SubqueryMixin(SubqueryColumns):
         if having is not None:
             outer.set("where", exp.Where(this=having.this.transform(read)))
         return grouped, outer
-
-    @staticmethod
-    def _parse_like(text: str, parts: list[exp.Expression]) -> exp.Expression:
-        """The aggregate call of ``parts`` whose SQL is ``text`` (a copy)."""
-        for part in parts:
-            for found in part.find_all(exp.AggFunc):
-                if found.sql() == text:
-                    return found.copy()
-        raise SqlError(f"aggregate {text} not found")
 
     def _semi(self, plan: Plan, query: exp.Expression, probes: list[exp.Expression], kind: str, ctes) -> Plan:
         """EXISTS / IN (and negations) as a semi or anti join; correlated conditions become join conditions."""
@@ -296,31 +282,9 @@ class SubqueryMixin(SubqueryColumns):
             inner.set("group", exp.Group(expressions=[k[0].copy() for k in keys]))
             right = self.query(inner, ctes, (*names, *key_names))
             plan = self.join(plan, right, "left", [exp.EQ(this=k[1].copy(), expression=column(n)) for k, n in zip(keys, key_names)])
-            sub.replace(exp.Paren(this=_over_groups(selected, aggregates, names)))
+            sub.replace(exp.Paren(this=over_groups(selected, aggregates, names)))
         return plan, condition
 
-
-
-def _over_groups(selected: exp.Expression, aggregates: list[exp.Expression], names: list[str]) -> exp.Expression:
-    """The subquery's value from its per-group aggregate columns.
-
-    A group the outer row has no match in is an empty set: every aggregate
-    is NULL there except COUNT, which is 0, and the rest of the expression
-    is evaluated over those values (so ``count(*) + 9`` is 9, not NULL).
-    """
-    def value(aggregate: exp.Expression, name: str) -> exp.Expression:
-        if isinstance(aggregate, exp.Count):
-            return exp.Coalesce(this=column(name), expressions=[exp.Literal.number(0)])
-        return column(name)
-
-    replacements = {id(a): value(a, n) for a, n in zip(aggregates, names)}
-    if id(selected) in replacements:
-        return replacements[id(selected)]
-    copied = selected.copy()
-    for original, duplicate in zip(list(selected.walk()), list(copied.walk())):  # the copy has the same shape
-        if id(original) in replacements:
-            duplicate.replace(replacements[id(original)])
-    return copied
 
 
 def outer_columns_of(node: exp.Expression, scope: exp.Expression) -> bool:

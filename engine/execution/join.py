@@ -47,7 +47,7 @@ def _keys(left: pa.Table, right: pa.Table, plan: Join) -> tuple[pa.Table, pa.Tab
         common = _key_type(a.type, b.type)
         if common is not None:
             a, b = a.cast(common), b.cast(common)
-        if pa.types.is_floating(a.type) and not plan.null_equal:  # -0.0 equals 0.0 (adding 0.0 turns the one into the other)
+        if pa.types.is_floating(a.type):  # -0.0 equals 0.0 (adding 0.0 turns the one into the other), as it groups
             a, b = pc.add(a, 0.0), pc.add(b, 0.0)
         lcols[name], rcols[name] = a, b
     if plan.null_equal:  # IS NOT DISTINCT FROM: both sides' keys as codes of one dictionary, NULL a code too
