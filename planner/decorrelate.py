@@ -266,6 +266,8 @@ class SubqueryColumns:
     # -- IN -----------------------------------------------------------------------------------
     def mark_in(self, plan: Plan, probe: exp.Expression, query: exp.Expression, ctes) -> tuple[Plan, exp.Expression]:
         """``probe IN (query)`` per outer row, with SQL's NULL rules, over joined columns."""
+        if isinstance(probe, exp.Tuple):
+            raise unsupported("IN with a row of several values is not supported; compare each with EXISTS", probe.parent)
         if isinstance(query, exp.Select) and _has_aggregate(query) and not query.args.get("group") \
                 and not query.args.get("having") and not query.args.get("offset"):
             plan, value = self.scalar_value(plan, query, ctes)  # exactly one row: IN is =

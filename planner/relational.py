@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from planner.build import build, flatten_columns
 from planner.logical import Filter, Join, Memory, Plan, Project, Scan, SetOp, TableSource, Values
+from planner.parse import position
 from planner.qualify import Qualified
 from planner.subqueries import SubqueryMixin, and_all, column, conjuncts, defined_aliases, outer_columns
 from storage.errors import SqlError, UnsupportedSql
@@ -217,7 +218,8 @@ class QueryBuilder(SubqueryMixin):
                     if join.args.get("using"):
                         raise UnsupportedSql("JOIN ... USING is not supported; write ON a.x = b.x")
                     if join.args.get("on") is not None:
-                        local += conjuncts(join.args["on"])
+                        for condition in conjuncts(join.args["on"]):  # with a subquery: joined like WHERE's
+                            (later if any(condition.find_all(exp.Subquery, exp.Exists)) else local).append(condition)
             plan, leftover = self._inner_joins(relations, local)
             return plan, leftover + later
         plan_rel = self._relation(items[0][0], ctes, needed)
@@ -233,6 +235,11 @@ class QueryBuilder(SubqueryMixin):
                 kind = "cross"
             keep = []
             for condition in on:  # conditions on the inner side alone filter it before the join
+                if any(condition.find_all(exp.Subquery, exp.Exists)):
+                    where = position(condition)
+                    raise UnsupportedSql(f"a subquery in the ON condition of an outer join is not supported; "
+                                         f"compute it in a derived table: {condition.sql()[:80]}",
+                                         *(where if where[0] is not None else position(join)))
                 used = tables_of(condition)
                 if kind == "left" and used <= {right.alias}:
                     right.plan = _filter_relation(right, condition)

@@ -128,6 +128,10 @@ class SubqueryMixin(SubqueryColumns):
             return plan, body
         plan = self._filter_where(plan, body, ctes)
         if _aggregated(body):
+            group = body.args.get("group")
+            for key in group.expressions if group is not None else []:
+                if subquery_nodes(key):
+                    raise unsupported("GROUP BY a subquery is not supported; group in an outer query", key)
             plan, body = self._split_grouping(plan, body, ctes)
             plan = self._filter_where(plan, body, ctes)  # what was HAVING
         for item in list(body.expressions) + (list(body.args["order"].expressions) if body.args.get("order") else []):
@@ -199,6 +203,10 @@ class SubqueryMixin(SubqueryColumns):
 
     def _semi(self, plan: Plan, query: exp.Expression, probes: list[exp.Expression], kind: str, ctes) -> Plan:
         """EXISTS / IN (and negations) as a semi or anti join; correlated conditions become join conditions."""
+        if not isinstance(query, exp.Select) and outer_columns(query):
+            raise UnsupportedSql(f"a correlated set operation as a semi join: {query.sql()[:80]}")
+        if probes and isinstance(probes[0], exp.Tuple):
+            raise UnsupportedSql("a row of values IN a subquery as a semi join")
         if probes and not any(probes[0].find_all(exp.Column)):  # a constant probe is no join key: a mark join takes it
             raise UnsupportedSql(f"IN with a constant on its left as a semi join: {probes[0].sql()}")
         inner = query.copy()
