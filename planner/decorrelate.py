@@ -73,11 +73,21 @@ def outer_references(node: exp.Expression) -> list[tuple[str, str]]:
     return list(dict.fromkeys(found))
 
 
+def _membership(node: exp.Expression) -> bool:
+    """``x = ANY (q)`` (which is ``x IN (q)``) or ``x <> ALL (q)`` (``x NOT IN (q)``)."""
+    quantified = node.args.get("expression")
+    return (isinstance(node, exp.EQ) and isinstance(quantified, exp.Any)) or \
+        (isinstance(node, exp.NEQ) and isinstance(quantified, exp.All))
+
+
 def subquery_nodes(node: exp.Expression) -> list[exp.Expression]:
-    """EXISTS, IN (query) and scalar subqueries in ``node`` that no other subquery contains."""
+    """EXISTS, IN (query), = ANY, <> ALL and scalar subqueries in ``node`` that no other subquery contains."""
     found, stack = [], [node]
     while stack:
         current = stack.pop()
+        if _membership(current):
+            found.append(current)
+            continue
         if isinstance(current, exp.Exists) or (isinstance(current, exp.In) and current.args.get("query") is not None):
             found.append(current)
             continue
@@ -87,7 +97,7 @@ def subquery_nodes(node: exp.Expression) -> list[exp.Expression]:
         if isinstance(current, exp.Query) and current is not node:
             continue
         if isinstance(current, (exp.Any, exp.All)):
-            raise unsupported("ANY and ALL subqueries are not supported; write EXISTS or IN", current)
+            raise unsupported("ANY and ALL subqueries are supported as = ANY and <> ALL only; write EXISTS", current)
         stack.extend(current.iter_expressions())
     return found
 
@@ -126,7 +136,11 @@ class SubqueryColumns:
         for target in subquery_nodes(node):
             if keep(target):
                 continue
-            if isinstance(target, exp.Exists):
+            if _membership(target):
+                query = target.expression.this
+                plan, value = self.mark_in(plan, target.this, query.this if isinstance(query, exp.Subquery) else query, ctes)
+                value = exp.Not(this=value) if isinstance(target, exp.NEQ) else value
+            elif isinstance(target, exp.Exists):
                 plan, value = self.mark_exists(plan, target.this, ctes)
             elif isinstance(target, exp.In):
                 query = target.args["query"]

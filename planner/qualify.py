@@ -161,7 +161,8 @@ def needs_relational(tree: exp.Expression) -> bool:
     """Whether ``tree`` uses more than the single-table engine offers."""
     if not isinstance(tree, exp.Select) or tree.args.get("with_") or tree.args.get("with") or tree.args.get("joins"):
         return True
-    if any(tree.find_all(exp.Subquery, exp.Exists, exp.Window, exp.Values, exp.Union, exp.Intersect, exp.Except)):
+    if any(tree.find_all(exp.Subquery, exp.Exists, exp.Any, exp.All, exp.Window, exp.Values, exp.Union, exp.Intersect,
+                         exp.Except)):
         return True
     from_ = tree.args.get("from_") or tree.args.get("from")
     return from_ is not None and (not isinstance(from_.this, exp.Table) or not isinstance(from_.this.this, exp.Identifier))

@@ -60,6 +60,8 @@ MARKS = [
     "SELECT count(*) AS n FROM ta WHERE (a IN (SELECT a FROM tb) OR c > 1) AND NOT EXISTS (SELECT 1 FROM tb WHERE tb.b = ta.a)",
     "SELECT ta.a, tb.b FROM ta JOIN tb ON tb.a = ta.a AND EXISTS (SELECT 1 FROM tb x WHERE x.b = ta.b)",
     "SELECT ta.a, tb.b FROM ta JOIN tb ON tb.a = ta.a AND tb.b > (SELECT min(b) FROM te)",
+    "SELECT a, b FROM ta WHERE b = ANY (SELECT b FROM tb WHERE tb.a <> ta.a)",
+    "SELECT a, b <> ALL (SELECT b FROM tb) AS none FROM ta",
 ]
 
 AGGREGATES = [
@@ -92,7 +94,7 @@ def test_select_star_and_table_keep_the_schema_order(differential):
 
 @pytest.mark.parametrize("query", [
     "SELECT a,\n  (SELECT b FROM tb WHERE tb.a = ta.a ORDER BY b LIMIT 1) AS b FROM ta",
-    "SELECT a FROM ta\nWHERE a = ANY (SELECT a FROM tb)",
+    "SELECT a FROM ta\nWHERE a > ANY (SELECT a FROM tb)",
     "SELECT ta.a FROM ta LEFT JOIN tb\n  ON tb.a = ta.a AND EXISTS (SELECT 1 FROM tb x WHERE x.b = ta.b)",
     "SELECT (SELECT count(*) FROM tb WHERE tb.a = ta.a) AS n, count(*) FROM ta GROUP BY 1",
     "SELECT a FROM ta WHERE EXISTS (SELECT a FROM tb WHERE tb.a = ta.a UNION SELECT b FROM tb WHERE tb.b = ta.a)",
