@@ -25,6 +25,7 @@ from planner.subqueries import SubqueryMixin, and_all, column, conjuncts, define
 from storage.errors import SqlError, UnsupportedSql
 
 Source = TableSource | Memory
+_SUBQUERIES = (exp.Subquery, exp.Exists, exp.Any, exp.All)  # what a condition holds when it reads a subquery
 
 
 def factor_or(node: exp.Expression) -> list[exp.Expression]:
@@ -206,8 +207,8 @@ class QueryBuilder(SubqueryMixin):
         needed = _needed_columns(select)
         items = [(from_.this, None)] + [(j.this, j) for j in select.args.get("joins") or []]
         outer = any((j.args.get("side") or "").upper() in ("LEFT", "RIGHT", "FULL") for _, j in items if j is not None)
-        local = [c for c in conditions if not any(c.find_all(exp.Subquery, exp.Exists))]
-        later = [c for c in conditions if any(c.find_all(exp.Subquery, exp.Exists))]
+        local = [c for c in conditions if not any(c.find_all(*_SUBQUERIES))]
+        later = [c for c in conditions if any(c.find_all(*_SUBQUERIES))]
         if not outer:
             relations = [self._relation(node, ctes, needed) for node, _ in items]
             for node, join in items:
@@ -219,7 +220,7 @@ class QueryBuilder(SubqueryMixin):
                         raise UnsupportedSql("JOIN ... USING is not supported; write ON a.x = b.x")
                     if join.args.get("on") is not None:
                         for condition in conjuncts(join.args["on"]):  # with a subquery: joined like WHERE's
-                            (later if any(condition.find_all(exp.Subquery, exp.Exists)) else local).append(condition)
+                            (later if any(condition.find_all(*_SUBQUERIES)) else local).append(condition)
             plan, leftover = self._inner_joins(relations, local)
             return plan, leftover + later
         plan_rel = self._relation(items[0][0], ctes, needed)
@@ -235,7 +236,7 @@ class QueryBuilder(SubqueryMixin):
                 kind = "cross"
             keep = []
             for condition in on:  # conditions on the inner side alone filter it before the join
-                if any(condition.find_all(exp.Subquery, exp.Exists)):
+                if any(condition.find_all(*_SUBQUERIES)):
                     where = position(condition)
                     raise UnsupportedSql(f"a subquery in the ON condition of an outer join is not supported; "
                                          f"compute it in a derived table: {condition.sql()[:80]}",

@@ -103,7 +103,7 @@ class SubqueryMixin(SubqueryColumns):
             if not found:
                 remaining.append(condition)
                 continue
-            if not any(isinstance(n, (exp.Exists, exp.In)) for n in found):
+            if all(isinstance(n, exp.Subquery) for n in found):  # scalar subqueries only
                 try:
                     plan, changed = self._correlated_scalars(plan, condition.copy(), ctes)
                     remaining.append(changed)

@@ -169,6 +169,9 @@ class QueryGenerator:
             conditions.append(f"{l} {self.rng.choice(('<', '<=', '>', '<>'))} {r}")
         if self.rng.random() < 0.2:
             conditions.append(self._bool(_Scope(lcols + rcols), 0))
+        if kind == "JOIN" and depth > 0 and self.rng.random() < 0.15:
+            self.tags.add("subquery_in_join_on")
+            conditions.append(self._exists(_Scope(lcols + rcols), depth - 1))
         return f"{left} {kind} {right} ON {' AND '.join(conditions)}", lcols + rcols
 
     def _pair(self, lcols, rcols):
@@ -471,8 +474,11 @@ class QueryGenerator:
         probe = self._value(type_, scope, -1)
         from_sql, inner = self._inner_scope(scope)
         where = f" WHERE {self._correlation(inner)}" if self.rng.random() < 0.6 else ""
-        negated = "NOT " if self.rng.random() < 0.4 else ""
+        negated = self.rng.random() < 0.4
         if negated:
             self.tags.add("not_in_subquery")
         value = self._column(type_, _Scope(inner.columns)) or self._literal(type_)
-        return f"{probe} {negated}IN (SELECT {value} FROM {from_sql}{where})"
+        if self.rng.random() < 0.15:
+            self.tags.add("quantified_subquery")
+            return f"{probe} {'<> ALL' if negated else '= ANY'} (SELECT {value} FROM {from_sql}{where})"
+        return f"{probe} {'NOT ' if negated else ''}IN (SELECT {value} FROM {from_sql}{where})"
