@@ -3,7 +3,8 @@
 :class:`QueryGenerator` draws a query from a seed: the same seed always
 gives the same text.  Queries read the tables of :data:`TABLES` (NULLs,
 duplicate rows, negative numbers, an integer and a float column side by
-side, and an empty table), and are built from the constructs a
+side, and an empty table; float literals are written as DOUBLEs, 1.25e0, since
+DuckDB types 1.25 as a DECIMAL), and are built from the constructs a
 conformance corpus exercises: CASE, COALESCE, NULLIF, BETWEEN, IN lists,
 arithmetic with division and modulo, casts; aggregates with and without
 DISTINCT, GROUP BY and HAVING; subqueries in the select list, WHERE, CASE,
@@ -260,7 +261,7 @@ class QueryGenerator:
             distinct = "DISTINCT "
         call = f"{func}({distinct}{arg})"
         if type_ == FLOAT and func in ("count", "min", "max") and self.rng.random() < 0.3:
-            return f"{call} * 1.5"
+            return f"{call} * 1.5e0"
         if type_ == INT and func == "avg":
             return f"CAST({call} AS BIGINT)"
         return call
@@ -293,8 +294,8 @@ class QueryGenerator:
         if type_ == INT:
             return str(self.rng.choice((-3, -1, 0, 1, 2, 3, 5)))
         if type_ == FLOAT:
-            # no ties: DuckDB types 1.5 as DECIMAL, whose CAST to an integer rounds ties away from zero
-            return self.rng.choice(("1.25", "-0.75", "2.0", "0.25", "-2.25"))
+            # DOUBLE literals (DuckDB types 1.25 as a DECIMAL, which Petrel computes as a double), without .5 ties
+            return self.rng.choice(("1.25e0", "-0.75e0", "2.0e0", "0.25e0", "-2.25e0"))
         if type_ == STR:
             return self.rng.choice(("'x'", "'y'", "'z'", "'w'"))
         return self.rng.choice(("TRUE", "FALSE"))
@@ -345,7 +346,7 @@ class QueryGenerator:
         """A divisor that is never zero (DuckDB refuses division by zero), possibly NULL."""
         roll = self.rng.random()
         if roll < 0.4:
-            return self.rng.choice(("2", "-3", "4", "1.25") if type_ == FLOAT else ("2", "-3", "4"))
+            return self.rng.choice(("2", "-3", "4", "1.25e0") if type_ == FLOAT else ("2", "-3", "4"))
         column = self._column(INT, scope) or "1"
         if roll < 0.7:
             self.tags.add("nullif")
