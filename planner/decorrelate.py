@@ -108,10 +108,14 @@ def is_correlated(node: exp.Expression) -> bool:
 
 
 def _aggregates_of(node: exp.Expression) -> list[exp.Expression]:
-    """The aggregate calls of ``node`` that are not inside another aggregate or a subquery."""
+    """The aggregate calls of ``node`` that are not inside another aggregate or a subquery of ``node``'s select."""
+    scope = node.find_ancestor(exp.Select)
     found = []
     for candidate in node.find_all(exp.AggFunc):
-        if candidate.find_ancestor(exp.AggFunc) is None and candidate.find_ancestor(exp.Select) is node.find_ancestor(exp.Select):
+        parent = candidate.parent
+        while parent is not None and parent is not scope and not isinstance(parent, (exp.AggFunc, exp.Select)):
+            parent = parent.parent
+        if parent is scope:
             found.append(candidate)
     return found
 

@@ -132,6 +132,10 @@ class SubqueryMixin(SubqueryColumns):
             for key in group.expressions if group is not None else []:
                 if subquery_nodes(key):
                     raise unsupported("GROUP BY a subquery is not supported; group in an outer query", key)
+            for part in parts:  # a subquery inside an aggregate's argument is joined to the rows it aggregates
+                for call in list(part.find_all(exp.AggFunc)):
+                    if call.find_ancestor(exp.Select) is body and subquery_nodes(call):
+                        plan, _ = self.attach_subqueries(plan, call, ctes)
             plan, body = self._split_grouping(plan, body, ctes)
             plan = self._filter_where(plan, body, ctes)  # what was HAVING
         for item in list(body.expressions) + (list(body.args["order"].expressions) if body.args.get("order") else []):

@@ -30,6 +30,9 @@ CORRELATED = [
     "SELECT b FROM ta WHERE b = (SELECT count(*) FROM te WHERE te.s < ta.s)",
     "SELECT a, count(*) AS n FROM ta GROUP BY a HAVING count(*) >= (SELECT count(*) FROM tb WHERE tb.a = ta.a)",
     "SELECT a, sum(b) AS t, (SELECT count(*) FROM tb WHERE tb.a < ta.a) AS below FROM ta GROUP BY a",
+    "SELECT a, sum((SELECT count(*) FROM tb WHERE tb.b < ta.b)) AS s FROM ta GROUP BY a",
+    "SELECT sum(CASE WHEN EXISTS (SELECT 1 FROM tb WHERE tb.a = ta.a) THEN 1 ELSE 0 END) AS n, count(*) AS m FROM ta",
+    "SELECT a, (SELECT count(*) + max(tb.c) FROM tb WHERE tb.b < ta.b) AS n FROM ta",
     "SELECT a, b FROM ta ORDER BY (SELECT max(tb.b) FROM tb WHERE tb.a < ta.a) NULLS FIRST, a, b",
     "SELECT a FROM ta WHERE EXISTS (SELECT 1 FROM tb WHERE tb.b > ta.a "
     "AND EXISTS (SELECT 1 FROM ta t3 WHERE t3.c < tb.c AND t3.a <> ta.a))",
