@@ -263,7 +263,7 @@ class SubqueryMixin(SubqueryColumns):
 
     def _correlated_scalars(self, plan: Plan, condition: exp.Expression, ctes) -> tuple[Plan, exp.Expression]:
         """Correlated scalar subqueries: the aggregate per correlation key, LEFT-joined on that key."""
-        for sub in list(condition.find_all(exp.Subquery)):
+        for sub in subquery_nodes(condition):  # not those nested in another subquery: that one reads them
             query = sub.this
             if not outer_columns(query):
                 continue  # uncorrelated: lifted by _finish
