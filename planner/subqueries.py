@@ -65,8 +65,6 @@ def _aggregated(select: exp.Select) -> bool:
         for found in part.find_all(exp.AggFunc):
             if found.find_ancestor(exp.Select) is select and found.find_ancestor(exp.Window) is None:
                 return True
-            if found.find_ancestor(exp.Select) is None and found.find_ancestor(exp.Window) is None:
-                return True
     return False
 
 
