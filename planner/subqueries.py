@@ -28,7 +28,6 @@ from planner.decorrelate import (
     SubqueryColumns, column, defined_aliases, is_correlated, over_groups, subquery_nodes, unsupported,
 )
 from planner.logical import Filter, Plan
-from planner.qualify import Qualified
 from storage.errors import SqlError, UnsupportedSql
 
 
@@ -181,7 +180,7 @@ class SubqueryMixin(SubqueryColumns):
         inner.set("where", body.args.get("where"))
         inner.set("group", group)
         names = tuple(f"{alias}.{e.alias}" for e in inner.expressions)
-        grouped = build(Qualified(flatten_columns(inner), None, None, names), from_plan=plan)
+        grouped = build(flatten_columns(inner), names, plan)
 
         def read(node: exp.Expression) -> exp.Expression:
             """A group key (also inside a subquery: its correlation) or an aggregate of the select, as a column."""

@@ -137,7 +137,7 @@ class Differential:
     """Petrel (planned against a real warehouse, run in this process) beside DuckDB on the same tables."""
 
     def __init__(self, tables: dict[str, pa.Table] | None = None, fragments: int = 2) -> None:
-        from engine.execution.scan import SegmentReader
+        from engine.query.execution.scan import SegmentReader
         from storage.catalog import Catalog
         from storage.objectstore import ObjectStore
 
@@ -163,7 +163,7 @@ class Differential:
         return self._sources[name]
 
     def petrel(self, sql: str) -> pa.Table:
-        from engine.execution.local import run_locally
+        from engine.query.executor import run_locally
         from planner.context import PlanContext
         from planner.planning import plan_query
 

@@ -30,7 +30,8 @@ REJECTED_SCHEMA = pa.schema(
 
 def ensure_rejected_table(catalog: Catalog, namespace: str) -> None:
     catalog.create_table(
-        namespace, REJECTED_TABLE, schema=REJECTED_SCHEMA, time_column="received_at", partitions=1, exist_ok=True
+        namespace, REJECTED_TABLE, schema=REJECTED_SCHEMA, time_column="received_at", partitions=1, exist_ok=True,
+        reserved=True,
     )
 
 
