@@ -36,6 +36,7 @@ from typing import Callable
 from sqlglot import exp
 
 from planner.build import flatten_columns
+from planner.joins import column
 from planner.logical import AggCall, Aggregate, Filter, Join, Plan, Project
 from planner.parse import position
 from storage.errors import SqlError, UnsupportedSql
@@ -44,10 +45,6 @@ from storage.errors import SqlError, UnsupportedSql
 def unsupported(message: str, node: exp.Expression) -> UnsupportedSql:
     """UnsupportedSql about ``node``, at its line and column in the query."""
     return UnsupportedSql(f"{message}: {node.sql()[:80]}", *position(node))
-
-
-def column(name: str) -> exp.Column:
-    return exp.Column(this=exp.Identifier(this=name, quoted=True))
 
 
 def qualified(name: str, table: str) -> exp.Column:
