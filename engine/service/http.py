@@ -97,6 +97,7 @@ def build_app(service: Service) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
+        await run_in_threadpool(service.observe_monitors)
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     async def sql(request: Request, tenant: Tenant) -> Response:

@@ -1,4 +1,4 @@
-"""The monitor routes over a real uvicorn on loopback: CRUD with 400/404/409, mutes, state and history by Accept."""
+"""The monitor routes over a real uvicorn on loopback: CRUD with 400/404/409, mutes, state, history and metrics."""
 
 from __future__ import annotations
 
@@ -114,6 +114,12 @@ def test_state_and_history_answer_in_json_csv_or_arrow(served, acme):
     assert history.headers["content-type"].startswith(ARROW)
     table = pa.ipc.open_stream(history.content).read_all()
     assert table.column("to_state").to_pylist() == [ALERT, OK] and table.column("seq").to_pylist() == [1, 2]
+    metrics = httpx.get(f"{served.url}/metrics").text
+    assert 'petrel_monitor_lateness_seconds_count{namespace="acme"} 1.0' in metrics  # the newest slot, once
+    assert 'petrel_monitor_evaluation_age_seconds{namespace="acme"}' in metrics
+    assert 'petrel_monitors{namespace="acme"} 1.0' in metrics
+    assert 'petrel_query_footer_cache_hits_total{namespace="acme"}' in metrics
+    assert 'petrel_monitor_lateness_seconds_count{namespace="acme"} 1.0' in httpx.get(f"{served.url}/metrics").text
     csv = acme.get("/v1/monitors/watched/state", headers={"Accept": "text/csv"})
     assert pacsv.read_csv(io.BytesIO(csv.content)).num_rows == 2
     assert acme.delete("/v1/monitors/watched").status_code == 204
