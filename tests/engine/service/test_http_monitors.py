@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import httpx
 import pyarrow as pa
@@ -119,6 +120,8 @@ def test_state_and_history_answer_in_json_csv_or_arrow(served, acme):
     assert 'petrel_monitor_evaluation_age_seconds{namespace="acme"}' in metrics
     assert 'petrel_monitors{namespace="acme"} 1.0' in metrics
     assert 'petrel_query_footer_cache_hits_total{namespace="acme"}' in metrics
+    scanned = re.search(r'petrel_query_segments_scanned_total\{namespace="acme"\} (\S+)', metrics)
+    assert scanned and float(scanned.group(1)) >= 1  # the history query read a segment of transitions
     assert 'petrel_monitor_lateness_seconds_count{namespace="acme"} 1.0' in httpx.get(f"{served.url}/metrics").text
     csv = acme.get("/v1/monitors/watched/state", headers={"Accept": "text/csv"})
     assert pacsv.read_csv(io.BytesIO(csv.content)).num_rows == 2
