@@ -22,7 +22,7 @@ from engine.monitors.history import TRANSITIONS_TABLE, ShardLog
 from engine.service.metrics import ServiceMetrics
 from engine.service.tenants import Limits, Tenant, TokenStore
 from engine.session import Session
-from storage.errors import CommitConflict, LimitExceeded, RejectedRows, TableNotFound, TooManyQueries
+from storage.errors import CommitConflict, LimitExceeded, PetrelError, RejectedRows, TooManyQueries
 from storage.objectstore import ObjectStore
 
 
@@ -152,14 +152,14 @@ class Service:
         for namespace, session in sorted(namespaces.items()):
             try:
                 meta = session.catalog.table(namespace, TRANSITIONS_TABLE)
-            except TableNotFound:  # no monitor of the namespace was ever defined
+                defined = set(session.monitor_log.definitions())
+                states: dict[str, Any] = {}
+                for shard in range(meta.partitions):
+                    log = ShardLog(self.store, meta, shard)
+                    log.load()
+                    states.update(log.monitor_states())
+            except PetrelError:  # no monitor was ever defined here, or the store did not answer: nothing to add
                 continue
-            defined = set(session.monitor_log.definitions())
-            states: dict[str, Any] = {}
-            for shard in range(meta.partitions):
-                log = ShardLog(self.store, meta, shard)
-                log.load()
-                states.update(log.monitor_states())
             evaluated = []
             for name in sorted(defined):
                 state = states.get(name)
