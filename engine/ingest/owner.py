@@ -50,7 +50,7 @@ import pyarrow as pa
 from engine.ingest.encode import DictionaryChoice, encode_flush
 from engine.ingest.offsets import Offset, covered, records
 from storage.catalog import TableMeta
-from storage.errors import DedupExpired, Fenced, FlushFailed, IngestError
+from storage.errors import DedupExpired, Fenced, FlushFailed, IngestError, InvalidArgument
 from storage.log import MAX_RECENT_BATCH_IDS, PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry
@@ -87,8 +87,8 @@ class IngestConfig:
 
     def __post_init__(self) -> None:
         if self.encoders is not None and self.encoders < 1:
-            raise ValueError(f"IngestConfig(encoders={self.encoders}): give 1 or more, or None for this machine's "
-                             "cores shared among the table's partitions")
+            raise InvalidArgument(f"IngestConfig(encoders={self.encoders}): give 1 or more, or None for this machine's "
+                                  "cores shared among the table's partitions")
 
 
 def default_encoders(partitions: int) -> int:

@@ -12,7 +12,7 @@ from engine.ingest.actor import IngestActor
 from engine.ingest.offsets import Position
 from engine.ingest.owner import IngestConfig, default_encoders
 from engine.ingest.transfer import pack
-from storage.errors import FlushFailed, IngestTimeout
+from storage.errors import FlushFailed, IngestTimeout, InvalidArgument
 from storage.snapshot import load_snapshot
 
 BASE_US = 1_793_491_200_000_000  # 2026-11-01T00:00Z
@@ -54,7 +54,7 @@ def test_an_owner_encodes_with_the_configured_encoders_or_its_share_of_the_cores
     store, meta = table
     assert IngestActor(store, meta, 0).status()["encoders"] == default_encoders(meta.partitions)
     assert IngestActor(store, meta, 0, IngestConfig(encoders=3)).status()["encoders"] == 3
-    with pytest.raises(ValueError, match="encoders=0"):
+    with pytest.raises(InvalidArgument, match="encoders=0"):
         IngestConfig(encoders=0)
 
 
