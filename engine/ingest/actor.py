@@ -9,7 +9,8 @@ commits run one at a time on the store thread, in the order the flushes
 were taken.  An append waits for buffer space before its rows are unpacked,
 and gives up with :class:`~storage.errors.IngestTimeout`.  Clients send
 many appends in one call (:meth:`IngestActor.append_many`): a Ray call
-costs milliseconds of CPU whatever it carries.
+costs milliseconds of CPU whatever it carries.  Now and then the actor
+removes the shared-memory folders of clients that died (see ``transfer``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from engine.ingest.offsets import Offset
 from engine.ingest.owner import Append, Flush, IngestConfig, PartitionOwner
-from engine.ingest.transfer import unpack
+from engine.ingest.transfer import SharedRows, shared_root, sweep, unpack
 from storage.catalog import TableMeta
 from storage.errors import IngestError, IngestTimeout
 from storage.objectstore import ObjectStore
@@ -38,6 +39,8 @@ class IngestActor:
         self._wake: asyncio.Event | None = None
         self._space: asyncio.Condition | None = None
         self._flusher: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
+        self._shared_roots: set[str] = set()  # where clients handed this owner rows: swept for dead clients
 
     async def append_many(
         self, items: list[tuple[str, Any, tuple[Offset, ...] | None, bool, float | None]]
@@ -78,6 +81,8 @@ class IngestActor:
                 break
             await self._wait_for_space(size, deadline)
         table = unpack(data)
+        if isinstance(data, SharedRows):
+            self._shared_roots.add(shared_root(data))
         future = loop.create_future()
         owner.buffer(Append(batch_id, table, offsets, size, future), urgent, loop.time())
         self._wake.set()
@@ -107,6 +112,15 @@ class IngestActor:
             self._wake = asyncio.Event()
             self._space = asyncio.Condition()
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        """Remove, now and then, the shared-memory folders that clients which died left behind."""
+        interval = self.config.shared_sweep_interval
+        while True:
+            await asyncio.sleep(interval)
+            for root in sorted(self._shared_roots):
+                sweep(root, min_age=interval)
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()

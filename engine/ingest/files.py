@@ -3,8 +3,8 @@
 A file is read in chunks that are the same on every run (JSON lines cut at
 line ends every ``chunk_bytes``, CSV and Parquet every ``chunk_rows`` rows).
 Chunk k of a file goes to EVERY partition — its rows for that partition, or
-none — with batch id ``<source>#k`` and the source offset
-``FileOffset`` ``{"chunk": k + 1, "done": <last chunk>, "layout": <chunk sizes>}``,
+none — with batch id ``<source>@<version>#k`` and the source offset
+``FileOffset`` ``{"version": ..., "chunk": k + 1, "done": <last chunk>, "layout": <chunk sizes>}``,
 committed in the same commit as the rows, through the same client path as
 ``session.ingest`` (fit, route, deliver).  So each partition's log says how far it got through each file:
 
@@ -15,15 +15,24 @@ committed in the same commit as the rows, through the same client path as
 
 A chunk's rejected rows go to the rejected-rows table in a commit of their
 own, with the offset "chunk k" (a :class:`~engine.ingest.offsets.SequenceRange`)
-under ``<source>/rejected/<table>``;
+under ``<source>@<version>/rejected/<table>``;
 the data offset says whether chunk k had any.  A chunk whose rejected rows
 did not land is sent again (its data is acknowledged, the rejections are
 stored), and a file counts as done only once they are.
 
-Running again, or after a crash midway, therefore never ingests a file twice
-and never skips one.  The source is the file's full URL; a file is identified
-by its path, so a file rewritten in place under the same name is not read
-again.
+A file is its URL and its version: the object store's ETag where it gives
+one, else the size and modification time.  Offsets, batch ids and the
+rejected-rows offset all carry the version, so a file rewritten under the
+same name is a new file: it is read again (its new content, once), and a
+file replaced after a crash part-way starts from its beginning, never in the
+middle of the new content.  Running again, or after a crash midway,
+therefore never ingests one version of a file twice and never skips one.
+
+Files are streamed, never read whole: JSON lines ``chunk_bytes`` at a time,
+CSV through pyarrow's streaming reader and Parquet row group by row group, each cut
+into chunks of ``chunk_rows`` rows, so a run holds about one chunk in memory
+(a compressed Parquet file, which cannot be read out of order, is the
+exception).
 """
 
 from __future__ import annotations
@@ -92,26 +101,87 @@ def expand(paths: Any, storage_options: dict | None) -> list[tuple[fsspec.Abstra
     return [(fs, path, url) for url, (fs, path) in sorted(found.items())]
 
 
+def file_version(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """What tells this content of the file from another under the same name: its ETag, else size and mtime."""
+    info = fs.info(path)
+    for key in ("ETag", "etag", "e_tag"):
+        if info.get(key):
+            return "etag:" + str(info[key]).strip('"')
+    modified = info.get("mtime", info.get("LastModified", info.get("last_modified", info.get("created"))))
+    if hasattr(modified, "timestamp"):
+        modified = modified.timestamp()
+    return f"size:{info.get('size')}:mtime:{modified!r}"
+
+
 def chunks(fs: fsspec.AbstractFileSystem, path: str, chunk_rows: int, chunk_bytes: int) -> Iterator[Any]:
-    """The file's chunks, the same on every run; at least one (maybe empty)."""
+    """The file's chunks, the same on every run; at least one (maybe empty).  Streamed: about one chunk in memory."""
     kind = file_format(path)
     with fs.open(path, "rb", compression="infer") as handle:
-        data = handle.read()
-    if kind == "json":
-        start = 0
-        while True:
-            end = len(data) if len(data) - start <= chunk_bytes else data.find(b"\n", start + chunk_bytes)
-            end = len(data) if end < 0 else end + 1
-            yield data[start:end]
-            if end >= len(data):
-                return
-            start = end
-    if kind == "csv":
-        table = pacsv.read_csv(io.BytesIO(data))
-    else:
-        table = pq.read_table(io.BytesIO(data))
-    for start in range(0, max(table.num_rows, 1), chunk_rows):
-        yield table.slice(start, chunk_rows)
+        if kind == "json":
+            yield from _line_chunks(handle, chunk_bytes)
+            return
+        if kind == "csv":  # the reader reads up to 32 blocks ahead (types come from the first block)
+            block = max(1 << 14, min(chunk_bytes // 16, 1 << 20))
+            options = pacsv.ReadOptions(block_size=block, use_threads=False)
+            yield from _row_chunks(pacsv.open_csv(handle, read_options=options), chunk_rows)
+            return
+        if not getattr(handle, "seekable", lambda: False)():  # compressed: Parquet needs to seek to its footer
+            handle = io.BytesIO(handle.read())
+        parquet = pq.ParquetFile(handle)
+        groups = (b for g in range(parquet.num_row_groups) for b in parquet.read_row_group(g).to_batches())
+        yield from _row_chunks(groups, chunk_rows)
+
+
+def _line_chunks(handle: Any, chunk_bytes: int) -> Iterator[bytes]:
+    """JSON lines cut at the first line end at or after every ``chunk_bytes`` bytes (the rest: the last chunk)."""
+    buffer = bytearray()
+    ended = False
+
+    def fill(needed: int) -> None:
+        nonlocal ended
+        while not ended and len(buffer) < needed:
+            more = handle.read(max(chunk_bytes, 1 << 16))
+            ended = not more
+            buffer.extend(more)
+
+    while True:
+        fill(chunk_bytes + 1)
+        if len(buffer) <= chunk_bytes:  # what is left fits one chunk
+            yield bytes(buffer)
+            return
+        end = buffer.find(b"\n", chunk_bytes)
+        while end < 0 and not ended:
+            searched = len(buffer)
+            fill(len(buffer) + 1)
+            end = buffer.find(b"\n", searched)
+        if end < 0:
+            yield bytes(buffer)
+            return
+        yield bytes(buffer[: end + 1])
+        del buffer[: end + 1]
+        fill(1)
+        if not buffer:  # the chunk ended the file
+            return
+
+
+def _row_chunks(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly ``chunk_rows`` rows from ``batches`` (the last one shorter, or one empty if none)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    sent = False
+    schema = None
+    for batch in batches:
+        schema = batch.schema
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= chunk_rows:
+            table = pa.Table.from_batches(pending, schema)
+            yield table.slice(0, chunk_rows)
+            sent = True
+            rest = table.slice(chunk_rows)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count or not sent:
+        yield pa.Table.from_batches(pending, schema) if schema is not None else pa.table({})
 
 
 def ingest_files(
@@ -133,8 +203,9 @@ def ingest_files(
     receipt = FilesReceipt()
     started = time.monotonic()
     for number, (fs, path, source) in enumerate(files, 1):
-        committed = [offsets.get(p, {}).get(source) for p in range(meta.partitions)]
-        resume = _resume_point(committed, lambda: _rejects_reached(ingestion, table, source))
+        version = file_version(fs, path)
+        committed = [_of_version(offsets.get(p, {}).get(source), version) for p in range(meta.partitions)]
+        resume = _resume_point(committed, lambda: _rejects_reached(ingestion, table, source, version))
         if resume is None:
             receipt.skipped.append(source)
             _report(progress, table, number, len(files), receipt, started)
@@ -150,7 +221,7 @@ def ingest_files(
             following = next(iterator, None)
             if index >= resume:
                 accepted, rejected = _ingest_chunk(
-                    ingestion, client, table, source, index, current, following is None, layout
+                    ingestion, client, table, (source, version), index, current, following is None, layout
                 )
                 receipt.accepted += accepted
                 receipt.rejected += rejected
@@ -180,27 +251,35 @@ def _resume_point(committed: list[Any], rejects_reached: Callable[[], int]) -> i
     return resume
 
 
-def _rejects_reached(ingestion: Ingestion, table: str, source: str) -> int:
-    """How many chunks of ``source`` have their rejected rows for ``table`` stored (up to the last with any)."""
+def _of_version(recorded: Any, version: str) -> Any:
+    """A partition's record for a file if it is of this version of the file, else None (another file, in effect)."""
+    return recorded if isinstance(recorded, dict) and recorded.get("version", "") == version else None
+
+
+def _rejects_reached(ingestion: Ingestion, table: str, source: str, version: str) -> int:
+    """How many chunks of this version of ``source`` have their rejected rows for ``table`` stored (up to the last with any)."""
     rejected = ingestion.rejected_client().meta
-    offset = load_snapshot(ingestion.store, rejected).offsets.get(0, {}).get(rejected_batch_id(table, source))
+    key = rejected_batch_id(table, f"{source}@{version}")
+    offset = load_snapshot(ingestion.store, rejected).offsets.get(0, {}).get(key)
     if not isinstance(offset, dict):
         return 0
     return offset["last"] + 1 if offset.get("kind") == "sequence" else offset.get("chunk", 0)
 
 
 def _ingest_chunk(
-    ingestion: Ingestion, client: TableClient, table: str, source: str, index: int, data: Any, last: bool,
+    ingestion: Ingestion, client: TableClient, table: str, file: tuple[str, str], index: int, data: Any, last: bool,
     layout: dict,
 ) -> tuple[int, int]:
-    """Store chunk ``index`` of ``source``: its rows in every partition with the file's offset, its rejections apart."""
-    batch_id = f"{source}#{index}"
+    """Store chunk ``index`` of ``file`` (source, version): its rows in every partition with the file's offset,
+    its rejections apart."""
+    source, version = file
+    batch_id = f"{source}@{version}#{index}"
     now_us = time.time_ns() // 1000
     result = client.fit(data, now_us)
-    offset = FileOffset(source, chunk=index, last=last, layout=layout, rejected=bool(result.rejected))
+    offset = FileOffset(source, version=version, chunk=index, last=last, layout=layout, rejected=bool(result.rejected))
     slices = client.slices(result, batch_id, (offset,), every_partition=True, urgent=True)
     if result.rejected:
-        reached = SequenceRange(rejected_batch_id(table, source), index, index)  # read back by _rejects_reached
+        reached = SequenceRange(rejected_batch_id(table, f"{source}@{version}"), index, index)  # read back by _rejects_reached
         slices.append(ingestion.rejected_slice(table, batch_id, result, now_us, (reached,), urgent=True))
     ingestion.deliver(slices)
     return result.accepted, len(result.rejected)

@@ -83,8 +83,8 @@ class FileOffset(Offset):
     "rejected": bool}``: chunks reached, whether that was the whole file, how
     it was cut, and whether chunk k had rejected rows.  A chunk of another
     version of the file (rewritten under the same name) is never covered by
-    this one's record; a file done is kept as ``{"version": ..., "done": true}``
-    (see :func:`files.fold`).
+    this one's record (see ``files``: the version is the ETag, or size and
+    modification time).
     """
 
     version: str = ""

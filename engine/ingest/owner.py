@@ -73,6 +73,8 @@ class IngestConfig:
     cores are shared among the table's partitions, one or two each (see
     :func:`default_encoders`).  ``dedup_window``: how long after its first
     attempt a batch may be retried (see :meth:`PartitionOwner.check_retry`).
+    ``shared_sweep_interval``: how often an owner removes the shared-memory
+    folders of dead clients (see ``transfer``).
     """
 
     max_rows: int = 500_000
@@ -84,6 +86,7 @@ class IngestConfig:
     buffer_timeout: float = 60.0
     encoders: int | None = None
     dedup_window: float = 86_400.0
+    shared_sweep_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if self.encoders is not None and self.encoders < 1:

@@ -16,7 +16,11 @@ A file is the client's: it stays until the call that carries it is over
 (whatever its outcome, so retries can send it again) and then is removed;
 the session's folder goes when the session closes, and the folder of a
 client process that died is removed by the next session that starts on the
-machine.  An owner that cannot read the file (it runs on another machine,
+machine and, without waiting for one, by the owners on the machine that
+received rows through shared memory: each sweeps the folders of dead clients
+every ``IngestConfig.shared_sweep_interval`` seconds (a folder is named
+after its client's process id; an owner leaves one alone until it has been
+untouched for that long).  An owner that cannot read the file (it runs on another machine,
 or in a container with its own ``/dev/shm``) refuses the append with
 :class:`~storage.errors.SharedRowsMissing` before buffering anything, and
 the client sends those rows through Ray from then on.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -137,8 +142,11 @@ class SharedArea:
         return self.folder
 
 
-def sweep(root: str) -> list[str]:
-    """Remove the folders under ``root`` of client processes that are gone; returns what it removed."""
+def sweep(root: str, min_age: float = 0.0) -> list[str]:
+    """Remove the folders under ``root`` of client processes that are gone; returns what it removed.
+
+    ``min_age``: leave a folder changed less than this many seconds ago.
+    """
     removed = []
     try:
         names = os.listdir(root)
@@ -148,10 +156,23 @@ def sweep(root: str) -> list[str]:
         if not name.startswith(_FOLDER_PREFIX):
             continue
         pid = name[len(_FOLDER_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        folder = os.path.join(root, name)
+        if pid.isdigit() and not _alive(int(pid)) and _age(folder) >= min_age:
+            shutil.rmtree(folder, ignore_errors=True)
             removed.append(name)
     return removed
+
+
+def shared_root(data: SharedRows) -> str:
+    """The shared-memory root a shared file's session folder is in."""
+    return os.path.dirname(os.path.dirname(data.path))
+
+
+def _age(path: str) -> float:
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _alive(pid: int) -> bool:

@@ -104,3 +104,39 @@ def test_rows_an_owner_cannot_read_in_shared_memory_go_through_ray_once_each(loc
     assert len(owners) == 2
     assert unseen.written == 2 and writer._remote == owners  # once per owner: then it knows it is elsewhere
     assert sorted(stored(local_db, "logs").column("id").to_pylist()) == list(range(24_000))
+
+
+def test_an_owner_removes_the_folders_a_crashed_client_left_without_waiting_for_a_new_session(tmp_path):
+    import asyncio
+    import time
+    import uuid
+
+    from engine.ingest.actor import IngestActor
+    from engine.ingest.owner import IngestConfig
+    from storage.catalog import Catalog
+    from storage.objectstore import ObjectStore
+
+    store = ObjectStore(f"memory://sweep-{uuid.uuid4().hex[:8]}")
+    meta = Catalog(store).create_table("default", "events", partitions=1)
+    actor = IngestActor(store, meta, 0, IngestConfig(max_age=0.01, shared_sweep_interval=0.2))
+    area = SharedArea(str(tmp_path))
+    rows = big_batch(0)
+    times = pa.array([int(i) * 1_000_000 for i in range(rows.num_rows)], pa.timestamp("us", "UTC"))
+    shared = area.write(rows.set_column(rows.schema.get_field_index("timestamp"), "timestamp", times))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    crashed = tmp_path / f"petrel-ingest-{int(gone.stdout)}-abc"  # a client that died after the session started
+    crashed.mkdir()
+    (crashed / "rows").write_bytes(b"x")
+    old = time.time() - 10
+    os.utime(crashed, (old, old))
+    recent = tmp_path / f"petrel-ingest-{int(gone.stdout)}-new"  # changed within the interval: left for now
+    recent.mkdir()
+    os.utime(recent, (time.time() + 60, time.time() + 60))
+
+    async def run() -> None:
+        assert await actor.append("b", shared, urgent=True) == 4_000
+        await asyncio.sleep(0.5)
+
+    asyncio.run(run())
+    assert not crashed.exists() and recent.exists() and os.path.isdir(area.folder)
+    area.close()
