@@ -450,3 +450,9 @@ _NAMED: dict[str, Callable[[ExpressionCompiler, list[Typed], exp.Expression], Ty
     "log2": lambda c, a, n: c.call("log2", [c.cast(a[0], pa.float64())], type_=pa.float64()),
     **temporal.NAMED,
 }
+
+# JSON paths and key=value text (planner/transform_functions.py), for ingest transforms and queries alike
+from planner import transform_functions  # noqa: E402 - it uses this module's helpers
+
+_FUNCTIONS.update(transform_functions.FUNCTIONS)
+_NAMED.update(transform_functions.NAMED)
