@@ -282,9 +282,10 @@ def check_transform(sql: str, dialect: str = "duckdb") -> Transform:
     """Check a transform when a table is created or altered; returns it compiled for its shape.
 
     The input's types are known only when batches arrive, so the expressions
-    are compiled here over the referenced columns typed as text and then as
-    integers: a transform that fails both ways (an unknown function, a bad
-    regular expression, a wrong argument) is refused now, with its position.
+    are compiled here over the referenced columns typed as unknown (NULL),
+    then as text, then as integers: a transform that fails every way (an
+    unknown function, a bad regular expression, a wrong argument) is refused
+    now, with its position.
     """
     if not isinstance(sql, str) or not sql.strip():
         raise SqlError("the transform is empty; write SELECT ... FROM input [WHERE ...]", 1, 1)
@@ -292,7 +293,7 @@ def check_transform(sql: str, dialect: str = "duckdb") -> Transform:
     names = sorted({".".join(p.name for p in c.parts) for c in transform.select.find_all(exp.Column)
                     if not isinstance(c.this, exp.Star)})
     failure: SqlError | None = None
-    for kind in (pa.string(), pa.int64()):
+    for kind in (pa.null(), pa.string(), pa.int64()):
         schema = pa.schema([pa.field(n, kind) for n in names])
         try:
             Program(transform.select, schema, dialect)
