@@ -1,4 +1,4 @@
-"""The ``petrel`` command line: sql, explain, tables, ingest, demo, compact, stats.
+"""The ``petrel`` command line: sql, explain, tables, ingest, ingest-stream, demo, compact, stats.
 
 The warehouse comes from ``--warehouse`` or ``PETREL_WAREHOUSE`` (default
 ``./warehouse``), the Ray cluster from ``--ray-address`` or ``RAY_ADDRESS``
@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from engine.maintenance.cli import register as register_maintenance
+from engine.streams.cli import register as register_streams
 from storage.errors import PetrelError
 
 MAX_CELL = 40
@@ -129,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=500_000)
 
     register_maintenance(commands)
+    register_streams(commands)
     for command in commands.choices.values():
         _connection_options(command, defaults=False)
     return main
@@ -163,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.demo import run_demo
 
             run_demo(session, rows=args.rows)
-        elif args.command in ("compact", "stats"):
+        elif args.command in ("compact", "stats", "ingest-stream"):
             return args.run(session, args)
         return 0
     except PetrelError as error:
