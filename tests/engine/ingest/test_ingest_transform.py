@@ -90,3 +90,17 @@ def test_a_bad_transform_is_refused_at_create_and_alter(tdb):
     with pytest.raises(SqlError, match="regular expression"):
         tdb.alter_table("logs", transform="SELECT regexp_extract(message, '([') AS x FROM input")
     assert tdb.table("logs").transform is None
+
+
+def test_the_demo_transform_parses_raw_log_lines(tdb):
+    from engine.demo import LOG_QUESTION, LOG_TABLE, LOG_TRANSFORM, generate_day, log_lines
+
+    tdb.create_table(LOG_TABLE, transform=LOG_TRANSFORM)
+    day = generate_day(3_000)
+    receipt = tdb.ingest(LOG_TABLE, log_lines(day, 3_000))
+    auth = day.slice(0, 3_000).column("service").to_pylist().count("auth")
+    assert receipt.accepted == 3_000 - auth and not receipt.rejected
+    rows = tdb.sql(LOG_QUESTION).to_pylist()
+    assert rows and all(r["method"] in {"GET", "POST", "PUT", "DELETE"} and r["avg_ms"] > 0 for r in rows)
+    assert tdb.sql(f"SELECT count(*) AS n FROM {LOG_TABLE} WHERE user_id = '-' OR user_id LIKE 'user-%'"
+                   ).to_pylist()[0]["n"] == receipt.accepted
