@@ -155,13 +155,16 @@ def throughput(db, server: LocalNats, table: str, stream: str, events: int, per_
         published = time.time()
         handle.wait_caught_up(timeout=600)
         finished = time.time()
-        stored = sum(s["events"] for s in handle.status()) - before
+        lanes = handle.status()
+        stored = sum(s["events"] for s in lanes) - before
+        spent = {k: round(sum(s[k] for s in lanes), 2)
+                 for k in ("fetch_seconds", "fit_seconds", "deliver_seconds", "ack_seconds")}
     finally:
         handle.stop()
     del warm
     return {"case": f"throughput {'transform' if transform else 'plain'} json", "events": events,
             "stored": stored, "seconds": round(finished - began, 3), "publish_seconds": round(published - began, 3),
-            "events_per_second": round(events / (finished - began))}
+            "events_per_second": round(events / (finished - began)), "consumer_seconds": spent}
 
 
 def freshness(db, server: LocalNats, table: str, stream: str, rate: int, seconds: float, per_message: int,
@@ -226,6 +229,8 @@ def main() -> None:
     for r in results:
         print(f"{r['case']:<30} {r['events']:>10,} {r.get('events_per_second', 0):>10,} "
               f"{r.get('p50_seconds', ''):>7} {r.get('p99_seconds', '')!s:>7}")
+    for r in results[:2]:
+        print(f"{r['case']}: consumer time (all lanes, warm-up included) {r['consumer_seconds']}")
     print(f"transform keeps {transformed / plain:.0%} of the plain throughput")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as handle:

@@ -100,7 +100,7 @@ class StreamConsumer:
         self._status: dict[str, Any] = {
             "lane": lane, "lanes": lanes, "pid": os.getpid(), "stored_through": 0, "events": 0, "rejected": 0,
             "batches": 0, "messages": 0, "lag_messages": None, "lag_seconds": None, "errors": 0, "last_error": None,
-            "running": True,
+            "running": True, "fetch_seconds": 0.0, "fit_seconds": 0.0, "deliver_seconds": 0.0, "ack_seconds": 0.0,
         }
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-store")
@@ -140,11 +140,15 @@ class StreamConsumer:
             await source.open(marks.start)
             last_lag = 0.0
             while not self._stopping.is_set():
+                began = time.perf_counter()
                 batch = await self._gather(source)
+                self._status["fetch_seconds"] += time.perf_counter() - began
                 if batch:
                     self._status["oldest_pending"] = batch[0].published
                     stored, rejected = await loop.run_in_executor(self._pool, self.store_batch, batch, marks)
+                    began = time.perf_counter()
                     await source.ack(batch)
+                    self._status["ack_seconds"] += time.perf_counter() - began
                     self._status.update(
                         stored_through=batch[-1].sequence, events=self._status["events"] + stored,
                         rejected=self._status["rejected"] + rejected, batches=self._status["batches"] + 1,
@@ -209,6 +213,7 @@ class StreamConsumer:
         first, last = batch[0].sequence, batch[-1].sequence
         batch_id = f"{self.key}@{first}"
         now_us = time.time_ns() // 1000
+        began = time.perf_counter()
         result = self.writer.fit(b"\n".join(lines) + b"\n" if lines else b"", now_us)
         meta = self.writer.meta
         targets = self.targets()
@@ -229,7 +234,10 @@ class StreamConsumer:
             table = self._rejected_rows(rejects, sequence_of, subjects, result.raw, now_us)
             slices.append(_Slice(self.ingestion.rejected_writer(), 0, rejected_batch_id(self.table, batch_id), table,
                                  {self.rejected_key: {"chunk": last}}, urgent=True))
+        fitted = time.perf_counter()
         self.ingestion.deliver(slices)
+        self._status["fit_seconds"] += fitted - began
+        self._status["deliver_seconds"] += time.perf_counter() - fitted
         for item in slices:
             if item.written != item.rows.num_rows:
                 raise Recut(f"partition {item.partition} of {item.writer.meta.name} stored {item.written} rows of "
