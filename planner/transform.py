@@ -83,7 +83,6 @@ class _Compiler(ExpressionCompiler):
         super().__init__(schema, now=dt.datetime.now(dt.timezone.utc))
         self.dialect = dialect
         self.checks: list[tuple[Typed, str, Typed]] = []  # (failed, reason, value)
-        self.where = False
 
     def compile(self, node: exp.Expression) -> Typed:
         if type(node) is exp.Cast and not node.args.get("safe"):
@@ -130,19 +129,18 @@ class Program:
                 ".".join(p.name for p in item.parts) if isinstance(item, exp.Column) else item.sql(dialect))
             typed = compiler.compile(item.this if isinstance(item, exp.Alias) else item)
             _place(outputs, name, typed)
-        first_output_check = len(compiler.checks)
-        compiler.where = True
+        first_where_check = len(compiler.checks)
         where = select.args.get("where")
         predicate = compiler.predicate(where.this) if where is not None else pc.scalar(True)
         exprs: list[pc.Expression] = [predicate]
         self.checks: list[_Check] = []
         for position, (failed, reason, value) in enumerate(compiler.checks):
             exprs.append(failed.expr)
-            shown = None
+            column, shown = len(exprs) - 1, None
             if sqltypes.is_string(value.type) or sqltypes.is_numeric(value.type):
                 exprs.append(value.expr)
                 shown = len(exprs) - 1
-            self.checks.append(_Check(len(exprs) - 1 - (shown is not None), reason, shown, position >= first_output_check))
+            self.checks.append(_Check(column, reason, shown, in_where=position >= first_where_check))
         self.first_output = len(exprs)
         self.names = [name for name, _ in outputs]
         exprs.extend(typed.expr for _, typed in outputs)

@@ -118,3 +118,10 @@ def test_a_batch_without_a_referenced_column_is_rejected_whole_with_the_reason()
 def test_bad_transforms_are_refused_when_checked(sql, error, text):
     with pytest.raises(error, match=text):
         check_transform(sql)
+
+
+def test_a_failed_cast_in_the_where_clause_rejects_and_one_in_a_dropped_row_does_not():
+    table = pa.table({"v": ["5", "x", "0"], "w": ["1", "2", "y"]})
+    applied = check_transform("SELECT CAST(w AS INT) AS w FROM input WHERE CAST(v AS INT) > 1").apply(table)
+    assert applied.table.column("w").to_pylist() == [1]
+    assert list(applied.rejected) == [1]  # row 2 fails the WHERE, so its bad w is never looked at
