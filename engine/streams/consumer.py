@@ -18,7 +18,8 @@ Exactly once, per table:
    hash, to every partition (empty slices too, so every watermark moves).
    A row whose sequence is at or below its target's watermark is dropped:
    it is stored already.  Each slice carries the batch id ``<key>@F`` and
-   the offset, and is flushed at once.
+   the offset, and is flushed at once.  The next batch is fetched and
+   fitted while one commits, but sent only after it is stored.
 3. **Acknowledgement.**  Only after every slice (and the rejections) is
    committed are the messages acknowledged to the broker.  One batch is in
    flight at a time, so a lane's commits reach each partition in order;
@@ -82,6 +83,17 @@ class Marks:
     start: int
 
 
+@dataclass
+class Prepared:
+    """A batch fitted and routed: its messages, batch id, slices (data first, then the rejections)."""
+
+    batch: list[Message]
+    batch_id: str
+    slices: list[_Slice]
+    data_slices: int
+    rejected: int
+
+
 class StreamConsumer:
     """Reads one lane of a source into one table (a Ray actor; see the module docstring)."""
 
@@ -104,6 +116,7 @@ class StreamConsumer:
         }
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-store")
+        self._fitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-fit")
         self._thread = threading.Thread(target=self._run, name=f"stream-{table}-{lane}", daemon=True)
         self._thread.start()
 
@@ -136,6 +149,7 @@ class StreamConsumer:
         marks = await loop.run_in_executor(self._pool, self.watermarks)
         self._status["stored_through"] = max(min(marks.data.values()), self._status["stored_through"])
         source = open_source(self.spec, self.lane, self.lanes)
+        committing: asyncio.Future | None = None  # the batch whose slices are on their way; at most one
         try:
             await source.open(marks.start)
             last_lag = 0.0
@@ -144,23 +158,40 @@ class StreamConsumer:
                 batch = await self._gather(source)
                 self._status["fetch_seconds"] += time.perf_counter() - began
                 if batch:
-                    self._status["oldest_pending"] = batch[0].published
-                    stored, rejected = await loop.run_in_executor(self._pool, self.store_batch, batch, marks)
-                    began = time.perf_counter()
-                    await source.ack(batch)
-                    self._status["ack_seconds"] += time.perf_counter() - began
-                    self._status.update(
-                        stored_through=batch[-1].sequence, events=self._status["events"] + stored,
-                        rejected=self._status["rejected"] + rejected, batches=self._status["batches"] + 1,
-                        messages=self._status["messages"] + len(batch), oldest_pending=None,
-                        last_published=batch[-1].published,
-                    )
+                    if self._status.get("oldest_pending") is None:
+                        self._status["oldest_pending"] = batch[0].published
+                    # fit this batch while the previous one commits; it is sent only once that one is stored
+                    prepared = await loop.run_in_executor(self._fitter, self.prepare, batch, marks)
+                    if committing is not None:
+                        await self._finish(source, committing, following=batch)
+                    committing = loop.run_in_executor(self._pool, self.commit, prepared, marks)
+                elif committing is not None:
+                    await self._finish(source, committing)
+                    committing = None
                 if time.monotonic() - last_lag >= self.options.lag_interval:
                     last_lag = time.monotonic()
                     count, seconds = await source.backlog(self._status["stored_through"])
                     self._status.update(lag_messages=count, lag_seconds=round(seconds, 3))
+            if committing is not None:
+                await self._finish(source, committing)
+                committing = None
         finally:
+            if committing is not None:  # failed meanwhile: its messages stay unacknowledged, read again
+                await asyncio.gather(committing, return_exceptions=True)
             await source.close()
+
+    async def _finish(self, source, committing: asyncio.Future, following: list[Message] | None = None) -> None:
+        """Wait for a batch's commit, then acknowledge its messages to the broker."""
+        batch, stored, rejected = await committing
+        began = time.perf_counter()
+        await source.ack(batch)
+        self._status["ack_seconds"] += time.perf_counter() - began
+        self._status.update(
+            stored_through=batch[-1].sequence, events=self._status["events"] + stored,
+            rejected=self._status["rejected"] + rejected, batches=self._status["batches"] + 1,
+            messages=self._status["messages"] + len(batch), last_published=batch[-1].published,
+            oldest_pending=following[0].published if following else None,
+        )
 
     async def _gather(self, source) -> list[Message]:
         loop = asyncio.get_running_loop()
@@ -198,8 +229,12 @@ class StreamConsumer:
                 start = min(start, int(o.get("first", 1)))
         return Marks(data, rejected, start)
 
-    def store_batch(self, batch: list[Message], marks: Marks) -> tuple[int, int]:
-        """Store one batch in the table and the rejected-rows table; returns (rows stored, rows rejected)."""
+    def prepare(self, batch: list[Message], marks: Marks) -> Prepared:
+        """Parse, transform and route one batch into slices (the rows above each target's watermark).
+
+        Done while the batch before it commits: its rows all follow that
+        batch's, so the watermarks that batch will leave filter nothing more.
+        """
         lines: list[bytes] = []
         sequences: list[int] = []
         subjects: list[str] = []
@@ -234,19 +269,24 @@ class StreamConsumer:
             table = self._rejected_rows(rejects, sequence_of, subjects, result.raw, now_us)
             slices.append(_Slice(self.ingestion.rejected_writer(), 0, rejected_batch_id(self.table, batch_id), table,
                                  {self.rejected_key: {"chunk": last}}, urgent=True))
-        fitted = time.perf_counter()
+        self._status["fit_seconds"] += time.perf_counter() - began
+        return Prepared(batch, batch_id, slices, len(targets), len(rejects))
+
+    def commit(self, prepared: Prepared, marks: Marks) -> tuple[list[Message], int, int]:
+        """Deliver a prepared batch's slices, wait for their commits, check them; moves the watermarks."""
+        began = time.perf_counter()
+        slices, batch_id, last = prepared.slices, prepared.batch_id, prepared.batch[-1].sequence
         self.ingestion.deliver(slices)
-        self._status["fit_seconds"] += fitted - began
-        self._status["deliver_seconds"] += time.perf_counter() - fitted
+        self._status["deliver_seconds"] += time.perf_counter() - began
         for item in slices:
             if item.written != item.rows.num_rows:
                 raise Recut(f"partition {item.partition} of {item.writer.meta.name} stored {item.written} rows of "
                             f"batch {batch_id}, which held {item.rows.num_rows}; reading the watermarks again")
-        for partition in targets:
-            marks.data[partition] = last
-        if rejects:
+        for item in slices[:prepared.data_slices]:
+            marks.data[item.partition] = last
+        if prepared.rejected:
             marks.rejected = last
-        return sum(s.rows.num_rows for s in slices[:len(targets)]), len(rejects)
+        return prepared.batch, sum(s.rows.num_rows for s in slices[:prepared.data_slices]), prepared.rejected
 
     def _rejected_rows(self, rejects: list[tuple[int, str]], sequence_of: np.ndarray, subjects: list[str],
                        raw: Any, now_us: int) -> pa.Table:
