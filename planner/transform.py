@@ -83,6 +83,7 @@ class _Compiler(ExpressionCompiler):
         super().__init__(schema, now=dt.datetime.now(dt.timezone.utc))
         self.dialect = dialect
         self.checks: list[tuple[Typed, str, Typed]] = []  # (failed, reason, value)
+        self.temps: list[tuple[str, pc.Expression]] = []  # values computed once, ahead of the projection
 
     def compile(self, node: exp.Expression) -> Typed:
         if type(node) is exp.Cast and not node.args.get("safe"):
@@ -98,10 +99,20 @@ class _Compiler(ExpressionCompiler):
                 name = matches[0]
         return super().column(name)
 
+    def materialize(self, value: Typed) -> Typed:
+        """``value`` as a column computed once, before the projection (Acero shares no subexpressions)."""
+        name = f"__value{len(self.temps)}"
+        self.temps.append((name, value.expr))
+        self.schema = self.schema.append(pa.field(name, value.type))
+        self._empty = None  # type_of reads the schema's empty table
+        return Typed(pc.field(name), value.type)
+
     def _checked_cast(self, node: exp.Cast) -> Typed:
         """CAST with TRY semantics per row: a value that does not convert rejects its row."""
         to = sqltypes.arrow_type(node.args["to"])
         value = self.compile(node.this)
+        if not value.constant and not isinstance(node.this, exp.Column):
+            value = self.materialize(value)  # the conversion and its check read it several times
         if value.constant or not sqltypes.is_string(value.type) or sqltypes.is_string(to):
             if sqltypes.is_string(value.type) and pa.types.is_timestamp(to) and not value.constant:
                 return functions.text_to_timestamp(self, value, to)
@@ -145,6 +156,7 @@ class Program:
         self.names = [name for name, _ in outputs]
         exprs.extend(typed.expr for _, typed in outputs)
         self.exprs = exprs
+        self.temps = compiler.temps
         self.types = [typed.type for _, typed in outputs]
 
     def apply(self, table: pa.Table) -> Applied:
@@ -173,12 +185,15 @@ class Program:
         return pa.schema([pa.field(n, t) for n, t in zip(self.names, self.types)]).empty_table()
 
     def _project(self, table: pa.Table) -> pa.Table:
+        steps = [acero.Declaration("table_source", acero.TableSourceNodeOptions(table))]
+        columns = list(table.column_names)
+        for name, expr in self.temps:  # one step each: a later value may read an earlier one
+            steps.append(acero.Declaration("project", acero.ProjectNodeOptions(
+                [pc.field(c) for c in columns] + [expr], columns + [name])))
+            columns.append(name)
         names = [f"c{i}" for i in range(len(self.exprs))]
-        plan = acero.Declaration.from_sequence([
-            acero.Declaration("table_source", acero.TableSourceNodeOptions(table)),
-            acero.Declaration("project", acero.ProjectNodeOptions(self.exprs, names)),
-        ])
-        return plan.to_table(use_threads=False)
+        steps.append(acero.Declaration("project", acero.ProjectNodeOptions(self.exprs, names)))
+        return acero.Declaration.from_sequence(steps).to_table(use_threads=False)
 
     def _evaluate(self, table: pa.Table, rows: np.ndarray) -> tuple[pa.Table, np.ndarray, dict[int, str]]:
         """The projection; a batch a kernel fails on is halved until the failing rows stand alone."""

@@ -253,3 +253,5 @@ FUNCTIONS: dict[type, Callable[[ExpressionCompiler, exp.Expression], Typed]] = {
 NAMED: dict[str, Callable[[ExpressionCompiler, list[Typed], exp.Expression], Typed]] = {
     "parse_kv": _parse_kv_call,
 }
+
+register_kernels()  # every process that can compile these functions can also run them

@@ -104,3 +104,12 @@ def test_the_demo_transform_parses_raw_log_lines(tdb):
     assert rows and all(r["method"] in {"GET", "POST", "PUT", "DELETE"} and r["avg_ms"] > 0 for r in rows)
     assert tdb.sql(f"SELECT count(*) AS n FROM {LOG_TABLE} WHERE user_id = '-' OR user_id LIKE 'user-%'"
                    ).to_pylist()[0]["n"] == receipt.accepted
+
+
+def test_the_text_functions_of_transforms_also_work_in_queries(tdb):
+    tdb.create_table("raw")
+    tdb.ingest("raw", lines(6))
+    rows = tdb.sql("SELECT id, json_extract_string(payload, '$.user.id') AS user_id, "
+                   "parse_kv(message, 'status') AS status FROM raw ORDER BY id").to_pylist()
+    assert [r["user_id"] for r in rows] == [f"u{i % 5}" for i in range(6)]
+    assert [r["status"] for r in rows] == [str(200 + i % 3) for i in range(6)]
