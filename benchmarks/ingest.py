@@ -115,7 +115,7 @@ def run(batches: list, partitions: int, threads: int, folder: str, label: str) -
     db = engine.connect(root, maintenance=False)
     db.create_table("events", partitions=partitions)
     warm = warm_up(db, partitions)
-    writer = db.ingestion.writer("events")
+    client = db.ingestion.client("events")
     queue = list(enumerate(batches))
     lock = threading.Lock()
     accepted = []
@@ -135,7 +135,7 @@ def run(batches: list, partitions: int, threads: int, folder: str, label: str) -
     for worker in workers:
         worker.join()
     elapsed = time.perf_counter() - began
-    owners = [ray.get(writer.owner(p).status.remote()) for p in range(partitions)]
+    owners = [ray.get(client.owner(p).status.remote()) for p in range(partitions)]
     snapshot = load_snapshot(db.store, db.table("events"))
     rows = sum(accepted)
     assert snapshot.rows == rows + warm, (snapshot.rows, rows)

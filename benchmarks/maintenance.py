@@ -46,7 +46,7 @@ import pyarrow as pa
 import engine
 from benchmarks.query import QUERIES
 from engine.demo import generate_day
-from engine.ingest.actor import IngestConfig
+from engine.ingest.owner import IngestConfig
 from engine.ingest.client import IngestOptions
 from storage.catalog import TableMeta
 from storage.compaction import CompactionPolicy, CompactionReport

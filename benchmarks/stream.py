@@ -135,7 +135,7 @@ def commit_times(db, table: str) -> dict[tuple[int, int], list[tuple[int, float]
             for key, offset in (record.get("offsets") or {}).items():
                 if key.startswith("nats:") and isinstance(offset, dict) and "/rejected/" not in key:
                     lane, lanes = (int(n) for n in key.rsplit("#", 1)[1].split("/"))
-                    out.setdefault((lane, lanes), []).append((int(offset["chunk"]), float(record["timestamp"])))
+                    out.setdefault((lane, lanes), []).append((int(offset["last"]), float(record["timestamp"])))
     return {lane: sorted(commits) for lane, commits in out.items()}
 
 

@@ -1,4 +1,4 @@
-"""The ``petrel`` command line: sql, explain, tables, ingest, ingest-stream, demo, compact, stats.
+"""The ``petrel`` command line: sql, explain, tables, ingest, ingest-stream, demo, compact, stats, monitors, serve, tokens.
 
 The warehouse comes from ``--warehouse`` or ``PETREL_WAREHOUSE`` (default
 ``./warehouse``), the Ray cluster from ``--ray-address`` or ``RAY_ADDRESS``
@@ -9,81 +9,16 @@ unchanged against a cluster.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import io
-import json
 import os
 import sys
 from typing import Any, Sequence
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
 from engine.maintenance.cli import register as register_maintenance
+from engine.monitors.cli import register as register_monitors
+from engine.render import write_result
+from engine.service.server import register as register_service
 from engine.streams.cli import register as register_streams
 from storage.errors import PetrelError
-
-MAX_CELL = 40
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, float):
-        text = f"{value:.6g}" if abs(value) < 1e15 else repr(value)
-    elif isinstance(value, dt.datetime):
-        text = value.isoformat(sep=" ")
-    else:
-        text = str(value)
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
-
-
-def render_table(table: pa.Table, max_rows: int = 50) -> str:
-    """A boxed, aligned text table of the first ``max_rows`` rows."""
-    shown = table.slice(0, max_rows)
-    names = shown.column_names
-    columns = [[_cell(v) for v in shown.column(i).to_pylist()] for i in range(shown.num_columns)]
-    widths = [max([len(n)] + [len(v) for v in col]) for n, col in zip(names, columns)]
-    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type) for f in shown.schema]
-
-    def line(cells: list[str]) -> str:
-        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
-        return "│ " + " │ ".join(parts) + " │"
-
-    rule = "─┼─".join("─" * w for w in widths)
-    lines = ["┌─" + "─┬─".join("─" * w for w in widths) + "─┐", line(names), "├─" + rule + "─┤"]
-    for index in range(shown.num_rows):
-        lines.append(line([col[index] for col in columns]))
-    lines.append("└─" + "─┴─".join("─" * w for w in widths) + "─┘")
-    more = table.num_rows - shown.num_rows
-    lines.append(f"{table.num_rows} row{'s' if table.num_rows != 1 else ''}" + (f" ({more} not shown)" if more else ""))
-    return "\n".join(lines)
-
-
-def write_result(table: pa.Table, fmt: str, output: str | None) -> None:
-    """Print or write ``table`` as a pretty table, CSV, JSON lines or Parquet."""
-    if fmt == "parquet":
-        if output is None:
-            buffer = io.BytesIO()
-            pq.write_table(table, buffer)
-            sys.stdout.buffer.write(buffer.getvalue())
-        else:
-            pq.write_table(table, output)
-        return
-    if fmt == "csv":
-        buffer = io.BytesIO()
-        pacsv.write_csv(table, buffer)
-        text = buffer.getvalue().decode()
-    elif fmt == "json":
-        text = "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist())
-    else:
-        text = render_table(table) + "\n"
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        with open(output, "w") as handle:
-            handle.write(text)
 
 
 def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -130,7 +65,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=500_000)
 
     register_maintenance(commands)
+    register_monitors(commands)
     register_streams(commands)
+    register_service(commands)
     for command in commands.choices.values():
         _connection_options(command, defaults=False)
     return main
@@ -139,6 +76,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import engine
+
+    if getattr(args, "standalone", None) is not None:  # serve, tokens: they open what they need themselves
+        try:
+            return args.standalone(args)
+        except PetrelError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
 
     try:
         # a command is short-lived: no background maintenance loop for it
@@ -165,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.demo import run_demo
 
             run_demo(session, rows=args.rows)
-        elif args.command in ("compact", "stats", "ingest-stream"):
+        elif args.command in ("compact", "stats", "monitors", "ingest-stream"):
             return args.run(session, args)
         return 0
     except PetrelError as error:

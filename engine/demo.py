@@ -13,10 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pyarrow as pa
+
+from engine.render import render_table
+from planner.time_units import DAY as DAY_US, HOUR as HOUR_US
+
+if TYPE_CHECKING:
+    from engine.session import Session
 
 DEMO_TABLE = "web_events"
 DAY = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
@@ -72,7 +78,7 @@ def log_lines(table: pa.Table, rows: int = 20_000) -> bytes:
 
 
 def generate_day(rows: int = 500_000, seed: int = 42, day: dt.datetime = DAY,
-                 window: tuple[int, int] = (0, 86_400_000_000)) -> pa.Table:
+                 window: tuple[int, int] = (0, DAY_US)) -> pa.Table:
     """``rows`` events spread over one day (or over ``window``, microseconds into it), sorted by time."""
     rng = np.random.default_rng(seed)
     offsets = np.sort(rng.integers(window[0], window[1], rows))
@@ -83,7 +89,7 @@ def generate_day(rows: int = 500_000, seed: int = 42, day: dt.datetime = DAY,
     health = rng.random(rows) < 0.05
     endpoints = np.where(health, "/health", endpoints)
     hosts = np.char.add(np.char.add(services.astype(str), "-"), rng.integers(1, 7, rows).astype(str)).astype(object)
-    hour = offsets // 3_600_000_000
+    hour = offsets // HOUR_US
     incident = (services == "payments") & (hour == 14)
     error_chance = np.where(incident, 0.3, 0.01)
     status = np.where(rng.random(rows) < error_chance, rng.choice([500, 502, 503], rows),
@@ -109,11 +115,9 @@ def generate_day(rows: int = 500_000, seed: int = 42, day: dt.datetime = DAY,
     })
 
 
-def run_demo(session, rows: int = 500_000, out: Callable[[str], None] = print, render=None) -> None:
+def run_demo(session: Session, rows: int = 500_000, out: Callable[[str], None] = print,
+             render: Callable[[pa.Table], str] = render_table) -> None:
     """Create the demo table, ingest a day of events into it, and answer the questions."""
-    from engine.cli import render_table
-
-    render = render or render_table
     if DEMO_TABLE not in session.tables():
         session.create_table(DEMO_TABLE, time_column="timestamp", sort_key=["service"], partitions=2)
         out(f"Generating {rows:,} events for {DAY:%Y-%m-%d} ...")
@@ -142,3 +146,6 @@ def run_demo(session, rows: int = 500_000, out: Callable[[str], None] = print, r
         elapsed = time.monotonic() - started
         out(f"\n== {title}  ({elapsed * 1000:.0f} ms)")
         out(render(result))
+    from engine.monitors.demo import run_monitor_demo
+
+    run_monitor_demo(session, out, render)

@@ -2,15 +2,16 @@
 
 Every SQL aggregate becomes one of a small set of functions that the
 executor knows how to compute in one pass, or in a partial pass per
-fragment and a final merge (see ``engine/execution/aggregate.py``):
+fragment and a final merge (see ``engine/query/execution/aggregate.py``):
 
 ``count_star count sum avg min max stddev_samp stddev_pop var_samp var_pop
-count_distinct quantile_cont quantile_disc bool_and bool_or``
+count_distinct quantile_cont quantile_disc approx_count_distinct
+approx_quantile bool_and bool_or``
 
-Approximate aggregates are computed exactly, which is fast enough at the
-sizes one query's groups reach: ``approx_count_distinct`` is an exact
-``count_distinct`` and ``approx_quantile`` an exact ``quantile_cont``.
-The plan records that they were asked for as approximations.
+The approximate aggregates keep mergeable sketches as partial states
+(HyperLogLog for ``approx_count_distinct``, KLL for ``approx_quantile``), so
+what a fragment sends stays small however many rows it read; their exact
+counterparts keep their exact names (``count(DISTINCT ...)``, ``quantile_cont``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from storage.errors import SqlError, UnsupportedSql
 
 FUNCTIONS = (
     "count_star", "count", "sum", "avg", "min", "max", "stddev_samp", "stddev_pop", "var_samp", "var_pop",
-    "count_distinct", "quantile_cont", "quantile_disc", "bool_and", "bool_or",
+    "count_distinct", "quantile_cont", "quantile_disc", "approx_count_distinct", "approx_quantile",
+    "bool_and", "bool_or",
 )
 
 
@@ -78,11 +80,11 @@ def describe(node: exp.Expression) -> AggregateSpec:
     if kind is exp.CountIf:
         return AggregateSpec("count", None, condition=node.this)
     if kind is exp.ApproxDistinct:
-        return AggregateSpec("count_distinct", node.this, approximate=True)
+        return AggregateSpec("approx_count_distinct", node.this, approximate=True)
     if kind is exp.Median:
         return AggregateSpec("quantile_cont", _distinct_arg(node, "median"), (0.5,))
     if kind is exp.ApproxQuantile:
-        return AggregateSpec("quantile_cont", node.this, (_fraction(node.args.get("quantile"), node),), approximate=True)
+        return AggregateSpec("approx_quantile", node.this, (_fraction(node.args.get("quantile"), node),), approximate=True)
     if kind in (exp.PercentileCont, exp.PercentileDisc, exp.Quantile):
         func = "quantile_disc" if kind in (exp.PercentileDisc, exp.Quantile) else "quantile_cont"
         fraction = node.args.get("expression") if kind is not exp.Quantile else node.args.get("quantile")
@@ -132,7 +134,7 @@ def result_type(func: str, arg: pa.DataType | None) -> pa.DataType:
 
     TypeError when the function does not take that type.
     """
-    if func in ("count_star", "count", "count_distinct"):
+    if func in ("count_star", "count", "count_distinct", "approx_count_distinct"):
         return pa.int64()
     numeric = arg is not None and (pa.types.is_integer(arg) or pa.types.is_floating(arg) or pa.types.is_decimal(arg))
     if func == "sum":
@@ -147,7 +149,7 @@ def result_type(func: str, arg: pa.DataType | None) -> pa.DataType:
         return pa.float64()
     if func in ("min", "max", "quantile_disc"):
         return arg
-    if func == "quantile_cont":
+    if func in ("quantile_cont", "approx_quantile"):
         if arg is not None and pa.types.is_timestamp(arg):
             return arg
         if arg is not None and pa.types.is_date(arg):

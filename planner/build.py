@@ -18,11 +18,10 @@ from sqlglot import exp
 
 from planner import aggregates
 from planner.logical import (
-    AggCall, Aggregate, Filter, Join, Limit, Plan, Project, Scan, Sort, SortKey, Values,
+    AggCall, Aggregate, Filter, Join, Limit, Plan, Project, Sort, SortKey,
 )
 from planner.windows import add_windows, rewrite_window, take_windows, window_aggregates
 from planner.parse import position
-from planner.qualify import Qualified
 from storage.errors import SqlError, UnsupportedSql
 
 
@@ -30,7 +29,9 @@ def flatten_columns(node: exp.Expression) -> exp.Expression:
     """``alias.column`` references turned into columns named ``"alias.column"`` (a join's column names)."""
     def flat(n: exp.Expression) -> exp.Expression:
         if isinstance(n, exp.Column) and n.table:
-            return exp.Column(this=exp.Identifier(this=f"{n.table}.{n.name}", quoted=True))
+            identifier = exp.Identifier(this=f"{n.table}.{n.name}", quoted=True)
+            identifier.meta.update(n.this.meta if isinstance(n.this, exp.Expression) else {})  # keep its position
+            return exp.Column(this=identifier)
         return n
 
     return node.transform(flat)
@@ -44,12 +45,8 @@ def attach_scalars(plan: Plan, scalars: dict[str, Plan], names: set[str] | None 
     return plan
 
 
-def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Plan] | None = None) -> Plan:
-    select = query.select
-    if from_plan is not None:
-        plan = from_plan
-    else:
-        plan = Scan(query.source) if query.source is not None else Values((), ((),))
+def build(select: exp.Select, output_names: tuple[str, ...], plan: Plan, scalars: dict[str, Plan] | None = None) -> Plan:
+    """The plan of ``select`` (its FROM already planned as ``plan``), with output columns ``output_names``."""
     scalars = scalars or {}
     where = select.args.get("where")
     if where is not None:
@@ -60,6 +57,9 @@ def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Pl
     having = select.args.get("having")
     group = select.args.get("group")
     keys = list(group.expressions) if group is not None else []
+    for found in group.find_all(exp.Rollup, exp.Cube, exp.GroupingSets) if group is not None else ():
+        kind = {exp.Rollup: "ROLLUP", exp.Cube: "CUBE", exp.GroupingSets: "GROUPING SETS"}[type(found)]
+        raise UnsupportedSql(f"GROUP BY {kind} is not supported yet; UNION ALL the groupings instead", *position(found))
     if group is not None and group.args.get("all"):  # GROUP BY ALL: every select item without an aggregate
         window_names = {name for name, _ in windows}
         keys = [e.this if isinstance(e, exp.Alias) else e for e in outputs
@@ -128,7 +128,8 @@ def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Pl
     visible = names[: len(outputs)]
     if select.args.get("distinct") is not None:
         if select.args["distinct"].args.get("on"):
-            raise UnsupportedSql("DISTINCT ON is not supported yet")
+            raise UnsupportedSql("DISTINCT ON is not supported yet; use row_number() OVER (PARTITION BY ...) "
+                                 "in a subquery", *position(select.args["distinct"].args["on"]))
         if len(names) > len(visible):
             raise SqlError("with SELECT DISTINCT, ORDER BY expressions must appear in the select list")
         plan = Aggregate(plan, tuple(visible), ())
@@ -137,7 +138,7 @@ def build(query: Qualified, from_plan: Plan | None = None, scalars: dict[str, Pl
     limit, offset = _limit(select)
     if limit is not None or offset:
         plan = Limit(plan, limit, offset)
-    return Project(plan, tuple(query.names), tuple(exp.column(n, quoted=True) for n in visible))
+    return Project(plan, tuple(output_names), tuple(exp.column(n, quoted=True) for n in visible))
 
 
 def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expression]):
@@ -154,8 +155,9 @@ def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expressio
             pre_exprs.append(node)
         return by_text[text]
 
-    key_names = [column_for(k, "_g") for k in keys]
-    key_by_text = {k.sql(): n for k, n in zip(keys, key_names)}
+    key_columns = [column_for(k, "_g") for k in keys]
+    key_by_text = {k.sql(): n for k, n in zip(keys, key_columns)}
+    key_names = list(dict.fromkeys(key_columns))  # GROUP BY a, a groups by a once
     calls: list[AggCall] = []
     call_by_text: dict[str, str] = {}
     for node in found:
@@ -187,9 +189,9 @@ def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expressio
 
         result = node.copy().transform(replace, copy=False)
         for column in result.find_all(exp.Column):
-            if column.table:
+            if "." in column.name:  # an input column (``alias.column``) neither grouped nor aggregated
                 raise SqlError(
-                    f"column {column.name!r} must appear in GROUP BY or be inside an aggregate function",
+                    f"column {column.name.split('.', 1)[1]!r} must appear in GROUP BY or be inside an aggregate function",
                     *position(column),
                 )
         return result
@@ -210,9 +212,14 @@ def _limit(select: exp.Select) -> tuple[int | None, int]:
     def value(node: exp.Expression | None, what: str) -> int | None:
         if node is None:
             return None
+        given = node
+        if isinstance(node, exp.Fetch):  # FETCH FIRST n ROWS ONLY
+            if node.args.get("percent") or node.args.get("with_ties"):
+                raise UnsupportedSql(f"{node.sql()} is not supported; use LIMIT n", *position(node))
+            node = node.args.get("count") or exp.Literal.number(1)
         node = node.expression if isinstance(node, (exp.Limit, exp.Offset)) else node
         if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
             return int(node.this)
-        raise UnsupportedSql(f"{what} must be a whole number literal, not {node.sql()}")
+        raise UnsupportedSql(f"{what} must be a whole number literal, not {node.sql()}", *position(given))
 
     return value(select.args.get("limit"), "LIMIT"), value(select.args.get("offset"), "OFFSET") or 0

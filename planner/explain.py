@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from planner.dispatch import OperatorTable
 from planner.logical import (
     Aggregate, Broadcast, Filter, Gather, Join, Limit, Memory, Plan, Project, Scan, SetOp, Shuffle, Sort, Values, Window,
 )
@@ -31,58 +32,103 @@ def _sql(node: exp.Expression) -> str:
     return node.sql(dialect="duckdb")
 
 
+DESCRIBE: OperatorTable[str] = OperatorTable("explain", fallback=lambda plan: type(plan).__name__)
+
+
 def describe(plan: Plan) -> str:
     """One line for one operator."""
-    if isinstance(plan, Scan):
-        parts = [f"Scan {plan.source.meta.namespace}.{plan.source.name}"]
-        parts.append(f"columns=[{', '.join(plan.columns)}]")
-        if plan.filter is not None:
-            parts.append(f"filter={_sql(plan.filter)}")
-        if plan.time_range is not None:
-            parts.append(f"time_range=[{_time(plan.time_range[0])}, {_time(plan.time_range[1])}]")
-        if plan.limit is not None:
-            parts.append(f"limit={plan.limit}")
-        if plan.pruning is not None:
-            p = plan.pruning
-            parts.append(f"segments={p.kept}/{p.total} (pruned: {p.by_time} by time, {p.by_stats} by stats, {p.by_limit} by limit)")
-        return " ".join(parts)
-    if isinstance(plan, Filter):
-        return f"Filter {_sql(plan.condition)}"
-    if isinstance(plan, Project):
-        items = [n if isinstance(e, exp.Column) and e.name == n else f"{n} := {_sql(e)}" for n, e in zip(plan.names, plan.exprs)]
-        return f"Project {', '.join(items)}"
-    if isinstance(plan, Aggregate):
-        calls = ", ".join(f"{a.name} := {a.describe()}{' (approximate, computed exactly)' if a.approximate else ''}" for a in plan.aggregates)
-        keys = f" by {', '.join(plan.keys)}" if plan.keys else ""
-        mode = "" if plan.mode == "single" else f" [{plan.mode}]"
-        return f"Aggregate{mode}{keys}" + (f": {calls}" if calls else " (distinct)")
-    if isinstance(plan, Sort):
-        text = f"Sort {', '.join(k.describe() for k in plan.keys)}"
-        return text + (f" [top {plan.limit}]" if plan.limit is not None else "")
-    if isinstance(plan, Limit):
-        return f"Limit {plan.limit if plan.limit is not None else 'ALL'}" + (f" OFFSET {plan.offset}" if plan.offset else "")
-    if isinstance(plan, Gather):
-        return "Exchange: gather"
-    if isinstance(plan, Values):
-        return f"Values {len(plan.rows)} row(s)"
-    if isinstance(plan, Memory):
-        return f"Memory {plan.name} ({plan.table.num_rows} rows)"
-    if isinstance(plan, Join):
-        keys = " AND ".join(f"{a} = {b}" for a, b in zip(plan.left_keys, plan.right_keys))
-        on = " AND ".join(t for t in (keys, _sql(plan.condition) if plan.condition is not None else "") if t)
-        text = f"Join {plan.kind.upper()}" + (f" ON {on}" if on else "")
-        if plan.strategy != "local" or plan.reason:
-            text += f" [{plan.strategy}: {plan.reason}]"
-        return text
-    if isinstance(plan, SetOp):
-        return f"{plan.kind.upper()}{'' if plan.distinct else ' ALL'}"
-    if isinstance(plan, Window):
-        return "Window " + "; ".join(c.describe() for c in plan.calls)
-    if isinstance(plan, Broadcast):
-        return f"Exchange: broadcast {plan.key} (one object shared by every fragment)"
-    if isinstance(plan, Shuffle):
-        return f"Exchange: hash shuffle {plan.key} on {', '.join(plan.keys)} into {plan.buckets} buckets"
-    return type(plan).__name__
+    return DESCRIBE(plan)
+
+
+@DESCRIBE.register(Scan)
+def _scan(plan: Scan) -> str:
+    parts = [f"Scan {plan.source.meta.namespace}.{plan.source.name}"]
+    parts.append(f"columns=[{', '.join(plan.columns)}]")
+    if plan.filter is not None:
+        parts.append(f"filter={_sql(plan.filter)}")
+    if plan.time_range is not None:
+        parts.append(f"time_range=[{_time(plan.time_range[0])}, {_time(plan.time_range[1])}]")
+    if plan.limit is not None:
+        parts.append(f"limit={plan.limit}")
+    if plan.pruning is not None:
+        p = plan.pruning
+        parts.append(f"segments={p.kept}/{p.total} (pruned: {p.by_time} by time, {p.by_stats} by stats, {p.by_limit} by limit)")
+    return " ".join(parts)
+
+
+@DESCRIBE.register(Filter)
+def _filter(plan: Filter) -> str:
+    return f"Filter {_sql(plan.condition)}"
+
+
+@DESCRIBE.register(Project)
+def _project(plan: Project) -> str:
+    items = [n if isinstance(e, exp.Column) and e.name == n else f"{n} := {_sql(e)}" for n, e in zip(plan.names, plan.exprs)]
+    return f"Project {', '.join(items)}"
+
+
+@DESCRIBE.register(Aggregate)
+def _aggregate(plan: Aggregate) -> str:
+    calls = ", ".join(f"{a.name} := {a.describe()}" for a in plan.aggregates)
+    keys = f" by {', '.join(plan.keys)}" if plan.keys else ""
+    mode = "" if plan.mode == "single" else f" [{plan.mode}]"
+    return f"Aggregate{mode}{keys}" + (f": {calls}" if calls else " (distinct)")
+
+
+@DESCRIBE.register(Sort)
+def _sort(plan: Sort) -> str:
+    text = f"Sort {', '.join(k.describe() for k in plan.keys)}"
+    return text + (f" [top {plan.limit}]" if plan.limit is not None else "")
+
+
+@DESCRIBE.register(Limit)
+def _limit(plan: Limit) -> str:
+    return f"Limit {plan.limit if plan.limit is not None else 'ALL'}" + (f" OFFSET {plan.offset}" if plan.offset else "")
+
+
+@DESCRIBE.register(Gather)
+def _gather(plan: Gather) -> str:
+    return "Exchange: gather"
+
+
+@DESCRIBE.register(Values)
+def _values(plan: Values) -> str:
+    return f"Values {len(plan.rows)} row(s)"
+
+
+@DESCRIBE.register(Memory)
+def _memory(plan: Memory) -> str:
+    return f"Memory {plan.name} ({plan.table.num_rows} rows)"
+
+
+@DESCRIBE.register(Join)
+def _join(plan: Join) -> str:
+    keys = " AND ".join(f"{a} = {b}" for a, b in zip(plan.left_keys, plan.right_keys))
+    on = " AND ".join(t for t in (keys, _sql(plan.condition) if plan.condition is not None else "") if t)
+    text = f"Join {plan.kind.upper()}" + (f" ON {on}" if on else "")
+    if plan.strategy != "local" or plan.reason:
+        text += f" [{plan.strategy}: {plan.reason}]"
+    return text
+
+
+@DESCRIBE.register(SetOp)
+def _set_operation(plan: SetOp) -> str:
+    return f"{plan.kind.upper()}{'' if plan.distinct else ' ALL'}"
+
+
+@DESCRIBE.register(Window)
+def _window(plan: Window) -> str:
+    return "Window " + "; ".join(c.describe() for c in plan.calls)
+
+
+@DESCRIBE.register(Broadcast)
+def _broadcast(plan: Broadcast) -> str:
+    return f"Exchange: broadcast {plan.key} (one object shared by every fragment)"
+
+
+@DESCRIBE.register(Shuffle)
+def _shuffle(plan: Shuffle) -> str:
+    return f"Exchange: hash shuffle {plan.key} on {', '.join(plan.keys)} into {plan.buckets} buckets"
 
 
 def _time(micros: int | None) -> str:

@@ -12,11 +12,13 @@ are then packed into a few fragments of balanced size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
 
 from planner.logical import Gather, Plan, Scan, TableSource
+from storage.errors import QueryFailed
 from storage.segment import SegmentEntry
 
 TARGET_FRAGMENT_BYTES = 128 * 1024 * 1024
@@ -25,16 +27,17 @@ LOAD_SLACK = 1.05
 
 @dataclass(frozen=True)
 class Fragment:
-    """One unit of work: ``plan`` over ``segments``, for query ``query_id``."""
+    """One unit of work, as pure data: stage ``stage``'s ``plan`` over ``segments``, for query ``query_id``.
+
+    What a fragment needs only at run time (its deadline, the rows of the
+    exchanges it reads) the engine attaches when it sends the fragment.
+    """
 
     query_id: str
     stage: int
     index: int
     plan: Plan
     segments: tuple[SegmentEntry, ...]
-    timeout: float | None = None
-    delay: float = 0.0  # fault injection for tests: seconds to wait (cancellably) before running
-    inputs: dict = dataclasses.field(default_factory=dict)  # exchange key -> object refs of the rows it reads
     partition: tuple | None = None  # (keys, buckets): hash-partition the output for a shuffle
 
     @property
@@ -54,21 +57,28 @@ def score(worker: str, segment_id: str) -> int:
 
 def preference(segment_id: str, workers: list[str]) -> list[str]:
     """Workers in the order ``segment_id`` prefers them."""
-    return sorted(workers, key=lambda w: score(w, segment_id), reverse=True)
+    return list(_preference(segment_id, tuple(workers)))
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _preference(segment_id: str, workers: tuple[str, ...]) -> tuple[str, ...]:
+    """Kept per segment and pool: segments never change, so each is hashed once, not once per query."""
+    return tuple(sorted(workers, key=lambda w: score(w, segment_id), reverse=True))
 
 
 def assign(segments: tuple[SegmentEntry, ...], workers: list[str]) -> dict[str, list[SegmentEntry]]:
     """Segments per worker: rendezvous order, each worker capped near its fair share of bytes."""
     if not workers:
-        raise ValueError("no workers to assign segments to")
+        raise QueryFailed("no workers to assign segments to; the worker pool is empty")
     total = sum(max(s.bytes, 1) for s in segments)
     largest = max((max(s.bytes, 1) for s in segments), default=1)
     capacity = max(total / len(workers) * LOAD_SLACK, largest)
     load = {w: 0 for w in workers}
     placed: dict[str, list[SegmentEntry]] = {w: [] for w in workers}
+    pool = tuple(workers)
     for segment in sorted(segments, key=lambda s: (-s.bytes, s.id)):
         size = max(segment.bytes, 1)
-        ranked = preference(segment.id, workers)
+        ranked = _preference(segment.id, pool)
         target = next((w for w in ranked if load[w] + size <= capacity), None)
         if target is None:
             target = min(workers, key=lambda w: load[w])
@@ -91,6 +101,31 @@ def pack(segments: list[SegmentEntry], target_bytes: int = TARGET_FRAGMENT_BYTES
         bins[smallest].append(segment)
         sizes[smallest] += segment.bytes
     return [tuple(sorted(b, key=lambda s: (s.min_time or 0, s.id))) for b in bins if b]
+
+
+def split_stage(
+    query_id: str,
+    stage: int,
+    plan: Plan,
+    segments: tuple[SegmentEntry, ...],
+    workers: list[str],
+    target_bytes: int = TARGET_FRAGMENT_BYTES,
+    partition: tuple | None = None,
+) -> list[tuple[str, Fragment]]:
+    """A stage over ``segments`` as fragments, each with the worker it should run on."""
+    fragments: list[tuple[str, Fragment]] = []
+    for worker, assigned in assign(segments, workers).items():
+        for group in pack(assigned, target_bytes):
+            fragments.append((worker, Fragment(query_id, stage, len(fragments), plan, group, partition)))
+    return fragments
+
+
+def bucket_fragments(
+    query_id: str, stage: int, plan: Plan, buckets: int, workers: list[str], partition: tuple | None = None,
+) -> list[tuple[str, Fragment]]:
+    """A stage over shuffled rows as one fragment per bucket, dealt round robin over ``workers``."""
+    return [(workers[bucket % len(workers)], Fragment(query_id, stage, bucket, plan, (), partition))
+            for bucket in range(buckets)]
 
 
 def stage_plan(gather: Gather) -> Plan:

@@ -77,7 +77,21 @@ def parse(sql: str, dialect: str | None = None) -> Statement:
     if not isinstance(tree, exp.Query):
         kind = tree.key.upper()
         raise UnsupportedSql(f"{kind} statements are not supported; Petrel runs SELECT queries")
+    _mark_safe_division(tree, dialect)
     return Statement(tree, explain, analyze, dialect)
+
+
+def _mark_safe_division(tree: exp.Expression, dialect: str) -> None:
+    """``DIV`` and ``%`` marked ``safe`` where the dialect makes a division by zero NULL.
+
+    sqlglot marks ``/`` itself (``exp.Div``'s ``safe`` and ``typed``); in
+    those dialects (mysql, sqlite) integer division and remainder by zero
+    are NULL as well.
+    """
+    if not Dialect.get_or_raise(dialect).SAFE_DIVISION:
+        return
+    for node in tree.find_all(exp.IntDiv, exp.Mod):
+        node.set("safe", True)
 
 
 _OPENS_A_LIST = {TokenType.COMMA, TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.SELECT, TokenType.DISTINCT}

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 from sqlglot import exp
 
-from planner.build import build
 from planner.context import PlanContext
 from planner.logical import Plan
-from planner.parse import Statement, parse
-from planner.qualify import Resolver, TableFunction, _display_names, needs_relational, qualify_query, qualify_select
+from planner.parse import Statement, parse, position
+from planner.qualify import Resolver, TableFunction, display_names, qualify_query
 from planner.relational import QueryBuilder
 from planner.rules import optimize
+from storage.errors import PetrelError, UnsupportedSql
 
 
 @dataclass(frozen=True)
@@ -38,22 +36,17 @@ def plan_query(
     """Parse, qualify against the tables ``resolve`` returns, build and optimize."""
     context = context or PlanContext()
     statement = parse(sql, dialect)
-    logical = None
-    if not needs_relational(statement.tree):
-        from_ = statement.tree.args.get("from_") or statement.tree.args.get("from")
-        source = resolve(from_.this.name) if from_ is not None else None
-        if source is None or hasattr(source, "meta"):
-            logical = build(qualify_select(statement.tree, resolve, namespace, statement.dialect))
-    if logical is None:
-        logical = _relational(statement, resolve, namespace, table_function)
-    return QueryPlan(sql, statement, logical, optimize(logical, context), context)
-
-
-def _relational(statement: Statement, resolve: Resolver, namespace: str, table_function: Any) -> Plan:
     tree, sources = qualify_query(statement.tree, resolve, namespace, statement.dialect, table_function)
     names = None
     if isinstance(statement.tree, exp.Select):
-        names = _display_names(statement.tree, statement.dialect) or None
+        names = display_names(statement.tree, statement.dialect) or None
         if names is not None and len(names) != len(tree.expressions):
             names = None
-    return QueryBuilder(sources).query(tree, {}, names)
+    try:
+        logical = QueryBuilder(sources).query(tree, {}, names)
+    except PetrelError:
+        raise
+    except Exception as error:  # a shape the builder does not handle: refuse it, never crash
+        raise UnsupportedSql(f"this query's shape is not supported yet ({type(error).__name__}: {error}); "
+                             "try writing it another way", *position(statement.tree)) from error
+    return QueryPlan(sql, statement, logical, optimize(logical, context), context)

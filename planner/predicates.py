@@ -31,15 +31,15 @@ class Bound:
 
 
 def conjuncts(node: exp.Expression | None) -> Iterator[exp.Expression]:
+    """The parts of an AND chain (parentheses looked through), in order."""
     if node is None:
         return
-    if isinstance(node, exp.And):
-        yield from conjuncts(node.this)
-        yield from conjuncts(node.expression)
-    elif isinstance(node, exp.Paren):
-        yield from conjuncts(node.this)
-    else:
+    node = node.unnest()
+    if not isinstance(node, exp.And):
         yield node
+        return
+    for part in node.flatten():
+        yield from conjuncts(part)
 
 
 def _column(node: exp.Expression) -> str | None:

@@ -40,9 +40,9 @@ import pyarrow.acero as acero
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from planner import functions
 from planner import types as sqltypes
 from planner.expressions import ExpressionCompiler, Typed
+from planner.expressions.casts import text_to_timestamp, try_cast_text
 from planner.parse import parse
 from storage.errors import ColumnNotFound, SqlError, UnsupportedSql
 
@@ -115,9 +115,9 @@ class _Compiler(ExpressionCompiler):
             value = self.materialize(value)  # the conversion and its check read it several times
         if value.constant or not sqltypes.is_string(value.type) or sqltypes.is_string(to):
             if sqltypes.is_string(value.type) and pa.types.is_timestamp(to) and not value.constant:
-                return functions.text_to_timestamp(self, value, to)
+                return text_to_timestamp(self, value, to)
             return self.cast(value, to)  # a failure here is a failure of the whole expression: caught per row
-        converted = functions.try_cast_text(self, value, to)
+        converted = try_cast_text(self, value, to)
         failed = self.call("and", [self.call("is_valid", [value], type_=pa.bool_()),
                                    self.call("is_null", [converted], type_=pa.bool_())], type_=pa.bool_())
         self.checks.append((failed, f"{node.sql(self.dialect)} failed", value))

@@ -19,12 +19,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from storage.errors import CommitConflict, InvalidName, TableExists, TableNotFound
+from storage.errors import CommitConflict, InvalidArgument, InvalidName, TableExists, TableNotFound, WriteRace
 from storage.objectstore import ObjectStore
 from storage.schema import schema_from_json, schema_to_json
 
 MAX_NAME_LENGTH = 128
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # whole names only: always used with fullmatch
+# tables Petrel itself writes in every namespace, and how long they keep rows
+REJECTED_TABLE = "_rejected"
+RESERVED_TABLES: dict[str, float] = {REJECTED_TABLE: 30 * 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -37,7 +40,7 @@ def validate_name(name: Any, kind: str = "table") -> str:
         raise InvalidName(
             f"{kind} name {name[:40]!r}... is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
         )
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidName(
             f"{kind} name {name!r} is not allowed: it must start with a letter or '_' and contain only "
             "letters, digits, '_' or '-' (no '/', '..', spaces or dots)"
@@ -53,11 +56,11 @@ def parse_duration(value: Any) -> float | None:
         return float(value.total_seconds())
     if isinstance(value, (int, float)):
         if value < 0:
-            raise ValueError(f"duration {value!r} is negative; give a positive number of seconds")
+            raise InvalidArgument(f"duration {value!r} is negative; give a positive number of seconds")
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError(f"duration {value!r} is not understood; write it like '30d', '12h', '90m' or '45s'")
+        raise InvalidArgument(f"duration {value!r} is not understood; write it like '30d', '12h', '90m' or '45s'")
     return float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
 
 
@@ -136,14 +139,32 @@ class Catalog:
         routing_key: str | None = None,
         exist_ok: bool = False,
         transform: str | None = None,
+        reserved: bool = False,
     ) -> TableMeta:
-        """Create a table; TableExists if the name is taken (unless ``exist_ok``)."""
+        """Create a table; TableExists if the name is taken (unless ``exist_ok``).
+
+        ``reserved``: Petrel creating one of its own tables (``RESERVED_TABLES``,
+        such as ``_rejected``), which users cannot create; it gets its default
+        retention unless one is given.
+        """
         validate_name(namespace, "namespace")
         validate_name(name, "table")
+        if name in RESERVED_TABLES and not reserved:
+            raise InvalidName(
+                f"table name {name!r} is reserved: Petrel keeps the rows it refuses there; pick another name"
+            )
+        if not isinstance(time_column, str) or not time_column:
+            raise InvalidArgument(
+                f"time_column={time_column!r}: every Petrel table needs a time column (segments are cut, pruned "
+                "and expired by it); name the column holding each row's time, or add one such as the time "
+                "the row was loaded"
+            )
+        if name in RESERVED_TABLES and retention is None:
+            retention = RESERVED_TABLES[name]
         if not isinstance(partitions, int) or not 1 <= partitions <= 1024:
-            raise ValueError(f"partitions={partitions!r} must be a whole number from 1 to 1024")
+            raise InvalidArgument(f"partitions={partitions!r} must be a whole number from 1 to 1024")
         if schema is not None and time_column not in schema.names:
-            raise ValueError(
+            raise InvalidArgument(
                 f"time column {time_column!r} is not in the schema ({', '.join(schema.names)}); "
                 "add it or pass time_column=<one of them>"
             )
@@ -164,7 +185,7 @@ class Catalog:
                 "run vacuum on it or choose another name"
             )
         try:
-            self.store.put_if_absent(f"{meta.path}/_table.json", json.dumps(meta.to_json()).encode())
+            _put_retrying_races(self.store, f"{meta.path}/_table.json", json.dumps(meta.to_json()).encode())
         except CommitConflict:
             if exist_ok:
                 return self.table(namespace, name)
@@ -183,6 +204,8 @@ class Catalog:
         if self.store.exists(f"{path}/_dropped.json"):
             raise TableNotFound(f"table {namespace}.{name} was dropped")
         meta = TableMeta.from_json(record)
+        if meta.retention is None and name in RESERVED_TABLES:  # created before it had a default
+            meta = replace(meta, retention=RESERVED_TABLES[name])
         props = self.store.list(f"{path}/_props")
         if props:
             latest = props[-1]
@@ -220,7 +243,7 @@ class Catalog:
         validate_name(namespace, "namespace")
         names = []
         for name in self.store.list_dirs(namespace):
-            if not _NAME.match(name):
+            if not _NAME.fullmatch(name):
                 continue
             if self.store.exists(f"{namespace}/{name}/_table.json") and not self.store.exists(
                 f"{namespace}/{name}/_dropped.json"
@@ -232,7 +255,8 @@ class Catalog:
         """Drop a table: a tombstone now, its files removed by vacuum after the grace period."""
         meta = self.table(namespace, name)
         try:
-            self.store.put_if_absent(f"{meta.path}/_dropped.json", json.dumps({"dropped_at": time.time()}).encode())
+            _put_retrying_races(self.store, f"{meta.path}/_dropped.json",
+                                json.dumps({"dropped_at": time.time()}).encode())
         except CommitConflict:
             raise TableNotFound(f"table {namespace}.{name} was dropped") from None
 
@@ -254,3 +278,15 @@ class Catalog:
             f"; tables in {namespace}: {', '.join(known)}" if known else f"; namespace {namespace} has no tables"
         )
         return f"table {namespace}.{name} does not exist{hint}"
+
+
+def _put_retrying_races(store: ObjectStore, path: str, data: bytes, attempts: int = 10) -> None:
+    """put_if_absent, again after a WriteRace (a concurrent put in flight, maybe neither landed)."""
+    for attempt in range(attempts):
+        try:
+            store.put_if_absent(path, data)
+            return
+        except WriteRace:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))

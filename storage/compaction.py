@@ -1,17 +1,29 @@
 """Compaction: what to merge, and the one commit that swaps it in.
 
-Streaming ingestion leaves many small segments: one per partition, per time
-bucket, per flush.  Compaction merges the small segments of one partition and
-one hourly bucket into sorted segments of about the target size.  It is
-size-tiered: small segments are grouped by size (each group within a factor
-``tier_ratio``), and a group is merged only once it has ``min_inputs``
-members, so data is rewritten a logarithmic number of times, not on every
-flush.  A bucket nobody has written to for ``settle_seconds`` (an hour that is
-over, or a late-arriving bucket) has all its small segments merged.
+Ingestion leaves many small segments, and late or out-of-order events leave
+segments whose time ranges overlap.  Compaction turns them, per partition,
+into segments of about the target size (1M rows / 128 MB) that do not
+overlap, across hour boundaries, after the models of InfluxDB 3 (level 0 as
+ingested, merged into non-overlapping levels) and Husky (size-tiered while a
+window is written to, then merged for locality once it has settled):
 
-The swap is one commit with ``epoch=None``: it rebases over concurrent
-appends, and if a segment it merges was removed meanwhile it raises
-CommitConflict, leaving the data as it was and its written output to vacuum.
+* Rows are grouped by **window** (``storage.windows``: a UTC day, or an hour
+  for short retention and for dense days of tables sorted by another column
+  first).  No output crosses a window, so retention still drops whole
+  segments.  An input that crosses windows is cut along them.
+* While a window is being written to, its small segments are merged by size
+  tier (each tier within a factor ``tier_ratio``, once it has ``min_inputs``
+  members), so data is rewritten a logarithmic number of times.
+* Once a window is settled (nobody wrote to it for ``settle_seconds``, or
+  ``full``), every small segment in it is merged, together with every segment
+  whose time range overlaps another's (for tables sorted by time first), into
+  one sorted stream cut by size: the result does not overlap.
+
+A task is one merge: its inputs, streamed through one k-way merge, routed to
+one output segment per window and size, and swapped in by one commit with
+``epoch=None``: it rebases over concurrent appends, and if a segment it
+merges was removed meanwhile it raises CommitConflict, leaving the data as it
+was and its written output to vacuum.
 """
 
 from __future__ import annotations
@@ -29,6 +41,15 @@ from storage.merge import MergeStats, merge_segments
 from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry, bucket_of
 from storage.snapshot import load_partitions
+from storage.windows import (
+    DEFAULT_HOUR_ROWS,
+    NULL_WINDOW,
+    Windows,
+    crosses,
+    time_leading,
+    window_members,
+    windows_for,
+)
 
 MAX_ROUNDS = 8
 _PROGRESS_LOCK = threading.Lock()
@@ -43,9 +64,10 @@ class CompactionPolicy:
     small_fraction: float = 0.5  # below this share of both targets a segment is small
     min_inputs: int = 4  # a size tier waits until it has this many segments
     tier_ratio: float = 4.0  # segments whose sizes are within this factor form one tier
-    max_inputs: int = 64  # fan-in of one merge
-    settle_seconds: float = 600.0  # a bucket untouched this long has all its small segments merged
+    max_inputs: int = 256  # fan-in of one merge (the rest waits for the next round)
+    settle_seconds: float = 600.0  # a window untouched this long has all its small segments merged
     memory_rows: int = 256 * 1024  # input rows one merge may hold in memory at once
+    hour_rows: int = DEFAULT_HOUR_ROWS  # see storage.windows: when a day is cut by hour
 
     def is_small(self, entry: SegmentEntry) -> bool:
         return (entry.rows < self.target_rows * self.small_fraction
@@ -54,11 +76,12 @@ class CompactionPolicy:
 
 @dataclass(frozen=True)
 class CompactionTask:
-    """Segments of one partition and one time bucket to merge into one or a few."""
+    """Segments of one partition to merge, and the windows their outputs are cut by."""
 
     partition: int
-    bucket: str
+    bucket: str  # the windows it covers, for progress reports ("2026-11-01" or "2026-11-01..2026-11-30")
     inputs: tuple[SegmentEntry, ...]
+    windows: Windows = Windows()
 
     @property
     def rows(self) -> int:
@@ -121,24 +144,94 @@ def bucket_folder(entry: SegmentEntry) -> str:
 
 
 def plan_compaction(state: PartitionState, policy: CompactionPolicy = CompactionPolicy(),
-                    now: float | None = None, full: bool = False) -> list[CompactionTask]:
-    """The merges worth doing in one partition now (``full``: every bucket counts as settled)."""
+                    now: float | None = None, full: bool = False,
+                    meta: TableMeta | None = None) -> list[CompactionTask]:
+    """The merges worth doing in one partition now (``full``: every window counts as settled).
+
+    ``meta``: the table (its sort key and retention choose the windows); by
+    default a table sorted by ``timestamp`` alone, kept forever.
+    """
     now = time.time() if now is None else now
-    buckets: dict[str, list[SegmentEntry]] = {}
-    for entry in state.segments.values():
-        buckets.setdefault(bucket_folder(entry), []).append(entry)
-    tasks = []
-    for bucket, entries in sorted(buckets.items()):
-        small = [e for e in entries if policy.is_small(e)]
-        if len(small) < 2:
+    meta = meta if meta is not None else TableMeta(namespace="_", name="_")
+    segments = list(state.segments.values())
+    windows = windows_for(meta, segments, policy.hour_rows)
+    ordered = time_leading(meta)
+    chosen: dict[int, set[str]] = {}  # window -> ids of segments merged for it
+    tier_groups: list[tuple[int, list[SegmentEntry]]] = []
+    for window, members in sorted(window_members(windows, segments).items()):
+        cut = [e for e in members if crosses(windows, e)]
+        small = [e for e in members if policy.is_small(e) and not crosses(windows, e)]
+        settled = full or now - max(e.created_at for e in members) >= policy.settle_seconds
+        if settled:
+            picked = {e.id for e in cut + small}
+            if ordered:
+                picked |= _overlapping(windows, window, members)
+            if len(picked) >= 2 or cut:
+                chosen[window] = picked
             continue
-        settled = full or now - max(e.created_at for e in entries) >= policy.settle_seconds
-        tiers = [small] if settled else _size_tiers(small, policy.tier_ratio)
-        least = 2 if settled else policy.min_inputs
-        for tier in tiers:
+        if cut:
+            chosen[window] = {e.id for e in cut}
+        for tier in _size_tiers(small, policy.tier_ratio):
             for group in _groups(tier, policy):
-                if len(group) >= least:
-                    tasks.append(CompactionTask(state.partition, bucket, tuple(group)))
+                if len(group) >= policy.min_inputs:
+                    tier_groups.append((window, group))
+    tasks = [CompactionTask(state.partition, windows.folder(w), tuple(g), windows) for w, g in tier_groups]
+    tasks.extend(_linked_tasks(state, windows, chosen, policy))
+    return tasks
+
+
+def _overlapping(windows: Windows, window: int, members: list[SegmentEntry]) -> set[str]:
+    """Ids of the segments whose time ranges, within ``window``, overlap another's."""
+    if window == NULL_WINDOW:
+        return set()
+    lo, hi = window, windows.end(window) - 1
+    spans = sorted((max(e.min_time, lo), min(e.max_time, hi), e.id) for e in members if e.min_time is not None)
+    found: set[str] = set()
+    group: list[str] = []
+    reach = 0
+    for start, stop, segment_id in spans:
+        if group and start < reach:  # starts strictly before the group's range ends: they overlap
+            group.append(segment_id)
+            reach = max(reach, stop)
+            continue
+        if len(group) > 1:
+            found.update(group)
+        group, reach = [segment_id], stop
+    if len(group) > 1:
+        found.update(group)
+    return found
+
+
+def _linked_tasks(state: PartitionState, windows: Windows, chosen: dict[int, set[str]],
+                  policy: CompactionPolicy) -> list[CompactionTask]:
+    """One task per set of windows joined by the segments that cross them (each merged once)."""
+    parent = {w: w for w in chosen}
+
+    def root(w: int) -> int:
+        while parent[w] != w:
+            parent[w] = parent[parent[w]]
+            w = parent[w]
+        return w
+
+    owner: dict[str, int] = {}
+    for window, ids in chosen.items():
+        for segment_id in ids:
+            if segment_id in owner:
+                parent[root(window)] = root(owner[segment_id])
+            else:
+                owner[segment_id] = window
+    groups: dict[int, list[int]] = {}
+    for window in chosen:
+        groups.setdefault(root(window), []).append(window)
+    tasks = []
+    for members in groups.values():
+        ids = set().union(*(chosen[w] for w in members))
+        inputs = sorted((state.segments[i] for i in ids), key=lambda e: (e.min_time if e.min_time is not None
+                                                                         else NULL_WINDOW, e.id))
+        first, last = windows.folder(min(members)), windows.folder(max(members))
+        label = first if first == last else f"{first}..{last}"
+        for i in range(0, len(inputs), policy.max_inputs):
+            tasks.append(CompactionTask(state.partition, label, tuple(inputs[i:i + policy.max_inputs]), windows))
     return tasks
 
 
@@ -186,6 +279,7 @@ def run_task(store: ObjectStore, meta: TableMeta, state: PartitionState, task: C
     outputs = merge_segments(
         store, meta.path, task.inputs, sort_key=meta.full_sort_key, time_column=meta.time_column,
         rows_per_segment=rows_per_segment(task, policy), memory_rows=policy.memory_rows, stats=stats,
+        windows=task.windows,
     )
     if before_commit is not None:
         before_commit(task, outputs)
@@ -207,12 +301,12 @@ def compact_partition(store: ObjectStore, meta: TableMeta, partition: int,
     log = PartitionLog(store, meta.path, partition)
     for _ in range(MAX_ROUNDS):
         state = log.load()
-        tasks = plan_compaction(state, policy, now, full)
+        tasks = plan_compaction(state, policy, now, full, meta)
         if not tasks:
             break
         for i, task in enumerate(tasks):
             if progress is not None:
-                progress.planned(len(tasks) if i == 0 else 0, f"partition {partition}, bucket {task.bucket}")
+                progress.planned(len(tasks) if i == 0 else 0, f"partition {partition}, {task.bucket}")
             try:
                 state, done = run_task(store, meta, state, task, policy, before_commit)
             except CommitConflict:

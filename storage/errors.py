@@ -12,7 +12,11 @@ class PetrelError(Exception):
     """Root of every error Petrel raises on purpose."""
 
 
-class InvalidName(PetrelError, ValueError):
+class InvalidArgument(PetrelError, ValueError):
+    """An argument whose value cannot be used (a negative duration, a partition count out of range)."""
+
+
+class InvalidName(InvalidArgument):
     """A namespace, table or column name that cannot be used."""
 
 
@@ -35,12 +39,20 @@ class CommitConflict(PetrelError):
     """Another writer committed first; reload and retry (or give up)."""
 
 
+class WriteRace(CommitConflict):
+    """A conditional write met another one in flight (S3's 409): maybe nothing was written; reload and retry."""
+
+
+class UnsafeStore(PetrelError):
+    """An object store that does not honour conditional writes; commits on it would overwrite each other."""
+
+
 class Fenced(PetrelError):
     """A newer writer owns the partition; this writer's commit is refused."""
 
 
 class SegmentMissing(PetrelError):
-    """A segment a snapshot refers to is gone from the object store."""
+    """A segment a commit refers to is gone from the object store (vacuum took a stale upload): write it again."""
 
 
 class IngestError(PetrelError):
@@ -53,6 +65,10 @@ class IngestTimeout(IngestError, TimeoutError):
 
 class FlushFailed(IngestError):
     """A buffered batch could not be written or committed; retry it with the same batch id (stored once either way)."""
+
+
+class DedupExpired(IngestError):
+    """A retried batch is older than its partition can check for duplicates; it is refused, never stored twice."""
 
 
 class SharedRowsMissing(IngestError):
@@ -73,8 +89,15 @@ class SqlError(PetrelError, ValueError):
     def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
         where = f" (line {line}, column {column})" if line is not None else ""
         super().__init__(f"{message}{where}")
+        self.message = message
         self.line = line
         self.column = column
+
+    def located(self, line: int | None, column: int | None) -> SqlError:
+        """This error at ``line`` and ``column`` when it has no position yet (else itself)."""
+        if self.line is not None or line is None:
+            return self
+        return type(self)(self.message, line, column)
 
 
 class UnsupportedSql(SqlError):
@@ -91,3 +114,46 @@ class QueryTimeout(PetrelError, TimeoutError):
 
 class QueryFailed(PetrelError):
     """A query failed while executing; the message says at which step."""
+
+
+class MonitorError(PetrelError):
+    """Something about a monitor that Petrel refuses."""
+
+
+class InvalidMonitor(MonitorError, InvalidArgument):
+    """A monitor definition refused at create (or update) time; the message names the clause."""
+
+
+class MonitorNotFound(MonitorError, KeyError):
+    """The named monitor does not exist (or was dropped)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MonitorExists(MonitorError):
+    """A monitor with that name already exists in the namespace."""
+
+
+class AccessDenied(PetrelError, PermissionError):
+    """A read or request outside what the session, token or table-function allow-list permits."""
+
+
+class LimitExceeded(PetrelError):
+    """A request or query went over one of its tenant's limits (rows, bytes, memory, body size)."""
+
+
+class Unauthorized(AccessDenied):
+    """A request without a token, or with a token that is unknown or revoked."""
+
+
+class TooManyQueries(LimitExceeded):
+    """The tenant already runs as many queries as it may; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BodyTooLarge(LimitExceeded):
+    """A request body over the tenant's size limit; send it in smaller batches."""

@@ -34,7 +34,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from storage.errors import CommitConflict, Fenced, PetrelError, SchemaConflict
+from storage.errors import CommitConflict, Fenced, PetrelError, SchemaConflict, SegmentMissing
 from storage.objectstore import ObjectStore
 from storage.schema import schema_changes, schema_from_json, schema_to_json, unify
 from storage.segment import SegmentEntry
@@ -45,6 +45,11 @@ MAX_RECENT_COMMIT_IDS = 1_000
 # A removed segment's tombstone is kept this long (and never dropped earlier),
 # so vacuum knows when it was removed; vacuum refuses a longer grace period.
 TOMBSTONE_SECONDS = 7 * 86400
+# Vacuum deletes an upload no commit refers to once it is this old; a commit
+# re-uploads (under a new name) any segment it adds that is half that old, so
+# an upload vacuum may already consider an orphan is never committed.
+ORPHAN_MIN_SECONDS = 600.0
+STALE_UPLOAD_SECONDS = ORPHAN_MIN_SECONDS / 2
 _COMMIT_SUFFIX = ".json"
 _CHECKPOINT_SUFFIX = ".checkpoint.json"
 
@@ -232,9 +237,32 @@ class PartitionLog:
                 f"partition {self.partition} of {self.table_path}: version {target} is no longer readable "
                 f"(commits before {needed[0]} were vacuumed); read a newer version"
             )
+        if needed and needed[-1] - needed[0] + 1 != len(needed):  # a commit in the middle is missing
+            missing = next(v for v, w in zip(range(needed[0], target + 1), needed) if v != w)
+            raise PetrelError(
+                f"partition {self.partition} of {self.table_path}: commit {self.commit_path(missing)} is missing "
+                f"between versions {needed[0]} and {needed[-1]}; the log is damaged (restore the file from a "
+                "backup), and replaying past it would silently lose what it committed"
+            )
         for v in needed:
             state = _apply(state, v, self.record(v))
         return state
+
+    def load_after(self, state: PartitionState) -> PartitionState:
+        """The partition as of its latest version, reading only the commits after ``state.version``.
+
+        No listing: it reads version ``state.version + 1``, then the next,
+        until one is absent.  A reader whose next commit was already
+        vacuumed gets ``state`` back unchanged; it must ``load()`` afresh.
+        """
+        version = state.version + 1
+        while True:
+            try:
+                data = self.store.get(self.commit_path(version))
+            except FileNotFoundError:
+                return state
+            state = _apply(state, version, json.loads(data))
+            version += 1
 
     def record(self, version: int) -> dict[str, Any]:
         """The commit record at ``version``: what it added and removed, its batch ids, schema changes."""
@@ -293,6 +321,10 @@ class PartitionLog:
         }
         state = base
         for _ in range(max_attempts):
+            fresh = self._fresh_uploads(entries)
+            if fresh is not entries:
+                entries = fresh
+                record["added"] = [e.to_json() for e in entries]
             record["schema_changes"] = self._check(state, epoch, record, entries)
             record["timestamp"] = time.time()
             try:
@@ -309,6 +341,35 @@ class PartitionLog:
         raise CommitConflict(
             f"partition {self.partition} of {self.table_path}: gave up after {max_attempts} conflicting commits"
         )
+
+    def _fresh_uploads(self, entries: list[SegmentEntry]) -> list[SegmentEntry]:
+        """``entries``, with each upload older than STALE_UPLOAD_SECONDS copied to a new name first.
+
+        Vacuum deletes uploads no commit refers to once they are
+        ORPHAN_MIN_SECONDS old; a slow writer (a long rebase, a paused
+        process) could otherwise commit a segment vacuum has just deleted.
+        SegmentMissing if the upload is gone already: write it again.
+        """
+        now = time.time()
+        if all(now - e.created_at <= STALE_UPLOAD_SECONDS for e in entries):
+            return entries
+        fresh = []
+        for entry in entries:
+            if now - entry.created_at <= STALE_UPLOAD_SECONDS:
+                fresh.append(entry)
+                continue
+            new_id = uuid.uuid4().hex
+            new_path = f"{entry.path.rsplit('/', 1)[0]}/{new_id}.parquet"
+            try:
+                self.store.copy(f"{self.table_path}/{entry.path}", f"{self.table_path}/{new_path}")
+            except FileNotFoundError:
+                raise SegmentMissing(
+                    f"partition {self.partition} of {self.table_path}: upload {entry.path} was written "
+                    f"{now - entry.created_at:.0f}s ago and is gone (vacuum deletes uploads no commit refers to "
+                    f"after {ORPHAN_MIN_SECONDS:g}s); nothing was committed — write the segment again"
+                ) from None
+            fresh.append(replace(entry, id=new_id, path=new_path, created_at=time.time()))
+        return fresh
 
     def _landed(self, record_id: str) -> PartitionState | None:
         """The latest state if the commit ``record_id`` is in it, after a put that failed uncertainly."""

@@ -19,11 +19,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storage.objectstore import ObjectStore
+from storage.objectstore import ObjectStore, fsync_directory
 from storage.schema import conform, unify
 from storage.segment import (
     DEFAULT_ROW_GROUP_SIZE,
@@ -34,6 +35,7 @@ from storage.segment import (
     dictionary_columns,
     time_micros,
 )
+from storage.windows import NULL_WINDOW, Windows
 
 DEFAULT_BATCH_ROWS = 64 * 1024
 MIN_BATCH_ROWS = 1024
@@ -151,7 +153,11 @@ def segment_batches(
         for batch in reader.iter_batches(batch_size=batch_rows):
             if stats is not None:
                 stats.bytes_read += batch.nbytes
-            yield conform(pa.Table.from_batches([batch]), schema)
+            table = pa.Table.from_batches([batch])
+            if table.schema.equals(schema, check_metadata=False):  # the usual case: nothing to conform
+                yield table.replace_schema_metadata(schema.metadata)
+            else:
+                yield conform(table, schema)
     finally:
         handle.close()
 
@@ -196,6 +202,14 @@ class SegmentSink:
         self.stats.peak_output_rows = max(self.stats.peak_output_rows, self._pending_rows)
         if self._pending_rows >= self.row_group_size:
             self._flush(final=False)
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def spill(self) -> None:
+        """Write the pending rows now as a (shorter) row group, to free their memory."""
+        self._flush(final=True)
 
     def _flush(self, final: bool) -> None:
         if not self._pending_rows:
@@ -285,6 +299,7 @@ class _AtomicOutput:
             os.fsync(self.stream.fileno())
             self.stream.close()
             os.replace(self.tmp, self.full)
+            fsync_directory(os.path.dirname(self.full))  # the rename itself survives a power loss
         else:
             self.stream.close()
         return size
@@ -307,11 +322,15 @@ def merge_segments(
     memory_rows: int = 1_000_000,
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
     stats: MergeStats | None = None,
+    windows: Windows | None = None,
 ) -> list[SegmentEntry]:
-    """Merge sorted ``inputs`` (one partition, one time bucket) into sorted segments of
-    at most ``rows_per_segment`` rows, written next to them; returns their entries.
+    """Merge sorted ``inputs`` (one partition) into sorted segments of at most
+    ``rows_per_segment`` rows; returns their entries.
 
-    At most ``memory_rows`` input rows are held at once (split across the inputs).
+    With ``windows``, no output holds rows of two windows: each goes to its
+    window's ``data/<folder>``.  Without, every output goes next to the first
+    input.  At most ``memory_rows`` input rows are held at once (split across
+    the inputs), plus one row group per output being written.
     """
     if not inputs:
         return []
@@ -319,10 +338,9 @@ def merge_segments(
     schema = unify(e.schema for e in inputs)
     keys = [k for k in sort_key if k in schema.names]
     batch_rows = max(MIN_BATCH_ROWS, min(DEFAULT_BATCH_ROWS, memory_rows // len(inputs)))
-    folder = inputs[0].path.rsplit("/", 1)[0]
-    level = max(e.level for e in inputs) + 1
-    entries: list[SegmentEntry] = []
-    sink: SegmentSink | None = None
+    router = _Router(store, table_path, schema, inputs, windows, time_column=time_column, sort_key=sort_key,
+                     rows_per_segment=rows_per_segment, row_group_size=row_group_size, stats=stats,
+                     in_time_order=bool(keys) and keys[0] == time_column, memory_rows=memory_rows)
     fetcher = ThreadPoolExecutor(max_workers=FETCH_THREADS)
     try:
         sources = []
@@ -337,22 +355,80 @@ def merge_segments(
         else:
             chunks = merge_sorted(sources, keys, stats)
         for chunk in chunks:
-            while chunk.num_rows:
-                if sink is None:
-                    sink = SegmentSink(store, table_path, folder, schema, partition=inputs[0].partition,
-                                       time_column=time_column, level=level, sort_key=sort_key,
-                                       row_group_size=min(row_group_size, rows_per_segment), stats=stats)
-                room = rows_per_segment - sink.rows
-                sink.write(chunk.slice(0, room))
-                chunk = chunk.slice(room)
-                if sink.rows >= rows_per_segment:
-                    entries.append(sink.close())
-                    sink = None
-        if sink is not None:
-            entries.append(sink.close())
-            sink = None
+            router.write(chunk)
+        return router.close()
     finally:
         fetcher.shutdown(wait=True, cancel_futures=True)
-        if sink is not None:
+        router.abort()
+
+
+class _Router:
+    """Sends a sorted stream of rows to output segments: one per window, cut by size."""
+
+    def __init__(self, store: ObjectStore, table_path: str, schema: pa.Schema, inputs: Sequence[SegmentEntry],
+                 windows: Windows | None, *, time_column: str, sort_key: Sequence[str], rows_per_segment: int,
+                 row_group_size: int, stats: MergeStats, in_time_order: bool, memory_rows: int) -> None:
+        self.store, self.table_path, self.schema = store, table_path, schema
+        self.windows = windows
+        self.time_column = time_column if time_column in schema.names else None
+        self.sort_key = sort_key
+        self.rows_per_segment = rows_per_segment
+        self.row_group_size = min(row_group_size, rows_per_segment)
+        self.stats = stats
+        self.in_time_order = in_time_order
+        self.memory_rows = memory_rows
+        self.partition = inputs[0].partition
+        self.level = max(e.level for e in inputs) + 1
+        self.folder = inputs[0].path.rsplit("/", 1)[0]
+        self.sinks: dict[int, SegmentSink] = {}
+        self.entries: list[SegmentEntry] = []
+
+    def write(self, chunk: pa.Table) -> None:
+        for window, part in self._split(chunk):
+            if self.in_time_order:  # every earlier window is complete
+                for done in [w for w in self.sinks if w < window]:
+                    self.entries.append(self.sinks.pop(done).close())
+            while part.num_rows:
+                sink = self.sinks.get(window)
+                if sink is None:
+                    folder = self.folder if self.windows is None else f"data/{self.windows.folder(window)}"
+                    sink = self.sinks[window] = SegmentSink(
+                        self.store, self.table_path, folder, self.schema, partition=self.partition,
+                        time_column=self.time_column or "", level=self.level, sort_key=self.sort_key,
+                        row_group_size=self.row_group_size, stats=self.stats)
+                room = self.rows_per_segment - sink.rows
+                sink.write(part.slice(0, room))
+                part = part.slice(room)
+                if sink.rows >= self.rows_per_segment:
+                    self.entries.append(self.sinks.pop(window).close())
+        self._bound_memory()
+
+    def _split(self, chunk: pa.Table) -> list[tuple[int, pa.Table]]:
+        """(window, rows of ``chunk`` in it), in window order; each part keeps the chunk's order."""
+        if self.windows is None or self.time_column is None or not chunk.num_rows:
+            return [(0, chunk)] if chunk.num_rows else []
+        micros = time_micros(chunk.column(self.time_column))
+        starts = self.windows.starts(pc.fill_null(micros, 0).to_numpy(zero_copy_only=False))
+        if micros.null_count:
+            starts = np.where(micros.is_null().to_numpy(zero_copy_only=False), NULL_WINDOW, starts)
+        if starts[0] == starts[-1] and (starts == starts[0]).all():
+            return [(int(starts[0]), chunk)]
+        if (np.diff(starts) >= 0).all():  # in time order: contiguous runs
+            cuts = [0, *(np.flatnonzero(np.diff(starts)) + 1).tolist(), len(starts)]
+            return [(int(starts[a]), chunk.slice(a, b - a)) for a, b in zip(cuts, cuts[1:])]
+        return [(int(w), chunk.filter(pa.array(starts == w))) for w in np.unique(starts)]
+
+    def _bound_memory(self) -> None:
+        """Write out the largest pending row groups while the open outputs hold more than the budget."""
+        while len(self.sinks) > 1 and sum(s.pending_rows for s in self.sinks.values()) > self.memory_rows:
+            max(self.sinks.values(), key=lambda s: s.pending_rows).spill()
+
+    def close(self) -> list[SegmentEntry]:
+        for window in sorted(self.sinks):
+            self.entries.append(self.sinks.pop(window).close())
+        return self.entries
+
+    def abort(self) -> None:
+        for sink in self.sinks.values():
             sink.abort()
-    return entries
+        self.sinks.clear()

@@ -22,9 +22,12 @@ from urllib.parse import urlparse
 import fsspec
 import pyarrow.fs as pafs
 
-from storage.errors import CommitConflict, PetrelError
+from storage.errors import CommitConflict, PetrelError, UnsafeStore, WriteRace
 
 _MEMORY_LOCK = threading.Lock()
+_CHECKED_STORES: set[tuple[str, str]] = set()  # (location, endpoint) whose conditional writes were verified
+_CHECKED_LOCK = threading.Lock()
+_CHECK_FOLDER = ".petrel-conditional-write-check"  # not a valid namespace name: never listed as one
 
 
 @dataclass(frozen=True)
@@ -174,15 +177,72 @@ class ObjectStore:
                     raise CommitConflict(f"{path} already exists: another writer committed it first")
                 self.fs.pipe_file(full, data)
         else:
-            try:
-                with self.fs.open(full, "xb") as handle:
-                    handle.write(data)
-            except FileExistsError as exc:
+            self._check_conditional_writes_once()
+            self._conditional_put(path, data)
+
+    def _conditional_put(self, path: str, data: bytes) -> None:
+        """A PUT with ``If-None-Match: *``, its refusals as CommitConflict (or WriteRace, retryable)."""
+        try:
+            with self.fs.open(self.full(path), "xb") as handle:
+                handle.write(data)
+        except FileExistsError as exc:
+            raise CommitConflict(f"{path} already exists: another writer committed it first") from exc
+        except OSError as exc:
+            race = _failed_condition(exc)
+            if race == "exists":  # some endpoints report the failed precondition as a plain error
                 raise CommitConflict(f"{path} already exists: another writer committed it first") from exc
-            except OSError as exc:  # some endpoints report the failed precondition as a plain error
-                if "PreconditionFailed" in str(exc) or "412" in str(exc):
-                    raise CommitConflict(f"{path} already exists: another writer committed it first") from exc
-                raise
+            if race == "race":
+                raise WriteRace(
+                    f"{path}: another conditional write of it was in flight (409 ConditionalRequestConflict); "
+                    "maybe neither landed — reload and retry"
+                ) from exc
+            raise
+
+    def check_conditional_writes(self) -> None:
+        """Put one key twice and expect the second put refused; UnsafeStore if the store overwrote it.
+
+        Every commit rests on ``If-None-Match: *``.  A store that ignores it
+        (some S3-compatible servers, old gateways) would let two writers
+        overwrite each other's commits silently, so Petrel refuses to run there.
+        """
+        probe = f"{_CHECK_FOLDER}/{uuid.uuid4().hex}"
+        try:
+            self._conditional_put(probe, b"first")
+            try:
+                self._conditional_put(probe, b"second")
+            except CommitConflict:
+                return
+            raise UnsafeStore(
+                f"the object store at {self.location} ignored If-None-Match: a second conditional put of {probe} "
+                "overwrote the first, so concurrent commits would overwrite each other; use a store that supports "
+                "conditional writes (AWS S3, MinIO, Ceph RGW and others do)"
+            )
+        finally:
+            try:
+                self.fs.rm_file(self.full(probe))
+            except (FileNotFoundError, OSError):
+                pass
+
+    def _check_conditional_writes_once(self) -> None:
+        key = (self.location, str(self.storage_options.get("endpoint_url")
+                                  or (self.storage_options.get("client_kwargs") or {}).get("endpoint_url")))
+        if key in _CHECKED_STORES:
+            return
+        with _CHECKED_LOCK:
+            if key not in _CHECKED_STORES:
+                self.check_conditional_writes()
+                _CHECKED_STORES.add(key)
+
+    def copy(self, source: str, target: str) -> None:
+        """Write ``target`` as a new object with ``source``'s bytes (a fresh modification time).
+
+        FileNotFoundError if ``source`` is gone.
+        """
+        self.calls["put"] += 1
+        if self.protocol == "file":
+            self._local_put(self.full(target), self.get(source), exclusive=False)
+        else:
+            self.fs.copy(self.full(source), self.full(target))
 
     def put(self, path: str, data: bytes) -> None:
         """Write ``path`` whole (readers never see a partial object); for unique names."""
@@ -224,7 +284,7 @@ class ObjectStore:
             else:
                 os.replace(tmp, full)
                 tmp = None
-            _fsync_dir(directory)
+            fsync_directory(directory)
         finally:
             if tmp is not None:
                 try:
@@ -244,6 +304,27 @@ class ObjectStore:
         return self.full(path)
 
 
+def _failed_condition(exc: BaseException) -> str | None:
+    """'exists' for a refused If-None-Match (412), 'race' for a conflicting one in flight (409), else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            code = (response.get("Error") or {}).get("Code")
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if code == "PreconditionFailed" or status == 412:
+                return "exists"
+            if code == "ConditionalRequestConflict" or status == 409:
+                return "race"
+        text = str(seen)  # codes only: a bare 409 or 412 may be part of a path
+        if "PreconditionFailed" in text or "Precondition Failed" in text:
+            return "exists"
+        if "ConditionalRequestConflict" in text:
+            return "race"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _mtime(entry: dict[str, Any]) -> float:
     for key in ("mtime", "LastModified", "created", "last_modified"):
         value = entry.get(key)
@@ -255,7 +336,8 @@ def _mtime(entry: dict[str, Any]) -> float:
     return time.time()
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_directory(directory: str) -> None:
+    """Make a rename or link in a local ``directory`` durable (best effort where it cannot be opened)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -3,8 +3,10 @@
 A table's retention period (``TableMeta.retention``, seconds) is enforced by
 dropping every segment whose ``max_time`` is before ``now - retention``, in
 one commit per partition.  A segment that still holds one event inside the
-period stays whole; segments are cut by hour, so data is kept at most an hour
-past its period.  Dropped files are deleted later by vacuum.
+period stays whole; compacted segments never cross a compaction window
+(``storage.windows``: a day, or an hour for retention under a week), so data
+is kept at most about one window past its period.  Dropped files are deleted
+later by vacuum.
 """
 
 from __future__ import annotations

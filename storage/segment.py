@@ -197,7 +197,10 @@ def _stats_of(column: pa.ChunkedArray, known: tuple[Any, Any] | None = None) -> 
     if not orderable or nulls == len(column):
         return ColumnStats(None, None, nulls)
     bounds = pc.min_max(column)
-    lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+    try:
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+    except (OverflowError, ValueError, OSError):  # a time Python cannot hold (year 0 or 20000): bounds unknown
+        return ColumnStats(None, None, nulls)
     if isinstance(lo, float) and (lo != lo or hi != hi):  # NaN: no usable bounds
         return ColumnStats(None, None, nulls)
     if isinstance(lo, str) and (len(lo) > _MAX_STAT_STRING or len(hi) > _MAX_STAT_STRING):
@@ -205,9 +208,40 @@ def _stats_of(column: pa.ChunkedArray, known: tuple[Any, Any] | None = None) -> 
     return ColumnStats(lo, hi, nulls)
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_UNIT_FACTORS = {"s": (_US_PER_S, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}  # (multiply, floor-divide)
+
+
 def time_micros(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """The values of a timestamp column as int64 microseconds since the epoch."""
-    return pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
+    """The values of a timestamp (or date) column as int64 microseconds since the epoch.
+
+    Never raises on a value out of range: a time beyond what int64
+    microseconds hold (a ``timestamp[s]`` of 1e13, say) saturates at the
+    int64 bounds instead of wrapping, and nanoseconds round down.
+    """
+    type_ = column.type
+    if pa.types.is_timestamp(type_):
+        multiply, divide = _UNIT_FACTORS[type_.unit]
+        raw = pc.cast(column, pa.int64())
+    elif pa.types.is_date32(type_):
+        multiply, divide = 86_400 * _US_PER_S, 1
+        raw = pc.cast(column, pa.int32()).cast(pa.int64())
+    elif pa.types.is_date64(type_):
+        multiply, divide = 1000, 1
+        raw = pc.cast(column, pa.int64())
+    else:
+        return pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
+    if isinstance(raw, pa.ChunkedArray):
+        raw = raw.combine_chunks() if raw.num_chunks else pa.array([], pa.int64())
+    if multiply == 1 and divide == 1:
+        return raw
+    values = pc.fill_null(raw, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if multiply > 1:
+        values = np.clip(values, _INT64_MIN // multiply, _INT64_MAX // multiply) * multiply
+    else:
+        values = values // divide
+    mask = raw.is_null().to_numpy(zero_copy_only=False) if raw.null_count else None
+    return pa.array(values, pa.int64(), mask=mask)
 
 
 def bucket_of(micros: int) -> str:
@@ -254,14 +288,10 @@ def column_encodings(schema: pa.Schema, sorted_by: Sequence[str], dictionary: Se
     Integer, timestamp, date and time columns of the sort key (the time
     column last, or alone by default) get DELTA_BINARY_PACKED: sorted, their
     differences take a few bits where plain encoding takes eight bytes, and
-    zstd — about 40% of a write — then has a fraction of the bytes to
-    compress.  On the benchmark's events (sorted by time alone) a 20k-row
-    segment encoded 9% faster and a 100k-row one read back 13% faster (best
-    of 9, one thread).  Other columns, and those in ``dictionary``, keep
-    Parquet's default (plain, or the dictionary).  Delta-encoding every
-    integer column was tried: it made DuckDB read our TPC-H segments 22%
-    faster but Petrel only 4-6% (its scans are not bound by decoding), which
-    took Petrel past 3x DuckDB's time on the same files.
+    zstd then has a fraction of the bytes to compress.  Other columns, and
+    those in ``dictionary``, keep Parquet's default (plain, or the
+    dictionary); why not every integer column is in docs/benchmarks.md
+    ("Design measurements").
     """
     keys = set(sorted_by) - set(dictionary)
     return {
@@ -293,11 +323,13 @@ def encode_segment(
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
     sorted_already: bool = False,
     dictionary: list[str] | None = None,
+    folder: str | None = None,
 ) -> tuple[SegmentEntry, bytes]:
     """Sort ``table`` by ``sort_key`` and encode it: the segment's manifest entry and Parquet bytes, not yet stored.
 
     ``dictionary``: the columns to dictionary-encode, if already chosen (by
-    default :func:`dictionary_columns` samples the table).
+    default :func:`dictionary_columns` samples the table).  ``folder``: the
+    ``data/<folder>`` it goes in (by default the hour of its first event).
     """
     if not sorted_already and table.num_rows > 1:
         keys = [(k, "ascending") for k in sort_key if k in table.column_names]
@@ -309,7 +341,7 @@ def encode_segment(
         bounds = pc.min_max(micros)
         min_time, max_time = bounds["min"].as_py(), bounds["max"].as_py()
     segment_id = uuid.uuid4().hex
-    bucket = bucket_of(min_time) if min_time is not None else "unknown"
+    bucket = folder or (bucket_of(min_time) if min_time is not None else "unknown")
     if dictionary is None:
         dictionary = dictionary_columns(table)
     sink = io.BytesIO()

@@ -10,7 +10,9 @@ An orphan (a file under ``data/`` that is neither live nor tombstoned) might
 also be an upload whose commit is about to land, so it gets a grace of at
 least :data:`ORPHAN_MIN_SECONDS` whatever ``older_than`` says; only an
 explicit ``orphans_older_than`` goes lower (tests, or an operator who knows no
-writer is running).
+writer is running).  A commit re-uploads any segment it adds that is half that
+old (``storage.log.STALE_UPLOAD_SECONDS``), so vacuum never deletes an upload
+whose commit lands later.
 """
 
 from __future__ import annotations
@@ -22,12 +24,11 @@ from typing import Any
 
 from storage.catalog import Catalog, TableMeta, parse_duration
 from storage.errors import PetrelError
-from storage.log import TOMBSTONE_SECONDS, PartitionLog, PartitionState
+from storage.log import ORPHAN_MIN_SECONDS, TOMBSTONE_SECONDS, PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
 from storage.snapshot import load_partitions
 
 DEFAULT_GRACE_SECONDS = 3600.0
-ORPHAN_MIN_SECONDS = 600.0
 _TEMPORARY_PREFIX = ".tmp-"
 
 

@@ -4,15 +4,9 @@ and warehouse roots over every backend."""
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 
 import pytest
-
-# tests/ is a package (tests in sub-folders mirror the code's packages); the
-# shared data modules at its top are still imported by their plain names,
-# found after the real packages, never in front of them
-sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
 os.environ.setdefault("RAY_ACCEPT_DEPRECATED_SHARED_MEMORY", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

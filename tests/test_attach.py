@@ -15,7 +15,7 @@ import sys
 
 import ray
 
-from event_data import load_events
+from tests.event_data import load_events
 from storage.objectstore import ObjectStore
 
 

@@ -10,15 +10,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from engine.execution import aggregate
-from engine.execution.local import run_locally
-from engine.execution.operators import sort
-from engine.execution.scan import ScanStats, SegmentReader
-from event_data import load_events
+from engine.query.execution import aggregate
+from engine.query.executor import run_locally
+from engine.query.execution.operators import sort
+from engine.query.execution.scan import ScanStats, SegmentReader
+from tests.event_data import load_events
 from planner.aggregates import result_type
 from planner.logical import AggCall, SortKey, TableSource
 from planner.planning import plan_query
-from result_compare import assert_same
+from tests.result_compare import assert_same
 from storage.errors import QueryFailed
 from storage.objectstore import ObjectStore
 from storage.segment import write_segment
@@ -67,10 +67,13 @@ def test_global_aggregate_over_nothing_has_one_row():
     assert merged.column("n").to_pylist() == [0] and merged.column("s").to_pylist() == [None]
 
 
-def test_group_ids_treat_null_as_a_group():
-    table = pa.table({"a": ["x", None, "x", None], "b": [1, 1, 1, 2]})
-    ids, count = aggregate.group_ids(table, ("a", "b"))
-    assert count == 3 and ids.to_pylist() == [0, 1, 0, 2]
+def test_final_merge_treats_null_keys_as_a_group():
+    table = pa.table({"a": ["x", None, "x", None], "b": [1, 1, 1, 2], "v": [1.0, 2.0, 3.0, 4.0]})
+    calls = (AggCall("n", "count_star"), AggCall("sd", "stddev_pop", "v"))
+    states = pa.concat_tables([aggregate.partial(table.slice(0, 2), ("a", "b"), calls),
+                               aggregate.partial(table.slice(2), ("a", "b"), calls)])
+    merged = aggregate.final(states, ("a", "b"), calls).sort_by([("b", "ascending"), ("a", "ascending")])
+    assert merged.to_pydict() == {"a": ["x", None, None], "b": [1, 1, 2], "n": [2, 1, 1], "sd": [1.0, 0.0, 0.0]}
 
 
 def test_sort_with_per_key_null_placement_and_topk():
@@ -184,3 +187,21 @@ def test_integer_sums_never_wrap_silently():
     assert averages.column("a").to_pylist() == [big / 3, float(big)]
     with pytest.raises(QueryFailed, match="exceeds the BIGINT range"):
         aggregate.final(states, ("k",), calls[:1])
+
+
+def test_bytes_read_counts_the_columns_a_filter_tests(tmp_path):
+    """A filtered count outputs no column but reads the filtered one: its bytes count (they read 0 before)."""
+    from engine.query.executor import run_fragment
+    from planner.fragments import Fragment, stage_plan, stage_scan
+    from planner.logical import Gather
+
+    store = ObjectStore(str(tmp_path / "warehouse"))
+    meta, _ = load_events(store, hours=2, partitions=1, rows_per_segment=100)
+    snapshot = load_snapshot(store, meta)
+    source = TableSource(meta, snapshot.schema, snapshot.segments, dict(snapshot.versions))
+    planned = plan_query("SELECT count(*) FROM events WHERE latency_ms > 100", lambda name: source)
+    gather = next(n for n in planned.optimized.walk() if isinstance(n, Gather))
+    scan = stage_scan(gather.input)
+    _, stats = run_fragment(Fragment("q", 1, 0, stage_plan(gather), tuple(scan.segments)), SegmentReader(store))
+    assert stats["segments"] == len(scan.segments) and stats["rows_read"] == sum(s.rows for s in scan.segments)
+    assert 0 < stats["bytes_read"] < sum(s.bytes for s in scan.segments)

@@ -14,20 +14,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from engine.execution.exchange import partition
-from engine.execution.operators import Execution, concat, execute
-from engine.execution.scan import SegmentReader
+from engine.query.execution.exchange import partition
+from engine.query.execution.operators import Execution, concat, execute
+from engine.query.execution.scan import SegmentReader
 from planner.context import PlanContext
 from planner.explain import explain
 from planner.fragments import stage_plan, stage_scan
 from planner.logical import Broadcast, Gather, Join, Shuffle, TableSource, Window
 from planner.planning import plan_query
-from result_compare import assert_same
+from tests.result_compare import assert_same
 from storage.catalog import Catalog, TableMeta
 from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry
 from storage.snapshot import load_snapshot
-from tpch_tables import load_tables
+from tests.tpch_tables import load_tables
 
 SCHEMA = pa.schema([("k", pa.int64()), ("v", pa.int64()), ("timestamp", pa.timestamp("us"))])
 

@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from engine.execution.exchange import bucket_of, partition
-from engine.execution.join import join, set_operation
-from engine.execution.window import window
+from engine.query.execution.exchange import bucket_of, partition
+from engine.query.execution.join import join, set_operation
+from engine.query.execution.window import window
 from planner.logical import Join, SortKey, Values, WindowCall
 
 LEFT = pa.table({"k": pa.array([1, 2, 2, None, 5], pa.int32()), "tags": pa.array([["a"], [], ["b", "c"], None, ["d"]])})
@@ -104,7 +104,7 @@ SUBQUERIES = [
 
 
 def _run_local(query: str, tables: dict[str, pa.Table]) -> pa.Table:
-    from engine.execution.operators import Execution, execute
+    from engine.query.execution.operators import Execution, execute
     from planner.context import PlanContext
     from planner.logical import Memory
     from planner.planning import plan_query
@@ -124,7 +124,7 @@ def _oracle(query: str, tables: dict[str, pa.Table]) -> pa.Table:
 
 @pytest.mark.parametrize("query", SUBQUERIES)
 def test_subqueries_match_duckdb(query):
-    from result_compare import assert_same
+    from tests.result_compare import assert_same
 
     assert_same(_run_local(query, TABLES), _oracle(query, TABLES), ordered=False, query=query)
 
@@ -161,7 +161,7 @@ FRAMES = [
 
 @pytest.mark.parametrize("frame", FRAMES)
 def test_sliding_min_max_match_duckdb(frame):
-    from result_compare import assert_same
+    from tests.result_compare import assert_same
 
     tables = {"t": _window_table(300, 4)}
     query = (f"SELECT id, min(v) OVER (PARTITION BY g {frame}) AS lo, max(v) OVER (PARTITION BY g {frame}) AS hi, "
@@ -170,7 +170,7 @@ def test_sliding_min_max_match_duckdb(frame):
 
 
 def test_min_max_to_the_partition_end_over_a_long_partition():
-    from result_compare import assert_same
+    from tests.result_compare import assert_same
 
     tables = {"t": _window_table(50_000, 1)}
     query = ("SELECT id, min(v) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND UNBOUNDED FOLLOWING) AS lo, "

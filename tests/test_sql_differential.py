@@ -9,9 +9,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from differential_queries import QUERIES
-from event_data import load_events
-from result_compare import assert_same
+from tests.differential_queries import QUERIES
+from tests.event_data import load_events
+from tests.result_compare import assert_same
 
 
 def _split(entry):
@@ -46,7 +46,7 @@ def test_same_result_as_duckdb(events_db, entry):
 def test_comparison_checks_plain_names_and_type_families():
     import pyarrow as pa
 
-    from result_compare import assert_same_columns
+    from tests.result_compare import assert_same_columns
 
     ours = pa.table({"n": pa.array([1], pa.int64()), "SERVICE": ["a"], "count(*)": [1]})
     assert_same_columns(ours, pa.table({"n": pa.array([1], pa.decimal128(38, 0)), "service": ["a"], "count_star()": [1]}))

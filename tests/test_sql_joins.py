@@ -13,10 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from event_data import load_events
-from join_queries import QUERIES
-from result_compare import assert_same
-from tpch_tables import load_tables
+from tests.event_data import load_events
+from tests.join_queries import QUERIES
+from tests.result_compare import assert_same
+from tests.tpch_tables import load_tables
 
 SERVICES = pa.table({
     "service": ["api", "api", "web", "db", "auth", None, "billing"],
@@ -112,8 +112,8 @@ def test_read_parquet_from_s3_joins_a_warehouse_table(s3_options):
     import fsspec
     import pyarrow.parquet as pq
 
-    from engine.execution.local import run_locally
-    from engine.execution.scan import SegmentReader
+    from engine.query.executor import run_locally
+    from engine.query.execution.scan import SegmentReader
     from engine.external import read_file
     from planner.context import PlanContext
     from planner.logical import TableSource

@@ -18,8 +18,8 @@ import duckdb
 import pytest
 
 from benchmarks.tpch.datagen import generate
-from result_compare import assert_same
-from tpch_tables import dbgen_missing, ingest_tables, queries, read_dbgen
+from tests.result_compare import assert_same
+from tests.tpch_tables import dbgen_missing, ingest_tables, queries, read_dbgen
 
 QUERIES = queries()
 DATASETS = {  # how to make the tables, and the broadcast limit in bytes

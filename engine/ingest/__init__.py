@@ -1,10 +1,25 @@
 """Ingestion: events in, sorted segments committed exactly once.
 
-``parse`` reads client data into Arrow (``timestamps`` reads event times),
-``normalize`` fits it to the table with per-row rejections (``schema_log``
-keeps the schema all partitions agree on), ``router`` assigns rows to
-partitions, ``handoff`` carries them to their owner, ``actor`` owns a
-partition and group-commits its buffer, ``client`` fans a batch out to the
-owners and retries, ``files`` ingests files exactly once, and ``rejected``
-keeps the rows that were refused.
+The client side (in the caller's process):
+
+- ``client`` — a session's :class:`~engine.ingest.client.Ingestion` and a
+  :class:`~engine.ingest.client.TableClient` per table: **fit** a batch
+  (``parse`` reads it into Arrow, ``timestamps`` reads event times,
+  ``normalize`` fits it to the table with per-row rejections,
+  ``expired`` refuses rows past retention; ``storage.schema_log`` keeps the
+  schema all partitions agree on), then **route** it (``router``);
+- ``deliver`` — sends each partition's slice to its owner, many appends to
+  one Ray call, and retries; ``transfer`` is how the rows travel (Arrow IPC,
+  through Ray or through shared memory);
+- ``files`` — files ingested exactly once, through the same path;
+- ``rejected`` — the table that keeps refused rows.
+
+The owner side (one per partition, on Ray):
+
+- ``owner`` — :class:`~engine.ingest.owner.PartitionOwner`, a plain class:
+  buffer, **flush** (``encode`` makes the segments) and **commit** segments,
+  batch ids and source offsets together;
+- ``actor`` — :class:`~engine.ingest.actor.IngestActor`, the owner on Ray;
+- ``offsets`` — :class:`~engine.ingest.offsets.Offset`: whether a source's
+  input is already committed (files, stream sequences).
 """

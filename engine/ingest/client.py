@@ -1,21 +1,23 @@
 """The client side of ingestion: from ``session.ingest(...)`` to acknowledged commits.
 
-One call parses and fits the batch to the table (recording any schema change
-first, see ``schema_log``), routes its rows, and sends each partition's slice
-to that partition's owner in parallel (through the owner's courier, which
-carries the appends of all the session's threads, many to a Ray call),
-together with the rejected rows for the namespace's rejected-rows table.
-It returns when every slice is committed.  Owners are named Ray actors, one
-per (table, partition), so every session on a cluster talks to the same
-owner; Ray restarts a dead one, which claims a higher epoch and rebuilds its
-state from the log.  ``close()`` stops the owners a session used (others
-reach new ones by name when they retry).  A call that meets a dead,
-restarting or fenced owner retries with the same batch id, which the owners
+One call fits the batch to the table (:meth:`TableClient.fit`: parse,
+normalize, record any schema change first — see ``storage.schema_log`` —
+and refuse rows already past retention), routes its rows
+(:meth:`TableClient.slices`, see ``router``), and delivers each partition's
+slice to that partition's owner in parallel (see ``deliver``), together with
+the rejected rows for the namespace's rejected-rows table.  It returns when
+every slice is committed.  Owners are named Ray actors, one per (table,
+partition), so every session on a cluster talks to the same owner; Ray
+restarts a dead one, which claims a higher epoch and rebuilds its state from
+the log.  ``close()`` stops the owners a session used (others reach new
+ones by name when they retry).  A call that meets a dead or restarting
+owner, or a failed flush, retries with the same batch id, which the owners
 acknowledge without writing twice.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import threading
@@ -26,33 +28,26 @@ from typing import Any
 
 import pyarrow as pa
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
 
-from engine.ingest.actor import IngestActor, IngestConfig
-from engine.ingest.courier import Courier, Ticket
-from engine.ingest.handoff import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack
+from engine.ingest.actor import IngestActor
+from engine.ingest.deliver import OwnerChannel, Pending, Slice, deliver
+from engine.ingest.expired import split_expired
 from engine.ingest.normalize import DEFAULT_MAX_ROW_BYTES, Normalized, normalize
+from engine.ingest.offsets import Offset
+from engine.ingest.owner import IngestConfig
 from engine.ingest.parse import parse
-from engine.ingest.rejected import REJECTED_TABLE, rejected_batch_id, rejected_rows
+from engine.ingest.rejected import REJECTED_TABLE, ensure_rejected_table, rejected_batch_id, rejected_rows
 from engine.ingest.router import partitions_of, split
-from engine.ingest.schema_log import TableSchemaLog
+from engine.ingest.transfer import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack
 from engine.ingest.transform import apply_transform
-from engine.maintenance.retention import split_expired
 from storage.catalog import Catalog, TableMeta
-from storage.errors import (
-    CommitConflict,
-    Fenced,
-    FlushFailed,
-    IngestError,
-    IngestTimeout,
-    RejectedRows,
-    SharedRowsMissing,
-)
+from storage.errors import CommitConflict, RejectedRows
 from storage.objectstore import ObjectStore
+from storage.schema_log import TableSchemaLog
 
 ACTOR_NAMESPACE = "petrel"
-_RETRYABLE = (RayActorError, Fenced, FlushFailed)
 META_REFRESH_SECONDS = 30.0
+SENT_MEMORY = 100_000  # batch ids whose first attempt a session remembers, to stamp a retry with it
 
 
 @dataclass(frozen=True)
@@ -69,7 +64,8 @@ class IngestOptions:
     """Client-side limits (row size, retries, the overall time an ingest call may take) and transport.
 
     ``shared_memory``: hand rows to owners on this machine through shared
-    memory rather than Ray's object store (see ``handoff``).
+    memory rather than Ray's object store (see ``transfer``); ``actor``:
+    how the owners this session starts buffer.
     """
 
     max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
@@ -77,20 +73,6 @@ class IngestOptions:
     max_attempts: int = 30
     actor: IngestConfig = IngestConfig()
     shared_memory: bool = True
-
-
-@dataclass
-class _Slice:
-    """One partition's part of one batch, on its way to the owner."""
-
-    writer: TableWriter
-    partition: int
-    batch_id: str
-    rows: pa.Table
-    offsets: dict[str, Any] | None = None
-    urgent: bool = False
-    written: int | None = None
-    data: pa.Buffer | SharedRows | None = None  # the rows as they travel, made when first sent
 
 
 def owner_name(store: ObjectStore, meta: TableMeta) -> str:
@@ -104,8 +86,8 @@ def owner_name(store: ObjectStore, meta: TableMeta) -> str:
     return "ingest-" + hashlib.sha1(identity.encode()).hexdigest()[:20]
 
 
-class TableWriter:
-    """Everything a session needs to write one table: owners and the evolving schema."""
+class TableClient:
+    """Everything a session needs to write one table: fitting batches, its owners, and the evolving schema."""
 
     def __init__(
         self, store: ObjectStore, meta: TableMeta, options: IngestOptions, shared: SharedArea | None = None
@@ -118,7 +100,7 @@ class TableWriter:
         self.schema_log = TableSchemaLog(store, meta)
         self.schema_version, self.schema = self.schema_log.load()
         self._owners: dict[int, Any] = {}
-        self._couriers: dict[int, Courier] = {}
+        self._channels: dict[int, OwnerChannel] = {}
         self._lock = threading.Lock()
         self._name = owner_name(store, meta)
         self._shared = shared if options.shared_memory else None
@@ -150,19 +132,25 @@ class TableWriter:
         self._owners.pop(partition, None)
         self._remote.discard(partition)  # its successor may run on this machine
 
-    def send(self, item: _Slice) -> Ticket:
-        """Hand ``item`` to its partition's courier (its rows packed for the way, the first time)."""
+    def claim(self, partition: int) -> None:
+        """Give the partition a new owner, which claims it under a higher epoch (fencing any other)."""
+        handle = self.owner(partition)
+        ray.kill(handle, no_restart=False)  # Ray starts it again; the new one claims as it starts
+        self.forget(partition)
+
+    def send(self, item: Slice) -> Pending:
+        """Hand ``item`` to its partition's channel (its rows packed for the way, the first time)."""
         if item.data is None:
             item.data = self._package(item.partition, item.rows)
-        courier = self._couriers.get(item.partition)
-        if courier is None:
+        channel = self._channels.get(item.partition)
+        if channel is None:
             with self._lock:
-                courier = self._couriers.get(item.partition)
-                if courier is None:
+                channel = self._channels.get(item.partition)
+                if channel is None:
                     partition = item.partition
-                    courier = Courier(lambda: self.owner(partition), f"courier-{self.meta.name}-{partition}")
-                    self._couriers[partition] = courier
-        return courier.send(item.batch_id, item.data, item.offsets, item.urgent)
+                    channel = OwnerChannel(lambda: self.owner(partition), f"ingest-{self.meta.name}-{partition}")
+                    self._channels[partition] = channel
+        return channel.send(item.batch_id, item.data, item.offsets, item.urgent, item.first_sent)
 
     def _package(self, partition: int, rows: pa.Table) -> pa.Buffer | SharedRows:
         if self._shared is not None and partition not in self._remote and rows.nbytes >= SHARED_MIN_BYTES:
@@ -171,7 +159,7 @@ class TableWriter:
                 return shared
         return pack(rows)
 
-    def not_shared(self, item: _Slice) -> None:
+    def not_shared(self, item: Slice) -> None:
         """``item``'s owner cannot read shared memory: its rows, and the partition's from now on, go through Ray."""
         self._remote.add(item.partition)
         discard(item.data)
@@ -226,16 +214,28 @@ class TableWriter:
             self._transform = Transform(text)
         return self._transform
 
-    def slices(self, result: Normalized, batch_id: str) -> list[_Slice]:
-        targets = partitions_of(
-            result.table, result.rows, result.total, self.meta.partitions, batch_id, self.meta.routing_key
-        )
-        return [_Slice(self, p, batch_id, t) for p, t in split(result.table, targets, self.meta.partitions).items()]
+    def slices(
+        self, result: Normalized, batch_id: str, offsets: tuple[Offset, ...] = (), every_partition: bool = False,
+        urgent: bool = False,
+    ) -> list[Slice]:
+        """``result``'s rows routed to partitions, one slice each, under ``batch_id``.
+
+        ``every_partition``: send a slice (maybe empty) to every partition,
+        so each one's log records ``offsets`` — how a replayable source
+        learns per partition how far it got.
+        """
+        partitions = self.meta.partitions
+        targets = partitions_of(result.table, result.rows, result.total, partitions, batch_id, self.meta.routing_key)
+        parts = split(result.table, targets, partitions)
+        if every_partition:
+            empty = result.table.schema.empty_table()
+            parts = {p: parts.get(p, empty) for p in range(partitions)}
+        return [Slice(self, p, batch_id, t, offsets, urgent) for p, t in parts.items()]
 
     def stop(self) -> None:
-        for courier in self._couriers.values():
-            courier.close()
-        self._couriers.clear()
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
         for handle in self._owners.values():
             try:
                 ray.kill(handle, no_restart=True)
@@ -245,7 +245,7 @@ class TableWriter:
 
 
 class Ingestion:
-    """A session's ingestion: table writers by name, and delivery with retries."""
+    """A session's ingestion: a client per table, and delivery with retries."""
 
     def __init__(self, store: ObjectStore, catalog: Catalog, namespace: str, options: IngestOptions | None = None):
         self.store = store
@@ -253,32 +253,52 @@ class Ingestion:
         self.namespace = namespace
         self.options = options or IngestOptions()
         self.shared = SharedArea()
-        self._writers: dict[str, TableWriter] = {}
+        self._clients: dict[str, TableClient] = {}
+        self._sent: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
-    def writer(self, table: str) -> TableWriter:
-        writer = self._writers.get(table)
-        if writer is None:
+    def client(self, table: str) -> TableClient:
+        """The client of ``table`` (made on first use)."""
+        client = self._clients.get(table)
+        if client is None:
             meta = self.catalog.table(self.namespace, table)
-            writer = self._writers[table] = TableWriter(self.store, meta, self.options, self.shared)
-        return writer
+            client = self._clients[table] = TableClient(self.store, meta, self.options, self.shared)
+        return client
 
-    def rejected_writer(self) -> TableWriter:
-        if REJECTED_TABLE not in self._writers:
-            from engine.ingest.rejected import ensure_rejected_table
-
+    def rejected_client(self) -> TableClient:
+        """The client of the namespace's rejected-rows table (made on first use)."""
+        if REJECTED_TABLE not in self._clients:
             ensure_rejected_table(self.catalog, self.namespace)
-        return self.writer(REJECTED_TABLE)
+        return self.client(REJECTED_TABLE)
 
-    def ingest(self, table: str, data: Any, batch_id: str | None = None) -> Receipt:
-        """Store ``data`` in ``table``; returns after every accepted row is committed."""
+    def rejected_slice(
+        self, table: str, batch_id: str, result: Normalized, now_us: int, offsets: tuple[Offset, ...] = (),
+        urgent: bool = False,
+    ) -> Slice:
+        """The slice that stores ``result``'s rejected rows (for ``table``, under ``batch_id``)."""
+        rejects = rejected_rows(table, batch_id, result, now_us)
+        return Slice(self.rejected_client(), 0, rejected_batch_id(table, batch_id), rejects, offsets, urgent)
+
+    def ingest(
+        self, table: str, data: Any, batch_id: str | None = None, first_sent: float | None = None
+    ) -> Receipt:
+        """Store ``data`` in ``table``; returns after every accepted row is committed.
+
+        ``first_sent`` (seconds since the epoch): when a retried batch was
+        first sent, if not through this session (which remembers the batch
+        ids it sent recently); a retry the owners can no longer check for
+        duplicates is refused with :class:`~storage.errors.DedupExpired`.
+        """
         batch_id = batch_id or uuid.uuid4().hex
-        writer = self.writer(table)
+        first_sent = self._first_sent(table, batch_id, first_sent)
+        client = self.client(table)
         now_us = time.time_ns() // 1000
-        result = writer.fit(data, now_us)
-        slices = writer.slices(result, batch_id)
+        result = client.fit(data, now_us)
+        slices = client.slices(result, batch_id)
         if result.rejected:
-            rejects = rejected_rows(table, batch_id, result, now_us)
-            slices += [_Slice(self.rejected_writer(), 0, rejected_batch_id(table, batch_id), rejects)]
+            slices.append(self.rejected_slice(table, batch_id, result, now_us))
+        for item in slices:
+            item.first_sent = first_sent
         self.deliver(slices)
         if result.rejected and result.accepted == 0:
             first_row, first_reason = result.rejected[0]
@@ -289,52 +309,26 @@ class Ingestion:
             )
         return Receipt(result.accepted, result.rejected, batch_id)
 
-    def deliver(self, slices: list[_Slice], timeout: float | None = None) -> None:
-        """Send every slice to its owner and wait for the commits, retrying what can be retried."""
-        try:
-            self._deliver(slices, time.monotonic() + (timeout if timeout is not None else self.options.timeout))
-        finally:
-            for item in slices:
-                discard(item.data)
+    def _first_sent(self, table: str, batch_id: str, given: float | None) -> float | None:
+        """When ``batch_id`` was first sent to ``table`` (None: this is its first attempt), remembered from now."""
+        key = (table, batch_id)
+        with self._lock:
+            known = self._sent.get(key)
+            if known is None:
+                self._sent[key] = given if given is not None else time.time()
+                while len(self._sent) > SENT_MEMORY:
+                    self._sent.popitem(last=False)
+        if known is not None and given is not None:
+            return min(known, given)
+        return known if known is not None else given
 
-    def _deliver(self, slices: list[_Slice], deadline: float) -> None:
-        pending = list(slices)
-        last_error: BaseException | None = None
-        for attempt in range(self.options.max_attempts):
-            tickets = [item.writer.send(item) for item in pending]
-            failed, wait = [], False
-            for item, ticket in zip(pending, tickets):
-                try:
-                    item.written = ticket.result(deadline)
-                except GetTimeoutError:
-                    raise IngestTimeout(
-                        f"batch {item.batch_id} for {item.writer.meta.namespace}.{item.writer.meta.name} was not "
-                        f"committed within {self.options.timeout:g} s; retry it with the same batch id"
-                    ) from None
-                except SharedRowsMissing:  # nothing was buffered: send it through Ray at once
-                    item.writer.not_shared(item)
-                    failed.append(item)
-                except _RETRYABLE as exc:
-                    if isinstance(exc, RayActorError) and not isinstance(exc, (Fenced, FlushFailed)):
-                        item.writer.forget(item.partition)  # dead, or its name points at a gone actor
-                    last_error = exc
-                    failed.append(item)
-                    wait = True
-            if not failed:
-                return
-            pending = failed
-            if time.monotonic() >= deadline:
-                break
-            if wait:
-                time.sleep(min(2.0, 0.05 * 2**attempt, max(0.0, deadline - time.monotonic())))
-        raise IngestError(
-            f"{len(pending)} part(s) of batch {pending[0].batch_id} could not be committed after "
-            f"{self.options.max_attempts} attempts (last error: {last_error}); retry with the same batch id"
-        ) from last_error
+    def deliver(self, slices: list[Slice], timeout: float | None = None) -> None:
+        """Send every slice to its owner and wait for the commits, retrying what can be retried."""
+        deliver(slices, self.options.timeout if timeout is None else timeout, self.options.max_attempts)
 
     def close(self) -> None:
         """Stop the owner actors this session used."""
-        for writer in self._writers.values():
-            writer.stop()
-        self._writers.clear()
+        for client in self._clients.values():
+            client.stop()
+        self._clients.clear()
         self.shared.close()

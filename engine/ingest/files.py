@@ -4,8 +4,9 @@ A file is read in chunks that are the same on every run (JSON lines cut at
 line ends every ``chunk_bytes``, CSV and Parquet every ``chunk_rows`` rows).
 Chunk k of a file goes to EVERY partition — its rows for that partition, or
 none — with batch id ``<source>#k`` and the source offset
-``{"chunk": k + 1, "done": <last chunk>, "layout": <chunk sizes>}``, committed
-in the same commit as the rows.  So each partition's log says how far it got through each file:
+``FileOffset`` ``{"chunk": k + 1, "done": <last chunk>, "layout": <chunk sizes>}``,
+committed in the same commit as the rows, through the same client path as
+``session.ingest`` (fit, route, deliver).  So each partition's log says how far it got through each file:
 
 - a file every partition has marked done is skipped;
 - otherwise the run resumes at the lowest chunk any partition lacks, cutting
@@ -13,7 +14,8 @@ in the same commit as the rows.  So each partition's log says how far it got thr
   acknowledges it without writing.
 
 A chunk's rejected rows go to the rejected-rows table in a commit of their
-own, with the offset ``{"chunk": k + 1}`` under ``<source>/rejected/<table>``;
+own, with the offset "chunk k" (a :class:`~engine.ingest.offsets.SequenceRange`)
+under ``<source>/rejected/<table>``;
 the data offset says whether chunk k had any.  A chunk whose rejected rows
 did not land is sent again (its data is acknowledged, the rejections are
 stored), and a file counts as done only once they are.
@@ -38,9 +40,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from engine.ingest.client import Ingestion, _Slice
-from engine.ingest.rejected import rejected_batch_id, rejected_rows
-from engine.ingest.router import partitions_of, split
+from engine.ingest.client import Ingestion, TableClient
+from engine.ingest.offsets import FileOffset, SequenceRange
+from engine.ingest.rejected import rejected_batch_id
 from storage.errors import IngestError
 from storage.snapshot import load_snapshot
 
@@ -122,8 +124,8 @@ def ingest_files(
     chunk_bytes: int = CHUNK_BYTES,
 ) -> FilesReceipt:
     """Ingest every file ``paths`` names into ``table``, each exactly once (see the module docstring)."""
-    writer = ingestion.writer(table)
-    meta = writer.meta
+    client = ingestion.client(table)
+    meta = client.meta
     if storage_options is None and ingestion.store.protocol != "file":
         storage_options = ingestion.store.storage_options
     files = expand(paths, storage_options)
@@ -148,7 +150,7 @@ def ingest_files(
             following = next(iterator, None)
             if index >= resume:
                 accepted, rejected = _ingest_chunk(
-                    ingestion, writer, table, source, index, current, following is None, layout
+                    ingestion, client, table, source, index, current, following is None, layout
                 )
                 receipt.accepted += accepted
                 receipt.rejected += rejected
@@ -180,31 +182,26 @@ def _resume_point(committed: list[Any], rejects_reached: Callable[[], int]) -> i
 
 def _rejects_reached(ingestion: Ingestion, table: str, source: str) -> int:
     """How many chunks of ``source`` have their rejected rows for ``table`` stored (up to the last with any)."""
-    rejected = ingestion.rejected_writer().meta
+    rejected = ingestion.rejected_client().meta
     offset = load_snapshot(ingestion.store, rejected).offsets.get(0, {}).get(rejected_batch_id(table, source))
-    return offset.get("chunk", 0) if isinstance(offset, dict) else 0
+    if not isinstance(offset, dict):
+        return 0
+    return offset["last"] + 1 if offset.get("kind") == "sequence" else offset.get("chunk", 0)
 
 
 def _ingest_chunk(
-    ingestion: Ingestion, writer, table: str, source: str, index: int, data: Any, last: bool, layout: dict
+    ingestion: Ingestion, client: TableClient, table: str, source: str, index: int, data: Any, last: bool,
+    layout: dict,
 ) -> tuple[int, int]:
+    """Store chunk ``index`` of ``source``: its rows in every partition with the file's offset, its rejections apart."""
     batch_id = f"{source}#{index}"
     now_us = time.time_ns() // 1000
-    result = writer.fit(data, now_us)
-    partitions = writer.meta.partitions
-    targets = partitions_of(result.table, result.rows, result.total, partitions, batch_id, writer.meta.routing_key)
-    parts = split(result.table, targets, partitions)
-    offset = {source: {"chunk": index + 1, "done": last, "layout": layout, "rejected": bool(result.rejected)}}
-    empty = result.table.schema.empty_table()
-    slices = [
-        _Slice(writer, p, batch_id, parts.get(p, empty), offset, urgent=True) for p in range(partitions)
-    ]
+    result = client.fit(data, now_us)
+    offset = FileOffset(source, chunk=index, last=last, layout=layout, rejected=bool(result.rejected))
+    slices = client.slices(result, batch_id, (offset,), every_partition=True, urgent=True)
     if result.rejected:
-        rejects = rejected_rows(table, batch_id, result, now_us)
-        reached = {rejected_batch_id(table, source): {"chunk": index + 1}}  # read back by _rejects_reached
-        slices.append(
-            _Slice(ingestion.rejected_writer(), 0, rejected_batch_id(table, batch_id), rejects, reached, urgent=True)
-        )
+        reached = SequenceRange(rejected_batch_id(table, source), index, index)  # read back by _rejects_reached
+        slices.append(ingestion.rejected_slice(table, batch_id, result, now_us, (reached,), urgent=True))
     ingestion.deliver(slices)
     return result.accepted, len(result.rejected)
 

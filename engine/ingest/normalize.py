@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.ingest.parse import Parsed, Piece
+from engine.ingest.parse import Parsed, Piece, collision
 from engine.ingest.timestamps import UTC_MICROS, convert_with_rejects, describe, to_utc_micros
 from storage.errors import SchemaConflict
 from storage.schema import widen
@@ -49,16 +49,41 @@ class Normalized:
         return self.table.num_rows
 
 
-def flatten(table: pa.Table) -> pa.Table:
-    """``table`` with struct columns replaced by their fields, named ``parent.child``."""
+def flatten(table: pa.Table) -> tuple[pa.Table, dict[int, str]]:
+    """``table`` with struct columns replaced by their fields, named ``parent.child``; and the rows refused.
+
+    When a nested field and a dotted column flatten to one name
+    (``{"a": {"b": 1}, "a.b": 2}``), a row with a value under both is
+    refused (nothing is dropped silently) and the others keep the value they have.
+    """
     while any(pa.types.is_struct(f.type) for f in table.schema):
         table = table.flatten()
     names = table.column_names
-    if len(set(names)) != len(names):
-        seen: set[str] = set()
-        keep = [i for i, n in enumerate(names) if not (n in seen or seen.add(n))]
-        table = table.select(keep)
-    return table
+    if len(set(names)) == len(names):
+        return table, {}
+    failed: dict[int, str] = {}
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        groups.setdefault(name, []).append(index)
+    columns = []
+    for name, indices in groups.items():
+        merged = table.column(indices[0])
+        if len(indices) > 1:
+            given = sum(pc.is_valid(table.column(i)).to_numpy(zero_copy_only=False).astype(np.int64)
+                        for i in indices)
+            for row in np.flatnonzero(given > 1).tolist():
+                failed[row] = collision(name)
+            for i in indices[1:]:
+                other = table.column(i)
+                if not other.type.equals(merged.type):
+                    if pa.types.is_null(merged.type):
+                        merged = pa.nulls(len(merged), other.type)
+                    else:
+                        other = other.cast(merged.type, safe=False) if not pa.types.is_null(other.type) else None
+                if other is not None:
+                    merged = pc.coalesce(merged, other)
+        columns.append(merged)
+    return pa.Table.from_arrays(columns, names=list(groups)), failed
 
 
 def normalize(
@@ -109,7 +134,7 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def _fit_piece(piece, time_column, types, declared, now_us, max_row_bytes, rejected) -> Piece:
-    table = flatten(piece.table)
+    table, collided = flatten(piece.table)
     n = table.num_rows
     bad = np.zeros(n, dtype=bool)
     reasons: dict[int, str] = {}
@@ -119,6 +144,8 @@ def _fit_piece(piece, time_column, types, declared, now_us, max_row_bytes, rejec
             if not bad[i]:
                 bad[i] = True
                 reasons[i] = reason
+
+    refuse(collided)
 
     names, columns = [], []
     if time_column in table.column_names:

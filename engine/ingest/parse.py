@@ -7,6 +7,14 @@ the good lines still go through the fast reader and just the failing lines
 are looked at one by one (and rejected with a reason when they are not JSON
 objects).  Row numbers count the rows the client sent (for JSON lines: the
 non-blank lines), so a rejection names the row the client knows.
+
+Two kinds of rows are refused before anything parses them:
+
+- a row nested deeper than ``MAX_DEPTH`` levels (objects and arrays): the
+  JSON reader would exhaust its stack on it (pyarrow's crashes the
+  process at a depth of about 10,000, Python's raises RecursionError);
+- a row whose flattening would give one name two values
+  (``{"a": {"b": 1}, "a.b": 2}``): nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -25,6 +33,11 @@ from storage.errors import IngestError
 
 _BISECT_LEAF = 32
 _MIN_BLOCK = 1 << 20
+MAX_DEPTH = 64  # levels of objects and arrays in one row
+
+
+class RowRefused(Exception):
+    """Internal: a row refused while it is being read, with the reason to report."""
 
 
 @dataclass
@@ -87,16 +100,49 @@ def _parse_pandas(frame: Any, hints: pa.Schema | None, time_column: str | None) 
 
 # -- lists of dicts -------------------------------------------------------------
 
-def flatten_row(row: dict, prefix: str = "", out: dict | None = None) -> dict:
-    """A nested dict as one level, its keys joined with dots (``http.status_code``)."""
+def flatten_row(row: dict, prefix: str = "", out: dict | None = None, depth: int = 1) -> dict:
+    """A nested dict as one level, its keys joined with dots (``http.status_code``).
+
+    Raises :class:`RowRefused` when the row is nested deeper than MAX_DEPTH
+    or two of its fields flatten to one name with a value each.
+    """
     out = {} if out is None else out
+    if depth > MAX_DEPTH:
+        raise RowRefused(_too_deep(depth))
     for key, value in row.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            flatten_row(value, name + ".", out)
-        else:
+            flatten_row(value, name + ".", out, depth + 1)
+            continue
+        if isinstance(value, (list, tuple)) and _depth(value, depth + 1) > MAX_DEPTH:
+            raise RowRefused(_too_deep(MAX_DEPTH + 1))
+        if out.get(name) is not None and value is not None:
+            raise RowRefused(collision(name))
+        if value is not None or name not in out:
             out[name] = value
     return out
+
+
+def collision(name: str) -> str:
+    """The reason a row is refused when two of its fields flatten to ``name``."""
+    return (f"field {name!r} is given twice: once as a dotted key and once as a nested object "
+            f"(both flatten to {name!r}); send one of them or rename the other")
+
+
+def _too_deep(depth: int) -> str:
+    return f"row is nested more than {MAX_DEPTH} levels deep; flatten it (the limit is {MAX_DEPTH})"
+
+
+def _depth(value: Any, depth: int) -> int:
+    """How deep ``value`` nests (lists and dicts), counting from ``depth``; stops past MAX_DEPTH."""
+    deepest = depth
+    stack = [(value, depth)]
+    while stack and deepest <= MAX_DEPTH:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return deepest
 
 
 def parse_dicts(
@@ -111,11 +157,15 @@ def parse_dicts(
     flat, kept = [], []
     for position, row in enumerate(rows):
         if isinstance(row, dict):
-            flat.append(flatten_row(row))
+            try:
+                flat.append(flatten_row(row))
+            except RowRefused as refused:
+                rejected[int(numbers[position])] = str(refused)
+                continue
             kept.append(position)
         else:
             rejected[int(numbers[position])] = f"row is a {type(row).__name__} ({describe(row)}), not an object"
-    raw = lambda i: json.dumps(rows[int(np.searchsorted(numbers, i))], default=str)  # noqa: E731
+    raw = lambda i: _dump(rows[int(np.searchsorted(numbers, i))])  # noqa: E731
     if not flat:
         return Parsed([], rejected, len(rows), raw)
     names = list(dict.fromkeys(name for row in flat for name in row))
@@ -140,6 +190,13 @@ def parse_dicts(
         table = table.filter(pa.array(keep))
         rows_kept = rows_kept[keep]
     return Parsed([Piece(table, rows_kept)], rejected, len(rows), raw)
+
+
+def _dump(row: Any) -> str:
+    try:
+        return json.dumps(row, default=str)
+    except (RecursionError, ValueError):  # nested too deep to write back, or circular
+        return repr(row)[:4096]
 
 
 def _time_column(values: list) -> pa.Array:
@@ -220,7 +277,8 @@ def parse_json_lines(
 
     if not data.strip():
         return Parsed([], {}, 0, raw)
-    if len(data) <= max_row_bytes or _longest_line(data) <= max_row_bytes:
+    deep = _too_deep_lines(data)
+    if not deep and (len(data) <= max_row_bytes or _longest_line(data) <= max_row_bytes):
         try:
             table = _read_json(data)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -233,8 +291,11 @@ def parse_json_lines(
     every = lines()
     rejected: dict[int, str] = {}
     kept: list[int] = []
+    deep_lines = {i for i, line in enumerate(every) if deep and _line_depth(line) > MAX_DEPTH}
     for i, line in enumerate(every):
-        if len(line) > max_row_bytes:
+        if i in deep_lines:
+            rejected[i] = _too_deep(MAX_DEPTH + 1)
+        elif len(line) > max_row_bytes:
             rejected[i] = f"row is {len(line)} bytes; the limit is {max_row_bytes} bytes — split it or raise max_row_bytes"
         else:
             kept.append(i)
@@ -249,6 +310,44 @@ def parse_json_lines(
     for piece in pieces:
         piece.sizes_checked = True
     return Parsed(pieces, rejected, len(every), raw)
+
+
+def _too_deep_lines(data: bytes) -> bool:
+    """Whether some line may nest deeper than MAX_DEPTH (a quick upper bound: brackets in strings count too)."""
+    codes = np.frombuffer(data, dtype=np.uint8)
+    brackets = np.flatnonzero((codes == 123) | (codes == 91) | (codes == 125) | (codes == 93) | (codes == 10))
+    if len(brackets) <= MAX_DEPTH:
+        return False
+    marks = codes[brackets]
+    newline = marks == 10
+    depth = np.cumsum(np.where((marks == 123) | (marks == 91), 1, np.where(newline, 0, -1)).astype(np.int64))
+    last_newline = np.maximum.accumulate(np.where(newline, np.arange(len(marks)), -1))
+    base = np.where(last_newline >= 0, depth[np.maximum(last_newline, 0)], 0)  # the depth its line began at
+    return bool(np.any(depth - base > MAX_DEPTH))
+
+
+def _line_depth(line: bytes) -> int:
+    """How deep one line nests, brackets inside strings not counted (stops past MAX_DEPTH)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 92:  # backslash
+                escaped = True
+            elif byte == 34:
+                in_string = False
+        elif byte == 34:
+            in_string = True
+        elif byte in (123, 91):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                return deepest
+        elif byte in (125, 93):
+            depth -= 1
+    return deepest
 
 
 def _bisect_lines(lines: list[bytes], kept: list[int], pieces: list[Piece], loose: list, rejected: dict) -> None:

@@ -3,8 +3,11 @@
 Accepted: Arrow timestamps (naive ones are taken as UTC) and dates,
 ISO-8601 text (with or without a zone; naive text is UTC), and epoch numbers
 in seconds, milliseconds, microseconds or nanoseconds, told apart by
-magnitude.  Conversion is vectorised; a value that fails is found by
-bisection and reported with its row, so one bad timestamp rejects one row.
+magnitude, for instants in the years 1 to 9999 (what Parquet readers,
+Python and SQL engines all hold).  Every cast is checked: a value that
+would overflow is refused, never wrapped.  Conversion is vectorised; a
+value that fails is found by bisection and reported with its row, so one
+bad timestamp rejects one row.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
-EXPECTED = "a timestamp (ISO-8601 text or epoch seconds/ms/us/ns)"
+EXPECTED = "a timestamp in the years 1-9999 (ISO-8601 text or epoch seconds/ms/us/ns)"
+MIN_MICROS = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
+MAX_MICROS = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 
 # Epoch numbers below these magnitudes are seconds, milliseconds, microseconds;
 # anything larger is nanoseconds.  1e11 s is the year 5138; 1e11 ms is 1973.
@@ -78,7 +83,7 @@ def _bisect(array, base, convert, reason, convert_one, out_type, bad) -> list[pa
             continue
         except _CONVERSION_ERRORS:
             pass
-        value = one[0].as_py()
+        value = _value(one)
         if convert_one is not None:
             try:
                 values.append(convert_one(value))
@@ -90,6 +95,15 @@ def _bisect(array, base, convert, reason, convert_one, out_type, bad) -> list[pa
     if target is None:
         target = convert(pa.nulls(0, array.type)).type
     return [pa.array(values, type=target)]
+
+
+def _value(one: pa.Array) -> Any:
+    """The one value of ``one`` in Python, or its raw number when Python cannot hold it (year 20000)."""
+    try:
+        return one[0].as_py()
+    except (OverflowError, ValueError, OSError):
+        raw = pc.cast(one, pa.int64(), safe=False)[0].as_py()
+        return f"{one.type} {raw}"
 
 
 def to_utc_micros(column: pa.Array | pa.ChunkedArray, name: str) -> tuple[pa.Array | pa.ChunkedArray, dict[int, str]]:
@@ -105,7 +119,7 @@ def to_utc_micros(column: pa.Array | pa.ChunkedArray, name: str) -> tuple[pa.Arr
     if pa.types.is_timestamp(t):
         return convert_with_rejects(column, _from_timestamp, reason, out_type=UTC_MICROS)
     if pa.types.is_date(t):
-        return convert_with_rejects(column, lambda a: _from_timestamp(pc.cast(a, pa.timestamp("us"))), reason,
+        return convert_with_rejects(column, lambda a: _from_timestamp(pc.cast(a, pa.timestamp("s"))), reason,
                                     out_type=UTC_MICROS)
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         return convert_with_rejects(column, _from_epoch, reason, _epoch_one, UTC_MICROS)
@@ -121,11 +135,21 @@ def to_utc_micros(column: pa.Array | pa.ChunkedArray, name: str) -> tuple[pa.Arr
     return pa.nulls(len(column), UTC_MICROS), bad
 
 
+def in_range(micros):
+    """``micros`` (timestamp[us, UTC]) as it is, or ValueError when a value lies outside the years 1-9999."""
+    if len(micros) and micros.null_count < len(micros):
+        bounds = pc.min_max(pc.cast(micros, pa.int64()))
+        if bounds["min"].as_py() < MIN_MICROS or bounds["max"].as_py() > MAX_MICROS:
+            raise ValueError("outside the years 1-9999")
+    return micros
+
+
 def _from_timestamp(array):
-    if array.type.tz is None:
-        naive = pc.cast(array, pa.timestamp("us"), safe=False)
-        return pc.cast(pc.cast(naive, pa.int64()), UTC_MICROS)
-    return pc.cast(array, UTC_MICROS, safe=False)
+    # from nanoseconds only digits below a microsecond are dropped (it cannot overflow); any
+    # other unit is cast checked, so a time beyond what int64 microseconds hold is refused
+    safe = array.type.unit != "ns"
+    naive = pc.cast(array, pa.timestamp("us", tz=array.type.tz), safe=safe)
+    return in_range(pc.cast(pc.cast(naive, pa.int64()), UTC_MICROS))
 
 
 def _from_epoch(array):
@@ -134,14 +158,14 @@ def _from_epoch(array):
         magnitude = pc.abs(pc.cast(values, pa.float64()))
         micros = pc.if_else(
             pc.less(magnitude, _SECONDS_BELOW),
-            pc.multiply(values, 1_000_000),
+            pc.multiply_checked(values, 1_000_000),
             pc.if_else(
                 pc.less(magnitude, _MILLIS_BELOW),
-                pc.multiply(values, 1000),
+                pc.multiply_checked(values, 1000),
                 pc.if_else(pc.less(magnitude, _MICROS_BELOW), values, pc.divide(values, 1000)),
             ),
         )
-        return pc.cast(micros, UTC_MICROS)
+        return in_range(pc.cast(micros, UTC_MICROS))
     values = pc.cast(array, pa.float64())
     if pc.any(pc.invert(pc.is_finite(values))).as_py():
         raise ValueError("not a finite number")
@@ -151,7 +175,7 @@ def _from_epoch(array):
         pc.if_else(pc.less(magnitude, _MILLIS_BELOW), 1e3, pc.if_else(pc.less(magnitude, _MICROS_BELOW), 1.0, 1e-3)),
     )
     micros = pc.floor(pc.multiply(values, scale))
-    return pc.cast(pc.cast(micros, pa.int64()), UTC_MICROS)
+    return in_range(pc.cast(pc.cast(micros, pa.int64()), UTC_MICROS))
 
 
 def _epoch_one(value: Any) -> dt.datetime:
@@ -172,7 +196,7 @@ def _epoch_one(value: Any) -> dt.datetime:
 
 def _from_iso(array):
     try:
-        return pc.cast(array, UTC_MICROS)
+        return in_range(pc.cast(array, UTC_MICROS))
     except _CONVERSION_ERRORS:
         pass
     text = pc.utf8_trim_whitespace(array)
@@ -180,7 +204,7 @@ def _from_iso(array):
     text = pc.replace_substring_regex(text, r"(\.\d{6})\d+", r"\1")
     zoned = pc.match_substring_regex(text, r"(Z|[+-]\d\d(:?\d\d)?)$")
     text = pc.if_else(zoned, text, pc.binary_join_element_wise(text, "Z", ""))
-    return pc.cast(text, UTC_MICROS)
+    return in_range(pc.cast(text, UTC_MICROS))
 
 
 def _iso_one(value: str) -> dt.datetime:

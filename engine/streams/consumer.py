@@ -3,11 +3,11 @@
 Exactly once, per table:
 
 1. **Watermarks.**  A lane's key (``SourceSpec.lane_key``) has, in every
-   partition it writes to, the offset ``{"chunk": L, "first": F,
-   "rejected": R}``: everything of the lane through sequence L that belongs
-   in that partition is committed there, in the same commit as the rows (the
-   ingest owner commits a slice's offsets with its segments, as file
-   ingestion does).  The rejected-rows table keeps the lane's rejections the
+   partition it writes to, a :class:`~engine.ingest.offsets.StreamBatch`
+   record ``{"last": L, "first": F, "rejected": R}``: everything of the lane
+   through sequence L that belongs in that partition is committed there, in
+   the same commit as the rows (the ingest owner commits a slice's offsets
+   with its segments, as file ingestion does).  The rejected-rows table keeps the lane's rejections the
    same way.  A consumer starts by reading these watermarks and opens the
    lane at the lowest one plus one (or at F of a batch whose rejections did
    not land).
@@ -51,7 +51,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from engine.ingest.client import IngestOptions, Ingestion, _Slice
+from engine.ingest.client import IngestOptions, Ingestion
+from engine.ingest.deliver import Slice
+from engine.ingest.offsets import SequenceRange, StreamBatch
 from engine.ingest.rejected import REJECTED_SCHEMA, rejected_batch_id
 from engine.ingest.router import partitions_of
 from engine.streams.source import Message, SourceSpec, open_source
@@ -89,7 +91,7 @@ class Prepared:
 
     batch: list[Message]
     batch_id: str
-    slices: list[_Slice]
+    slices: list[Slice]
     data_slices: int
     rejected: int
 
@@ -107,7 +109,7 @@ class StreamConsumer:
         self.options = options or StreamOptions()
         self.key = spec.lane_key(lane, lanes)
         self.ingestion = Ingestion(store, Catalog(store), namespace, self.options.ingest)
-        self.writer = self.ingestion.writer(table)
+        self.client = self.ingestion.client(table)
         self.rejected_key = f"{self.key}/rejected/{table}"
         self._status: dict[str, Any] = {
             "lane": lane, "lanes": lanes, "pid": os.getpid(), "stored_through": 0, "events": 0, "rejected": 0,
@@ -209,23 +211,23 @@ class StreamConsumer:
 
     # -- storing (on the store thread) ---------------------------------------------------------
     def targets(self) -> list[int]:
-        meta = self.writer.current_meta()
+        meta = self.client.current_meta()
         if meta.routing_key and meta.partitions > 1:
             return list(range(meta.partitions))
         return [self.lane % meta.partitions]
 
     def watermarks(self) -> Marks:
         """The lane's committed sequences, read from the logs; where to open the lane."""
-        meta = self.writer.current_meta(refresh=True)
-        offsets = {p: PartitionLog(self.store, meta.path, p).load().offsets.get(self.key) or {}
+        meta = self.client.current_meta(refresh=True)
+        offsets = {p: _sequence(PartitionLog(self.store, meta.path, p).load().offsets.get(self.key))
                    for p in self.targets()}
-        rejected_meta = self.ingestion.rejected_writer().meta
-        reached = PartitionLog(self.store, rejected_meta.path, 0).load().offsets.get(self.rejected_key) or {}
-        rejected = int(reached.get("chunk", 0))
-        data = {p: int(o.get("chunk", 0)) for p, o in offsets.items()}
+        rejected_meta = self.ingestion.rejected_client().meta
+        reached = _sequence(PartitionLog(self.store, rejected_meta.path, 0).load().offsets.get(self.rejected_key))
+        rejected = int(reached.get("last", 0))
+        data = {p: int(o.get("last", 0)) for p, o in offsets.items()}
         start = min(data.values()) + 1
         for o in offsets.values():  # a batch whose rejected rows did not land is read again from its start
-            if o.get("rejected") and rejected < o.get("chunk", 0):
+            if o.get("rejected") and rejected < o.get("last", 0):
                 start = min(start, int(o.get("first", 1)))
         return Marks(data, rejected, start)
 
@@ -249,8 +251,8 @@ class StreamConsumer:
         batch_id = f"{self.key}@{first}"
         now_us = time.time_ns() // 1000
         began = time.perf_counter()
-        result = self.writer.fit(b"\n".join(lines) + b"\n" if lines else b"", now_us)
-        meta = self.writer.meta
+        result = self.client.fit(b"\n".join(lines) + b"\n" if lines else b"", now_us)
+        meta = self.client.meta
         targets = self.targets()
         row_sequences = sequence_of[result.rows] if len(result.rows) else np.zeros(0, np.int64)
         if len(targets) > 1:
@@ -259,16 +261,16 @@ class StreamConsumer:
         else:
             partition_of = np.full(result.table.num_rows, targets[0], dtype=np.int64)
         rejects = [(row, reason) for row, reason in result.rejected if sequence_of[row] > marks.rejected]
-        offset = {self.key: {"chunk": last, "first": first, "rejected": bool(result.rejected)}}
+        offset = (StreamBatch(self.key, first, last, rejected=bool(result.rejected)),)
         slices = []
         for partition in targets:
             keep = (partition_of == partition) & (row_sequences > marks.data[partition])
             rows = result.table.filter(pa.array(keep)) if not keep.all() else result.table
-            slices.append(_Slice(self.writer, partition, batch_id, rows, offset, urgent=True))
+            slices.append(Slice(self.client, partition, batch_id, rows, offset, urgent=True))
         if rejects:
             table = self._rejected_rows(rejects, sequence_of, subjects, result.raw, now_us)
-            slices.append(_Slice(self.ingestion.rejected_writer(), 0, rejected_batch_id(self.table, batch_id), table,
-                                 {self.rejected_key: {"chunk": last}}, urgent=True))
+            slices.append(Slice(self.ingestion.rejected_client(), 0, rejected_batch_id(self.table, batch_id), table,
+                                (SequenceRange(self.rejected_key, first, last),), urgent=True))
         self._status["fit_seconds"] += time.perf_counter() - began
         return Prepared(batch, batch_id, slices, len(targets), len(rejects))
 
@@ -280,7 +282,7 @@ class StreamConsumer:
         self._status["deliver_seconds"] += time.perf_counter() - began
         for item in slices:
             if item.written != item.rows.num_rows:
-                raise Recut(f"partition {item.partition} of {item.writer.meta.name} stored {item.written} rows of "
+                raise Recut(f"partition {item.partition} of {item.client.meta.name} stored {item.written} rows of "
                             f"batch {batch_id}, which held {item.rows.num_rows}; reading the watermarks again")
         for item in slices[:prepared.data_slices]:
             marks.data[item.partition] = last
@@ -303,3 +305,8 @@ class StreamConsumer:
             ],
             schema=REJECTED_SCHEMA,
         )
+
+
+def _sequence(recorded: Any) -> dict[str, Any]:
+    """A lane's record in a partition's log (see ``StreamBatch``), or an empty one if it has none yet."""
+    return recorded if isinstance(recorded, dict) and recorded.get("kind") == "sequence" else {}

@@ -4,7 +4,7 @@ A source is read in *lanes*: ordered sequences of messages, each message
 numbered by a sequence that only grows within its lane (a JetStream stream
 sequence, a Kafka partition's offset).  One consumer actor reads one lane;
 what it stored is committed, per target partition, as the offset
-``{"chunk": <last sequence stored>, ...}`` under the lane's key, in the same
+``{"kind": "sequence", "last": <last sequence stored>, ...}`` under the lane's key, in the same
 commit as the rows.  So a source must be able to:
 
 - ``open(start)``: deliver the lane's messages from sequence ``start`` on;

@@ -1,7 +1,8 @@
 """Plan rewrite rules, one per module, applied in the order of ``RULES``.
 
 Each rule is a function ``rule(plan, context) -> plan`` named after its
-module.  The first rules shape the logical plan (pushdowns, pruning); then
+module.  The first rules shape the logical plan (conditions into the scans,
+only the columns used, inner joins ordered, pruning); then
 ``distribute`` places the exchange, the rules after it push work into the
 fragments below it, and ``compile_expressions`` turns every expression into
 Arrow compute so the plan can run.
@@ -13,26 +14,32 @@ from typing import Callable
 
 from planner.context import PlanContext
 from planner.logical import Plan
+from planner.rules.answer_from_manifest import answer_from_manifest
 from planner.rules.compile_expressions import compile_expressions
 from planner.rules.distribute import distribute
 from planner.rules.extract_time_range import extract_time_range
+from planner.rules.merge_projections import merge_projections
 from planner.rules.prune_segments import prune_segments
 from planner.rules.pushdown_limit import pushdown_limit
 from planner.rules.pushdown_predicates import pushdown_predicates
 from planner.rules.pushdown_projections import pushdown_projections
 from planner.rules.pushdown_semi_joins import pushdown_semi_joins
 from planner.rules.pushdown_topk import pushdown_topk
+from planner.rules.reorder_joins import reorder_joins
 from planner.rules.split_aggregates import split_aggregates
 from storage.errors import PetrelError, QueryFailed
 
 Rule = Callable[[Plan, PlanContext], Plan]
 
 RULES: tuple[Rule, ...] = (
-    pushdown_semi_joins,
     pushdown_predicates,
     pushdown_projections,
+    reorder_joins,
+    pushdown_semi_joins,
+    merge_projections,
     extract_time_range,
     prune_segments,
+    answer_from_manifest,
     distribute,
     split_aggregates,
     pushdown_topk,

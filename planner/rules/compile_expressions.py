@@ -15,6 +15,7 @@ from sqlglot import exp
 
 from planner.aggregates import result_type
 from planner.context import PlanContext
+from planner.dispatch import OperatorTable
 from planner.expressions import ExpressionCompiler
 from planner.logical import (
     Aggregate, Broadcast, Filter, Gather, Join, Limit, Memory, Plan, Project, Scan, SetOp, Shuffle, Sort, Values, Window,
@@ -31,93 +32,142 @@ def output_schema(plan: Plan, context: PlanContext) -> pa.Schema:
 
 
 def _compile(plan: Plan, context: PlanContext) -> tuple[Plan, pa.Schema]:
-    if isinstance(plan, Scan):
-        schema = plan.source.schema
-        compiled = None
-        if plan.filter is not None:
-            compiled = ExpressionCompiler(schema, context.now).predicate(plan.filter)
-        fields = plan.columns
-        out = pa.schema([schema.field(n) for n in fields])
-        return dataclasses.replace(plan, compiled=compiled), out
-    if isinstance(plan, Values):
-        compiler = ExpressionCompiler(pa.schema([]), context.now)
-        columns = {"_row": pa.array([0] * len(plan.rows), pa.int8())}
-        for index, name in enumerate(plan.names):
-            values = [compiler.compile(row[index]) for row in plan.rows]
-            if not all(v.constant for v in values):
-                raise UnsupportedSql("VALUES rows must be constants")
-            columns[name] = pa.array([v.value.as_py() for v in values], values[0].type)
-        table = pa.table(columns)
-        return dataclasses.replace(plan, compiled=table), table.schema
-    if isinstance(plan, Memory):
-        return plan, plan.table.schema
-    children = [_compile(child, context) for child in plan.inputs]
+    return _COMPILE(plan, context)
+
+
+_COMPILE: OperatorTable[tuple[Plan, pa.Schema]] = OperatorTable("compile_expressions")
+
+
+def _children(plan: Plan, context: PlanContext) -> list[tuple[Plan, pa.Schema]]:
+    return [_compile(child, context) for child in plan.inputs]
+
+
+@_COMPILE.register(Scan)
+def _scan(plan: Scan, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    schema = plan.source.schema
+    compiled = None
+    if plan.filter is not None:
+        compiled = ExpressionCompiler(schema, context.now).predicate(plan.filter)
+    fields = plan.columns
+    out = pa.schema([schema.field(n) for n in fields])
+    return dataclasses.replace(plan, compiled=compiled), out
+
+
+@_COMPILE.register(Values)
+def _values(plan: Values, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    compiler = ExpressionCompiler(pa.schema([]), context.now)
+    columns = {"_row": pa.array([0] * len(plan.rows), pa.int8())}
+    for index, name in enumerate(plan.names):
+        values = [compiler.compile(row[index]) for row in plan.rows]
+        if not all(v.constant for v in values):
+            raise UnsupportedSql("VALUES rows must be constants")
+        columns[name] = pa.array([v.value.as_py() for v in values], values[0].type)
+    table = pa.table(columns)
+    return dataclasses.replace(plan, compiled=table), table.schema
+
+
+@_COMPILE.register(Memory)
+def _memory(plan: Memory, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    return plan, plan.table.schema
+
+
+@_COMPILE.register(Join)
+def _join(plan: Join, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    (child, schema), (right, right_schema) = _children(plan, context)
+    left_fields = list(schema)
+    combined = pa.schema(left_fields + list(right_schema))
+    compiled = None
+    if plan.condition is not None:
+        compiled = ExpressionCompiler(combined, context.now).predicate(plan.condition)
+    out = schema if plan.kind in ("semi", "anti", "anti_in") else combined
+    return dataclasses.replace(plan, left=child, right=right, compiled=compiled), out
+
+
+@_COMPILE.register(SetOp)
+def _set_operation(plan: SetOp, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    children = _children(plan, context)
     child, schema = children[0]
-    if isinstance(plan, Join):
-        right, right_schema = children[1]
-        left_fields = list(schema)
-        combined = pa.schema(left_fields + list(right_schema))
-        compiled = None
-        if plan.condition is not None:
-            compiled = ExpressionCompiler(combined, context.now).predicate(plan.condition)
-        out = schema if plan.kind in ("semi", "anti", "anti_in") else combined
-        return dataclasses.replace(plan, left=child, right=right, compiled=compiled), out
-    if isinstance(plan, SetOp):
-        if plan.distinct:
-            for name in schema.names:
-                _comparable(schema, name, child, f"{plan.kind.upper()} (which removes duplicate rows)")
-        fields = []
-        for index, first in enumerate(schema):
-            types = [s.field(index).type for _, s in children]
-            fields.append(pa.field(first.name, common_type(types)))
-        return plan.with_inputs(*(c for c, _ in children)), pa.schema(fields)
-    if isinstance(plan, Window):
-        fields = list(schema)
-        for call in plan.calls:
-            for name in (*call.partition, *(k.column for k in call.order)):
-                _comparable(schema, name, child, "a window's PARTITION BY or ORDER BY")
-            arg_type = schema.field(call.args[0]).type if call.args else None
-            fields.append(pa.field(call.name, window_type(call.func, arg_type)))
-        return plan.with_inputs(child), pa.schema(fields)
-    if isinstance(plan, (Broadcast, Shuffle)):
-        return dataclasses.replace(plan, input=child, schema=schema), schema
-    if isinstance(plan, Filter):
-        compiled = ExpressionCompiler(schema, context.now).predicate(plan.condition)
-        return dataclasses.replace(plan, input=child, compiled=compiled), schema
-    if isinstance(plan, Project):
-        compiler = ExpressionCompiler(schema, context.now)
-        typed = [compiler.compile(e) for e in plan.exprs]
-        out = pa.schema([pa.field(n, t.type if not pa.types.is_null(t.type) else pa.null()) for n, t in zip(plan.names, typed)])
-        return dataclasses.replace(plan, input=child, compiled=tuple(t.expr for t in typed)), out
-    if isinstance(plan, Aggregate):
-        if plan.mode == "final":
-            schema = child.input.schema  # the gathered partial states: use the partial's input schema
-        fields = [schema.field(k) for k in plan.keys]
-        if plan.mode != "final":
-            for key in plan.keys:
-                _comparable(schema, key, child, "GROUP BY" if plan.aggregates else "DISTINCT")
-        for call in plan.aggregates:
-            arg_type = schema.field(call.arg).type if call.arg is not None else None
-            if call.func in _COMPARING and plan.mode != "final":
-                _comparable(schema, call.arg, child, f"{_COMPARING[call.func]}")
-            try:
-                fields.append(pa.field(call.name, result_type(call.func, arg_type)))
-            except TypeError:
-                raise SqlError(f"{call.func.upper()} cannot aggregate values of type {arg_type}") from None
-        return dataclasses.replace(plan, input=child, schema=schema), pa.schema(fields)
-    if isinstance(plan, Gather):
-        return dataclasses.replace(plan, input=child, schema=schema), schema
-    if isinstance(plan, Sort):
+    if plan.distinct:
+        for name in schema.names:
+            _comparable(schema, name, child, f"{plan.kind.upper()} (which removes duplicate rows)")
+    fields = []
+    for index, first in enumerate(schema):
+        types = [s.field(index).type for _, s in children]
+        fields.append(pa.field(first.name, common_type(types)))
+    return plan.with_inputs(*(c for c, _ in children)), pa.schema(fields)
+
+
+@_COMPILE.register(Window)
+def _window(plan: Window, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    child, schema = _compile(plan.input, context)
+    fields = list(schema)
+    for call in plan.calls:
+        for name in (*call.partition, *(k.column for k in call.order)):
+            _comparable(schema, name, child, "a window's PARTITION BY or ORDER BY")
+        arg_type = schema.field(call.args[0]).type if call.args else None
+        fields.append(pa.field(call.name, window_type(call.func, arg_type)))
+    return plan.with_inputs(child), pa.schema(fields)
+
+
+@_COMPILE.register(Broadcast, Shuffle, Gather)
+def _exchange(plan: Plan, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    child, schema = _compile(plan.input, context)
+    return dataclasses.replace(plan, input=child, schema=schema), schema
+
+
+@_COMPILE.register(Filter)
+def _filter(plan: Filter, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    child, schema = _compile(plan.input, context)
+    compiled = ExpressionCompiler(schema, context.now).predicate(plan.condition)
+    return dataclasses.replace(plan, input=child, compiled=compiled), schema
+
+
+@_COMPILE.register(Project)
+def _project(plan: Project, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    child, schema = _compile(plan.input, context)
+    compiler = ExpressionCompiler(schema, context.now)
+    typed = [compiler.compile(e) for e in plan.exprs]
+    out = pa.schema([pa.field(n, t.type if not pa.types.is_null(t.type) else pa.null()) for n, t in zip(plan.names, typed)])
+    return dataclasses.replace(plan, input=child, compiled=tuple(t.expr for t in typed)), out
+
+
+@_COMPILE.register(Aggregate)
+def _aggregate(plan: Aggregate, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    child, schema = _compile(plan.input, context)
+    if plan.mode == "final":
+        schema = child.input.schema  # the gathered partial states: use the partial's input schema
+    fields = [schema.field(k) for k in plan.keys]
+    if plan.mode != "final":
         for key in plan.keys:
-            _comparable(schema, key.column, child, "ORDER BY")
-        return plan.with_inputs(child), schema
-    if isinstance(plan, Limit):
-        return plan.with_inputs(child), schema
-    raise UnsupportedSql(f"{type(plan).__name__} cannot be executed yet")
+            _comparable(schema, key, child, "GROUP BY" if plan.aggregates else "DISTINCT")
+    for call in plan.aggregates:
+        arg_type = schema.field(call.arg).type if call.arg is not None else None
+        if call.func in _COMPARING and plan.mode != "final":
+            _comparable(schema, call.arg, child, f"{_COMPARING[call.func]}")
+        try:
+            fields.append(pa.field(call.name, result_type(call.func, arg_type)))
+        except TypeError:
+            raise SqlError(f"{call.func.upper()} cannot aggregate values of type {arg_type}") from None
+    return dataclasses.replace(plan, input=child, schema=schema), pa.schema(fields)
+
+
+@_COMPILE.register(Sort)
+def _sort(plan: Sort, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    child, schema = _compile(plan.input, context)
+    for key in plan.keys:
+        _comparable(schema, key.column, child, "ORDER BY")
+    return plan.with_inputs(child), schema
+
+
+@_COMPILE.register(Limit)
+def _limit(plan: Limit, context: PlanContext) -> tuple[Plan, pa.Schema]:
+    child, schema = _compile(plan.input, context)
+    return plan.with_inputs(child), schema
 
 
 _COMPARING = {"min": "MIN", "max": "MAX", "count_distinct": "COUNT(DISTINCT ...)",
-              "quantile_disc": "QUANTILE_DISC", "quantile_cont": "QUANTILE_CONT"}
+              "quantile_disc": "QUANTILE_DISC", "quantile_cont": "QUANTILE_CONT",
+              "approx_count_distinct": "APPROX_COUNT_DISTINCT", "approx_quantile": "APPROX_QUANTILE"}
 
 
 def _comparable(schema: pa.Schema, name: str, below: Plan, what: str) -> None:

@@ -23,6 +23,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from planner.context import PlanContext
+from planner.dispatch import OperatorTable
 from planner.logical import (
     Aggregate, Broadcast, Filter, Gather, Join, Memory, Plan, Project, Scan, Shuffle, Values, Window,
 )
@@ -38,54 +39,90 @@ def distribute(plan: Plan, context: PlanContext) -> Plan:
     return Gather(plan) if spread else plan
 
 
+ESTIMATE: OperatorTable[int] = OperatorTable(
+    "estimate", fallback=lambda plan: max((estimate(c) for c in plan.inputs), default=0))
+
+
 def estimate(plan: Plan) -> int:
     """Estimated bytes of ``plan``'s output, from the manifest."""
-    if isinstance(plan, Scan):
-        segments = plan.segments if plan.segments is not None else plan.source.segments
-        total = sum(s.bytes for s in segments)
-        width = len(plan.source.schema.names) or 1
-        return total * max(len(plan.columns), 1) // width
-    if isinstance(plan, Memory):
-        return plan.table.nbytes
-    if isinstance(plan, Values):
-        return 0
-    if isinstance(plan, Join):
-        if plan.kind in ("semi", "anti", "anti_in", "single"):
-            return estimate(plan.left)
-        return max(estimate(plan.left), estimate(plan.right))
-    return max((estimate(c) for c in plan.inputs), default=0)
+    return ESTIMATE(plan)
+
+
+@ESTIMATE.register(Scan)
+def _estimate_scan(plan: Scan) -> int:
+    segments = plan.segments if plan.segments is not None else plan.source.segments
+    total = sum(s.bytes for s in segments)
+    width = len(plan.source.schema.names) or 1
+    return total * max(len(plan.columns), 1) // width
+
+
+@ESTIMATE.register(Memory)
+def _estimate_memory(plan: Memory) -> int:
+    return plan.table.nbytes
+
+
+@ESTIMATE.register(Values)
+def _estimate_values(plan: Values) -> int:
+    return 0
+
+
+@ESTIMATE.register(Join)
+def _estimate_join(plan: Join) -> int:
+    if plan.kind in ("semi", "anti", "anti_in", "single"):
+        return estimate(plan.left)
+    return max(estimate(plan.left), estimate(plan.right))
 
 
 def _gathered(plan: Plan, spread: bool) -> Plan:
     return Gather(plan) if spread else plan
 
 
-def _place(plan: Plan, context: PlanContext, keys) -> tuple[Plan, bool]:
-    """The plan with exchanges placed, and whether its rows are still spread over fragments."""
-    if isinstance(plan, Scan):
-        return plan, True
+def _rest(plan: Plan, context: PlanContext, keys) -> tuple[Plan, bool]:
+    """Operators that need all their rows in one place: a Gather below each spread input."""
     if not plan.inputs:
         return plan, False
-    if isinstance(plan, Join):
-        return _join(plan, context, keys)
     placed = [_place(child, context, keys) for child in plan.inputs]
-    if isinstance(plan, (Filter, Project)):
-        child, spread = placed[0]
-        if isinstance(plan, Project) and len(set(plan.names)) < len(plan.names):  # repeated names stay here
-            return plan.with_inputs(_gathered(child, spread)), False
-        return plan.with_inputs(child), spread
-    if isinstance(plan, Window):
-        child, spread = placed[0]
-        partition = plan.calls[0].partition
-        if spread and partition:
-            shuffled = Shuffle(child, partition, context.buckets, f"x{next(keys)}")
-            return plan.with_inputs(shuffled), True
-        return plan.with_inputs(_gathered(child, spread)), False
-    if isinstance(plan, Aggregate) and placed[0][1] is False:
-        return plan.with_inputs(placed[0][0]), False
     return plan.with_inputs(*(_gathered(p, s) for p, s in placed)), False
 
 
+PLACE: OperatorTable[tuple[Plan, bool]] = OperatorTable("distribute", fallback=_rest)
+
+
+def _place(plan: Plan, context: PlanContext, keys) -> tuple[Plan, bool]:
+    """The plan with exchanges placed, and whether its rows are still spread over fragments."""
+    return PLACE(plan, context, keys)
+
+
+@PLACE.register(Scan)
+def _place_scan(plan: Scan, context: PlanContext, keys) -> tuple[Plan, bool]:
+    return plan, True
+
+
+@PLACE.register(Filter, Project)
+def _place_row_by_row(plan: Plan, context: PlanContext, keys) -> tuple[Plan, bool]:
+    child, spread = _place(plan.input, context, keys)
+    if isinstance(plan, Project) and len(set(plan.names)) < len(plan.names):  # repeated names stay here
+        return plan.with_inputs(_gathered(child, spread)), False
+    return plan.with_inputs(child), spread
+
+
+@PLACE.register(Window)
+def _place_window(plan: Window, context: PlanContext, keys) -> tuple[Plan, bool]:
+    child, spread = _place(plan.input, context, keys)
+    partition = plan.calls[0].partition
+    if spread and partition:
+        shuffled = Shuffle(child, partition, context.buckets, f"x{next(keys)}")
+        return plan.with_inputs(shuffled), True
+    return plan.with_inputs(_gathered(child, spread)), False
+
+
+@PLACE.register(Aggregate)
+def _place_aggregate(plan: Aggregate, context: PlanContext, keys) -> tuple[Plan, bool]:
+    child, spread = _place(plan.input, context, keys)
+    return plan.with_inputs(_gathered(child, spread)), False
+
+
+@PLACE.register(Join)
 def _join(plan: Join, context: PlanContext, keys) -> tuple[Plan, bool]:
     left, left_spread = _place(plan.left, context, keys)
     right, right_spread = _place(plan.right, context, keys)
@@ -143,7 +180,7 @@ def _join(plan: Join, context: PlanContext, keys) -> tuple[Plan, bool]:
 
 
 def _hash_class(type_: pa.DataType) -> str:
-    """Which way the shuffle hashes a key of this type (see engine.execution.exchange)."""
+    """Which way the shuffle hashes a key of this type (see engine.query.execution.exchange)."""
     if pa.types.is_dictionary(type_):
         type_ = type_.value_type
     if pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_) or pa.types.is_boolean(type_):

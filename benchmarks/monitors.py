@@ -1,0 +1,252 @@
+"""Monitor benchmark: many monitors over a few tables while events are being ingested.
+
+Setup: ``--tables`` tables of web events, ``--monitors`` monitors spread over
+about 200 distinct query shapes (table x group columns x aggregate x window;
+each monitor has its own threshold and, for a third of them, its own WHERE),
+and a feeder ingesting ``--ingest-rate`` events per second stamped 'now'.
+The monitor service (``MonitorService``, ``--shards`` shards: one scheduler,
+state processor and notifier actor each) runs for ``--duration`` seconds.
+
+A probe monitor measures the time from ingesting an event that crosses its
+threshold to a loopback webhook receiving the ALERT: the probe event is
+ingested every few seconds, and the alert clears through no-data in between.
+
+Reported: evaluations per minute sustained, lateness (evaluation committed
+minus slot time) p50/p99, queries per evaluation (shared scans), cache hit
+rate (partial aggregates of whole segments reused by sliding windows),
+scheduler CPU seconds per evaluation, and threshold-to-webhook p50/p99.
+Prints a table and writes JSON.  Not a test: it asserts nothing.
+
+    PYTHONPATH=$PWD python -m benchmarks.monitors --monitors 1000,10000,100000 --duration 120
+    PYTHONPATH=$PWD python -m benchmarks.monitors --reduced        # a quick check that it works
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+SCHEMA = pa.schema([
+    ("timestamp", pa.timestamp("us", tz="UTC")),
+    ("service", pa.string()),
+    ("host", pa.string()),
+    ("region", pa.string()),
+    ("status", pa.int64()),
+    ("latency", pa.float64()),
+    ("bytes", pa.int64()),
+])
+GROUPS = ("service", "region", "service, region")
+AGGREGATES = (
+    "avg(latency)", "max(latency)", "count(*)", "sum(bytes)",
+    "count(*) FILTER (WHERE status >= 500) * 100.0 / count(*)", "approx_quantile(latency, 0.99)",
+)
+WINDOWS = ("1m", "5m", "15m", "30m")
+
+
+def events(rows: int, rng: np.random.Generator, now: float) -> pa.Table:
+    return pa.table({
+        "timestamp": pa.array(((now - rng.random(rows) * 0.5) * 1e6).astype(np.int64)).cast(
+            pa.timestamp("us", tz="UTC")),
+        "service": pa.array([f"svc-{i}" for i in rng.integers(0, 20, rows)], pa.string()),
+        "host": pa.array([f"host-{i}" for i in rng.integers(0, 100, rows)], pa.string()),
+        "region": pa.array([f"r{i}" for i in rng.integers(0, 4, rows)], pa.string()),
+        "status": pa.array(rng.choice([200, 200, 200, 404, 500], rows), pa.int64()),
+        "latency": pa.array(rng.lognormal(3.5, 0.7, rows), pa.float64()),
+        "bytes": pa.array(rng.integers(100, 10_000, rows), pa.int64()),
+    }, schema=SCHEMA)
+
+
+class Feeder:
+    """Ingests ``rate`` events per second, spread over the tables, in half-second batches."""
+
+    def __init__(self, db: Any, tables: list[str], rate: int) -> None:
+        self.db, self.tables, self.rate = db, tables, rate
+        self.stopped = threading.Event()
+        self.ingested = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        rng = np.random.default_rng(1)
+        while not self.stopped.is_set():
+            started = time.time()
+            per_table = max(1, self.rate // 2 // len(self.tables))
+            for table in self.tables:
+                self.db.ingest(table, events(per_table, rng, time.time()))
+                self.ingested += per_table
+            self.stopped.wait(max(0.0, 0.5 - (time.time() - started)))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=60)
+
+
+class Receiver:
+    """A loopback webhook that notes when each key arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.arrivals.setdefault(body["key"], time.time())
+                receiver.bodies.append(body)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies: list[dict] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+def define(db: Any, tables: list[str], count: int, every: str) -> int:
+    """``count`` monitors over the shapes; one create_monitor per shape (checked), the rest in one bulk version."""
+    from engine.monitors.definition import MonitorSpec
+
+    shapes = [(t, g, a, w) for t in tables for g in GROUPS for a in AGGREGATES for w in WINDOWS]
+    checked: list[MonitorSpec] = []
+    for index, (table, groups, aggregate, window) in enumerate(shapes[: min(len(shapes), count)]):
+        query = f"SELECT {groups}, {aggregate} AS value FROM {table} GROUP BY {groups}"
+        checked.append(db.create_monitor(f"shape-{index}", query, window=window, every=every, critical=1e12))
+    records = {}
+    for index in range(len(checked), count):
+        base = checked[index % len(checked)]
+        query = base.query
+        if index % 3 == 0:
+            query = query.replace(" GROUP BY", f" WHERE host <> 'host-{index % 100}' GROUP BY")
+        spec = replace(base, name=f"monitor-{index}", query=query, critical=float(1e12 + index))
+        records[spec.name] = spec.to_record()
+    if records:
+        db.monitor_log.create_many(records)
+    return len(shapes)
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    return float(np.percentile(np.array(values), fraction * 100))
+
+
+def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, Any]:
+    import engine
+    from engine.monitors.history import ensure_table
+    from engine.monitors.service import MonitorService
+
+    db = engine.connect(root, maintenance=False)
+    tables = [f"events{i}" for i in range(args.tables)]
+    for table in tables:
+        db.create_table(table, schema=SCHEMA, partitions=1)
+    receiver = Receiver()
+    started = time.time()
+    shapes = define(db, tables, monitors, args.every)
+    db.create_monitor("probe", "SELECT max(latency) AS v FROM events0 WHERE host = 'probe'", window="2s",
+                      every="1s", critical=1e6, no_data={"after": "1s", "action": "ok"},
+                      notify=f"webhook:{receiver.url}")
+    define_seconds = time.time() - started
+    meta = ensure_table(db.catalog, db.namespace, args.shards)
+    feeder = Feeder(db, tables, args.ingest_rate)
+    service = MonitorService(db.store, db.namespace, meta, tick=0.2).start()
+    probes: list[float] = []
+    try:
+        deadline = time.time() + args.duration
+        while time.time() < deadline:
+            db.ingest("events0", [{"timestamp": int(time.time() * 1e6), "service": "svc-0", "host": "probe",
+                                   "region": "r0", "status": 200, "latency": 2e6, "bytes": 1}])
+            probes.append(time.time())
+            time.sleep(min(args.probe_every, max(0.0, deadline - time.time())))
+        stats = service.stats()
+    finally:
+        service.stop()
+        feeder.stop()
+    alerts = sorted(t for k, t in receiver.arrivals.items() if k.startswith("probe/") and
+                    any(b["key"] == k and b["to"] == "ALERT" for b in receiver.bodies))
+    delays = []
+    for sent in probes:  # each ALERT answers the latest probe sent before it
+        later = [a for a in alerts if a >= sent]
+        if later and all(not (sent < p < later[0]) for p in probes):
+            delays.append(later[0] - sent)
+    schedulers = stats["schedulers"]
+    evaluations = sum(s["evaluations"] for s in schedulers)
+    lateness = [x for s in schedulers for x in s["lateness"]]
+    result = {
+        "monitors": monitors, "shapes": shapes, "shards": args.shards, "every": args.every,
+        "duration_s": args.duration, "define_s": round(define_seconds, 1),
+        "ingested_events": feeder.ingested, "ingest_rate_per_s": round(feeder.ingested / args.duration),
+        "evaluations": evaluations, "evaluations_per_min": round(evaluations / args.duration * 60),
+        "queries": sum(s["queries"] for s in schedulers),
+        "queries_per_evaluation": round(sum(s["queries"] for s in schedulers) / max(1, evaluations), 4),
+        "skipped_slots": sum(s["skipped"] for s in schedulers),
+        "lateness_p50_s": percentile(lateness, 0.5), "lateness_p99_s": percentile(lateness, 0.99),
+        "cpu_ms_per_evaluation": round(1000 * sum(s["cpu_seconds"] for s in schedulers) / max(1, evaluations), 3),
+        "cache_hit_rate": round(sum(s["cache_hits"] for s in schedulers)
+                                / max(1, sum(s["cache_hits"] + s["cache_misses"] for s in schedulers)), 4),
+        "threshold_to_webhook_p50_s": percentile(delays, 0.5),
+        "threshold_to_webhook_p99_s": percentile(delays, 0.99),
+        "probe_alerts": len(delays),
+        "errors": [e for s in schedulers for e in s["errors"]][:5],
+    }
+    db.close()
+    return result
+
+
+def show(results: list[dict[str, Any]]) -> None:
+    columns = ("monitors", "evaluations_per_min", "queries_per_evaluation", "skipped_slots", "lateness_p50_s",
+               "lateness_p99_s", "cpu_ms_per_evaluation", "cache_hit_rate", "threshold_to_webhook_p50_s", "threshold_to_webhook_p99_s",
+               "ingest_rate_per_s")
+    print("  ".join(f"{c:>14}" for c in columns))
+    for result in results:
+        cells = []
+        for column in columns:
+            value = result[column]
+            cells.append(f"{value:>14.3f}" if isinstance(value, float) else f"{str(value):>14}")
+        print("  ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--monitors", default="1000,10000,100000", help="comma-separated monitor counts")
+    parser.add_argument("--tables", type=int, default=3)
+    parser.add_argument("--every", default="1m", help="slot period of the monitors")
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds the service runs per case")
+    parser.add_argument("--ingest-rate", type=int, default=50_000, help="events per second ingested meanwhile")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--probe-every", type=float, default=4.0)
+    parser.add_argument("--reduced", action="store_true", help="1,000 monitors every 10 s for 60 s, 2,000 events/s")
+    parser.add_argument("--out", default="benchmarks/results/monitors.json")
+    args = parser.parse_args(argv)
+    if args.reduced:
+        args.monitors, args.every, args.duration, args.ingest_rate = "1000", "10s", 60.0, 2000
+    results = []
+    for count in [int(c) for c in args.monitors.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="petrel-monitors-") as root:
+            results.append(run_case(os.path.join(root, "warehouse"), count, args))
+        show(results)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as handle:
+        json.dump({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                   "arguments": vars(args), "results": results}, handle, indent=2)
+    print(f"wrote {args.out}")
+    print(f"median of lateness over all cases: {statistics.median([r['lateness_p50_s'] or 0 for r in results]):.3f} s")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The ``_monitor_transitions`` table: history, committed state and outbox in one commit.
+
+``_monitor_transitions`` is a warehouse table like any other (query it with
+``db.sql``).  Its partition *p* is the commit log of monitor shard *p*
+(monitors are sharded by a stable hash of their name).  One commit of a
+shard carries, atomically:
+
+- a segment with the transitions of the slots it applies (``added``);
+- the new state of every monitor it touches, in the commit's ``offsets``
+  (``offsets[monitor]``: last slot applied, groups, skips), so the state is
+  exactly as new as the history;
+- the notification outbox: ``offsets["_outbox"]``, the transitions of this
+  commit that must be delivered (the notifier reads it from the record).
+
+The state processor owns a shard under an epoch (``PartitionLog.claim``), so
+a processor that was replaced (a zombie after a kill) is fenced, and a slot
+older than or equal to the monitor's last applied slot changes nothing: the
+idempotency key (monitor, slot) is applied once.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from engine.monitors.definition import MonitorSpec
+from engine.monitors.state import MonitorState, SlotOutcome, Transition, apply_slot, record_skip
+from storage.catalog import Catalog, TableMeta
+from storage.log import PartitionLog, PartitionState
+from storage.objectstore import ObjectStore
+from storage.segment import write_segment
+
+TRANSITIONS_TABLE = "_monitor_transitions"
+OUTBOX = "_outbox"
+DEFAULT_SHARDS = 1
+
+TRANSITIONS_SCHEMA = pa.schema([
+    ("monitor", pa.string()),
+    ("group", pa.string()),
+    ("seq", pa.int64()),
+    ("slot", pa.timestamp("us", tz="UTC")),
+    ("from_state", pa.string()),
+    ("to_state", pa.string()),
+    ("value", pa.float64()),
+    ("notify", pa.bool_()),
+    ("muted", pa.bool_()),
+    ("reason", pa.string()),
+    ("monitor_version", pa.int64()),
+    ("key", pa.string()),
+    ("committed_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def shard_of(monitor: str, shards: int) -> int:
+    """The shard (partition of ``_monitor_transitions``) a monitor belongs to."""
+    return zlib.crc32(monitor.encode()) % shards
+
+
+def ensure_table(catalog: Catalog, namespace: str, shards: int = DEFAULT_SHARDS) -> TableMeta:
+    """The namespace's ``_monitor_transitions`` table, created on first use."""
+    return catalog.create_table(namespace, TRANSITIONS_TABLE, schema=TRANSITIONS_SCHEMA, time_column="slot",
+                                sort_key=["monitor"], partitions=shards, exist_ok=True)
+
+
+def transitions_table(transitions: list[Transition], committed_at: float) -> pa.Table:
+    """Transitions as rows of ``_monitor_transitions``."""
+    micros = lambda seconds: int(round(seconds * 1_000_000))  # noqa: E731
+    columns = {
+        "monitor": [t.monitor for t in transitions],
+        "group": [t.group for t in transitions],
+        "seq": [t.seq for t in transitions],
+        "slot": [micros(t.slot) for t in transitions],
+        "from_state": [t.from_state for t in transitions],
+        "to_state": [t.to_state for t in transitions],
+        "value": [t.value for t in transitions],
+        "notify": [t.notify for t in transitions],
+        "muted": [t.muted for t in transitions],
+        "reason": [t.reason for t in transitions],
+        "monitor_version": [t.version for t in transitions],
+        "key": [t.key for t in transitions],
+        "committed_at": [micros(committed_at)] * len(transitions),
+    }
+    return pa.table({name: pa.array(values, TRANSITIONS_SCHEMA.field(name).type) for name, values in columns.items()},
+                    schema=TRANSITIONS_SCHEMA)
+
+
+class ShardLog:
+    """Reads and commits the state of one monitor shard."""
+
+    def __init__(self, store: ObjectStore, meta: TableMeta, shard: int) -> None:
+        self.store = store
+        self.meta = meta
+        self.shard = shard
+        self.log = PartitionLog(store, meta.path, shard)
+        self.state: PartitionState = PartitionState(partition=shard)
+        self.epoch: int | None = None
+
+    def claim(self) -> int:
+        """Own the shard under a new epoch; every earlier owner is fenced from now on."""
+        self.state = self.log.claim()
+        self.epoch = self.state.epoch
+        return self.epoch
+
+    def load(self) -> PartitionState:
+        self.state = self.log.load()
+        return self.state
+
+    def monitor_state(self, monitor: str) -> MonitorState:
+        return MonitorState.from_json(self.state.offsets.get(monitor))
+
+    def monitor_states(self) -> dict[str, MonitorState]:
+        return {name: MonitorState.from_json(record) for name, record in self.state.offsets.items()
+                if not name.startswith("_") and record}
+
+    def apply(self, specs: dict[str, MonitorSpec], outcomes: Iterable[SlotOutcome],
+              skips: Iterable[tuple[str, list[float], str]] = ()) -> list[Transition]:
+        """Apply slot outcomes (and record skipped slots) in one commit; returns the transitions committed.
+
+        Outcomes of slots already applied (or of monitors no longer defined)
+        change nothing.  Raises Fenced when a newer processor owns the shard.
+        """
+        states: dict[str, MonitorState] = {}
+        transitions: list[Transition] = []
+        applied: list[str] = []
+        for monitor, slots, reason in skips:  # skipped slots are older than the ones evaluated with them
+            state = states.get(monitor) or self.monitor_state(monitor)
+            fresh = [s for s in slots if state.slot is None or s > state.slot]
+            if fresh:
+                states[monitor] = record_skip(state, fresh, reason)
+        for outcome in sorted(outcomes, key=lambda o: (o.monitor, o.slot)):
+            spec = specs.get(outcome.monitor)
+            if spec is None:
+                continue
+            state = states.get(outcome.monitor) or self.monitor_state(outcome.monitor)
+            new, made = apply_slot(spec, state, outcome)
+            if new is state:
+                continue
+            states[outcome.monitor] = new
+            transitions.extend(made)
+            applied.append(f"{outcome.monitor}@{outcome.slot:.0f}")
+        if not states:
+            return []
+        now = time.time()
+        added = []
+        if transitions:
+            added.append(write_segment(self.store, self.meta.path, transitions_table(transitions, now),
+                                       partition=self.shard, time_column="slot", sort_key=("monitor",)))
+        offsets: dict[str, Any] = {name: state.to_json() for name, state in states.items()}
+        offsets[OUTBOX] = [{**t.to_json(), "sinks": list(specs[t.monitor].notify), "committed_at": now}
+                           for t in transitions]
+        offsets["_applied"] = applied
+        self.state = self.log.commit(self.state, epoch=self.epoch, added=added, offsets=offsets, kind="monitor")
+        return transitions
+
+
+def read_outbox(log: PartitionLog, version: int) -> list[dict[str, Any]]:
+    """The outbox of commit ``version`` of a shard (empty for commits that are not the processor's)."""
+    record = log.record(version)
+    if record.get("kind") != "monitor":
+        return []
+    return list((record.get("offsets") or {}).get(OUTBOX) or [])

@@ -1,0 +1,309 @@
+"""The monitor service on Ray: per shard a scheduler, a state processor and a notifier.
+
+- :class:`Scheduler` finds the slots each monitor of its shard is due for,
+  evaluates them (shared scans) in its own process and hands the outcomes
+  to its shard's state processor.  After an outage it catches up missed
+  slots up to the monitor's ``catch_up`` bound (10 minutes by default),
+  evaluated exactly against stored data; older slots are skipped, recorded
+  with the reason (the scheduler was down, or busy) and counted.
+- :class:`StateProcessor` owns the shard's partition of
+  ``_monitor_transitions`` under an epoch and commits each batch of slots
+  (states, transitions, outbox) atomically; a slot already applied changes
+  nothing, so a retried hand-off is harmless.
+- :class:`NotifierActor` delivers the shard's outbox (:mod:`notify`).
+
+All three restart on their own after a crash (``max_restarts=-1``) and
+resume from what is committed.  :class:`MonitorService` starts them and
+keeps them running in the foreground (``db.run_monitors()``,
+``petrel monitors run``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import ray
+
+from engine.monitors.definition import MonitorSpec
+from engine.monitors.evaluate import Evaluator
+from engine.monitors.history import ShardLog, shard_of
+from storage.catalog import TableMeta
+from storage.errors import Fenced
+from storage.monitor_log import MonitorLog
+from storage.objectstore import ObjectStore
+
+DEFINITIONS_REFRESH = 2.0
+MAX_SLOTS_PER_STEP = 5_000
+LATENESS_SAMPLES = 20_000
+
+
+def plan_slots(spec: MonitorSpec, last: float | None, now: float, started: float) -> tuple[list[float], list[float], str]:
+    """(slots to evaluate, slots to skip, why) for ``spec`` whose last applied slot is ``last``."""
+    if last is None:
+        return [spec.slot_at(now)], [], ""
+    missed = spec.slots_between(last, now)
+    bound = now - spec.catch_up
+    old = [s for s in missed if s < bound]
+    due = [s for s in missed if s >= bound]
+    if not old:
+        return due, [], ""
+    reason = ("missed while the scheduler was not running; older than the catch-up bound of "
+              f"{spec.catch_up:g} s" if old[-1] < started else
+              f"scheduler busy: the slot waited longer than the catch-up bound of {spec.catch_up:g} s")
+    return due, old, reason
+
+
+class _Loop:
+    """A daemon thread calling ``step`` every ``tick`` seconds, started with the actor (and again after a restart)."""
+
+    tick: float
+
+    def _start_loop(self) -> None:
+        self._stopped = threading.Event()
+        self.errors: deque[str] = deque(maxlen=20)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            started = time.monotonic()
+            try:
+                self.step()
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad step; the error is kept
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stopped.wait(max(0.0, self.tick - (time.monotonic() - started)))
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
+class StateProcessor:
+    """Commits the slots of one shard: states, transitions and outbox together."""
+
+    def __init__(self, store: ObjectStore, meta: TableMeta, shard: int) -> None:
+        self.log = ShardLog(store, meta, shard)
+        self.epoch = self.log.claim()
+        self.commits = 0
+        self.transitions = 0
+
+    def apply(self, records: dict[str, dict[str, Any]], outcomes: list, skips: list) -> dict[str, float | None]:
+        """Apply outcomes and skips; returns the last applied slot of each monitor named in ``records``."""
+        specs = {name: MonitorSpec.from_record(r) for name, r in records.items()}
+        for attempt in range(3):
+            try:
+                made = self.log.apply(specs, outcomes, skips)
+                break
+            except Fenced:
+                raise
+            except Exception:  # noqa: BLE001 - reload what is committed and try again
+                if attempt == 2:
+                    raise
+                self.log.load()
+        self.commits += 1
+        self.transitions += len(made)
+        return {name: self.log.monitor_state(name).slot for name in records}
+
+    def stats(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "commits": self.commits, "transitions": self.transitions, "pid": os.getpid()}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@ray.remote(max_restarts=-1, num_cpus=0)
+class Scheduler(_Loop):
+    """Evaluates the monitors of one shard at their slots."""
+
+    def __init__(self, store: ObjectStore, namespace: str, meta: TableMeta, shard: int, processor: Any,
+                 tick: float = 0.2, share: bool = True) -> None:
+        from engine.monitors.queries import LocalQueries
+
+        self.namespace, self.meta, self.shard, self.processor, self.tick = namespace, meta, shard, processor, tick
+        self.definitions = MonitorLog(store, namespace)
+        self.queries = LocalQueries(store, namespace)
+        self.evaluator = Evaluator(self.queries.sql, share=share, run_window=self.queries.window)
+        shard_log = ShardLog(store, meta, shard)
+        shard_log.load()
+        self.last: dict[str, float | None] = {n: s.slot for n, s in shard_log.monitor_states().items()}
+        self.started = time.time()
+        self.specs: dict[str, MonitorSpec] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        self.specs_at = 0.0
+        self.lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)
+        self.counts = {"evaluations": 0, "skipped": 0, "handoff_retries": 0}
+        self.cpu_started = time.process_time()
+        self._start_loop()
+
+    def _refresh(self, now: float) -> None:
+        if now - self.specs_at < DEFINITIONS_REFRESH and self.specs:
+            return
+        records = self.definitions.definitions()
+        shards = self.meta.partitions
+        self.records = {n: r for n, r in records.items() if shard_of(n, shards) == self.shard}
+        self.specs = {n: MonitorSpec.from_record(r) for n, r in self.records.items()}
+        self.specs_at = now
+
+    def step(self) -> None:
+        now = time.time()
+        self._refresh(now)
+        due: list[tuple[MonitorSpec, float]] = []
+        skips: list[tuple[str, list[float], str]] = []
+        for name, spec in self.specs.items():
+            slots, skipped, reason = plan_slots(spec, self.last.get(name), now, self.started)
+            due.extend((spec, slot) for slot in slots)
+            if skipped:
+                skips.append((name, skipped, reason))
+        if not due and not skips:
+            return
+        due.sort(key=lambda pair: pair[1])
+        due = due[:MAX_SLOTS_PER_STEP]  # the rest wait for the next step; past the bound they become recorded skips
+        outcomes = self.evaluator.evaluate(due)
+        touched = {o.monitor for o in outcomes} | {name for name, _, _ in skips}
+        last = self._hand_off({n: self.records[n] for n in touched}, outcomes, skips)
+        done = time.time()
+        self.last.update(last)
+        self.counts["evaluations"] += len(outcomes)
+        self.counts["skipped"] += sum(len(s) for _, s, _ in skips)
+        self.lateness.extend(done - o.slot for o in outcomes)
+
+    def _hand_off(self, records: dict, outcomes: list, skips: list) -> dict[str, float | None]:
+        delay = 0.2
+        while True:
+            try:
+                return ray.get(self.processor.apply.remote(records, outcomes, skips), timeout=120)
+            except Fenced:
+                raise
+            except Exception:  # noqa: BLE001 - the processor is restarting: the hand-off is idempotent, retry it
+                self.counts["handoff_retries"] += 1
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.counts, "lateness": list(self.lateness), "queries": self.evaluator.stats.queries,
+                "shared_queries": self.evaluator.stats.shared_queries,
+                "evaluation_seconds": self.evaluator.stats.seconds,
+                "cache_hits": self.queries.hits, "cache_misses": self.queries.misses,
+                "cpu_seconds": time.process_time() - self.cpu_started, "errors": list(self.errors),
+                "monitors": len(self.specs), "pid": os.getpid()}
+
+
+@ray.remote(max_restarts=-1, num_cpus=0)
+class NotifierActor(_Loop):
+    """Delivers the outbox of one shard (see :mod:`engine.monitors.notify`)."""
+
+    def __init__(self, store: ObjectStore, namespace: str, meta: TableMeta, shard: int,
+                 tick: float = 0.2, timeout: float = 5.0) -> None:
+        from engine.monitors.notify import Notifier, Sinks
+
+        self.tick = tick
+        self.definitions = MonitorLog(store, namespace)
+        self.specs: dict[str, MonitorSpec] = {}
+        self.specs_at = 0.0
+        self.notifier = Notifier(store, namespace, meta.path, shard, Sinks(timeout))
+        self._start_loop()
+
+    def step(self) -> None:
+        now = time.time()
+        if now - self.specs_at >= DEFINITIONS_REFRESH:
+            self.specs = {n: MonitorSpec.from_record(r) for n, r in self.definitions.definitions().items()}
+            self.specs_at = now
+
+        def mutes(name: str) -> tuple:
+            spec = self.specs.get(name)
+            return spec.mutes if spec else ()
+
+        def renotify(name: str) -> float | None:
+            spec = self.specs.get(name)
+            return spec.renotify if spec else None
+
+        self.notifier.step(mutes, renotify)
+
+    def stats(self) -> dict[str, Any]:
+        s = self.notifier.stats
+        return {"delivered": s.delivered, "renotified": s.renotified, "failures": s.failures,
+                "latencies": list(s.latencies[-LATENESS_SAMPLES:]), "watermark": self.notifier.watermark,
+                "errors": list(self.errors), "pid": os.getpid()}
+
+
+def call(method: Any, timeout: float = 60.0) -> Any:
+    """``method.remote()``'s result, waiting through a restart of its actor (a crashed actor comes back)."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ray.get(method.remote(), timeout=max(1.0, deadline - time.monotonic()))
+        except (ActorUnavailableError, RayActorError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+class MonitorService:
+    """Starts and keeps the monitor actors of every shard of a namespace."""
+
+    def __init__(self, store: ObjectStore, namespace: str, meta: TableMeta, tick: float = 0.2,
+                 share: bool = True, timeout: float = 5.0) -> None:
+        self.store, self.namespace, self.meta = store, namespace, meta
+        self.tick, self.share, self.timeout = tick, share, timeout
+        self.processors: list[Any] = []
+        self.schedulers: list[Any] = []
+        self.notifiers: list[Any] = []
+
+    def start(self) -> MonitorService:
+        for shard in range(self.meta.partitions):
+            processor = StateProcessor.remote(self.store, self.meta, shard)
+            self.processors.append(processor)
+            self.schedulers.append(Scheduler.remote(self.store, self.namespace, self.meta, shard, processor,
+                                                    tick=self.tick, share=self.share))
+            self.notifiers.append(NotifierActor.remote(self.store, self.namespace, self.meta, shard,
+                                                       tick=self.tick, timeout=self.timeout))
+        for actor in self.actors:
+            call(actor.pid)
+        return self
+
+    @property
+    def actors(self) -> list[Any]:
+        return self.processors + self.schedulers + self.notifiers
+
+    def stats(self, timeout: float = 60.0) -> dict[str, Any]:
+        """What each actor did since it (last) started."""
+        return {
+            "schedulers": [call(s.stats, timeout) for s in self.schedulers],
+            "processors": [call(p.stats, timeout) for p in self.processors],
+            "notifiers": [call(n.stats, timeout) for n in self.notifiers],
+        }
+
+    def run(self, duration: float | None = None, report: Any = None) -> dict[str, Any]:
+        """Run in the foreground until ``duration`` seconds pass (None: until interrupted); returns the stats."""
+        self.start()
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic())))
+                if report is not None:
+                    report(self)
+        except KeyboardInterrupt:
+            pass
+        try:
+            return self.stats()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.processors, self.schedulers, self.notifiers = [], [], []

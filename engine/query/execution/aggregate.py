@@ -1,0 +1,367 @@
+"""Hash aggregation in two phases: partial states per fragment, then a final merge.
+
+``partial`` reduces rows to one row of state columns per group with Acero's
+hash aggregate; ``final`` merges gathered states.  A query that runs in one
+place does both in a row.  States per function:
+
+=====================  ======================================  ==========================
+function               partial state                           final
+=====================  ======================================  ==========================
+count_star/count       n                                       sum n (0 if none)
+sum                    s (and f, a double sum, for integers)   sum s (checked by sum f)
+avg                    s (and f for integers), n               sum s / sum n
+min/max                m                                       min/max m
+stddev/var             n, mean, m2                             Chan's parallel merge
+count_distinct         list of distinct values                 distinct of the union
+quantile_*             list of values                          exact quantile
+approx_count_distinct  HyperLogLog sketch                      union's estimate
+approx_quantile        KLL sketch                              merged sketch's quantile
+bool_and/or            b                                       all/any b
+=====================  ======================================  ==========================
+
+The final merge is one Acero hash aggregation over the gathered states
+(NULL keys are a group of their own).  Sums, counts, min/max and all/any
+merge in that pass; for the states Acero cannot combine it collects a list
+per group, which array kernels (and the sketch libraries) then reduce.
+
+Integer sums wrap around in Arrow.  The wrapped int64 sum is still exact
+whenever the true sum fits in int64 (two's complement arithmetic is exact
+modulo 2**64), so a double sum beside it only has to say whether it fits:
+a SUM that does not raises :class:`QueryFailed`, and an AVG uses the double.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.query.execution import sketches
+from planner.logical import AggCall
+from storage.errors import QueryFailed
+
+_ONLY_VALID = pc.CountOptions("only_valid")
+_SKIP = pc.ScalarAggregateOptions(skip_nulls=True, min_count=1)
+_KEY = "__group"
+_INT64_LIMIT = 2.0**63 * (1 - 1e-9)  # a double sum this large may not fit in int64
+_AS_DOUBLE = "__double"  # suffix of an integer input's double copy
+
+
+_SKETCHES = {"h": sketches.hll_states, "k": sketches.kll_states}  # states turned into sketches after the pass
+
+
+def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, object, str]]:
+    """(state suffix, hash function, options, input column) for one aggregate's partial states."""
+    arg = call.arg
+    func = call.func
+    if func == "count_star":
+        return [("n", "count_all", None, None)]
+    if func == "count":
+        return [("n", "count", _ONLY_VALID, arg)]
+    if func in ("sum", "avg"):
+        specs = [("s", "sum", _SKIP, arg)]
+        if f"{arg}{_AS_DOUBLE}" in schema.names:
+            specs.append(("f", "sum", _SKIP, f"{arg}{_AS_DOUBLE}"))
+        return specs + ([("n", "count", _ONLY_VALID, arg)] if func == "avg" else [])
+    if func in ("min", "max"):
+        return [("m", func, _SKIP, arg)]
+    if func in ("stddev_samp", "stddev_pop", "var_samp", "var_pop"):
+        return [("n", "count", _ONLY_VALID, arg), ("mean", "mean", _SKIP, arg),
+                ("m2", "variance", pc.VarianceOptions(ddof=0, min_count=1), arg)]
+    if func == "count_distinct":
+        return [("d", "distinct", _ONLY_VALID, arg)]
+    if func in ("quantile_cont", "quantile_disc"):
+        return [("l", "list", None, arg)]
+    if func == "approx_count_distinct":
+        return [("h", "distinct", _ONLY_VALID, arg)]
+    if func == "approx_quantile":
+        return [("k", "list", None, arg)]
+    if func == "bool_and":
+        return [("b", "all", _SKIP, arg)]
+    if func == "bool_or":
+        return [("b", "any", _SKIP, arg)]
+    raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
+
+
+def _prepare(table: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
+    """Cast inputs whose states need it: booleans summed as integers, decimals averaged as doubles.
+
+    An integer summed or averaged also gets a double copy, whose sum tells
+    whether the integer sum fits in int64.
+    """
+    for call in calls:
+        if call.arg is None:
+            continue
+        column = table.column(call.arg)
+        if call.func in ("sum", "avg") and pa.types.is_integer(column.type) \
+                and f"{call.arg}{_AS_DOUBLE}" not in table.column_names:
+            table = table.append_column(f"{call.arg}{_AS_DOUBLE}", column.cast(pa.float64(), safe=False))
+        if call.func in ("sum", "avg") and pa.types.is_boolean(column.type):
+            table = table.set_column(table.schema.get_field_index(call.arg), call.arg, column.cast(pa.int64()))
+        elif call.func in ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "avg") and pa.types.is_decimal(column.type):
+            table = table.set_column(table.schema.get_field_index(call.arg), call.arg, column.cast(pa.float64()))
+    return table
+
+
+def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) -> pa.Table:
+    """One row of state columns (``<aggregate>__<state>``) per group of ``keys``."""
+    table = _prepare(table, calls)
+    group_keys = list(keys)
+    if not keys:
+        table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
+        group_keys = [_KEY]
+    specs, names, seen = [], [], {}
+    for call in calls:
+        for suffix, func, options, column in _state_specs(call, table.schema):
+            signature = (func, column, repr(options))
+            if signature not in seen:
+                seen[signature] = len(specs)
+                specs.append(([] if column is None else column, func, options) if options is not None
+                             else ([] if column is None else column, func))
+            names.append((f"{call.name}__{suffix}", func if column is None else f"{column}_{func}"))
+    grouped = table.group_by(group_keys, use_threads=False).aggregate(specs)
+    columns, built = {}, {}
+    for name, output in names:  # Acero names them <column>_<function>
+        suffix = name.rsplit("__", 1)[1]
+        if suffix in _SKETCHES:  # one sketch per argument, shared by every call over it
+            if (suffix, output) not in built:
+                built[(suffix, output)] = _SKETCHES[suffix](_combined(grouped.column(output)))
+            columns[name] = built[(suffix, output)]
+        else:
+            columns[name] = grouped.column(output)
+    out = {k: grouped.column(k) for k in keys}
+    out.update(columns)
+    if not out:
+        return pa.table({_KEY: grouped.column(_KEY)})
+    return pa.table(out)
+
+
+def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
+          schema: pa.Schema | None = None) -> pa.Table:
+    """Merge partial states (one row per fragment and group) into one row per group.
+
+    One Acero hash aggregation over the states does the merge: sums,
+    counts, min/max and all/any directly.  For the states Acero cannot
+    combine (variance moments, distinct values, quantile values, sketches)
+    the same pass lists each group's state rows, and array kernels (and the
+    sketch library) reduce them per group.  ``schema`` is that of the rows
+    the partial states were computed from.
+    """
+    table, group_keys = gathered, list(keys)
+    if not keys:  # one group, even over no states: a row of NULL states stands for "nothing"
+        table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
+        table = pa.concat_tables([table, _null_row(table.schema)])
+        group_keys = [_KEY]
+    specs, seen = [], set()
+    for call in calls:
+        for suffix, func, options in _merge_specs(call, table.schema):
+            column = f"{call.name}__{suffix}"
+            if (column, func) not in seen:
+                seen.add((column, func))
+                specs.append((column, func, options) if options is not None else (column, func))
+    listed = any(call.func in _LISTED for call in calls)
+    if listed:
+        table = table.append_column(_ROW, _arange(table.num_rows))
+        specs.append((_ROW, "list"))
+    merged = table.group_by(group_keys, use_threads=False).aggregate(specs)
+    ids = _group_of_rows(merged.column(f"{_ROW}_list"), table.num_rows) if listed else None
+    out: dict[str, pa.Array | pa.ChunkedArray] = {k: merged.column(k) for k in keys}
+    for call in calls:
+        out[call.name] = _finish(merged, call, table, ids, schema)
+    return pa.table(out) if out else pa.table({_KEY: merged.column(_KEY)}).select([])
+
+
+_ROW = "__row"
+_LISTED = ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "count_distinct", "quantile_cont", "quantile_disc",
+           "approx_count_distinct", "approx_quantile")
+
+
+def _group_of_rows(rows: pa.ChunkedArray | pa.Array, count: int) -> pa.Array:
+    """The group of every state row, from the row numbers the merge listed per group."""
+    rows = _combined(rows)
+    ids = np.zeros(count, dtype=np.int64)
+    ids[pc.list_flatten(rows).to_numpy(zero_copy_only=False)] = pc.list_parent_indices(rows).to_numpy(zero_copy_only=False)
+    return pa.array(ids)
+
+
+def _null_row(schema: pa.Schema) -> pa.Table:
+    return pa.table({f.name: pa.nulls(1, f.type) if f.name != _KEY else pa.array([0], pa.int8()) for f in schema},
+                    schema=schema)
+
+
+_MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
+
+
+def _merge_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, object]]:
+    """(state suffix, hash function, options) that merge one aggregate's partial states."""
+    func = call.func
+    if func in ("count_star", "count"):
+        return [("n", "sum", _SKIP)]
+    if func in ("sum", "avg"):
+        specs = [("s", "sum", _SKIP)]
+        if f"{call.name}__f" in schema.names:
+            specs.append(("f", "sum", _SKIP))
+        return specs + ([("n", "sum", _SKIP)] if func == "avg" else [])
+    if func in ("min", "max"):
+        return [("m", func, _SKIP)]
+    if func == "bool_and":
+        return [("b", "all", _SKIP)]
+    if func == "bool_or":
+        return [("b", "any", _SKIP)]
+    if func in _LISTED:
+        return []  # reduced from the state rows the pass lists per group
+    raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
+
+
+def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | None,
+            schema: pa.Schema | None) -> pa.Array | pa.ChunkedArray:
+    """One aggregate's result per group, from the merged columns (Acero names them <column>_<function>)."""
+    name, func, count = call.name, call.func, merged.num_rows
+
+    def column(suffix: str, kernel: str):
+        return merged.column(f"{name}__{suffix}_{kernel}")
+
+    if func in ("count_star", "count"):
+        return column("n", "sum").fill_null(0)
+    if func in ("sum", "avg"):
+        sums = column("s", "sum")
+        too_large = None
+        if f"{name}__f_sum" in merged.column_names:
+            too_large = pc.fill_null(pc.greater_equal(pc.abs(column("f", "sum")), _INT64_LIMIT), False)
+        if func == "sum":
+            if too_large is not None and pc.any(too_large).as_py():
+                raise QueryFailed("SUM of integers exceeds the BIGINT range (about ±9.2e18) in at least one group; "
+                                  "CAST its argument to DOUBLE or DECIMAL to sum it")
+            return sums
+        total = column("n", "sum")
+        sums = sums.cast(pa.float64(), safe=False)
+        if too_large is not None:
+            sums = pc.if_else(too_large, column("f", "sum"), sums)
+        empty = pc.fill_null(pc.equal(total, 0), True)
+        return pc.if_else(empty, pa.scalar(None, pa.float64()), pc.divide(sums, total.cast(pa.float64())))
+    if func in ("min", "max"):
+        return column("m", func)
+    if func in ("bool_and", "bool_or"):
+        return column("b", "all" if func == "bool_and" else "any")
+    if func in _MOMENTS:
+        return _merge_moments(states, name, func, ids, count)
+    if func == "count_distinct":
+        values, value_ids = _flatten(states.column(f"{name}__d"), ids)
+        table = pa.table({"g": pa.concat_arrays([value_ids, _arange(count)]),
+                          "v": pa.concat_arrays([values, pa.nulls(count, values.type)])})
+        counted = table.group_by("g", use_threads=False).aggregate([("v", "count_distinct", _ONLY_VALID)]).sort_by("g")
+        return counted.column("v_count_distinct")
+    if func in ("quantile_cont", "quantile_disc"):
+        values, value_ids = _flatten(states.column(f"{name}__l"), ids)
+        return quantiles(values, value_ids, count, call.params[0], func == "quantile_cont")
+    if func == "approx_count_distinct":
+        return sketches.hll_estimates(_per_group(states.column(f"{name}__h"), ids, count))
+    if func == "approx_quantile":
+        known = schema is not None and call.arg in schema.names
+        lists = _per_group(states.column(f"{name}__k"), ids, count)
+        return sketches.kll_quantiles(lists, call.params[0], schema.field(call.arg).type if known else pa.float64())
+    raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
+
+
+def _arange(count: int) -> pa.Array:
+    return pa.array(np.arange(count, dtype=np.int64))
+
+
+def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
+    return column
+
+
+def _flatten(lists: pa.ChunkedArray, ids: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The values of per-row lists, and the group each value belongs to."""
+    lists = _combined(lists)
+    values = pc.list_flatten(lists)
+    return values, ids.take(pc.list_parent_indices(lists))
+
+
+def _per_group(column: pa.ChunkedArray, ids: pa.Array, count: int) -> pa.Array:
+    """The state rows of ``column`` as one list per group."""
+    groups = ids.to_numpy(zero_copy_only=False)
+    order = np.argsort(groups, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=count))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), _combined(column).take(pa.array(order)))
+
+
+def _merge_moments(states: pa.Table, name: str, func: str, ids: pa.Array, count: int) -> pa.Array:
+    """Chan's parallel merge of (n, mean, M2) states: M2 = sum M2_i + sum n_i (mean_i - mean)^2."""
+    groups = ids.to_numpy(zero_copy_only=False)
+
+    def numbers(suffix: str) -> np.ndarray:
+        values = _combined(states.column(f"{name}__{suffix}")).cast(pa.float64())
+        return np.nan_to_num(values.to_numpy(zero_copy_only=False).astype(np.float64))
+
+    n, mean, variance = numbers("n"), numbers("mean"), numbers("m2")  # the partial holds the population variance
+    total = np.bincount(groups, weights=n, minlength=count)
+    group_mean = np.bincount(groups, weights=n * mean, minlength=count) / np.where(total == 0.0, 1.0, total)
+    m2 = np.bincount(groups, weights=variance * n + n * (mean - group_mean[groups]) ** 2, minlength=count)
+    denominator = total - (1.0 if func in ("stddev_samp", "var_samp") else 0.0)
+    defined = denominator > 0.0
+    result = np.maximum(m2 / np.where(defined, denominator, 1.0), 0.0)
+    result = np.sqrt(result) if func.startswith("stddev") else result
+    return pa.array(result, pa.float64(), mask=~defined)
+
+
+_MICROS_PER_DAY = 86_400_000_000
+
+
+def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, continuous: bool) -> pa.Array:
+    """The exact ``fraction`` quantile of ``values`` per group (NULL for empty groups).
+
+    Continuous quantiles interpolate between neighbours like DuckDB's
+    ``quantile_cont``; discrete ones pick the value at ``ceil(n * q) - 1``.
+    Values are bucketed by group with one stable integer sort, then each
+    group's order statistics come from ``numpy.partition`` (linear time): the
+    loop runs once per group, never per row.
+    """
+    value_type = values.type
+    valid = pc.is_valid(values)
+    if valid.false_count:
+        values, ids = values.filter(valid), ids.filter(valid)
+    temporal = pa.types.is_timestamp(value_type) or pa.types.is_date(value_type)
+    if pa.types.is_timestamp(value_type):
+        numbers = values.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    elif pa.types.is_date(value_type):
+        days = values.cast(pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+        numbers = days * _MICROS_PER_DAY if continuous else days  # interpolated dates are timestamps, as in DuckDB
+    else:
+        numbers = values.to_numpy(zero_copy_only=False)
+    groups = ids.to_numpy(zero_copy_only=False)
+    if count > 1:
+        order = np.argsort(groups.astype(np.int32 if count < 2**31 else np.int64), kind="stable")
+        numbers = numbers[order]
+    sizes = np.bincount(groups, minlength=count) if len(groups) else np.zeros(count, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if count else np.zeros(0, dtype=np.int64)
+    result = np.zeros(count, dtype=np.float64 if continuous or not temporal else np.int64)
+    if not continuous:
+        result = np.zeros(count, dtype=numbers.dtype if len(numbers) else np.float64)
+    present = sizes > 0
+    for group in np.flatnonzero(present):
+        chunk = numbers[starts[group]: starts[group] + sizes[group]]
+        last = len(chunk) - 1
+        if continuous:
+            position = last * fraction
+            low, high = int(np.floor(position)), int(np.ceil(position))
+            picked = np.partition(chunk, [low, high]) if high != low else np.partition(chunk, low)
+            low_value, high_value = float(picked[low]), float(picked[high])
+            result[group] = low_value + (high_value - low_value) * (position - low)
+        else:
+            index = min(max(int(np.ceil(len(chunk) * fraction)) - 1, 0), last)
+            result[group] = np.partition(chunk, index)[index]
+    mask = ~present
+    if continuous:
+        out = pa.array(result, pa.float64(), mask=mask)
+        if temporal:
+            out = pc.round(out).cast(pa.int64())
+            out = out.cast(value_type if pa.types.is_timestamp(value_type) else pa.timestamp("us"))
+        return out
+    if pa.types.is_timestamp(value_type):
+        return pa.array(result.astype(np.int64), pa.int64(), mask=mask).cast(value_type)
+    if pa.types.is_date(value_type):
+        return pa.array(result.astype(np.int32), pa.int32(), mask=mask).cast(pa.date32()).cast(value_type)
+    return pa.array(result, mask=mask).cast(value_type)

@@ -1,0 +1,293 @@
+"""Running a compiled plan (or a fragment of one) on Arrow tables.
+
+:func:`execute` evaluates a plan tree bottom up.  A scan with the
+projection above it is one read: the projected expressions and the filter
+go into the Parquet scanner together.  A ``Gather`` is not crossed here:
+its rows are handed in through ``gathered`` (the coordinator merges
+fragment results that way; a worker runs the part below it).
+Pure pyarrow: no Ray, so it is tested directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.acero as acero
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from engine.query.execution import aggregate
+from engine.query.execution.join import join, set_operation
+from engine.query.execution.scan import ScanStats, SegmentReader
+from engine.query.execution.window import window
+from planner.dispatch import OperatorTable
+from planner.logical import (
+    Aggregate, Broadcast, Filter, Gather, Join, Limit, Memory, Plan, Project, Scan, SetOp, Shuffle, Sort, SortKey, Values,
+    Window,
+)
+from storage.errors import QueryTimeout
+
+
+@dataclass
+class Execution:
+    """What an execution needs besides the plan, and what it measured."""
+
+    reader: SegmentReader | None = None
+    segments: tuple | None = None  # the fragment's segments; None = the scan's own list
+    gathered: dict[int, pa.Table] = field(default_factory=dict)
+    deadline: float | None = None
+    cancelled: Callable[[], bool] | None = None
+    scan: ScanStats = field(default_factory=ScanStats)
+    inputs: dict[str, pa.Table] = field(default_factory=dict)  # exchange key -> rows this fragment reads
+
+    def check(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise QueryTimeout("the query ran over its time limit and was cancelled")
+        if self.cancelled is not None and self.cancelled():
+            raise QueryTimeout("the query was cancelled")
+
+
+EXECUTE: OperatorTable[pa.Table] = OperatorTable("execute")
+
+
+def execute(plan: Plan, run: Execution) -> pa.Table:
+    """The rows ``plan`` produces (below a Gather, those of ``run``'s segments only)."""
+    run.check()
+    return EXECUTE(plan, run)
+
+
+def _input(plan: Plan, run: Execution) -> pa.Table:
+    table = execute(plan.inputs[0], run)
+    run.check()
+    return table
+
+
+def _fused_scan(plan: Plan) -> bool:
+    """Whether ``plan`` is a projection straight over a scan (read as one Parquet scan)."""
+    return isinstance(plan, Project) and isinstance(plan.input, Scan)
+
+
+@EXECUTE.register(Gather)
+def _gather(plan: Gather, run: Execution) -> pa.Table:
+    return run.gathered[id(plan)]
+
+
+@EXECUTE.register(Scan)
+def _scan_only(plan: Scan, run: Execution) -> pa.Table:
+    return _scan(plan, None, run)
+
+
+@EXECUTE.register(Values)
+def _values(plan: Values, run: Execution) -> pa.Table:
+    return plan.compiled.select([n for n in plan.names])
+
+
+@EXECUTE.register(Memory)
+def _memory(plan: Memory, run: Execution) -> pa.Table:
+    return plan.table
+
+
+@EXECUTE.register(Broadcast, Shuffle)
+def _exchange(plan: Broadcast | Shuffle, run: Execution) -> pa.Table:
+    if plan.key in run.inputs:
+        return run.inputs[plan.key]
+    inner = Execution(reader=run.reader, gathered=run.gathered, deadline=run.deadline, cancelled=run.cancelled,
+                      scan=run.scan, inputs=run.inputs)
+    return execute(plan.input, inner)
+
+
+@EXECUTE.register(Join)
+def _join(plan: Join, run: Execution) -> pa.Table:
+    left = execute(plan.left, run)
+    right = execute(plan.right, run)
+    run.check()
+    return join(left, right, plan)
+
+
+@EXECUTE.register(SetOp)
+def _set_operation(plan: SetOp, run: Execution) -> pa.Table:
+    parts = [execute(p, run) for p in plan.parts]
+    run.check()
+    return set_operation(parts, plan.kind, plan.distinct)
+
+
+@EXECUTE.register(Project)
+def _project(plan: Project, run: Execution) -> pa.Table:
+    if isinstance(plan.input, Scan):
+        return _scan(plan.input, plan, run)
+    return project(_input(plan, run), plan.names, plan.compiled)
+
+
+@EXECUTE.register(Filter)
+def _filter(plan: Filter, run: Execution) -> pa.Table:
+    return _input(plan, run).filter(plan.compiled)
+
+
+@EXECUTE.register(Aggregate)
+def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
+    if plan.mode == "partial" and _counts_only(plan):
+        return _count_from_manifest(plan, run)
+    table = _input(plan, run)
+    if plan.mode == "partial":
+        return aggregate.partial(table, plan.keys, plan.aggregates)
+    if plan.mode == "final":
+        return aggregate.final(table, plan.keys, plan.aggregates, plan.schema)
+    states = aggregate.partial(table, plan.keys, plan.aggregates)
+    return aggregate.final(states, plan.keys, plan.aggregates, plan.schema)
+
+
+@EXECUTE.register(Sort)
+def _sort(plan: Sort, run: Execution) -> pa.Table:
+    if plan.limit is not None and _fused_scan(plan.input) and plan.input.input.limit is None:
+        return _topk_scan(plan, run)
+    return sort(_input(plan, run), plan.keys, plan.limit)
+
+
+@EXECUTE.register(Limit)
+def _limit(plan: Limit, run: Execution) -> pa.Table:
+    if _fused_scan(plan.input):
+        return _scan(plan.input.input, plan.input, run).slice(plan.offset, plan.limit)
+    table = _input(plan, run)
+    return table.slice(plan.offset, plan.limit) if plan.limit is not None else table.slice(plan.offset)
+
+
+@EXECUTE.register(Window)
+def _window(plan: Window, run: Execution) -> pa.Table:
+    return window(_input(plan, run), plan.calls)
+
+
+def _counts_only(plan: Aggregate) -> bool:
+    """COUNT(*) with no keys straight over an unfiltered scan: the manifest has the answer."""
+    below = plan.input.input if isinstance(plan.input, Project) else plan.input
+    return (not plan.keys and isinstance(below, Scan) and below.filter is None and below.limit is None
+            and all(a.func == "count_star" for a in plan.aggregates))
+
+
+def _count_from_manifest(plan: Aggregate, run: Execution) -> pa.Table:
+    below = plan.input.input if isinstance(plan.input, Project) else plan.input
+    segments = run.segments if run.segments is not None else (below.segments or ())
+    rows = sum(s.rows for s in segments)
+    run.scan.segments += len(segments)
+    states = {f"{a.name}__n": pa.array([rows], pa.int64()) for a in plan.aggregates}
+    return pa.table(states) if states else pa.table({"__group": pa.array([0], pa.int8())})
+
+
+def _topk_scan(plan: Sort, run: Execution) -> pa.Table:
+    """ORDER BY ... LIMIT k over a scan, reading wide columns only where the top rows can be.
+
+    First only the sort keys are read, which gives the k-th value of the
+    first key; then the whole projection is read with ``key >= that value``
+    (or ``<=``) added to the filter, so the reader skips every row group
+    whose statistics rule it out.  Ties are kept, so the answer is the same.
+    """
+    projection, scan = plan.input, plan.input.input
+    first = plan.keys[0]
+    exprs = dict(zip(projection.names, projection.compiled))
+    source = str(exprs[first.column])
+    if source not in scan.source.schema.names or not pc.field(source).equals(exprs[first.column]):
+        return sort(_scan(scan, projection, run), plan.keys, plan.limit)
+    key_names = tuple(dict.fromkeys(k.column for k in plan.keys))
+    keys_only = Project(scan, key_names, tuple(exprs[n] for n in key_names), tuple(exprs[n] for n in key_names))
+    candidates = sort(_scan(scan, keys_only, run), plan.keys, plan.limit)
+    if candidates.num_rows < plan.limit or plan.limit == 0:
+        return sort(_scan(scan, projection, run), plan.keys, plan.limit)
+    threshold = candidates.column(first.column)[plan.limit - 1]
+    if not threshold.is_valid:  # the k-th row has a NULL key: no bound to use
+        return sort(_scan(scan, projection, run), plan.keys, plan.limit)
+    bound = pc.field(source) >= pc.scalar(threshold) if first.descending else pc.field(source) <= pc.scalar(threshold)
+    if first.nulls_first:
+        bound = bound | pc.field(source).is_null()
+    narrowed = dataclasses.replace(scan, compiled=bound if scan.compiled is None else (scan.compiled & bound))
+    return sort(_scan(narrowed, projection, run), plan.keys, plan.limit)
+
+
+def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
+    segments = run.segments if run.segments is not None else (scan.segments or ())
+    schema = scan.source.schema
+    if projection is not None:
+        columns = dict(zip(projection.names, projection.compiled))
+    else:
+        columns = {name: pc.field(name) for name in scan.columns}
+    stored = _stored(scan)
+    if len(set(columns)) < len(columns):  # duplicate output names: read, then project
+        table = run.reader.read(scan.source.meta.path, schema, segments, list(scan.columns), scan.compiled, scan.limit,
+                                run.scan, run.check, stored)
+        return project(table, projection.names, projection.compiled)
+    return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan,
+                           run.check, stored)
+
+
+def _stored(scan: Scan) -> list[str]:
+    """The stored columns a scan reads: those it outputs and those its filter tests."""
+    used = set(scan.columns)
+    if scan.filter is not None:
+        for column in scan.filter.find_all(exp.Column):
+            used.update(part.name for part in column.parts)
+    return [name for name in scan.source.schema.names if name in used]
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """Fragment results as one table (types widened where fragments differ; repeated names kept)."""
+    if len(tables) == 1:
+        return tables[0]
+    names = tables[0].column_names
+    if len(set(names)) == len(names):
+        return pa.concat_tables(tables, promote_options="permissive")
+    positional = [pa.Table.from_arrays(t.columns, names=[f"_{i}" for i in range(t.num_columns)]) for t in tables]
+    merged = pa.concat_tables(positional, promote_options="permissive")
+    return pa.Table.from_arrays(merged.columns, names=names)
+
+
+def project(table: pa.Table, names: tuple[str, ...], exprs: tuple) -> pa.Table:
+    """``exprs`` evaluated over ``table`` (Acero project), named ``names``."""
+    columns = _plain_columns(table, exprs)
+    if columns is not None:  # only renames: no need to run Acero
+        return pa.Table.from_arrays([table.column(c) for c in columns], names=list(names))
+    unique = [f"_{i}" for i in range(len(names))] if len(set(names)) < len(names) else list(names)
+    declaration = acero.Declaration.from_sequence([
+        acero.Declaration("table_source", acero.TableSourceNodeOptions(table)),
+        acero.Declaration("project", acero.ProjectNodeOptions(list(exprs), unique)),
+    ])
+    result = declaration.to_table(use_threads=True)
+    return result if unique == list(names) else pa.Table.from_arrays(result.columns, names=list(names))
+
+
+def _plain_columns(table: pa.Table, exprs: tuple) -> list[str] | None:
+    """The column names, when every expression is a bare reference to an existing column."""
+    columns = []
+    for expr in exprs:
+        name = str(expr)
+        if name not in table.column_names or not pc.field(name).equals(expr):
+            return None
+        columns.append(name)
+    return columns
+
+
+def sort(table: pa.Table, keys: tuple[SortKey, ...], limit: int | None = None) -> pa.Table:
+    """Rows ordered by ``keys`` (each with its own NULLS FIRST/LAST); the first ``limit`` with a limit."""
+    if table.num_rows <= 1:
+        return table
+    work = {}
+    sort_keys = []
+    for index, key in enumerate(keys):
+        column = table.column(key.column)
+        if column.null_count:
+            flag = f"__null{index}"
+            work[flag] = pc.is_null(column)
+            sort_keys.append((flag, "descending" if key.nulls_first else "ascending"))
+        name = f"__key{index}"
+        work[name] = column
+        sort_keys.append((name, "descending" if key.descending else "ascending"))
+    keyed = pa.table(work)
+    if limit is not None and limit < table.num_rows:
+        if limit == 0:
+            return table.slice(0, 0)
+        chosen = pc.select_k_unstable(keyed, limit, sort_keys)
+        keyed, table = keyed.take(chosen), table.take(chosen)
+    order = pc.sort_indices(keyed, sort_keys=sort_keys)
+    return table.take(order)
+

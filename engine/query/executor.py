@@ -1,0 +1,65 @@
+"""The in-process executor: one fragment, or a whole distributed plan, run in this process.
+
+:func:`run_fragment` is what a worker does with each fragment it receives,
+and what the scheduler does with a stage that has nothing to read; tests
+call it too (through :func:`run_locally`, which runs every stage of a plan
+fragment by fragment and concatenates their results as the coordinator
+does).  No Ray: the caller hands in the rows of the exchanges a fragment
+reads.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from engine.query.execution.operators import Execution, concat, execute
+from engine.query.execution.scan import SegmentReader
+from engine.query.stats import fragment_stats
+from planner.fragments import Fragment, stage_scan
+from planner.logical import Gather, Plan
+
+
+def run_fragment(
+    fragment: Fragment,
+    reader: SegmentReader,
+    inputs: dict[str, pa.Table] | None = None,
+    deadline: float | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    gathered: dict[int, pa.Table] | None = None,
+    worker: str = "local",
+) -> tuple[pa.Table, dict[str, Any]]:
+    """``fragment``'s rows over its segments, and what it measured.
+
+    ``inputs`` holds the rows of each exchange the fragment reads (by key),
+    ``gathered`` the rows of Gathers already run (by node id); ``cancelled``
+    and ``deadline`` are checked between operators and record batches.
+    """
+    started = time.monotonic()
+    run = Execution(reader=reader, segments=fragment.segments, deadline=deadline, cancelled=cancelled,
+                    inputs=dict(inputs or {}), gathered=gathered if gathered is not None else {})
+    table = execute(fragment.plan, run)
+    return table, fragment_stats(fragment, run.scan, table, time.monotonic() - started, worker)
+
+
+def split(segments: tuple, parts: int) -> list[tuple]:
+    """``segments`` dealt round robin into at most ``parts`` non-empty groups."""
+    parts = max(1, min(parts, len(segments)))
+    return [tuple(segments[i::parts]) for i in range(parts)] if segments else [()]
+
+
+def run_locally(plan: Plan, reader: SegmentReader, fragments: int = 1) -> pa.Table:
+    """Execute ``plan``, running each Gather's input as ``fragments`` separate fragments."""
+    run = Execution(reader=reader)
+    stage = 0
+    for node in reversed(list(plan.walk())):
+        if isinstance(node, Gather):
+            stage += 1
+            scan = stage_scan(node.input)
+            groups = split(scan.segments or (), fragments) if scan is not None else [()]
+            parts = [run_fragment(Fragment("local", stage, index, node.input, group), reader, gathered=run.gathered)[0]
+                     for index, group in enumerate(groups)]
+            run.gathered[id(node)] = concat(parts)
+    return execute(plan, run)

@@ -1,0 +1,75 @@
+"""Value conversions the compiler's ``cast`` needs beyond Arrow's casts.
+
+A constant is cast in Python (rounding floats to integers as SQL does,
+reading ISO text as dates and timestamps), and a timestamp becomes text
+the way DuckDB prints it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from planner import types as sqltypes
+from planner.expressions.typed import Typed, constant
+
+if TYPE_CHECKING:
+    from planner.expressions.compiler import ExpressionCompiler
+
+_B = pa.bool_()
+_S = pa.string()
+
+def cast_scalar(value: pa.Scalar, to: pa.DataType) -> pa.Scalar:
+    if not value.is_valid:
+        return pa.scalar(None, to)
+    if pa.types.is_floating(value.type) and pa.types.is_integer(to):
+        number = value.as_py()
+        return pa.scalar(int(number + (0.5 if number >= 0 else -0.5)), to)
+    if sqltypes.is_string(value.type) and (pa.types.is_timestamp(to) or pa.types.is_date(to)):
+        text = value.as_py().strip()
+        parsed = dt.datetime.fromisoformat(text.replace(" UTC", "+00:00"))
+        if pa.types.is_timestamp(to) and to.tz and parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        if pa.types.is_timestamp(to) and not to.tz and parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return pa.scalar(parsed.date() if pa.types.is_date(to) else parsed, to)
+    if pa.types.is_timestamp(value.type) and pa.types.is_timestamp(to):
+        moment = value.as_py()
+        if isinstance(moment, dt.datetime):
+            if to.tz and moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.timezone.utc)
+            elif not to.tz and moment.tzinfo is not None:
+                moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            return pa.scalar(moment, to)
+    if pa.types.is_date(value.type) and pa.types.is_timestamp(to):
+        day = value.as_py()
+        moment = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc if to.tz else None)
+        return pa.scalar(moment, to)
+    return value.cast(to)
+
+
+def concat(c: ExpressionCompiler, args: list[Typed], skip_nulls: bool, separator: str = "") -> Typed:
+    args = [a if sqltypes.is_string(a.type) else c.cast(a, _S) for a in args]
+    if len(args) == 1 and not skip_nulls:
+        return args[0]
+    options = pc.JoinOptions("replace" if skip_nulls else "emit_null", "")
+    if skip_nulls and separator:
+        options = pc.JoinOptions("skip")
+    return c.call("binary_join_element_wise", [*args, constant(separator)], options, _S)
+
+
+def timestamp_text(c: ExpressionCompiler, value: Typed) -> Typed:
+    """A timestamp as DuckDB prints it: ``2024-01-01 10:00:00[.ffffff][+00]``."""
+    whole = c.call("strftime", [c.call("floor_temporal", [value], pc.RoundTemporalOptions(1, "second"), value.type)],
+                   pc.StrftimeOptions("%Y-%m-%d %H:%M:%S"), _S)
+    whole = c.call("utf8_slice_codeunits", [whole], pc.SliceOptions(0, 19), _S)
+    micros = c.call("subsecond", [value], type_=pa.float64())
+    fraction = c.call("strftime", [value], pc.StrftimeOptions("%S"), _S)
+    fraction = c.call("utf8_slice_codeunits", [fraction], pc.SliceOptions(2, 9), _S)
+    fraction = c.call("utf8_rtrim", [fraction], pc.TrimOptions("0"), _S)
+    fraction = c.case_when([c.call("equal", [micros, constant(0.0)], type_=_B)], [constant(""), fraction], "CAST")
+    zone = constant("+00" if value.type.tz else "")
+    return concat(c, [whole, fraction, zone], skip_nulls=False)

@@ -1,0 +1,108 @@
+"""approx_count_distinct and approx_quantile: small mergeable sketch states, answers within their error bounds."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import engine
+from engine.query.execution import aggregate
+from engine.query.execution.sketches import HLL_LG_K
+from tests.event_data import load_events
+from planner.logical import AggCall
+from storage.objectstore import ObjectStore
+
+HLL_BOUND = 3 * 1.04 / np.sqrt(2**HLL_LG_K)  # three standard errors
+KLL_RANK_BOUND = 0.0165  # normalized rank error of k=200 at 99% confidence
+
+
+def _fragments(table: pa.Table, parts: int) -> list[pa.Table]:
+    bounds = [i * table.num_rows // parts for i in range(parts + 1)]
+    return [table.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _merged(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...], parts: int = 4):
+    states = pa.concat_tables([aggregate.partial(p, keys, calls) for p in _fragments(table, parts)])
+    return states, aggregate.final(states, keys, calls, table.schema)
+
+
+def test_distinct_counts_merge_across_fragments_within_the_hll_bound():
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 60_000, 200_000)
+    table = pa.table({"g": values % 3, "v": values, "s": pa.array(values.astype(str)).cast(pa.string())})
+    calls = (AggCall("n", "approx_count_distinct", "v"), AggCall("t", "approx_count_distinct", "s"))
+    states, merged = _merged(table, ("g",), calls)
+    exact = {g: len(set(values[values % 3 == g])) for g in range(3)}
+    for row in merged.to_pylist():
+        for name in ("n", "t"):
+            assert abs(row[name] - exact[row["g"]]) <= HLL_BOUND * exact[row["g"]], (row, exact)
+    # one sketch (a byte per register) per fragment and group, not the values
+    assert states.column("n__h").nbytes <= states.num_rows * (2**HLL_LG_K + 128) < values.nbytes / 20
+
+
+def test_small_distinct_counts_are_exact_and_nulls_do_not_count():
+    table = pa.table({"v": pa.array([1, 2, None, 2, 3, None, 1], pa.int64()),
+                      "t": pa.array(["a", None, "b", "a", "c", "c", None])})
+    calls = (AggCall("n", "approx_count_distinct", "v"), AggCall("m", "approx_count_distinct", "t"))
+    _, merged = _merged(table, (), calls, parts=3)
+    assert merged.to_pylist() == [{"n": 3, "m": 3}]
+    _, empty = _merged(table.slice(0, 0), (), calls, parts=1)
+    assert empty.to_pylist() == [{"n": 0, "m": 0}]
+
+
+def test_quantiles_merge_across_fragments_within_the_kll_rank_bound():
+    rng = np.random.default_rng(11)
+    values = rng.lognormal(3.0, 1.0, 100_000)
+    table = pa.table({"v": values})
+    fractions = (0.01, 0.5, 0.9, 0.99)
+    calls = tuple(AggCall(f"q{i}", "approx_quantile", "v", (f,)) for i, f in enumerate(fractions))
+    states, merged = _merged(table, (), calls, parts=5)
+    ordered = np.sort(values)
+    for index, fraction in enumerate(fractions):
+        got = merged.column(f"q{index}")[0].as_py()
+        rank = np.searchsorted(ordered, got, side="right") / len(ordered)
+        assert abs(rank - fraction) <= KLL_RANK_BOUND, (fraction, got, rank)
+    assert states.column("q0__k").nbytes < 64 * 1024  # vs 800 KB of values
+
+
+def test_quantiles_of_timestamps_and_empty_groups():
+    times = pa.array(np.arange(1000, dtype=np.int64) * 1_000_000).cast(pa.timestamp("us", tz="UTC"))
+    table = pa.table({"g": pa.array([0] * 1000), "t": times, "v": pa.array([None] * 1000, pa.float64())})
+    calls = (AggCall("m", "approx_quantile", "t", (0.5,)), AggCall("e", "approx_quantile", "v", (0.5,)))
+    _, merged = _merged(table, ("g",), calls)
+    middle = merged.column("m")[0].as_py()
+    assert merged.column("m").type == pa.timestamp("us", tz="UTC")
+    assert abs(middle.timestamp() - 500) <= 1000 * KLL_RANK_BOUND
+    assert merged.column("e").to_pylist() == [None]
+
+
+@pytest.fixture(scope="module")
+def events(ray_session, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("sketches") / "warehouse")
+    _, rows = load_events(ObjectStore(root), hours=24, partitions=2, rows_per_segment=200)
+    oracle = duckdb.connect()
+    oracle.register("events", rows)
+    db = engine.connect(root)
+    yield db, oracle
+    db.close()
+
+
+def test_sql_approximate_aggregates_against_exact_answers(events):
+    db, oracle = events
+    got = db.sql("SELECT service, approx_count_distinct(user_id) AS users, approx_quantile(latency_ms, 0.9) AS p90 "
+                 "FROM events GROUP BY service").to_pylist()
+    exact = {r[0]: r[1:] for r in oracle.execute("SELECT service, count(DISTINCT user_id), "
+                                             "list_sort(list(latency_ms)) FROM events GROUP BY service").fetchall()}
+    assert len(got) == len(exact)
+    for row in got:
+        users, latencies = exact[row["service"]]
+        assert abs(row["users"] - users) <= max(1, HLL_BOUND * users)
+        latencies = np.array([v for v in latencies if v is not None], dtype=np.float64)
+        rank = np.searchsorted(latencies, row["p90"], side="right") / len(latencies)
+        assert abs(rank - 0.9) <= KLL_RANK_BOUND
+    plan = db.explain("SELECT approx_count_distinct(user_id) FROM events")
+    assert "approx_count_distinct(user_id" in plan
+    assert db.sql("SELECT count(DISTINCT user_id) AS n FROM events").column("n")[0].as_py() == \
+        oracle.execute("SELECT count(DISTINCT user_id) FROM events").fetchone()[0]
