@@ -56,8 +56,9 @@ from engine.ingest.deliver import Slice
 from engine.ingest.offsets import SequenceRange, StreamBatch
 from engine.ingest.rejected import REJECTED_SCHEMA, rejected_batch_id
 from engine.ingest.router import partitions_of
-from engine.streams.source import Message, SourceSpec, open_source
+from engine.streams.source import Message, Source, SourceSpec
 from storage.catalog import Catalog
+from storage.errors import IngestError
 from storage.log import PartitionLog
 from storage.objectstore import ObjectStore
 
@@ -305,6 +306,15 @@ class StreamConsumer:
             ],
             schema=REJECTED_SCHEMA,
         )
+
+
+def open_source(spec: SourceSpec, lane: int, lanes: int) -> Source:
+    """The source object for ``spec``'s kind (its broker's client is imported only when used)."""
+    if spec.kind == "nats":
+        from engine.streams.nats import NatsSource
+
+        return NatsSource(spec, lane, lanes)
+    raise IngestError(f"stream source kind {spec.kind!r} is unknown; use 'nats'")
 
 
 def _sequence(recorded: Any) -> dict[str, Any]:

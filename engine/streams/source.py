@@ -69,13 +69,3 @@ class Source(Protocol):
 
     async def close(self) -> None: ...
 
-
-def open_source(spec: SourceSpec, lane: int, lanes: int) -> Source:
-    """The source object for ``spec``'s kind."""
-    if spec.kind == "nats":
-        from engine.streams.nats import NatsSource
-
-        return NatsSource(spec, lane, lanes)
-    from storage.errors import IngestError
-
-    raise IngestError(f"stream source kind {spec.kind!r} is unknown; use 'nats'")
