@@ -54,7 +54,7 @@ import pyarrow as pa
 from engine.ingest.client import IngestOptions, Ingestion
 from engine.ingest.deliver import Slice
 from engine.ingest.offsets import SequenceRange, StreamBatch
-from engine.ingest.rejected import REJECTED_SCHEMA, rejected_batch_id
+from engine.ingest.rejected import rejected_batch_id, rejected_records
 from engine.ingest.router import partitions_of
 from engine.streams.source import Message, Source, SourceSpec
 from storage.catalog import Catalog
@@ -293,18 +293,12 @@ class StreamConsumer:
 
     def _rejected_rows(self, rejects: list[tuple[int, str]], sequence_of: np.ndarray, subjects: list[str],
                        raw: Any, now_us: int) -> pa.Table:
+        """The rejected rows of a batch; ``row`` holds each one's stream sequence."""
         rows = [row for row, _ in rejects]
-        return pa.Table.from_arrays(
-            [
-                pa.array([now_us] * len(rows), pa.int64()).cast(REJECTED_SCHEMA.field("received_at").type),
-                pa.array([self.table] * len(rows), pa.string()),
-                pa.array([self.key] * len(rows), pa.string()),
-                pa.array([int(sequence_of[row]) for row in rows], pa.int64()),
-                pa.array([f"subject {subjects[row]}, sequence {int(sequence_of[row])}: {reason}"
-                          for row, reason in rejects], pa.string()),
-                pa.array([raw(row) for row in rows], pa.string()),
-            ],
-            schema=REJECTED_SCHEMA,
+        return rejected_records(
+            self.table, self.key, [int(sequence_of[row]) for row in rows],
+            [f"subject {subjects[row]}, sequence {int(sequence_of[row])}: {reason}" for row, reason in rejects],
+            [raw(row) for row in rows], now_us,
         )
 
 

@@ -9,7 +9,7 @@ import pytest
 from engine.ingest.actor import IngestConfig
 from engine.ingest.client import IngestOptions
 from storage.errors import SqlError
-from tests.ingest_fixtures import stored
+from tests.engine.ingest.ingest_fixtures import stored
 
 TRANSFORM = """SELECT *, lower(level) AS level,
        CAST(regexp_extract(message, 'status=(\\d+)', 1) AS INT) AS status,
