@@ -12,6 +12,7 @@ The approximate aggregates keep mergeable sketches as partial states
 (HyperLogLog for ``approx_count_distinct``, KLL for ``approx_quantile``), so
 what a fragment sends stays small however many rows it read; their exact
 counterparts keep their exact names (``count(DISTINCT ...)``, ``quantile_cont``).
+Any aggregate takes DISTINCT (``SUM(DISTINCT x)``): each distinct value counts once.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class AggregateSpec:
     params: tuple = ()
     approximate: bool = False
     condition: exp.Expression | None = None
+    distinct: bool = False
 
 
 _SIMPLE = {
@@ -67,7 +69,8 @@ def describe(node: exp.Expression) -> AggregateSpec:
         raise UnsupportedSql(f"aggregate FILTER clauses are not supported yet: {node.sql()}")
     kind = type(node)
     if kind in _SIMPLE:
-        return AggregateSpec(_SIMPLE[kind], _distinct_arg(node, _SIMPLE[kind]))
+        distinct = isinstance(node.this, exp.Distinct) and _SIMPLE[kind] not in ("min", "max")
+        return AggregateSpec(_SIMPLE[kind], _distinct_arg(node, _SIMPLE[kind]), distinct=distinct)
     if kind is exp.Count:
         arg = node.this
         if arg is None or isinstance(arg, exp.Star):
@@ -82,7 +85,8 @@ def describe(node: exp.Expression) -> AggregateSpec:
     if kind is exp.ApproxDistinct:
         return AggregateSpec("approx_count_distinct", node.this, approximate=True)
     if kind is exp.Median:
-        return AggregateSpec("quantile_cont", _distinct_arg(node, "median"), (0.5,))
+        distinct = isinstance(node.this, exp.Distinct)
+        return AggregateSpec("quantile_cont", _distinct_arg(node, "median"), (0.5,), distinct=distinct)
     if kind is exp.ApproxQuantile:
         return AggregateSpec("approx_quantile", node.this, (_fraction(node.args.get("quantile"), node),), approximate=True)
     if kind in (exp.PercentileCont, exp.PercentileDisc, exp.Quantile):
@@ -107,11 +111,12 @@ def describe(node: exp.Expression) -> AggregateSpec:
 
 
 def _distinct_arg(node: exp.Expression, name: str) -> exp.Expression:
+    """The argument of ``node``, under its DISTINCT if it has one."""
     arg = node.this
     if isinstance(arg, exp.Distinct):
-        if name in ("min", "max"):
-            return arg.expressions[0]
-        raise UnsupportedSql(f"{name.upper()}(DISTINCT ...) is not supported; only COUNT(DISTINCT ...) is")
+        if len(arg.expressions) != 1:
+            raise UnsupportedSql(f"{name.upper()}(DISTINCT ...) takes one argument, not {len(arg.expressions)}: {node.sql()}")
+        return arg.expressions[0]
     if arg is None:
         raise SqlError(f"{node.sql()} needs an argument")
     return arg

@@ -172,7 +172,7 @@ def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expressio
             arg = exp.Case(ifs=[exp.If(this=spec.condition, true=exp.Literal.number(1))])
         arg_name = column_for(arg, "_p") if arg is not None else None
         name = f"_a{len(calls)}"
-        calls.append(AggCall(name, spec.func, arg_name, spec.params, spec.approximate))
+        calls.append(AggCall(name, spec.func, arg_name, spec.params, spec.approximate, spec.distinct))
         call_by_text[text] = name
     if pre_names:
         plan = Project(plan, tuple(pre_names), tuple(pre_exprs))

@@ -103,7 +103,8 @@ def _memory(plan: Memory) -> str:
 
 @DESCRIBE.register(Join)
 def _join(plan: Join) -> str:
-    keys = " AND ".join(f"{a} = {b}" for a, b in zip(plan.left_keys, plan.right_keys))
+    equals = " IS NOT DISTINCT FROM " if plan.null_equal else " = "
+    keys = " AND ".join(f"{a}{equals}{b}" for a, b in zip(plan.left_keys, plan.right_keys))
     on = " AND ".join(t for t in (keys, _sql(plan.condition) if plan.condition is not None else "") if t)
     text = f"Join {plan.kind.upper()}" + (f" ON {on}" if on else "")
     if plan.strategy != "local" or plan.reason:

@@ -134,7 +134,8 @@ class AggCall:
     """One aggregate: ``func`` over input column ``arg`` (None for COUNT(*)).
 
     ``params`` holds constant arguments (the fraction of a quantile);
-    ``approximate`` records that the query asked for an approximation.
+    ``approximate`` records that the query asked for an approximation;
+    ``distinct`` that each distinct value of ``arg`` counts once (SUM(DISTINCT x)).
     """
 
     name: str
@@ -142,9 +143,10 @@ class AggCall:
     arg: str | None = None
     params: tuple[Any, ...] = ()
     approximate: bool = False
+    distinct: bool = False
 
     def describe(self) -> str:
-        inner = "*" if self.arg is None else self.arg
+        inner = "*" if self.arg is None else ("DISTINCT " if self.distinct else "") + self.arg
         extra = "".join(f", {p}" for p in self.params)
         return f"{self.func}({inner}{extra})"
 
@@ -225,7 +227,9 @@ class Join(Plan):
     with/without a match (EXISTS, IN, NOT EXISTS), ``anti_in`` is NOT IN
     with its NULL rules (its last key pair is the NOT IN value, the others
     correlate), ``single`` is a LEFT join to a scalar subquery
-    (at most one row may match).  ``strategy`` (local, broadcast, shuffle)
+    (at most one row may match: in all, or per left row when it has keys).  With ``null_equal`` two NULL keys match
+    (IS NOT DISTINCT FROM): a correlated subquery's result joins back to
+    its outer rows that way.  ``strategy`` (local, broadcast, shuffle)
     and ``reason`` are set when the plan is distributed.
     """
 
@@ -238,6 +242,7 @@ class Join(Plan):
     strategy: str = "local"
     reason: str = ""
     compiled: Any = None
+    null_equal: bool = False
 
     @property
     def inputs(self) -> tuple[Plan, ...]:

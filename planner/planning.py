@@ -44,9 +44,10 @@ def plan_query(
             names = None
     try:
         logical = QueryBuilder(sources).query(tree, {}, names)
+        optimized = optimize(logical, context)
     except PetrelError:
         raise
-    except Exception as error:  # a shape the builder does not handle: refuse it, never crash
-        raise UnsupportedSql(f"this query's shape is not supported yet ({type(error).__name__}: {error}); "
+    except Exception as error:  # a shape the builder or a rule does not handle: refuse it, never crash
+        raise UnsupportedSql(f"this query's shape is not supported yet ({type(error).__name__}: {str(error)[:120]}); "
                              "try writing it another way", *position(statement.tree)) from error
-    return QueryPlan(sql, statement, logical, optimize(logical, context), context)
+    return QueryPlan(sql, statement, logical, optimized, context)

@@ -30,6 +30,7 @@ from planner.subqueries import SubqueryMixin, column
 from storage.errors import SqlError, UnsupportedSql
 
 Source = TableSource | Memory
+_SUBQUERIES = (exp.Subquery, exp.Exists, exp.Any, exp.All)  # what a condition holds when it reads a subquery
 
 
 def _and(conditions: list[exp.Expression]) -> exp.Expression | None:
@@ -153,6 +154,7 @@ class QueryBuilder(SubqueryMixin):
         body.set("where", exp.Where(this=_and(remaining)) if remaining else None)
         for key in ("from_", "from", "joins", "with_", "with"):
             body.set(key, None)
+        plan, body = self._select_subqueries(plan, body, ctes)
         return self._finish(body, plan, out_names, ctes)
 
     def _finish(self, body: exp.Select, plan: Plan, names, ctes) -> Plan:
@@ -160,7 +162,8 @@ class QueryBuilder(SubqueryMixin):
         scalars: dict[str, Plan] = {}
 
         def lift(node: exp.Expression) -> exp.Expression:
-            if isinstance(node, exp.Subquery) and not isinstance(node.parent, (exp.In, exp.Exists)):
+            in_query = isinstance(node.parent, exp.In) and node.parent.args.get("query") is node
+            if isinstance(node, exp.Subquery) and not in_query and not isinstance(node.parent, exp.Exists):
                 if build_scope(node.this).external_columns:
                     raise UnsupportedSql(f"this correlated subquery is not supported here: {node.sql()[:80]}")
                 name = self.fresh("_s")
@@ -184,6 +187,7 @@ class QueryBuilder(SubqueryMixin):
         if from_ is None:
             return Values((), ((),)), conditions
         plan = self._relation(from_.this, ctes)
+        outer = any((j.args.get("side") or "").upper() in ("LEFT", "RIGHT", "FULL") for j in select.args.get("joins") or [])
         for join in select.args.get("joins") or []:
             right = self._relation(join.this, ctes)
             side = (join.args.get("side") or "").upper()
@@ -193,7 +197,14 @@ class QueryBuilder(SubqueryMixin):
                                      *position(join))
             if join.args.get("using"):
                 raise UnsupportedSql("JOIN ... USING is not supported; write ON a.x = b.x", *position(join))
-            on = [flatten_columns(c) for c in conjuncts(join.args.get("on"))]
+            on = list(conjuncts(join.args.get("on")))
+            with_subquery = [c for c in on if any(c.find_all(*_SUBQUERIES))]
+            if with_subquery and outer:
+                raise UnsupportedSql(f"a subquery in an ON condition beside an outer join is not supported; "
+                                     f"compute it in a derived table: {with_subquery[0].sql()[:80]}",
+                                     *position(with_subquery[0]))
+            conditions = conditions + with_subquery  # an inner join's: joined like WHERE's, over the joined rows
+            on = [flatten_columns(c) for c in on if not any(c is w for w in with_subquery)]
             if side == "LEFT" and on:  # conditions on the inner side alone filter it before the join
                 inner = [c for c in on if referenced(c) <= set(right.columns)]
                 right = Filter(right, _and(inner)) if inner else right
@@ -222,7 +233,7 @@ class QueryBuilder(SubqueryMixin):
             source = self.sources.get(name)
             if source is None:
                 raise SqlError(f"table {name!r} is not available in this query")
-            if isinstance(source, Memory):
+            if isinstance(source, Plan):  # a Memory table, or a correlated subquery's domain of outer values
                 return _renamed(source, alias)
             return _renamed(Scan(source), alias)
         raise UnsupportedSql(f"FROM {node.sql()[:60]} is not supported", *position(node))

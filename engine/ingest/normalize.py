@@ -97,14 +97,13 @@ def normalize(
 ) -> Normalized:
     """Fit every piece of ``parsed`` to ``schema`` (evolving it); see the module docstring."""
     types: dict[str, pa.DataType] = {f.name: f.type for f in schema} if schema is not None else {}
-    if time_column not in types:
-        types[time_column] = UTC_MICROS
     rejected = dict(parsed.rejected)
     fitted: list[Piece] = []
     for piece in parsed.pieces:
         result = _fit_piece(piece, time_column, types, declared, now_us, max_row_bytes, rejected)
         if result.table.num_rows:
             fitted.append(result)
+    types.setdefault(time_column, UTC_MICROS)
     final = pa.schema([pa.field(name, t) for name, t in types.items()])
     present = list(dict.fromkeys(n for p in fitted for n in p.table.column_names))
     batch_schema = pa.schema([final.field(n) for n in final.names if n in present])
@@ -155,10 +154,12 @@ def _fit_piece(piece, time_column, types, declared, now_us, max_row_bytes, rejec
             times = pc.fill_null(times, pa.scalar(now_us, UTC_MICROS))
     else:
         times = pa.array(np.full(n, now_us, dtype=np.int64), type=pa.int64()).cast(UTC_MICROS)
-    names.append(time_column)
-    columns.append(times)
-    for name in table.column_names:
+    # columns keep the order they arrive in (SELECT * shows them so); a time column the rows lack goes last
+    for name in table.column_names + ([] if time_column in table.column_names else [time_column]):
         if name == time_column:
+            types.setdefault(time_column, UTC_MICROS)
+            names.append(time_column)
+            columns.append(times)
             continue
         column = table.column(name)
         if pa.types.is_dictionary(column.type):
@@ -171,10 +172,11 @@ def _fit_piece(piece, time_column, types, declared, now_us, max_row_bytes, rejec
         names.append(name)
         columns.append(fitted)
     time_type = types[time_column]
-    if not columns[0].type.equals(time_type):
-        fitted, time_type, failed = _fit_column(time_column, columns[0], time_type, True)
+    at = names.index(time_column)
+    if not columns[at].type.equals(time_type):
+        fitted, time_type, failed = _fit_column(time_column, columns[at], time_type, True)
         refuse(failed)
-        columns[0] = fitted
+        columns[at] = fitted
     table = pa.Table.from_arrays(columns, names=names)
     if not piece.sizes_checked and table.nbytes > max_row_bytes:
         sizes = row_sizes(table)

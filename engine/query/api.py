@@ -56,6 +56,8 @@ class QueryEngine:
         self.fragment_bytes = TARGET_FRAGMENT_BYTES  # segment bytes per fragment
         self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()
+        self.footer_lookups = 0  # segment footers the queries of this engine needed (for /metrics)
+        self.footer_hits = 0  # of which the workers' footer cache already held
         self._planned_workers: int | None = None
         self._meta: dict[str, tuple[TableMeta, float]] = {}
         self._live: dict[str, LiveSnapshot] = {}
@@ -166,6 +168,10 @@ class QueryEngine:
         except pa.ArrowException as error:  # an expression failed on the data here (a division by zero)
             raise QueryFailed(f"the query failed on its data: {str(error).splitlines()[0]}") from None
         stats.planning_seconds = planning
+        fragments = [f for stage in stats.stages for f in stage.fragments]
+        with self._pool_lock:
+            self.footer_lookups += sum(f["segments"] for f in fragments)
+            self.footer_hits += sum(f["footer_hits"] for f in fragments)
         return table, stats
 
     def close(self) -> None:

@@ -18,10 +18,11 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 import engine
+from engine.monitors.history import TRANSITIONS_TABLE, ShardLog
 from engine.service.metrics import ServiceMetrics
 from engine.service.tenants import Limits, Tenant, TokenStore
 from engine.session import Session
-from storage.errors import CommitConflict, LimitExceeded, RejectedRows, TooManyQueries
+from storage.errors import CommitConflict, LimitExceeded, PetrelError, RejectedRows, TooManyQueries
 from storage.objectstore import ObjectStore
 
 
@@ -51,6 +52,12 @@ class Service:
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
         self.started = time.time()
+        self._lateness_seen: dict[tuple[str, str], float] = {}  # (namespace, monitor) -> newest slot observed
+        self.metrics.watch_sessions(self.open_sessions)
+
+    def open_sessions(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
 
     # -- tenants ----------------------------------------------------------------------
     def authenticate(self, token: str | None) -> Tenant:
@@ -137,6 +144,34 @@ class Service:
         if receipt.rejected:
             self.metrics.rejected.labels(namespace).inc(len(receipt.rejected))
         return receipt
+
+    def observe_monitors(self) -> None:
+        """Feed the monitor metrics from the committed state of the served namespaces' monitors (at a scrape)."""
+        now = time.time()
+        namespaces = {session.namespace: session for session in self.open_sessions()}
+        for namespace, session in sorted(namespaces.items()):
+            try:
+                meta = session.catalog.table(namespace, TRANSITIONS_TABLE)
+                defined = set(session.monitor_log.definitions())
+                states: dict[str, Any] = {}
+                for shard in range(meta.partitions):
+                    log = ShardLog(self.store, meta, shard)
+                    log.load()
+                    states.update(log.monitor_states())
+            except PetrelError:  # no monitor was ever defined here, or the store did not answer: nothing to add
+                continue
+            evaluated = []
+            for name in sorted(defined):
+                state = states.get(name)
+                if state is None or state.slot is None or state.evaluated_at is None:
+                    continue
+                evaluated.append(state.evaluated_at)
+                if self._lateness_seen.get((namespace, name)) != state.slot:
+                    self._lateness_seen[(namespace, name)] = state.slot
+                    self.metrics.monitor_lateness.labels(namespace).observe(max(0.0, state.evaluated_at - state.slot))
+            self.metrics.monitors.labels(namespace).set(len(defined))
+            if evaluated:
+                self.metrics.monitor_age.labels(namespace).set(max(0.0, now - min(evaluated)))
 
     def close(self) -> None:
         with self._lock:

@@ -13,8 +13,8 @@ GET      /v1/tables/{table}/stats          segments, rows, bytes, time range
 POST     /v1/tables/{table}/events         ingest JSON lines (optionally gzip) or Arrow IPC
 =======  ================================  ==============================================
 
-Monitor routes (CRUD, state, history under ``/v1/monitors``) belong beside
-the table routes in :func:`build_app` once sessions have monitors.
+The monitor routes (CRUD, mute, state and history under ``/v1/monitors``)
+are listed in :mod:`engine.service.monitor_routes`.
 
 Every ``/v1`` request carries ``Authorization: Bearer <token>``; the token
 decides the namespace.  ``Idempotency-Key`` on an ingest becomes its batch
@@ -40,17 +40,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.service.core import Service
+from engine.service.monitor_routes import monitor_routes
 from engine.service.tenants import Tenant
 from storage.errors import (
-    AccessDenied, BodyTooLarge, CommitConflict, InvalidName, LimitExceeded, PetrelError, QueryTimeout,
-    RejectedRows, SqlError, TableExists, TableNotFound, TooManyQueries, Unauthorized,
+    AccessDenied, BodyTooLarge, CommitConflict, InvalidName, LimitExceeded, MonitorExists, MonitorNotFound,
+    PetrelError, QueryTimeout, RejectedRows, SqlError, TableExists, TableNotFound, TooManyQueries, Unauthorized,
 )
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON_LINES = ("application/x-ndjson", "application/jsonl", "application/json-lines", "application/json")
 
 _STATUS: list[tuple[type[BaseException], int]] = [
-    (Unauthorized, 401), (AccessDenied, 403), (TableNotFound, 404), (TableExists, 409), (CommitConflict, 409),
+    (Unauthorized, 401), (AccessDenied, 403), (TableNotFound, 404), (MonitorNotFound, 404), (TableExists, 409),
+    (MonitorExists, 409), (CommitConflict, 409),
     (BodyTooLarge, 413), (TooManyQueries, 429), (QueryTimeout, 504), (LimitExceeded, 422), (PetrelError, 400),
 ]
 Handler = Callable[[Request, Tenant], Awaitable[Response]]
@@ -95,6 +97,7 @@ def build_app(service: Service) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
+        await run_in_threadpool(service.observe_monitors)
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     async def sql(request: Request, tenant: Tenant) -> Response:
@@ -151,6 +154,11 @@ def build_app(service: Service) -> Starlette:
         Route("/v1/tables/{table}/stats", endpoint("/v1/tables/{table}/stats", table_stats), methods=["GET"]),
         Route("/v1/tables/{table}/events", endpoint("/v1/tables/{table}/events", ingest), methods=["POST"]),
     ]
+
+    async def json_body(request: Request, tenant: Tenant) -> dict[str, Any]:
+        return _json_object(await read_body(request, tenant.limits.max_body_bytes))
+
+    routes += monitor_routes(service, endpoint, json_body, render_result)
     app = Starlette(routes=routes)
     app.state.service = service
     return app

@@ -104,8 +104,8 @@ class ExpressionCompiler:
                 if not safe:
                     return constant(pa.scalar(None, to))
                 raise SqlError(f"cannot cast {typed.value} to {to}: {error}") from None
-        if pa.types.is_floating(typed.type) and pa.types.is_integer(to):
-            typed = self.call("round", [typed], pc.RoundOptions(0, "half_towards_infinity"), typed.type)
+        if pa.types.is_floating(typed.type) and pa.types.is_integer(to):  # to the nearest, ties to even, as DuckDB
+            typed = self.call("round", [typed], pc.RoundOptions(0, "half_to_even"), typed.type)
         if pa.types.is_timestamp(typed.type) and pa.types.is_date(to):
             return Typed(typed.expr.cast(pa.date32(), safe=False), to)
         if pa.types.is_timestamp(typed.type) and sqltypes.is_string(to):

@@ -17,6 +17,7 @@ quantile_*             list of values                          exact quantile
 approx_count_distinct  HyperLogLog sketch                      union's estimate
 approx_quantile        KLL sketch                              merged sketch's quantile
 bool_and/or            b                                       all/any b
+f(DISTINCT x)          list of distinct values                 f over the distinct union
 =====================  ======================================  ==========================
 
 The final merge is one Acero hash aggregation over the gathered states
@@ -31,6 +32,8 @@ a SUM that does not raises :class:`QueryFailed`, and an AVG uses the double.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +57,8 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
     """(state suffix, hash function, options, input column) for one aggregate's partial states."""
     arg = call.arg
     func = call.func
+    if call.distinct:  # SUM(DISTINCT x) and kin: the distinct values, aggregated when merged
+        return [("d", "distinct", _ONLY_VALID, arg)]
     if func == "count_star":
         return [("n", "count_all", None, None)]
     if func == "count":
@@ -105,7 +110,7 @@ def _prepare(table: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
 
 def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) -> pa.Table:
     """One row of state columns (``<aggregate>__<state>``) per group of ``keys``."""
-    table = _prepare(table, calls)
+    table = signed_zeros_as_one(_prepare(table, calls), keys)
     group_keys = list(keys)
     if not keys:
         table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
@@ -136,6 +141,15 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
     return pa.table(out)
 
 
+def signed_zeros_as_one(table: pa.Table, names) -> pa.Table:
+    """``table`` with -0.0 turned into 0.0 in its float columns ``names``, so the two are one group, as in SQL."""
+    for name in names:
+        index = table.schema.get_field_index(name)
+        if index >= 0 and pa.types.is_floating(table.schema.field(index).type):
+            table = table.set_column(index, name, pc.add(table.column(index), 0.0))
+    return table
+
+
 def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
           schema: pa.Schema | None = None) -> pa.Table:
     """Merge partial states (one row per fragment and group) into one row per group.
@@ -159,7 +173,7 @@ def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
             if (column, func) not in seen:
                 seen.add((column, func))
                 specs.append((column, func, options) if options is not None else (column, func))
-    listed = any(call.func in _LISTED for call in calls)
+    listed = any(call.func in _LISTED or call.distinct for call in calls)
     if listed:
         table = table.append_column(_ROW, _arange(table.num_rows))
         specs.append((_ROW, "list"))
@@ -195,6 +209,8 @@ _MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
 def _merge_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, object]]:
     """(state suffix, hash function, options) that merge one aggregate's partial states."""
     func = call.func
+    if call.distinct:
+        return []  # the distinct values, reduced from the state rows the pass lists per group
     if func in ("count_star", "count"):
         return [("n", "sum", _SKIP)]
     if func in ("sum", "avg"):
@@ -221,6 +237,8 @@ def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | N
     def column(suffix: str, kernel: str):
         return merged.column(f"{name}__{suffix}_{kernel}")
 
+    if call.distinct:
+        return _merge_distinct(states, call, ids, count)
     if func in ("count_star", "count"):
         return column("n", "sum").fill_null(0)
     if func in ("sum", "avg"):
@@ -261,6 +279,17 @@ def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | N
         lists = _per_group(states.column(f"{name}__k"), ids, count)
         return sketches.kll_quantiles(lists, call.params[0], schema.field(call.arg).type if known else pa.float64())
     raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
+
+
+def _merge_distinct(states: pa.Table, call: AggCall, ids: pa.Array, count: int) -> pa.Array:
+    """An aggregate over each group's distinct values: the union of the fragments' distinct lists, once each."""
+    values, value_ids = _flatten(states.column(f"{call.name}__d"), ids)
+    pairs = pa.table({"g": value_ids, "v": values}).group_by(["g", "v"], use_threads=False).aggregate([])
+    plain = dataclasses.replace(call, arg="v", distinct=False)
+    merged = final(partial(pairs, ("g",), (plain,)), ("g",), (plain,))
+    where = np.full(count, -1, dtype=np.int64)
+    where[merged.column("g").to_numpy()] = np.arange(merged.num_rows)
+    return merged.column(call.name).take(pa.array(where, mask=where < 0))
 
 
 def _arange(count: int) -> pa.Array:

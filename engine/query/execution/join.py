@@ -47,7 +47,15 @@ def _keys(left: pa.Table, right: pa.Table, plan: Join) -> tuple[pa.Table, pa.Tab
         common = _key_type(a.type, b.type)
         if common is not None:
             a, b = a.cast(common), b.cast(common)
+        if pa.types.is_floating(a.type):  # -0.0 equals 0.0 (adding 0.0 turns the one into the other), as it groups
+            a, b = pc.add(a, 0.0), pc.add(b, 0.0)
         lcols[name], rcols[name] = a, b
+    if plan.null_equal:  # IS NOT DISTINCT FROM: both sides' keys as codes of one dictionary, NULL a code too
+        for name in names:
+            a, b = lcols[name], rcols[name]
+            both = pa.chunked_array(list(_chunks(a)) + list(_chunks(b)), a.type)
+            codes = pc.dictionary_encode(both, null_encoding="encode").combine_chunks().indices
+            lcols[name], rcols[name] = codes.slice(0, len(a)), codes.slice(len(a))
     lcols["__l"] = pa.array(np.arange(left.num_rows, dtype=np.int64))
     rcols["__r"] = pa.array(np.arange(right.num_rows, dtype=np.int64))
     lt, rt = pa.table(lcols), pa.table(rcols)
@@ -57,6 +65,10 @@ def _keys(left: pa.Table, right: pa.Table, plan: Join) -> tuple[pa.Table, pa.Tab
         if rt.column(name).null_count:
             rt = rt.filter(pc.is_valid(rt.column(name)))
     return lt, rt, names
+
+
+def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
 
 
 def _pairs(left: pa.Table, right: pa.Table, plan: Join) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +172,14 @@ def _nulls(table: pa.Table, count: int) -> pa.Table:
 def join(left: pa.Table, right: pa.Table, plan: Join) -> pa.Table:
     """``left`` joined to ``right`` as ``plan`` says."""
     kind = plan.kind
+    if kind == "single" and (plan.left_keys or plan.compiled is not None):  # a correlated scalar subquery
+        li, ri = _pairs(left, right, plan)
+        if len(np.unique(li)) != len(li):
+            raise QueryFailed("a correlated scalar subquery returned more than one row for an outer row; "
+                              "add an aggregate (max, min) or a condition that picks one row")
+        index = np.full(left.num_rows, -1, dtype=np.int64)
+        index[li] = ri
+        return _combine(left, right.take(pa.array(index, mask=index < 0)))
     if kind == "single":
         if right.num_rows > 1:
             raise QueryFailed("a scalar subquery returned more than one row; add LIMIT 1 or an aggregate")
@@ -208,6 +228,10 @@ def set_operation(parts: list[pa.Table], kind: str, distinct: bool, schema: pa.S
         columns = [c if c.type.equals(t) or pa.types.is_null(t) else c.cast(t) for c, t in zip(part.columns, types)]
         columns = [c.cast(t) if pa.types.is_null(c.type) and not pa.types.is_null(t) else c for c, t in zip(columns, types)]
         aligned.append(pa.Table.from_arrays(columns, names=names))
+    if distinct or kind != "union":
+        from engine.query.execution.aggregate import signed_zeros_as_one
+
+        aligned = [signed_zeros_as_one(t, names) for t in aligned]
     if kind == "union":
         table = pa.concat_tables(aligned)
         return _distinct(table) if distinct else table
@@ -220,6 +244,8 @@ def set_operation(parts: list[pa.Table], kind: str, distinct: bool, schema: pa.S
     right_count = grouped.column("__one_sum").to_numpy() - left_count
     if kind == "intersect":
         counts = np.minimum(left_count, right_count)
+    elif distinct:  # EXCEPT: a row the right side has at all is gone, however often the left has it
+        counts = ((left_count > 0) & (right_count == 0)).astype(np.int64)
     else:
         counts = np.maximum(left_count - right_count, 0)
     if distinct:

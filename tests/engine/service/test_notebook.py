@@ -28,5 +28,7 @@ def test_quickstart_notebook_runs_without_errors(ray_session, monkeypatch):
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert any("<table" in h for h in html)  # pandas results
     assert any(h.startswith("<pre") and "scan" in h.lower() for h in html)  # the plan, preformatted
+    plain = [o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
+    assert any("ALERT" in p and "checkout" in p for p in plain)  # the monitor's backtest caught the incident
     text = "".join(o.get("text", "") for o in outputs)
     assert "line 1, column" in text

@@ -1,3 +1,5 @@
+"""Maintenance on Ray: a killed compactor, compaction and retention on demand and in the loop, expired rows, the CLI."""
+
 from __future__ import annotations
 
 import time
@@ -14,28 +16,10 @@ from storage.objectstore import ObjectStore
 from storage.snapshot import load_snapshot
 from storage.vacuum import vacuum_table
 from tests.maintenance_fixtures import small_segments, snapshot_rows, table_rows
+from tests.engine.maintenance.loop_fixtures import wait_for
 from tests.storage_fixtures import BASE, append, events
 
 HOUR = 3600
-
-
-@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
-def ray_warehouse(request, tmp_path, ray_session):
-    """(url, storage_options) of an empty warehouse every Ray worker can reach."""
-    if request.param == "file":
-        return str(tmp_path / "warehouse"), {}
-    return f"s3://petrel-test/wh-{uuid.uuid4().hex[:8]}", request.getfixturevalue("s3_options")
-
-
-def wait_for(condition, what: str, timeout: float = 60.0, every: float = 0.1):
-    """Poll ``condition`` until it returns something true (a deadline, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 @pytest.mark.chaos

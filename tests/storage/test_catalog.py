@@ -1,3 +1,5 @@
+"""The catalog: table names, create/list/describe/drop, versioned retention, durations."""
+
 from __future__ import annotations
 
 import pyarrow as pa

@@ -1,3 +1,5 @@
+"""Vacuum: grace periods, checkpoint folding, dropped tables and orphans, never deleting a live file."""
+
 from __future__ import annotations
 
 import os

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from tests.event_data import load_events
-from tests.join_queries import QUERIES
+from tests.sql.join_queries import QUERIES
 from tests.result_compare import assert_same
 from tests.tpch_tables import load_tables
 

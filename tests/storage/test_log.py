@@ -1,3 +1,5 @@
+"""The per-partition commit log: exactly-once appends under races, fencing, checkpoints, rebases and torn commits."""
+
 from __future__ import annotations
 
 import logging

@@ -1,3 +1,5 @@
+"""Retention: dropping exactly the segments past a table's period, and keeping all without one."""
+
 from __future__ import annotations
 
 import time

@@ -9,7 +9,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from tests.differential_queries import QUERIES
+from tests.sql.differential_queries import QUERIES
 from tests.event_data import load_events
 from tests.result_compare import assert_same
 

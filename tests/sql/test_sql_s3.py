@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 import engine
-from tests.differential_queries import QUERIES
+from tests.sql.differential_queries import QUERIES
 from tests.event_data import load_events
 from tests.result_compare import assert_same
 from storage.objectstore import ObjectStore

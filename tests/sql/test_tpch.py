@@ -21,6 +21,8 @@ from benchmarks.tpch.datagen import generate
 from tests.result_compare import assert_same
 from tests.tpch_tables import dbgen_missing, ingest_tables, queries, read_dbgen
 
+pytestmark = pytest.mark.slow  # 44 queries over two data sets loaded through Ray ingest
+
 QUERIES = queries()
 DATASETS = {  # how to make the tables, and the broadcast limit in bytes
     "datagen": (lambda: generate(scale=0.01), 100_000),

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 import engine
-from tests.test_maintenance import wait_for
+from tests.engine.maintenance.loop_fixtures import wait_for
 
 PARTITIONS = 2
 BATCHES = 30  # per stream

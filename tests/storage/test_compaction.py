@@ -1,3 +1,5 @@
+"""Compaction: sorted merges, size tiers, day windows, rebasing over appends and conflicts, table stats."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -89,14 +91,6 @@ def test_merge_unifies_schemas_and_keeps_statistics(store, memory_rows):
     assert table_rows(store, meta).equals(before)
     rows = read_segment(store, meta.path, merged)
     assert rows.equals(rows.sort_by([("service", "ascending"), ("timestamp", "ascending")]))
-
-
-@pytest.fixture
-def memory_store():
-    """For tests of logic that is the same on every backend."""
-    from storage.objectstore import ObjectStore
-
-    return ObjectStore(f"memory://petrel-{uuid.uuid4().hex}")
 
 
 def test_merge_holds_a_bounded_number_of_rows(memory_store):

@@ -1,3 +1,5 @@
+"""The object store on every backend: put-if-absent, listing, pickling, races and torn writes."""
+
 from __future__ import annotations
 
 import multiprocessing
