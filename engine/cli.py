@@ -1,4 +1,4 @@
-"""The ``petrel`` command line: sql, explain, tables, ingest, demo, compact, stats, monitors, serve, tokens.
+"""The ``petrel`` command line: sql, explain, tables, ingest, ingest-stream, demo, compact, stats, monitors, serve, tokens.
 
 The warehouse comes from ``--warehouse`` or ``PETREL_WAREHOUSE`` (default
 ``./warehouse``), the Ray cluster from ``--ray-address`` or ``RAY_ADDRESS``
@@ -17,7 +17,9 @@ from engine.maintenance.cli import register as register_maintenance
 from engine.monitors.cli import register as register_monitors
 from engine.render import write_result
 from engine.service.server import register as register_service
+from engine.streams.cli import register as register_streams
 from storage.errors import PetrelError
+
 
 def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """--warehouse, --ray-address, --namespace; a command's own copies override the main ones only when given."""
@@ -64,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
 
     register_maintenance(commands)
     register_monitors(commands)
+    register_streams(commands)
     register_service(commands)
     for command in commands.choices.values():
         _connection_options(command, defaults=False)
@@ -106,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.demo import run_demo
 
             run_demo(session, rows=args.rows)
-        elif args.command in ("compact", "stats", "monitors"):
+        elif args.command in ("compact", "stats", "monitors", "ingest-stream"):
             return args.run(session, args)
         return 0
     except PetrelError as error:

@@ -81,8 +81,17 @@ class Session(MonitorMethods):
         retention: Duration | None = None,
         routing_key: str | None = None,
         exist_ok: bool = False,
+        transform: str | None = None,
     ) -> TableMeta:
-        """Create a table in this session's namespace; the schema may be left to inference."""
+        """Create a table in this session's namespace; the schema may be left to inference.
+
+        ``transform``: a SELECT over ``input`` run on every batch before routing
+        (see ``planner/transform.py``); checked now.
+        """
+        if transform is not None:
+            from planner.transform import check_transform
+
+            check_transform(transform)
         return self.catalog.create_table(
             self.namespace,
             name,
@@ -93,6 +102,7 @@ class Session(MonitorMethods):
             retention=retention,
             routing_key=routing_key,
             exist_ok=exist_ok,
+            transform=transform,
         )
 
     def tables(self) -> list[str]:
@@ -173,14 +183,36 @@ class Session(MonitorMethods):
 
         return write_dataset(self, table, dataset, batch_id, **options)
 
+    def ingest_stream(self, table: str, url: str, *, subject: str, stream: str, durable: str, **options: Any):
+        """Consume a NATS JetStream stream into ``table`` exactly once; returns a handle (stop, lag, status).
+
+        See ``engine/streams``: the stream's sequence numbers are committed with
+        the segments, the broker is acknowledged after that commit, and a
+        restart resumes from the committed sequence.
+        """
+        from engine.streams.handle import start_stream
+
+        return start_stream(self, table, url, subject=subject, stream=stream, durable=durable, **options)
+
     # -- maintenance ----------------------------------------------------------------
     def compact(self, table: str, progress: bool = True, full: bool = True) -> CompactionReport:
         """Merge the table's small segments now (a progress bar on stderr); returns a report."""
         return self.maintenance.compact(table, progress=progress, full=full)
 
-    def alter_table(self, table: str, *, retention: Duration | None = ...) -> TableMeta:  # type: ignore[assignment]
-        """Change a table's retention ('30d', seconds, None to keep forever)."""
-        meta = self.maintenance.alter_table(table, retention=retention)
+    def alter_table(self, table: str, *, retention: Duration | None = ...,  # type: ignore[assignment]
+                    transform: str | None = ...) -> TableMeta:  # type: ignore[assignment]
+        """Change a table's retention ('30d', seconds, None to keep forever) or its ingest transform.
+
+        A new transform (checked now; None removes it) applies to data ingested from now on.
+        """
+        if transform is not ...:
+            if transform is not None:
+                from planner.transform import check_transform
+
+                check_transform(transform)
+            meta = self.catalog.alter_table(self.namespace, table, transform=transform)
+        if retention is not ... or transform is ...:
+            meta = self.maintenance.alter_table(table, retention=retention)
         if self._ingestion is not None:  # this session's ingestion applies the new period at once
             self._ingestion.client(table).current_meta(refresh=True)
         return meta

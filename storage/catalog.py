@@ -2,7 +2,7 @@
 
 Layout: ``<root>/<namespace>/<table>/_table.json`` is written once, with
 put-if-absent, when the table is created.  Later changes to its properties
-(retention, for now) are versioned files ``_props/<20-digit n>.json`` written
+(retention, the ingest transform) are versioned files ``_props/<20-digit n>.json`` written
 the same way, so nothing is overwritten in place.  Dropping a table writes a
 ``_dropped.json`` tombstone; its files go when vacuum runs after the grace
 period.
@@ -78,6 +78,7 @@ class TableMeta:
     schema: pa.Schema | None = None
     created_at: float = field(default_factory=time.time)
     properties_version: int = 0
+    transform: str | None = None  # SQL over `input` applied to each batch before routing (planner/transform.py)
 
     @property
     def path(self) -> str:
@@ -101,6 +102,7 @@ class TableMeta:
             "routing_key": self.routing_key,
             "schema": schema_to_json(self.schema) if self.schema is not None else None,
             "created_at": self.created_at,
+            "transform": self.transform,
         }
 
     @classmethod
@@ -115,6 +117,7 @@ class TableMeta:
             routing_key=record.get("routing_key"),
             schema=schema_from_json(record["schema"]) if record.get("schema") else None,
             created_at=float(record.get("created_at") or 0.0),
+            transform=record.get("transform"),
         )
 
 
@@ -135,6 +138,7 @@ class Catalog:
         retention: Any = None,
         routing_key: str | None = None,
         exist_ok: bool = False,
+        transform: str | None = None,
         reserved: bool = False,
     ) -> TableMeta:
         """Create a table; TableExists if the name is taken (unless ``exist_ok``).
@@ -173,6 +177,7 @@ class Catalog:
             retention=parse_duration(retention),
             routing_key=routing_key,
             schema=schema,
+            transform=transform,
         )
         if self.store.exists(f"{meta.path}/_dropped.json"):
             raise TableExists(
@@ -208,23 +213,30 @@ class Catalog:
             meta = replace(
                 meta,
                 retention=changes.get("retention", meta.retention),
+                transform=changes.get("transform", meta.transform),
                 properties_version=int(latest.path.rsplit("/", 1)[-1].split(".")[0]),
             )
         return meta
 
-    def alter_table(self, namespace: str, name: str, *, retention: Any = ...) -> TableMeta:
-        """Change a table's properties (retention); versioned, compare-and-swap."""
+    def alter_table(self, namespace: str, name: str, *, retention: Any = ..., transform: Any = ...) -> TableMeta:
+        """Change a table's properties (retention, transform); versioned, compare-and-swap."""
         while True:
             meta = self.table(namespace, name)
-            changes: dict[str, Any] = {"retention": meta.retention}
+            changes: dict[str, Any] = {"retention": meta.retention, "transform": meta.transform}
             if retention is not ...:
                 changes["retention"] = parse_duration(retention)
+            if transform is not ...:
+                changes["transform"] = transform
             version = meta.properties_version + 1
             try:
                 self.store.put_if_absent(f"{meta.path}/_props/{version:020d}.json", json.dumps(changes).encode())
             except CommitConflict:
                 continue
-            return replace(meta, retention=changes["retention"], properties_version=version)
+            return replace(meta, retention=changes["retention"], transform=changes["transform"],
+                           properties_version=version)
+
+    def namespaces(self) -> list[str]:
+        return [d for d in self.store.list_dirs("") if _NAME.match(d)]
 
     def tables(self, namespace: str) -> list[str]:
         """Names of the live tables in ``namespace`` (empty if it has none)."""

@@ -39,6 +39,7 @@ from engine.ingest.parse import parse
 from engine.ingest.rejected import REJECTED_TABLE, ensure_rejected_table, rejected_batch_id, rejected_rows
 from engine.ingest.router import partitions_of, split
 from engine.ingest.transfer import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack
+from engine.ingest.transform import apply_transform
 from storage.catalog import Catalog, TableMeta
 from storage.errors import CommitConflict, RejectedRows
 from storage.objectstore import ObjectStore
@@ -104,6 +105,7 @@ class TableClient:
         self._name = owner_name(store, meta)
         self._shared = shared if options.shared_memory else None
         self._remote: set[int] = set()  # partitions whose owner cannot read this machine's shared memory
+        self._transform: Any = None  # the table's ingest transform, compiled (planner.transform.Transform)
 
     def owner(self, partition: int):
         """The handle of the partition's owner actor, started if there is none."""
@@ -183,6 +185,8 @@ class TableClient:
 
     def _fit(self, data: Any, now_us: int) -> Normalized:
         parsed = parse(data, self.options.max_row_bytes, self.schema, self.meta.time_column)
+        if self.current_meta().transform:
+            parsed = apply_transform(self.transform(), parsed)
         while True:
             result = normalize(
                 parsed,
@@ -200,6 +204,15 @@ class TableClient:
                 return result
             except CommitConflict:
                 self.schema_version, self.schema = self.schema_log.load()
+
+    def transform(self) -> Any:
+        """The table's transform, compiled once per version of its text."""
+        text = self.meta.transform
+        if self._transform is None or self._transform.sql != text:
+            from planner.transform import Transform
+
+            self._transform = Transform(text)
+        return self._transform
 
     def slices(
         self, result: Normalized, batch_id: str, offsets: tuple[Offset, ...] = (), every_partition: bool = False,

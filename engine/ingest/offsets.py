@@ -15,7 +15,10 @@ Kinds:
   (ETag, or size and modification time), see ``files``;
 - :class:`SequenceRange` — messages ``first..last`` of an ordered stream
   (a NATS JetStream consumer's stream sequence; a Kafka partition's offsets
-  are the same shape, one source per topic-partition).
+  are the same shape, one source per topic-partition);
+- :class:`StreamBatch` — one batch of a stream lane (``engine.streams``): a
+  sequence range that also records where the batch began and whether some
+  of its rows were rejected.
 
 A new kind subclasses :class:`Offset`: ``record`` (the JSON the log keeps
 under ``source``, merged with what it kept before) and ``covered_by``.
@@ -73,6 +76,24 @@ class SequenceRange(Offset):
     def record(self, recorded: Any) -> Any:
         before = recorded["last"] if isinstance(recorded, dict) and recorded.get("kind") == "sequence" else -1
         return {"kind": "sequence", "last": max(before, self.last)}
+
+
+@dataclass(frozen=True)
+class StreamBatch(SequenceRange):
+    """A stream lane's batch ``first..last``: covered like a :class:`SequenceRange`.
+
+    The log keeps ``{"kind": "sequence", "last": n, "first": f, "rejected":
+    bool}``: a consumer starting again reads a batch whose rejected rows did
+    not land in the rejected-rows table again from ``first``.
+    """
+
+    rejected: bool = False
+
+    def record(self, recorded: Any) -> Any:
+        kept = super().record(recorded)
+        if kept["last"] == self.last:
+            kept = {**kept, "first": self.first, "rejected": self.rejected}
+        return kept
 
 
 @dataclass(frozen=True)

@@ -51,17 +51,26 @@ def rejected_batch_id(table: str, batch_id: str) -> str:
 def rejected_rows(table: str, batch_id: str, result: Normalized, received_us: int) -> pa.Table:
     """The rejected rows of ``result`` as rows of the rejected-rows table."""
     rows = [row for row, _ in result.rejected]
-    raws = [result.raw(row).encode("utf-8", "surrogatepass") for row in rows]
+    return rejected_records(table, batch_id, rows, [reason for _, reason in result.rejected],
+                            [result.raw(row) for row in rows], received_us)
+
+
+def rejected_records(
+    table: str, batch_id: str, rows: list[int], reasons: list[str], raws: list[str], received_us: int
+) -> pa.Table:
+    """Rows of the rejected-rows table: for each refused row its number, reason and raw text (a prefix, its size
+    and digest)."""
+    encoded = [raw.encode("utf-8", "surrogatepass") for raw in raws]
     return pa.Table.from_arrays(
         [
             pa.array([received_us] * len(rows), pa.int64()).cast(REJECTED_SCHEMA.field("received_at").type),
             pa.array([table] * len(rows), pa.string()),
             pa.array([batch_id] * len(rows), pa.string()),
             pa.array(rows, pa.int64()),
-            pa.array([reason for _, reason in result.rejected], pa.string()),
-            pa.array([raw[:RAW_PREFIX_BYTES].decode("utf-8", "ignore") for raw in raws], pa.string()),
-            pa.array([len(raw) for raw in raws], pa.int64()),
-            pa.array([hashlib.sha256(raw).hexdigest() for raw in raws], pa.string()),
+            pa.array(reasons, pa.string()),
+            pa.array([raw[:RAW_PREFIX_BYTES].decode("utf-8", "ignore") for raw in encoded], pa.string()),
+            pa.array([len(raw) for raw in encoded], pa.int64()),
+            pa.array([hashlib.sha256(raw).hexdigest() for raw in encoded], pa.string()),
         ],
         schema=REJECTED_SCHEMA,
     )

@@ -12,6 +12,8 @@ function sqlglot does not know):
 - :mod:`.casts` -- CAST and TRY_CAST
 - :mod:`.strings` -- string and regular expression functions
 - :mod:`.temporal` -- time functions and INTERVAL arithmetic
+- :mod:`.json` -- JSON paths: ``json_extract_string`` (``->>``), ``json_extract``
+- :mod:`.kv` -- ``parse_kv`` over ``key=value`` text
 
 Imports point one way: handler modules import the compiler, never the
 reverse; this package imports the handler modules so that they register.
@@ -19,7 +21,17 @@ reverse; this package imports the handler modules so that they register.
 
 from __future__ import annotations
 
-from planner.expressions import arithmetic, casts, comparisons, conditionals, strings, temporal, values  # noqa: F401
+from planner.expressions import (  # noqa: F401 - imported so that they register their handlers
+    arithmetic,
+    casts,
+    comparisons,
+    conditionals,
+    json,
+    kv,
+    strings,
+    temporal,
+    values,
+)
 from planner.expressions.compiler import ExpressionCompiler
 from planner.expressions.typed import Typed, constant
 
