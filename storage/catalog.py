@@ -235,9 +235,6 @@ class Catalog:
             return replace(meta, retention=changes["retention"], transform=changes["transform"],
                            properties_version=version)
 
-    def namespaces(self) -> list[str]:
-        return [d for d in self.store.list_dirs("") if _NAME.match(d)]
-
     def tables(self, namespace: str) -> list[str]:
         """Names of the live tables in ``namespace`` (empty if it has none)."""
         validate_name(namespace, "namespace")
