@@ -12,13 +12,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from engine.service.tenants import Limits
-
-ARROW = "application/vnd.apache.arrow.stream"
-
-
-def _client(served, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=served.url, headers=headers, timeout=60)
+from tests.engine.service.http_clients import ARROW, arrow_stream, tenant_client
 
 
 def _lines(start: int, count: int, service: str = "api") -> bytes:
@@ -26,16 +20,9 @@ def _lines(start: int, count: int, service: str = "api") -> bytes:
                                 "ms": float(start + i)}).encode() + b"\n" for i in range(count))
 
 
-def _arrow(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
 @pytest.fixture(scope="module")
 def acme(served):
-    with _client(served, served.acme) as client:
+    with tenant_client(served, served.acme) as client:
         created = client.post("/v1/tables", json={"name": "events", "partitions": 2})
         assert created.status_code == 201, created.text
         yield client
@@ -57,7 +44,7 @@ def test_health_and_metrics_need_no_token(served, acme):
 
 def test_requests_without_a_valid_token_are_refused(served):
     for token in (None, "ptl_not-a-token"):
-        with _client(served, token) as client:
+        with tenant_client(served, token) as client:
             reply = client.get("/v1/tables")
             assert reply.status_code == 401 and reply.headers["www-authenticate"] == "Bearer"
             assert reply.json()["error"]["type"] == "Unauthorized"
@@ -65,7 +52,7 @@ def test_requests_without_a_valid_token_are_refused(served):
 
 def test_a_revoked_token_stops_working(served):
     token, tenant = served.server.service.tokens.create("acme")
-    with _client(served, token) as client:
+    with tenant_client(served, token) as client:
         assert client.get("/v1/tables").status_code == 200
         served.server.service.tokens.revoke(tenant.token_id)
         assert client.get("/v1/tables").status_code == 401
@@ -89,7 +76,7 @@ def test_gzip_and_arrow_bodies_are_ingested(acme):
     assert reply.status_code == 200 and reply.json()["accepted"] == 40
     table = pa.table({"timestamp": pa.array([1_772_323_200_000_000 + i for i in range(25)], pa.timestamp("us", "UTC")),
                       "service": ["db"] * 25, "ms": [float(i) for i in range(25)]})
-    reply = acme.post("/v1/tables/events/events", content=_arrow(table),
+    reply = acme.post("/v1/tables/events/events", content=arrow_stream(table),
                       headers={"Content-Type": ARROW, "Idempotency-Key": "arrow-1"})
     assert reply.status_code == 200, reply.text
     assert reply.json()["accepted"] == 25
@@ -138,7 +125,7 @@ def test_tables_list_describe_stats_and_conflicts(acme):
 
 
 def test_a_namespace_sees_only_its_own_tables(served, acme):
-    with _client(served, served.globex) as globex:
+    with tenant_client(served, served.globex) as globex:
         assert globex.get("/v1/tables").json() == {"namespace": "globex", "tables": []}
         assert globex.get("/v1/tables/events").status_code == 404
         assert globex.post("/v1/sql", content="SELECT count(*) FROM acme.events").status_code == 404
@@ -154,7 +141,7 @@ def test_table_functions_are_off_for_tenants(served, acme):
 
 def test_limits_give_statuses_a_client_can_act_on(served):
     service = served.server.service
-    with _client(served, served.tight) as tight:
+    with tenant_client(served, served.tight) as tight:
         assert tight.post("/v1/tables", json={"name": "events"}).status_code == 201
         too_big = tight.post("/v1/tables/events/events", content=_lines(0, 200))
         assert too_big.status_code == 413 and too_big.json()["error"]["type"] == "BodyTooLarge"
@@ -172,7 +159,7 @@ def test_limits_give_statuses_a_client_can_act_on(served):
 
 def test_a_query_over_its_timeout_gets_504(served):
     token, _ = served.server.service.tokens.create("acme", Limits(query_timeout=1e-6))
-    with _client(served, token) as hurried:
+    with tenant_client(served, token) as hurried:
         reply = hurried.post("/v1/sql", content="SELECT service, count(*) FROM events GROUP BY service")
         assert reply.status_code == 504 and reply.json()["error"]["type"] == "QueryTimeout"
 
@@ -183,7 +170,7 @@ def test_a_tenant_reads_files_only_under_its_allow_listed_prefixes(served, tmp_p
     (shared / "tiers.csv").write_text("tier,price\nfree,0\npro,20\n")
     (tmp_path / "private.csv").write_text("secret\nhunter2\n")
     token, _ = served.server.service.tokens.create("acme", table_functions=[f"{shared}/"])
-    with _client(served, token) as client:
+    with tenant_client(served, token) as client:
         allowed = client.post("/v1/sql", content=f"SELECT tier FROM read_csv('{shared}/tiers.csv') ORDER BY price")
         assert allowed.status_code == 200 and allowed.json()["rows"] == [["free"], ["pro"]]
         for path in (tmp_path / "private.csv", f"{shared}/../private.csv", "/etc/passwd"):

@@ -15,31 +15,20 @@ from engine.monitors.history import ShardLog, ensure_table
 from engine.monitors.queries import LocalQueries
 from engine.monitors.state import ALERT, OK
 from tests.engine.monitors.monitor_fixtures import BASE, EVENTS_SCHEMA, minute_of_events
+from tests.engine.service.http_clients import ARROW, arrow_stream, tenant_client
 
-ARROW = "application/vnd.apache.arrow.stream"
 ERRORS = 'SELECT svc, count(*) FILTER (WHERE status >= 500) * 100.0 / count(*) AS error_pct FROM ev GROUP BY svc'
 INCIDENT = range(2, 5)  # the minutes after BASE in which payments fails half its requests
-
-
-def _client(served, token: str) -> httpx.Client:
-    return httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-
-
-def _arrow(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 @pytest.fixture(scope="module")
 def acme(served):
     """acme's client over a table ``ev`` with an incident on payments in minutes 2 to 4."""
-    with _client(served, served.acme) as client:
+    with tenant_client(served, served.acme) as client:
         assert client.post("/v1/tables", json={"name": "ev"}).status_code == 201
         rows = [row for k in range(8) for row in minute_of_events(
             BASE + 60 * k, {"payments": (20, 10 if k in INCIDENT else 0, 1.0), "search": (20, 0, 1.0)})]
-        body = _arrow(pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA))
+        body = arrow_stream(pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA))
         reply = client.post("/v1/tables/ev/events", content=body, headers={"Content-Type": ARROW})
         assert reply.status_code == 200 and reply.json()["accepted"] == len(rows), reply.text
         yield client
@@ -86,7 +75,7 @@ def test_a_refused_definition_is_a_400_naming_the_clause(acme, change, words):
 
 def test_a_tenant_sees_and_changes_only_its_own_monitors(served, acme):
     assert acme.post("/v1/monitors", json=_definition("private")).status_code == 201
-    with _client(served, served.globex) as globex:
+    with tenant_client(served, served.globex) as globex:
         assert globex.get("/v1/monitors").json()["monitors"] == []
         for reply in (globex.get("/v1/monitors/private"), globex.delete("/v1/monitors/private"),
                       globex.get("/v1/monitors/private/state"), globex.get("/v1/monitors/private/history"),
@@ -96,7 +85,7 @@ def test_a_tenant_sees_and_changes_only_its_own_monitors(served, acme):
     assert acme.delete("/v1/monitors/private").status_code == 204
 
 
-def test_state_and_history_answer_in_json_csv_or_arrow(served, acme):
+def test_state_and_history_answer_in_json_csv_orarrow_stream(served, acme):
     assert acme.post("/v1/monitors", json=_definition("watched")).status_code == 201
     assert acme.get("/v1/monitors/watched/state").json()["row_count"] == 0  # not evaluated yet
     assert acme.get("/v1/monitors/watched/history").json()["row_count"] == 0
