@@ -120,7 +120,7 @@ def run(batches: list, partitions: int, threads: int, folder: str, label: str) -
     lock = threading.Lock()
     accepted = []
 
-    def client() -> None:
+    def send() -> None:
         while True:
             with lock:
                 if not queue:
@@ -129,7 +129,7 @@ def run(batches: list, partitions: int, threads: int, folder: str, label: str) -
             accepted.append(db.ingest("events", batch, batch_id=f"{label}-{index}").accepted)
 
     began = time.perf_counter()
-    workers = [threading.Thread(target=client) for _ in range(threads)]
+    workers = [threading.Thread(target=send) for _ in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
