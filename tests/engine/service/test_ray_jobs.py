@@ -39,7 +39,7 @@ def _free_ports(count: int) -> list[int]:
 @pytest.fixture(scope="module")
 def ray_head():
     """A Ray head of its own (temp dir, ports), stopped by killing exactly the process group it started."""
-    temp = tempfile.mkdtemp(prefix="rjob", dir="/tmp")
+    temp = tempfile.mkdtemp(prefix="rjob")  # short: Ray socket paths have a length limit
     gcs, dashboard, node, objects, client, agent, agent_grpc, runtime_env, metrics = _free_ports(9)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
