@@ -19,6 +19,8 @@ from sqlglot.tokens import TokenType
 from storage.errors import SqlError, UnsupportedSql
 
 DEFAULT_DIALECT = "duckdb"
+#: marks a ``//`` (exp.IntDiv) that divides non-integers as ``/`` does: DuckDB's, unlike MySQL's DIV
+DIVIDES_AS_SLASH = "divides_as_slash"
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALYZE)?\b", re.IGNORECASE)
 
 
@@ -86,8 +88,12 @@ def _mark_safe_division(tree: exp.Expression, dialect: str) -> None:
 
     sqlglot marks ``/`` itself (``exp.Div``'s ``safe`` and ``typed``); in
     those dialects (mysql, sqlite) integer division and remainder by zero
-    are NULL as well.
+    are NULL as well.  DuckDB's ``//`` is marked :data:`DIVIDES_AS_SLASH`:
+    on anything but two integers it is ``/`` (``7.0e0 // 2`` is 3.5).
     """
+    if dialect == "duckdb":
+        for node in tree.find_all(exp.IntDiv):
+            node.meta[DIVIDES_AS_SLASH] = True
     if not Dialect.get_or_raise(dialect).SAFE_DIVISION:
         return
     for node in tree.find_all(exp.IntDiv, exp.Mod):

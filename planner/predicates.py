@@ -8,6 +8,7 @@ it can only make a segment *less* likely to match, never rule it in.
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -58,7 +59,7 @@ def _constant(compiler: ExpressionCompiler, node: exp.Expression, type_: pa.Data
             raise LookupError
         value = compiler.cast(typed, type_).value.as_py()
         original = typed.value.as_py()
-        if isinstance(original, float) and isinstance(value, int) and value != original:
+        if isinstance(original, (float, decimal.Decimal)) and isinstance(value, int) and value != original:
             raise LookupError  # x > 1.5 on an integer column: rounding would move the bound
         return value
     except (PetrelError, pa.ArrowException, ValueError, TypeError, OverflowError):  # 1e30 on int64: no bound

@@ -4,6 +4,12 @@ The rules follow DuckDB's where it matters for results: integer and float
 mix to DOUBLE, ``/`` always divides as DOUBLE, a string literal compared
 with a timestamp is read as a timestamp, and a timestamp without a time
 zone meets one with a zone as UTC (the session time zone).
+
+DECIMAL follows DuckDB too: a literal such as ``1.50`` is DECIMAL(3,2);
+decimals meet integers as decimals (an integer counts as DECIMAL(w,0),
+w its width in digits: 10 for INTEGER, 19 for BIGINT) and floats as
+DOUBLE; two decimals meet in the scale of the finer one with room for
+the wider integer part, at most 38 digits.
 """
 
 from __future__ import annotations
@@ -76,8 +82,29 @@ def is_temporal(t: pa.DataType) -> bool:
     return pa.types.is_timestamp(t) or pa.types.is_date(t)
 
 
+#: digits of each integer width, the precision it has as a DECIMAL (DuckDB's rule)
+_INTEGER_DIGITS = {8: 3, 16: 5, 32: 10, 64: 19}
+MAX_DECIMAL_DIGITS = 38
+
+
+def as_decimal(t: pa.DataType) -> pa.DataType:
+    """The DECIMAL an integer or decimal type meets other decimals as (INTEGER is DECIMAL(10,0))."""
+    if pa.types.is_decimal(t):
+        return t
+    digits = _INTEGER_DIGITS[t.bit_width] + (1 if t.bit_width == 64 and pa.types.is_unsigned_integer(t) else 0)
+    return pa.decimal128(digits, 0)
+
+
+def decimal_common(a: pa.DataType, b: pa.DataType, extra: int = 0) -> pa.DataType:
+    """The DECIMAL two exact numbers meet in: the larger scale, the larger integer part (+ ``extra`` digits)."""
+    a, b = as_decimal(a), as_decimal(b)
+    scale = max(a.scale, b.scale)
+    precision = min(MAX_DECIMAL_DIGITS, max(a.precision - a.scale, b.precision - b.scale) + scale + extra)
+    return pa.decimal128(max(precision, scale, 1), scale)
+
+
 def numeric_common(a: pa.DataType, b: pa.DataType) -> pa.DataType:
-    """The type two numbers are computed in: int64 for integers, float64 otherwise."""
+    """The type two numbers are computed in: int64 for integers, a DECIMAL for exact numbers, float64 otherwise."""
     if pa.types.is_null(a):
         return numeric_common(b, b) if not pa.types.is_null(b) else pa.int64()
     if pa.types.is_null(b):
@@ -86,6 +113,8 @@ def numeric_common(a: pa.DataType, b: pa.DataType) -> pa.DataType:
         if pa.types.is_unsigned_integer(a) and pa.types.is_unsigned_integer(b):
             return pa.uint64()
         return pa.int64()
+    if (pa.types.is_decimal(a) or pa.types.is_decimal(b)) and not (pa.types.is_floating(a) or pa.types.is_floating(b)):
+        return a if a.equals(b) else decimal_common(a, b)
     return pa.float64()
 
 

@@ -1,30 +1,35 @@
 """Arithmetic operators (``+ - * / // %``, unary minus) and math functions.
 
 Integers add, subtract and multiply as BIGINT with overflow checks, and
-mix with floats as DOUBLE; ``/`` divides as DOUBLE and ``//`` as integers
-(DuckDB's rules).  When a date, timestamp or interval takes part, the
-operator is time arithmetic (:mod:`planner.expressions.temporal`).
+mix with floats as DOUBLE; DECIMALs compute exactly with DuckDB's result
+types (:mod:`planner.expressions.decimals`) and mix with floats as DOUBLE;
+``/`` divides as DOUBLE and ``//`` as integers (DuckDB's rules; on other
+numbers DuckDB's ``//`` divides as ``/`` does).  When a date, timestamp or
+interval takes part, the operator is time arithmetic
+(:mod:`planner.expressions.temporal`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
-from sqlglot.optimizer.simplify import simplify
 
 from planner import types as sqltypes
-from planner.expressions import temporal
+from planner.expressions import decimals, temporal
 from planner.expressions.compiler import ExpressionCompiler
 from planner.expressions.registry import handles, named
 from planner.expressions.typed import Typed, constant
-from planner.parse import position
+from planner.parse import DIVIDES_AS_SLASH, position
 from storage.errors import SqlError
 
 @handles(exp.Neg)
 def _neg(c: ExpressionCompiler, node: exp.Neg) -> Typed:
     arg = c.compile(node.this)
-    return c.call("negate_checked", [arg], type_=arg.type)
+    negated = c.call("negate_checked", [arg], type_=arg.type)
+    return dataclasses.replace(negated, literal=arg.literal and negated.constant)  # -2 is a literal, as in DuckDB
 
 
 @handles(exp.Add, exp.Sub, exp.Mul, exp.Div, exp.IntDiv, exp.Mod)
@@ -32,9 +37,6 @@ def _arith(c: ExpressionCompiler, node: exp.Binary) -> Typed:
     shifted = temporal.calendar_shift(c, node)
     if shifted is not None:
         return shifted
-    exact = _decimal_arith(node)
-    if exact is not None:
-        return exact
     left, right = c.compile(node.this), c.compile(node.expression)
     op = type(node)
     if pa.types.is_timestamp(left.type) or pa.types.is_date(left.type) or pa.types.is_duration(left.type) \
@@ -46,24 +48,13 @@ def _arith(c: ExpressionCompiler, node: exp.Binary) -> Typed:
     if op in (exp.Div, exp.IntDiv, exp.Mod):
         return _divide(c, node, left, right)
     target = sqltypes.numeric_common(left.type, right.type)
+    if pa.types.is_decimal(target):
+        return decimals.arithmetic(c, {exp.Add: "+", exp.Sub: "-", exp.Mul: "*"}[op], left, right)
     left, right = c.cast(left, target), c.cast(right, target)
     name = {exp.Add: "add_checked", exp.Sub: "subtract_checked", exp.Mul: "multiply_checked"}[op]
     if pa.types.is_floating(target):
         name = name.replace("_checked", "")
     return c.call(name, [left, right], type_=target)
-
-
-def _decimal_arith(node: exp.Binary) -> Typed | None:
-    """``0.06 + 0.01`` folded exactly, as SQL's decimal literals are (sqlglot's ``simplify``), then made a float."""
-    left, right = node.this, node.expression
-    if type(node) not in (exp.Add, exp.Sub, exp.Mul) or not (left.is_number and right.is_number):
-        return None
-    if "." not in left.name + right.name:
-        return None  # integers: computed as BIGINT, with overflow checks
-    folded = simplify(node.copy())
-    if not folded.is_number:
-        return None
-    return constant(float(folded.to_py()), pa.float64())
 
 
 def _divide(c: ExpressionCompiler, node: exp.Binary, left: Typed, right: Typed) -> Typed:
@@ -78,14 +69,27 @@ def _divide(c: ExpressionCompiler, node: exp.Binary, left: Typed, right: Typed) 
     """
     safe = bool(node.args.get("safe"))
     integers = all(pa.types.is_integer(t.type) or pa.types.is_null(t.type) for t in (left, right))
-    if isinstance(node, exp.Div) and not (node.args.get("typed") and integers):
+    checked = bool(node.args.get("typed"))
+    if isinstance(node, exp.IntDiv) and not integers and node.meta.get(DIVIDES_AS_SLASH):
+        checked = True  # DuckDB's // on other numbers: / that refuses a division by zero
+    elif not isinstance(node, exp.Div) or (checked and integers):
+        checked = None
+    if checked is not None:
         target = pa.float64()
         left, right = c.cast(left, target), c.cast(right, target)
         if safe:
             return c.call("divide", [left, _zero_as_null(c, right)], type_=target)
-        _refuse_zero(c, node, right, node.args.get("typed"))
-        return c.call("divide_checked" if node.args.get("typed") else "divide", [left, right], type_=target)
+        _refuse_zero(c, node, right, checked)
+        return c.call("divide_checked" if checked else "divide", [left, right], type_=target)
     target = sqltypes.numeric_common(left.type, right.type)
+    if pa.types.is_decimal(target) and not isinstance(node, exp.Mod):  # DIV of decimals: as doubles
+        target = pa.float64()
+    if pa.types.is_decimal(target):
+        if safe:
+            right = _zero_as_null(c, right)
+        else:
+            _refuse_zero(c, node, right, True)
+        return decimals.arithmetic(c, "%", left, right)
     left, right = c.cast(left, target), c.cast(right, target)
     if safe:
         right = _zero_as_null(c, right)
@@ -130,9 +134,11 @@ def _float_unary(kernel: str):
 @handles(exp.Round)
 def _round(c: ExpressionCompiler, node: exp.Round) -> Typed:
     value = c.compile(node.this)
-    digits = c.literal_arg(node.args.get("decimals"), "number of digits of ROUND", 0) or 0
+    digits = int(c.literal_arg(node.args.get("decimals"), "number of digits of ROUND", 0) or 0)
     if pa.types.is_integer(value.type) and digits >= 0:
         return value
+    if pa.types.is_decimal(value.type):
+        return decimals.rounded(c, value, "round", digits)
     value = c.cast(value, pa.float64())
     return c.call("round", [value], pc.RoundOptions(digits, "half_towards_infinity"), pa.float64())
 
@@ -142,6 +148,8 @@ def _floor_ceil(kernel: str):
         value = c.compile(node.this)
         if pa.types.is_integer(value.type):
             return value
+        if pa.types.is_decimal(value.type):
+            return decimals.rounded(c, value, kernel)
         return c.call(kernel, [c.cast(value, pa.float64())], type_=pa.float64())
     return handler
 
@@ -167,6 +175,8 @@ def _pow(c: ExpressionCompiler, node: exp.Pow) -> Typed:
 @handles(exp.Sign)
 def _sign(c: ExpressionCompiler, node: exp.Sign) -> Typed:
     value = c.compile(node.this)
+    if pa.types.is_decimal(value.type):
+        return c.cast(c.call("sign", [value], type_=pa.int64()), pa.int8())
     return c.call("sign", [value], type_=pa.int8() if pa.types.is_integer(value.type) else value.type)
 
 
@@ -181,6 +191,8 @@ def _trunc(c: ExpressionCompiler, node: exp.Expression) -> Typed:
     value = c.compile(node.this)
     if pa.types.is_integer(value.type):
         return value
+    if pa.types.is_decimal(value.type):
+        return decimals.rounded(c, value, "trunc")
     return c.call("trunc", [c.cast(value, pa.float64())], type_=pa.float64())
 
 

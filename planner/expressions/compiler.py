@@ -11,6 +11,7 @@ pruning as one timestamp), casting, finding a common type, CASE.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from typing import Any
 
 import pyarrow as pa
@@ -19,7 +20,8 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from planner import types as sqltypes
-from planner.expressions.conversions import cast_scalar, timestamp_text
+from planner.expressions import decimals
+from planner.expressions.conversions import cast_scalar, decimals_apply, timestamp_text
 from planner.expressions.registry import HANDLERS, NAMED
 from planner.expressions.typed import Typed, constant
 from planner.parse import position
@@ -104,6 +106,8 @@ class ExpressionCompiler:
                 if not safe:
                     return constant(pa.scalar(None, to))
                 raise SqlError(f"cannot cast {typed.value} to {to}: {error}") from None
+        if decimals_apply(typed.type, to):
+            return decimals.cast(self, typed, to)
         if pa.types.is_floating(typed.type) and pa.types.is_integer(to):  # to the nearest, ties to even, as DuckDB
             typed = self.call("round", [typed], pc.RoundOptions(0, "half_to_even"), typed.type)
         if pa.types.is_timestamp(typed.type) and pa.types.is_date(to):
@@ -114,9 +118,11 @@ class ExpressionCompiler:
 
     def coerce(self, args: list[Typed], what: str) -> list[Typed]:
         """``args`` cast to their common type (for comparison, CASE, COALESCE, IN)."""
-        target = args[0].type
-        for arg in args[1:]:
-            common = sqltypes.common_type(target, arg.type)
+        exact = any(pa.types.is_decimal(a.type) for a in args)
+        types = [decimals.operand_type(a) if exact else a.type for a in args]
+        target = types[0]
+        for arg, type_ in zip(args[1:], types[1:]):
+            common = sqltypes.common_type(target, type_)
             if common is None:
                 raise SqlError(f"{what} mixes incompatible types {target} and {arg.type}; add a CAST")
             target = common
@@ -159,7 +165,8 @@ class ExpressionCompiler:
         typed = self.compile(node)
         if not typed.constant:
             raise UnsupportedSql(f"the {what} must be a constant, not {node.sql()}", *position(node))
-        return typed.value.as_py()
+        value = typed.value.as_py()
+        return float(value) if isinstance(value, decimal.Decimal) else value  # 0.5 is a DECIMAL, read as a number
 
     def text(self, node: exp.Expression) -> Typed:
         """``node`` compiled, and cast to text when it is not text already."""

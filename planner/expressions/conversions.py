@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from planner import types as sqltypes
+from planner.expressions import decimals
 from planner.expressions.typed import Typed, constant
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ _S = pa.string()
 def cast_scalar(value: pa.Scalar, to: pa.DataType) -> pa.Scalar:
     if not value.is_valid:
         return pa.scalar(None, to)
+    if decimals_apply(value.type, to):
+        return decimals.scalar(value, to)
     if pa.types.is_floating(value.type) and pa.types.is_integer(to):
         number = value.as_py()
         return pa.scalar(int(number + (0.5 if number >= 0 else -0.5)), to)
@@ -49,6 +52,13 @@ def cast_scalar(value: pa.Scalar, to: pa.DataType) -> pa.Scalar:
         moment = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc if to.tz else None)
         return pa.scalar(moment, to)
     return value.cast(to)
+
+
+def decimals_apply(source: pa.DataType, to: pa.DataType) -> bool:
+    """Whether a cast from ``source`` to ``to`` is a DECIMAL cast (:mod:`.decimals`), rounding half away from zero."""
+    if pa.types.is_decimal(to):
+        return sqltypes.is_numeric(source) or sqltypes.is_string(source)
+    return pa.types.is_decimal(source) and pa.types.is_integer(to)
 
 
 def concat(c: ExpressionCompiler, args: list[Typed], skip_nulls: bool, separator: str = "") -> Typed:

@@ -11,11 +11,17 @@ import pyarrow.compute as pc
 
 @dataclass(frozen=True)
 class Typed:
-    """A compiled expression, its Arrow type, and its value when it is a constant."""
+    """A compiled expression, its Arrow type, and its value when it is a constant.
+
+    ``literal`` marks a number written in the query: an integer literal
+    meets a DECIMAL with the width DuckDB gives it (INTEGER when it fits),
+    not the BIGINT it is computed in.
+    """
 
     expr: pc.Expression
     type: pa.DataType
     value: pa.Scalar | None = None
+    literal: bool = False
 
     @property
     def constant(self) -> bool:

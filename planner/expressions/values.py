@@ -1,17 +1,23 @@
 """Column references, struct fields, literals, and the nodes that cannot be values.
 
-A struct field (``attrs.tier``) reads one field of a struct column; a
-number literal is BIGINT when it fits, DOUBLE otherwise.
+A struct field (``attrs.tier``) reads one field of a struct column; an
+integer literal is BIGINT when it fits (a DECIMAL(38,0) up to 38 digits),
+a literal with a decimal point is a DECIMAL of its digits (``1.50`` is
+DECIMAL(3,2), as in DuckDB), and one with an exponent (``1.5e0``) or more
+than 38 digits is a DOUBLE.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import decimal
 import re
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from planner import types as sqltypes
 from planner.expressions.compiler import ExpressionCompiler
 from planner.expressions.registry import handles
 from planner.expressions.typed import Typed, constant
@@ -42,8 +48,23 @@ def _literal(c: ExpressionCompiler, node: exp.Literal) -> Typed:
     text = node.this
     if re.fullmatch(r"[+-]?\d+", text):
         value = int(text)
-        return constant(value, pa.int64() if -(2**63) <= value < 2**63 else pa.float64())
+        if -(2**63) <= value < 2**63:
+            return literal(pa.scalar(value, pa.int64()))
+        if len(text.lstrip("+-")) <= sqltypes.MAX_DECIMAL_DIGITS:
+            return literal(pa.scalar(decimal.Decimal(value), pa.decimal128(sqltypes.MAX_DECIMAL_DIGITS, 0)))
+        return constant(float(text), pa.float64())
+    shape = re.fullmatch(r"[+-]?(\d*)\.(\d*)", text)
+    if shape:
+        whole, fraction = shape.groups()
+        precision = max(len(whole) + len(fraction), 1)
+        if precision <= sqltypes.MAX_DECIMAL_DIGITS:
+            return literal(pa.scalar(decimal.Decimal(text), pa.decimal128(precision, len(fraction))))
     return constant(float(text), pa.float64())
+
+
+def literal(value: pa.Scalar) -> Typed:
+    """A constant written as a number in the query."""
+    return dataclasses.replace(constant(value), literal=True)
 
 
 @handles(exp.Null)

@@ -9,10 +9,12 @@ fragment is sent anywhere.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pyarrow as pa
 from sqlglot import exp
 
+from planner import types as sqltypes
 from planner.aggregates import result_type
 from planner.context import PlanContext
 from planner.dispatch import OperatorTable
@@ -215,7 +217,7 @@ def common_type(types: list[pa.DataType]) -> pa.DataType:
     if all(pa.types.is_integer(t) for t in known):
         return pa.int64()
     if all(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) for t in known):
-        return pa.float64()
+        return functools.reduce(sqltypes.numeric_common, known)  # a DECIMAL when no float takes part
     if all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in known):
         return pa.string()
     raise SqlError(f"cannot combine columns of types {', '.join(str(t) for t in known)}; CAST them to one type")
