@@ -3,10 +3,11 @@
 :class:`QueryGenerator` draws a query from a seed: the same seed always
 gives the same text.  Queries read the tables of :data:`TABLES` (NULLs,
 duplicate rows, negative numbers, an integer and a float column side by
-side, and an empty table; float literals are written as DOUBLEs, 1.25e0, since
-DuckDB types 1.25 as a DECIMAL), and are built from the constructs a
-conformance corpus exercises: CASE, COALESCE, NULLIF, BETWEEN, IN lists,
-arithmetic with division and modulo, casts; aggregates with and without
+side, and an empty table; fractional literals are written both as DOUBLEs,
+1.25e0, and as DECIMALs, 1.25, which DuckDB types DECIMAL(3,2)), and are
+built from the constructs a conformance corpus exercises: CASE, COALESCE,
+NULLIF, BETWEEN, IN lists, arithmetic with division and modulo, casts (to
+DECIMAL(p,s) too); aggregates with and without
 DISTINCT, GROUP BY and HAVING; subqueries in the select list, WHERE, CASE,
 HAVING, ORDER BY and FROM, correlated (equality and not, nested) or not;
 inner, cross and outer joins with non-equality conditions; set operations
@@ -294,8 +295,10 @@ class QueryGenerator:
         if type_ == INT:
             return str(self.rng.choice((-3, -1, 0, 1, 2, 3, 5)))
         if type_ == FLOAT:
-            # DOUBLE literals (DuckDB types 1.25 as a DECIMAL, which Petrel computes as a double), without .5 ties
-            return self.rng.choice(("1.25e0", "-0.75e0", "2.0e0", "0.25e0", "-2.25e0"))
+            if self.rng.random() < 0.4:  # DECIMAL literals: 1.25 is DECIMAL(3,2), 0.1 + 0.2 is exactly 0.3
+                self.tags.add("decimal_literal")
+                return self.rng.choice(("1.5", "-0.25", "0.1", "2.50", "0.05", "-3.125", "10.0", "0.2"))
+            return self.rng.choice(("1.25e0", "-0.75e0", "2.0e0", "0.25e0", "-2.25e0"))  # DOUBLEs
         if type_ == STR:
             return self.rng.choice(("'x'", "'y'", "'z'", "'w'"))
         return self.rng.choice(("TRUE", "FALSE"))
@@ -335,6 +338,10 @@ class QueryGenerator:
             self.tags.add("cast")
             target = "BIGINT" if type_ == INT else "DOUBLE"
             source = self.rng.choice((INT, FLOAT)) if type_ == INT else INT
+            if type_ == FLOAT and self.rng.random() < 0.5:
+                self.tags.add("decimal_cast")
+                target = self.rng.choice(("DECIMAL(18,3)", "DECIMAL(10,2)", "DECIMAL(12,4)", "DECIMAL(9,1)", "DECIMAL"))
+                source = self.rng.choice((INT, FLOAT))
             return f"CAST({self._value(source, scope, depth - 1)} AS {target})"
         if roll < 0.89:
             return f"abs({self._value(type_, scope, depth - 1)})"
@@ -346,7 +353,7 @@ class QueryGenerator:
         """A divisor that is never zero (DuckDB refuses division by zero), possibly NULL."""
         roll = self.rng.random()
         if roll < 0.4:
-            return self.rng.choice(("2", "-3", "4", "1.25e0") if type_ == FLOAT else ("2", "-3", "4"))
+            return self.rng.choice(("2", "-3", "4", "1.25e0", "0.5") if type_ == FLOAT else ("2", "-3", "4"))
         column = self._column(INT, scope) or "1"
         if roll < 0.7:
             self.tags.add("nullif")

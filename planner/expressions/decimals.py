@@ -70,6 +70,8 @@ def arithmetic(c: ExpressionCompiler, op: str, left: Typed, right: Typed) -> Typ
         natural = a.type.precision + b.type.precision + 1
     if natural > sqltypes.MAX_DECIMAL_DIGITS:
         a, b = _wide(c, a), _wide(c, b)
+        if natural > _WIDE:  # two 38-digit factors: one fits 37 digits, or the product overflows anyway
+            a = c.cast(a, pa.decimal256(_WIDE - 1 - b.type.precision, a.type.scale))
     kernel = {"+": "add_checked", "-": "subtract_checked", "*": "multiply_checked"}[op]
     return c.cast(c.call(kernel, [a, b]), target)
 

@@ -63,6 +63,7 @@ def _values(plan: Values, context: PlanContext) -> tuple[Plan, pa.Schema]:
         values = [compiler.compile(row[index]) for row in plan.rows]
         if not all(v.constant for v in values):
             raise UnsupportedSql("VALUES rows must be constants")
+        values = compiler.coerce(values, f"column {name} of VALUES")
         columns[name] = pa.array([v.value.as_py() for v in values], values[0].type)
     table = pa.table(columns)
     return dataclasses.replace(plan, compiled=table), table.schema

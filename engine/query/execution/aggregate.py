@@ -48,6 +48,7 @@ _SKIP = pc.ScalarAggregateOptions(skip_nulls=True, min_count=1)
 _KEY = "__group"
 _INT64_LIMIT = 2.0**63 * (1 - 1e-9)  # a double sum this large may not fit in int64
 _AS_DOUBLE = "__double"  # suffix of an integer input's double copy
+_MOMENTS = "__moments"  # suffix of a decimal input's double copy, for stddev and variance
 
 
 _SKETCHES = {"h": sketches.hll_states, "k": sketches.kll_states}  # states turned into sketches after the pass
@@ -71,6 +72,8 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
     if func in ("min", "max"):
         return [("m", func, _SKIP, arg)]
     if func in ("stddev_samp", "stddev_pop", "var_samp", "var_pop"):
+        if f"{arg}{_MOMENTS}" in schema.names:
+            arg = f"{arg}{_MOMENTS}"
         return [("n", "count", _ONLY_VALID, arg), ("mean", "mean", _SKIP, arg),
                 ("m2", "variance", pc.VarianceOptions(ddof=0, min_count=1), arg)]
     if func == "count_distinct":
@@ -89,7 +92,7 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
 
 
 def _prepare(table: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
-    """Cast inputs whose states need it: booleans summed as integers, decimals averaged as doubles.
+    """Cast inputs whose states need it: booleans summed as integers, decimals' variance taken over doubles.
 
     An integer summed or averaged also gets a double copy, whose sum tells
     whether the integer sum fits in int64.
@@ -103,8 +106,9 @@ def _prepare(table: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
             table = table.append_column(f"{call.arg}{_AS_DOUBLE}", column.cast(pa.float64(), safe=False))
         if call.func in ("sum", "avg") and pa.types.is_boolean(column.type):
             table = table.set_column(table.schema.get_field_index(call.arg), call.arg, column.cast(pa.int64()))
-        elif call.func in ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "avg") and pa.types.is_decimal(column.type):
-            table = table.set_column(table.schema.get_field_index(call.arg), call.arg, column.cast(pa.float64()))
+        elif call.func in ("stddev_samp", "stddev_pop", "var_samp", "var_pop") and pa.types.is_decimal(column.type) \
+                and f"{call.arg}{_MOMENTS}" not in table.column_names:  # a copy: min(x) and sum(x) stay exact
+            table = table.append_column(f"{call.arg}{_MOMENTS}", column.cast(pa.float64()))
     return table
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from planner import types as sqltypes
 from planner.logical import Join
 from storage.errors import QueryFailed
 
@@ -27,8 +28,9 @@ def _key_type(left: pa.DataType, right: pa.DataType) -> pa.DataType | None:
     numeric = lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
     if pa.types.is_integer(left) and pa.types.is_integer(right):
         return pa.int64()
-    if numeric(left) and numeric(right):
-        return pa.float64()
+    if numeric(left) and numeric(right):  # DECIMAL keys meet exactly, unless 38 digits may not hold both
+        common = sqltypes.numeric_common(left, right)
+        return common if pa.types.is_decimal(common) and common.precision < sqltypes.MAX_DECIMAL_DIGITS else pa.float64()
     if pa.types.is_dictionary(left) or pa.types.is_dictionary(right) or pa.types.is_string(left) or pa.types.is_large_string(left):
         return pa.string()
     if pa.types.is_date(left) and pa.types.is_timestamp(right):
@@ -54,7 +56,8 @@ def _keys(left: pa.Table, right: pa.Table, plan: Join) -> tuple[pa.Table, pa.Tab
         for name in names:
             a, b = lcols[name], rcols[name]
             both = pa.chunked_array(list(_chunks(a)) + list(_chunks(b)), a.type)
-            codes = pc.dictionary_encode(both, null_encoding="encode").combine_chunks().indices
+            codes = pc.dictionary_encode(both.combine_chunks(), null_encoding="encode").indices  # Arrow cannot
+            # combine dictionary chunks of decimals
             lcols[name], rcols[name] = codes.slice(0, len(a)), codes.slice(len(a))
     lcols["__l"] = pa.array(np.arange(left.num_rows, dtype=np.int64))
     rcols["__r"] = pa.array(np.arange(right.num_rows, dtype=np.int64))
