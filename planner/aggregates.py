@@ -80,8 +80,8 @@ def describe(node: exp.Expression) -> AggregateSpec:
                 raise UnsupportedSql("COUNT(DISTINCT ...) over several columns is not supported yet")
             return AggregateSpec("count_distinct", arg.expressions[0])
         return AggregateSpec("count", arg)
-    if kind is exp.CountIf:
-        return AggregateSpec("count", None, condition=node.this)
+    if kind is exp.CountIf:  # DuckDB sums the truths: NULL when every condition is NULL, or there are no rows
+        return AggregateSpec("sum", None, condition=node.this)
     if kind is exp.ApproxDistinct:
         return AggregateSpec("approx_count_distinct", node.this, approximate=True)
     if kind is exp.Median:

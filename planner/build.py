@@ -164,12 +164,16 @@ def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expressio
         text = node.sql()
         if text in call_by_text:
             continue
-        spec = aggregates.describe(node)
+        try:
+            spec = aggregates.describe(node)
+        except SqlError as error:  # placed at the aggregate call
+            raise error.located(*position(node)) from None
         if spec.arg is not None:
             _no_aggregates(spec.arg, "an aggregate's argument")
         arg = spec.arg
-        if spec.condition is not None:  # COUNT_IF(c): count the rows where c holds
-            arg = exp.Case(ifs=[exp.If(this=spec.condition, true=exp.Literal.number(1))])
+        if spec.condition is not None:  # COUNT_IF(c): the sum of 1 where c holds, 0 where it does not
+            arg = exp.Case(ifs=[exp.If(this=spec.condition, true=exp.Literal.number(1)),
+                                exp.If(this=exp.not_(exp.paren(spec.condition.copy())), true=exp.Literal.number(0))])
         arg_name = column_for(arg, "_p") if arg is not None else None
         name = f"_a{len(calls)}"
         calls.append(AggCall(name, spec.func, arg_name, spec.params, spec.approximate, spec.distinct))

@@ -76,6 +76,11 @@ def parse(sql: str, dialect: str | None = None) -> Statement:
     if len(trees) > 1:
         raise UnsupportedSql("several statements were given; run one query at a time")
     tree = trees[0]
+    if isinstance(tree, exp.Values) and tree.expressions and not tree.alias:  # VALUES (1, 'a'), ... as a query
+        width = len(tree.expressions[0].expressions) if isinstance(tree.expressions[0], exp.Tuple) else 1
+        tree.set("alias", exp.TableAlias(this=exp.to_identifier("valueslist"),
+                                         columns=[exp.to_identifier(f"col{i}") for i in range(width)]))
+        tree = exp.select("*").from_(tree)
     if not isinstance(tree, exp.Query):
         kind = tree.key.upper()
         raise UnsupportedSql(f"{kind} statements are not supported; Petrel runs SELECT queries")
@@ -129,13 +134,30 @@ def _unterminated_quote(sql: str) -> tuple[int | None, int | None]:
 
 
 def position(node: exp.Expression) -> tuple[int | None, int | None]:
-    """Line and column where ``node`` starts in the query text, when known."""
+    """Line and column where ``node`` starts in the query text, when known.
+
+    The parser keeps positions of names and literals only: a node without
+    one inside it (``[1, 2]`` has its literals; ``*`` has nothing) is placed
+    at the nearest enclosing node that has one.
+    """
     for candidate in (node, node.this if isinstance(node.this, exp.Expression) else None, *node.find_all(exp.Identifier)):
-        if isinstance(candidate, exp.Expression):
-            meta = candidate.meta if hasattr(candidate, "meta") else {}
-            if meta and "line" in meta:
-                start_col = meta.get("col")
-                if "start" in meta and "end" in meta and start_col is not None:
-                    start_col = start_col - (meta["end"] - meta["start"])
-                return meta["line"], start_col
+        found = _located(candidate)
+        if found is not None:
+            return found
+    inside = [n for n in node.walk() if _located(n) is not None]
+    if inside:
+        first = min(inside, key=lambda n: n.meta.get("start", 0))
+        return _located(first)
+    if node.parent is not None:
+        return position(node.parent)
     return None, None
+
+
+def _located(node: object) -> tuple[int, int | None] | None:
+    meta = node.meta if isinstance(node, exp.Expression) and hasattr(node, "meta") else {}
+    if meta and "line" in meta:
+        start_col = meta.get("col")
+        if "start" in meta and "end" in meta and start_col is not None:
+            start_col = start_col - (meta["end"] - meta["start"])
+        return meta["line"], start_col
+    return None

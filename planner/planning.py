@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from sqlglot import exp
 
+from planner.constructs import check_constructs
 from planner.context import PlanContext
 from planner.logical import Plan
 from planner.parse import Statement, parse, position
@@ -36,6 +37,7 @@ def plan_query(
     """Parse, qualify against the tables ``resolve`` returns, build and optimize."""
     context = context or PlanContext()
     statement = parse(sql, dialect)
+    check_constructs(statement.tree)
     tree, sources = qualify_query(statement.tree, resolve, namespace, statement.dialect, table_function)
     names = None
     if isinstance(statement.tree, exp.Select):

@@ -109,9 +109,8 @@ def _refuse_unsupported_sources(tree: exp.Expression) -> None:
             continue
         what = {exp.TableSample: "TABLESAMPLE / USING SAMPLE", exp.Pivot: "PIVOT and UNPIVOT",
                 exp.Unnest: "UNNEST in FROM", exp.Lateral: "LATERAL"}[type(node)]
-        line, column = position(node)
-        if line is None:  # TABLESAMPLE 10% has no name of its own: point at the table it samples
-            line, column = position(node.parent)
+        # TABLESAMPLE 10% has no name of its own: point at the table it samples
+        line, column = position(node.parent if isinstance(node, exp.TableSample) else node)
         raise UnsupportedSql(f"{what} is not supported yet", line, column)
 
 

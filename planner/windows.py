@@ -14,6 +14,7 @@ from typing import Callable
 from sqlglot import exp
 
 from planner.logical import Plan, Project, SortKey, Window, WindowCall
+from planner.parse import position
 from storage.errors import SqlError, UnsupportedSql
 
 RANKING = {exp.RowNumber: "row_number", exp.Rank: "rank", exp.DenseRank: "dense_rank", exp.Ntile: "ntile"}
@@ -115,48 +116,60 @@ def add_windows(plan: Plan, windows: list[tuple[str, exp.Window]]) -> Plan:
 
     groups: dict[tuple[str, ...], list[WindowCall]] = {}
     for name, node in windows:
-        func = node.this
-        if isinstance(func, exp.IgnoreNulls) or isinstance(func, exp.RespectNulls):
-            raise UnsupportedSql("IGNORE NULLS / RESPECT NULLS in window functions is not supported")
-        partition = tuple(column_for(p) for p in node.args.get("partition_by") or [])
-        order = node.args.get("order")
-        keys = tuple(
-            SortKey(column_for(o.this), bool(o.args.get("desc")), bool(o.args.get("nulls_first")))
-            for o in (order.expressions if order is not None else [])
-        )
-        frame = _frame(node, bool(keys))
-        args: tuple[str, ...] = ()
-        params: tuple = ()
-        kind = type(func)
-        if kind in RANKING:
-            fname = RANKING[kind]
-            if fname == "ntile":
-                params = (_constant_int(func.this, "NTILE's bucket count"),)
-        elif kind in VALUE:
-            fname = VALUE[kind]
-            args = (column_for(func.this),)
-            if fname in ("lag", "lead"):
-                offset = func.args.get("offset")
-                default = func.args.get("default")
-                params = (_constant_int(offset, "the LAG/LEAD offset") if offset is not None else 1,)
-                if default is not None:
-                    args += (column_for(default),)
-        elif kind in AGGREGATE:
-            fname = AGGREGATE[kind]
-            target = func.this
-            if isinstance(target, exp.Distinct):
-                raise UnsupportedSql("DISTINCT inside a window aggregate is not supported")
-            if fname == "count" and (target is None or isinstance(target, exp.Star)):
-                fname = "count_star"
-            else:
-                args = (column_for(target),)
-        else:
-            raise UnsupportedSql(f"window function {func.sql()[:60]} is not supported")
-        groups.setdefault(partition, []).append(WindowCall(name, fname, args, params, partition, keys, frame))
+        try:
+            call = _call(name, node, column_for)
+        except SqlError as error:  # placed at the window call when it has no place yet
+            located = error.located(*position(node))
+            if located is error:
+                raise
+            raise located from None
+        groups.setdefault(call.partition, []).append(call)
     plan = Project(plan, tuple(names), tuple(exprs))
     for calls in groups.values():
         plan = Window(plan, tuple(calls))
     return plan
+
+
+def _call(name: str, node: exp.Window, column_for: Callable[[exp.Expression], str]) -> WindowCall:
+    """The WindowCall computing ``node``, its columns named by ``column_for``."""
+    func = node.this
+    if isinstance(func, exp.IgnoreNulls) or isinstance(func, exp.RespectNulls):
+        raise UnsupportedSql("IGNORE NULLS / RESPECT NULLS in window functions is not supported")
+    partition = tuple(column_for(p) for p in node.args.get("partition_by") or [])
+    order = node.args.get("order")
+    keys = tuple(
+        SortKey(column_for(o.this), bool(o.args.get("desc")), bool(o.args.get("nulls_first")))
+        for o in (order.expressions if order is not None else [])
+    )
+    frame = _frame(node, bool(keys))
+    args: tuple[str, ...] = ()
+    params: tuple = ()
+    kind = type(func)
+    if kind in RANKING:
+        fname = RANKING[kind]
+        if fname == "ntile":
+            params = (_constant_int(func.this, "NTILE's bucket count"),)
+    elif kind in VALUE:
+        fname = VALUE[kind]
+        args = (column_for(func.this),)
+        if fname in ("lag", "lead"):
+            offset = func.args.get("offset")
+            default = func.args.get("default")
+            params = (_constant_int(offset, "the LAG/LEAD offset") if offset is not None else 1,)
+            if default is not None:
+                args += (column_for(default),)
+    elif kind in AGGREGATE:
+        fname = AGGREGATE[kind]
+        target = func.this
+        if isinstance(target, exp.Distinct):
+            raise UnsupportedSql("DISTINCT inside a window aggregate is not supported")
+        if fname == "count" and (target is None or isinstance(target, exp.Star)):
+            fname = "count_star"
+        else:
+            args = (column_for(target),)
+    else:
+        raise UnsupportedSql(f"window function {func.sql()[:60]} is not supported")
+    return WindowCall(name, fname, args, params, partition, keys, frame)
 
 
 def _constant_int(node: exp.Expression, what: str) -> int:

@@ -13,7 +13,7 @@ from sqlglot import exp
 from planner.expressions.compiler import ExpressionCompiler
 from planner.expressions.registry import handles
 from planner.expressions.typed import Typed, constant
-from storage.errors import UnsupportedSql
+from storage.errors import SqlError, UnsupportedSql
 
 @handles(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 def _compare(c: ExpressionCompiler, node: exp.Binary) -> Typed:
@@ -92,17 +92,51 @@ def _in(c: ExpressionCompiler, node: exp.In) -> Typed:
     return result
 
 
+@handles(exp.Escape)
+def _escape(c: ExpressionCompiler, node: exp.Escape) -> Typed:
+    """``x LIKE p ESCAPE e``: ``e%`` and ``e_`` match a literal ``%`` and ``_``, ``ee`` the escape character."""
+    if not isinstance(node.this, (exp.Like, exp.ILike)):
+        raise UnsupportedSql(f"ESCAPE applies to LIKE and ILIKE only: {node.sql()[:80]}")
+    escape = c.literal_arg(node.expression, "ESCAPE character")
+    if not isinstance(escape, str) or len(escape) > 1:
+        raise SqlError(f"the ESCAPE of {node.sql()[:80]} must be one character, not {escape!r}")
+    return _like(c, node.this, escape or None)
+
+
 @handles(exp.Like, exp.ILike)
-def _like(c: ExpressionCompiler, node: exp.Binary) -> Typed:
+def _like(c: ExpressionCompiler, node: exp.Binary, escape: str | None = None) -> Typed:
     value = c.compile(node.this)
     pattern = c.compile(node.expression)
     if not pattern.constant:
         raise UnsupportedSql(f"the pattern of {node.sql()} must be a constant string")
     if pa.types.is_null(pattern.type) or not pattern.value.is_valid:
         return constant(pa.scalar(None, pa.bool_()))
-    options = pc.MatchSubstringOptions(pattern.value.as_py(), ignore_case=isinstance(node, exp.ILike))
+    text = arrow_like_pattern(pattern.value.as_py(), escape)
+    options = pc.MatchSubstringOptions(text, ignore_case=isinstance(node, exp.ILike))
     value = c.cast(value, pa.string())
     result = c.call("match_like", [value], options, type_=pa.bool_())
     if node.args.get("negate"):
         result = c.call("invert", [result], type_=pa.bool_())
     return result
+
+
+def arrow_like_pattern(pattern: str, escape: str | None) -> str:
+    """A SQL LIKE pattern in Arrow's spelling, where a backslash always escapes.
+
+    Without ESCAPE a backslash is an ordinary character, as in DuckDB; with
+    it, the escape character makes the character after it literal.
+    """
+    out = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if escape is not None and char == escape:
+            if index + 1 >= len(pattern):
+                raise SqlError(f"the LIKE pattern {pattern!r} ends with its escape character {escape!r}")
+            following = pattern[index + 1]
+            out.append("\\" + following if following in "%_" or following == "\\" else following)
+            index += 2
+            continue
+        out.append("\\\\" if char == "\\" else char)
+        index += 1
+    return "".join(out)

@@ -39,6 +39,8 @@ def cast_scalar(value: pa.Scalar, to: pa.DataType) -> pa.Scalar:
         if pa.types.is_timestamp(to) and not to.tz and parsed.tzinfo is not None:
             parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
         return pa.scalar(parsed.date() if pa.types.is_date(to) else parsed, to)
+    if pa.types.is_timestamp(value.type) and sqltypes.is_string(to) and isinstance(value.as_py(), dt.datetime):
+        return pa.scalar(timestamp_words(value.as_py(), bool(value.type.tz)), to)
     if pa.types.is_timestamp(value.type) and pa.types.is_timestamp(to):
         moment = value.as_py()
         if isinstance(moment, dt.datetime):
@@ -69,6 +71,16 @@ def concat(c: ExpressionCompiler, args: list[Typed], skip_nulls: bool, separator
     if skip_nulls and separator:
         options = pc.JoinOptions("skip")
     return c.call("binary_join_element_wise", [*args, constant(separator)], options, _S)
+
+
+def timestamp_words(moment: dt.datetime, zoned: bool) -> str:
+    """A timestamp as DuckDB prints it: ``2024-01-01 10:00:00[.ffffff, trailing zeros dropped][+00]``."""
+    if zoned and moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc)
+    text = moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    whole, fraction = text.split(".")
+    fraction = fraction.rstrip("0")
+    return whole + (f".{fraction}" if fraction else "") + ("+00" if zoned else "")
 
 
 def timestamp_text(c: ExpressionCompiler, value: Typed) -> Typed:

@@ -88,7 +88,7 @@ def calendar_shift(c: ExpressionCompiler, node: exp.Binary) -> Typed | None:
     folded = simplify(shifted)
     if not isinstance(folded, exp.Cast):
         raise UnsupportedSql(f"{node.sql()}: this date cannot be shifted by {amount} {unit}s")
-    return c.cast(c.compile(folded), base.type)
+    return c.cast(c.compile(folded), pa.timestamp("us") if pa.types.is_date(base.type) else base.type)  # DuckDB's
 
 
 def _unit(node: exp.Expression | str | None) -> str:
@@ -136,7 +136,7 @@ def micros(c: ExpressionCompiler, value: Typed) -> Typed:
 def _date_trunc(c: ExpressionCompiler, node: exp.Expression) -> Typed:
     unit = _unit(node.args.get("unit"))
     value = c.compile(node.this)
-    if sqltypes.is_string(value.type):
+    if sqltypes.is_string(value.type) or pa.types.is_date(value.type):  # a date truncates to a TIMESTAMP, as in DuckDB
         value = c.cast(value, pa.timestamp("us"))
     options = pc.RoundTemporalOptions(1, unit, week_starts_monday=True)
     return c.call("floor_temporal", [value], options, value.type)
@@ -145,8 +145,11 @@ def _date_trunc(c: ExpressionCompiler, node: exp.Expression) -> Typed:
 @named("date_trunc")
 def _date_trunc_named(c: ExpressionCompiler, args: list[Typed], node: exp.Expression) -> Typed:
     unit = _unit(args[0].value.as_py() if args[0].constant else "")
+    value = args[1]
+    if pa.types.is_date(value.type):  # a date truncates to a TIMESTAMP, as in DuckDB
+        value = c.cast(value, pa.timestamp("us"))
     options = pc.RoundTemporalOptions(1, unit, week_starts_monday=True)
-    return c.call("floor_temporal", [args[1]], options, args[1].type)
+    return c.call("floor_temporal", [value], options, value.type)
 
 
 def time_bucket(c: ExpressionCompiler, width_us: int, value: Typed, origin_us: int = TIME_BUCKET_ORIGIN_US) -> Typed:
