@@ -82,17 +82,20 @@ def describe(node: exp.Expression) -> AggregateSpec:
         return AggregateSpec("count", arg)
     if kind is exp.CountIf:  # DuckDB sums the truths: NULL when every condition is NULL, or there are no rows
         return AggregateSpec("sum", None, condition=node.this)
-    if kind is exp.ApproxDistinct:
-        return AggregateSpec("approx_count_distinct", node.this, approximate=True)
+    if kind is exp.ApproxDistinct:  # counts distinct values with or without DISTINCT
+        return AggregateSpec("approx_count_distinct", _distinct_arg(node, "approx_count_distinct"), approximate=True)
     if kind is exp.Median:
         distinct = isinstance(node.this, exp.Distinct)
         return AggregateSpec("quantile_cont", _distinct_arg(node, "median"), (0.5,), distinct=distinct)
     if kind is exp.ApproxQuantile:
-        return AggregateSpec("approx_quantile", node.this, (_fraction(node.args.get("quantile"), node),), approximate=True)
+        return AggregateSpec("approx_quantile", _distinct_arg(node, "approx_quantile"),
+                             (_fraction(node.args.get("quantile"), node),), approximate=True,
+                             distinct=isinstance(node.this, exp.Distinct))
     if kind in (exp.PercentileCont, exp.PercentileDisc, exp.Quantile):
         func = "quantile_disc" if kind in (exp.PercentileDisc, exp.Quantile) else "quantile_cont"
         fraction = node.args.get("expression") if kind is not exp.Quantile else node.args.get("quantile")
-        return AggregateSpec(func, node.this, (_fraction(fraction, node),))
+        return AggregateSpec(func, _distinct_arg(node, func), (_fraction(fraction, node),),
+                             distinct=isinstance(node.this, exp.Distinct))
     if kind is exp.WithinGroup:
         inner = node.this
         if not isinstance(inner, (exp.PercentileCont, exp.PercentileDisc)):

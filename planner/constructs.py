@@ -15,6 +15,8 @@ the same for every aggregate that skips NULLs, as all of Petrel's do).
 
 from __future__ import annotations
 
+import itertools
+
 from sqlglot import exp
 
 from planner.parse import position
@@ -118,3 +120,109 @@ def _order_by_all(order: exp.Order) -> None:
     order.set("expressions", [exp.Ordered(this=exp.Literal.number(i + 1), desc=template.args.get("desc"),
                                           nulls_first=template.args.get("nulls_first"))
                               for i in range(len(owner.expressions))])
+
+
+def qualify_as_where(select: exp.Select) -> exp.Select:
+    """A qualified SELECT with QUALIFY as a filter over it: ``SELECT <outputs> FROM (<select + condition>) WHERE
+    condition``, with DISTINCT, ORDER BY and LIMIT moved outside (QUALIFY comes before them, as in DuckDB)."""
+    clause = select.args["qualify"]
+    inner = select.copy()
+    for key in ("qualify", "order", "limit", "offset", "distinct", "with", "with_"):
+        inner.set(key, None)
+    names = [e.alias_or_name for e in inner.expressions]
+    if any(not n or n == "_qualify" or isinstance(e, exp.Star) for n, e in zip(names, inner.expressions)) \
+            or len(set(names)) != len(names):
+        raise UnsupportedSql("QUALIFY needs select items with distinct names; give each an alias", *position(clause))
+    inner.append("expressions", exp.alias_(clause.this.copy(), "_qualify", quoted=True))
+    outer = exp.select(*[exp.alias_(exp.column(n, table="_q", quoted=True), n, quoted=True) for n in names])
+    outer = outer.from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("_q", quoted=True))))
+    outer = outer.where(exp.column("_qualify", table="_q", quoted=True))
+    order = select.args.get("order")
+    if order is not None:
+        keys = []
+        for key in order.expressions:
+            target = key.this
+            if isinstance(target, exp.Column) and not target.table and target.name in names:
+                target = exp.column(target.name, table="_q", quoted=True)
+            elif not (isinstance(target, exp.Literal) and not target.is_string):
+                raise UnsupportedSql("with QUALIFY, ORDER BY may name only output columns (by alias or ordinal)",
+                                     *position(key))
+            keys.append(exp.Ordered(this=target, desc=key.args.get("desc"), nulls_first=key.args.get("nulls_first")))
+        outer.set("order", exp.Order(expressions=keys))
+    for key in ("limit", "offset", "distinct"):
+        if select.args.get(key) is not None:
+            outer.set(key, select.args[key].copy())
+    return outer
+
+
+def has_grouping_sets(select: exp.Select) -> bool:
+    group = select.args.get("group")
+    return group is not None and any(isinstance(e, (exp.Rollup, exp.Cube, exp.GroupingSets)) for e in group.expressions)
+
+
+def grouping_sets_as_union(select: exp.Select) -> exp.Expression:
+    """A qualified SELECT with ROLLUP, CUBE or GROUPING SETS as the UNION ALL of one SELECT per grouping set.
+
+    In the branch of a set, the keys outside it read as NULL (outside
+    aggregates) and ``GROUPING(k, ...)`` is the bitmask of the keys left
+    out; ORDER BY and LIMIT apply to the union.
+    """
+    group = select.args["group"]
+    if select.args.get("distinct"):
+        raise UnsupportedSql("SELECT DISTINCT with ROLLUP, CUBE or GROUPING SETS is not supported", *position(group))
+    sets: list[list[exp.Expression]] = [[e for e in group.expressions
+                                         if not isinstance(e, (exp.Rollup, exp.Cube, exp.GroupingSets))]]
+    for item in group.expressions:
+        if isinstance(item, exp.Rollup):
+            options = [item.expressions[:i] for i in range(len(item.expressions), -1, -1)]
+        elif isinstance(item, exp.Cube):
+            options = [list(c) for size in range(len(item.expressions), -1, -1)
+                       for c in itertools.combinations(item.expressions, size)]
+        elif isinstance(item, exp.GroupingSets):
+            options = [list(o.expressions) if isinstance(o, exp.Tuple) else [o.this if isinstance(o, exp.Paren) else o]
+                       for o in item.expressions]
+        else:
+            continue
+        sets = [known + option for known in sets for option in options]
+    keys = {k.sql(): k for found in sets for k in found}
+    if len(sets) > 64:
+        raise UnsupportedSql(f"these grouping sets make {len(sets)} groupings; at most 64 are supported",
+                             *position(group))
+    branches = [_grouping_branch(select, found, keys) for found in sets]
+    union = branches[0]
+    for branch in branches[1:]:
+        union = exp.Union(this=union, expression=branch, distinct=False)
+    for key in ("order", "limit", "offset"):
+        if select.args.get(key) is not None:
+            union.set(key, select.args[key].copy())
+    return union
+
+
+def _grouping_branch(select: exp.Select, found: list[exp.Expression], keys: dict[str, exp.Expression]) -> exp.Select:
+    kept = {k.sql() for k in found}
+    absent = {text for text in keys if text not in kept}
+    branch = select.copy()
+    for key in ("order", "limit", "offset", "with", "with_"):
+        branch.set(key, None)
+    unique = list({k.sql(): k for k in found}.values())
+    branch.set("group", exp.Group(expressions=[k.copy() for k in unique]) if unique
+               else (None if _aggregates_in(branch) else exp.Group(expressions=[exp.Literal.string("()")])))
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Grouping):
+            bits = 0
+            for argument in node.expressions:
+                bits = bits * 2 + (1 if argument.sql() in absent else 0)
+            return exp.Literal.number(bits)
+        if node.sql() in absent and node.find_ancestor(exp.AggFunc) is None:
+            return exp.Null()
+        return node
+
+    branch.set("expressions", [e.transform(replace) for e in branch.expressions])
+    if branch.args.get("having") is not None:
+        branch.set("having", branch.args["having"].transform(replace))
+    return branch
+
+
+def _aggregates_in(select: exp.Select) -> bool:
+    return any(n for e in select.expressions for n in e.find_all(exp.AggFunc))

@@ -25,6 +25,7 @@ from planner.build import build, flatten_columns
 from planner.joins import make_join, referenced
 from planner.parse import position
 from planner.logical import Filter, Join, Memory, Plan, Project, Scan, SetOp, TableSource, Values
+from planner.constructs import grouping_sets_as_union, has_grouping_sets, qualify_as_where
 from planner.predicates import conjuncts
 from planner.subqueries import SubqueryMixin, column
 from storage.errors import SqlError, UnsupportedSql
@@ -143,8 +144,9 @@ class QueryBuilder(SubqueryMixin):
     # -- SELECT --------------------------------------------------------------------------
     def _select(self, select: exp.Select, ctes, names: tuple[str, ...] | None) -> Plan:
         if select.args.get("qualify"):
-            raise UnsupportedSql("QUALIFY is not supported; filter a window function in an outer query",
-                                 *position(select.args["qualify"]))
+            select = qualify_as_where(select)
+        if has_grouping_sets(select):
+            return self.query(grouping_sets_as_union(select), ctes, names)
         where = select.args.get("where")
         conditions = [f for c in (conjuncts(where.this) if where is not None else []) for f in factor_or(c)]
         plan, remaining = self._from(select, ctes, conditions)

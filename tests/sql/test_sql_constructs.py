@@ -1,5 +1,5 @@
-"""Constructs users write (FILTER, named windows, LIKE escapes, VALUES, ORDER BY ALL, time functions, frames)
-equal DuckDB, and the ones Petrel does not run are refused with UnsupportedSql at their line and column."""
+"""Constructs users write (FILTER, QUALIFY, ROLLUP/CUBE/GROUPING SETS, named windows, LIKE escapes, VALUES,
+ORDER BY ALL, time functions, frames) equal DuckDB, and the ones Petrel does not run are refused with UnsupportedSql at their line and column."""
 
 from __future__ import annotations
 
@@ -49,6 +49,23 @@ SAME_ANSWER = [
     "VALUES (1.5), (2)",
     "SELECT a, b FROM ta ORDER BY ALL",
     "SELECT a, s FROM ta ORDER BY ALL DESC",
+    # QUALIFY filters after the windows, before DISTINCT, ORDER BY and LIMIT
+    "SELECT a, b FROM ta QUALIFY row_number() OVER (PARTITION BY a ORDER BY b) = 1",
+    "SELECT a, b, row_number() OVER (PARTITION BY a ORDER BY b, c) AS r FROM ta QUALIFY r = 1 ORDER BY a NULLS FIRST",
+    "SELECT a, b FROM ta QUALIFY count(*) OVER (PARTITION BY a) > 1 ORDER BY 1, 2 LIMIT 3",
+    "SELECT DISTINCT a FROM ta QUALIFY sum(b) OVER (PARTITION BY a) > 2",
+    "SELECT a, count(*) AS n FROM ta GROUP BY a QUALIFY rank() OVER (ORDER BY count(*) DESC) <= 2",
+    "SELECT x.a FROM (SELECT a, b FROM ta QUALIFY max(b) OVER (PARTITION BY a) = b) x",
+    # ROLLUP, CUBE, GROUPING SETS and GROUPING()
+    "SELECT a, sum(b) AS s FROM ta GROUP BY GROUPING SETS ((a), ())",
+    "SELECT a, s, grouping(a) AS g, grouping(a, s) AS h, count(*) AS n FROM ta GROUP BY ROLLUP (a, s)",
+    "SELECT a, s, count(*) AS n FROM ta GROUP BY CUBE (a, s)",
+    "SELECT a, s, count(*) AS n FROM ta GROUP BY ROLLUP (a, s) ORDER BY n DESC, a NULLS FIRST, s NULLS FIRST LIMIT 3",
+    "SELECT s, a, sum(c) AS t FROM ta GROUP BY s, ROLLUP (a)",
+    "SELECT a, sum(b) AS t FROM ta GROUP BY ROLLUP (a) HAVING sum(b) > 2",
+    "SELECT a + 1 AS k, count(*) AS n FROM ta GROUP BY ROLLUP (a + 1)",
+    "SELECT a, b, count(*) AS n FROM ta GROUP BY GROUPING SETS ((a, b), (a), (b), ())",
+    "SELECT count(*) AS n FROM te GROUP BY ROLLUP (a)",
     # IS [NOT] DISTINCT FROM, NULLS FIRST / LAST, ordinals and aliases
     "SELECT a, b, a IS DISTINCT FROM b AS d, a IS NOT DISTINCT FROM b AS n, a IS NOT DISTINCT FROM NULL AS z FROM ta",
     "SELECT a, b FROM ta ORDER BY 2 DESC NULLS LAST, 1 NULLS FIRST",
@@ -113,7 +130,8 @@ def test_time_and_text_functions_answer_as_duckdb(times, query):
     ("SELECT a FROM ta LIMIT 2 + 1", (1, 24)),
     ("SELECT a FROM ta FETCH FIRST 2 ROWS WITH TIES", (1, 30)),
     ("SELECT * FROM ta ORDER BY ALL", (1, 15)),  # ALL keeps no position: the nearest name
-    ("SELECT a FROM ta GROUP BY GROUPING SETS ((a), ())", (1, 43)),
+    ("SELECT DISTINCT a FROM ta GROUP BY GROUPING SETS ((a), ())", (1, 52)),
+    ("SELECT a, b FROM ta QUALIFY row_number() OVER (ORDER BY a) = 1 ORDER BY c", (1, 73)),
     ("SELECT a FROM ta, LATERAL (SELECT ta.a + 1 AS y) x", (1, 50)),
     ("SELECT [1, 2, 3] AS v", (1, 9)),
 ])
