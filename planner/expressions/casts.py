@@ -56,6 +56,8 @@ def try_cast_text(c: ExpressionCompiler, value: Typed, to: pa.DataType) -> Typed
     trimmed = c.call("utf8_trim_whitespace", [kept], type_=_S)
     if pa.types.is_timestamp(to):
         return text_to_timestamp(c, trimmed, to)
+    if pa.types.is_decimal(to):  # rounded half away from zero, as CAST rounds
+        return c.cast(trimmed, to)
     if pa.types.is_boolean(to):
         lowered = c.call("utf8_lower", [trimmed], type_=_S)
         truth = c.call("is_in", [lowered], pc.SetLookupOptions(pa.array(["true", "t", "1", "yes"])), _B)

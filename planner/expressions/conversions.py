@@ -8,6 +8,7 @@ the way DuckDB prints it.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -28,9 +29,11 @@ def cast_scalar(value: pa.Scalar, to: pa.DataType) -> pa.Scalar:
         return pa.scalar(None, to)
     if decimals_apply(value.type, to):
         return decimals.scalar(value, to)
-    if pa.types.is_floating(value.type) and pa.types.is_integer(to):
+    if pa.types.is_floating(value.type) and pa.types.is_integer(to):  # to the nearest, ties to even, as DuckDB
         number = value.as_py()
-        return pa.scalar(int(number + (0.5 if number >= 0 else -0.5)), to)
+        if not math.isfinite(number):
+            raise ValueError(f"{number} has no integer value")
+        return pa.scalar(round(number), to)
     if sqltypes.is_string(value.type) and (pa.types.is_timestamp(to) or pa.types.is_date(to)):
         text = value.as_py().strip()
         parsed = dt.datetime.fromisoformat(text.replace(" UTC", "+00:00"))

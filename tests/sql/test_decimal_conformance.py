@@ -30,6 +30,11 @@ SAME_TYPES = [
     "SELECT CAST(a AS DECIMAL(10,2)) AS v, CAST(c AS DECIMAL(4,1)) AS w, CAST(a * 1.5 AS BIGINT) AS x FROM ta",
     "SELECT CAST(a * 1.5 AS VARCHAR) AS v, CAST(a * 1.5 AS DOUBLE) AS w, TRY_CAST(s AS DECIMAL(4,1)) AS x FROM ta",
     "SELECT TRY_CAST('1.235' AS DECIMAL(4,2)) AS v, TRY_CAST('abc' AS DECIMAL(4,2)) AS w",
+    "SELECT TRY_CAST(s AS DECIMAL(5,2)) AS v FROM (SELECT '1.234' AS s UNION ALL SELECT 'abc' UNION ALL SELECT NULL "
+    "UNION ALL SELECT ' -9.995 ') t",
+    "SELECT CAST('3.14159' AS DECIMAL(10,3)) AS v, CAST('  -2.5 ' AS DECIMAL(4,1)) AS w",
+    # a DOUBLE constant rounds to an integer as a column does: ties to even
+    "SELECT 1.5e0::INTEGER AS a, 2.5e0::BIGINT AS b, (-2.5e0)::INTEGER AS c, 0.5e0::INTEGER AS d",
     # ROUND, FLOOR, CEIL, TRUNC keep the precision and set the scale
     "SELECT round(1.25, 1) AS v, round(2.345, 2) AS w, round(-2.5) AS x, round(9.95, 1) AS y, round(123.4, -1) AS z",
     "SELECT floor(1.5) AS v, ceil(-1.5) AS w, trunc(1.7) AS x, abs(-1.5) AS y, floor(-9.5) AS z, sign(-1.5) AS s",
