@@ -117,10 +117,11 @@ def build(select: exp.Select, output_names: tuple[str, ...], plan: Plan, scalars
             if not 1 <= index <= len(names):
                 raise SqlError(f"ORDER BY position {index} is not in the select list (1 to {len(names)})", *position(target))
             column = names[index - 1]
-        else:
+        else:  # an expression; the select list's aliases in it read as their expressions (ORDER BY -k)
             column = f"_o{len(sort_keys)}"
             names.append(column)
-            exprs.append(target)
+            exprs.append(target.transform(
+                lambda n: exprs[names.index(aliases[n.name])].copy() if _is_alias(n, aliases) else n, copy=False))
         desc = bool(item.args.get("desc"))
         nulls_first = item.args.get("nulls_first")
         sort_keys.append(SortKey(column, desc, bool(nulls_first)))
