@@ -31,6 +31,7 @@ def test_the_generator_covers_every_construct_the_suite_promises():
         "join", "outer_join", "non_equi_join", "cross_join", "set_union", "set_union_all", "set_intersect",
         "set_except", "set_except_all", "set_intersect_all", "set_chain", "order_by", "limit", "offset",
         "empty_table", "select_distinct", "table_query", "quantified_subquery", "subquery_in_join_on",
+        "decimal_literal", "decimal_cast",
     }
     assert promised <= seen, sorted(promised - seen)
 
