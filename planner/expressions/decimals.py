@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from planner import types as sqltypes
 from planner.expressions.typed import Typed
+from storage.errors import SqlError
 
 if TYPE_CHECKING:
     from planner.expressions.compiler import ExpressionCompiler
@@ -40,8 +41,6 @@ def operand_type(typed: Typed) -> pa.DataType:
 
 def arithmetic_type(op: str, left: pa.DataType, right: pa.DataType) -> pa.DataType:
     """The DECIMAL ``left op right`` gives (``op`` one of ``+ - * %``); SqlError when no DECIMAL can hold it."""
-    from storage.errors import SqlError
-
     if op in "+-":
         return sqltypes.decimal_common(left, right, extra=1)
     if op == "%":
