@@ -21,7 +21,7 @@ from sqlglot import exp
 
 from planner import types as sqltypes
 from planner.expressions import decimals
-from planner.expressions.conversions import cast_scalar, decimals_apply, timestamp_text
+from planner.expressions.conversions import cast_scalar, decimals_apply, float_text, timestamp_text
 from planner.expressions.registry import HANDLERS, NAMED
 from planner.expressions.typed import Typed, constant
 from planner.parse import position
@@ -114,6 +114,8 @@ class ExpressionCompiler:
             return Typed(typed.expr.cast(pa.date32(), safe=False), to)
         if pa.types.is_timestamp(typed.type) and sqltypes.is_string(to):
             return timestamp_text(self, typed)
+        if pa.types.is_floating(typed.type) and sqltypes.is_string(to):
+            return float_text(self, typed)
         return Typed(typed.expr.cast(to, safe=True), to)
 
     def coerce(self, args: list[Typed], what: str) -> list[Typed]:

@@ -42,6 +42,8 @@ def cast_scalar(value: pa.Scalar, to: pa.DataType) -> pa.Scalar:
         if pa.types.is_timestamp(to) and not to.tz and parsed.tzinfo is not None:
             parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
         return pa.scalar(parsed.date() if pa.types.is_date(to) else parsed, to)
+    if pa.types.is_float64(value.type) and sqltypes.is_string(to):
+        return pa.scalar(float_words(value.as_py()), to)
     if pa.types.is_timestamp(value.type) and sqltypes.is_string(to) and isinstance(value.as_py(), dt.datetime):
         return pa.scalar(timestamp_words(value.as_py(), bool(value.type.tz)), to)
     if pa.types.is_timestamp(value.type) and pa.types.is_timestamp(to):
@@ -74,6 +76,40 @@ def concat(c: ExpressionCompiler, args: list[Typed], skip_nulls: bool, separator
     if skip_nulls and separator:
         options = pc.JoinOptions("skip")
     return c.call("binary_join_element_wise", [*args, constant(separator)], options, _S)
+
+
+def float_words(number: float) -> str:
+    """A DOUBLE as DuckDB prints it: the shortest text that reads back the same, as Python's repr
+    (``2.0``, ``1e-05``, ``1000000000000000.0``, ``1e+16``)."""
+    return repr(float(number)) if math.isfinite(number) else str(number)
+
+
+def float_text(c: ExpressionCompiler, value: Typed) -> Typed:
+    """A float column as text, the way DuckDB prints it (see :func:`float_words`).
+
+    Arrow already writes the shortest digits; where its notation differs
+    from DuckDB's it is adjusted: a whole number gets ``.0``, a number
+    Arrow writes with an exponent below 1e16 is written out, an exponent
+    has at least two digits, and a number below 1e-4 has an exponent.
+    """
+    text = Typed(value.expr.cast(_S), _S)
+    plain = c.call("match_substring_regex", [text], pc.MatchSubstringOptions(r"^-?[0-9]+$"), _B)
+    text = c.case_when([plain], [concat(c, [text, constant(".0")], skip_nulls=False), text], "CAST")
+    if pa.types.is_float64(value.type):
+        whole = c.call("equal", [value, c.call("trunc", [value], type_=value.type)], type_=_B)
+        small = c.call("less", [c.call("abs", [value], type_=value.type), constant(1e16)], type_=_B)
+        raised = c.call("match_substring", [text], pc.MatchSubstringOptions("e+"), _B)
+        spelled = c.call("and_kleene", [c.call("and_kleene", [whole, small], type_=_B), raised], type_=_B)
+        digits = Typed(value.expr.cast(pa.int64(), safe=False).cast(_S), _S)
+        text = c.case_when([spelled], [concat(c, [digits, constant(".0")], skip_nulls=False), text], "CAST")
+        for shift in range(1, 16):  # 1.25e+10 as 12500000000.0 (whole numbers are spelled out above)
+            text = c.call("replace_substring_regex", [text], pc.ReplaceSubstringOptions(
+                rf"^(-?)([0-9])\.([0-9]{{{shift}}})([0-9]+)e\+{shift}$", r"\1\2\3.\4"), _S)
+        for zeros, exponent in (("0000", "05"), ("00000", "06")):  # 0.00001 as 1e-05
+            for rest, written in ((r"([0-9]+)", rf"\1\2.\3e-{exponent}"), ("", rf"\1\2e-{exponent}")):
+                text = c.call("replace_substring_regex", [text],
+                              pc.ReplaceSubstringOptions(rf"^(-?)0\.{zeros}([1-9]){rest}$", written), _S)
+    return c.call("replace_substring_regex", [text], pc.ReplaceSubstringOptions(r"e([+-])([0-9])$", r"e\10\2"), _S)
 
 
 def timestamp_words(moment: dt.datetime, zoned: bool) -> str:

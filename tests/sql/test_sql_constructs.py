@@ -142,3 +142,19 @@ def test_refused_constructs_say_where(differential, query, where):
     with pytest.raises(UnsupportedSql) as raised:
         differential.petrel(query)
     assert (raised.value.line, raised.value.column) == where, str(raised.value)
+
+
+def test_doubles_print_as_duckdb_prints_them():
+    """CAST(double AS VARCHAR) and || write a double as DuckDB does: 2.0, 1e-05, 12500000000.5, 1e+16."""
+    values = [0.0, -0.0, 1.0, -2.0, 1.5, 0.1, 1e15, 1e16, 123456789.0, 1e20, 1e-5, -2.25e-6, 1e-4, 1.25e-7,
+              float("inf"), 3.0e10, 5e-324, None, -1.5e15, -6165117920094.01, 31102237419.97029, 2.5e-3]
+    pair = Differential({"tf": pa.table({"i": pa.array(range(len(values))), "x": pa.array(values, pa.float64())})})
+    try:
+        for query in ("SELECT i, CAST(x AS VARCHAR) AS v FROM tf", "SELECT i, x || '' AS v FROM tf"):
+            got = dict(zip(*pair.petrel(query).to_pydict().values()))
+            assert got == dict(pair.oracle.sql(query).fetchall()), query
+        constants = "SELECT CAST(0.0e0 AS VARCHAR) AS a, CAST(-2e0 AS VARCHAR) AS b, CAST(1e15 AS VARCHAR) AS c, " \
+                    "CAST(1e-5 AS VARCHAR) AS d, 1.5e0 || 'x' AS e"
+        assert list(pair.petrel(constants).to_pylist()[0].values()) == list(pair.oracle.sql(constants).fetchall()[0])
+    finally:
+        pair.close()
