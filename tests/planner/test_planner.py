@@ -130,7 +130,7 @@ def test_star_names_follow_the_table():
 
 
 @pytest.mark.parametrize("sql, fragment", [
-    ("SELECT service FROM events QUALIFY row_number() OVER (ORDER BY latency) = 1", "QUALIFY"),
+    ("SELECT service FROM events QUALIFY row_number() OVER (ORDER BY latency) = 1 ORDER BY latency", "QUALIFY"),
     ("WITH RECURSIVE x AS (SELECT 1) SELECT * FROM x", "RECURSIVE"),
     ("SELECT sum(latency) OVER (ORDER BY latency RANGE BETWEEN 5 PRECEDING AND CURRENT ROW) FROM events", "RANGE"),
     ("SELECT quantile_cont(latency, [0.5, 0.9]) FROM events", "one fraction"),

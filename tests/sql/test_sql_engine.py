@@ -211,7 +211,8 @@ def test_session_default_timeout(loaded):
         ("SELECT count(*) FROM evnts", TableNotFound, "did you mean events"),
         ("SELECT servce FROM events", ColumnNotFound, "did you mean 'service'"),
         ("SELECT count(*) FROM events WHERE latncy_ms > 5", ColumnNotFound, "latency_ms"),
-        ("SELECT service FROM events QUALIFY row_number() OVER (ORDER BY timestamp) = 1", UnsupportedSql, "QUALIFY"),
+        ("SELECT service FROM events QUALIFY row_number() OVER (ORDER BY timestamp) = 1 ORDER BY timestamp",
+         UnsupportedSql, "QUALIFY"),
         ("SELECT sum(bytes) OVER (ORDER BY bytes RANGE BETWEEN 5 PRECEDING AND CURRENT ROW) FROM events",
          UnsupportedSql, "RANGE frames"),
         ("SELECT service, (SELECT x.host FROM events x WHERE x.service = e.service ORDER BY x.timestamp LIMIT 1) "
