@@ -72,9 +72,13 @@ def concat(c: ExpressionCompiler, args: list[Typed], skip_nulls: bool, separator
     args = [a if sqltypes.is_string(a.type) else c.cast(a, _S) for a in args]
     if len(args) == 1 and not skip_nulls:
         return args[0]
+    if skip_nulls and separator:  # each present value after a separator, then the first separator cut off
+        # (Arrow's own "skip" handling drops rows where every value is NULL, leaving a column too short)
+        pieces = [c.call("coalesce", [c.call("binary_join_element_wise", [constant(separator), a, constant("")],
+                                             pc.JoinOptions("emit_null"), _S), constant("")], type_=_S) for a in args]
+        joined = c.call("binary_join_element_wise", [*pieces, constant("")], pc.JoinOptions("emit_null"), _S)
+        return c.call("utf8_slice_codeunits", [joined], pc.SliceOptions(len(separator)), _S)
     options = pc.JoinOptions("replace" if skip_nulls else "emit_null", "")
-    if skip_nulls and separator:
-        options = pc.JoinOptions("skip")
     return c.call("binary_join_element_wise", [*args, constant(separator)], options, _S)
 
 
