@@ -177,6 +177,7 @@ class Differential:
             return Verdict(case, "oracle_error", str(error).split("\n")[0])
         try:
             got = self.petrel(case.sql)
+            got.validate(full=True)  # a column shorter than the table is a crash, not a row to compare
         except UnsupportedSql as error:
             if error.__cause__ is not None and not isinstance(error.__cause__, PetrelError):
                 return Verdict(case, "crash", f"{type(error.__cause__).__name__} (reported as unsupported): {error}")
