@@ -3,8 +3,13 @@
 The :class:`QueryEngine` resolves table names to snapshots (kept per table
 and refreshed by reading only the commits made since, so an unchanged
 table costs one probe per partition), plans with :mod:`planner`, and runs the plan on the
-session's worker pool, which it starts when the first plan runs (planning
-alone, a plain EXPLAIN or a syntax error, starts no worker) and keeps.
+session's worker pool, which it starts when the first plan needs it
+(planning alone, a plain EXPLAIN or a syntax error, starts no worker) and
+keeps.  A stage estimated to read under ``local_bytes`` of stored column
+bytes runs in this process with the engine's own segment reader (whose
+footer cache is kept for the session): for small reads a Ray round trip
+costs more than the scan.  Set ``local_bytes = 0`` to send every stage to
+the workers.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any
 import pyarrow as pa
 
 from engine.external import as_arrow
-from engine.query.scheduler import run_plan
+from engine.query.execution.scan import SegmentReader
+from engine.query.scheduler import LOCAL_BYTES, run_plan
 from engine.query.stats import QueryStats
 from engine.query.workers import WorkerPool, pool_size
 from planner.context import PlanContext
@@ -54,6 +60,8 @@ class QueryEngine:
         self.table_function = table_function  # reads read_parquet()/read_csv()/read_json(); checked by the session
         self.fault_delay = 0.0  # seconds each fragment waits before running; for fault-injection tests
         self.fragment_bytes = TARGET_FRAGMENT_BYTES  # segment bytes per fragment
+        self.local_bytes = LOCAL_BYTES  # a stage estimated to read less runs in this process (0: never)
+        self._reader: SegmentReader | None = None
         self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()
         self.footer_lookups = 0  # segment footers the queries of this engine needed (for /metrics)
@@ -123,6 +131,14 @@ class QueryEngine:
                 self._pool = WorkerPool(self.store, self.workers)
             return self._pool
 
+    @property
+    def reader(self) -> SegmentReader:
+        """The segment reader of the stages run in this process (footers cached for the session)."""
+        with self._pool_lock:
+            if self._reader is None:
+                self._reader = SegmentReader(self.store)
+            return self._reader
+
     def plan(self, query: str, dialect: str | None = None) -> QueryPlan:
         """Plan ``query``; this starts no worker (the pool starts when a plan first runs)."""
         with self._pool_lock:
@@ -164,7 +180,7 @@ class QueryEngine:
             raise QueryTimeout(f"the query ran over its timeout of {timeout:g} s while being planned; pass a larger timeout=")
         try:
             table, stats = run_plan(planned.optimized, lambda: self.pool, timeout, started, self.fault_delay,
-                                    self.fragment_bytes)
+                                    self.fragment_bytes, self.reader, self.local_bytes)
         except pa.ArrowException as error:  # an expression failed on the data here (a division by zero)
             raise QueryFailed(f"the query failed on its data: {str(error).splitlines()[0]}") from None
         stats.planning_seconds = planning
