@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from engine.external import as_arrow
 from engine.query.execution.scan import SegmentReader
+from engine.query.plans import PlanCache
 from engine.query.scheduler import LOCAL_BYTES, run_plan
 from engine.query.stats import QueryStats
 from engine.query.workers import WorkerPool, pool_size
@@ -62,6 +63,7 @@ class QueryEngine:
         self.fragment_bytes = TARGET_FRAGMENT_BYTES  # segment bytes per fragment
         self.local_bytes = LOCAL_BYTES  # a stage estimated to read less runs in this process (0: never)
         self._reader: SegmentReader | None = None
+        self.plans = PlanCache()  # plans of queries asked again over unchanged tables (size 0: plan every time)
         self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()
         self.footer_lookups = 0  # segment footers the queries of this engine needed (for /metrics)
@@ -84,6 +86,7 @@ class QueryEngine:
 
     def forget(self, name: str | None = None) -> None:
         """Drop cached metadata (of one table, or all)."""
+        self.plans.clear()
         if name is None:
             self._meta.clear()
             self._live.clear()
@@ -96,6 +99,7 @@ class QueryEngine:
     def register(self, name: str, data: Any) -> None:
         """Make ``data`` (pyarrow Table or pandas DataFrame) queryable as table ``name``."""
         self.registered[validate_name(name, "table")] = as_arrow(data)
+        self.plans.clear()
 
     def resolve(self, name: str) -> TableSource | Memory:
         """The table as of its latest snapshot (refreshed by reading only the commits made since the last query)."""
@@ -149,7 +153,9 @@ class QueryEngine:
                     self._planned_workers = pool_size(self.workers)
                 workers = self._planned_workers
         context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=workers)
-        return plan_query(query, self.resolve, self.namespace, dialect, context, self.table_function)
+        key = (query, dialect, self.namespace, self.broadcast_bytes, workers, id(self.table_function))
+        return self.plans.plan(key, query, self.resolve, lambda resolve: plan_query(
+            query, resolve, self.namespace, dialect, context, self.table_function))
 
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
         """Run ``query``; an ``EXPLAIN [ANALYZE]`` query returns its plan as a one-column table."""
