@@ -7,6 +7,12 @@ the same segment lands on the same worker query after query and its
 footer and pages stay in that worker's cache — with a bounded load, so no
 worker gets much more than its share of bytes.  Each worker's segments
 are then packed into a few fragments of balanced size.
+
+A fragment carries its segments as :class:`SegmentFile` (where the file is
+and how big), not as full manifest entries: pruning by the manifest's
+statistics is done on the driver, and a worker reads a segment's own
+Parquet footer, so the per-column statistics of every segment (most of an
+entry's size on a wide table) would only cost pickling on each call.
 """
 
 from __future__ import annotations
@@ -26,6 +32,26 @@ LOAD_SLACK = 1.05
 
 
 @dataclass(frozen=True)
+class SegmentFile:
+    """What a worker needs of a segment: its file, its size, its time range (no column statistics, no schema)."""
+
+    id: str
+    path: str
+    partition: int
+    rows: int
+    bytes: int
+    min_time: int | None
+    max_time: int | None
+
+    @classmethod
+    def of(cls, segment: SegmentEntry | SegmentFile) -> SegmentFile:
+        if isinstance(segment, SegmentFile):
+            return segment
+        return cls(segment.id, segment.path, segment.partition, segment.rows, segment.bytes, segment.min_time,
+                   segment.max_time)
+
+
+@dataclass(frozen=True)
 class Fragment:
     """One unit of work, as pure data: stage ``stage``'s ``plan`` over ``segments``, for query ``query_id``.
 
@@ -37,7 +63,7 @@ class Fragment:
     stage: int
     index: int
     plan: Plan
-    segments: tuple[SegmentEntry, ...]
+    segments: tuple[SegmentEntry | SegmentFile, ...]
     partition: tuple | None = None  # (keys, buckets): hash-partition the output for a shuffle
 
     @property
@@ -116,7 +142,8 @@ def split_stage(
     fragments: list[tuple[str, Fragment]] = []
     for worker, assigned in assign(segments, workers).items():
         for group in pack(assigned, target_bytes):
-            fragments.append((worker, Fragment(query_id, stage, len(fragments), plan, group, partition)))
+            files = tuple(SegmentFile.of(s) for s in group)
+            fragments.append((worker, Fragment(query_id, stage, len(fragments), plan, files, partition)))
     return fragments
 
 

@@ -3,8 +3,13 @@
 The :class:`QueryEngine` resolves table names to snapshots (kept per table
 and refreshed by reading only the commits made since, so an unchanged
 table costs one probe per partition), plans with :mod:`planner`, and runs the plan on the
-session's worker pool, which it starts when the first plan runs (planning
-alone, a plain EXPLAIN or a syntax error, starts no worker) and keeps.
+session's worker pool, which it starts when the first plan needs it
+(planning alone, a plain EXPLAIN or a syntax error, starts no worker) and
+keeps.  A stage estimated to read under ``local_bytes`` of stored column
+bytes runs in this process with the engine's own segment reader (whose
+footer cache is kept for the session): for small reads a Ray round trip
+costs more than the scan.  Set ``local_bytes = 0`` to send every stage to
+the workers.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from typing import Any
 import pyarrow as pa
 
 from engine.external import as_arrow
-from engine.query.scheduler import run_plan
+from engine.query.execution.scan import SegmentReader
+from engine.query.plans import PlanCache
+from engine.query.scheduler import LOCAL_BYTES, run_plan
 from engine.query.stats import QueryStats
 from engine.query.workers import WorkerPool, pool_size
 from planner.context import PlanContext
@@ -54,6 +61,9 @@ class QueryEngine:
         self.table_function = table_function  # reads read_parquet()/read_csv()/read_json(); checked by the session
         self.fault_delay = 0.0  # seconds each fragment waits before running; for fault-injection tests
         self.fragment_bytes = TARGET_FRAGMENT_BYTES  # segment bytes per fragment
+        self.local_bytes = LOCAL_BYTES  # a stage estimated to read less runs in this process (0: never)
+        self._reader: SegmentReader | None = None
+        self.plans = PlanCache()  # plans of queries asked again over unchanged tables (size 0: plan every time)
         self._pool: WorkerPool | None = None
         self._pool_lock = threading.Lock()
         self.footer_lookups = 0  # segment footers the queries of this engine needed (for /metrics)
@@ -76,6 +86,7 @@ class QueryEngine:
 
     def forget(self, name: str | None = None) -> None:
         """Drop cached metadata (of one table, or all)."""
+        self.plans.clear()
         if name is None:
             self._meta.clear()
             self._live.clear()
@@ -88,6 +99,7 @@ class QueryEngine:
     def register(self, name: str, data: Any) -> None:
         """Make ``data`` (pyarrow Table or pandas DataFrame) queryable as table ``name``."""
         self.registered[validate_name(name, "table")] = as_arrow(data)
+        self.plans.clear()
 
     def resolve(self, name: str) -> TableSource | Memory:
         """The table as of its latest snapshot (refreshed by reading only the commits made since the last query)."""
@@ -123,6 +135,14 @@ class QueryEngine:
                 self._pool = WorkerPool(self.store, self.workers)
             return self._pool
 
+    @property
+    def reader(self) -> SegmentReader:
+        """The segment reader of the stages run in this process (footers cached for the session)."""
+        with self._pool_lock:
+            if self._reader is None:
+                self._reader = SegmentReader(self.store)
+            return self._reader
+
     def plan(self, query: str, dialect: str | None = None) -> QueryPlan:
         """Plan ``query``; this starts no worker (the pool starts when a plan first runs)."""
         with self._pool_lock:
@@ -133,7 +153,9 @@ class QueryEngine:
                     self._planned_workers = pool_size(self.workers)
                 workers = self._planned_workers
         context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=workers)
-        return plan_query(query, self.resolve, self.namespace, dialect, context, self.table_function)
+        key = (query, dialect, self.namespace, self.broadcast_bytes, workers, id(self.table_function))
+        return self.plans.plan(key, query, self.resolve, lambda resolve: plan_query(
+            query, resolve, self.namespace, dialect, context, self.table_function))
 
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
         """Run ``query``; an ``EXPLAIN [ANALYZE]`` query returns its plan as a one-column table."""
@@ -164,7 +186,7 @@ class QueryEngine:
             raise QueryTimeout(f"the query ran over its timeout of {timeout:g} s while being planned; pass a larger timeout=")
         try:
             table, stats = run_plan(planned.optimized, lambda: self.pool, timeout, started, self.fault_delay,
-                                    self.fragment_bytes)
+                                    self.fragment_bytes, self.reader, self.local_bytes)
         except pa.ArrowException as error:  # an expression failed on the data here (a division by zero)
             raise QueryFailed(f"the query failed on its data: {str(error).splitlines()[0]}") from None
         stats.planning_seconds = planning

@@ -5,6 +5,13 @@ are placed on workers by rendezvous hash (:mod:`planner.fragments`), one
 Ray call per fragment; the results come back as Arrow tables through the
 object store and the part of the plan above the exchange runs here.
 
+A stage whose scan is small (under ``local_bytes`` of the segments' stored
+bytes, estimated from the manifest for the columns it reads) runs here
+instead, as one fragment with the driver's own reader: a Ray round trip
+(pickling the fragment, two process hops, the result through the object
+store) costs more than reading a few megabytes.  Big scans keep the
+workers, whose footer caches stay warm by rendezvous placement.
+
 Failures: a fragment whose worker died is retried on another worker (the
 dead one is replaced in the pool); a query past its deadline has its
 fragments cancelled on every worker and raises :class:`QueryTimeout`.
@@ -25,17 +32,20 @@ from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
 from engine.query.execution.exchange import partition as hash_partition
 from engine.query.execution.operators import Execution, concat, execute
+from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_fragment
 from engine.query.stats import QueryStats, StageStats
 from engine.query.workers import FragmentTask, WorkerPool
 from planner.fragments import (
-    TARGET_FRAGMENT_BYTES, Fragment, bucket_fragments, preference, split_stage, stage_plan, stage_scan,
+    TARGET_FRAGMENT_BYTES, Fragment, SegmentFile, bucket_fragments, preference, split_stage, stage_plan, stage_scan,
 )
+from planner.rules.distribute import estimate
 from planner.logical import Broadcast, Gather, Limit, Plan, Shuffle, Sort
 from storage.errors import PetrelError, QueryFailed, QueryTimeout
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+LOCAL_BYTES = 48 * 1024 * 1024  # a stage reading less (stored bytes of its columns, estimated) runs in the driver
 
 
 def run_plan(
@@ -45,18 +55,24 @@ def run_plan(
     started: float | None = None,
     fault_delay: float = 0.0,
     fragment_bytes: int = TARGET_FRAGMENT_BYTES,
+    reader: SegmentReader | None = None,
+    local_bytes: int = 0,
 ) -> tuple[pa.Table, QueryStats]:
     """Run every stage of ``plan`` on the worker pool, then the rest of the plan here.
 
     ``pool`` gives the pool when a stage first needs it: a plan without
-    stages (answered from the manifest, or from constants) starts no worker.
+    stages (answered from the manifest, or from constants), or whose stages
+    all run here, starts no worker.
 
     ``fragment_bytes`` is about how many bytes of segments one fragment reads.
+    ``reader`` reads the segments of the stages run here: those with nothing
+    to read, and (with a ``reader``) those whose scan is estimated under
+    ``local_bytes`` (0: every stage with segments goes to the workers).
     """
     started = started if started is not None else time.monotonic()
     deadline = started + timeout if timeout is not None else None
     stats = QueryStats(query_id=uuid.uuid4().hex)
-    runner = _Stages(plan, pool, stats, deadline, timeout, fault_delay, fragment_bytes)
+    runner = _Stages(plan, pool, stats, deadline, timeout, fault_delay, fragment_bytes, reader, local_bytes)
     run = runner.gathered(plan)
     stats.stages.sort(key=lambda stage: stage.stage)
     final_start = time.monotonic()
@@ -102,8 +118,11 @@ class _Stages:
     """
 
     def __init__(self, plan: Plan, pool: Callable[[], WorkerPool], stats: QueryStats, deadline: float | None,
-                 timeout: float | None, fault_delay: float, fragment_bytes: int) -> None:
+                 timeout: float | None, fault_delay: float, fragment_bytes: int, reader: SegmentReader | None = None,
+                 local_bytes: int = 0) -> None:
         self._pool = pool
+        self._reader = reader
+        self.local_bytes = local_bytes if reader is not None else 0
         self.fragment_bytes = fragment_bytes
         self.stats = stats
         self.deadline = deadline
@@ -115,6 +134,16 @@ class _Stages:
     @property
     def pool(self) -> WorkerPool:
         return self._pool()
+
+    @property
+    def reader(self) -> SegmentReader:
+        """The driver's reader (the pool's when the engine gave none)."""
+        return self._reader if self._reader is not None else self.pool.reader
+
+    def in_process(self, plan: Plan) -> bool:
+        """Whether the stage below ``plan`` is small enough to run here rather than on the workers."""
+        scan = stage_scan(plan)
+        return scan is not None and estimate(scan) <= self.local_bytes
 
     def gathered(self, plan: Plan, path: tuple[int, ...] = ()) -> Execution:
         """An Execution for the coordinator's part of ``plan``, with every Gather below it run."""
@@ -180,12 +209,12 @@ class _Stages:
                 for key, refs in shuffled.items():
                     parts[key] = [bucket_refs[fragment.index] for bucket_refs in refs]
                 per_fragment[fragment.index] = parts
-        elif segments:
+        elif segments and not self.in_process(plan):
             placed = split_stage(query_id, number, body, segments, self.pool.names, self.fragment_bytes, partition)
             per_fragment = {fragment.index: inputs for _, fragment in placed}
-        else:  # nothing to read: the stage's (typed, often empty) result, computed here
-            fragment = Fragment(query_id, number, 0, body, (), partition)
-            table, _ = run_fragment(fragment, self.pool.reader, {k: concat(ray.get(v)) for k, v in inputs.items()})
+        else:  # nothing to read, or little: the stage's result, computed here
+            fragment = Fragment(query_id, number, 0, body, tuple(SegmentFile.of(s) for s in segments), partition)
+            table = self._here(fragment, {k: concat(ray.get(v)) for k, v in inputs.items()}, stats)
             stats.seconds = time.monotonic() - begun
             stats.rows_out = table.num_rows
             if partition is not None:
@@ -197,6 +226,17 @@ class _Stages:
         results = _run_fragments(tasks, stats, self.pool, query_id, self.deadline, self.timeout, limit, partition)
         stats.seconds = time.monotonic() - begun
         return results
+
+
+    def _here(self, fragment: Fragment, inputs: dict[str, pa.Table], stats: StageStats) -> pa.Table:
+        """``fragment`` run in this process (with the query's deadline), its measurements added to ``stats``."""
+        try:
+            table, measured = run_fragment(fragment, self.reader, inputs, self.deadline, worker="driver")
+        except QueryTimeout:
+            raise QueryTimeout(_timeout_message(self.timeout)) from None
+        if fragment.segments:
+            stats.fragments.append(measured)
+        return table
 
 
 def _stage_numbers(plan: Plan) -> dict[tuple[int, ...], int]:

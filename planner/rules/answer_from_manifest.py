@@ -1,11 +1,14 @@
-"""Answer ``count(*)`` and ``min``/``max`` of the time column from the manifest, reading no segment.
+"""Answer ``count(*)`` and ``min``/``max`` of a column from the manifest, reading no segment.
 
 A global aggregate (no GROUP BY) made only of ``count(*)``, and ``min``,
-``max`` or ``count`` of the table's time column, over a scan whose filter
-(if any) is only a time range that every kept segment lies wholly inside,
-is computed from the segments' manifest entries (rows, min/max time, null
-counts) and replaced by its one-row answer: no fragment is sent anywhere.
-Any other shape is left to the scan.
+``max`` or ``count`` of the table's time column or of any integer, date or
+timestamp column (whose manifest bounds are exact: computed from the
+values when the segment was written), over a scan whose filter (if any)
+is only a time range that every kept segment lies wholly inside, is
+computed from the segments' manifest entries (rows, min/max time, per-column
+bounds and null counts) and replaced by its one-row answer: no fragment is
+sent anywhere.  Any other shape, or a segment without statistics for the
+column, is left to the scan.
 """
 
 from __future__ import annotations
@@ -36,10 +39,18 @@ def answer_from_manifest(plan: Plan, context: PlanContext) -> Plan:
     field = scan.source.schema.field(time_column) if scan.source.schema.get_field_index(time_column) >= 0 else None
     if field is None or not pa.types.is_timestamp(field.type) or field.type.unit not in _UNITS:
         return plan
+    bounded: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
     for call in plan.aggregates:
-        if call.func != "count_star" and not (call.func in ("min", "max", "count")
-                                              and columns.get(call.arg) == time_column):
+        if call.func == "count_star":
+            continue
+        stored = columns.get(call.arg)
+        if call.func not in ("min", "max", "count") or stored is None:
             return plan
+        if stored != time_column and stored not in bounded:
+            found = _column_bounds(scan, stored)
+            if found is None:
+                return plan
+            bounded[stored] = found
     if not _only_time_range(scan, time_column, context):
         return plan
     segments = scan.segments
@@ -53,6 +64,9 @@ def answer_from_manifest(plan: Plan, context: PlanContext) -> Plan:
     for call in plan.aggregates:
         if call.func == "count_star":
             answer[call.name] = pa.array([int(rows.sum())], pa.int64())
+        elif columns[call.arg] in bounded:
+            answer[call.name] = _bounded_answer(call.func, rows, *bounded[columns[call.arg]],
+                                                scan.source.schema.field(columns[call.arg]).type)
         elif call.func == "count":
             answer[call.name] = pa.array([int((rows - nulls).sum())], pa.int64())
         else:
@@ -64,6 +78,50 @@ def answer_from_manifest(plan: Plan, context: PlanContext) -> Plan:
     table = pa.table(answer)
     name = f"manifest of {scan.source.meta.namespace}.{scan.source.name} ({len(segments)} segments)"
     return Memory(name, table)
+
+
+def _exact(type_: pa.DataType) -> bool:
+    """Whether the manifest's min/max of a column of ``type_`` are exact values of it (never NaN, never cut)."""
+    return (pa.types.is_integer(type_) or pa.types.is_date(type_)
+            or (pa.types.is_timestamp(type_) and type_.unit in _UNITS))
+
+
+def _column_bounds(scan: Scan, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+    """(present, NULL counts, mins, maxes) of column ``name`` per kept segment; None unless all are known exactly."""
+    index = scan.source.schema.get_field_index(name)
+    if index < 0 or not _exact(scan.source.schema.field(index).type):
+        return None  # (a segment's type only ever widens to the table's: an integer table column was never a float)
+    if scan.segments is scan.source.segments:
+        present, known, nulls, has_bounds, lows, highs = manifest_of(scan.source).column(name)
+        rows = manifest_of(scan.source).rows
+    else:
+        segments = scan.segments
+        rows = np.array([s.rows for s in segments], dtype=np.int64)
+        present = np.array([name in s.schema.names for s in segments], dtype=bool)
+        stats = [s.columns.get(name) if p else None for s, p in zip(segments, present)]
+        known = np.array([c is not None for c in stats], dtype=bool)
+        nulls = np.array([c.null_count if c is not None else 0 for c in stats], dtype=np.int64)
+        has_bounds = np.array([c is not None and c.min is not None and c.max is not None for c in stats], dtype=bool)
+        lows = np.array([c.min if c is not None else None for c in stats], dtype=object)
+        highs = np.array([c.max if c is not None else None for c in stats], dtype=object)
+    if np.any(present & ~known & (rows > 0)):
+        return None
+    valued = present & (rows > nulls)
+    if np.any(valued & ~has_bounds):
+        return None
+    nulls = np.where(present, nulls, rows)  # a segment written before the column existed holds only NULLs
+    return valued, nulls, lows[valued], highs[valued]
+
+
+def _bounded_answer(func: str, rows: np.ndarray, valued: np.ndarray, nulls: np.ndarray, lows: np.ndarray,
+                    highs: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """``func`` (min, max or count) of a column from its per-segment bounds and NULL counts."""
+    if func == "count":
+        return pa.array([int((rows - nulls).sum())], pa.int64())
+    if not valued.any():
+        return pa.nulls(1, type_)
+    value = min(lows) if func == "min" else max(highs)
+    return pa.array([value], type_)
 
 
 def _source(plan: Plan) -> tuple[Scan | None, dict[str, str]]:

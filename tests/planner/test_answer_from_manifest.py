@@ -1,4 +1,4 @@
-"""count(*) and min/max of the time column answered from the manifest: same answers as DuckDB, no segment read."""
+"""count(*) and min/max of the time column or an integer column answered from the manifest: as DuckDB, no read."""
 
 from __future__ import annotations
 
@@ -22,12 +22,16 @@ ANSWERED = [
     "SELECT count(*) FROM events WHERE timestamp BETWEEN TIMESTAMP '2026-11-02 01:00:00' AND TIMESTAMP '2026-11-02 09:00:00'",
     "SELECT count(*) AS n, min(timestamp) AS lo FROM events WHERE timestamp >= TIMESTAMP '2027-01-01 00:00:00'",
     "SELECT count(*) * 2 AS twice FROM events",
+    "SELECT max(latency_ms) FROM events",  # an integer in every segment of these four hours: exact bounds
+    'SELECT min("http.status_code") AS lo, max(bytes) AS hi, count(bytes) AS n, count(*) AS c FROM events',
+    "SELECT min(bytes) AS lo, max(timestamp) AS hi FROM events WHERE timestamp >= TIMESTAMP '2026-11-02 01:00:00'",
 ]
 SCANNED = [
     "SELECT count(*) FROM events WHERE timestamp >= TIMESTAMP '2026-11-02 01:30:00'",  # cuts a segment
     "SELECT count(*) FROM events WHERE latency_ms > 100",
     "SELECT service, count(*) FROM events GROUP BY service",
-    "SELECT max(latency_ms) FROM events",
+    "SELECT max(service) FROM events",  # string bounds are not trusted
+    "SELECT count(DISTINCT bytes) FROM events",
 ]
 
 

@@ -31,6 +31,7 @@ def loaded(ray_session, tmp_path_factory):
     oracle.execute("SET TimeZone = 'UTC'")
     oracle.register("events", rows)
     db = engine.connect(root)
+    db.queries.local_bytes = 0  # these tests are about the workers: every stage goes to them, however small
     yield db, oracle, root
     db.close()
 
@@ -58,6 +59,20 @@ def test_explain_analyze_in_sql_reports_stages_and_workers(loaded):
     assert "Aggregate [partial]" in text and "Aggregate [final]" in text
     assert re.search(r"worker worker-\d+/\w+: fragments=\d+ segments=\d+ rows_read=\d+ bytes_read=\d+", text)
     assert "Total:" in text
+
+
+def test_a_small_stage_runs_in_the_driver_and_starts_no_worker(loaded):
+    db, oracle, root = loaded
+    small = engine.connect(root)  # the default: a stage reading this little runs in the driver
+    try:
+        text = small.explain(ONE_HOUR, analyze=True)
+        assert re.search(r"worker driver: fragments=1 segments=2 rows_read=\d+ bytes_read=[1-9]\d*", text), text
+        assert small.queries._pool is None
+        assert_same(small.sql(ONE_HOUR), oracle.sql(ONE_HOUR).to_arrow_table(), ordered=True, query=ONE_HOUR)
+        small.queries.local_bytes = 1  # a stage over this budget goes to the workers
+        assert "worker worker-" in small.explain(ONE_HOUR, analyze=True)
+    finally:
+        small.close()
 
 
 def test_plain_explain_does_not_run(loaded):
@@ -142,6 +157,7 @@ def test_worker_dying_with_several_fragments_is_replaced_once(loaded):
     """One worker, several fragments on it: every one of them fails when it dies, one replacement serves all."""
     db, oracle, _ = loaded
     queries = QueryEngine(db.store, db.catalog, db.namespace, workers=1)
+    queries.local_bytes = 0
     try:
         query = ("SELECT service, count(*), sum(bytes) FROM events WHERE timestamp < TIMESTAMP '2026-11-02 03:00:00' "
                  "GROUP BY service")
@@ -181,7 +197,7 @@ def test_query_over_its_timeout_is_cancelled_and_frees_workers(loaded):
     db.queries.fault_delay = 30.0
     try:
         with pytest.raises(QueryTimeout, match="timeout"):
-            db.sql("SELECT count(bytes) FROM events", timeout=0.5)  # a scan (count(*) is answered from the manifest)
+            db.sql("SELECT sum(bytes) FROM events", timeout=0.5)  # a scan (counts are answered from the manifest)
     finally:
         db.queries.fault_delay = 0.0
     pool = db.queries.pool
@@ -195,10 +211,11 @@ def test_query_over_its_timeout_is_cancelled_and_frees_workers(loaded):
 def test_session_default_timeout(loaded):
     _, _, root = loaded
     db = engine.connect(root, timeout=0.3)
+    db.queries.local_bytes = 0
     db.queries.fault_delay = 30.0
     try:
         with pytest.raises(QueryTimeout):
-            db.sql("SELECT count(bytes) FROM events")
+            db.sql("SELECT sum(bytes) FROM events")
     finally:
         db.close()
 

@@ -42,6 +42,7 @@ def joined_db(ray_session, tmp_path_factory):
     load_tables(store, {"services": SERVICES, "hosts": HOSTS, "no_services": SERVICES.slice(0, 0)}, rows_per_segment=3)
     db = engine.connect(root)
     db.queries.broadcast_bytes = 30_000
+    db.queries.local_bytes = 0  # joins are about broadcasts and shuffles between workers: never run a stage here
     db.register("tiers", TIERS)
     oracle = duckdb.connect()
     oracle.execute("SET TimeZone = 'UTC'")

@@ -29,7 +29,7 @@ def test_queries_over_s3(ray_session, s3_options):
             ours, theirs = entry if isinstance(entry, tuple) else (entry, entry)
             got = db.sql(ours)
             assert_same(got, oracle.sql(theirs).to_arrow_table(), ordered=" ORDER BY " in ours.upper(), query=ours)
-        text = db.explain("SELECT count(bytes) FROM events WHERE timestamp >= TIMESTAMP '2026-11-02 02:00:00' "
+        text = db.explain("SELECT sum(bytes) FROM events WHERE timestamp >= TIMESTAMP '2026-11-02 02:00:00' "
                           "AND timestamp < TIMESTAMP '2026-11-02 03:00:00'", analyze=True)
         assert "segments=2/28 (pruned: 26 by time" in text
     finally:

@@ -46,6 +46,7 @@ def tpch(request, ray_session, tmp_path_factory):
     ingest_tables(db, tables, batches=BATCHES)
     db.queries.workers = 2
     db.queries.broadcast_bytes = broadcast_bytes
+    db.queries.local_bytes = 0  # exercise the workers (shuffles, broadcasts), not the driver's fast path
     oracle = duckdb.connect()
     for name, table in tables.items():
         oracle.register(name, table)

@@ -95,14 +95,16 @@ def _prepare(table: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
     """Cast inputs whose states need it: booleans summed as integers, decimals' variance taken over doubles.
 
     An integer summed or averaged also gets a double copy, whose sum tells
-    whether the integer sum fits in int64.
+    whether the integer sum fits in int64, unless its values are too small
+    for any sum of them to leave int64 (the final merge checks the sum of
+    the fragments' sums itself).
     """
     for call in calls:
         if call.arg is None:
             continue
         column = table.column(call.arg)
         if call.func in ("sum", "avg") and pa.types.is_integer(column.type) \
-                and f"{call.arg}{_AS_DOUBLE}" not in table.column_names:
+                and f"{call.arg}{_AS_DOUBLE}" not in table.column_names and _may_overflow(column):
             table = table.append_column(f"{call.arg}{_AS_DOUBLE}", column.cast(pa.float64(), safe=False))
         if call.func in ("sum", "avg") and pa.types.is_boolean(column.type):
             table = table.set_column(table.schema.get_field_index(call.arg), call.arg, column.cast(pa.int64()))
@@ -112,13 +114,18 @@ def _prepare(table: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
     return table
 
 
+def _may_overflow(column: pa.ChunkedArray) -> bool:
+    """Whether some sum of ``column``'s integers could leave int64 (its largest magnitude times its count)."""
+    bounds = pc.min_max(column)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low is None:
+        return False
+    return max(abs(low), abs(high)) * (len(column) - column.null_count) >= 2**63
+
+
 def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) -> pa.Table:
     """One row of state columns (``<aggregate>__<state>``) per group of ``keys``."""
     table = signed_zeros_as_one(_prepare(table, calls), keys)
-    group_keys = list(keys)
-    if not keys:
-        table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
-        group_keys = [_KEY]
     specs, names, seen = [], [], {}
     for call in calls:
         for suffix, func, options, column in _state_specs(call, table.schema):
@@ -128,7 +135,7 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
                 specs.append(([] if column is None else column, func, options) if options is not None
                              else ([] if column is None else column, func))
             names.append((f"{call.name}__{suffix}", func if column is None else f"{column}_{func}"))
-    grouped = table.group_by(group_keys, use_threads=False).aggregate(specs)
+    grouped = table.group_by(list(keys), use_threads=False).aggregate(specs) if keys else _one_group(table, specs)
     columns, built = {}, {}
     for name, output in names:  # Acero names them <column>_<function>
         suffix = name.rsplit("__", 1)[1]
@@ -141,8 +148,33 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
     out = {k: grouped.column(k) for k in keys}
     out.update(columns)
     if not out:
-        return pa.table({_KEY: grouped.column(_KEY)})
+        return pa.table({_KEY: pa.array(np.zeros(grouped.num_rows, dtype=np.int8))})
     return pa.table(out)
+
+
+def _one_group(table: pa.Table, specs: list[tuple]) -> pa.Table:
+    """The states of a global aggregate, one row named as Acero names them.
+
+    Acero's scalar aggregation does what it can (many times faster than a
+    hash aggregation over a constant key); the distinct values and the
+    value lists, which only its hash kernels collect, are made directly.
+    """
+    scalar = [spec for spec in specs if spec[1] not in ("distinct", "list")]
+    grouped = table.group_by([], use_threads=False).aggregate(scalar) if scalar else pa.table({})
+    columns = {name: grouped.column(name) for name in grouped.column_names}
+    for spec in specs:
+        column, func = spec[0], spec[1]
+        if func == "distinct":
+            values = pc.unique(table.column(column))
+            columns[f"{column}_distinct"] = _one_list(values.drop_null() if values.null_count else values)
+        elif func == "list":
+            columns[f"{column}_list"] = _one_list(_combined(table.column(column)))
+    return pa.table(columns)
+
+
+def _one_list(values: pa.Array) -> pa.Array:
+    """A one-row list array holding ``values``."""
+    return pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
 
 
 def signed_zeros_as_one(table: pa.Table, names) -> pa.Table:
@@ -170,6 +202,7 @@ def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
         table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
         table = pa.concat_tables([table, _null_row(table.schema)])
         group_keys = [_KEY]
+    table = _double_sums(table, calls)
     specs, seen = [], set()
     for call in calls:
         for suffix, func, options in _merge_specs(call, table.schema):
@@ -187,6 +220,28 @@ def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
     for call in calls:
         out[call.name] = _finish(merged, call, table, ids, schema)
     return pa.table(out) if out else pa.table({_KEY: merged.column(_KEY)}).select([])
+
+
+def _double_sums(states: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
+    """``states`` with a double sum beside every integer sum, so that the merge can tell a total outside int64.
+
+    A fragment whose values could not overflow sent no double sum: its
+    integer sum is exact, and stands in.
+    """
+    for call in calls:
+        if call.func not in ("sum", "avg") or call.distinct or f"{call.name}__s" not in states.column_names:
+            continue
+        sums = states.column(f"{call.name}__s")
+        if not pa.types.is_integer(sums.type):
+            continue
+        doubles = sums.cast(pa.float64(), safe=False)
+        name = f"{call.name}__f"
+        if name in states.column_names:
+            index = states.schema.get_field_index(name)
+            states = states.set_column(index, name, pc.coalesce(states.column(name), doubles))
+        else:
+            states = states.append_column(name, doubles)
+    return states
 
 
 _ROW = "__row"

@@ -189,6 +189,22 @@ def test_integer_sums_never_wrap_silently():
         aggregate.final(states, ("k",), calls[:1])
 
 
+@pytest.mark.parametrize("keys", [(), ("k",)])
+def test_sums_of_fragments_too_small_to_overflow_alone_are_still_checked(keys):
+    """A fragment whose values cannot overflow sends no double sum; the merge still sees the total leave int64."""
+    value = 6 * 10**18
+    data = pa.table({"k": ["a", "a"], "v": pa.array([value, value], pa.int64())})
+    calls = (AggCall("s", "sum", "v"), AggCall("a", "avg", "v"))
+    parts = [aggregate.partial(data.slice(i, 1), keys, calls) for i in range(2)]
+    assert all("s__f" not in part.column_names for part in parts)  # one value each: their sums fit
+    states = pa.concat_tables(parts)
+    assert aggregate.final(states, keys, calls[1:]).column("a").to_pylist() == [float(value)]
+    with pytest.raises(QueryFailed, match="exceeds the BIGINT range"):
+        aggregate.final(states, keys, calls[:1])
+    whole = aggregate.final(aggregate.partial(data.slice(0, 1), keys, calls), keys, calls)
+    assert whole.column("s").to_pylist() == [value] and whole.column("a").to_pylist() == [float(value)]
+
+
 def test_bytes_read_counts_the_columns_a_filter_tests(tmp_path):
     """A filtered count outputs no column but reads the filtered one: its bytes count (they read 0 before)."""
     from engine.query.executor import run_fragment
