@@ -62,7 +62,8 @@ class FaultPlan:
     def set(self, rate: float, weights: dict[str, float] | None = None, slow: tuple[float, float] = (0.1, 1.0)) -> None:
         """Make every process inject faults into ``rate`` of its S3 calls, of kinds drawn by ``weights``."""
         os.makedirs(os.path.join(self.folder, "counts"), exist_ok=True)
-        plan = {"rate": rate, "weights": weights or {k: 1.0 for k in S3_FAULTS}, "slow": list(slow)}
+        default = {k: 4.0 if k == "conflict_409" else 1.0 for k in S3_FAULTS}  # 409s: conditional puts only
+        plan = {"rate": rate, "weights": weights or default, "slow": list(slow)}
         temporary = os.path.join(self.folder, f".plan-{os.getpid()}")
         with open(temporary, "w") as handle:
             json.dump(plan, handle)
