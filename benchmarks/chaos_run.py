@@ -371,8 +371,9 @@ class _Run:
                                f"{sorted(missing)[:5]}")
 
     def query_failed(self, text: str) -> None:
-        """Count a failed query; a violation if a file it was told is missing really is gone."""
+        """Count a failed query (and why); a violation if a file it was told is missing really is gone."""
         self.queries["failed"] += 1
+        self.queries["failed: " + text.split(":", 1)[0]] += 1
         missing = re.search(r"FileNotFoundError: (\S+\.parquet)", text)
         if missing is None:
             return
