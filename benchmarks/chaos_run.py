@@ -84,7 +84,7 @@ class ChaosConfig:
     disk_full_for: float = 5.0
     query_every: float = 1.0
     maintain_every: float = 5.0
-    vacuum_grace: float = 60.0  # longer than a query may take (30 s), so no query loses a file
+    vacuum_grace: float = 120.0  # longer than a query may take (60 s), so no query loses a file
     kill_weights: dict[str, float] = field(default_factory=lambda: dict(KILL_WEIGHTS))
     seed: int = 20261206
 
@@ -177,7 +177,7 @@ class _Run:
         self.local = _Lane("disk", os.path.join(self.disk.folder, "warehouse"), {}, self.faults,
                            self.disk.emulated, config.partitions)
         self.lanes = (self.s3, self.local)
-        self.queries_engine = QueryEngine(self.s3.store, Catalog(self.s3.store), "default", timeout=30.0)
+        self.queries_engine = QueryEngine(self.s3.store, Catalog(self.s3.store), "default", timeout=60.0)
         self.base_us = int(time.time() * 1e6) - 3600 * 10**6
 
     # -- writers ---------------------------------------------------------------------------
@@ -450,10 +450,16 @@ class _Run:
         while time.monotonic() < end:
             acked = {b.split("-")[0] for b in self.acks()}
             if len(acked) == self.config.writers:
-                self.say(f"warm: {self.config.writers} writers acknowledged; chaos starts")
-                return
+                break
             time.sleep(0.5)
-        self.say("warm-up timed out: starting the chaos anyway")
+        while time.monotonic() < end:  # the query workers started, so the first checked query is not their start
+            try:
+                self.queries_engine.sql(f"SELECT count(*) AS n FROM {TABLE}")
+                break
+            except Exception as exc:
+                self.say(f"warm-up query failed ({type(exc).__name__}); again")
+        self.say(f"warm: {len({b.split('-')[0] for b in self.acks()})} of {self.config.writers} writers "
+                 "acknowledged, query workers up; chaos starts")
 
     def report_progress(self, started: float) -> None:
         faults = sum(injected(self.faults).values())
