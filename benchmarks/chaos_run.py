@@ -16,8 +16,8 @@ test_chaos_short.py``).  For ``seconds``:
   the query began present;
 - a killer SIGKILLs ingest owners, the compaction actor, query workers and
   writer processes, ``kills`` times in all, and times each recovery;
-- S3 faults come in phases (calm, faults at ``s3_fault_rate``, a storm at
-  four times that) and the local disk is filled to its last byte every
+- S3 faults come in phases (faults at ``s3_fault_rate``, a storm at four
+  times that, calm) and the local disk is filled to its last byte every
   ``disk_full_every`` seconds for ``disk_full_for``.
 
 Then writers stop, faults end, one last compaction and a vacuum with no
@@ -392,7 +392,7 @@ class _Run:
     # -- faults ---------------------------------------------------------------------------------
     def s3_phases(self) -> None:
         rate = self.config.s3_fault_rate
-        phases = [("calm", 0.0), ("faults", rate), ("storm", min(4 * rate, 0.5))]
+        phases = [("faults", rate), ("storm", min(4 * rate, 0.5)), ("calm", 0.0)]
         index = 0
         while not self.done.is_set():
             name, current = phases[index % len(phases)]

@@ -16,7 +16,7 @@ def test_a_short_chaos_run_loses_nothing_acknowledged_and_stores_nothing_twice(s
     bucket = f"chaos-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
     config = ChaosConfig(workdir=str(tmp_path), endpoint=s3_server, bucket=bucket, seconds=15.0, kills=6,
-                         writers=2, partitions=2, rows=10, s3_fault_rate=0.05, phase_seconds=3.0,
+                         writers=2, partitions=2, rows=10, s3_fault_rate=0.1, phase_seconds=4.0,
                          disk_mb=16, disk_full_every=5.0, disk_full_for=2.0, maintain_every=3.0)
     lines: list[str] = []
     result = run_chaos(config, progress=lines.append)
