@@ -15,7 +15,9 @@ Once ``checkpoint_interval`` versions have passed since the last checkpoint
 the committer also writes ``<N:020d>.checkpoint.json`` with the whole state,
 so opening a partition reads one listing, one checkpoint and at most
 ``checkpoint_interval`` commits (a crash before a checkpoint only moves it to
-the next commit).
+the next commit).  A checkpoint folds the offsets of finished sources (a
+file read to its end) into a compact set of digests (``storage.finished``),
+so the offsets a partition carries do not grow with the files it has taken.
 
 Every record carries a unique ``id``; a state remembers the ids of its recent
 commits, so a commit whose put landed but was reported as failed (a lost
@@ -35,6 +37,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 
 from storage.errors import CommitConflict, Fenced, PetrelError, SchemaConflict, SegmentMissing
+from storage.finished import FinishedSources
 from storage.objectstore import ObjectStore
 from storage.schema import schema_changes, schema_from_json, schema_to_json, unify
 from storage.segment import SegmentEntry
@@ -70,6 +73,8 @@ class PartitionState:
     schema: pa.Schema | None = None
     committed_at: float = 0.0
     commit_ids: dict[str, int] = field(default_factory=dict)
+    # sources read to their end, folded out of ``offsets`` by a checkpoint
+    finished: FinishedSources = field(default_factory=FinishedSources)
     # bookkeeping of the reader, not of the log: the version of the checkpoint
     # this state was read from or last wrote (-1: none), never serialized
     last_checkpoint: int = field(default=-1, compare=False)
@@ -93,6 +98,7 @@ class PartitionState:
             "schema": schema_to_json(self.schema) if self.schema is not None else None,
             "committed_at": self.committed_at,
             "commit_ids": list(self.commit_ids.items()),
+            "finished": self.finished.to_json(),
         }
 
     @classmethod
@@ -109,7 +115,13 @@ class PartitionState:
             schema=schema_from_json(record["schema"]) if record.get("schema") else None,
             committed_at=float(record.get("committed_at") or 0.0),
             commit_ids={k: int(v) for k, v in record.get("commit_ids") or ()},  # older checkpoints have none
+            finished=FinishedSources.from_json(record.get("finished")),
         )
+
+    def folded(self) -> PartitionState:
+        """This state with the offsets of finished sources folded into ``finished`` (what a checkpoint keeps)."""
+        finished, offsets = self.finished.fold(self.offsets)
+        return self if finished is self.finished else replace(self, finished=finished, offsets=offsets)
 
 
 def _apply(
@@ -162,6 +174,7 @@ def _apply(
         schema=schema,
         committed_at=when,
         commit_ids=commit_ids,
+        finished=state.finished,
         last_checkpoint=state.last_checkpoint,
     )
 
@@ -453,16 +466,22 @@ class PartitionLog:
     def _checkpoint_after_commit(self, state: PartitionState) -> PartitionState:
         """Checkpoint ``state``; a failure is logged, never raised: the commit is durable already."""
         try:
-            self.write_checkpoint(state)
+            folded = self.write_checkpoint(state)
         except Exception as exc:
             logger.warning("partition %s of %s: checkpoint at version %s failed (%s); the next commit retries it",
                            self.partition, self.table_path, state.version, exc)
             return state
-        return replace(state, last_checkpoint=state.version)
+        return replace(folded, last_checkpoint=state.version)
 
-    def write_checkpoint(self, state: PartitionState) -> None:
-        """Record the whole state at its version (a lost race to write it is harmless)."""
+    def write_checkpoint(self, state: PartitionState) -> PartitionState:
+        """Record the whole state at its version, finished sources folded (a lost race to write it is harmless).
+
+        Returns the folded state: the same partition as ``state``, as every
+        reader of the checkpoint will see it.
+        """
+        folded = state.folded()
         try:
-            self.store.put_if_absent(self.checkpoint_path(state.version), json.dumps(state.to_json()).encode())
+            self.store.put_if_absent(self.checkpoint_path(state.version), json.dumps(folded.to_json()).encode())
         except CommitConflict:
             pass
+        return folded

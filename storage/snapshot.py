@@ -12,12 +12,13 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from storage.catalog import TableMeta
+from storage.finished import FinishedSources
 from storage.log import PartitionLog, PartitionState
 from storage.objectstore import ObjectStore
 from storage.schema import unify
@@ -34,6 +35,7 @@ class Snapshot:
     schema: pa.Schema
     offsets: dict[int, dict[str, Any]]
     batch_ids: dict[int, dict[str, int]]  # per partition: recent batch id -> the version that committed it
+    finished: dict[int, FinishedSources] = field(default_factory=dict)  # per partition: sources read to their end
 
     @property
     def rows(self) -> int:
@@ -81,6 +83,7 @@ def assemble(meta: TableMeta, states: list[PartitionState]) -> Snapshot:
         schema=schema,
         offsets={st.partition: st.offsets for st in states},
         batch_ids={st.partition: st.batch_ids for st in states},
+        finished={st.partition: st.finished for st in states},
     )
 
 

@@ -8,7 +8,9 @@ none — with batch id ``<source>@<version>#k`` and the source offset
 committed in the same commit as the rows, through the same client path as
 ``session.ingest`` (fit, route, deliver).  So each partition's log says how far it got through each file:
 
-- a file every partition has marked done is skipped;
+- a file every partition has marked done is skipped (a partition's
+  checkpoint folds a finished file's record into its finished sources,
+  which still say so: the offsets kept do not grow with the files taken);
 - otherwise the run resumes at the lowest chunk any partition lacks, cutting
   the file as the first run did, and a partition that already has a chunk
   acknowledges it without writing.
@@ -53,12 +55,13 @@ from engine.ingest.client import Ingestion, TableClient
 from engine.ingest.offsets import FileOffset, SequenceRange
 from engine.ingest.rejected import rejected_batch_id
 from storage.errors import IngestError
-from storage.snapshot import load_snapshot
+from storage.snapshot import Snapshot, load_snapshot
 
 CHUNK_ROWS = 200_000
 CHUNK_BYTES = 32 << 20
 _FORMATS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _COMPRESSIONS = (".gz", ".bz2", ".zst", ".xz")
+_FOLDED_CHUNK = 1 << 62  # a folded file has every chunk; never the lowest one a partition lacks
 
 
 @dataclass
@@ -199,12 +202,12 @@ def ingest_files(
     if storage_options is None and ingestion.store.protocol != "file":
         storage_options = ingestion.store.storage_options
     files = expand(paths, storage_options)
-    offsets = load_snapshot(ingestion.store, meta).offsets
+    snapshot = load_snapshot(ingestion.store, meta)
     receipt = FilesReceipt()
     started = time.monotonic()
     for number, (fs, path, source) in enumerate(files, 1):
         version = file_version(fs, path)
-        committed = [_of_version(offsets.get(p, {}).get(source), version) for p in range(meta.partitions)]
+        committed = [_committed(snapshot, p, source, version) for p in range(meta.partitions)]
         resume = _resume_point(committed, lambda: _rejects_reached(ingestion, table, source, version))
         if resume is None:
             receipt.skipped.append(source)
@@ -251,9 +254,15 @@ def _resume_point(committed: list[Any], rejects_reached: Callable[[], int]) -> i
     return resume
 
 
-def _of_version(recorded: Any, version: str) -> Any:
-    """A partition's record for a file if it is of this version of the file, else None (another file, in effect)."""
-    return recorded if isinstance(recorded, dict) and recorded.get("version", "") == version else None
+def _committed(snapshot: Snapshot, partition: int, source: str, version: str) -> Any:
+    """A partition's record for this version of a file, else None (another version is another file, in effect)."""
+    recorded = snapshot.offsets.get(partition, {}).get(source)
+    if isinstance(recorded, dict) and recorded.get("version", "") == version:
+        return recorded
+    finished = snapshot.finished.get(partition)
+    if finished is not None and finished.contains(source, version):  # folded by a checkpoint: wholly stored
+        return {"version": version, "chunk": _FOLDED_CHUNK, "done": True}
+    return None
 
 
 def _rejects_reached(ingestion: Ingestion, table: str, source: str, version: str) -> int:

@@ -22,12 +22,19 @@ Kinds:
 
 A new kind subclasses :class:`Offset`: ``record`` (the JSON the log keeps
 under ``source``, merged with what it kept before) and ``covered_by``.
+
+A record that says ``"finished": true`` (with the ``"version"`` it was) is
+folded by the log's next checkpoint into the partition's finished sources
+(``storage.finished``) and leaves ``offsets``; an offset of such a source is
+then covered through :meth:`Offset.folded_in`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from storage.finished import FinishedSources
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,10 @@ class Offset:
     def record(self, recorded: Any) -> Any:
         """The JSON the log keeps for this source once this position is committed on top of ``recorded``."""
         raise NotImplementedError
+
+    def folded_in(self, finished: FinishedSources) -> bool:
+        """Whether a checkpoint folded this source into ``finished`` at a point covering this position."""
+        return False
 
 
 @dataclass(frozen=True)
@@ -101,8 +112,13 @@ class FileOffset(Offset):
     """Chunk ``chunk`` (0-based) of one version of a file, of ``layout``'s cutting; ``last``: the file's last chunk.
 
     The log keeps ``{"version": ..., "chunk": k + 1, "done": bool, "layout": ...,
-    "rejected": bool}``: chunks reached, whether that was the whole file, how
-    it was cut, and whether chunk k had rejected rows.  A chunk of another
+    "rejected": bool, "finished": bool}``: chunks reached, whether that was the
+    whole file, how it was cut, and whether chunk k had rejected rows.  A
+    file done without rejected rows in its last chunk is ``finished``: a
+    checkpoint folds it into the partition's finished sources, where it
+    still covers every chunk of this version (a done file whose last chunk
+    had rejected rows keeps its record: ``files`` reads it to check that
+    those rows landed in the rejected-rows table).  A chunk of another
     version of the file (rewritten under the same name) is never covered by
     this one's record (see ``files``: the version is the ETag, or size and
     modification time).
@@ -121,12 +137,22 @@ class FileOffset(Offset):
 
     def record(self, recorded: Any) -> Any:
         return {"version": self.version, "chunk": self.chunk + 1, "done": self.last, "layout": self.layout,
-                "rejected": self.rejected}
+                "rejected": self.rejected, "finished": self.last and not self.rejected}
+
+    def folded_in(self, finished: FinishedSources) -> bool:
+        return finished.contains(self.source, self.version)
 
 
-def covered(offsets: tuple[Offset, ...] | list[Offset], recorded: dict[str, Any]) -> bool:
-    """Whether the log's ``recorded`` offsets cover every one of ``offsets`` (False when there are none)."""
-    return bool(offsets) and all(o.covered_by(recorded.get(o.source)) for o in offsets)
+def covered(
+    offsets: tuple[Offset, ...] | list[Offset], recorded: dict[str, Any], finished: FinishedSources | None = None
+) -> bool:
+    """Whether the log's ``recorded`` offsets (and ``finished`` sources) cover every one of ``offsets``.
+
+    False when there are none.
+    """
+    return bool(offsets) and all(
+        o.covered_by(recorded.get(o.source)) or (finished is not None and o.folded_in(finished)) for o in offsets
+    )
 
 
 def records(offsets: list[Offset], recorded: dict[str, Any]) -> dict[str, Any]:

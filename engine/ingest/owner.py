@@ -189,7 +189,7 @@ class PartitionOwner:
 
     def committed(self, batch_id: str, offsets: tuple[Offset, ...] = ()) -> bool:
         """Whether the log already holds this batch id, or every one of these source offsets."""
-        return self.state.has_batch(batch_id) or covered(offsets, self.state.offsets)
+        return self.state.has_batch(batch_id) or covered(offsets, self.state.offsets, self.state.finished)
 
     def pending(self, batch_id: str) -> Append | None:
         """The append of ``batch_id`` buffered or being flushed, if any."""

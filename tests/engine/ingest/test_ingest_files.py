@@ -16,7 +16,10 @@ import pytest
 
 import engine.ingest.files as files
 from engine.file_access import FileAccess
+from engine.ingest.offsets import FileOffset, covered
 from storage.errors import IngestError
+from storage.finished import FinishedSources
+from storage.snapshot import load_snapshot
 from tests.engine.ingest.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -60,6 +63,35 @@ def test_a_file_rewritten_under_the_same_name_is_ingested_again_once(db, tmp_pat
     again = db.ingest_files("logs", path, progress=False)
     assert (again.accepted, len(again.skipped)) == (0, 1)
     assert ids(db, "logs") == collections.Counter(list(range(30)) + list(range(100, 140)))
+
+
+def test_files_folded_by_a_checkpoint_are_still_skipped_and_a_rewrite_still_read(db, tmp_path):
+    db.create_table("logs", partitions=2)
+    folder = drop_folder(db, tmp_path)
+    for n in range(3):
+        put(db, f"{folder}f{n}.jsonl", jsonl(event_rows(n * 10, 10)))
+    assert db.ingest_files("logs", folder + "*.jsonl", progress=False).accepted == 30
+    db.vacuum("logs", older_than=0)  # checkpoints every partition: the finished files' offsets are folded
+    snapshot = load_snapshot(db.store, db.table("logs"))
+    assert all(not offsets for offsets in snapshot.offsets.values())
+    assert all(len(finished) == 3 for finished in snapshot.finished.values())
+    again = db.ingest_files("logs", folder + "*.jsonl", progress=False)
+    assert (again.accepted, len(again.skipped)) == (0, 3)
+    put(db, f"{folder}f1.jsonl", jsonl(event_rows(100, 5)))  # a new version of a folded file is a new file
+    assert db.ingest_files("logs", folder + "*.jsonl", progress=False).accepted == 5
+    assert ids(db, "logs") == collections.Counter(list(range(30)) + list(range(100, 105)))
+
+
+def test_an_offset_of_a_folded_file_is_covered_and_another_version_is_not():
+    version = "etag:abc"
+    finished, rest = FinishedSources().fold({"s3://b/a.jsonl": FileOffset("s3://b/a.jsonl", version=version, chunk=2,
+                                                                            last=True).record(None)})
+    assert rest == {}
+    chunk = FileOffset("s3://b/a.jsonl", version=version, chunk=0)
+    assert covered((chunk,), {}, finished) and not covered((chunk,), {})
+    assert not covered((FileOffset("s3://b/a.jsonl", version="etag:new", chunk=0),), {}, finished)
+    with_rejects = FileOffset("s3://b/c.jsonl", version=version, chunk=0, last=True, rejected=True).record(None)
+    assert FinishedSources().fold({"s3://b/c.jsonl": with_rejects})[1] == {"s3://b/c.jsonl": with_rejects}
 
 
 def test_a_file_replaced_after_a_crash_part_way_is_read_from_its_start(db, tmp_path, monkeypatch):
