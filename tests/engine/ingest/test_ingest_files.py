@@ -17,7 +17,7 @@ import pytest
 import engine.ingest.files as files
 from engine.file_access import FileAccess
 from storage.errors import IngestError
-from tests.engine.ingest.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
+from tests.engine.ingest.ingest_fixtures import event_rows, stored
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
