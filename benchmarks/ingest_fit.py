@@ -59,14 +59,15 @@ def main() -> None:
     parse_s = statistics.median(p for p, _ in passes)
     normalize_s = statistics.median(n for _, n in passes)
     total = statistics.median(p + n for p, n in passes)
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(parse.__code__.co_filename))))
     print(f"Fitting {args.events:,} events as JSON lines in batches of {BATCH_ROWS:,}, median of {args.repeat} "
-          f"passes (CPU time), engine of {os.path.dirname(os.path.dirname(os.path.dirname(parse.__code__.co_filename)))}")
+          f"passes (CPU time), the engine of {checkout}")
     print(f"{'step':<12}{'ms per batch':>14}{'events/s':>14}")
     for name, seconds in (("parse", parse_s), ("normalize", normalize_s), ("both", total)):
         print(f"{name:<12}{seconds / len(batches) * 1e3:>14.2f}{args.events / seconds:>14,.0f}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as handle:
-        json.dump({"events": args.events, "batch_rows": BATCH_ROWS, "repeat": args.repeat,
+        json.dump({"events": args.events, "batch_rows": BATCH_ROWS, "repeat": args.repeat, "checkout": checkout,
                    "parse_seconds": round(parse_s, 4), "normalize_seconds": round(normalize_s, 4),
                    "events_per_cpu_second": round(args.events / total),
                    "passes": [[round(p, 4), round(n, 4)] for p, n in passes]}, handle, indent=2)
