@@ -13,6 +13,7 @@ Two kinds of rows are refused before anything parses them:
 - a row nested deeper than ``MAX_DEPTH`` levels (objects and arrays): the
   JSON reader would exhaust its stack on it (pyarrow's crashes the
   process at a depth of about 10,000, Python's raises RecursionError);
+  in JSON lines it is found from the bytes and the schema read (see ``nesting``);
 - a row whose flattening would give one name two values
   (``{"a": {"b": 1}, "a.b": 2}``): nothing is dropped silently.
 """
@@ -28,12 +29,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.json as pajson
 
+from engine.ingest.nesting import MAX_DEPTH, deep_lines, scan_lines, schema_depth
 from engine.ingest.timestamps import describe
 from storage.errors import IngestError
 
 _BISECT_LEAF = 32
 _MIN_BLOCK = 1 << 20
-MAX_DEPTH = 64  # levels of objects and arrays in one row
 
 
 class RowRefused(Exception):
@@ -255,12 +256,6 @@ def _read_json(data: bytes) -> pa.Table:
     return pajson.read_json(io.BytesIO(data), read_options=options)
 
 
-def _longest_line(data: bytes) -> int:
-    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    bounds = np.concatenate(([-1], newlines, [len(data)]))
-    return int(np.diff(bounds).max()) - 1
-
-
 def parse_json_lines(
     data: bytes, max_row_bytes: int, hints: pa.Schema | None = None, time_column: str | None = None
 ) -> Parsed:
@@ -277,23 +272,23 @@ def parse_json_lines(
 
     if not data.strip():
         return Parsed([], {}, 0, raw)
-    deep = _too_deep_lines(data)
-    if not deep and (len(data) <= max_row_bytes or _longest_line(data) <= max_row_bytes):
+    scan = scan_lines(data)
+    if not scan.unsafe and scan.longest <= max_row_bytes:
         try:
             table = _read_json(data)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             table = None
-        if table is not None:
-            expected = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        if table is not None and (not scan.crowded or schema_depth(table.schema) <= MAX_DEPTH):
+            expected = scan.lines - (1 if data.endswith(b"\n") else 0)
             if table.num_rows == expected or table.num_rows == len(lines()):
                 piece = Piece(table, np.arange(table.num_rows, dtype=np.int64), sizes_checked=True)
                 return Parsed([piece], {}, table.num_rows, raw)
-    every = lines()
+    every, deep = _blank_lines_dropped(data, deep_lines(data) if scan.crowded else np.zeros(0, dtype=np.int64))
+    state["lines"] = every
     rejected: dict[int, str] = {}
     kept: list[int] = []
-    deep_lines = {i for i, line in enumerate(every) if deep and _line_depth(line) > MAX_DEPTH}
     for i, line in enumerate(every):
-        if i in deep_lines:
+        if i in deep:
             rejected[i] = _too_deep(MAX_DEPTH + 1)
         elif len(line) > max_row_bytes:
             rejected[i] = f"row is {len(line)} bytes; the limit is {max_row_bytes} bytes — split it or raise max_row_bytes"
@@ -312,42 +307,17 @@ def parse_json_lines(
     return Parsed(pieces, rejected, len(every), raw)
 
 
-def _too_deep_lines(data: bytes) -> bool:
-    """Whether some line may nest deeper than MAX_DEPTH (a quick upper bound: brackets in strings count too)."""
-    codes = np.frombuffer(data, dtype=np.uint8)
-    brackets = np.flatnonzero((codes == 123) | (codes == 91) | (codes == 125) | (codes == 93) | (codes == 10))
-    if len(brackets) <= MAX_DEPTH:
-        return False
-    marks = codes[brackets]
-    newline = marks == 10
-    depth = np.cumsum(np.where((marks == 123) | (marks == 91), 1, np.where(newline, 0, -1)).astype(np.int64))
-    last_newline = np.maximum.accumulate(np.where(newline, np.arange(len(marks)), -1))
-    base = np.where(last_newline >= 0, depth[np.maximum(last_newline, 0)], 0)  # the depth its line began at
-    return bool(np.any(depth - base > MAX_DEPTH))
-
-
-def _line_depth(line: bytes) -> int:
-    """How deep one line nests, brackets inside strings not counted (stops past MAX_DEPTH)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in line:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 92:  # backslash
-                escaped = True
-            elif byte == 34:
-                in_string = False
-        elif byte == 34:
-            in_string = True
-        elif byte in (123, 91):
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_DEPTH:
-                return deepest
-        elif byte in (125, 93):
-            depth -= 1
-    return deepest
+def _blank_lines_dropped(data: bytes, deep: np.ndarray) -> tuple[list[bytes], set[int]]:
+    """The non-blank lines of ``data``, and which of them are the too-deep lines ``deep`` (indices of all lines)."""
+    too_deep = set(deep.tolist())
+    every: list[bytes] = []
+    rows: set[int] = set()
+    for index, line in enumerate(data.split(b"\n")):
+        if line.strip():
+            if index in too_deep:
+                rows.add(len(every))
+            every.append(line)
+    return every, rows
 
 
 def _bisect_lines(lines: list[bytes], kept: list[int], pieces: list[Piece], loose: list, rejected: dict) -> None:

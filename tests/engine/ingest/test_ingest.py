@@ -22,7 +22,7 @@ from engine.ingest.transfer import pack
 from engine.ingest.router import stable_hash
 from storage.errors import IngestTimeout, RejectedRows, TableNotFound
 from storage.snapshot import load_snapshot
-from tests.engine.ingest.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
+from tests.engine.ingest.ingest_fixtures import event_rows, stored
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

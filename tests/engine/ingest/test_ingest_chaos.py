@@ -27,7 +27,7 @@ from engine.ingest.owner import IngestConfig
 from engine.ingest.transfer import pack
 from storage.errors import Fenced, IngestError
 from tests.engine.ingest.store_faults import FAULT_POINTS, FaultyStore
-from tests.engine.ingest.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
+from tests.engine.ingest.ingest_fixtures import event_rows, stored
 
 pytestmark = [pytest.mark.chaos, pytest.mark.usefixtures("ray_session")]
 

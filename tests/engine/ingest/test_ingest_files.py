@@ -20,7 +20,7 @@ from engine.ingest.offsets import FileOffset, covered
 from storage.errors import IngestError
 from storage.finished import FinishedSources
 from storage.snapshot import load_snapshot
-from tests.engine.ingest.ingest_fixtures import db, event_rows, stored  # noqa: F401 - fixture
+from tests.engine.ingest.ingest_fixtures import event_rows, stored
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -12,7 +12,7 @@ import pytest
 from engine.ingest.transfer import SHARED_MIN_BYTES, SharedArea, SharedRows, discard, pack, sweep, unpack
 from engine.ingest.router import stable_hash
 from storage.errors import SharedRowsMissing
-from tests.engine.ingest.ingest_fixtures import FAST, event_rows, stored
+from tests.engine.ingest.ingest_fixtures import event_rows, stored
 
 
 def big_batch(start: int, n: int = 4_000) -> pa.Table:
@@ -59,16 +59,6 @@ def test_a_new_session_removes_the_folders_of_client_processes_that_died(tmp_pat
     assert not dead.exists() and live.exists() and other.exists() and os.path.isdir(area.folder)
     assert sweep(str(tmp_path)) == []
     area.close()
-
-
-@pytest.fixture
-def local_db(tmp_path, ray_session):
-    import engine
-
-    session = engine.connect(str(tmp_path / "warehouse"))
-    session.ingestion.options = FAST
-    yield session
-    session.close()
 
 
 def test_rows_to_an_owner_on_this_machine_travel_through_shared_memory(local_db):
