@@ -77,6 +77,19 @@ class Evaluator:
             self._shapes[key] = None if shape is None else (shape, shared_columns(spec))
         return self._shapes[key]
 
+    def register(self, specs: list[MonitorSpec]) -> None:
+        """Give the columns of ``specs`` their places in their shapes' chunks before their first slots.
+
+        A chunk's SQL changes when a column joins it (and its cached
+        partials with it): registering a scheduler's monitors up front lets
+        the first period already run each chunk's final SQL.
+        """
+        for spec in sorted(specs, key=lambda s: s.name):
+            shaped = self._shape(spec)
+            if shaped is not None and shaped[1] not in self._solo:
+                columns = self._columns.setdefault(shaped[0], {})
+                columns.setdefault(shaped[1], len(columns))
+
     def evaluate(self, due: list[tuple[MonitorSpec, float]]) -> list[SlotOutcome]:
         """The outcome of every (spec, slot) in ``due``."""
         started = time.perf_counter()

@@ -165,6 +165,7 @@ class Scheduler(_Loop):
             specs[name] = kept if kept is not None and self.records.get(name) == record else MonitorSpec.from_record(record)
             if specs[name] is not kept:
                 self._schedule(name, specs[name], now)
+        self.evaluator.register([spec for name, spec in specs.items() if self.specs.get(name) is not spec])
         self.records, self.specs, self.definitions_version = mine, specs, version
 
     def _schedule(self, name: str, spec: MonitorSpec, now: float) -> None:
