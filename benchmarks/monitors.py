@@ -150,6 +150,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
     from engine.monitors.history import ensure_table
     from engine.monitors.service import MonitorService
 
+    load_before = os.getloadavg()
     db = engine.connect(root, maintenance=False)
     tables = [f"events{i}" for i in range(args.tables)]
     for table in tables:
@@ -201,6 +202,8 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         "threshold_to_webhook_p50_s": percentile(delays, 0.5),
         "threshold_to_webhook_p99_s": percentile(delays, 0.99),
         "probe_alerts": len(delays),
+        "load_average_before": [round(x, 1) for x in load_before],
+        "load_average_after": [round(x, 1) for x in os.getloadavg()],  # the machine is shared: other work runs too
         "errors": [e for s in schedulers for e in s["errors"]][:5],
     }
     db.close()
@@ -210,12 +213,14 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
 def show(results: list[dict[str, Any]]) -> None:
     columns = ("monitors", "evaluations_per_min", "queries_per_evaluation", "skipped_slots", "lateness_p50_s",
                "lateness_p99_s", "cpu_ms_per_evaluation", "cache_hit_rate", "threshold_to_webhook_p50_s", "threshold_to_webhook_p99_s",
-               "ingest_rate_per_s")
+               "ingest_rate_per_s", "load_average_after")
     print("  ".join(f"{c:>14}" for c in columns))
     for result in results:
         cells = []
         for column in columns:
             value = result[column]
+            if isinstance(value, list):
+                value = value[0]
             cells.append(f"{value:>14.3f}" if isinstance(value, float) else f"{str(value):>14}")
         print("  ".join(cells))
 

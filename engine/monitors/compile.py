@@ -189,25 +189,42 @@ def shape_of(spec: MonitorSpec) -> SharedShape | None:
     return SharedShape(spec.table, spec.time_column, groups, spec.window, spec.delay)
 
 
-def shared_sql(specs: list[MonitorSpec], start: float | None, end: float | None) -> str:
-    """One query over ``[start, end)`` giving, per group, ``v<i>`` (the value) and ``n<i>`` (rows seen) of each spec."""
-    first = _parse(specs[0].query, specs[0].name)
-    columns: list[exp.Expression] = []
+def shared_columns(spec: MonitorSpec) -> tuple[str, str]:
+    """The SQL of ``spec``'s value and of its rows-seen count in a shared scan (its WHERE moved into both).
+
+    Monitors of one shape whose pairs are equal compute the same numbers, so
+    a shared scan computes each distinct pair once.
+    """
+    select = _parse(spec.query, spec.name)
+    where = select.args.get("where")
+    condition = where.this if where is not None else None
+    value = select.expressions[-1]
+    value = value.unalias() if isinstance(value, exp.Alias) else value
+    seen = exp.CountIf(this=condition.copy()) if condition is not None else exp.Count(this=exp.Star())
+    return without_filter_clauses(value, condition).sql(DIALECT), seen.sql(DIALECT)
+
+
+def shape_sql(spec: MonitorSpec, columns: list[tuple[str, str]], start: float | None, end: float | None) -> str:
+    """One query over ``[start, end)`` of ``spec``'s shape giving, per group ``g<j>``, ``v<i>`` and ``n<i>`` of each pair.
+
+    ``columns`` are :func:`shared_columns` pairs of monitors with ``spec``'s shape.
+    """
+    first = _parse(spec.query, spec.name)
+    selected: list[exp.Expression] = []
     groups = [(g.unalias() if isinstance(g, exp.Alias) else g) for g in first.expressions[:-1]]
     for index, group in enumerate(groups):
-        columns.append(exp.alias_(group.copy(), f"g{index}", quoted=True))
-    for index, spec in enumerate(specs):
-        select = _parse(spec.query, spec.name)
-        where = select.args.get("where")
-        condition = where.this if where is not None else None
-        value = select.expressions[-1]
-        value = value.unalias() if isinstance(value, exp.Alias) else value
-        columns.append(exp.alias_(without_filter_clauses(value, condition), f"v{index}", quoted=True))
-        seen = exp.CountIf(this=condition.copy()) if condition is not None else exp.Count(this=exp.Star())
-        columns.append(exp.alias_(seen, f"n{index}", quoted=True))
-    query = exp.select(*columns).from_(exp.to_table(specs[0].table, quoted=True))
+        selected.append(exp.alias_(group.copy(), f"g{index}", quoted=True))
+    for index, (value, seen) in enumerate(columns):
+        selected.append(exp.alias_(sqlglot.parse_one(value, read=DIALECT), f"v{index}", quoted=True))
+        selected.append(exp.alias_(sqlglot.parse_one(seen, read=DIALECT), f"n{index}", quoted=True))
+    query = exp.select(*selected).from_(exp.to_table(spec.table, quoted=True))
     if start is not None:
-        query = query.where(_time_range(specs[0], start, end), copy=False)
+        query = query.where(_time_range(spec, start, end), copy=False)
     if groups:
         query = query.group_by(*[g.copy() for g in groups], copy=False)
     return query.sql(DIALECT)
+
+
+def shared_sql(specs: list[MonitorSpec], start: float | None, end: float | None) -> str:
+    """One query over ``[start, end)`` giving, per group, ``v<i>`` (the value) and ``n<i>`` (rows seen) of each spec."""
+    return shape_sql(specs[0], [shared_columns(spec) for spec in specs], start, end)

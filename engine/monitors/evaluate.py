@@ -2,10 +2,16 @@
 
 :class:`Evaluator` takes (spec, slot) pairs and returns one
 :class:`SlotOutcome` each.  Monitors with the same shape (table, group
-columns, window, delay) due at the same slot are evaluated by one query that
-computes all their values (:func:`engine.monitors.compile.shared_sql`), in
-chunks of ``MAX_SHARED`` monitors.  If a shared query fails, its monitors
-are run one by one so that one broken monitor puts only itself in ERROR.
+columns, window, delay) due at the same slot are evaluated by one query
+(:func:`engine.monitors.compile.shape_sql`).  Monitors whose value and WHERE
+are the same compute the same numbers, so each distinct pair is one column
+of its shape, numbered in the order first met; a shape's columns are cut
+into chunks of ``MAX_SHARED``, and one slot runs every column of each chunk
+it needs.  The SQL of a chunk is therefore the same at every slot, whatever
+subset of its monitors is due: it is planned once, and its partial
+aggregates of whole segments are cached once for all the shape's slot
+offsets.  If a shared query fails, its monitors are run one by one so that
+one broken monitor puts only itself in ERROR (and runs alone from then on).
 
 The evaluator runs SQL through one callable, ``run_sql(sql) -> pa.Table``
 (a session's ``sql``), or, given ``run_window(windowed, unbounded, start_us,
@@ -22,7 +28,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from engine.monitors.compile import SharedShape, shape_of, shared_sql, timestamp_literal, windowed_sql
+from engine.monitors.compile import SharedShape, shape_of, shape_sql, shared_columns, timestamp_literal, windowed_sql
 from engine.monitors.definition import MonitorSpec
 from engine.monitors.state import SlotOutcome, group_key
 from storage.errors import PetrelError
@@ -55,65 +61,107 @@ class Evaluator:
         self.run_window = run_window
         self.share = share
         self.stats = EvaluationStats()
-        self._shapes: dict[tuple[str, int, str], SharedShape | None] = {}
+        self._shapes: dict[tuple[str, int, str], tuple[SharedShape, tuple[str, str]] | None] = {}
         self._texts: dict[tuple, tuple[str, str]] = {}
+        # per shape, every distinct (value, seen) pair met so far -> its column; append-only, so a shape's
+        # chunks (and their SQL, plans and cached partials) stay the same from slot to slot
+        self._columns: dict[SharedShape, dict[tuple[str, str], int]] = {}
+        self._solo: set[tuple[str, str]] = set()  # pairs whose own query failed: they run alone
 
-    def _shape(self, spec: MonitorSpec) -> SharedShape | None:
+    def _shape(self, spec: MonitorSpec) -> tuple[SharedShape, tuple[str, str]] | None:
         key = (spec.name, spec.version, spec.query)
         if key not in self._shapes:
-            self._shapes[key] = shape_of(spec) if self.share else None
+            if len(self._shapes) > 1_000_000:
+                self._shapes.clear()
+            shape = shape_of(spec) if self.share else None
+            self._shapes[key] = None if shape is None else (shape, shared_columns(spec))
         return self._shapes[key]
+
+    def register(self, specs: list[MonitorSpec]) -> None:
+        """Give the columns of ``specs`` their places in their shapes' chunks before their first slots.
+
+        A chunk's SQL changes when a column joins it (and its cached
+        partials with it): registering a scheduler's monitors up front lets
+        the first period already run each chunk's final SQL.
+        """
+        for spec in sorted(specs, key=lambda s: s.name):
+            shaped = self._shape(spec)
+            if shaped is not None and shaped[1] not in self._solo:
+                columns = self._columns.setdefault(shaped[0], {})
+                columns.setdefault(shaped[1], len(columns))
 
     def evaluate(self, due: list[tuple[MonitorSpec, float]]) -> list[SlotOutcome]:
         """The outcome of every (spec, slot) in ``due``."""
         started = time.perf_counter()
-        batches: dict[tuple[SharedShape, float], list[MonitorSpec]] = defaultdict(list)
+        batches: dict[tuple[SharedShape, int, float], list[tuple[MonitorSpec, int]]] = defaultdict(list)
         alone: list[tuple[MonitorSpec, float]] = []
         for spec, slot in due:
-            shape = self._shape(spec)
-            if shape is None:
+            shaped = self._shape(spec)
+            if shaped is None:
                 alone.append((spec, slot))
-            else:
-                batches[(shape, slot)].append(spec)
-        outcomes: list[SlotOutcome] = []
-        for (shape, slot), specs in batches.items():
-            if len(specs) == 1:
-                alone.append((specs[0], slot))
                 continue
-            for index in range(0, len(specs), MAX_SHARED):
-                outcomes.extend(self._shared(specs[index:index + MAX_SHARED], slot))
+            shape, pair = shaped
+            if pair in self._solo:
+                alone.append((spec, slot))
+                continue
+            columns = self._columns.setdefault(shape, {})
+            index = columns.setdefault(pair, len(columns))
+            batches[(shape, index // MAX_SHARED, slot)].append((spec, index % MAX_SHARED))
+        outcomes: list[SlotOutcome] = []
+        for (shape, chunk, slot), members in batches.items():
+            outcomes.extend(self._shared(shape, chunk, members, slot))
         outcomes.extend(self._alone(spec, slot) for spec, slot in alone)
         self.stats.evaluations += len(outcomes)
         self.stats.errors += sum(1 for o in outcomes if o.error is not None)
         self.stats.seconds += time.perf_counter() - started
         return outcomes
 
-    def _shared(self, specs: list[MonitorSpec], slot: float) -> list[SlotOutcome]:
-        start, end = specs[0].window_of(slot)
+    def _shared(self, shape: SharedShape, chunk: int, members: list[tuple[MonitorSpec, int]],
+                slot: float) -> list[SlotOutcome]:
+        """One scan for chunk ``chunk`` of ``shape``'s columns at ``slot``: every member's outcome.
+
+        The scan computes every column of the chunk, due or not, so that all
+        slots of the shape run the same query and share its cached partials.
+        """
+        first = members[0][0]
+        start, end = first.window_of(slot)
+        pairs = list(self._columns[shape])[chunk * MAX_SHARED:(chunk + 1) * MAX_SHARED]
         try:
-            key = tuple((spec.name, spec.version) for spec in specs)
+            key = (shape, chunk, len(pairs))
             texts = self._texts.get(key)
             if texts is None:
-                texts = self._texts[key] = (shared_sql(specs, _START, _END), shared_sql(specs, None, None))
+                texts = self._texts[key] = (shape_sql(first, pairs, _START, _END), shape_sql(first, pairs, None, None))
             result = self._run(*texts, start, end)
         except PetrelError:
-            return [self._alone(spec, slot) for spec in specs]
+            outcomes = [self._alone(spec, slot) for spec, _ in members]
+            failed = {self._shape(spec)[1] for (spec, _), outcome in zip(members, outcomes) if outcome.error is not None}
+            if failed:  # those go alone from now on; the shape's other columns are chunked afresh
+                self._solo |= failed
+                self._columns.pop(shape, None)
+            return outcomes
         self.stats.queries += 1
         self.stats.shared_queries += 1
         now = time.time()
-        group_count = len(specs[0].group_columns)
+        group_count = len(shape.groups)
         groups = [result.column(f"g{j}").to_pylist() for j in range(group_count)]
-        rows = result.num_rows
+        rows = range(result.num_rows)
+        keyed: dict[tuple[str, ...], list[tuple[dict[str, Any], str]]] = {}
+        columns: dict[int, tuple[list, list]] = {}
         outcomes = []
-        for index, spec in enumerate(specs):
-            values = result.column(f"v{index}").to_pylist()
-            seen = result.column(f"n{index}").to_pylist()
-            found: dict[str, tuple[dict[str, Any], float | None]] = {}
-            for row in range(rows):
-                if not seen[row]:
-                    continue
-                group = {spec.group_columns[j]: groups[j][row] for j in range(group_count)}
-                found[group_key(group)] = (group, _number(values[row]))
+        for spec, index in members:
+            names = spec.group_columns
+            by_row = keyed.get(names)
+            if by_row is None:  # group keys name the spec's own group columns (aliases may differ in a shape)
+                by_row = keyed[names] = []
+                for row in rows:
+                    group = {names[j]: groups[j][row] for j in range(group_count)}
+                    by_row.append((group, group_key(group)))
+            values_seen = columns.get(index)
+            if values_seen is None:
+                values_seen = columns[index] = (result.column(f"v{index}").to_pylist(),
+                                                result.column(f"n{index}").to_pylist())
+            values, seen = values_seen
+            found = {by_row[row][1]: (by_row[row][0], _number(values[row])) for row in rows if seen[row]}
             outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
         return outcomes
 

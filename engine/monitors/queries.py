@@ -15,8 +15,9 @@ window's exact bounds; it is cached by (segment id, fingerprint of the
 unbounded query).  Only segments that straddle a window edge (read through
 the same fragment with the window added to its scan filter), and segments
 not seen before, are read; the partials are merged by the plan's own final
-step.  The unbounded query is planned once, not at every slot: planning
-cost ten times what evaluating a window over cached partials does.
+step.  The unbounded query is planned once, not at every slot (planning
+cost ten times what evaluating a window over cached partials does), and
+planned again only when the table's metadata or schema changed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import threading
-import time
 from dataclasses import replace
 
 import pyarrow as pa
@@ -41,7 +41,6 @@ from storage.catalog import Catalog
 from storage.objectstore import ObjectStore
 
 CACHE_ENTRIES = 100_000
-PLAN_SECONDS = 30.0  # how long the plan of an unbounded query is reused (it only runs over given segments)
 
 
 class LocalQueries:
@@ -64,20 +63,23 @@ class LocalQueries:
     def window(self, windowed: str, unbounded: str, start_us: int, end_us: int) -> pa.Table:
         """``windowed`` (``unbounded`` limited to event times [start_us, end_us)), reusing cached segment partials.
 
-        The unbounded query is planned once (and re-planned every
-        ``PLAN_SECONDS``); each slot only binds its window: the live segments
+        The unbounded query is planned once (and again when the table's
+        metadata or schema changes); each slot only binds its window: the live segments
         overlapping it come from the table's current snapshot, whole ones
         give their cached partials, edge ones are read through the same
         fragment with the window added to its scan filter.
         """
-        cached_plan = self._plans.get(unbounded)
-        if cached_plan is None or time.monotonic() - cached_plan[0] > PLAN_SECONDS:
+        whole = self._plans.get(unbounded)
+        if whole is None:
             if len(self._plans) > 10_000:
                 self._plans.clear()
-            cached_plan = self._plans[unbounded] = (time.monotonic(), self.engine.plan(unbounded).optimized)
-        whole = cached_plan[1]
+            whole = self._plans[unbounded] = self.engine.plan(unbounded).optimized
         gather = _single_gather(whole)
         scan = fragment_scan(gather.input) if gather is not None else None
+        if scan is not None and not _current(scan, self.engine.resolve(scan.source.meta.name)):
+            whole = self._plans[unbounded] = self.engine.plan(unbounded).optimized  # the table changed under it
+            gather = _single_gather(whole)
+            scan = fragment_scan(gather.input) if gather is not None else None
         edge = _window_scan(scan, start_us, end_us) if scan is not None else None
         if edge is None:  # a shape this path does not know: plan the window as a whole
             return self.sql(windowed)
@@ -123,6 +125,12 @@ class LocalQueries:
     def hit_rate(self) -> float | None:
         total = self.hits + self.misses
         return self.hits / total if total else None
+
+
+def _current(scan: Scan, source) -> bool:
+    """Whether ``scan`` was planned against the table as ``source`` has it now (metadata and schema)."""
+    meta, schema = getattr(source, "meta", None), getattr(source, "schema", None)
+    return meta == scan.source.meta and schema is not None and schema.equals(scan.source.schema)
 
 
 def _window_scan(scan: Scan, start_us: int, end_us: int) -> Scan | None:

@@ -20,6 +20,7 @@ keeps them running in the foreground (``db.run_monitors()``,
 
 from __future__ import annotations
 
+import heapq
 import os
 import threading
 import time
@@ -38,6 +39,7 @@ from storage.objectstore import ObjectStore
 
 DEFINITIONS_REFRESH = 2.0
 MAX_SLOTS_PER_STEP = 5_000
+FIRST_SLOT_GRACE = 2.0  # a monitor's first slot is the one just passed if it is this recent, else the next one
 LATENESS_SAMPLES = 20_000
 
 
@@ -139,42 +141,86 @@ class Scheduler(_Loop):
         self.specs: dict[str, MonitorSpec] = {}
         self.records: dict[str, dict[str, Any]] = {}
         self.specs_at = 0.0
+        self.definitions_version: int | None = None
+        self.queue: list[tuple[float, str]] = []  # (next due slot, monitor), a heap; stale entries are skipped
+        self.due_at: dict[str, float] = {}  # the live entry of each monitor on the queue
         self.lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)
         self.counts = {"evaluations": 0, "skipped": 0, "handoff_retries": 0}
         self.cpu_started = time.process_time()
         self._start_loop()
 
     def _refresh(self, now: float) -> None:
-        if now - self.specs_at < DEFINITIONS_REFRESH and self.specs:
+        if now - self.specs_at < DEFINITIONS_REFRESH and self.specs_at:
             return
+        self.specs_at = now
+        version = self.definitions.version()
+        if version == self.definitions_version:
+            return  # a listing, not a read of every definition, when nothing changed
         records = self.definitions.definitions()
         shards = self.meta.partitions
-        self.records = {n: r for n, r in records.items() if shard_of(n, shards) == self.shard}
-        self.specs = {n: MonitorSpec.from_record(r) for n, r in self.records.items()}
-        self.specs_at = now
+        mine = {n: r for n, r in records.items() if shard_of(n, shards) == self.shard}
+        specs = {}
+        for name, record in mine.items():
+            kept = self.specs.get(name)
+            specs[name] = kept if kept is not None and self.records.get(name) == record else MonitorSpec.from_record(record)
+            if specs[name] is not kept:
+                self._schedule(name, specs[name], now)
+        self.evaluator.register([spec for name, spec in specs.items() if self.specs.get(name) is not spec])
+        self.records, self.specs, self.definitions_version = mine, specs, version
+
+    def _schedule(self, name: str, spec: MonitorSpec, now: float) -> None:
+        """Note when ``name`` is next due: the slot after its last applied one, or its first slot."""
+        last = self.last.get(name)
+        if last is None:
+            slot = spec.slot_at(now)
+            due = slot if now - slot <= FIRST_SLOT_GRACE else slot + spec.every
+        else:
+            due = spec.slot_at(last) + spec.every
+        self.due_at[name] = due
+        heapq.heappush(self.queue, (due, name))
+
+    def _due(self, now: float) -> tuple[list[str], list[tuple[MonitorSpec, float]], list[tuple[str, list[float], str]]]:
+        """The monitors whose next slot has come (taken off the queue), their slots to evaluate and to skip."""
+        names: list[str] = []
+        while self.queue and self.queue[0][0] <= now:
+            at, name = heapq.heappop(self.queue)
+            if self.due_at.get(name) == at and name in self.specs:
+                del self.due_at[name]
+                names.append(name)
+        due: list[tuple[MonitorSpec, float]] = []
+        skips: list[tuple[str, list[float], str]] = []
+        for name in names:
+            spec, last = self.specs[name], self.last.get(name)
+            if last is None:  # its first slot: the one just passed (started on the grid, never a backlog)
+                due.append((spec, spec.slot_at(now)))
+                continue
+            slots, skipped, reason = plan_slots(spec, last, now, self.started)
+            due.extend((spec, slot) for slot in slots)
+            if skipped:
+                skips.append((name, skipped, reason))
+        return names, due, skips
 
     def step(self) -> None:
         now = time.time()
         self._refresh(now)
-        due: list[tuple[MonitorSpec, float]] = []
-        skips: list[tuple[str, list[float], str]] = []
-        for name, spec in self.specs.items():
-            slots, skipped, reason = plan_slots(spec, self.last.get(name), now, self.started)
-            due.extend((spec, slot) for slot in slots)
-            if skipped:
-                skips.append((name, skipped, reason))
-        if not due and not skips:
-            return
-        due.sort(key=lambda pair: pair[1])
-        due = due[:MAX_SLOTS_PER_STEP]  # the rest wait for the next step; past the bound they become recorded skips
-        outcomes = self.evaluator.evaluate(due)
-        touched = {o.monitor for o in outcomes} | {name for name, _, _ in skips}
-        last = self._hand_off({n: self.records[n] for n in touched}, outcomes, skips)
-        done = time.time()
-        self.last.update(last)
-        self.counts["evaluations"] += len(outcomes)
-        self.counts["skipped"] += sum(len(s) for _, s, _ in skips)
-        self.lateness.extend(done - o.slot for o in outcomes)
+        names, due, skips = self._due(now)
+        try:
+            if not due and not skips:
+                return
+            due.sort(key=lambda pair: pair[1])
+            due = due[:MAX_SLOTS_PER_STEP]  # the rest wait for the next step; past the bound they become recorded skips
+            outcomes = self.evaluator.evaluate(due)
+            touched = {o.monitor for o in outcomes} | {name for name, _, _ in skips}
+            last = self._hand_off({n: self.records[n] for n in touched}, outcomes, skips)
+            done = time.time()
+            self.last.update(last)
+            self.counts["evaluations"] += len(outcomes)
+            self.counts["skipped"] += sum(len(s) for _, s, _ in skips)
+            self.lateness.extend(done - o.slot for o in outcomes)
+        finally:  # whatever happened, each monitor taken off the queue is due again after what is applied
+            for name in names:
+                if name in self.specs and name not in self.due_at:
+                    self._schedule(name, self.specs[name], now)
 
     def _hand_off(self, records: dict, outcomes: list, skips: list) -> dict[str, float | None]:
         delay = 0.2

@@ -147,7 +147,7 @@ def apply_slot(spec: MonitorSpec, state: MonitorState, outcome: SlotOutcome) -> 
     slot = outcome.slot
     if state.slot is not None and slot <= state.slot:
         return state, []  # the idempotency key (monitor, slot): a slot is applied once
-    groups = {k: GroupState(**asdict(g)) for k, g in state.groups.items()}
+    groups = {k: GroupState(g.state, g.value, g.since, g.last_seen, g.seq, g.breach_since) for k, g in state.groups.items()}
     transitions: list[Transition] = []
 
     def move(key: str, group: dict[str, Any], current: GroupState, target: str, value: float | None, reason: str) -> None:
