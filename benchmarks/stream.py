@@ -123,10 +123,10 @@ async def _publish_paced(url: str, subject: str, messages: list[bytes], per_seco
     return sent
 
 
-def commit_times(db, table: str) -> dict[tuple[int, int], list[tuple[int, float]]]:
-    """Per lane (lane, lanes): (last sequence, commit time) of every commit of ``table`` with its offset."""
+def commit_times(db, table: str) -> dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]]:
+    """Per (lane, lanes, partition): the last sequence and the time of each commit carrying the lane's offset."""
     meta = db.table(table)
-    out: dict[tuple[int, int], list[tuple[int, float]]] = {}
+    out: dict[tuple[int, int, int], list[tuple[int, float]]] = {}
     for partition in range(meta.partitions):
         log = PartitionLog(db.store, meta.path, partition)
         commits, _ = log.versions()
@@ -135,16 +135,30 @@ def commit_times(db, table: str) -> dict[tuple[int, int], list[tuple[int, float]
             for key, offset in (record.get("offsets") or {}).items():
                 if key.startswith("nats:") and isinstance(offset, dict) and "/rejected/" not in key:
                     lane, lanes = (int(n) for n in key.rsplit("#", 1)[1].split("/"))
-                    out.setdefault((lane, lanes), []).append((int(offset["last"]), float(record["timestamp"])))
-    return {lane: sorted(commits) for lane, commits in out.items()}
+                    out.setdefault((lane, lanes, partition), []).append(
+                        (int(offset["last"]), float(record["timestamp"])))
+    return {key: (np.array([c[0] for c in sorted(commits)]), np.array([c[1] for c in sorted(commits)]))
+            for key, commits in out.items()}
+
+
+def queryable_at(commits: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]], sequence: int) -> float | None:
+    """When message ``sequence`` was queryable: every partition its lane writes had committed through it."""
+    latest = None
+    for (lane, lanes, _), (marks, times) in commits.items():
+        if sequence % lanes != lane:
+            continue
+        index = int(np.searchsorted(marks, sequence))  # the partition's first commit whose offset reaches it
+        if index >= len(marks):
+            return None
+        latest = times[index] if latest is None else max(latest, times[index])
+    return latest
 
 
 def throughput(db, server: LocalNats, table: str, stream: str, events: int, per_message: int,
-               transform: str | None, partitions: int) -> dict:
+               transform: str | None, partitions: int, lanes: int, options: StreamOptions) -> dict:
     db.create_table(table, partitions=partitions, transform=transform)
-    options = StreamOptions(max_messages=2_000, max_wait=0.05, lag_interval=0.1)
     handle = db.ingest_stream(table, server.url, subject=f"{stream.lower()}.>", stream=stream,
-                              durable=f"bench-{table}", options=options)
+                              durable=f"bench-{table}", options=options, lanes=lanes)
     try:
         warm = asyncio.run(_publish_fast(server.url, f"{stream.lower()}.warm", payloads(per_message, per_message, 1)))
         handle.wait_caught_up(timeout=120)
@@ -155,9 +169,9 @@ def throughput(db, server: LocalNats, table: str, stream: str, events: int, per_
         published = time.time()
         handle.wait_caught_up(timeout=600)
         finished = time.time()
-        lanes = handle.status()
-        stored = sum(s["events"] for s in lanes) - before
-        spent = {k: round(sum(s[k] for s in lanes), 2)
+        statuses = handle.status()
+        stored = sum(s["events"] for s in statuses) - before
+        spent = {k: round(sum(s[k] for s in statuses), 2)
                  for k in ("fetch_seconds", "fit_seconds", "deliver_seconds", "ack_seconds")}
     finally:
         handle.stop()
@@ -168,11 +182,10 @@ def throughput(db, server: LocalNats, table: str, stream: str, events: int, per_
 
 
 def freshness(db, server: LocalNats, table: str, stream: str, rate: int, seconds: float, per_message: int,
-              partitions: int) -> dict:
+              partitions: int, lanes: int, options: StreamOptions) -> dict:
     db.create_table(table, partitions=partitions)
-    options = StreamOptions(max_messages=2_000, max_wait=0.05, lag_interval=0.1)
     handle = db.ingest_stream(table, server.url, subject=f"{stream.lower()}.>", stream=stream,
-                              durable=f"bench-{table}", options=options)
+                              durable=f"bench-{table}", options=options, lanes=lanes)
     try:
         asyncio.run(_publish_fast(server.url, f"{stream.lower()}.warm", payloads(per_message, per_message, 1)))
         handle.wait_caught_up(timeout=120)
@@ -182,15 +195,12 @@ def freshness(db, server: LocalNats, table: str, stream: str, rate: int, seconds
         handle.wait_caught_up(timeout=300)
     finally:
         handle.stop()
-    lanes = {lane: (np.array([c[0] for c in commits]), np.array([c[1] for c in commits]))
-             for (lane, _), commits in commit_times(db, table).items()}
-    count = len(lanes)
+    commits = commit_times(db, table)
     latencies = []
     for sequence, published in sent.items():
-        marks, times = lanes[sequence % count]
-        index = int(np.searchsorted(marks, sequence))  # the lane's first commit whose offset reaches it
-        if index < len(marks):
-            latencies.append(times[index] - published)
+        committed = queryable_at(commits, sequence)
+        if committed is not None:
+            latencies.append(committed - published)
     latencies = np.asarray(latencies)
     return {"case": "freshness json", "events": events, "rate": rate, "messages": len(sent),
             "p50_seconds": round(float(np.percentile(latencies, 50)), 3),
@@ -203,10 +213,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--per-message", type=int, default=100)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--lanes", type=int, default=1, help="consumers (each is sent the whole stream)")
+    parser.add_argument("--flush-interval", type=float, default=StreamOptions.flush_interval,
+                        help="the longest a consumer gathers a batch (seconds)")
     parser.add_argument("--rate", type=int, default=50_000, help="events/s published in the freshness run")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the freshness run")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "stream.json"))
     args = parser.parse_args()
+    options = StreamOptions(flush_interval=args.flush_interval, lag_interval=0.1)
     folder = tempfile.mkdtemp(prefix="petrel-stream-bench-")
     server = LocalNats(os.path.join(folder, "jetstream")).start()
     results = []
@@ -216,10 +230,10 @@ def main() -> None:
             stream = f"BENCH{number}"
             asyncio.run(_setup_stream(server.url, stream))
             results.append(throughput(db, server, f"events{number}", stream, args.events, args.per_message,
-                                      transform, args.partitions))
+                                      transform, args.partitions, args.lanes, options))
         asyncio.run(_setup_stream(server.url, "FRESH"))
         results.append(freshness(db, server, "fresh", "FRESH", args.rate, args.seconds, args.per_message,
-                                 args.partitions))
+                                 args.partitions, args.lanes, options))
         db.close()
     finally:
         server.stop()

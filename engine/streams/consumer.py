@@ -11,11 +11,17 @@ Exactly once, per table:
    same way.  A consumer starts by reading these watermarks and opens the
    lane at the lowest one plus one (or at F of a batch whose rejections did
    not land).
-2. **Batches.**  It gathers messages (up to ``max_messages`` or
-   ``max_wait``), parses them (a message is one JSON event or JSON lines),
-   applies the table's transform, and routes each row: without a routing
-   key to the lane's own partition (``lane mod partitions``), with one by its
-   hash, to every partition (empty slices too, so every watermark moves).
+2. **Batches.**  It gathers messages for at most ``flush_interval``
+   seconds (the freshness it aims at), less once ``max_batch_bytes`` or
+   ``max_messages`` are gathered or, with nothing committing, once the
+   broker has nothing more; it parses them all at once (a message is one
+   JSON event or JSON lines; the payloads go through pyarrow's JSON reader
+   as one buffer), applies the table's transform, and routes each row to
+   one of the lane's partitions as a client's batch is routed (by the
+   routing key's hash, else in contiguous ranges) — with one lane, the
+   default, that is every partition: one fetcher reads the stream once and
+   feeds all the owners.  Every partition of the lane gets a slice, empty
+   ones too, so every watermark moves.
    A row whose sequence is at or below its target's watermark is dropped:
    it is stored already.  Each slice carries the batch id ``<key>@F`` and
    the offset, and is flushed at once.  The next batch is fetched and
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +62,7 @@ from engine.ingest.client import IngestOptions, Ingestion
 from engine.ingest.deliver import Slice
 from engine.ingest.offsets import SequenceRange, StreamBatch
 from engine.ingest.rejected import rejected_batch_id, rejected_records
-from engine.ingest.router import partitions_of
+from engine.ingest.router import partitions_of, split
 from engine.streams.source import Message, Source, SourceSpec
 from storage.catalog import Catalog
 from storage.errors import IngestError
@@ -65,11 +72,23 @@ from storage.objectstore import ObjectStore
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """How a consumer gathers batches; ``ingest``: the options of its ingestion (owners' flush settings)."""
+    """How a consumer gathers batches (see the module docstring, 2).
 
-    max_messages: int = 5_000
-    max_wait: float = 0.1
+    ``flush_interval``: the longest a batch gathers, from its first message
+    (with a commit taking about as long, the freshness is about twice
+    this); ``max_batch_bytes``/``max_messages``: a batch closes sooner once
+    it holds this much; ``max_wait``: with nothing committing, a batch the
+    broker has nothing more for closes after this long; ``fetch_messages``:
+    messages asked of the broker per pull; ``ingest``: the options of its
+    ingestion (owners' flush settings).
+    """
+
+    max_messages: int = 200_000
+    max_wait: float = 0.05
     lag_interval: float = 0.5
+    flush_interval: float = 0.5
+    max_batch_bytes: int = 32 << 20
+    fetch_messages: int = 1_000
     ingest: IngestOptions = field(default_factory=IngestOptions)
 
 
@@ -158,7 +177,7 @@ class StreamConsumer:
             last_lag = 0.0
             while not self._stopping.is_set():
                 began = time.perf_counter()
-                batch = await self._gather(source)
+                batch = await gather(source, self.options, committing, self._stopping)
                 self._status["fetch_seconds"] += time.perf_counter() - began
                 if batch:
                     if self._status.get("oldest_pending") is None:
@@ -168,7 +187,7 @@ class StreamConsumer:
                     if committing is not None:
                         await self._finish(source, committing, following=batch)
                     committing = loop.run_in_executor(self._pool, self.commit, prepared, marks)
-                elif committing is not None:
+                elif committing is not None and committing.done():
                     await self._finish(source, committing)
                     committing = None
                 if time.monotonic() - last_lag >= self.options.lag_interval:
@@ -196,26 +215,15 @@ class StreamConsumer:
             oldest_pending=following[0].published if following else None,
         )
 
-    async def _gather(self, source) -> list[Message]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.max_wait
-        batch: list[Message] = []
-        while len(batch) < self.options.max_messages and not self._stopping.is_set():
-            left = deadline - loop.time()
-            if left <= 0.005:
-                break
-            got = await source.fetch(self.options.max_messages - len(batch), left)
-            batch.extend(got)
-            if batch and not got:
-                break
-        return batch
-
     # -- storing (on the store thread) ---------------------------------------------------------
     def targets(self) -> list[int]:
+        """The partitions this lane writes: all of them with one lane or a routing key, else its share."""
         meta = self.client.current_meta()
-        if meta.routing_key and meta.partitions > 1:
+        if self.lanes == 1 or (meta.routing_key and meta.partitions > 1):
             return list(range(meta.partitions))
-        return [self.lane % meta.partitions]
+        if self.lanes >= meta.partitions:
+            return [self.lane % meta.partitions]
+        return [p for p in range(meta.partitions) if p % self.lanes == self.lane]
 
     def watermarks(self) -> Marks:
         """The lane's committed sequences, read from the logs; where to open the lane."""
@@ -238,38 +246,37 @@ class StreamConsumer:
         Done while the batch before it commits: its rows all follow that
         batch's, so the watermarks that batch will leave filter nothing more.
         """
-        lines: list[bytes] = []
-        sequences: list[int] = []
-        subjects: list[str] = []
-        for message in batch:
-            for line in message.data.split(b"\n"):
-                if line.strip():
-                    lines.append(line)
-                    sequences.append(message.sequence)
-                    subjects.append(message.subject)
-        sequence_of = np.asarray(sequences, dtype=np.int64)
+        began = time.perf_counter()
+        payload, message_of = joined_lines(batch)
+        sequence_of = np.fromiter((m.sequence for m in batch), dtype=np.int64, count=len(batch))[message_of]
         first, last = batch[0].sequence, batch[-1].sequence
         batch_id = f"{self.key}@{first}"
         now_us = time.time_ns() // 1000
-        began = time.perf_counter()
-        result = self.client.fit(b"\n".join(lines) + b"\n" if lines else b"", now_us)
+        result = self.client.fit(payload, now_us)
         meta = self.client.meta
         targets = self.targets()
         row_sequences = sequence_of[result.rows] if len(result.rows) else np.zeros(0, np.int64)
-        if len(targets) > 1:
+        if meta.routing_key and len(targets) > 1:
             partition_of = partitions_of(result.table, result.rows, result.total, meta.partitions, batch_id,
                                          meta.routing_key)
-        else:
-            partition_of = np.full(result.table.num_rows, targets[0], dtype=np.int64)
+        else:  # this lane's partitions, in contiguous ranges of the batch like a client's batch
+            ranges = partitions_of(result.table, result.rows, result.total, len(targets), batch_id)
+            partition_of = np.asarray(targets, dtype=np.int64)[ranges]
+        parts = split(result.table, partition_of, meta.partitions)
+        replayed = first <= max(marks.data.values())  # some target stored part of this batch already
         rejects = [(row, reason) for row, reason in result.rejected if sequence_of[row] > marks.rejected]
         offset = (StreamBatch(self.key, first, last, rejected=bool(result.rejected)),)
+        empty = result.table.schema.empty_table()
         slices = []
         for partition in targets:
-            keep = (partition_of == partition) & (row_sequences > marks.data[partition])
-            rows = result.table.filter(pa.array(keep)) if not keep.all() else result.table
+            rows = parts.get(partition, empty)
+            if replayed and rows.num_rows:
+                kept = row_sequences[partition_of == partition] > marks.data[partition]
+                rows = rows if kept.all() else rows.filter(pa.array(kept))
             slices.append(Slice(self.client, partition, batch_id, rows, offset, urgent=True))
         if rejects:
-            table = self._rejected_rows(rejects, sequence_of, subjects, result.raw, now_us)
+            table = self._rejected_rows(rejects, sequence_of, [batch[i].subject for i in message_of.tolist()],
+                                        result.raw, now_us)
             slices.append(Slice(self.ingestion.rejected_client(), 0, rejected_batch_id(self.table, batch_id), table,
                                 (SequenceRange(self.rejected_key, first, last),), urgent=True))
         self._status["fit_seconds"] += time.perf_counter() - began
@@ -300,6 +307,67 @@ class StreamConsumer:
             [f"subject {subjects[row]}, sequence {int(sequence_of[row])}: {reason}" for row, reason in rejects],
             [raw(row) for row in rows], now_us,
         )
+
+
+async def gather(source: Source, options: StreamOptions, committing: asyncio.Future | None,
+                 stopping: threading.Event) -> list[Message]:
+    """A lane's next batch (see the module docstring, 2); empty when nothing came within ``max_wait``.
+
+    ``committing``: the batch on its way to the owners, if any: while it is,
+    a batch keeps gathering up to ``flush_interval`` (it could not be sent
+    sooner anyway), so under load batches grow with the arrival rate.
+    """
+    loop = asyncio.get_running_loop()
+    batch: list[Message] = []
+    size = 0
+    opened = loop.time()
+    while not stopping.is_set():
+        wanted = min(options.fetch_messages, options.max_messages - len(batch))
+        if batch:
+            age = loop.time() - opened
+            if wanted <= 0 or size >= options.max_batch_bytes or age >= options.flush_interval:
+                break
+            timeout = min(options.flush_interval - age, options.max_wait)
+        else:
+            timeout = options.max_wait
+        got = await source.fetch(wanted, max(timeout, 0.005))
+        idle = committing is None or committing.done()
+        if not got:
+            if not batch or idle:  # nothing came, or the broker has nothing more and the owners are free
+                break
+            continue
+        if not batch:
+            opened = loop.time()
+        batch.extend(got)
+        size += sum(len(m.data) for m in got)
+        if len(got) < wanted and idle and loop.time() - opened >= options.max_wait:
+            break
+    return batch
+
+
+_BLANK_LINE = re.compile(rb"\n\s*\n")
+
+
+def joined_lines(batch: list[Message]) -> tuple[bytes, np.ndarray]:
+    """The batch's non-blank lines as one JSON-lines buffer, and the message (index) of each line.
+
+    Lines are counted as the JSON-lines parser counts rows (blank lines
+    skipped), so row ``i`` of the parse came from message ``message_of[i]``;
+    only a message with a blank line inside is split line by line.
+    """
+    bodies: list[bytes] = []
+    counts = np.zeros(len(batch), dtype=np.int64)
+    for index, message in enumerate(batch):
+        body = message.data.strip()
+        if not body:
+            continue
+        if _BLANK_LINE.search(body) is not None:
+            lines = [line for line in body.split(b"\n") if line.strip()]
+            body = b"\n".join(lines)
+        bodies.append(body)
+        counts[index] = body.count(b"\n") + 1
+    payload = b"\n".join(bodies) + b"\n" if bodies else b""
+    return payload, np.repeat(np.arange(len(batch), dtype=np.int64), counts)
 
 
 def open_source(spec: SourceSpec, lane: int, lanes: int) -> Source:

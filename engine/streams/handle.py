@@ -2,7 +2,7 @@
 
 ``db.ingest_stream(table, url, subject=, stream=, durable=)`` starts one
 :class:`~engine.streams.consumer.StreamConsumer` actor per lane (by default
-one per partition of the table).  They are named after the warehouse,
+one, which reads the stream once and feeds every partition of the table).  They are named after the warehouse,
 table, stream and durable, so a second start of the same stream into the
 same table is refused while the first runs; Ray restarts one that dies, and
 it resumes from the committed sequence.  They belong to the process that
@@ -101,7 +101,7 @@ def start_stream(session: Any, table: str, url: str, *, subject: str, stream: st
     """Start consuming ``stream`` into ``table`` (see the module docstring); returns the handle."""
     meta = session.table(table)
     spec = SourceSpec(kind, url, subject, stream, durable, dict(source_options or {}))
-    lanes = lanes or meta.partitions
+    lanes = lanes or 1
     options = options or StreamOptions(ingest=session.ingestion.options)
     name = consumer_name(session, table, spec)
     actors = []
