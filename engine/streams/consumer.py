@@ -24,11 +24,13 @@ Exactly once, per table:
    ones too, so every watermark moves.
    A row whose sequence is at or below its target's watermark is dropped:
    it is stored already.  Each slice carries the batch id ``<key>@F`` and
-   the offset, and is flushed at once.  The next batch is fetched and
-   fitted while one commits, but sent only after it is stored.
+   the offset, and is flushed at once.  Three batches move at once: one
+   is gathered while the one before it is fitted (on the fitter thread)
+   and the one before that commits (on the store thread); a batch is sent
+   only after the one before it is stored.
 3. **Acknowledgement.**  Only after every slice (and the rejections) is
-   committed are the messages acknowledged to the broker.  One batch is in
-   flight at a time, so a lane's commits reach each partition in order;
+   committed are the messages acknowledged to the broker.  One batch is
+   committing at a time, so a lane's commits reach each partition in order;
    when the owners fall behind, delivery waits and fetching waits with it —
    the broker keeps what is not yet read, nothing is dropped.
 4. **A killed consumer.**  Ray restarts the actor; its predecessor may have
@@ -47,13 +49,14 @@ column holds the sequence), and the lane moves on.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -137,6 +140,7 @@ class StreamConsumer:
             "running": True, "fetch_seconds": 0.0, "fit_seconds": 0.0, "deliver_seconds": 0.0, "ack_seconds": 0.0,
         }
         self._stopping = threading.Event()
+        self._pending: collections.deque[float] = collections.deque()  # first publish time of each batch in flight
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-store")
         self._fitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-fit")
         self._thread = threading.Thread(target=self._run, name=f"stream-{table}-{lane}", daemon=True)
@@ -167,29 +171,36 @@ class StreamConsumer:
                 await asyncio.sleep(0.5)
 
     async def _consume(self) -> None:
+        """Read the lane from its watermarks on, three batches at a time: gathering, fitting, committing."""
         loop = asyncio.get_running_loop()
         marks = await loop.run_in_executor(self._pool, self.watermarks)
         self._status["stored_through"] = max(min(marks.data.values()), self._status["stored_through"])
         source = open_source(self.spec, self.lane, self.lanes)
-        committing: asyncio.Future | None = None  # the batch whose slices are on their way; at most one
+        preparing: asyncio.Future | None = None  # the batch being fitted (on the fitter thread)
+        committing: asyncio.Future | None = None  # the batch whose slices are on their way (on the store thread)
+        self._pending.clear()
+
+        def busy() -> bool:
+            return any(f is not None and not f.done() for f in (preparing, committing))
+
         try:
             await source.open(marks.start)
             last_lag = 0.0
             while not self._stopping.is_set():
                 began = time.perf_counter()
-                batch = await gather(source, self.options, committing, self._stopping)
+                batch = await gather(source, self.options, busy, self._stopping)
                 self._status["fetch_seconds"] += time.perf_counter() - began
-                if batch:
-                    if self._status.get("oldest_pending") is None:
-                        self._status["oldest_pending"] = batch[0].published
-                    # fit this batch while the previous one commits; it is sent only once that one is stored
-                    prepared = await loop.run_in_executor(self._fitter, self.prepare, batch, marks)
-                    if committing is not None:
-                        await self._finish(source, committing, following=batch)
-                    committing = loop.run_in_executor(self._pool, self.commit, prepared, marks)
-                elif committing is not None and committing.done():
+                if committing is not None and (committing.done() or batch and preparing is not None):
                     await self._finish(source, committing)
                     committing = None
+                if preparing is not None and committing is None and (preparing.done() or batch):
+                    # sent only once the batch before it is stored: a lane's commits reach a partition in order
+                    committing = loop.run_in_executor(self._pool, self.commit, await preparing, marks)
+                    preparing = None
+                if batch:
+                    self._pending.append(batch[0].published)
+                    self._status["oldest_pending"] = self._pending[0]
+                    preparing = loop.run_in_executor(self._fitter, self.prepare, batch, marks)
                 if time.monotonic() - last_lag >= self.options.lag_interval:
                     last_lag = time.monotonic()
                     count, seconds = await source.backlog(self._status["stored_through"])
@@ -197,22 +208,29 @@ class StreamConsumer:
             if committing is not None:
                 await self._finish(source, committing)
                 committing = None
+            if preparing is not None:
+                committing = loop.run_in_executor(self._pool, self.commit, await preparing, marks)
+                preparing = None
+                await self._finish(source, committing)
+                committing = None
         finally:
-            if committing is not None:  # failed meanwhile: its messages stay unacknowledged, read again
-                await asyncio.gather(committing, return_exceptions=True)
+            # failed meanwhile: their messages stay unacknowledged, read again from the watermarks
+            await asyncio.gather(*(f for f in (preparing, committing) if f is not None), return_exceptions=True)
             await source.close()
 
-    async def _finish(self, source, committing: asyncio.Future, following: list[Message] | None = None) -> None:
+    async def _finish(self, source, committing: asyncio.Future) -> None:
         """Wait for a batch's commit, then acknowledge its messages to the broker."""
         batch, stored, rejected = await committing
         began = time.perf_counter()
         await source.ack(batch)
         self._status["ack_seconds"] += time.perf_counter() - began
+        if self._pending:
+            self._pending.popleft()
         self._status.update(
             stored_through=batch[-1].sequence, events=self._status["events"] + stored,
             rejected=self._status["rejected"] + rejected, batches=self._status["batches"] + 1,
             messages=self._status["messages"] + len(batch), last_published=batch[-1].published,
-            oldest_pending=following[0].published if following else None,
+            oldest_pending=self._pending[0] if self._pending else None,
         )
 
     # -- storing (on the store thread) ---------------------------------------------------------
@@ -309,13 +327,14 @@ class StreamConsumer:
         )
 
 
-async def gather(source: Source, options: StreamOptions, committing: asyncio.Future | None,
+async def gather(source: Source, options: StreamOptions, busy: Callable[[], bool],
                  stopping: threading.Event) -> list[Message]:
     """A lane's next batch (see the module docstring, 2); empty when nothing came within ``max_wait``.
 
-    ``committing``: the batch on its way to the owners, if any: while it is,
-    a batch keeps gathering up to ``flush_interval`` (it could not be sent
-    sooner anyway), so under load batches grow with the arrival rate.
+    ``busy()``: whether the batches before it are still being fitted or
+    committed; while they are, a batch keeps gathering up to
+    ``flush_interval`` (it could not be sent sooner anyway), so under load
+    batches grow with the arrival rate.
     """
     loop = asyncio.get_running_loop()
     batch: list[Message] = []
@@ -331,7 +350,7 @@ async def gather(source: Source, options: StreamOptions, committing: asyncio.Fut
         else:
             timeout = options.max_wait
         got = await source.fetch(wanted, max(timeout, 0.005))
-        idle = committing is None or committing.done()
+        idle = not busy()
         if not got:
             if not batch or idle:  # nothing came, or the broker has nothing more and the owners are free
                 break

@@ -50,10 +50,9 @@ async def _publish(url: str, count: int, size: int) -> None:
 async def _batches(url: str, options: StreamOptions, committing: bool) -> list[list[int]]:
     source = NatsSource(SourceSpec("nats", url, "events.>", "EVENTS", "cut"), 0, 1)
     await source.open(1)
-    busy = asyncio.get_running_loop().create_future() if committing else None  # a commit that never ends
     out = []
     try:
-        while batch := await gather(source, options, busy, threading.Event()):
+        while batch := await gather(source, options, lambda: committing, threading.Event()):
             out.append([m.sequence for m in batch])
     finally:
         await source.close()
