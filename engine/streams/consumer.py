@@ -17,13 +17,15 @@ Exactly once, per table:
    broker has nothing more; it parses them all at once (a message is one
    JSON event or JSON lines; the payloads go through pyarrow's JSON reader
    as one buffer), applies the table's transform, and routes each row to
-   one of the lane's partitions as a client's batch is routed (by the
-   routing key's hash, else in contiguous ranges) — with one lane, the
-   default, that is every partition: one fetcher reads the stream once and
-   feeds all the owners.  Every partition of the lane gets a slice, empty
-   ones too, so every watermark moves.
-   A row whose sequence is at or below its target's watermark is dropped:
-   it is stored already.  Each slice carries the batch id ``<key>@F`` and
+   one of the lane's partitions — with one lane, the default, that is every
+   partition: one fetcher reads the stream once and feeds all the owners.
+   A row goes by the routing key's hash, else by its message's sequence,
+   in runs of ``ROUTE_RUN`` sequences taking turns over the partitions:
+   either way by the row alone, never by how its batch was cut, so every
+   row has one home however a restarted consumer cuts its batches.  Every
+   partition of the lane gets a slice, empty ones too, so every watermark
+   moves.  A row whose sequence is at or below its target's watermark is
+   dropped: it is stored already.  Each slice carries the batch id ``<key>@F`` and
    the offset, and is flushed at once.  Three batches move at once: one
    is gathered while the one before it is fitted (on the fitter thread)
    and the one before that commits (on the store thread); a batch is sent
@@ -36,10 +38,15 @@ Exactly once, per table:
 4. **A killed consumer.**  Ray restarts the actor; its predecessor may have
    left a slice buffered in an owner.  The successor's first batch starts
    where its predecessor's last one did, so it has the same batch id and the
-   owner stores the two once.  Whenever an owner reports a different count
-   than the slice held (it was committed before, or the two batches were cut
-   differently), the consumer reads the watermarks again and reopens the
-   lane there.
+   owner stores the two once.  If the predecessor's batch reached some of
+   the lane's partitions and not others, the successor's first batch ends
+   where that one did (the highest watermark): the same messages under the
+   same batch id, cut the same way, so the partitions that stored it get an
+   empty slice and the others the rows they lack (a longer batch under that
+   id would be taken for the stored one, forever).  Whenever an owner
+   reports a different count than the slice held (it was committed before,
+   or the two batches were cut differently), the consumer reads the
+   watermarks again and reopens the lane there.
 
 Malformed messages (not JSON, or refused by the table's schema or transform)
 go to ``_rejected`` with their subject and stream sequence (its ``row``
@@ -93,6 +100,9 @@ class StreamOptions:
     max_batch_bytes: int = 32 << 20
     fetch_messages: int = 1_000
     ingest: IngestOptions = field(default_factory=IngestOptions)
+
+
+ROUTE_RUN = 1_024  # without a routing key, sequences k*ROUTE_RUN .. (k+1)*ROUTE_RUN-1 go to one partition
 
 
 class Recut(Exception):
@@ -183,12 +193,18 @@ class StreamConsumer:
         def busy() -> bool:
             return any(f is not None and not f.done() for f in (preparing, committing))
 
+        held: list[Message] = []  # fetched, not yet batched
+        replay_end = max(marks.data.values())
         try:
             await source.open(marks.start)
             last_lag = 0.0
             while not self._stopping.is_set():
                 began = time.perf_counter()
-                batch = await gather(source, self.options, busy, self._stopping)
+                # the first batch ends where the predecessor's last one did in the partitions that stored
+                # it: the same messages under the same batch id, stored once where they are not yet
+                through = replay_end if replay_end >= marks.start else None
+                batch = await gather(source, self.options, busy, self._stopping, held, through)
+                replay_end = 0 if batch else replay_end
                 self._status["fetch_seconds"] += time.perf_counter() - began
                 if committing is not None and (committing.done() or batch and preparing is not None):
                     await self._finish(source, committing)
@@ -277,9 +293,8 @@ class StreamConsumer:
         if meta.routing_key and len(targets) > 1:
             partition_of = partitions_of(result.table, result.rows, result.total, meta.partitions, batch_id,
                                          meta.routing_key)
-        else:  # this lane's partitions, in contiguous ranges of the batch like a client's batch
-            ranges = partitions_of(result.table, result.rows, result.total, len(targets), batch_id)
-            partition_of = np.asarray(targets, dtype=np.int64)[ranges]
+        else:  # runs of sequences take turns over this lane's partitions
+            partition_of = np.asarray(targets, dtype=np.int64)[(row_sequences // ROUTE_RUN) % len(targets)]
         parts = split(result.table, partition_of, meta.partitions)
         replayed = first <= max(marks.data.values())  # some target stored part of this batch already
         rejects = [(row, reason) for row, reason in result.rejected if sequence_of[row] > marks.rejected]
@@ -327,16 +342,19 @@ class StreamConsumer:
         )
 
 
-async def gather(source: Source, options: StreamOptions, busy: Callable[[], bool],
-                 stopping: threading.Event) -> list[Message]:
+async def gather(source: Source, options: StreamOptions, busy: Callable[[], bool], stopping: threading.Event,
+                 held: list[Message] | None = None, through: int | None = None) -> list[Message]:
     """A lane's next batch (see the module docstring, 2); empty when nothing came within ``max_wait``.
 
     ``busy()``: whether the batches before it are still being fitted or
     committed; while they are, a batch keeps gathering up to
     ``flush_interval`` (it could not be sent sooner anyway), so under load
-    batches grow with the arrival rate.
+    batches grow with the arrival rate.  ``held``: messages fetched before
+    and not yet batched (taken first; what this batch leaves is put back).
+    ``through``: the batch ends at this sequence, whatever else is due.
     """
     loop = asyncio.get_running_loop()
+    held = [] if held is None else held
     batch: list[Message] = []
     size = 0
     opened = loop.time()
@@ -346,10 +364,23 @@ async def gather(source: Source, options: StreamOptions, busy: Callable[[], bool
             age = loop.time() - opened
             if wanted <= 0 or size >= options.max_batch_bytes or age >= options.flush_interval:
                 break
+            if through is not None and batch[-1].sequence >= through:
+                break
             timeout = min(options.flush_interval - age, options.max_wait)
         else:
             timeout = options.max_wait
-        got = await source.fetch(wanted, max(timeout, 0.005))
+        if held:
+            got, held[:] = held[:wanted], held[wanted:]
+        else:
+            got = await source.fetch(wanted, max(timeout, 0.005))
+        if through is not None and got and got[-1].sequence > through:
+            cut = next(i for i, m in enumerate(got) if m.sequence > through)
+            if cut == 0 and not batch:  # none of those messages is left in the stream: nothing to match
+                through = None
+            else:
+                got, held[:0] = got[:cut], got[cut:]
+                if not got:
+                    break
         idle = not busy()
         if not got:
             if not batch or idle:  # nothing came, or the broker has nothing more and the owners are free
@@ -359,7 +390,7 @@ async def gather(source: Source, options: StreamOptions, busy: Callable[[], bool
             opened = loop.time()
         batch.extend(got)
         size += sum(len(m.data) for m in got)
-        if len(got) < wanted and idle and loop.time() - opened >= options.max_wait:
+        if len(got) < wanted and idle and loop.time() - opened >= options.max_wait and not held:
             break
     return batch
 

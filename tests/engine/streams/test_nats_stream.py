@@ -14,6 +14,8 @@ import pytest
 
 from engine.ingest.actor import IngestConfig
 from engine.ingest.client import IngestOptions
+from engine.ingest.deliver import Slice
+from engine.ingest.offsets import StreamBatch
 from engine.streams.consumer import StreamOptions
 from storage.errors import IngestError
 from storage.log import PartitionLog
@@ -163,9 +165,9 @@ def test_sigkilled_consumers_and_a_broker_restart_lose_and_double_nothing(sdb, n
 def test_one_fetcher_feeds_every_partition_and_the_broker_sends_each_message_once(sdb, nats_server):
     asyncio.run(_create_stream(nats_server.url))
     sdb.create_table("events", partitions=2)
-    items, good, bad = messages(0, 400)
+    items, good, bad = messages(0, 1100)  # sequences past ROUTE_RUN: both partitions get rows
     last = publish(nats_server.url, items)
-    options = StreamOptions(max_messages=100, max_wait=0.05, lag_interval=0.2, ingest=OPTIONS.ingest)
+    options = StreamOptions(max_messages=300, max_wait=0.05, lag_interval=0.2, ingest=OPTIONS.ingest)
     handle = sdb.ingest_stream("events", nats_server.url, subject="events.>", stream="EVENTS",
                                durable="petrel-events", options=options)
     handle.wait_caught_up(timeout=60, through=last)
@@ -181,6 +183,29 @@ def test_one_fetcher_feeds_every_partition_and_the_broker_sends_each_message_onc
     for partition in range(2):
         log = PartitionLog(sdb.store, sdb.table("events").path, partition).load()
         assert log.segments and log.offsets[key]["last"] == last
+
+
+def test_a_batch_stored_in_one_partition_and_not_the_other_is_completed_once(sdb, nats_server):
+    """A consumer died between its batch's commits: its successor ends its first batch where that one did."""
+    asyncio.run(_create_stream(nats_server.url))
+    sdb.create_table("events", partitions=2)
+    first, good, _ = messages(0, 30)
+    last = publish(nats_server.url, first)
+    key = "nats:EVENTS:petrel-events#0/1"
+    client = sdb.ingestion.client("events")
+    result = client.fit(b"\n".join(payload for _, payload, _ in first), time.time_ns() // 1000)
+    # sequences 1..30 are all routed to partition 0, which committed the batch; partition 1 never did
+    sdb.ingestion.deliver([Slice(client, 0, f"{key}@1", result.table, (StreamBatch(key, 1, last),))])
+    second, good2, _ = messages(30, 30)
+    last = publish(nats_server.url, second)  # the successor finds both batches' messages waiting
+    handle = sdb.ingest_stream("events", nats_server.url, subject="events.>", stream="EVENTS",
+                               durable="petrel-events", options=OPTIONS)
+    handle.wait_caught_up(timeout=60, through=last)
+    handle.stop()
+    row = sdb.sql("SELECT count(*) AS n, count(DISTINCT id) AS d FROM events").to_pylist()[0]
+    assert row == {"n": len(good + good2), "d": len(good + good2)}
+    for partition in range(2):
+        assert PartitionLog(sdb.store, sdb.table("events").path, partition).load().offsets[key]["last"] == last
 
 
 async def _consumers(url: str, stream: str = "EVENTS") -> list:
