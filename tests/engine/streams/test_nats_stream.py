@@ -208,6 +208,26 @@ def test_a_batch_stored_in_one_partition_and_not_the_other_is_completed_once(sdb
         assert PartitionLog(sdb.store, sdb.table("events").path, partition).load().offsets[key]["last"] == last
 
 
+def test_a_stream_stored_in_two_lanes_resumes_in_two_lanes(sdb, nats_server):
+    asyncio.run(_create_stream(nats_server.url))
+    sdb.create_table("events", partitions=2)
+    first, good, bad = messages(0, 40)
+    last = publish(nats_server.url, first)
+    start = dict(subject="events.>", stream="EVENTS", durable="petrel-events", options=OPTIONS)
+    handle = sdb.ingest_stream("events", nats_server.url, lanes=2, **start)
+    handle.wait_caught_up(timeout=60, through=last)
+    handle.stop()
+    with pytest.raises(IngestError, match="lanes=2"):  # its watermarks are the two lanes': one would start over
+        sdb.ingest_stream("events", nats_server.url, lanes=1, **start)
+    second, good2, bad2 = messages(40, 40)
+    last = publish(nats_server.url, second)
+    handle = sdb.ingest_stream("events", nats_server.url, **start)
+    assert len(handle.actors) == 2
+    handle.wait_caught_up(timeout=60, through=last)
+    handle.stop()
+    check_exactly_once(sdb, "events", good + good2, bad + bad2)
+
+
 async def _consumers(url: str, stream: str = "EVENTS") -> list:
     nc = await nats.connect(url)
     try:
