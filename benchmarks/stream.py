@@ -10,19 +10,26 @@ Events are realistic JSON log lines, ``--per-message`` of them to a message
   event is committed.  Once into a plain table, once into a table with a
   five-step transform (lower, CAST of a regexp extraction, a JSON path,
   ``parse_kv``, and a WHERE that drops the debug events), each with
-  ``--partitions`` partitions (one lane each).
+  ``--partitions`` partitions, read by ``--lanes`` consumers (default one,
+  which feeds every partition).  The CPU seconds of the publisher, the
+  broker, the consumers and the owners are measured too: on a machine
+  shared with other work the rate says little, the events per CPU second
+  say what two idle cores could do at most (Ray's own daemons not counted).
 - **freshness**: events are published at ``--rate`` events/s for
   ``--seconds`` with JetStream acknowledgements (so each message's stream
   sequence and publish time are known); afterwards the table's commit log
   says when each sequence was committed (a commit's offset and timestamp):
-  an event's latency is that commit's time minus its publish time.
-  Reported: p50, p99, max.
+  an event is queryable once every partition its lane writes has committed
+  through its sequence; its latency is that time minus its publish time.
+  Reported: p50, p99, max.  ``--flush-interval`` is the consumers'
+  gathering bound (the freshness they aim at).
 
 Targets (2 cores): 200,000 events/s as JSON; p99 freshness under 2 s; the
 transform keeping at least 70% of the plain throughput.  Prints a table and
 writes JSON.
 
     python benchmarks/stream.py [--events 2000000] [--per-message 100] [--rate 50000] [--seconds 20]
+                                [--partitions 2] [--lanes 1] [--flush-interval 0.5]
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import tempfile
 import time
 
 import numpy as np
+import ray
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -123,10 +131,10 @@ async def _publish_paced(url: str, subject: str, messages: list[bytes], per_seco
     return sent
 
 
-def commit_times(db, table: str) -> dict[tuple[int, int], list[tuple[int, float]]]:
-    """Per lane (lane, lanes): (last sequence, commit time) of every commit of ``table`` with its offset."""
+def commit_times(db, table: str) -> dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]]:
+    """Per (lane, lanes, partition): the last sequence and the time of each commit carrying the lane's offset."""
     meta = db.table(table)
-    out: dict[tuple[int, int], list[tuple[int, float]]] = {}
+    out: dict[tuple[int, int, int], list[tuple[int, float]]] = {}
     for partition in range(meta.partitions):
         log = PartitionLog(db.store, meta.path, partition)
         commits, _ = log.versions()
@@ -135,44 +143,87 @@ def commit_times(db, table: str) -> dict[tuple[int, int], list[tuple[int, float]
             for key, offset in (record.get("offsets") or {}).items():
                 if key.startswith("nats:") and isinstance(offset, dict) and "/rejected/" not in key:
                     lane, lanes = (int(n) for n in key.rsplit("#", 1)[1].split("/"))
-                    out.setdefault((lane, lanes), []).append((int(offset["last"]), float(record["timestamp"])))
-    return {lane: sorted(commits) for lane, commits in out.items()}
+                    out.setdefault((lane, lanes, partition), []).append(
+                        (int(offset["last"]), float(record["timestamp"])))
+    return {key: (np.array([c[0] for c in sorted(commits)]), np.array([c[1] for c in sorted(commits)]))
+            for key, commits in out.items()}
+
+
+def queryable_at(commits: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]], sequence: int) -> float | None:
+    """When message ``sequence`` was queryable: every partition its lane writes had committed through it."""
+    latest = None
+    for (lane, lanes, _), (marks, times) in commits.items():
+        if sequence % lanes != lane:
+            continue
+        index = int(np.searchsorted(marks, sequence))  # the partition's first commit whose offset reaches it
+        if index >= len(marks):
+            return None
+        latest = times[index] if latest is None else max(latest, times[index])
+    return latest
+
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """User + system CPU seconds used so far by each group of processes (a process gone counts nothing)."""
+    import psutil
+
+    out = {}
+    for group, members in pids.items():
+        total = 0.0
+        for pid in members:
+            try:
+                times = psutil.Process(pid).cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        out[group] = total
+    return out
+
+
+def processes(db, handle, server: LocalNats, table: str) -> dict[str, list[int]]:
+    """The processes a stream's events go through: publisher (this one), broker, consumers, owners."""
+    client = db.ingestion.client(table)
+    owners = [ray.get(client.owner(p).status.remote())["pid"] for p in range(db.table(table).partitions)]
+    return {"publisher": [os.getpid()], "broker": [server.process.pid],
+            "consumer": [s["pid"] for s in handle.status()], "owners": owners}
 
 
 def throughput(db, server: LocalNats, table: str, stream: str, events: int, per_message: int,
-               transform: str | None, partitions: int) -> dict:
+               transform: str | None, partitions: int, lanes: int, options: StreamOptions) -> dict:
     db.create_table(table, partitions=partitions, transform=transform)
-    options = StreamOptions(max_messages=2_000, max_wait=0.05, lag_interval=0.1)
     handle = db.ingest_stream(table, server.url, subject=f"{stream.lower()}.>", stream=stream,
-                              durable=f"bench-{table}", options=options)
+                              durable=f"bench-{table}", options=options, lanes=lanes)
     try:
         warm = asyncio.run(_publish_fast(server.url, f"{stream.lower()}.warm", payloads(per_message, per_message, 1)))
         handle.wait_caught_up(timeout=120)
         before = sum(s["events"] for s in handle.status())
         messages = payloads(events, per_message)
+        pids = processes(db, handle, server, table)
+        cpu_before = cpu_seconds(pids)
         began = time.time()
         asyncio.run(_publish_fast(server.url, f"{stream.lower()}.events", messages))
         published = time.time()
         handle.wait_caught_up(timeout=600)
         finished = time.time()
-        lanes = handle.status()
-        stored = sum(s["events"] for s in lanes) - before
-        spent = {k: round(sum(s[k] for s in lanes), 2)
+        cpu = {k: round(v - cpu_before[k], 2) for k, v in cpu_seconds(pids).items()}
+        statuses = handle.status()
+        stored = sum(s["events"] for s in statuses) - before
+        spent = {k: round(sum(s[k] for s in statuses), 2)
                  for k in ("fetch_seconds", "fit_seconds", "deliver_seconds", "ack_seconds")}
     finally:
         handle.stop()
     del warm
     return {"case": f"throughput {'transform' if transform else 'plain'} json", "events": events,
             "stored": stored, "seconds": round(finished - began, 3), "publish_seconds": round(published - began, 3),
-            "events_per_second": round(events / (finished - began)), "consumer_seconds": spent}
+            "events_per_second": round(events / (finished - began)), "consumer_seconds": spent,
+            "cpu_seconds": cpu, "events_per_cpu_second": round(events / max(sum(cpu.values()), 1e-9)),
+            "load_average": round(os.getloadavg()[0], 2)}
 
 
 def freshness(db, server: LocalNats, table: str, stream: str, rate: int, seconds: float, per_message: int,
-              partitions: int) -> dict:
+              partitions: int, lanes: int, options: StreamOptions) -> dict:
     db.create_table(table, partitions=partitions)
-    options = StreamOptions(max_messages=2_000, max_wait=0.05, lag_interval=0.1)
     handle = db.ingest_stream(table, server.url, subject=f"{stream.lower()}.>", stream=stream,
-                              durable=f"bench-{table}", options=options)
+                              durable=f"bench-{table}", options=options, lanes=lanes)
     try:
         asyncio.run(_publish_fast(server.url, f"{stream.lower()}.warm", payloads(per_message, per_message, 1)))
         handle.wait_caught_up(timeout=120)
@@ -180,22 +231,24 @@ def freshness(db, server: LocalNats, table: str, stream: str, rate: int, seconds
         messages = payloads(events, per_message)
         sent = asyncio.run(_publish_paced(server.url, f"{stream.lower()}.events", messages, rate / per_message))
         handle.wait_caught_up(timeout=300)
+        statuses = handle.status()
+        batches = sum(s["batches"] for s in statuses)
+        spent = {k: round(sum(s[k] for s in statuses), 2)
+                 for k in ("fetch_seconds", "fit_seconds", "deliver_seconds", "ack_seconds")}
     finally:
         handle.stop()
-    lanes = {lane: (np.array([c[0] for c in commits]), np.array([c[1] for c in commits]))
-             for (lane, _), commits in commit_times(db, table).items()}
-    count = len(lanes)
+    commits = commit_times(db, table)
     latencies = []
     for sequence, published in sent.items():
-        marks, times = lanes[sequence % count]
-        index = int(np.searchsorted(marks, sequence))  # the lane's first commit whose offset reaches it
-        if index < len(marks):
-            latencies.append(times[index] - published)
+        committed = queryable_at(commits, sequence)
+        if committed is not None:
+            latencies.append(committed - published)
     latencies = np.asarray(latencies)
     return {"case": "freshness json", "events": events, "rate": rate, "messages": len(sent),
             "p50_seconds": round(float(np.percentile(latencies, 50)), 3),
             "p99_seconds": round(float(np.percentile(latencies, 99)), 3),
-            "max_seconds": round(float(latencies.max()), 3)}
+            "max_seconds": round(float(latencies.max()), 3), "batches": batches,
+            "consumer_seconds": spent, "load_average": round(os.getloadavg()[0], 2)}
 
 
 def main() -> None:
@@ -203,10 +256,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--per-message", type=int, default=100)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--lanes", type=int, default=1, help="consumers (each is sent the whole stream)")
+    parser.add_argument("--flush-interval", type=float, default=StreamOptions.flush_interval,
+                        help="the longest a consumer gathers a batch (seconds)")
     parser.add_argument("--rate", type=int, default=50_000, help="events/s published in the freshness run")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the freshness run")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "stream.json"))
     args = parser.parse_args()
+    options = StreamOptions(flush_interval=args.flush_interval, lag_interval=0.1)
     folder = tempfile.mkdtemp(prefix="petrel-stream-bench-")
     server = LocalNats(os.path.join(folder, "jetstream")).start()
     results = []
@@ -216,10 +273,10 @@ def main() -> None:
             stream = f"BENCH{number}"
             asyncio.run(_setup_stream(server.url, stream))
             results.append(throughput(db, server, f"events{number}", stream, args.events, args.per_message,
-                                      transform, args.partitions))
+                                      transform, args.partitions, args.lanes, options))
         asyncio.run(_setup_stream(server.url, "FRESH"))
         results.append(freshness(db, server, "fresh", "FRESH", args.rate, args.seconds, args.per_message,
-                                 args.partitions))
+                                 args.partitions, args.lanes, options))
         db.close()
     finally:
         server.stop()
@@ -231,6 +288,8 @@ def main() -> None:
               f"{r.get('p50_seconds', ''):>7} {r.get('p99_seconds', '')!s:>7}")
     for r in results[:2]:
         print(f"{r['case']}: consumer time (all lanes, warm-up included) {r['consumer_seconds']}")
+        print(f"{r['case']}: CPU seconds by process {r['cpu_seconds']}, {r['events_per_cpu_second']:,} events per "
+              f"CPU second (2 idle cores at most twice that), load average {r['load_average']}")
     print(f"transform keeps {transformed / plain:.0%} of the plain throughput")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as handle:

@@ -25,7 +25,7 @@ def register(commands: Any) -> None:
     stream.add_argument("--subject", required=True, help="subject filter, e.g. 'events.>'")
     stream.add_argument("--stream", required=True, help="JetStream stream name")
     stream.add_argument("--durable", required=True, help="durable consumer name (one per table)")
-    stream.add_argument("--lanes", type=int, help="parallel consumers (default: the table's partitions)")
+    stream.add_argument("--lanes", type=int, help="parallel consumers, each sent the whole stream (default 1, which feeds every partition)")
     stream.add_argument("--create-stream", action="store_true", help="create the stream for --subject if missing")
     stream.add_argument("--partitions", type=int, default=1, help="partitions when the table is created")
     stream.add_argument("--time-column", default="timestamp", help="time column when the table is created")

@@ -11,27 +11,42 @@ Exactly once, per table:
    same way.  A consumer starts by reading these watermarks and opens the
    lane at the lowest one plus one (or at F of a batch whose rejections did
    not land).
-2. **Batches.**  It gathers messages (up to ``max_messages`` or
-   ``max_wait``), parses them (a message is one JSON event or JSON lines),
-   applies the table's transform, and routes each row: without a routing
-   key to the lane's own partition (``lane mod partitions``), with one by its
-   hash, to every partition (empty slices too, so every watermark moves).
-   A row whose sequence is at or below its target's watermark is dropped:
-   it is stored already.  Each slice carries the batch id ``<key>@F`` and
-   the offset, and is flushed at once.  The next batch is fetched and
-   fitted while one commits, but sent only after it is stored.
+2. **Batches.**  It gathers messages for at most ``flush_interval``
+   seconds (the freshness it aims at), less once ``max_batch_bytes`` or
+   ``max_messages`` are gathered or, with nothing committing, once the
+   broker has nothing more; it parses them all at once (a message is one
+   JSON event or JSON lines; the payloads go through pyarrow's JSON reader
+   as one buffer), applies the table's transform, and routes each row to
+   one of the lane's partitions — with one lane, the default, that is every
+   partition: one fetcher reads the stream once and feeds all the owners.
+   A row goes by the routing key's hash, else by its message's sequence,
+   in runs of ``ROUTE_RUN`` sequences taking turns over the partitions:
+   either way by the row alone, never by how its batch was cut, so every
+   row has one home however a restarted consumer cuts its batches.  Every
+   partition of the lane gets a slice, empty ones too, so every watermark
+   moves.  A row whose sequence is at or below its target's watermark is
+   dropped: it is stored already.  Each slice carries the batch id ``<key>@F`` and
+   the offset, and is flushed at once.  Three batches move at once: one
+   is gathered while the one before it is fitted (on the fitter thread)
+   and the one before that commits (on the store thread); a batch is sent
+   only after the one before it is stored.
 3. **Acknowledgement.**  Only after every slice (and the rejections) is
-   committed are the messages acknowledged to the broker.  One batch is in
-   flight at a time, so a lane's commits reach each partition in order;
+   committed are the messages acknowledged to the broker.  One batch is
+   committing at a time, so a lane's commits reach each partition in order;
    when the owners fall behind, delivery waits and fetching waits with it —
    the broker keeps what is not yet read, nothing is dropped.
 4. **A killed consumer.**  Ray restarts the actor; its predecessor may have
    left a slice buffered in an owner.  The successor's first batch starts
    where its predecessor's last one did, so it has the same batch id and the
-   owner stores the two once.  Whenever an owner reports a different count
-   than the slice held (it was committed before, or the two batches were cut
-   differently), the consumer reads the watermarks again and reopens the
-   lane there.
+   owner stores the two once.  If the predecessor's batch reached some of
+   the lane's partitions and not others, the successor's first batch ends
+   where that one did (the highest watermark): the same messages under the
+   same batch id, cut the same way, so the partitions that stored it get an
+   empty slice and the others the rows they lack (a longer batch under that
+   id would be taken for the stored one, forever).  Whenever an owner
+   reports a different count than the slice held (it was committed before,
+   or the two batches were cut differently), the consumer reads the
+   watermarks again and reopens the lane there.
 
 Malformed messages (not JSON, or refused by the table's schema or transform)
 go to ``_rejected`` with their subject and stream sequence (its ``row``
@@ -41,12 +56,14 @@ column holds the sequence), and the lane moves on.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -55,7 +72,7 @@ from engine.ingest.client import IngestOptions, Ingestion
 from engine.ingest.deliver import Slice
 from engine.ingest.offsets import SequenceRange, StreamBatch
 from engine.ingest.rejected import rejected_batch_id, rejected_records
-from engine.ingest.router import partitions_of
+from engine.ingest.router import partitions_of, split
 from engine.streams.source import Message, Source, SourceSpec
 from storage.catalog import Catalog
 from storage.errors import IngestError
@@ -65,12 +82,27 @@ from storage.objectstore import ObjectStore
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """How a consumer gathers batches; ``ingest``: the options of its ingestion (owners' flush settings)."""
+    """How a consumer gathers batches (see the module docstring, 2).
 
-    max_messages: int = 5_000
-    max_wait: float = 0.1
+    ``flush_interval``: the longest a batch gathers, from its first message
+    (with a commit taking about as long, the freshness is about twice
+    this); ``max_batch_bytes``/``max_messages``: a batch closes sooner once
+    it holds this much; ``max_wait``: with nothing committing, a batch the
+    broker has nothing more for closes after this long; ``fetch_messages``:
+    messages asked of the broker per pull; ``ingest``: the options of its
+    ingestion (owners' flush settings).
+    """
+
+    max_messages: int = 200_000
+    max_wait: float = 0.05
     lag_interval: float = 0.5
+    flush_interval: float = 0.5
+    max_batch_bytes: int = 32 << 20
+    fetch_messages: int = 1_000
     ingest: IngestOptions = field(default_factory=IngestOptions)
+
+
+ROUTE_RUN = 1_024  # without a routing key, sequences k*ROUTE_RUN .. (k+1)*ROUTE_RUN-1 go to one partition
 
 
 class Recut(Exception):
@@ -118,6 +150,7 @@ class StreamConsumer:
             "running": True, "fetch_seconds": 0.0, "fit_seconds": 0.0, "deliver_seconds": 0.0, "ack_seconds": 0.0,
         }
         self._stopping = threading.Event()
+        self._pending: collections.deque[float] = collections.deque()  # first publish time of each batch in flight
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-store")
         self._fitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-fit")
         self._thread = threading.Thread(target=self._run, name=f"stream-{table}-{lane}", daemon=True)
@@ -148,29 +181,42 @@ class StreamConsumer:
                 await asyncio.sleep(0.5)
 
     async def _consume(self) -> None:
+        """Read the lane from its watermarks on, three batches at a time: gathering, fitting, committing."""
         loop = asyncio.get_running_loop()
         marks = await loop.run_in_executor(self._pool, self.watermarks)
         self._status["stored_through"] = max(min(marks.data.values()), self._status["stored_through"])
         source = open_source(self.spec, self.lane, self.lanes)
-        committing: asyncio.Future | None = None  # the batch whose slices are on their way; at most one
+        preparing: asyncio.Future | None = None  # the batch being fitted (on the fitter thread)
+        committing: asyncio.Future | None = None  # the batch whose slices are on their way (on the store thread)
+        self._pending.clear()
+
+        def busy() -> bool:
+            return any(f is not None and not f.done() for f in (preparing, committing))
+
+        held: list[Message] = []  # fetched, not yet batched
+        replay_end = max(marks.data.values())
         try:
             await source.open(marks.start)
             last_lag = 0.0
             while not self._stopping.is_set():
                 began = time.perf_counter()
-                batch = await self._gather(source)
+                # the first batch ends where the predecessor's last one did in the partitions that stored
+                # it: the same messages under the same batch id, stored once where they are not yet
+                through = replay_end if replay_end >= marks.start else None
+                batch = await gather(source, self.options, busy, self._stopping, held, through)
+                replay_end = 0 if batch else replay_end
                 self._status["fetch_seconds"] += time.perf_counter() - began
-                if batch:
-                    if self._status.get("oldest_pending") is None:
-                        self._status["oldest_pending"] = batch[0].published
-                    # fit this batch while the previous one commits; it is sent only once that one is stored
-                    prepared = await loop.run_in_executor(self._fitter, self.prepare, batch, marks)
-                    if committing is not None:
-                        await self._finish(source, committing, following=batch)
-                    committing = loop.run_in_executor(self._pool, self.commit, prepared, marks)
-                elif committing is not None:
+                if committing is not None and (committing.done() or batch and preparing is not None):
                     await self._finish(source, committing)
                     committing = None
+                if preparing is not None and committing is None and (preparing.done() or batch):
+                    # sent only once the batch before it is stored: a lane's commits reach a partition in order
+                    committing = loop.run_in_executor(self._pool, self.commit, await preparing, marks)
+                    preparing = None
+                if batch:
+                    self._pending.append(batch[0].published)
+                    self._status["oldest_pending"] = self._pending[0]
+                    preparing = loop.run_in_executor(self._fitter, self.prepare, batch, marks)
                 if time.monotonic() - last_lag >= self.options.lag_interval:
                     last_lag = time.monotonic()
                     count, seconds = await source.backlog(self._status["stored_through"])
@@ -178,44 +224,40 @@ class StreamConsumer:
             if committing is not None:
                 await self._finish(source, committing)
                 committing = None
+            if preparing is not None:
+                committing = loop.run_in_executor(self._pool, self.commit, await preparing, marks)
+                preparing = None
+                await self._finish(source, committing)
+                committing = None
         finally:
-            if committing is not None:  # failed meanwhile: its messages stay unacknowledged, read again
-                await asyncio.gather(committing, return_exceptions=True)
+            # failed meanwhile: their messages stay unacknowledged, read again from the watermarks
+            await asyncio.gather(*(f for f in (preparing, committing) if f is not None), return_exceptions=True)
             await source.close()
 
-    async def _finish(self, source, committing: asyncio.Future, following: list[Message] | None = None) -> None:
+    async def _finish(self, source, committing: asyncio.Future) -> None:
         """Wait for a batch's commit, then acknowledge its messages to the broker."""
         batch, stored, rejected = await committing
         began = time.perf_counter()
         await source.ack(batch)
         self._status["ack_seconds"] += time.perf_counter() - began
+        if self._pending:
+            self._pending.popleft()
         self._status.update(
             stored_through=batch[-1].sequence, events=self._status["events"] + stored,
             rejected=self._status["rejected"] + rejected, batches=self._status["batches"] + 1,
             messages=self._status["messages"] + len(batch), last_published=batch[-1].published,
-            oldest_pending=following[0].published if following else None,
+            oldest_pending=self._pending[0] if self._pending else None,
         )
-
-    async def _gather(self, source) -> list[Message]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.max_wait
-        batch: list[Message] = []
-        while len(batch) < self.options.max_messages and not self._stopping.is_set():
-            left = deadline - loop.time()
-            if left <= 0.005:
-                break
-            got = await source.fetch(self.options.max_messages - len(batch), left)
-            batch.extend(got)
-            if batch and not got:
-                break
-        return batch
 
     # -- storing (on the store thread) ---------------------------------------------------------
     def targets(self) -> list[int]:
+        """The partitions this lane writes: all of them with one lane or a routing key, else its share."""
         meta = self.client.current_meta()
-        if meta.routing_key and meta.partitions > 1:
+        if self.lanes == 1 or (meta.routing_key and meta.partitions > 1):
             return list(range(meta.partitions))
-        return [self.lane % meta.partitions]
+        if self.lanes >= meta.partitions:
+            return [self.lane % meta.partitions]
+        return [p for p in range(meta.partitions) if p % self.lanes == self.lane]
 
     def watermarks(self) -> Marks:
         """The lane's committed sequences, read from the logs; where to open the lane."""
@@ -238,38 +280,36 @@ class StreamConsumer:
         Done while the batch before it commits: its rows all follow that
         batch's, so the watermarks that batch will leave filter nothing more.
         """
-        lines: list[bytes] = []
-        sequences: list[int] = []
-        subjects: list[str] = []
-        for message in batch:
-            for line in message.data.split(b"\n"):
-                if line.strip():
-                    lines.append(line)
-                    sequences.append(message.sequence)
-                    subjects.append(message.subject)
-        sequence_of = np.asarray(sequences, dtype=np.int64)
+        began = time.perf_counter()
+        payload, message_of = joined_lines(batch)
+        sequence_of = np.fromiter((m.sequence for m in batch), dtype=np.int64, count=len(batch))[message_of]
         first, last = batch[0].sequence, batch[-1].sequence
         batch_id = f"{self.key}@{first}"
         now_us = time.time_ns() // 1000
-        began = time.perf_counter()
-        result = self.client.fit(b"\n".join(lines) + b"\n" if lines else b"", now_us)
+        result = self.client.fit(payload, now_us)
         meta = self.client.meta
         targets = self.targets()
         row_sequences = sequence_of[result.rows] if len(result.rows) else np.zeros(0, np.int64)
-        if len(targets) > 1:
+        if meta.routing_key and len(targets) > 1:
             partition_of = partitions_of(result.table, result.rows, result.total, meta.partitions, batch_id,
                                          meta.routing_key)
-        else:
-            partition_of = np.full(result.table.num_rows, targets[0], dtype=np.int64)
+        else:  # runs of sequences take turns over this lane's partitions
+            partition_of = np.asarray(targets, dtype=np.int64)[(row_sequences // ROUTE_RUN) % len(targets)]
+        parts = split(result.table, partition_of, meta.partitions)
+        replayed = first <= max(marks.data.values())  # some target stored part of this batch already
         rejects = [(row, reason) for row, reason in result.rejected if sequence_of[row] > marks.rejected]
         offset = (StreamBatch(self.key, first, last, rejected=bool(result.rejected)),)
+        empty = result.table.schema.empty_table()
         slices = []
         for partition in targets:
-            keep = (partition_of == partition) & (row_sequences > marks.data[partition])
-            rows = result.table.filter(pa.array(keep)) if not keep.all() else result.table
+            rows = parts.get(partition, empty)
+            if replayed and rows.num_rows:
+                kept = row_sequences[partition_of == partition] > marks.data[partition]
+                rows = rows if kept.all() else rows.filter(pa.array(kept))
             slices.append(Slice(self.client, partition, batch_id, rows, offset, urgent=True))
         if rejects:
-            table = self._rejected_rows(rejects, sequence_of, subjects, result.raw, now_us)
+            table = self._rejected_rows(rejects, sequence_of, [batch[i].subject for i in message_of.tolist()],
+                                        result.raw, now_us)
             slices.append(Slice(self.ingestion.rejected_client(), 0, rejected_batch_id(self.table, batch_id), table,
                                 (SequenceRange(self.rejected_key, first, last),), urgent=True))
         self._status["fit_seconds"] += time.perf_counter() - began
@@ -300,6 +340,84 @@ class StreamConsumer:
             [f"subject {subjects[row]}, sequence {int(sequence_of[row])}: {reason}" for row, reason in rejects],
             [raw(row) for row in rows], now_us,
         )
+
+
+async def gather(source: Source, options: StreamOptions, busy: Callable[[], bool], stopping: threading.Event,
+                 held: list[Message] | None = None, through: int | None = None) -> list[Message]:
+    """A lane's next batch (see the module docstring, 2); empty when nothing came within ``max_wait``.
+
+    ``busy()``: whether the batches before it are still being fitted or
+    committed; while they are, a batch keeps gathering up to
+    ``flush_interval`` (it could not be sent sooner anyway), so under load
+    batches grow with the arrival rate.  ``held``: messages fetched before
+    and not yet batched (taken first; what this batch leaves is put back).
+    ``through``: the batch ends at this sequence, whatever else is due.
+    """
+    loop = asyncio.get_running_loop()
+    held = [] if held is None else held
+    batch: list[Message] = []
+    size = 0
+    opened = loop.time()
+    while not stopping.is_set():
+        wanted = min(options.fetch_messages, options.max_messages - len(batch))
+        if batch:
+            age = loop.time() - opened
+            if wanted <= 0 or size >= options.max_batch_bytes or age >= options.flush_interval:
+                break
+            if through is not None and batch[-1].sequence >= through:
+                break
+            timeout = min(options.flush_interval - age, options.max_wait)
+        else:
+            timeout = options.max_wait
+        if held:
+            got, held[:] = held[:wanted], held[wanted:]
+        else:
+            got = await source.fetch(wanted, max(timeout, 0.005))
+        if through is not None and got and got[-1].sequence > through:
+            cut = next(i for i, m in enumerate(got) if m.sequence > through)
+            if cut == 0 and not batch:  # none of those messages is left in the stream: nothing to match
+                through = None
+            else:
+                got, held[:0] = got[:cut], got[cut:]
+                if not got:
+                    break
+        idle = not busy()
+        if not got:
+            if not batch or idle:  # nothing came, or the broker has nothing more and the owners are free
+                break
+            continue
+        if not batch:
+            opened = loop.time()
+        batch.extend(got)
+        size += sum(len(m.data) for m in got)
+        if len(got) < wanted and idle and loop.time() - opened >= options.max_wait and not held:
+            break
+    return batch
+
+
+_BLANK_LINE = re.compile(rb"\n\s*\n")
+
+
+def joined_lines(batch: list[Message]) -> tuple[bytes, np.ndarray]:
+    """The batch's non-blank lines as one JSON-lines buffer, and the message (index) of each line.
+
+    Lines are counted as the JSON-lines parser counts rows (blank lines
+    skipped), so row ``i`` of the parse came from message ``message_of[i]``;
+    only a message with a blank line inside is split line by line.
+    """
+    bodies: list[bytes] = []
+    counts = np.zeros(len(batch), dtype=np.int64)
+    for index, message in enumerate(batch):
+        body = message.data.strip()
+        if not body:
+            continue
+        if _BLANK_LINE.search(body) is not None:
+            lines = [line for line in body.split(b"\n") if line.strip()]
+            body = b"\n".join(lines)
+        bodies.append(body)
+        counts[index] = body.count(b"\n") + 1
+    payload = b"\n".join(bodies) + b"\n" if bodies else b""
+    return payload, np.repeat(np.arange(len(batch), dtype=np.int64), counts)
 
 
 def open_source(spec: SourceSpec, lane: int, lanes: int) -> Source:

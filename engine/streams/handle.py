@@ -2,12 +2,14 @@
 
 ``db.ingest_stream(table, url, subject=, stream=, durable=)`` starts one
 :class:`~engine.streams.consumer.StreamConsumer` actor per lane (by default
-one per partition of the table).  They are named after the warehouse,
+one, which reads the stream once and feeds every partition of the table).  They are named after the warehouse,
 table, stream and durable, so a second start of the same stream into the
 same table is refused while the first runs; Ray restarts one that dies, and
 it resumes from the committed sequence.  They belong to the process that
 started them (a notebook, ``petrel ingest-stream``, a Ray job) and stop
-with it.
+with it.  A stream already stored in N lanes is resumed in N lanes: each
+lane's watermarks are kept under its own key, so another lane count would
+start from the stream's beginning and store its messages again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from engine.ingest.client import ACTOR_NAMESPACE
 from engine.streams.consumer import StreamConsumer, StreamOptions
 from engine.streams.source import SourceSpec
 from storage.errors import IngestError
+from storage.log import PartitionLog
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,30 @@ def consumer_name(session: Any, table: str, spec: SourceSpec) -> str:
     return "stream-" + hashlib.sha1(identity.encode()).hexdigest()[:20]
 
 
+def recorded_lanes(session: Any, meta: Any, spec: SourceSpec) -> set[int]:
+    """The lane counts the table's logs hold watermarks of ``spec``'s stream and durable for."""
+    prefix = spec.lane_key(0, 1).rsplit("#", 1)[0] + "#"
+    counts = set()
+    for partition in range(meta.partitions):
+        for key in PartitionLog(session.store, meta.path, partition).load().offsets:
+            if key.startswith(prefix) and "/rejected/" not in key:
+                counts.add(int(key[len(prefix):].split("/")[1]))
+    return counts
+
+
 def start_stream(session: Any, table: str, url: str, *, subject: str, stream: str, durable: str,
                  lanes: int | None = None, options: StreamOptions | None = None,
                  source_options: dict[str, Any] | None = None, kind: str = "nats") -> StreamHandle:
     """Start consuming ``stream`` into ``table`` (see the module docstring); returns the handle."""
     meta = session.table(table)
     spec = SourceSpec(kind, url, subject, stream, durable, dict(source_options or {}))
-    lanes = lanes or meta.partitions
+    earlier = recorded_lanes(session, meta, spec)
+    if lanes is None:
+        lanes = min(earlier) if earlier else 1
+    elif earlier and lanes not in earlier:
+        raise IngestError(f"stream {stream} (durable {durable}) was stored in {session.namespace}.{table} in "
+                          f"{min(earlier)} lanes, and lanes={lanes} would store its messages again; start it with "
+                          f"lanes={min(earlier)} (or leave lanes out)")
     options = options or StreamOptions(ingest=session.ingestion.options)
     name = consumer_name(session, table, spec)
     actors = []

@@ -1,13 +1,16 @@
 """The NATS JetStream source: one durable pull consumer per lane, positioned by the table's log.
 
-Lane k of K reads the stream's messages whose stream sequence is k modulo K
-(every lane's consumer sees the whole stream; the others' messages are
-acknowledged on sight).  When a lane opens, its durable consumer is created
+By default a stream is read in one lane, whose consumer fetches it once and
+feeds every partition's owner.  With K lanes, lane k keeps the messages
+whose stream sequence is k modulo K: every lane's consumer is sent the
+whole stream (the broker sends each message K times), so more lanes only
+pay when parsing, not the broker, is what limits one lane.  When a lane opens, its durable consumer is created
 afresh to start at the sequence after the one the table's commits say was
 stored: the log, not the broker's cursor, is the truth, so nothing is
 skipped and a restart need not wait for the broker's redelivery timer.
-Messages are acknowledged (explicitly, each) only after the commit that
-stored them; ``max_ack_pending`` bounds what one lane holds unacknowledged.
+Messages are acknowledged only after the commit that stored them, with one
+acknowledgement per batch (``AckPolicy.ALL``: the batch's last message
+acknowledges every one before it, the other lanes' too); ``max_ack_pending`` bounds what one lane holds unacknowledged.
 The client reconnects by itself when the server restarts; a fetch that fails
 meanwhile makes the consumer open the lane again.
 """
@@ -55,7 +58,7 @@ class NatsSource:
             durable_name=self.name,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start > 1 else DeliverPolicy.ALL,
             opt_start_seq=start if start > 1 else None,
-            ack_policy=AckPolicy.EXPLICIT,
+            ack_policy=AckPolicy.ALL,
             ack_wait=options.get("ack_wait", 60.0),
             max_ack_pending=options.get("max_ack_pending", 200_000),
             filter_subject=self.spec.subject,
@@ -72,21 +75,17 @@ class NatsSource:
             received = await self._sub.fetch(max_messages, timeout=timeout)
         except FETCH_ERRORS:
             return []
-        mine, others = [], []
+        mine = []
         for msg in received:
             meta = msg.metadata
             sequence = meta.sequence.stream
-            if sequence % self.lanes != self.lane:
-                others.append(msg)
-                continue
-            mine.append(Message(sequence, msg.subject, msg.data, meta.timestamp.timestamp(), msg))
-        for msg in others:  # another lane's: nothing to store here
-            await msg.ack()
+            if self.lanes == 1 or sequence % self.lanes == self.lane:
+                mine.append(Message(sequence, msg.subject, msg.data, meta.timestamp.timestamp(), msg))
         return mine
 
     async def ack(self, messages: list[Message]) -> None:
-        for message in messages:
-            await message.handle.ack()
+        if messages:  # AckPolicy.ALL: the last acknowledges the batch (and the other lanes' messages before it)
+            await messages[-1].handle.ack()
 
     async def backlog(self, stored_through: int) -> tuple[int, float]:
         info = await self._js.stream_info(self.spec.stream)

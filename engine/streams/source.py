@@ -2,8 +2,10 @@
 
 A source is read in *lanes*: ordered sequences of messages, each message
 numbered by a sequence that only grows within its lane (a JetStream stream
-sequence, a Kafka partition's offset).  One consumer actor reads one lane;
-what it stored is committed, per target partition, as the offset
+sequence, a Kafka partition's offset).  One consumer actor reads one lane
+and routes its rows to the table partitions it serves (all of them with one
+lane or a routing key, else the partitions p with ``p mod lanes == lane``); what it stored
+is committed, per target partition, as the offset
 ``{"kind": "sequence", "last": <last sequence stored>, ...}`` under the lane's key, in the same
 commit as the rows.  So a source must be able to:
 
@@ -14,11 +16,16 @@ commit as the rows.  So a source must be able to:
   do nothing);
 - ``backlog()``: how far the lane's newest message is ahead of a sequence.
 
-A Kafka source would be: lane k = partition k of the topic, ``open`` =
+A JetStream stream is by default one lane (its consumer reads it once and
+feeds every partition).  A Kafka source would be: lane k = partition k of the topic
+(its lanes by default the topic's partitions, each sent only its own
+messages), ``open`` =
 ``assign`` + ``seek(start)``, ``fetch`` = ``consume``, ``ack`` = a commit of
 the offset (for monitoring only: the table's log is the truth), ``backlog``
-= the high watermark minus the offset.  The consumer, the offsets in the
-commits and the tests' invariants stay as they are.
+= the high watermark minus the offset; one module beside ``nats`` and a
+branch in ``consumer.open_source``.  The consumer (batching, parsing,
+routing, the offsets in the commits, acknowledging after them) and the
+tests' invariants stay as they are.
 """
 
 from __future__ import annotations

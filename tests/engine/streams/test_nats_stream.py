@@ -14,8 +14,11 @@ import pytest
 
 from engine.ingest.actor import IngestConfig
 from engine.ingest.client import IngestOptions
+from engine.ingest.deliver import Slice
+from engine.ingest.offsets import StreamBatch
 from engine.streams.consumer import StreamOptions
 from storage.errors import IngestError
+from storage.log import PartitionLog
 
 BASE = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 OPTIONS = StreamOptions(max_messages=500, max_wait=0.05, lag_interval=0.2,
@@ -127,11 +130,12 @@ def test_stream_lands_once_lag_status_and_resume_after_stop(sdb, nats_server):
 
 
 @pytest.mark.chaos
-def test_sigkilled_consumers_and_a_broker_restart_lose_and_double_nothing(sdb, nats_server):
+@pytest.mark.parametrize("lanes", [1, 2], ids=["one-fetcher", "two-lanes"])
+def test_sigkilled_consumers_and_a_broker_restart_lose_and_double_nothing(sdb, nats_server, lanes):
     asyncio.run(_create_stream(nats_server.url))
     sdb.create_table("events", partitions=2)
     handle = sdb.ingest_stream("events", nats_server.url, subject="events.>", stream="EVENTS",
-                               durable="petrel-events", options=OPTIONS)
+                               durable="petrel-events", options=OPTIONS, lanes=lanes)
     good, bad = [], []
     last = 0
     for phase in range(4):
@@ -144,13 +148,92 @@ def test_sigkilled_consumers_and_a_broker_restart_lose_and_double_nothing(sdb, n
         elif phase == 1:
             nats_server.restart()
         elif phase == 2:
-            kill_consumers(handle, [0, 1])
+            kill_consumers(handle, sorted({0, 1 % lanes}))
         time.sleep(0.3)
-    kill_consumers(handle, [1])
+    kill_consumers(handle, [1 % lanes])
     handle.wait_caught_up(timeout=90, through=last)
-    assert sum(s["stored_through"] > 0 for s in handle.status()) == 2
+    assert sum(s["stored_through"] > 0 for s in handle.status()) == lanes
     handle.stop()
     check_exactly_once(sdb, "events", good, bad)
+    for partition in range(2):  # every partition took its share from each lane, with the lane's sequence
+        log = PartitionLog(sdb.store, sdb.table("events").path, partition).load()
+        assert log.segments
+        assert {key.rsplit("#", 1)[1] for key in log.offsets if key.startswith("nats:")} >= \
+            {f"{lane}/{lanes}" for lane in range(lanes) if lanes == 1 or lane == partition}
+
+
+def test_one_fetcher_feeds_every_partition_and_the_broker_sends_each_message_once(sdb, nats_server):
+    asyncio.run(_create_stream(nats_server.url))
+    sdb.create_table("events", partitions=2)
+    items, good, bad = messages(0, 1100)  # sequences past ROUTE_RUN: both partitions get rows
+    last = publish(nats_server.url, items)
+    options = StreamOptions(max_messages=300, max_wait=0.05, lag_interval=0.2, ingest=OPTIONS.ingest)
+    handle = sdb.ingest_stream("events", nats_server.url, subject="events.>", stream="EVENTS",
+                               durable="petrel-events", options=options)
+    handle.wait_caught_up(timeout=60, through=last)
+    [status] = handle.status()
+    consumers = asyncio.run(_consumers(nats_server.url))
+    handle.stop()
+    assert status["stored_through"] == last and status["messages"] == last and status["batches"] >= 4
+    # one durable consumer, delivered every message once, and every one acknowledged after its commit
+    assert [(c.name, c.delivered.stream_seq, c.num_ack_pending, c.num_redelivered) for c in consumers] == \
+        [("petrel-events", last, 0, 0)]
+    check_exactly_once(sdb, "events", good, bad)
+    key = "nats:EVENTS:petrel-events#0/1"
+    for partition in range(2):
+        log = PartitionLog(sdb.store, sdb.table("events").path, partition).load()
+        assert log.segments and log.offsets[key]["last"] == last
+
+
+def test_a_batch_stored_in_one_partition_and_not_the_other_is_completed_once(sdb, nats_server):
+    """A consumer died between its batch's commits: its successor ends its first batch where that one did."""
+    asyncio.run(_create_stream(nats_server.url))
+    sdb.create_table("events", partitions=2)
+    first, good, _ = messages(0, 30)
+    last = publish(nats_server.url, first)
+    key = "nats:EVENTS:petrel-events#0/1"
+    client = sdb.ingestion.client("events")
+    result = client.fit(b"\n".join(payload for _, payload, _ in first), time.time_ns() // 1000)
+    # sequences 1..30 are all routed to partition 0, which committed the batch; partition 1 never did
+    sdb.ingestion.deliver([Slice(client, 0, f"{key}@1", result.table, (StreamBatch(key, 1, last),))])
+    second, good2, _ = messages(30, 30)
+    last = publish(nats_server.url, second)  # the successor finds both batches' messages waiting
+    handle = sdb.ingest_stream("events", nats_server.url, subject="events.>", stream="EVENTS",
+                               durable="petrel-events", options=OPTIONS)
+    handle.wait_caught_up(timeout=60, through=last)
+    handle.stop()
+    row = sdb.sql("SELECT count(*) AS n, count(DISTINCT id) AS d FROM events").to_pylist()[0]
+    assert row == {"n": len(good + good2), "d": len(good + good2)}
+    for partition in range(2):
+        assert PartitionLog(sdb.store, sdb.table("events").path, partition).load().offsets[key]["last"] == last
+
+
+def test_a_stream_stored_in_two_lanes_resumes_in_two_lanes(sdb, nats_server):
+    asyncio.run(_create_stream(nats_server.url))
+    sdb.create_table("events", partitions=2)
+    first, good, bad = messages(0, 40)
+    last = publish(nats_server.url, first)
+    start = dict(subject="events.>", stream="EVENTS", durable="petrel-events", options=OPTIONS)
+    handle = sdb.ingest_stream("events", nats_server.url, lanes=2, **start)
+    handle.wait_caught_up(timeout=60, through=last)
+    handle.stop()
+    with pytest.raises(IngestError, match="lanes=2"):  # its watermarks are the two lanes': one would start over
+        sdb.ingest_stream("events", nats_server.url, lanes=1, **start)
+    second, good2, bad2 = messages(40, 40)
+    last = publish(nats_server.url, second)
+    handle = sdb.ingest_stream("events", nats_server.url, **start)
+    assert len(handle.actors) == 2
+    handle.wait_caught_up(timeout=60, through=last)
+    handle.stop()
+    check_exactly_once(sdb, "events", good + good2, bad + bad2)
+
+
+async def _consumers(url: str, stream: str = "EVENTS") -> list:
+    nc = await nats.connect(url)
+    try:
+        return await nc.jetstream().consumers_info(stream)
+    finally:
+        await nc.close()
 
 
 def test_one_stream_feeds_two_tables_through_their_transforms(sdb, nats_server):
