@@ -290,7 +290,7 @@ class StreamConsumer:
         meta = self.client.meta
         targets = self.targets()
         row_sequences = sequence_of[result.rows] if len(result.rows) else np.zeros(0, np.int64)
-        if meta.routing_key and len(targets) > 1:
+        if meta.routing_key in result.table.column_names and len(targets) > 1:  # by each row's key: its own home
             partition_of = partitions_of(result.table, result.rows, result.total, meta.partitions, batch_id,
                                          meta.routing_key)
         else:  # runs of sequences take turns over this lane's partitions
