@@ -172,8 +172,8 @@ def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expressio
         if spec.arg is not None:
             _no_aggregates(spec.arg, "an aggregate's argument")
         arg = spec.arg
-        if spec.condition is not None:  # COUNT_IF(c): the sum of 1 where c holds, 0 where it does not
-            arg = exp.cast(exp.paren(spec.condition.copy()), exp.DataType.build("BIGINT"))
+        if spec.condition is not None:  # COUNT_IF(c): the sum of c's truths (a boolean sums as 1 and 0)
+            arg = exp.cast(exp.paren(spec.condition.copy()), exp.DataType.build("BOOLEAN"))
         arg_name = column_for(arg, "_p") if arg is not None else None
         name = f"_a{len(calls)}"
         calls.append(AggCall(name, spec.func, arg_name, spec.params, spec.approximate, spec.distinct))
