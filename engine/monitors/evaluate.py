@@ -62,7 +62,7 @@ class Evaluator:
         self.run_window = run_window
         self.share = share
         self.stats = EvaluationStats()
-        self._shapes: dict[tuple[str, int, str], tuple[SharedShape, tuple[str, str]] | None] = {}
+        self._shapes: dict[tuple, tuple[SharedShape, tuple[str, str]] | None] = {}  # monitors repeat queries
         self._texts: dict[tuple, tuple[str, str]] = {}
         # per shape, every distinct (value, seen) pair met so far -> its column; append-only, so a shape's
         # chunks (and their SQL, plans and cached partials) stay the same from slot to slot
@@ -70,7 +70,7 @@ class Evaluator:
         self._solo: set[tuple[str, str]] = set()  # pairs whose own query failed: they run alone
 
     def _shape(self, spec: MonitorSpec) -> tuple[SharedShape, tuple[str, str]] | None:
-        key = (spec.name, spec.version, spec.query)
+        key = (spec.query, spec.table, spec.time_column, spec.window, spec.delay)  # all a shape depends on
         if key not in self._shapes:
             if len(self._shapes) > 1_000_000:
                 self._shapes.clear()
