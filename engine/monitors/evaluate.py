@@ -15,8 +15,9 @@ one broken monitor puts only itself in ERROR (and runs alone from then on).
 
 The evaluator runs SQL through one callable, ``run_sql(sql) -> pa.Table``
 (a session's ``sql``), or, given ``run_window(windowed, unbounded, start_us,
-end_us)`` (:meth:`engine.monitors.queries.LocalQueries.window`), through the
-incremental path that reuses cached partial aggregates of whole segments.
+end_us, columns)`` (:meth:`engine.monitors.queries.LocalQueries.window`),
+through the incremental path that reuses cached partial aggregates of whole
+segments and merges only the columns of the monitors due.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Evaluator:
         self.run_window = run_window
         self.share = share
         self.stats = EvaluationStats()
-        self._shapes: dict[tuple[str, int, str], tuple[SharedShape, tuple[str, str]] | None] = {}
+        self._shapes: dict[tuple, tuple[SharedShape, tuple[str, str]] | None] = {}  # monitors repeat queries
         self._texts: dict[tuple, tuple[str, str]] = {}
         # per shape, every distinct (value, seen) pair met so far -> its column; append-only, so a shape's
         # chunks (and their SQL, plans and cached partials) stay the same from slot to slot
@@ -69,7 +70,7 @@ class Evaluator:
         self._solo: set[tuple[str, str]] = set()  # pairs whose own query failed: they run alone
 
     def _shape(self, spec: MonitorSpec) -> tuple[SharedShape, tuple[str, str]] | None:
-        key = (spec.name, spec.version, spec.query)
+        key = (spec.query, spec.table, spec.time_column, spec.window, spec.delay)  # all a shape depends on
         if key not in self._shapes:
             if len(self._shapes) > 1_000_000:
                 self._shapes.clear()
@@ -127,11 +128,14 @@ class Evaluator:
         start, end = first.window_of(slot)
         pairs = list(self._columns[shape])[chunk * MAX_SHARED:(chunk + 1) * MAX_SHARED]
         try:
-            key = (shape, chunk, len(pairs))
+            key = (shape, tuple(pairs))
             texts = self._texts.get(key)
             if texts is None:
                 texts = self._texts[key] = (shape_sql(first, pairs, _START, _END), shape_sql(first, pairs, None, None))
-            result = self._run(*texts, start, end)
+            wanted = sorted({index for _, index in members})
+            columns = (*(f"g{j}" for j in range(len(shape.groups))),
+                       *(f"{kind}{index}" for index in wanted for kind in "vn"))
+            result = self._run(*texts, start, end, columns)
         except PetrelError:
             outcomes = [self._alone(spec, slot) for spec, _ in members]
             failed = {self._shape(spec)[1] for (spec, _), outcome in zip(members, outcomes) if outcome.error is not None}
@@ -165,14 +169,16 @@ class Evaluator:
             outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
         return outcomes
 
-    def _run(self, template: str, unbounded: str, start: float, end: float) -> pa.Table:
+    def _run(self, template: str, unbounded: str, start: float, end: float,
+             columns: tuple[str, ...] | None = None) -> pa.Table:
         windowed = template.replace(_START_TEXT, timestamp_literal(start).this.sql()).replace(
             _END_TEXT, timestamp_literal(end).this.sql())
         if len(self._texts) > 50_000:
             self._texts.clear()
         if self.run_window is None:
             return self.run_sql(windowed)
-        return self.run_window(windowed, unbounded, int(round(start * 1e6)), int(round(end * 1e6)))
+        bounds = int(round(start * 1e6)), int(round(end * 1e6))
+        return self.run_window(windowed, unbounded, *bounds, columns) if columns else self.run_window(windowed, unbounded, *bounds)
 
     def _alone(self, spec: MonitorSpec, slot: float) -> SlotOutcome:
         start, end = spec.window_of(slot)

@@ -36,7 +36,7 @@ from engine.query.execution.operators import Execution, concat, execute
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_locally
 from planner.fragments import stage_scan as fragment_scan
-from planner.logical import Gather, Plan, Scan
+from planner.logical import Aggregate, Gather, Plan, Project, Scan
 from storage.catalog import Catalog
 from storage.objectstore import ObjectStore
 
@@ -54,13 +54,15 @@ class LocalQueries:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
-        self._plans: dict[str, tuple[float, Plan]] = {}
+        self._plans: dict[str, Plan] = {}
+        self._pruned: dict[tuple[str, tuple[str, ...]], tuple[Plan, Plan]] = {}
 
     def sql(self, query: str) -> pa.Table:
         planned = self.engine.plan(query)
         return run_locally(planned.optimized, self.reader)
 
-    def window(self, windowed: str, unbounded: str, start_us: int, end_us: int) -> pa.Table:
+    def window(self, windowed: str, unbounded: str, start_us: int, end_us: int,
+               columns: tuple[str, ...] | None = None) -> pa.Table:
         """``windowed`` (``unbounded`` limited to event times [start_us, end_us)), reusing cached segment partials.
 
         The unbounded query is planned once (and again when the table's
@@ -103,6 +105,14 @@ class LocalQueries:
             return self.sql(windowed)
         run = Execution(reader=self.reader)
         run.gathered[id(gather)] = gathered
+        if columns is not None:  # merge only the states of the columns asked for; the partials stay shared
+            key = (unbounded, columns)
+            pruned = self._pruned.get(key)
+            if pruned is None or pruned[0] is not whole:
+                if len(self._pruned) > 10_000:
+                    self._pruned.clear()
+                pruned = self._pruned[key] = (whole, _only(whole, frozenset(columns)) or whole)
+            return execute(pruned[1], run)
         return execute(whole, run)
 
     def _partial(self, fragment: Plan, segment, fingerprint: str) -> pa.Table:
@@ -153,6 +163,26 @@ def _window_scan(scan: Scan, start_us: int, end_us: int) -> Scan | None:
         compiled=(scan.compiled & window) if scan.compiled is not None else window,
         time_range=(start_us, end_us - 1),
     )
+
+
+def _only(plan: Plan, keep: frozenset[str]) -> Plan | None:
+    """``plan``'s part above its gather computing only the output columns ``keep``; None where it cannot tell.
+
+    The gather and everything below it are the same objects, so gathered
+    partials (looked up by the gather's identity) still apply.
+    """
+    if isinstance(plan, Project):
+        index = [i for i, name in enumerate(plan.names) if name in keep]
+        needed = frozenset(column.name for i in index for column in plan.exprs[i].find_all(exp.Column))
+        child = _only(plan.input, needed)
+        if child is None:
+            return None
+        compiled = tuple(plan.compiled[i] for i in index) if plan.compiled is not None else None
+        return replace(plan, input=child, names=tuple(plan.names[i] for i in index),
+                       exprs=tuple(plan.exprs[i] for i in index), compiled=compiled)
+    if isinstance(plan, Aggregate) and plan.mode == "final" and isinstance(plan.input, Gather):
+        return replace(plan, aggregates=tuple(call for call in plan.aggregates if call.name in keep))
+    return None
 
 
 def _replace_scan(plan: Plan, old: Scan, new: Scan) -> Plan:

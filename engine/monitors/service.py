@@ -159,13 +159,16 @@ class Scheduler(_Loop):
         records = self.definitions.definitions()
         shards = self.meta.partitions
         mine = {n: r for n, r in records.items() if shard_of(n, shards) == self.shard}
-        specs = {}
+        specs, changed = {}, []
         for name, record in mine.items():
             kept = self.specs.get(name)
             specs[name] = kept if kept is not None and self.records.get(name) == record else MonitorSpec.from_record(record)
             if specs[name] is not kept:
-                self._schedule(name, specs[name], now)
-        self.evaluator.register([spec for name, spec in specs.items() if self.specs.get(name) is not spec])
+                changed.append(name)
+        self.evaluator.register([specs[name] for name in changed])  # parses their SQL: may take a while
+        now = time.time()
+        for name in changed:
+            self._schedule(name, specs[name], now)
         self.records, self.specs, self.definitions_version = mine, specs, version
 
     def _schedule(self, name: str, spec: MonitorSpec, now: float) -> None:
@@ -201,8 +204,8 @@ class Scheduler(_Loop):
         return names, due, skips
 
     def step(self) -> None:
+        self._refresh(time.time())
         now = time.time()
-        self._refresh(now)
         names, due, skips = self._due(now)
         try:
             if not due and not skips:
