@@ -156,6 +156,8 @@ class _Stages:
         ])
         for gather, result in zip(gathers, results):
             run.gathered[id(gather)] = concat(result)
+            if len(result) == 1:
+                run.whole.add(id(gather))
         return run
 
     def complete(self, plan: Plan, path: tuple[int, ...]) -> Any:

@@ -43,6 +43,7 @@ class Execution:
     cancelled: Callable[[], bool] | None = None
     scan: ScanStats = field(default_factory=ScanStats)
     inputs: dict[str, pa.Table] = field(default_factory=dict)  # exchange key -> rows this fragment reads
+    whole: set[int] = field(default_factory=set)  # Gathers (by node id) whose rows one fragment produced
 
     def check(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -134,10 +135,11 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
     table = _input(plan, run)
     if plan.mode == "partial":
         return aggregate.partial(table, plan.keys, plan.aggregates)
-    if plan.mode == "final":
-        return aggregate.final(table, plan.keys, plan.aggregates, plan.schema)
+    if plan.mode == "final":  # states of one fragment hold each group once: nothing to merge
+        whole = isinstance(plan.input, Gather) and id(plan.input) in run.whole
+        return aggregate.final(table, plan.keys, plan.aggregates, plan.schema, whole)
     states = aggregate.partial(table, plan.keys, plan.aggregates)
-    return aggregate.final(states, plan.keys, plan.aggregates, plan.schema)
+    return aggregate.final(states, plan.keys, plan.aggregates, plan.schema, whole=True)
 
 
 @EXECUTE.register(Sort)
