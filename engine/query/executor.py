@@ -62,4 +62,6 @@ def run_locally(plan: Plan, reader: SegmentReader, fragments: int = 1) -> pa.Tab
             parts = [run_fragment(Fragment("local", stage, index, node.input, group), reader, gathered=run.gathered)[0]
                      for index, group in enumerate(groups)]
             run.gathered[id(node)] = concat(parts)
+            if len(parts) == 1:
+                run.whole.add(id(node))
     return execute(plan, run)

@@ -45,7 +45,10 @@ from storage.errors import PetrelError, QueryFailed, QueryTimeout
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
-LOCAL_BYTES = 48 * 1024 * 1024  # a stage reading less (stored bytes of its columns, estimated) runs in the driver
+# A stage estimated to read at most this (stored bytes of the columns it reads) runs in the driver: one
+# fragment's worth.  On 2 cores the driver (pyarrow's threads) beat two workers on every analytics query,
+# whole-table scans included; on a cluster with more cores than the driver host, lower it (0: never).
+LOCAL_BYTES = TARGET_FRAGMENT_BYTES
 
 
 def run_plan(
@@ -156,6 +159,8 @@ class _Stages:
         ])
         for gather, result in zip(gathers, results):
             run.gathered[id(gather)] = concat(result)
+            if len(result) == 1:
+                run.whole.add(id(gather))
         return run
 
     def complete(self, plan: Plan, path: tuple[int, ...]) -> Any:

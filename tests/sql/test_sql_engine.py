@@ -106,6 +106,15 @@ def test_topk_is_pushed_into_fragments(loaded):
     assert_same(db.sql(query), oracle.sql(query).to_arrow_table(), ordered=True, query=query)
 
 
+@pytest.mark.parametrize("order", ["timestamp, service NULLS LAST", "timestamp DESC, service NULLS LAST"])
+def test_topk_by_time_reads_segments_in_time_order_and_stops(loaded, order):
+    db, oracle, _ = loaded
+    query = f"SELECT timestamp, service, bytes FROM events WHERE bytes > 100 ORDER BY {order} LIMIT 7"
+    text = db.explain(query, analyze=True)
+    assert _stage_counts(text)["segments"] <= 8, text  # of 48: the first hour's (or last hour's) per fragment
+    assert_same(db.sql(query), oracle.sql(query).to_arrow_table(), ordered=True, query=query)
+
+
 @pytest.mark.chaos
 def test_worker_killed_mid_query_is_retried(loaded):
     db, oracle, _ = loaded

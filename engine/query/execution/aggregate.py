@@ -187,7 +187,7 @@ def signed_zeros_as_one(table: pa.Table, names) -> pa.Table:
 
 
 def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
-          schema: pa.Schema | None = None) -> pa.Table:
+          schema: pa.Schema | None = None, whole: bool = False) -> pa.Table:
     """Merge partial states (one row per fragment and group) into one row per group.
 
     One Acero hash aggregation over the states does the merge: sums,
@@ -195,8 +195,11 @@ def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
     combine (variance moments, distinct values, quantile values, sketches)
     the same pass lists each group's state rows, and array kernels (and the
     sketch library) reduce them per group.  ``schema`` is that of the rows
-    the partial states were computed from.
+    the partial states were computed from.  ``whole`` says the states are
+    one partial's (each group on one row): they are finished without a merge.
     """
+    if whole and (keys or gathered.num_rows == 1):
+        return _finish_whole(_double_sums(gathered, calls), keys, calls, schema)
     table, group_keys = gathered, list(keys)
     if not keys:  # one group, even over no states: a row of NULL states stands for "nothing"
         table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
@@ -220,6 +223,24 @@ def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
     for call in calls:
         out[call.name] = _finish(merged, call, table, ids, schema)
     return pa.table(out) if out else pa.table({_KEY: merged.column(_KEY)}).select([])
+
+
+def _finish_whole(states: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
+                  schema: pa.Schema | None) -> pa.Table:
+    """Finish the states of one partial: each row is a group, so each state is already its group's merge."""
+    merged = {k: states.column(k) for k in keys}
+    for call in calls:
+        for suffix, func, _ in _merge_specs(call, states.schema):
+            merged[f"{call.name}__{suffix}_{func}"] = states.column(f"{call.name}__{suffix}")
+    merged_table = pa.table(merged) if merged else pa.table({_KEY: pa.array(np.zeros(states.num_rows, np.int8))})
+    ids = _arange(states.num_rows)
+    out: dict[str, pa.Array | pa.ChunkedArray] = {k: states.column(k) for k in keys}
+    for call in calls:
+        if call.func == "count_distinct" and not call.distinct:  # the partial's distinct values, NULLs left out
+            out[call.name] = pc.list_value_length(_combined(states.column(f"{call.name}__d"))).cast(pa.int64())
+        else:
+            out[call.name] = _finish(merged_table, call, states, ids, schema)
+    return pa.table(out) if out else pa.table({_KEY: merged_table.column(_KEY)}).select([])
 
 
 def _double_sums(states: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:

@@ -43,6 +43,7 @@ class Execution:
     cancelled: Callable[[], bool] | None = None
     scan: ScanStats = field(default_factory=ScanStats)
     inputs: dict[str, pa.Table] = field(default_factory=dict)  # exchange key -> rows this fragment reads
+    whole: set[int] = field(default_factory=set)  # Gathers (by node id) whose rows one fragment produced
 
     def check(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -134,10 +135,11 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
     table = _input(plan, run)
     if plan.mode == "partial":
         return aggregate.partial(table, plan.keys, plan.aggregates)
-    if plan.mode == "final":
-        return aggregate.final(table, plan.keys, plan.aggregates, plan.schema)
+    if plan.mode == "final":  # states of one fragment hold each group once: nothing to merge
+        whole = isinstance(plan.input, Gather) and id(plan.input) in run.whole
+        return aggregate.final(table, plan.keys, plan.aggregates, plan.schema, whole)
     states = aggregate.partial(table, plan.keys, plan.aggregates)
-    return aggregate.final(states, plan.keys, plan.aggregates, plan.schema)
+    return aggregate.final(states, plan.keys, plan.aggregates, plan.schema, whole=True)
 
 
 @EXECUTE.register(Sort)
@@ -190,6 +192,10 @@ def _topk_scan(plan: Sort, run: Execution) -> pa.Table:
     source = str(exprs[first.column])
     if source not in scan.source.schema.names or not pc.field(source).equals(exprs[first.column]):
         return sort(_scan(scan, projection, run), plan.keys, plan.limit)
+    if source == scan.source.meta.time_column:
+        ordered = _time_ordered_topk(plan, scan, projection, run, source)
+        if ordered is not None:
+            return ordered
     key_names = tuple(dict.fromkeys(k.column for k in plan.keys))
     keys_only = Project(scan, key_names, tuple(exprs[n] for n in key_names), tuple(exprs[n] for n in key_names))
     candidates = sort(_scan(scan, keys_only, run), plan.keys, plan.limit)
@@ -203,6 +209,35 @@ def _topk_scan(plan: Sort, run: Execution) -> pa.Table:
         bound = bound | pc.field(source).is_null()
     narrowed = dataclasses.replace(scan, compiled=bound if scan.compiled is None else (scan.compiled & bound))
     return sort(_scan(narrowed, projection, run), plan.keys, plan.limit)
+
+
+def _time_ordered_topk(plan: Sort, scan: Scan, projection: Project, run: Execution, source: str) -> pa.Table | None:
+    """ORDER BY the time column ... LIMIT k: segments read in time order, until no later one can hold a top row.
+
+    Each segment's time range is in the manifest: once k rows are kept, a
+    segment starting after the k-th time (ending before it, descending) is
+    never read.  Ties on the time are kept (a segment starting at it is
+    read), so the answer is the same.  None when the manifest cannot order
+    the segments (a segment without times, NULL times sorted first).
+    """
+    first, limit = plan.keys[0], plan.limit
+    segments = list(run.segments if run.segments is not None else (scan.segments or ()))
+    type_ = scan.source.schema.field(source).type
+    if (first.nulls_first or limit == 0 or len(segments) < 2 or not pa.types.is_timestamp(type_)
+            or type_.unit not in ("s", "ms", "us") or any(s.min_time is None or s.max_time is None for s in segments)):
+        return None
+    segments.sort(key=(lambda s: -s.max_time) if first.descending else (lambda s: s.min_time))
+    kept: pa.Table | None = None
+    for segment in segments:
+        if kept is not None and kept.num_rows >= limit:
+            threshold = kept.column(first.column)[limit - 1]
+            if threshold.is_valid:
+                micros = threshold.cast(pa.timestamp("us", tz=type_.tz)).value
+                if (segment.max_time < micros) if first.descending else (segment.min_time > micros):
+                    break  # this segment and every later one lie wholly after the k-th row
+        part = _scan(scan, projection, dataclasses.replace(run, segments=(segment,)))
+        kept = sort(part if kept is None else concat([kept, part]), plan.keys, limit)
+    return kept
 
 
 def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
