@@ -22,7 +22,7 @@ from engine.monitors.history import TRANSITIONS_TABLE, ShardLog
 from engine.service.metrics import ServiceMetrics
 from engine.service.tenants import Limits, Tenant, TokenStore
 from engine.session import Session
-from storage.errors import CommitConflict, LimitExceeded, PetrelError, RejectedRows, TooManyQueries
+from storage.errors import CommitConflict, LimitExceeded, PetrelError, QueryTooLarge, RejectedRows, TooManyQueries
 from storage.objectstore import ObjectStore
 
 
@@ -106,14 +106,20 @@ class Service:
         """Run ``sql`` in the tenant's namespace within its timeout and result limits."""
         with self.admit(tenant):
             started = time.perf_counter()
-            table = self.session(tenant).sql(sql, dialect=dialect, timeout=tenant.limits.query_timeout)
+            try:
+                table = self.session(tenant).sql(sql, dialect=dialect, timeout=tenant.limits.query_timeout,
+                                                 memory_limit=tenant.limits.max_query_memory)
+            except QueryTooLarge:
+                self.metrics.refused.labels(tenant.namespace, "query_memory").inc()
+                raise
             self.metrics.query_seconds.labels(tenant.namespace, protocol).observe(time.perf_counter() - started)
         self.check_result(tenant, table)
         return table
 
     def explain(self, tenant: Tenant, sql: str, dialect: str | None = None) -> str:
         with self.admit(tenant):
-            return self.session(tenant).explain(sql, dialect=dialect, timeout=tenant.limits.query_timeout)
+            return self.session(tenant).explain(sql, dialect=dialect, timeout=tenant.limits.query_timeout,
+                                                memory_limit=tenant.limits.max_query_memory)
 
     def check_result(self, tenant: Tenant, table: pa.Table) -> None:
         limits = tenant.limits

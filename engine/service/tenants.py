@@ -38,6 +38,7 @@ class Limits:
     max_body_bytes: int = 64 << 20
     max_concurrent_queries: int = 4
     retry_after_seconds: int = 1
+    max_query_memory: int = 1 << 30  # bytes of Arrow data one query may hold in any one process
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Limits:
