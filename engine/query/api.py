@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.external import as_arrow
+from engine.query.plan_cache import PlanCache, reads_clock
 from engine.query.scheduler import run_plan
 from engine.query.stats import QueryStats
 from engine.query.workers import WorkerPool, pool_size
@@ -64,6 +65,7 @@ class QueryEngine:
         self._sources: dict[str, tuple[Snapshot, TableSource]] = {}
         self.registered: dict[str, pa.Table] = {}
         self.broadcast_bytes = PlanContext.broadcast_bytes
+        self.plans = PlanCache()  # plans of queries asked again, while their tables' snapshots stay
         self.memory_limit: int | None = None  # bytes a query may hold per process (None: unbounded); see sql()
 
     # -- tables ---------------------------------------------------------------------
@@ -77,6 +79,7 @@ class QueryEngine:
 
     def forget(self, name: str | None = None) -> None:
         """Drop cached metadata (of one table, or all)."""
+        self.plans.clear()
         if name is None:
             self._meta.clear()
             self._live.clear()
@@ -133,8 +136,26 @@ class QueryEngine:
                 if self._planned_workers is None:
                     self._planned_workers = pool_size(self.workers)
                 workers = self._planned_workers
+        key = (query, dialect, workers, self.broadcast_bytes)
+        if not reads_clock(query) and (kept := self.plans.get(key, self.resolve)) is not None:
+            return kept
+        used: dict[str, TableSource | Memory] = {}
+        called = []  # a table function was read: its files may change without a commit
+
+        def resolve(name: str) -> TableSource | Memory:
+            used[name] = self.resolve(name)
+            return used[name]
+
+        def table_function(*args: Any, **options: Any) -> Any:
+            called.append(True)
+            return self.table_function(*args, **options)
+
         context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=workers)
-        return plan_query(query, self.resolve, self.namespace, dialect, context, self.table_function)
+        planned = plan_query(query, resolve, self.namespace, dialect, context,
+                             table_function if self.table_function is not None else None)
+        if not called and not reads_clock(query) and all(isinstance(s, TableSource) for s in used.values()):
+            self.plans.put(key, planned, used)
+        return planned
 
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None,
             memory_limit: int | None = None) -> pa.Table:

@@ -66,6 +66,12 @@ class Service:
             return Tenant("open", self.config.namespace, self.config.limits)
         return self.tokens.authenticate(token)
 
+    def cached_tenant(self, token: str | None) -> Tenant | None:
+        """The tenant behind ``token`` when that needs no I/O (auth off, or a token seen moments ago), else None."""
+        if not self.config.auth:
+            return self.authenticate(token)
+        return self.tokens.cached(token)
+
     def session(self, tenant: Tenant) -> Session:
         """The tenant's session, opened once and shared by its requests."""
         key = (tenant.namespace, tenant.table_functions)

@@ -87,7 +87,8 @@ def build_app(service: Service) -> Starlette:
         @functools.wraps(handler)
         async def wrapped(request: Request) -> Response:
             try:
-                tenant = await run_in_threadpool(service.authenticate, _bearer(request))
+                token = _bearer(request)  # a token seen moments ago is resolved here, without a thread hop
+                tenant = service.cached_tenant(token) or await run_in_threadpool(service.authenticate, token)
                 response = await handler(request, tenant)
             except PetrelError as error:
                 response = error_response(error)

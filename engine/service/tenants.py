@@ -115,6 +115,16 @@ class TokenStore:
             raise Unauthorized("the token is unknown or revoked; ask for a new one")
         return tenant
 
+    def cached(self, token: str | None) -> Tenant | None:
+        """The tenant of ``token`` if it was looked up less than :data:`CACHE_SECONDS` ago (no I/O), else None."""
+        if not token:
+            return None
+        with self._lock:
+            cached = self._cache.get(_hash(token))
+        if cached is None or time.monotonic() - cached[1] >= CACHE_SECONDS:
+            return None
+        return cached[0]
+
     def _load(self, digest: str) -> Tenant | None:
         if self.store.exists(f"{FOLDER}/revoked/{digest}.json"):
             return None
