@@ -44,7 +44,8 @@ from engine.service.monitor_routes import monitor_routes
 from engine.service.tenants import Tenant
 from storage.errors import (
     AccessDenied, BodyTooLarge, CommitConflict, InvalidName, LimitExceeded, MonitorExists, MonitorNotFound,
-    PetrelError, QueryTimeout, QueryTooLarge, RejectedRows, SqlError, TableExists, TableNotFound, TooManyQueries, Unauthorized,
+    PetrelError, QueryTimeout, QueryTooLarge, RejectedRows, SqlError, TableExists, TableNotFound, TooManyQueries,
+    Unauthorized,
 )
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"

@@ -22,7 +22,7 @@ from typing import Callable
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs  # noqa: F401  (pa.fs in annotations)
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from storage.errors import QueryTooLarge
@@ -36,7 +36,7 @@ def table_bytes(data: pa.Table | pa.RecordBatch) -> int:
 
 
 def readahead(limit: int | None) -> dict[str, int]:
-    """Scanner read-ahead for a query under ``limit``: batches read ahead are held too, so a small limit reads fewer ahead."""
+    """Scanner read-ahead under ``limit``: batches read ahead are held too, so a small limit reads fewer ahead."""
     if limit is None or limit >= 1 << 30:
         return {}
     return {"batch_readahead": 2, "fragment_readahead": 2, "batch_size": 32_768}
@@ -92,7 +92,7 @@ def streams(footers: list) -> bool:
 
 
 def read_in_batches(
-    filesystem: pa.fs.FileSystem,
+    filesystem: pafs.FileSystem,
     footers: list,
     schema: pa.Schema,
     columns: list[str] | dict[str, object],
