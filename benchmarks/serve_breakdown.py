@@ -10,7 +10,9 @@ while other threads ingest into another table through the same service
 - ``snapshot``: refreshing the table's snapshot (one probe per partition);
 - ``plan (cold)``: parsing, qualifying and optimizing, with no kept plan;
 - ``plan (kept)``: the same with the plan kept from the last time;
-- ``run``: the stage on a query worker through Ray, and the merge here;
+- ``run (worker)``: the stage on a query worker through Ray, and the merge here;
+- ``run (here)``: the same stage read in this process, as the service runs a
+  stage over a few small segments;
 - ``render``: the result as the JSON reply;
 - ``query``: the whole ``Service.query`` as the HTTP handler calls it.
 
@@ -36,7 +38,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks.serve import PROBE, arrow_batch  # noqa: E402
 from engine.query.scheduler import run_plan  # noqa: E402
-from engine.service.core import Service, ServiceConfig  # noqa: E402
+from engine.service.core import LOCAL_STAGE_BYTES, Service, ServiceConfig  # noqa: E402
 from engine.service.http import render_result  # noqa: E402
 
 
@@ -99,8 +101,10 @@ def main() -> int:
         ("snapshot", lambda: engine.resolve("probe")),
         ("plan (cold)", cold_plan),
         ("plan (kept)", lambda: engine.plan(PROBE)),
-        ("run", lambda: run_plan(planned.optimized, lambda: engine.pool, 30.0, None, 0.0, engine.fragment_bytes,
-                                 limit)),
+        ("run (worker)", lambda: run_plan(planned.optimized, lambda: engine.pool, 30.0, None, 0.0,
+                                          engine.fragment_bytes, limit, 0)),
+        ("run (here)", lambda: run_plan(planned.optimized, lambda: engine.pool, 30.0, None, 0.0,
+                                        engine.fragment_bytes, limit, LOCAL_STAGE_BYTES)),
         ("render", lambda: render_result(table, "application/json")),
         ("query", lambda: service.query(tenant, PROBE)),
     ]
@@ -111,10 +115,10 @@ def main() -> int:
         for thread in loaders:
             thread.join()
         service.close()
-    print(f"{'step':<14}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}   ({args.repeat} each, "
+    print(f"{'step':<16}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}   ({args.repeat} each, "
           f"{args.ingest_threads} ingest threads, load average {os.getloadavg()[0]:.1f})")
     for r in results:
-        print(f"{r['step']:<14}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['mean_ms']:>10.2f}")
+        print(f"{r['step']:<16}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['mean_ms']:>10.2f}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as handle:
         json.dump({"repeat": args.repeat, "ingest_threads": args.ingest_threads, "cores": os.cpu_count(),

@@ -67,6 +67,7 @@ class QueryEngine:
         self.broadcast_bytes = PlanContext.broadcast_bytes
         self.plans = PlanCache()  # plans of queries asked again, while their tables' snapshots stay
         self.memory_limit: int | None = None  # bytes a query may hold per process (None: unbounded); see sql()
+        self.local_stage_bytes = 0  # a stage reading at most this many segment bytes runs here, not on a worker
 
     # -- tables ---------------------------------------------------------------------
     def meta(self, name: str) -> TableMeta:
@@ -195,7 +196,7 @@ class QueryEngine:
             raise QueryTimeout(f"the query ran over its timeout of {timeout:g} s while being planned; pass a larger timeout=")
         try:
             table, stats = run_plan(planned.optimized, lambda: self.pool, timeout, started, self.fault_delay,
-                                    self.fragment_bytes, memory_limit)
+                                    self.fragment_bytes, memory_limit, self.local_stage_bytes)
         except pa.ArrowException as error:  # an expression failed on the data here (a division by zero)
             raise QueryFailed(f"the query failed on its data: {str(error).splitlines()[0]}") from None
         stats.planning_seconds = planning

@@ -47,6 +47,7 @@ def run_plan(
     fault_delay: float = 0.0,
     fragment_bytes: int = TARGET_FRAGMENT_BYTES,
     memory_limit: int | None = None,
+    local_bytes: int = 0,
 ) -> tuple[pa.Table, QueryStats]:
     """Run every stage of ``plan`` on the worker pool, then the rest of the plan here.
 
@@ -56,11 +57,13 @@ def run_plan(
     ``fragment_bytes`` is about how many bytes of segments one fragment reads.
     ``memory_limit`` bounds the bytes the query holds in each process (on
     each worker, and here); past it the query stops with ``QueryTooLarge``.
+    A stage that reads at most ``local_bytes`` of segments (and no exchange)
+    runs here, without the round trip to a worker (0: every stage on workers).
     """
     started = started if started is not None else time.monotonic()
     deadline = started + timeout if timeout is not None else None
     stats = QueryStats(query_id=uuid.uuid4().hex)
-    runner = _Stages(plan, pool, stats, deadline, timeout, fault_delay, fragment_bytes, memory_limit)
+    runner = _Stages(plan, pool, stats, deadline, timeout, fault_delay, fragment_bytes, memory_limit, local_bytes)
     run = runner.gathered(plan)
     stats.stages.sort(key=lambda stage: stage.stage)
     final_start = time.monotonic()
@@ -107,7 +110,7 @@ class _Stages:
 
     def __init__(self, plan: Plan, pool: Callable[[], WorkerPool], stats: QueryStats, deadline: float | None,
                  timeout: float | None, fault_delay: float, fragment_bytes: int,
-                 memory_limit: int | None = None) -> None:
+                 memory_limit: int | None = None, local_bytes: int = 0) -> None:
         self._pool = pool
         self.fragment_bytes = fragment_bytes
         self.stats = stats
@@ -117,6 +120,7 @@ class _Stages:
         self.numbers = _stage_numbers(plan)
         self._lock = threading.Lock()
         self.memory_limit = memory_limit
+        self.local_bytes = local_bytes
         self.memory = MemoryBudget(memory_limit, "the coordinator") if memory_limit is not None else None
 
     @property
@@ -193,6 +197,9 @@ class _Stages:
                 for key, refs in shuffled.items():
                     parts[key] = [bucket_refs[fragment.index] for bucket_refs in refs]
                 per_fragment[fragment.index] = parts
+        elif segments and not inputs and partition is None and not self.fault_delay \
+                and sum(s.bytes for s in segments) <= self.local_bytes:
+            return [self.here(Fragment(query_id, number, 0, body, segments), stats, begun)]
         elif segments:
             placed = split_stage(query_id, number, body, segments, self.pool.names, self.fragment_bytes, partition)
             per_fragment = {fragment.index: inputs for _, fragment in placed}
@@ -213,6 +220,21 @@ class _Stages:
                                  self.memory)
         stats.seconds = time.monotonic() - begun
         return results
+
+
+    def here(self, fragment: Fragment, stats: StageStats, begun: float) -> pa.Table:
+        """A small stage's rows, read in this process: a round trip to a worker costs more than the read."""
+        try:
+            table, measured = run_fragment(fragment, self.pool.reader, {}, self.deadline, worker="coordinator",
+                                           memory=self.memory)
+        except QueryTimeout:
+            raise QueryTimeout(_timeout_message(self.timeout)) from None
+        if self.memory is not None:  # held until the stage is merged, like a worker's result
+            self.memory.charge(table_bytes(table), f"the results of stage {fragment.stage}")
+        stats.fragments.append(measured)
+        stats.rows_out = table.num_rows
+        stats.seconds = time.monotonic() - begun
+        return table
 
 
 def _stage_numbers(plan: Plan) -> dict[tuple[int, ...], int]:

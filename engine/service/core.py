@@ -26,6 +26,9 @@ from storage.errors import CommitConflict, LimitExceeded, PetrelError, QueryTooL
 from storage.objectstore import ObjectStore
 
 
+LOCAL_STAGE_BYTES = 8 << 20  # a stage over at most this many segment bytes runs in the server, not on a worker
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """Where the warehouse is and how sessions are opened; ``auth=False`` serves one namespace without tokens."""
@@ -84,6 +87,7 @@ class Service:
                     maintenance=self.config.maintenance,
                     table_functions=list(tenant.table_functions) if tenant.table_functions else "off",
                 )
+                session.queries.local_stage_bytes = LOCAL_STAGE_BYTES
                 self._sessions[key] = session
             return session
 

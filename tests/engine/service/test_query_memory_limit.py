@@ -38,6 +38,7 @@ def bulky(served):
     token, tenant = service.tokens.create("bulky", Limits(max_query_memory=LIMIT, max_result_rows=10**8,
                                                           max_result_bytes=1 << 30))
     session = service.session(tenant)
+    session.queries.local_stage_bytes = 0  # every stage on the workers, whose memory pools are measured below
     session.create_table("wide", partitions=1, exist_ok=True)
     rows = _wide_rows()
     assert rows.nbytes > 6 * LIMIT
@@ -77,7 +78,7 @@ def test_a_query_over_its_memory_limit_is_refused_alone_while_other_tenants_are_
 
     # the workers that ran it never held much more than the limit (the table is over six times that)
     pools = ray.get([worker.memory.remote() for worker in session.queries.pool.workers.values()])
-    assert max(pool["max"] for pool in pools) < 2 * LIMIT, pools
+    assert LIMIT // 2 < max(pool["max"] for pool in pools) < 2 * LIMIT, pools
 
     # the same tenant's narrow queries still run: a filter pushed into the scan keeps it small
     with tenant_client(served, token) as client:
