@@ -175,8 +175,6 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=50_000, help="events per JSON-lines request")
     parser.add_argument("--arrow-batch", type=int, default=100_000, help="events per Arrow IPC request")
     parser.add_argument("--partitions", type=int, default=2)
-    parser.add_argument("--switch-interval", type=float, default=None,
-                        help="passed to `petrel serve --switch-interval` (default: the server's)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "serve.json"))
     args = parser.parse_args()
 
@@ -187,9 +185,7 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("RAY_ADDRESS", None)
     server = subprocess.Popen([sys.executable, "-m", "engine.cli", "--warehouse", warehouse, "serve", "--port",
-                               str(port), "--flight-port", str(flight_port)]
-                              + (["--switch-interval", str(args.switch_interval)] if args.switch_interval else []),
-                              env=env, start_new_session=True)
+                               str(port), "--flight-port", str(flight_port)], env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

@@ -23,8 +23,6 @@ from engine.service.http import build_app
 from engine.service.tenants import Limits, TokenStore
 from storage.objectstore import ObjectStore
 
-SWITCH_INTERVAL = 0.005  # Python's own default
-
 
 @dataclass
 class RunningServer:
@@ -85,9 +83,6 @@ def register(subparsers: Any) -> None:
                        help="serve --namespace to everyone without tokens (for a laptop; never on a network)")
     serve.add_argument("--ray-serve", action="store_true", help="deploy the HTTP API on Ray Serve instead")
     serve.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (with --ray-serve)")
-    serve.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL, metavar="SECONDS",
-                       help="how long one Python thread may run before another gets the interpreter; shorter "
-                            f"keeps queries from waiting behind ingest threads (default {SWITCH_INTERVAL})")
     serve.set_defaults(standalone=run_serve)
 
     tokens = subparsers.add_parser("tokens", help="create, list and revoke tenant tokens")
@@ -136,7 +131,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
         deploy(config, host=args.host, port=args.port, replicas=args.replicas)
         return 0
-    sys.setswitchinterval(args.switch_interval)
     service = Service(config)
     flight = None
     if args.flight_port is not None:
