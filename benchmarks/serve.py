@@ -24,6 +24,12 @@ Measured on the loaded 2-core development machine (load average about 25),
 events/s (p50 155 ms); JSON lines, 3 clients of 50k-line requests: 194,000
 events/s (p50 363 ms); one-segment queries meanwhile p50 55-86 ms, p99
 220-340 ms over HTTP and Flight SQL; every acknowledged event stored once.
+With plans kept for repeated queries and small stages read in the server
+(2026-12-06, load average 59-73, 2 JSON-lines and 1 Arrow client, 20 s,
+interleaved with the code before): one-segment query p50 17-29 ms over HTTP
+and 27-42 ms over Flight SQL (before: 91-110 and 136-161), p99 175-251 and
+217-282 ms (before: 559-1,015 and 586-635); see docs/benchmarks.md, and
+``benchmarks/serve_breakdown.py`` for the time of each step.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from storage.errors import (
     PetrelError,
     QueryFailed,
     QueryTimeout,
+    QueryTooLarge,
     RejectedRows,
     SchemaConflict,
     SegmentMissing,
@@ -54,7 +55,7 @@ _SESSION = ("Session", "connect")
 
 __all__ = [
     *_SESSION,
-    "AccessDenied", "BodyTooLarge", "LimitExceeded", "TooManyQueries", "Unauthorized",
+    "AccessDenied", "BodyTooLarge", "LimitExceeded", "QueryTooLarge", "TooManyQueries", "Unauthorized",
     "ColumnNotFound", "CommitConflict", "DedupExpired", "Fenced", "FlushFailed", "IngestError", "IngestTimeout", "InvalidArgument",
     "InvalidMonitor", "InvalidName", "MonitorError", "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout", "RejectedRows", "SchemaConflict", "SegmentMissing",
     "SharedRowsMissing", "SqlError", "TableExists", "TableNotFound", "UnsafeStore", "UnsupportedSql", "WriteRace",

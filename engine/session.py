@@ -118,17 +118,25 @@ class Session(MonitorMethods):
         self.queries.forget(name)
 
     # -- queries (engine/query/api.py) ------------------------------------------------------
-    def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
-        """Run a SELECT (or EXPLAIN [ANALYZE] SELECT) and return its rows as Arrow."""
+    def sql(self, query: str, dialect: str | None = None, timeout: float | None = None,
+            memory_limit: int | None = None) -> pa.Table:
+        """Run a SELECT (or EXPLAIN [ANALYZE] SELECT) and return its rows as Arrow.
+
+        ``memory_limit`` bounds the bytes of Arrow data the query holds in any
+        one process (each worker, and this one); a query that needs more stops
+        with :class:`QueryTooLarge`.
+        """
         if _PLAIN_EXPLAIN.match(query):
             with schema_only():
                 return self.queries.sql(query, dialect=dialect, timeout=timeout)
-        return self.queries.sql(query, dialect=dialect, timeout=timeout)
+        return self.queries.sql(query, dialect=dialect, timeout=timeout, memory_limit=memory_limit)
 
-    def explain(self, query: str, analyze: bool = False, dialect: str | None = None, timeout: float | None = None) -> str:
-        """The logical and distributed plans; with ``analyze``, run it and add what each stage did."""
+    def explain(self, query: str, analyze: bool = False, dialect: str | None = None, timeout: float | None = None,
+                memory_limit: int | None = None) -> str:
+        """The logical and distributed plans; with ``analyze``, run it (within ``memory_limit``) and add what each stage did."""
         if analyze or _ANALYZE.match(query):
-            return PlanText(self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout))
+            return PlanText(self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout,
+                                                 memory_limit=memory_limit))
         with schema_only():  # a plan needs the files' columns, not their rows
             return PlanText(self.queries.explain(query, analyze=analyze, dialect=dialect, timeout=timeout))
 

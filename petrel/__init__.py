@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine import (
     AccessDenied, BodyTooLarge, ColumnNotFound, CommitConflict, DedupExpired, Fenced, FlushFailed, IngestError, IngestTimeout,
     InvalidArgument, InvalidMonitor, InvalidName, LimitExceeded, MonitorError, MonitorExists, MonitorNotFound,
-    PetrelError, QueryFailed, QueryTimeout, RejectedRows,
+    PetrelError, QueryFailed, QueryTimeout, QueryTooLarge, RejectedRows,
     SchemaConflict, SegmentMissing, SharedRowsMissing, SqlError, TableExists, TableNotFound, TooManyQueries,
     Unauthorized, UnsafeStore, UnsupportedSql, WriteRace,
 )
@@ -39,7 +39,7 @@ except metadata.PackageNotFoundError:  # running from a source checkout that was
 __all__ = [
     "AccessDenied", "BodyTooLarge", "ColumnNotFound", "CommitConflict", "DedupExpired", "Fenced", "FlushFailed", "IngestError",
     "IngestTimeout", "InvalidArgument", "InvalidMonitor", "InvalidName", "LimitExceeded", "MonitorError",
-    "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout",
+    "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout", "QueryTooLarge",
     "RejectedRows", "SchemaConflict", "SegmentMissing", "Session", "SharedRowsMissing", "SqlError", "TableExists",
     "TableNotFound", "TooManyQueries", "Unauthorized", "UnsafeStore", "UnsupportedSql", "WriteRace", "__version__",
     "connect",

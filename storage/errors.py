@@ -157,3 +157,15 @@ class TooManyQueries(LimitExceeded):
 
 class BodyTooLarge(LimitExceeded):
     """A request body over the tenant's size limit; send it in smaller batches."""
+
+
+class QueryTooLarge(LimitExceeded):
+    """A query needed more memory than its limit allows; it was stopped alone (filter, aggregate, LIMIT, or raise the limit)."""
+
+    def __init__(self, message: str, limit: int | None = None, needed: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit  # bytes the query may hold in one process
+        self.needed = needed  # bytes it would have held when it was stopped
+
+    def __reduce__(self):  # keeps the numbers when the error crosses from a worker process
+        return type(self), (str(self), self.limit, self.needed)

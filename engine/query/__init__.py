@@ -11,8 +11,9 @@ What runs where:
 - ``executor.py`` — the in-process executor: one fragment (or a whole plan,
   for tests) run in this process; workers and the scheduler use it alike.
 - ``stats.py`` — what a query measured (EXPLAIN ANALYZE).
+- ``plans.py`` — plans kept for queries asked again while their tables stay.
 - ``execution/`` — the operators on Arrow: scans, joins, aggregates, windows,
-  hash partitioning.  No Ray.
+  hash partitioning, and the per-query memory budget they charge.  No Ray.
 
 The API is imported when first used, not with the package, so a worker
 process unpickling its actor class does not import the planner's front-end.

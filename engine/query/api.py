@@ -74,6 +74,7 @@ class QueryEngine:
         self._sources: dict[str, tuple[Snapshot, TableSource]] = {}
         self.registered: dict[str, pa.Table] = {}
         self.broadcast_bytes = PlanContext.broadcast_bytes
+        self.memory_limit: int | None = None  # bytes a query may hold per process (None: unbounded); see sql()
 
     # -- tables ---------------------------------------------------------------------
     def meta(self, name: str) -> TableMeta:
@@ -157,36 +158,45 @@ class QueryEngine:
         return self.plans.plan(key, query, self.resolve, lambda resolve: plan_query(
             query, resolve, self.namespace, dialect, context, self.table_function))
 
-    def sql(self, query: str, dialect: str | None = None, timeout: float | None = None) -> pa.Table:
-        """Run ``query``; an ``EXPLAIN [ANALYZE]`` query returns its plan as a one-column table."""
+    def sql(self, query: str, dialect: str | None = None, timeout: float | None = None,
+            memory_limit: int | None = None) -> pa.Table:
+        """Run ``query``; an ``EXPLAIN [ANALYZE]`` query returns its plan as a one-column table.
+
+        ``memory_limit`` (else the engine's ``memory_limit``) bounds the bytes the
+        query holds in any one process; past it, :class:`QueryTooLarge`.
+        """
         started = time.monotonic()
         planned = self.plan(query, dialect)
         if planned.statement.explain:
-            text = self._explain(planned, planned.statement.analyze, timeout, started)
+            text = self._explain(planned, planned.statement.analyze, timeout, started, memory_limit)
             return pa.table({"explain": pa.array(text.split("\n"), pa.string())})
-        table, _ = self._run(planned, timeout, started)
+        table, _ = self._run(planned, timeout, started, memory_limit)
         return table
 
-    def explain(self, query: str, analyze: bool = False, dialect: str | None = None, timeout: float | None = None) -> str:
+    def explain(self, query: str, analyze: bool = False, dialect: str | None = None, timeout: float | None = None,
+                memory_limit: int | None = None) -> str:
         started = time.monotonic()
         planned = self.plan(query, dialect)
-        return self._explain(planned, analyze or planned.statement.analyze, timeout, started)
+        return self._explain(planned, analyze or planned.statement.analyze, timeout, started, memory_limit)
 
-    def _explain(self, planned: QueryPlan, analyze: bool, timeout: float | None, started: float) -> str:
+    def _explain(self, planned: QueryPlan, analyze: bool, timeout: float | None, started: float,
+                 memory_limit: int | None = None) -> str:
         analysis = None
         if analyze:
-            _, stats = self._run(planned, timeout, started)
+            _, stats = self._run(planned, timeout, started, memory_limit)
             analysis = stats.as_dict()
         return render_explain(planned.logical, planned.optimized, analysis)
 
-    def _run(self, planned: QueryPlan, timeout: float | None, started: float) -> tuple[pa.Table, QueryStats]:
+    def _run(self, planned: QueryPlan, timeout: float | None, started: float,
+             memory_limit: int | None = None) -> tuple[pa.Table, QueryStats]:
         timeout = timeout if timeout is not None else self.timeout
+        memory_limit = memory_limit if memory_limit is not None else self.memory_limit
         planning = time.monotonic() - started
         if timeout is not None and planning > timeout:
             raise QueryTimeout(f"the query ran over its timeout of {timeout:g} s while being planned; pass a larger timeout=")
         try:
             table, stats = run_plan(planned.optimized, lambda: self.pool, timeout, started, self.fault_delay,
-                                    self.fragment_bytes, self.reader, self.local_bytes)
+                                    self.fragment_bytes, self.reader, self.local_bytes, memory_limit)
         except pa.ArrowException as error:  # an expression failed on the data here (a division by zero)
             raise QueryFailed(f"the query failed on its data: {str(error).splitlines()[0]}") from None
         stats.planning_seconds = planning

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from engine.query.execution.memory import MemoryBudget
 from engine.query.execution.operators import Execution, concat, execute
 from engine.query.execution.scan import SegmentReader
 from engine.query.stats import fragment_stats
@@ -30,17 +31,23 @@ def run_fragment(
     cancelled: Callable[[], bool] | None = None,
     gathered: dict[int, pa.Table] | None = None,
     worker: str = "local",
+    memory: MemoryBudget | None = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
     """``fragment``'s rows over its segments, and what it measured.
 
     ``inputs`` holds the rows of each exchange the fragment reads (by key),
     ``gathered`` the rows of Gathers already run (by node id); ``cancelled``
-    and ``deadline`` are checked between operators and record batches.
+    and ``deadline`` are checked between operators and record batches;
+    ``memory`` (the query's budget in this process) is charged with what the
+    fragment materialises, and released when it returns its rows.
     """
     started = time.monotonic()
     run = Execution(reader=reader, segments=fragment.segments, deadline=deadline, cancelled=cancelled,
-                    inputs=dict(inputs or {}), gathered=gathered if gathered is not None else {})
-    table = execute(fragment.plan, run)
+                    inputs=dict(inputs or {}), gathered=gathered if gathered is not None else {}, memory=memory)
+    try:
+        table = execute(fragment.plan, run)
+    finally:
+        run.release_all()
     return table, fragment_stats(fragment, run.scan, table, time.monotonic() - started, worker)
 
 

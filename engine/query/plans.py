@@ -33,6 +33,7 @@ class PlanCache:
     def __init__(self, size: int = PLANS_KEPT) -> None:
         self.size = size
         self.hits = 0
+        self.misses = 0  # lookups of keepable queries that had to plan (for /metrics)
         self._plans: collections.OrderedDict[Hashable, tuple[QueryPlan, dict[str, object]]] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -50,6 +51,8 @@ class PlanCache:
                     self._plans.move_to_end(key)
                     self.hits += 1
                 return planned
+        with self._lock:
+            self.misses += 1
         sources: dict[str, object] = {}
 
         def recording(name: str) -> object:

@@ -31,6 +31,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
 from engine.query.execution.exchange import partition as hash_partition
+from engine.query.execution.memory import MemoryBudget, table_bytes
 from engine.query.execution.operators import Execution, concat, execute
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_fragment
@@ -59,6 +60,7 @@ def run_plan(
     fault_delay: float = 0.0,
     fragment_bytes: int = TARGET_FRAGMENT_BYTES,
     reader: SegmentReader | None = None,
+    memory_limit: int | None = None,
     local_bytes: int = 0,
 ) -> tuple[pa.Table, QueryStats]:
     """Run every stage of ``plan`` on the worker pool, then the rest of the plan here.
@@ -71,11 +73,14 @@ def run_plan(
     ``reader`` reads the segments of the stages run here: those with nothing
     to read, and (with a ``reader``) those whose scan is estimated under
     ``local_bytes`` (0: every stage with segments goes to the workers).
+    ``memory_limit`` bounds the bytes the query holds in each process (on
+    each worker, and here); past it the query stops with ``QueryTooLarge``.
     """
     started = started if started is not None else time.monotonic()
     deadline = started + timeout if timeout is not None else None
     stats = QueryStats(query_id=uuid.uuid4().hex)
-    runner = _Stages(plan, pool, stats, deadline, timeout, fault_delay, fragment_bytes, reader, local_bytes)
+    runner = _Stages(plan, pool, stats, deadline, timeout, fault_delay, fragment_bytes, reader, local_bytes,
+                     memory_limit)
     run = runner.gathered(plan)
     stats.stages.sort(key=lambda stage: stage.stage)
     final_start = time.monotonic()
@@ -122,7 +127,7 @@ class _Stages:
 
     def __init__(self, plan: Plan, pool: Callable[[], WorkerPool], stats: QueryStats, deadline: float | None,
                  timeout: float | None, fault_delay: float, fragment_bytes: int, reader: SegmentReader | None = None,
-                 local_bytes: int = 0) -> None:
+                 local_bytes: int = 0, memory_limit: int | None = None) -> None:
         self._pool = pool
         self._reader = reader
         self.local_bytes = local_bytes if reader is not None else 0
@@ -133,6 +138,8 @@ class _Stages:
         self.fault_delay = fault_delay
         self.numbers = _stage_numbers(plan)
         self._lock = threading.Lock()
+        self.memory_limit = memory_limit
+        self.memory = MemoryBudget(memory_limit, "the coordinator") if memory_limit is not None else None
 
     @property
     def pool(self) -> WorkerPool:
@@ -150,7 +157,7 @@ class _Stages:
 
     def gathered(self, plan: Plan, path: tuple[int, ...] = ()) -> Execution:
         """An Execution for the coordinator's part of ``plan``, with every Gather below it run."""
-        run = Execution(deadline=self.deadline)
+        run = Execution(deadline=self.deadline, memory=self.memory)
         parents = {id(child): node for node in plan.walk() for child in node.inputs}
         gathers = _exchanges(plan)
         results = self._together([
@@ -161,11 +168,17 @@ class _Stages:
             run.gathered[id(gather)] = concat(result)
             if len(result) == 1:
                 run.whole.add(id(gather))
+            if self.memory is not None:  # charged as they arrived; the Gather charges them again when it runs
+                self.memory.release(sum(table_bytes(t) for t in result if isinstance(t, pa.Table)))
         return run
 
     def complete(self, plan: Plan, path: tuple[int, ...]) -> Any:
         """All rows of ``plan`` (the input of a Broadcast), as one object in Ray's store."""
-        return ray.put(execute(plan, self.gathered(plan, path)))  # one object for every fragment
+        run = self.gathered(plan, path)
+        try:
+            return ray.put(execute(plan, run))  # one object for every fragment
+        finally:
+            run.release_all()
 
     def _together(self, calls: list[tuple]) -> list:
         """The results of ``calls`` ((function, *arguments) each), run at the same time when there are several."""
@@ -226,19 +239,23 @@ class _Stages:
                 return [[ray.put(part) for part in hash_partition(table, *partition)]]
             return [table]
         remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-        tasks = [(worker, FragmentTask(fragment, remaining, self.fault_delay, per_fragment[fragment.index]))
+        tasks = [(worker, FragmentTask(fragment, remaining, self.fault_delay, per_fragment[fragment.index],
+                                       self.memory_limit))
                  for worker, fragment in placed]
-        results = _run_fragments(tasks, stats, self.pool, query_id, self.deadline, self.timeout, limit, partition)
+        results = _run_fragments(tasks, stats, self.pool, query_id, self.deadline, self.timeout, limit, partition,
+                                 self.memory)
         stats.seconds = time.monotonic() - begun
         return results
-
 
     def _here(self, fragment: Fragment, inputs: dict[str, pa.Table], stats: StageStats) -> pa.Table:
         """``fragment`` run in this process (with the query's deadline), its measurements added to ``stats``."""
         try:
-            table, measured = run_fragment(fragment, self.reader, inputs, self.deadline, worker="driver")
+            table, measured = run_fragment(fragment, self.reader, inputs, self.deadline, worker="driver",
+                                           memory=self.memory)
         except QueryTimeout:
             raise QueryTimeout(_timeout_message(self.timeout)) from None
+        if self.memory is not None:  # held until the stage is merged, like a worker's result
+            self.memory.charge(table_bytes(table), f"the results of stage {fragment.stage}")
         if fragment.segments:
             stats.fragments.append(measured)
         return table
@@ -271,6 +288,7 @@ def _run_fragments(
     timeout: float | None,
     limit: int | None,
     partition: tuple | None,
+    memory: MemoryBudget | None = None,
 ) -> list:
     """Send ``tasks`` to their workers; retry on dead workers; their results in fragment order."""
     stage = stats.stage
@@ -329,6 +347,8 @@ def _run_fragments(
                 stats.rows_out += outcome.get("rows_out", 0)
                 continue
             table, fragment_stats = outcome
+            if memory is not None:  # the coordinator holds every fragment's rows until the stage is merged
+                memory.charge(table_bytes(table), f"the results of stage {stage}")
             results[fragment.index] = table
             stats.fragments.append(fragment_stats)
             rows += table.num_rows

@@ -24,6 +24,7 @@ from typing import Any
 import ray
 
 from engine.query.execution.exchange import partition
+from engine.query.execution.memory import MemoryBudget
 from engine.query.execution.operators import Execution, concat
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_fragment
@@ -40,6 +41,7 @@ class FragmentTask:
     timeout: float | None = None  # seconds the fragment may take, from when it starts
     delay: float = 0.0  # fault injection for tests: seconds to wait (cancellably) before running
     inputs: dict[str, list[Any]] = field(default_factory=dict)  # exchange key -> object refs of the rows it reads
+    memory_limit: int | None = None  # bytes the query may hold on one worker (all its fragments there together)
 
 
 @ray.remote(num_cpus=0, max_restarts=0, concurrency_groups={"work": 2, "control": 1})
@@ -51,6 +53,7 @@ class QueryWorker:
         self.reader = SegmentReader(store)
         self._cancelled: dict[str, float] = {}
         self._running: dict[tuple[str, int, int], float] = {}
+        self._budgets: dict[str, tuple[MemoryBudget, int]] = {}  # query id -> its budget here, fragments using it
         self._lock = threading.Lock()
 
     @ray.method(concurrency_group="control")
@@ -72,6 +75,28 @@ class QueryWorker:
         with self._lock:
             return sorted({key[0] for key in self._running})
 
+    @ray.method(concurrency_group="control")
+    def memory(self) -> dict[str, Any]:
+        """This process's Arrow memory pool: bytes allocated now, the most ever allocated, and its backend."""
+        import pyarrow as pa
+
+        pool = pa.default_memory_pool()
+        return {"pid": os.getpid(), "allocated": pool.bytes_allocated(), "max": pool.max_memory(),
+                "backend": pool.backend_name}
+
+    def _budget(self, query_id: str, limit: int | None, delta: int) -> MemoryBudget | None:
+        """The query's budget on this worker, shared by its fragments here (``delta``: +1 taking, -1 giving back)."""
+        if limit is None:
+            return None
+        with self._lock:
+            budget, users = self._budgets.get(query_id) or (MemoryBudget(limit, f"worker {self.name}"), 0)
+            users += delta
+            if users > 0:
+                self._budgets[query_id] = (budget, users)
+            else:
+                self._budgets.pop(query_id, None)
+            return budget
+
     @ray.method(concurrency_group="work")
     def run(self, task: FragmentTask):
         """Execute the task's fragment; return its rows and what it measured.
@@ -85,10 +110,12 @@ class QueryWorker:
             self._running[key] = started
         deadline = started + task.timeout if task.timeout is not None else None
         cancelled = lambda: fragment.query_id in self._cancelled  # noqa: E731
+        memory = self._budget(fragment.query_id, task.memory_limit, +1)
         try:
             self._wait(task.delay, Execution(deadline=deadline, cancelled=cancelled))
             inputs = {exchange: concat(ray.get(list(refs))) for exchange, refs in task.inputs.items()}
-            table, stats = run_fragment(fragment, self.reader, inputs, deadline, cancelled, worker=self.name)
+            table, stats = run_fragment(fragment, self.reader, inputs, deadline, cancelled, worker=self.name,
+                                        memory=memory)
         except PetrelError:
             raise
         except Exception as error:  # report which fragment failed, with the cause
@@ -99,6 +126,7 @@ class QueryWorker:
         finally:
             with self._lock:
                 self._running.pop(key, None)
+            self._budget(fragment.query_id, task.memory_limit, -1)
         stats["seconds"] = time.monotonic() - started
         if fragment.partition is not None:
             return (*partition(table, *fragment.partition), stats)

@@ -22,8 +22,11 @@ from engine.monitors.history import TRANSITIONS_TABLE, ShardLog
 from engine.service.metrics import ServiceMetrics
 from engine.service.tenants import Limits, Tenant, TokenStore
 from engine.session import Session
-from storage.errors import CommitConflict, LimitExceeded, PetrelError, RejectedRows, TooManyQueries
+from storage.errors import CommitConflict, LimitExceeded, PetrelError, QueryTooLarge, RejectedRows, TooManyQueries
 from storage.objectstore import ObjectStore
+
+
+LOCAL_STAGE_BYTES = 8 << 20  # a stage over at most this many segment bytes runs in the server (the library default is larger: the server keeps its own share small)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,12 @@ class Service:
             return Tenant("open", self.config.namespace, self.config.limits)
         return self.tokens.authenticate(token)
 
+    def cached_tenant(self, token: str | None) -> Tenant | None:
+        """The tenant behind ``token`` when that needs no I/O (auth off, or a token seen moments ago), else None."""
+        if not self.config.auth:
+            return self.authenticate(token)
+        return self.tokens.cached(token)
+
     def session(self, tenant: Tenant) -> Session:
         """The tenant's session, opened once and shared by its requests."""
         key = (tenant.namespace, tenant.table_functions)
@@ -78,6 +87,7 @@ class Service:
                     maintenance=self.config.maintenance,
                     table_functions=list(tenant.table_functions) if tenant.table_functions else "off",
                 )
+                session.queries.local_bytes = LOCAL_STAGE_BYTES
                 self._sessions[key] = session
             return session
 
@@ -106,14 +116,20 @@ class Service:
         """Run ``sql`` in the tenant's namespace within its timeout and result limits."""
         with self.admit(tenant):
             started = time.perf_counter()
-            table = self.session(tenant).sql(sql, dialect=dialect, timeout=tenant.limits.query_timeout)
+            try:
+                table = self.session(tenant).sql(sql, dialect=dialect, timeout=tenant.limits.query_timeout,
+                                                 memory_limit=tenant.limits.max_query_memory)
+            except QueryTooLarge:
+                self.metrics.refused.labels(tenant.namespace, "query_memory").inc()
+                raise
             self.metrics.query_seconds.labels(tenant.namespace, protocol).observe(time.perf_counter() - started)
         self.check_result(tenant, table)
         return table
 
     def explain(self, tenant: Tenant, sql: str, dialect: str | None = None) -> str:
         with self.admit(tenant):
-            return self.session(tenant).explain(sql, dialect=dialect, timeout=tenant.limits.query_timeout)
+            return self.session(tenant).explain(sql, dialect=dialect, timeout=tenant.limits.query_timeout,
+                                                memory_limit=tenant.limits.max_query_memory)
 
     def check_result(self, tenant: Tenant, table: pa.Table) -> None:
         limits = tenant.limits

@@ -12,6 +12,7 @@ and run like queries.  Everything goes through the same
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import threading
@@ -25,7 +26,7 @@ from engine.service.core import Service
 from engine.service.flightsql_messages import message, pack, unpack
 from engine.service.tenants import Tenant
 from storage.errors import (
-    AccessDenied, LimitExceeded, PetrelError, QueryTimeout, TableNotFound, TooManyQueries, Unauthorized,
+    AccessDenied, LimitExceeded, PetrelError, QueryTimeout, QueryTooLarge, TableNotFound, TooManyQueries, Unauthorized,
 )
 
 RESULT_SECONDS = 300.0
@@ -55,6 +56,9 @@ def _flight_error(error: PetrelError) -> Exception:
         return flight.FlightTimedOutError(text)
     if isinstance(error, TooManyQueries):
         return flight.FlightUnavailableError(text)
+    if isinstance(error, QueryTooLarge):  # not retryable as is: the detail says by how much it is over
+        detail = {"type": "QueryTooLarge", "limit_bytes": error.limit, "needed_bytes": error.needed}
+        return flight.FlightServerError(text, extra_info=json.dumps(detail).encode())
     return flight.FlightServerError(text)
 
 

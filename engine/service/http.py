@@ -44,7 +44,8 @@ from engine.service.monitor_routes import monitor_routes
 from engine.service.tenants import Tenant
 from storage.errors import (
     AccessDenied, BodyTooLarge, CommitConflict, InvalidName, LimitExceeded, MonitorExists, MonitorNotFound,
-    PetrelError, QueryTimeout, RejectedRows, SqlError, TableExists, TableNotFound, TooManyQueries, Unauthorized,
+    PetrelError, QueryTimeout, QueryTooLarge, RejectedRows, SqlError, TableExists, TableNotFound, TooManyQueries,
+    Unauthorized,
 )
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -64,6 +65,8 @@ def error_response(error: PetrelError) -> JSONResponse:
     body: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
     if isinstance(error, SqlError):
         body.update(line=error.line, column=error.column)
+    if isinstance(error, QueryTooLarge):
+        body.update(limit_bytes=error.limit, needed_bytes=error.needed)
     if isinstance(error, RejectedRows):
         body["rejected"] = [{"row": row, "reason": reason} for row, reason in error.rejected[:1000]]
     headers = {"Retry-After": str(error.retry_after)} if isinstance(error, TooManyQueries) else None
@@ -85,7 +88,8 @@ def build_app(service: Service) -> Starlette:
         @functools.wraps(handler)
         async def wrapped(request: Request) -> Response:
             try:
-                tenant = await run_in_threadpool(service.authenticate, _bearer(request))
+                token = _bearer(request)  # a token seen moments ago is resolved here, without a thread hop
+                tenant = service.cached_tenant(token) or await run_in_threadpool(service.authenticate, token)
                 response = await handler(request, tenant)
             except PetrelError as error:
                 response = error_response(error)

@@ -27,7 +27,7 @@ LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.
 
 
 class ServiceMetrics:
-    """Ingest rates, rejected rows, commit conflicts, query latency and refusals by limit."""
+    """Ingest rates, rejected rows, commit conflicts, query latency, cache hits, monitor lateness, refusals by limit."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -69,7 +69,7 @@ class ServiceMetrics:
 
 
 class QueryCacheCollector(Collector):
-    """The footer cache of the query workers, summed per namespace over the sessions the service holds."""
+    """The query caches (workers' footer cache, the plan cache), summed per namespace over the sessions held."""
 
     def __init__(self, sessions: Callable[[], list[Any]]) -> None:
         self.sessions = sessions
@@ -79,14 +79,24 @@ class QueryCacheCollector(Collector):
                                       "(each needs its Parquet footer)", labels=["namespace"])
         hits = CounterMetricFamily("petrel_query_footer_cache_hits", "Segment footers the query workers' cache "
                                    "already held", labels=["namespace"])
+        planned = CounterMetricFamily("petrel_query_plan_lookups", "Queries that looked for a kept plan "
+                                      "(those reading the clock or a table function never do)", labels=["namespace"])
+        plan_hits = CounterMetricFamily("petrel_query_plan_cache_hits", "Queries that reused a kept plan "
+                                        "(same SQL, tables unchanged since)", labels=["namespace"])
         totals: dict[str, list[int]] = {}
         for session in self.sessions():
             engine = session.queries
-            entry = totals.setdefault(session.namespace, [0, 0])
+            entry = totals.setdefault(session.namespace, [0, 0, 0, 0])
             entry[0] += engine.footer_lookups
             entry[1] += engine.footer_hits
-        for namespace, (lookups, footer_hits) in sorted(totals.items()):
+            entry[2] += engine.plans.hits + engine.plans.misses
+            entry[3] += engine.plans.hits
+        for namespace, (lookups, footer_hits, plan_lookups, plan_cache_hits) in sorted(totals.items()):
             scanned.add_metric([namespace], lookups)
             hits.add_metric([namespace], footer_hits)
+            planned.add_metric([namespace], plan_lookups)
+            plan_hits.add_metric([namespace], plan_cache_hits)
         yield scanned
         yield hits
+        yield planned
+        yield plan_hits

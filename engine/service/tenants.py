@@ -38,6 +38,7 @@ class Limits:
     max_body_bytes: int = 64 << 20
     max_concurrent_queries: int = 4
     retry_after_seconds: int = 1
+    max_query_memory: int = 1 << 30  # bytes of Arrow data one query may hold in any one process
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Limits:
@@ -113,6 +114,16 @@ class TokenStore:
         if tenant is None:
             raise Unauthorized("the token is unknown or revoked; ask for a new one")
         return tenant
+
+    def cached(self, token: str | None) -> Tenant | None:
+        """The tenant of ``token`` if it was looked up less than :data:`CACHE_SECONDS` ago (no I/O), else None."""
+        if not token:
+            return None
+        with self._lock:
+            cached = self._cache.get(_hash(token))
+        if cached is None or time.monotonic() - cached[1] >= CACHE_SECONDS:
+            return None
+        return cached[0]
 
     def _load(self, digest: str) -> Tenant | None:
         if self.store.exists(f"{FOLDER}/revoked/{digest}.json"):

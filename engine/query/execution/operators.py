@@ -22,6 +22,7 @@ from sqlglot import exp
 
 from engine.query.execution import aggregate
 from engine.query.execution.join import join, set_operation
+from engine.query.execution.memory import MemoryBudget, readahead, table_bytes
 from engine.query.execution.scan import ScanStats, SegmentReader
 from engine.query.execution.window import window
 from planner.dispatch import OperatorTable
@@ -44,6 +45,20 @@ class Execution:
     scan: ScanStats = field(default_factory=ScanStats)
     inputs: dict[str, pa.Table] = field(default_factory=dict)  # exchange key -> rows this fragment reads
     whole: set[int] = field(default_factory=set)  # Gathers (by node id) whose rows one fragment produced
+    memory: MemoryBudget | None = None  # the query's memory bound in this process (shared by its fragments here)
+    held: int = 0  # bytes this execution has charged to ``memory`` and not yet released
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Hold ``nbytes`` of the query's memory for ``what`` (until the operator holding it finishes)."""
+        if self.memory is not None:
+            self.memory.charge(nbytes, what)
+            self.held = max(0, self.held + nbytes)
+
+    def release_all(self) -> None:
+        """Give back everything this execution holds (its result has been handed on)."""
+        if self.memory is not None:
+            self.memory.release(self.held)
+        self.held = 0
 
     def check(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -56,9 +71,21 @@ EXECUTE: OperatorTable[pa.Table] = OperatorTable("execute")
 
 
 def execute(plan: Plan, run: Execution) -> pa.Table:
-    """The rows ``plan`` produces (below a Gather, those of ``run``'s segments only)."""
+    """The rows ``plan`` produces (below a Gather, those of ``run``'s segments only).
+
+    With a memory budget, the output is charged while the inputs are still
+    held (the operator's peak), then the inputs are released.
+    """
     run.check()
-    return EXECUTE(plan, run)
+    if run.memory is None:
+        return EXECUTE(plan, run)
+    before = run.held
+    table = EXECUTE(plan, run)
+    run.charge(table_bytes(table), f"the output of {type(plan).__name__}")
+    inputs = run.held - before - table_bytes(table)
+    run.memory.release(inputs)
+    run.held -= inputs
+    return table
 
 
 def _input(plan: Plan, run: Execution) -> pa.Table:
@@ -97,8 +124,10 @@ def _exchange(plan: Broadcast | Shuffle, run: Execution) -> pa.Table:
     if plan.key in run.inputs:
         return run.inputs[plan.key]
     inner = Execution(reader=run.reader, gathered=run.gathered, deadline=run.deadline, cancelled=run.cancelled,
-                      scan=run.scan, inputs=run.inputs)
-    return execute(plan.input, inner)
+                      scan=run.scan, inputs=run.inputs, memory=run.memory)
+    table = execute(plan.input, inner)
+    run.held += inner.held  # what the inner execution still holds is this operator's input
+    return table
 
 
 @EXECUTE.register(Join)
@@ -248,12 +277,20 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
     else:
         columns = {name: pc.field(name) for name in scan.columns}
     stored = _stored(scan)
+    before = run.held
+    bounded = {} if run.memory is None else {"charge": lambda n: run.charge(n, f"a scan of {scan.source.meta.name}"),
+                                             "options": readahead(run.memory.limit)}
     if len(set(columns)) < len(columns):  # duplicate output names: read, then project
         table = run.reader.read(scan.source.meta.path, schema, segments, list(scan.columns), scan.compiled, scan.limit,
-                                run.scan, run.check, stored)
-        return project(table, projection.names, projection.compiled)
-    return run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan,
-                           run.check, stored)
+                                run.scan, run.check, stored, **bounded)
+        table = project(table, projection.names, projection.compiled)
+    else:
+        table = run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan,
+                                run.check, stored, **bounded)
+    if run.memory is not None:  # the batches read are the table returned: the operator above charges it as one
+        run.memory.release(run.held - before)
+        run.held = before
+    return table
 
 
 def _stored(scan: Scan) -> list[str]:

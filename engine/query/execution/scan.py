@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from engine.query.execution.memory import read_in_batches, streams
 from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry
 
@@ -102,6 +103,8 @@ class SegmentReader:
         stats: ScanStats | None = None,
         check: Callable[[], None] | None = None,
         stored: list[str] | None = None,
+        charge: Callable[[int], None] | None = None,
+        options: dict[str, int] | None = None,
     ) -> pa.Table:
         """Rows of ``segments`` passing ``filter``, as ``columns`` (names or named expressions).
 
@@ -110,6 +113,9 @@ class SegmentReader:
         ``stats`` gets the rows and bytes of the row groups and columns the
         reader actually reads (``stored`` names the stored columns the
         expressions use; without it, a list of names, or else every column).
+        ``charge`` is told the bytes of every batch read, before the next is
+        read, and may raise to stop the read (a query's memory bound);
+        ``options`` are scanner options that go with it (less read-ahead).
         """
         stats = stats if stats is not None else ScanStats()
         footers = [self.footer(table_path, s, stats) for s in segments]
@@ -119,7 +125,7 @@ class SegmentReader:
         if stored is None and isinstance(columns, list):
             stored = columns
         if limit is not None:
-            table = self._head(fragments, schema, columns, filter, limit, stats, check, stored) \
+            table = self._head(fragments, schema, columns, filter, limit, stats, check, stored, charge) \
                 if fragments else _empty(dataset, columns, filter)
             stats.rows_out += table.num_rows
             return table
@@ -130,20 +136,28 @@ class SegmentReader:
                     else sum(footer.column_bytes.values())
             else:
                 _count_read(footer.fragment, _row_groups(footer.fragment, filter, schema), stats, stored)
-        if check is None or not fragments:
+        if charge is not None and fragments and streams(footers):
+            table = read_in_batches(self.filesystem, footers, schema, columns, filter, stored or schema.names, charge,
+                                    check, lambda fragment: _row_groups(fragment, filter, schema))
+        elif (check is None and charge is None) or not fragments:
             table = dataset.to_table(columns=columns, filter=filter, fragment_readahead=FILES_AHEAD)
         else:
-            scanner = dataset.scanner(columns=columns, filter=filter, fragment_readahead=FILES_AHEAD)
+            scanner = dataset.scanner(columns=columns, filter=filter,
+                                      **{"fragment_readahead": FILES_AHEAD, **(options or {})})
             batches = []
             for batch in scanner.to_batches():
-                check()
+                if check is not None:
+                    check()
+                if charge is not None:
+                    charge(batch.nbytes)
                 batches.append(batch)
             table = pa.Table.from_batches(batches, schema=scanner.projected_schema)
         stats.rows_out += table.num_rows
         return table
 
     def _head(self, fragments: list[ds.ParquetFileFragment], schema: pa.Schema, columns, filter, limit: int,
-              stats: ScanStats, check: Callable[[], None] | None, stored: list[str] | None) -> pa.Table:
+              stats: ScanStats, check: Callable[[], None] | None, stored: list[str] | None,
+              charge: Callable[[int], None] | None = None) -> pa.Table:
         """The first ``limit`` rows, reading one row group after another and no further than needed."""
         batch = min(max(limit, 4096), 131_072)  # small batches: only the first rows of a row group are decoded
         parts, remaining = [], limit
@@ -156,6 +170,8 @@ class SegmentReader:
                 part = ds.FileSystemDataset([piece], schema, _FORMAT, self.filesystem).head(
                     remaining, columns=columns, filter=filter, batch_size=batch)
                 _count_read(fragment, [g.id for g in piece.row_groups], stats, stored)
+                if charge is not None:
+                    charge(part.nbytes)
                 parts.append(part)
                 remaining -= part.num_rows
             if remaining <= 0:

@@ -56,3 +56,11 @@ def test_queries_that_read_the_clock_or_registered_rows_are_planned_each_time(db
     db.register("extra", pa.table({"n": [5]}))
     assert db.sql("SELECT sum(n) AS s FROM extra").to_pylist() == [{"s": 5}]
     assert db.queries.plans.hits == hits
+
+
+def test_a_join_with_a_registered_table_sees_the_rows_registered_last(db):
+    db.register("dims", pa.table({"n": [1], "team": ["core"]}))
+    query = "SELECT d.team, count(*) AS c FROM events e JOIN dims d ON e.n = d.n GROUP BY d.team"
+    assert db.sql(query).to_pylist() == [{"team": "core", "c": 1}]
+    db.register("dims", pa.table({"n": [2], "team": ["storage"]}))
+    assert db.sql(query).to_pylist() == [{"team": "storage", "c": 1}]
