@@ -102,9 +102,9 @@ def main() -> int:
         ("plan (cold)", cold_plan),
         ("plan (kept)", lambda: engine.plan(PROBE)),
         ("run (worker)", lambda: run_plan(planned.optimized, lambda: engine.pool, 30.0, None, 0.0,
-                                          engine.fragment_bytes, limit, 0)),
+                                          engine.fragment_bytes, engine.reader, 0, limit)),
         ("run (here)", lambda: run_plan(planned.optimized, lambda: engine.pool, 30.0, None, 0.0,
-                                        engine.fragment_bytes, limit, LOCAL_STAGE_BYTES)),
+                                        engine.fragment_bytes, engine.reader, LOCAL_STAGE_BYTES, limit)),
         ("render", lambda: render_result(table, "application/json")),
         ("query", lambda: service.query(tenant, PROBE)),
     ]

@@ -60,8 +60,8 @@ def run_plan(
     fault_delay: float = 0.0,
     fragment_bytes: int = TARGET_FRAGMENT_BYTES,
     reader: SegmentReader | None = None,
-    memory_limit: int | None = None,
     local_bytes: int = 0,
+    memory_limit: int | None = None,
 ) -> tuple[pa.Table, QueryStats]:
     """Run every stage of ``plan`` on the worker pool, then the rest of the plan here.
 
