@@ -5,10 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from planner.context import PlanContext
 from planner.logical import Memory
-from planner.planning import plan_query
-from storage.errors import SqlError, TableNotFound, UnsupportedSql
+from storage.errors import SqlError, UnsupportedSql
 
 EVENTS = pa.table({
     "a": pa.array([1, 2], pa.int64()),
@@ -17,14 +15,9 @@ EVENTS = pa.table({
 })
 
 
-def _resolve(name: str) -> Memory:
-    if name not in ("t", "u"):
-        raise TableNotFound(f"table {name!r} does not exist")
-    return Memory(name, EVENTS)
-
-
-def _plan(query: str):
-    return plan_query(query, _resolve, context=PlanContext(distributed=False))
+@pytest.fixture
+def plan(planner_over):
+    return planner_over({name: Memory(name, EVENTS) for name in ("t", "u")})
 
 
 @pytest.mark.parametrize("query, where, fragment", [
@@ -43,10 +36,10 @@ def _plan(query: str):
     ("SELECT DISTINCT a FROM t GROUP BY ROLLUP (a)", (1, 43), "ROLLUP"),
     ("SELECT date_trunc('fortnight', ts) FROM t", (1, 8), "fortnight"),
 ])
-def test_unsupported_constructs_say_where(query, where, fragment):
+def test_unsupported_constructs_say_where(query, where, fragment, plan):
     """``where`` is the first name inside the construct (the parser keeps positions of names)."""
     with pytest.raises(UnsupportedSql) as raised:
-        _plan(query)
+        plan(query)
     assert fragment.lower() in str(raised.value).lower()
     assert (raised.value.line, raised.value.column) == where, str(raised.value)
 
@@ -55,12 +48,12 @@ def test_unsupported_constructs_say_where(query, where, fragment):
     "SELECT a FROM t WHERE a = ?", "SELECT [1, 2]", "SELECT {'k': 1}", "SELECT a FROM t, LATERAL (SELECT a + 1 AS b) x",
     "SELECT a, (SELECT count(*) FROM u x WHERE x.a < t.a) FROM t",
 ])
-def test_other_refusals_are_sql_errors(query):
+def test_other_refusals_are_sql_errors(query, plan):
     with pytest.raises(SqlError):
-        _plan(query)
+        plan(query)
 
 
-def test_fetch_first_is_a_limit_and_repeated_group_keys_group_once():
-    assert _plan("SELECT a FROM t FETCH FIRST 1 ROWS ONLY").optimized is not None
-    assert _plan("SELECT a, count(*) FROM t GROUP BY a, a").optimized.columns == ("a", "count(*)")
-    assert _plan("SELECT s, a, count(*) FROM t GROUP BY a, a, s").optimized.columns == ("s", "a", "count(*)")
+def test_fetch_first_is_a_limit_and_repeated_group_keys_group_once(plan):
+    assert plan("SELECT a FROM t FETCH FIRST 1 ROWS ONLY").optimized is not None
+    assert plan("SELECT a, count(*) FROM t GROUP BY a, a").optimized.columns == ("a", "count(*)")
+    assert plan("SELECT s, a, count(*) FROM t GROUP BY a, a, s").optimized.columns == ("s", "a", "count(*)")

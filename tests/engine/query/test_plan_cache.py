@@ -7,8 +7,6 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-import engine
-
 START = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
 
 
@@ -19,13 +17,10 @@ def _events(first: int, rows: int) -> pa.Table:
     })
 
 
-@pytest.fixture
-def db(ray_session, tmp_path):
-    session = engine.connect(str(tmp_path / "warehouse"), maintenance=False)
-    session.create_table("events", time_column="ts")
-    session.ingest("events", _events(0, 10), batch_id="first")
-    yield session
-    session.close()
+@pytest.fixture(autouse=True)
+def events(db):
+    db.create_table("events", time_column="ts")
+    db.ingest("events", _events(0, 10), batch_id="first")
 
 
 def test_the_same_query_over_the_same_snapshot_is_planned_once(db):
