@@ -125,7 +125,9 @@ def _may_overflow(column: pa.ChunkedArray) -> bool:
 
 def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) -> pa.Table:
     """One row of state columns (``<aggregate>__<state>``) per group of ``keys``."""
-    table = signed_zeros_as_one(_prepare(table, calls), keys)
+    distinct_args = [call.arg for call in calls
+                     if call.arg is not None and (call.distinct or call.func in ("count_distinct", "approx_count_distinct"))]
+    table = signed_zeros_as_one(_prepare(table, calls), (*keys, *distinct_args))  # -0.0 and 0.0: one value
     specs, names, seen = [], [], {}
     for call in calls:
         for suffix, func, options, column in _state_specs(call, table.schema):
