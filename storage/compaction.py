@@ -154,7 +154,7 @@ def plan_compaction(state: PartitionState, policy: CompactionPolicy = Compaction
     now = time.time() if now is None else now
     meta = meta if meta is not None else TableMeta(namespace="_", name="_")
     segments = list(state.segments.values())
-    windows = windows_for(meta, segments, policy.hour_rows)
+    windows = windows_for(meta, segments, policy.hour_rows, policy.target_rows)
     ordered = time_leading(meta)
     chosen: dict[int, set[str]] = {}  # window -> ids of segments merged for it
     tier_groups: list[tuple[int, list[SegmentEntry]]] = []

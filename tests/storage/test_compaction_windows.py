@@ -14,7 +14,7 @@ from storage.log import PartitionLog
 from storage.retention import apply_retention
 from storage.segment import read_segment, write_segment
 from storage.snapshot import load_snapshot
-from storage.windows import DAY_US, HOUR_US
+from storage.windows import DAY_US, HOUR_US, SPAN_DAYS
 from tests.maintenance_fixtures import commit, table_rows
 from tests.storage_fixtures import BASE
 
@@ -45,8 +45,47 @@ def assert_non_overlapping(segments) -> None:
         assert high <= low
 
 
-def test_a_month_of_sparse_flushes_becomes_one_segment_per_partition_per_day(store):
+def test_a_month_of_sparse_flushes_kept_forever_becomes_one_segment_per_partition_per_span(store):
     meta = Catalog(store).create_table("acme", "hits", partitions=2)
+    for i in range(8):  # eight flushes per partition, each spanning the whole month
+        for partition in range(2):
+            flush(store, meta, month_rows(400, seed=i * 2 + partition), partition)
+    before = table_rows(store, meta)
+    report = compact_table(store, meta, full=True)
+    after = load_snapshot(store, meta)
+    assert report.conflicts == 0 and report.removed == 16
+    assert table_rows(store, meta).equals(before)
+    span_us = SPAN_DAYS[0] * DAY_US
+    for partition in range(2):
+        mine = [e for e in after.segments if e.partition == partition]
+        # 2026-11-01..12-01 touches two 28-day spans (counted from the epoch): two segments, not 31
+        assert len(mine) == len({e.min_time // span_us for e in mine}) == 2
+        assert all(e.min_time // span_us == e.max_time // span_us for e in mine)  # none crosses a span
+        assert_non_overlapping(mine)
+        assert plan_compaction(PartitionLog(store, meta.path, partition).load(), full=True, meta=meta) == []
+    assert sorted({e.path.split("/")[1] for e in after.segments}) == ["2026-10-22+28d", "2026-11-19+28d"]
+
+
+def test_a_span_that_fills_past_the_target_is_cut_again_by_week_or_day(memory_store):
+    store = memory_store
+    meta = Catalog(store).create_table("acme", "hits")
+    policy = CompactionPolicy(target_rows=1000)
+    for seed in range(2):  # two sparse weeks: one span
+        flush(store, meta, month_rows(300, seed=seed, days=14))
+    compact_table(store, meta, policy, full=True)
+    assert {e.path.split("/")[1] for e in load_snapshot(store, meta).segments} == {"2026-10-22+28d"}
+    flush(store, meta, month_rows(900, seed=5, days=14))  # now 1,500 rows: past the target for the span
+    before = table_rows(store, meta)
+    compact_table(store, meta, policy, full=True)
+    after = load_snapshot(store, meta).segments
+    assert table_rows(store, meta).equals(before)
+    assert all("+28d" not in e.path for e in after)  # weeks of ~750 rows (or days) now
+    assert all(e.min_time // (7 * DAY_US) == e.max_time // (7 * DAY_US) for e in after)
+    assert_non_overlapping(after)
+
+
+def test_a_month_of_sparse_flushes_with_a_month_of_retention_becomes_one_segment_per_partition_per_day(store):
+    meta = Catalog(store).create_table("acme", "hits", partitions=2, retention="30d")
     for i in range(8):  # eight flushes per partition, each spanning the whole month
         for partition in range(2):
             flush(store, meta, month_rows(400, seed=i * 2 + partition), partition)
@@ -89,7 +128,7 @@ def test_overlapping_segments_of_a_settled_day_are_merged_into_non_overlapping_o
 
 def test_a_day_still_being_written_merges_by_size_tier_and_cuts_flushes_that_cross_days(memory_store):
     store = memory_store
-    meta = Catalog(store).create_table("acme", "hits")
+    meta = Catalog(store).create_table("acme", "hits", retention="30d")  # a month kept: cut by day
     policy = CompactionPolicy(min_inputs=4, settle_seconds=3600)
     now = time.time()
     for i in range(3):
@@ -140,7 +179,7 @@ def test_short_retention_cuts_by_hour_so_retention_drops_whole_hours(memory_stor
 
 def test_rows_without_a_time_are_kept_in_the_unknown_folder(memory_store):
     store = memory_store
-    meta = Catalog(store).create_table("acme", "hits")
+    meta = Catalog(store).create_table("acme", "hits", retention="30d")  # a month kept: cut by day
     for seed in range(2):
         table = month_rows(20, seed=seed, days=2)
         times = table.column("timestamp").to_pylist()
