@@ -225,6 +225,13 @@ def _topk_scan(plan: Sort, run: Execution) -> pa.Table:
         ordered = _time_ordered_topk(plan, scan, projection, run, source)
         if ordered is not None:
             return ordered
+    return _keys_first_topk(plan, scan, projection, run, source)
+
+
+def _keys_first_topk(plan: Sort, scan: Scan, projection: Project, run: Execution, source: str) -> pa.Table:
+    """The top rows of ``run``'s segments: the sort keys read first, then the rows at or before the k-th key."""
+    first = plan.keys[0]
+    exprs = dict(zip(projection.names, projection.compiled))
     key_names = tuple(dict.fromkeys(k.column for k in plan.keys))
     keys_only = Project(scan, key_names, tuple(exprs[n] for n in key_names), tuple(exprs[n] for n in key_names))
     candidates = sort(_scan(scan, keys_only, run), plan.keys, plan.limit)
@@ -264,7 +271,7 @@ def _time_ordered_topk(plan: Sort, scan: Scan, projection: Project, run: Executi
                 micros = threshold.cast(pa.timestamp("us", tz=type_.tz)).value
                 if (segment.max_time < micros) if first.descending else (segment.min_time > micros):
                     break  # this segment and every later one lie wholly after the k-th row
-        part = _scan(scan, projection, dataclasses.replace(run, segments=(segment,)))
+        part = _keys_first_topk(plan, scan, projection, dataclasses.replace(run, segments=(segment,)), source)
         kept = sort(part if kept is None else concat([kept, part]), plan.keys, limit)
     return kept
 
