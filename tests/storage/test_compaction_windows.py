@@ -45,16 +45,21 @@ def assert_non_overlapping(segments) -> None:
         assert high <= low
 
 
-def test_a_month_of_sparse_flushes_kept_forever_becomes_one_segment_per_partition_per_span(store):
-    meta = Catalog(store).create_table("acme", "hits", partitions=2)
+def compact_a_sparse_month(store, retention):
+    """A month of sparse flushes over two partitions, compacted in full; the table and its snapshot after."""
+    meta = Catalog(store).create_table("acme", "hits", partitions=2, retention=retention)
     for i in range(8):  # eight flushes per partition, each spanning the whole month
         for partition in range(2):
             flush(store, meta, month_rows(400, seed=i * 2 + partition), partition)
     before = table_rows(store, meta)
     report = compact_table(store, meta, full=True)
-    after = load_snapshot(store, meta)
     assert report.conflicts == 0 and report.removed == 16
     assert table_rows(store, meta).equals(before)
+    return meta, load_snapshot(store, meta)
+
+
+def test_a_month_of_sparse_flushes_kept_forever_becomes_one_segment_per_partition_per_span(store):
+    meta, after = compact_a_sparse_month(store, retention=None)
     span_us = SPAN_DAYS[0] * DAY_US
     for partition in range(2):
         mine = [e for e in after.segments if e.partition == partition]
@@ -85,15 +90,7 @@ def test_a_span_that_fills_past_the_target_is_cut_again_by_week_or_day(memory_st
 
 
 def test_a_month_of_sparse_flushes_with_a_month_of_retention_becomes_one_segment_per_partition_per_day(store):
-    meta = Catalog(store).create_table("acme", "hits", partitions=2, retention="30d")
-    for i in range(8):  # eight flushes per partition, each spanning the whole month
-        for partition in range(2):
-            flush(store, meta, month_rows(400, seed=i * 2 + partition), partition)
-    before = table_rows(store, meta)
-    report = compact_table(store, meta, full=True)
-    after = load_snapshot(store, meta)
-    assert report.conflicts == 0 and report.removed == 16
-    assert table_rows(store, meta).equals(before)
+    meta, after = compact_a_sparse_month(store, retention="30d")
     for partition in range(2):
         mine = [e for e in after.segments if e.partition == partition]
         days = {e.min_time // DAY_US for e in mine}
