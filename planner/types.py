@@ -103,6 +103,19 @@ def decimal_common(a: pa.DataType, b: pa.DataType, extra: int = 0) -> pa.DataTyp
     return pa.decimal128(max(precision, scale, 1), scale)
 
 
+def decimal_meeting(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    """The DECIMAL the values of two exact columns meet in as one column (UNION and friends).
+
+    The larger integer part and the larger scale; past 38 digits the scale
+    gives way, so the integer part always fits (DuckDB's rule: DECIMAL(38,1)
+    meeting DECIMAL(18,3) is DECIMAL(38,1), and -0.25 becomes -0.3).
+    """
+    a, b = as_decimal(a), as_decimal(b)
+    integer = max(a.precision - a.scale, b.precision - b.scale)
+    scale = min(max(a.scale, b.scale), max(MAX_DECIMAL_DIGITS - integer, 0))
+    return pa.decimal128(max(integer + scale, 1), scale)
+
+
 def numeric_common(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     """The type two numbers are computed in: int64 for integers, a DECIMAL for exact numbers, float64 otherwise."""
     if pa.types.is_null(a):

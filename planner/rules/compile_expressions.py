@@ -217,8 +217,10 @@ def common_type(types: list[pa.DataType]) -> pa.DataType:
         return first
     if all(pa.types.is_integer(t) for t in known):
         return pa.int64()
+    if all(pa.types.is_integer(t) or pa.types.is_decimal(t) for t in known):
+        return functools.reduce(sqltypes.decimal_meeting, known)
     if all(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) for t in known):
-        return functools.reduce(sqltypes.numeric_common, known)  # a DECIMAL when no float takes part
+        return pa.float64()
     if all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in known):
         return pa.string()
     raise SqlError(f"cannot combine columns of types {', '.join(str(t) for t in known)}; CAST them to one type")

@@ -217,6 +217,13 @@ def join(left: pa.Table, right: pa.Table, plan: Join) -> pa.Table:
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
+def _as_column_type(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
+    """``column`` as the set operation's column type; a DECIMAL losing scale rounds half away from zero."""
+    if pa.types.is_decimal(column.type) and pa.types.is_decimal(type_) and column.type.scale > type_.scale:
+        column = pc.round(column, ndigits=type_.scale, round_mode="half_towards_infinity")  # ties away from zero
+    return column.cast(type_)
+
+
 def set_operation(parts: list[pa.Table], kind: str, distinct: bool, schema: pa.Schema | None = None) -> pa.Table:
     """UNION / INTERSECT / EXCEPT of tables with the same columns (by position)."""
     names = parts[0].column_names
@@ -228,7 +235,8 @@ def set_operation(parts: list[pa.Table], kind: str, distinct: bool, schema: pa.S
         types.append(common_type(found))
     aligned = []
     for part in parts:
-        columns = [c if c.type.equals(t) or pa.types.is_null(t) else c.cast(t) for c, t in zip(part.columns, types)]
+        columns = [c if c.type.equals(t) or pa.types.is_null(t) else _as_column_type(c, t)
+                   for c, t in zip(part.columns, types)]
         columns = [c.cast(t) if pa.types.is_null(c.type) and not pa.types.is_null(t) else c for c, t in zip(columns, types)]
         aligned.append(pa.Table.from_arrays(columns, names=names))
     if distinct or kind != "union":
