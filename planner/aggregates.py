@@ -150,7 +150,9 @@ def result_type(func: str, arg: pa.DataType | None) -> pa.DataType:
             return pa.int64()
         if not numeric:
             raise TypeError(func)
-        return pa.int64() if pa.types.is_integer(arg) else (arg if pa.types.is_decimal(arg) else pa.float64())
+        if pa.types.is_decimal(arg):  # DuckDB's rule: a sum of DECIMAL(p, s) is DECIMAL(38, s)
+            return pa.decimal128(38, arg.scale)
+        return pa.int64() if pa.types.is_integer(arg) else pa.float64()
     if func in ("avg", "stddev_samp", "stddev_pop", "var_samp", "var_pop"):
         if not numeric and not (arg is not None and pa.types.is_null(arg)):
             raise TypeError(func)

@@ -48,6 +48,8 @@ FOUND_BY_LONG_RUNS = [
     "SELECT q1.b AS c0, count(DISTINCT (q2.c * q1.a)) AS c1 FROM ta AS q1, ta AS q2 WHERE q2.b >= 0 GROUP BY q1.b",
     # DECIMAL(38,1) meeting DECIMAL(18,3) in a UNION is DECIMAL(38,1): -0.25 becomes -0.3
     "SELECT x FROM (SELECT sum(10.0) AS x FROM ta UNION ALL SELECT CAST(-0.25 AS DECIMAL) FROM tb)",
+    # a sum of DECIMAL(p, s) is DECIMAL(38, s): typed as DECIMAL(p, s), x + 1 crashed inside Arrow
+    "SELECT x + 1 AS m FROM (SELECT sum(DISTINCT 0.2) AS x FROM tb)",
 ]
 
 
