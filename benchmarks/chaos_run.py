@@ -151,7 +151,7 @@ class _Run:
             later = [t for b, t in self.acks().items() if t > since and any(b.startswith(p) for p in writers)]
             if later:
                 return min(later) - since
-            time.sleep(0.2)
+            self.done.wait(0.2)
         return None
 
     # -- the killer ----------------------------------------------------------------------
@@ -210,7 +210,7 @@ class _Run:
                     if ray.get(handle.status.remote(), timeout=30)["pid"] != pid:
                         return time.monotonic() - killed
                 except Exception:
-                    time.sleep(0.1)
+                    self.done.wait(0.1)
             return None
         return recovered
 
@@ -232,7 +232,7 @@ class _Run:
         while not self.done.is_set():
             if last_ok() > since:
                 return last_ok() - since
-            time.sleep(0.1)
+            self.done.wait(0.1)
         return None
 
     def _kill_writer(self) -> Callable[[], float | None] | None:
@@ -251,7 +251,7 @@ class _Run:
                 later = [t for b, t in self.acks().items() if t > killed and b.startswith(prefix)]
                 if later:
                     return min(later) - killed
-                time.sleep(0.3)
+                self.done.wait(0.3)
             return None
         return recovered
 
@@ -385,7 +385,7 @@ class _Run:
             acked = {b.split("-")[0] for b in self.acks()}
             if len(acked) == self.config.writers:
                 break
-            time.sleep(0.5)
+            self.done.wait(0.5)
         while time.monotonic() < end:  # the query workers started, so the first checked query is not their start
             try:
                 self.queries_engine.sql(f"SELECT count(*) AS n FROM {TABLE}")
