@@ -115,6 +115,21 @@ def test_topk_by_time_reads_segments_in_time_order_and_stops(loaded, order):
     assert_same(db.sql(query), oracle.sql(query).to_arrow_table(), ordered=True, query=query)
 
 
+def _in_background(call) -> tuple[threading.Thread, dict]:
+    """``call`` started on a thread; its table (or the error it raised) lands in the dict once it ends."""
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["table"] = call()
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            result["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
 @pytest.mark.chaos
 def test_worker_killed_mid_query_is_retried(loaded):
     db, oracle, _ = loaded
@@ -124,16 +139,7 @@ def test_worker_killed_mid_query_is_retried(loaded):
     victim_name = pool.names[0]
     victim = pool.workers[victim_name]
     db.queries.fault_delay = 1.0
-    result: dict = {}
-
-    def run() -> None:
-        try:
-            result["table"] = db.sql(query)
-        except BaseException as error:  # noqa: BLE001 - reported below
-            result["error"] = error
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, result = _in_background(lambda: db.sql(query))
     try:
         deadline = time.monotonic() + 30
         while not ray.get(victim.running.remote()):
@@ -176,16 +182,7 @@ def test_worker_dying_with_several_fragments_is_replaced_once(loaded):
         queries.fragment_bytes = 1  # one fragment per segment
         queries.fault_delay = 1.0
         victim = queries.pool.workers["worker-0"]
-        result: dict = {}
-
-        def run() -> None:
-            try:
-                result["table"] = queries.sql(query)
-            except BaseException as error:  # noqa: BLE001 - reported below
-                result["error"] = error
-
-        thread = threading.Thread(target=run)
-        thread.start()
+        thread, result = _in_background(lambda: queries.sql(query))
         deadline = time.monotonic() + 30
         while not ray.get(victim.running.remote()):
             assert time.monotonic() < deadline, "the fragment never started"
