@@ -15,6 +15,7 @@ the workers.
 from __future__ import annotations
 
 import gc
+import itertools
 import threading
 import time
 from typing import Any
@@ -39,6 +40,22 @@ from storage.objectstore import ObjectStore
 from storage.snapshot import LiveSnapshot, Snapshot
 
 META_SECONDS = 5.0
+FULL_COLLECT_EVERY = 64  # snapshot freezes between two full collections of the frozen objects
+_freezes = itertools.count(1)
+
+
+def freeze_snapshot_objects() -> None:
+    """Move the objects alive now (a new snapshot's many manifest entries among them) out of the collector.
+
+    Frozen, they are not walked again by every collection a query's allocations trigger. Frozen objects
+    are never collected, though: cyclic garbage alive at a freeze would stay for good in a long-running
+    server. So every ``FULL_COLLECT_EVERY``-th freeze first unfreezes everything and runs a full
+    collection, which bounds that garbage at what accumulates between two such collections.
+    """
+    if next(_freezes) % FULL_COLLECT_EVERY == 0:
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()
 
 
 class QueryEngine:
@@ -123,9 +140,7 @@ class QueryEngine:
             schema = meta.schema
         source = TableSource(meta, schema, snapshot.segments, dict(snapshot.versions))
         self._sources[name] = (snapshot, source)
-        # A snapshot's manifest entries are many long-lived objects: moved out of the collector's
-        # generations, they are not walked again by every collection a query's allocations trigger.
-        gc.freeze()
+        freeze_snapshot_objects()
         return source
 
     # -- queries --------------------------------------------------------------------------
