@@ -301,7 +301,7 @@ class WindowCall:
         if self.order:
             over.append(f"ORDER BY {', '.join(k.describe() for k in self.order)}")
         kind, start, end = self.frame
-        bound = lambda v, side: "UNBOUNDED " + side if v is None else ("CURRENT ROW" if v == 0 else f"{abs(v)} {'PRECEDING' if v < 0 else 'FOLLOWING'}")
+        bound = lambda v, side: "UNBOUNDED " + side if v is None else ("CURRENT ROW" if v == 0 else f"{abs(v)} {'PRECEDING' if v < abs(v) else 'FOLLOWING'}")
         over.append(f"{kind.upper()} BETWEEN {bound(start, 'PRECEDING')} AND {bound(end, 'FOLLOWING')}")
         return f"{self.name} := {self.func}({', '.join(self.args + tuple(map(str, self.params)))}) OVER ({' '.join(over)})"
 
