@@ -111,6 +111,8 @@ def _family(type_: pa.DataType) -> str:
         return "bool"
     if pa.types.is_null(type_):
         return "null"
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):  # the item's name differs: item vs l
+        return f"list<{_family(type_.value_type)}>"
     return str(type_)
 
 

@@ -149,6 +149,8 @@ def _aggregate(plan: Aggregate, context: PlanContext) -> tuple[Plan, pa.Schema]:
         arg_type = schema.field(call.arg).type if call.arg is not None else None
         if call.func in _COMPARING and plan.mode != "final":
             _comparable(schema, call.arg, child, f"{_COMPARING[call.func]}")
+        if call.by is not None and plan.mode != "final":
+            _comparable(schema, call.by, child, f"{call.func.upper()}'s ordering")
         try:
             fields.append(pa.field(call.name, result_type(call.func, arg_type)))
         except TypeError:
@@ -170,7 +172,7 @@ def _limit(plan: Limit, context: PlanContext) -> tuple[Plan, pa.Schema]:
     return plan.with_inputs(child), schema
 
 
-_COMPARING = {"min": "MIN", "max": "MAX", "count_distinct": "COUNT(DISTINCT ...)",
+_COMPARING = {"min": "MIN", "max": "MAX", "mode": "MODE", "count_distinct": "COUNT(DISTINCT ...)",
               "quantile_disc": "QUANTILE_DISC", "quantile_cont": "QUANTILE_CONT",
               "approx_count_distinct": "APPROX_COUNT_DISTINCT", "approx_quantile": "APPROX_QUANTILE"}
 

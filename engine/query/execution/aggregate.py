@@ -17,6 +17,8 @@ quantile_*             list of values                          exact quantile
 approx_count_distinct  HyperLogLog sketch                      union's estimate
 approx_quantile        KLL sketch                              merged sketch's quantile
 bool_and/or            b                                       all/any b
+mode, list, string_agg list of values (and of the ORDER BY key)  picked or joined per group
+arg_max/arg_min        list of values and of their orderings   the value at the extreme
 f(DISTINCT x)          list of distinct values                 f over the distinct union
 =====================  ======================================  ==========================
 
@@ -88,6 +90,8 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
         return [("b", "all", _SKIP, arg)]
     if func == "bool_or":
         return [("b", "any", _SKIP, arg)]
+    if func in _GATHERED:  # the group's values in row order, and the ordering values beside them
+        return [("l", "list", None, arg)] + ([("o", "list", None, call.by)] if call.by is not None else [])
     raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
 
 
@@ -268,8 +272,9 @@ def _double_sums(states: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
 
 
 _ROW = "__row"
+_GATHERED = ("mode", "arg_max", "arg_min", "string_agg", "list")
 _LISTED = ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "count_distinct", "quantile_cont", "quantile_disc",
-           "approx_count_distinct", "approx_quantile")
+           "approx_count_distinct", "approx_quantile") + _GATHERED
 
 
 def _group_of_rows(rows: pa.ChunkedArray | pa.Array, count: int) -> pa.Array:
@@ -354,6 +359,10 @@ def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | N
     if func in ("quantile_cont", "quantile_disc"):
         values, value_ids = _flatten(states.column(f"{name}__l"), ids)
         return quantiles(values, value_ids, count, call.params[0], func == "quantile_cont")
+    if func in _GATHERED:
+        values, value_ids = _flatten(states.column(f"{name}__l"), ids)
+        by = _flatten(states.column(f"{name}__o"), ids)[0] if call.by is not None else None
+        return gathered(call, values, by, value_ids, count)
     if func == "approx_count_distinct":
         return sketches.hll_estimates(_per_group(states.column(f"{name}__h"), ids, count))
     if func == "approx_quantile":
@@ -367,11 +376,61 @@ def _merge_distinct(states: pa.Table, call: AggCall, ids: pa.Array, count: int) 
     """An aggregate over each group's distinct values: the union of the fragments' distinct lists, once each."""
     values, value_ids = _flatten(states.column(f"{call.name}__d"), ids)
     pairs = pa.table({"g": value_ids, "v": values}).group_by(["g", "v"], use_threads=False).aggregate([])
-    plain = dataclasses.replace(call, arg="v", distinct=False)
+    plain = dataclasses.replace(call, arg="v", distinct=False, by="v" if call.by is not None else None)
     merged = final(partial(pairs, ("g",), (plain,)), ("g",), (plain,))
     where = np.full(count, -1, dtype=np.int64)
     where[merged.column("g").to_numpy()] = np.arange(merged.num_rows)
     return merged.column(call.name).take(pa.array(where, mask=where < 0))
+
+
+def gathered(call: AggCall, values: pa.Array, by: pa.Array | None, ids: pa.Array, count: int) -> pa.Array:
+    """``mode``, ``arg_max``/``arg_min``, ``string_agg`` or ``list`` per group, from every value of the group.
+
+    ``values`` (and ``by``, the ordering values) come in row order with
+    their group in ``ids``; ties go to the value seen first, and a group
+    without any value gets NULL.
+    """
+    func = call.func
+    rows = {"g": ids, "v": values, "r": _arange(len(values))}
+    if by is not None:
+        rows["o"] = by
+    table = pa.table(rows)
+    if func == "list" or func == "string_agg":
+        if func == "string_agg":
+            table = table.filter(pc.is_valid(table.column("v")))
+        keys = [("g", "ascending")]
+        if by is not None:
+            _, descending, nulls_first = call.params
+            table = table.append_column("n", pc.is_null(table.column("o")))
+            keys += [("n", "descending" if nulls_first else "ascending"),
+                     ("o", "descending" if descending else "ascending")]
+        table = table.take(pc.sort_indices(table, sort_keys=keys + [("r", "ascending")]))
+        groups = table.column("g").to_numpy()
+        sizes = np.bincount(groups, minlength=count) if len(groups) else np.zeros(count, dtype=np.int64)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32))
+        lists = pa.ListArray.from_arrays(offsets, _combined(table.column("v")), mask=pa.array(sizes == 0))
+        if func == "list":
+            return lists
+        return pc.binary_join(lists, call.params[0])
+    if func == "mode":
+        table = table.filter(pc.is_valid(table.column("v")))
+        table = signed_zeros_as_one(table, ("v",))
+        counted = table.group_by(["g", "v"], use_threads=False).aggregate([("r", "count"), ("r", "min")])
+        order = pc.sort_indices(counted, sort_keys=[("g", "ascending"), ("r_count", "descending"), ("r_min", "ascending")])
+        return _first_per_group(counted.take(order), count)
+    table = table.filter(pc.and_(pc.is_valid(table.column("v")), pc.is_valid(table.column("o"))))
+    direction = "descending" if func == "arg_max" else "ascending"
+    order = pc.sort_indices(table, sort_keys=[("g", "ascending"), ("o", direction), ("r", "ascending")])
+    return _first_per_group(table.take(order), count)
+
+
+def _first_per_group(table: pa.Table, count: int) -> pa.Array:
+    """The ``v`` of each group's first row in ``table`` (sorted by group ``g``); NULL for groups absent."""
+    groups = table.column("g").to_numpy()
+    first = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]])) if len(groups) else np.zeros(0, np.int64)
+    where = np.full(count, -1, dtype=np.int64)
+    where[groups[first]] = first
+    return _combined(table.column("v")).take(pa.array(where, mask=where < 0))
 
 
 def _arange(count: int) -> pa.Array:
