@@ -74,13 +74,14 @@ def build(select: exp.Select, output_names: tuple[str, ...], plan: Plan, scalars
     # a scalar subquery joins the rows before aggregation only where they use it
     # (WHERE, GROUP BY, an aggregate's argument); the aggregated rows get their own below
     before = None
-    if keys or found:
+    aggregated = bool(keys or found or having is not None)  # HAVING alone makes one group, as in DuckDB
+    if aggregated:
         before = {c.name for e in ([where.this] if where is not None else []) + keys + found
                   for c in e.find_all(exp.Column)}
     plan = attach_scalars(plan, scalars, before)
     if where is not None:
         plan = Filter(plan, where.this)
-    if keys or found:
+    if aggregated:
         plan, rewrite = _aggregate(plan, keys, found)
         aliases = {e.alias_or_name for e in outputs}
         outputs = [rewrite(e) for e in outputs]
@@ -94,8 +95,6 @@ def build(select: exp.Select, output_names: tuple[str, ...], plan: Plan, scalars
             plan = attach_scalars(plan, scalars, used)
         if having is not None:
             plan = Filter(plan, rewrite(having.this))
-    elif having is not None:
-        raise SqlError("HAVING needs GROUP BY or an aggregate; use WHERE to filter rows")
     if windows:
         plan = add_windows(plan, windows)
 

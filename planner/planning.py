@@ -9,6 +9,7 @@ from planner.constructs import check_constructs
 from planner.context import PlanContext
 from planner.logical import Plan
 from planner.parse import Statement, parse, position
+from planner.quantified import rewrite_row_in_subquery
 from planner.qualify import Resolver, TableFunction, display_names, qualify_query
 from planner.relational import QueryBuilder
 from planner.rules import optimize
@@ -39,6 +40,7 @@ def plan_query(
     statement = parse(sql, dialect)
     check_constructs(statement.tree)
     tree, sources = qualify_query(statement.tree, resolve, namespace, statement.dialect, table_function)
+    tree = rewrite_row_in_subquery(tree)
     names = None
     if isinstance(statement.tree, exp.Select):
         names = display_names(statement.tree, statement.dialect) or None

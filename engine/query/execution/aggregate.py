@@ -208,6 +208,8 @@ def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
         return _finish_whole(_double_sums(gathered, calls), keys, calls, schema)
     table, group_keys = gathered, list(keys)
     if not keys:  # one group, even over no states: a row of NULL states stands for "nothing"
+        if _KEY in table.column_names:  # states of no aggregate at all (SELECT 1 HAVING ...): only a row count
+            table = table.drop_columns([_KEY])
         table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
         table = pa.concat_tables([table, _null_row(table.schema)])
         group_keys = [_KEY]
