@@ -215,6 +215,8 @@ def result_type(func: str, arg: pa.DataType | None) -> pa.DataType:
     if func == "list":
         return pa.list_(arg if arg is not None else pa.null())
     if func in ("quantile_cont", "approx_quantile"):
+        if func == "quantile_cont" and arg is not None and pa.types.is_decimal(arg):  # DuckDB keeps the DECIMAL
+            return arg
         if arg is not None and pa.types.is_timestamp(arg):
             return arg
         if arg is not None and pa.types.is_date(arg):

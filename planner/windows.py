@@ -14,7 +14,7 @@ from typing import Callable
 
 from sqlglot import exp
 
-from planner import time_units
+from planner import aggregates, time_units
 from planner.logical import Plan, Project, SortKey, Window, WindowCall
 from planner.parse import position
 from storage.errors import SqlError, UnsupportedSql
@@ -202,6 +202,14 @@ def _call(name: str, node: exp.Window, column_for: Callable[[exp.Expression], st
             fname = "count_star"
         else:
             args = (column_for(target),)
+    elif kind in (exp.Median, exp.PercentileCont, exp.PercentileDisc, exp.Quantile):
+        spec = aggregates.describe(func)
+        if spec.distinct:
+            raise UnsupportedSql("DISTINCT inside a window aggregate is not supported")
+        if frame[1:] != (None, None):
+            raise UnsupportedSql(f"{func.sql_name().upper()} over a moving window frame is not supported; "
+                                 "use it over whole partitions (OVER (PARTITION BY ...) without ORDER BY)")
+        fname, args, params = spec.func, (column_for(spec.arg),), spec.params
     else:
         raise UnsupportedSql(f"window function {func.sql()[:60]} is not supported")
     return WindowCall(name, fname, args, params, partition, keys, frame)

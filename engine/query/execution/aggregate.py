@@ -36,6 +36,7 @@ a SUM that does not raises :class:`QueryFailed`, and an AVG uses the double.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 
 import numpy as np
 import pyarrow as pa
@@ -482,6 +483,34 @@ def _merge_moments(states: pa.Table, name: str, func: str, ids: pa.Array, count:
 _MICROS_PER_DAY = 86_400_000_000
 
 
+def _decimal_quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, continuous: bool) -> pa.Array:
+    """Quantiles of DECIMALs in their own type, as DuckDB: interpolated on the unscaled integers, truncated."""
+    value_type = values.type
+    scale = value_type.scale
+    unscaled = np.array([int(v.scaleb(scale)) for v in values.to_pylist()], dtype=object)
+    groups = ids.to_numpy(zero_copy_only=False)
+    order = np.lexsort((unscaled, groups)) if len(groups) else np.zeros(0, dtype=np.int64)
+    ordered = unscaled[order]
+    sizes = np.bincount(groups, minlength=count) if len(groups) else np.zeros(count, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if count else np.zeros(0, dtype=np.int64)
+    result: list = [None] * count
+    for group in np.flatnonzero(sizes > 0):
+        chunk = ordered[starts[group]: starts[group] + sizes[group]]
+        last = len(chunk) - 1
+        if continuous:
+            position = last * fraction
+            low, high = int(np.floor(position)), int(np.ceil(position))
+            low_value, high_value = int(chunk[low]), int(chunk[high])
+            if high == low:
+                picked = low_value
+            else:  # in doubles, then truncated toward zero, as DuckDB interpolates
+                picked = int(float(low_value) + float(high_value - low_value) * (position - low))
+        else:
+            picked = int(chunk[min(max(int(np.ceil(len(chunk) * fraction)) - 1, 0), last)])
+        result[group] = decimal.Decimal(picked).scaleb(-scale)
+    return pa.array(result, value_type)
+
+
 def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, continuous: bool) -> pa.Array:
     """The exact ``fraction`` quantile of ``values`` per group (NULL for empty groups).
 
@@ -495,6 +524,8 @@ def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, cont
     valid = pc.is_valid(values)
     if valid.false_count:
         values, ids = values.filter(valid), ids.filter(valid)
+    if pa.types.is_decimal(value_type):
+        return _decimal_quantiles(values, ids, count, fraction, continuous)
     temporal = pa.types.is_timestamp(value_type) or pa.types.is_date(value_type)
     if pa.types.is_timestamp(value_type):
         numbers = values.cast(pa.int64()).to_numpy(zero_copy_only=False)

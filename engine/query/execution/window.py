@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.query.execution.aggregate import quantiles
 from planner.logical import SortKey, WindowCall
 
 
@@ -184,6 +185,11 @@ def _function(call: WindowCall, ordered: pa.Table, index, gstart, gend, gid, pst
                 default = default.cast(result.type)
             result = pc.if_else(pa.array(valid), result, default)
         return result
+    if func in ("quantile_cont", "quantile_disc"):  # over whole partitions: one quantile per partition
+        values = ordered.column(call.args[0])
+        values = pa.concat_arrays(values.chunks) if isinstance(values, pa.ChunkedArray) else values
+        per_partition = quantiles(values, pa.array(gid), int(gid[-1]) + 1, call.params[0], func == "quantile_cont")
+        return per_partition.take(pa.array(gid))
     lo, hi = _frame(call, ordered, index, gstart, gend, pstart, pend)
     valid = lo <= hi
     if func == "first_value":
