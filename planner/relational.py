@@ -27,6 +27,7 @@ from planner.parse import position
 from planner.logical import Filter, Join, Memory, Plan, Project, Scan, SetOp, TableSource, Values
 from planner.constructs import grouping_sets_as_union, has_grouping_sets, qualify_as_where
 from planner.predicates import conjuncts
+from planner.decorrelate import outer_references
 from planner.subqueries import SubqueryMixin, column
 from storage.errors import SqlError, UnsupportedSql
 
@@ -227,6 +228,10 @@ class QueryBuilder(SubqueryMixin):
         if isinstance(node, exp.Values):
             return self._values(node, node.alias)
         if isinstance(node, exp.Subquery):
+            if any(t not in ctes for t, _ in outer_references(node.this)):  # LATERAL in all but name
+                raise UnsupportedSql("a derived table that reads a column of an enclosing query (a correlated "
+                                     f"derived table) is not supported; move the correlation outside it: "
+                                     f"{node.sql()[:80]}", *position(node))
             return _renamed(self.query(node.this, ctes), alias)
         if isinstance(node, exp.Table):
             name = node.name

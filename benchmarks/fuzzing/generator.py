@@ -488,5 +488,11 @@ class QueryGenerator:
         value = self._column(type_, _Scope(inner.columns)) or self._literal(type_)
         if self.rng.random() < 0.15:
             self.tags.add("quantified_subquery")
-            return f"{probe} {'<> ALL' if negated else '= ANY'} (SELECT {value} FROM {from_sql}{where})"
+            operator = '<> ALL' if negated else '= ANY'
+            if self.rng.random() < 0.5:  # an ordered comparison, or = ALL / <> ANY: a CASE over MIN, MAX and counts
+                self.tags.add("ordered_quantified_subquery")
+                operator = self.rng.choice(("> ALL", "< ANY", ">= ALL", "<= SOME", "= ALL", "<> ANY", "< ALL", "> ANY"))
+                operator = f"NOT {probe} {operator}" if negated else f"{probe} {operator}"
+                return f"{operator} (SELECT {value} FROM {from_sql}{where})"
+            return f"{probe} {operator} (SELECT {value} FROM {from_sql}{where})"
         return f"{probe} {'NOT ' if negated else ''}IN (SELECT {value} FROM {from_sql}{where})"

@@ -141,6 +141,11 @@ def test_a_correlated_row_in_a_subquery_keeps_ins_null_logic(differential):
     ("SELECT a FROM ta HAVING 1 = 1", SqlError, "GROUP BY"),
     ("SELECT a, b, (a, b) = (SELECT 1, 2) FROM ta", SqlError, "row of 2 values"),
     ("SELECT a, median(c) OVER (ORDER BY a) FROM ta", UnsupportedSql, "moving window frame"),
+    # was a ColumnNotFound naming an internal column
+    ("SELECT a FROM ta WHERE EXISTS (SELECT 1 FROM (SELECT tb.b FROM tb WHERE tb.a = ta.a) q)", UnsupportedSql,
+     "correlated derived table"),
+    ("SELECT a FROM ta WHERE a > ALL (SELECT count(*) FROM tb WHERE tb.a = ta.a GROUP BY tb.b)", UnsupportedSql,
+     "correlated derived table"),
 ])
 def test_what_is_still_wrong_or_refused_says_so(differential, query, error, fragment):
     with pytest.raises(error, match=fragment.replace("(", r"\(")):
