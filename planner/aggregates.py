@@ -47,7 +47,7 @@ class AggregateSpec:
     approximate: bool = False
     condition: exp.Expression | None = None
     distinct: bool = False
-    by: exp.Expression | None = None
+    by: tuple[exp.Expression, ...] = ()
 
 
 _SIMPLE = {
@@ -93,7 +93,7 @@ def describe(node: exp.Expression) -> AggregateSpec:
     if kind in (exp.ArgMax, exp.ArgMin):
         if isinstance(node.this, exp.Distinct) or node.expression is None or node.args.get("count") is not None:
             raise UnsupportedSql(f"{node.sql()} is not supported; write {node.sql_name().lower()}(value, ordering)")
-        return AggregateSpec("arg_max" if kind is exp.ArgMax else "arg_min", node.this, by=node.expression)
+        return AggregateSpec("arg_max" if kind is exp.ArgMax else "arg_min", node.this, by=(node.expression,))
     if kind in (exp.GroupConcat, exp.ArrayAgg):
         return _ordered_aggregate(node)
     if kind is exp.ApproxDistinct:  # counts distinct values with or without DISTINCT
@@ -128,15 +128,16 @@ def describe(node: exp.Expression) -> AggregateSpec:
 
 
 def _ordered_aggregate(node: exp.Expression) -> AggregateSpec:
-    """``string_agg(x, sep ORDER BY k)`` and ``list(x ORDER BY k)``: params are (separator, descending, nulls first)."""
+    """``string_agg(x, sep ORDER BY k, ...)`` and ``list(x ORDER BY k, ...)``.
+
+    Params are (separator, ((descending, nulls first) per ORDER BY key)).
+    """
     func = "string_agg" if isinstance(node, exp.GroupConcat) else "list"
-    arg, by, desc, nulls_first = node.this, None, False, False
+    arg, by, directions = node.this, (), ()
     if isinstance(arg, exp.Order):
         keys = arg.expressions
-        if len(keys) != 1:
-            raise UnsupportedSql(f"{func.upper()} with ORDER BY over several keys is not supported; order by one "
-                                 f"expression: {node.sql()}")
-        by, desc, nulls_first = keys[0].this, bool(keys[0].args.get("desc")), bool(keys[0].args.get("nulls_first"))
+        by = tuple(k.this for k in keys)
+        directions = tuple((bool(k.args.get("desc")), bool(k.args.get("nulls_first"))) for k in keys)
         arg = arg.this
     distinct = isinstance(arg, exp.Distinct)
     if distinct:
@@ -145,7 +146,7 @@ def _ordered_aggregate(node: exp.Expression) -> AggregateSpec:
         arg = arg.expressions[0]
         if func == "list":
             raise UnsupportedSql(f"LIST(DISTINCT ...) is not supported; use list(x) over SELECT DISTINCT: {node.sql()}")
-        if by is not None and by.sql() != arg.sql():
+        if any(b.sql() != arg.sql() for b in by):
             raise SqlError(f"in an aggregate with DISTINCT, ORDER BY must order by the argument: {node.sql()}")
     if arg is None:
         raise SqlError(f"{node.sql()} needs an argument")
@@ -159,9 +160,10 @@ def _ordered_aggregate(node: exp.Expression) -> AggregateSpec:
         else:
             raise UnsupportedSql(f"the separator of {node.sql()} must be a string literal")
         arg = exp.cast(exp.paren(arg.copy()), exp.DataType.build("VARCHAR"))  # values joined as DuckDB prints them
-        if by is not None and distinct:
-            by = arg
-    return AggregateSpec(func, arg, (separator, desc, nulls_first), distinct=distinct, by=by)
+        if by and distinct:
+            by = (arg,)
+            directions = directions[:1]
+    return AggregateSpec(func, arg, (separator, directions), distinct=distinct, by=by)
 
 
 def _distinct_arg(node: exp.Expression, name: str) -> exp.Expression:

@@ -174,12 +174,11 @@ def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expressio
         if spec.condition is not None:  # COUNT_IF(c): the sum of c's truths (a boolean sums as 1 and 0)
             arg = exp.cast(exp.paren(spec.condition.copy()), exp.DataType.build("BOOLEAN"))
         arg_name = column_for(arg, "_p") if arg is not None else None
-        by_name = None
-        if spec.by is not None:
-            _no_aggregates(spec.by, "an aggregate's argument")
-            by_name = column_for(spec.by, "_p")
+        for key in spec.by:
+            _no_aggregates(key, "an aggregate's argument")
+        by_names = tuple(column_for(key, "_p") for key in spec.by)
         name = f"_a{len(calls)}"
-        calls.append(AggCall(name, spec.func, arg_name, spec.params, spec.approximate, spec.distinct, by_name))
+        calls.append(AggCall(name, spec.func, arg_name, spec.params, spec.approximate, spec.distinct, by_names))
         call_by_text[text] = name
     if pre_names:
         plan = Project(plan, tuple(pre_names), tuple(pre_exprs))

@@ -136,8 +136,8 @@ class AggCall:
     ``params`` holds constant arguments (the fraction of a quantile);
     ``approximate`` records that the query asked for an approximation;
     ``distinct`` that each distinct value of ``arg`` counts once (SUM(DISTINCT x));
-    ``by`` names a second input column: the value ``arg_max``/``arg_min``
-    maximise, or the ORDER BY key of ``string_agg``/``list``.
+    ``by`` names more input columns: the value ``arg_max``/``arg_min``
+    maximise, or the ORDER BY keys of ``string_agg``/``list``.
     """
 
     name: str
@@ -146,11 +146,11 @@ class AggCall:
     params: tuple[Any, ...] = ()
     approximate: bool = False
     distinct: bool = False
-    by: str | None = None
+    by: tuple[str, ...] = ()
 
     def describe(self) -> str:
         inner = "*" if self.arg is None else ("DISTINCT " if self.distinct else "") + self.arg
-        extra = "".join(f", {p}" for p in self.params) + (f" BY {self.by}" if self.by else "")
+        extra = "".join(f", {p}" for p in self.params) + (f" BY {', '.join(self.by)}" if self.by else "")
         return f"{self.func}({inner}{extra})"
 
 

@@ -149,8 +149,8 @@ def _aggregate(plan: Aggregate, context: PlanContext) -> tuple[Plan, pa.Schema]:
         arg_type = schema.field(call.arg).type if call.arg is not None else None
         if call.func in _COMPARING and plan.mode != "final":
             _comparable(schema, call.arg, child, f"{_COMPARING[call.func]}")
-        if call.by is not None and plan.mode != "final":
-            _comparable(schema, call.by, child, f"{call.func.upper()}'s ordering")
+        for key in call.by if plan.mode != "final" else ():
+            _comparable(schema, key, child, f"{call.func.upper()}'s ordering")
         try:
             fields.append(pa.field(call.name, result_type(call.func, arg_type)))
         except TypeError:

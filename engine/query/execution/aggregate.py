@@ -92,7 +92,7 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
     if func == "bool_or":
         return [("b", "any", _SKIP, arg)]
     if func in _GATHERED:  # the group's values in row order, and the ordering values beside them
-        return [("l", "list", None, arg)] + ([("o", "list", None, call.by)] if call.by is not None else [])
+        return [("l", "list", None, arg)] + [(f"o{i}", "list", None, key) for i, key in enumerate(call.by)]
     raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
 
 
@@ -364,7 +364,7 @@ def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | N
         return quantiles(values, value_ids, count, call.params[0], func == "quantile_cont")
     if func in _GATHERED:
         values, value_ids = _flatten(states.column(f"{name}__l"), ids)
-        by = _flatten(states.column(f"{name}__o"), ids)[0] if call.by is not None else None
+        by = [_flatten(states.column(f"{name}__o{i}"), ids)[0] for i in range(len(call.by))]
         return gathered(call, values, by, value_ids, count)
     if func == "approx_count_distinct":
         return sketches.hll_estimates(_per_group(states.column(f"{name}__h"), ids, count))
@@ -379,34 +379,32 @@ def _merge_distinct(states: pa.Table, call: AggCall, ids: pa.Array, count: int) 
     """An aggregate over each group's distinct values: the union of the fragments' distinct lists, once each."""
     values, value_ids = _flatten(states.column(f"{call.name}__d"), ids)
     pairs = pa.table({"g": value_ids, "v": values}).group_by(["g", "v"], use_threads=False).aggregate([])
-    plain = dataclasses.replace(call, arg="v", distinct=False, by="v" if call.by is not None else None)
+    plain = dataclasses.replace(call, arg="v", distinct=False, by=("v",) if call.by else ())
     merged = final(partial(pairs, ("g",), (plain,)), ("g",), (plain,))
     where = np.full(count, -1, dtype=np.int64)
     where[merged.column("g").to_numpy()] = np.arange(merged.num_rows)
     return merged.column(call.name).take(pa.array(where, mask=where < 0))
 
 
-def gathered(call: AggCall, values: pa.Array, by: pa.Array | None, ids: pa.Array, count: int) -> pa.Array:
+def gathered(call: AggCall, values: pa.Array, by: list[pa.Array], ids: pa.Array, count: int) -> pa.Array:
     """``mode``, ``arg_max``/``arg_min``, ``string_agg`` or ``list`` per group, from every value of the group.
 
-    ``values`` (and ``by``, the ordering values) come in row order with
+    ``values`` (and ``by``, the ordering values per key) come in row order with
     their group in ``ids``; ties go to the value seen first, and a group
     without any value gets NULL.
     """
     func = call.func
     rows = {"g": ids, "v": values, "r": _arange(len(values))}
-    if by is not None:
-        rows["o"] = by
+    rows.update({f"o{i}": key for i, key in enumerate(by)})
     table = pa.table(rows)
     if func == "list" or func == "string_agg":
         if func == "string_agg":
             table = table.filter(pc.is_valid(table.column("v")))
         keys = [("g", "ascending")]
-        if by is not None:
-            _, descending, nulls_first = call.params
-            table = table.append_column("n", pc.is_null(table.column("o")))
-            keys += [("n", "descending" if nulls_first else "ascending"),
-                     ("o", "descending" if descending else "ascending")]
+        for i, (descending, nulls_first) in enumerate(call.params[1]):
+            table = table.append_column(f"n{i}", pc.is_null(table.column(f"o{i}")))
+            keys += [(f"n{i}", "descending" if nulls_first else "ascending"),
+                     (f"o{i}", "descending" if descending else "ascending")]
         table = table.take(pc.sort_indices(table, sort_keys=keys + [("r", "ascending")]))
         groups = table.column("g").to_numpy()
         sizes = np.bincount(groups, minlength=count) if len(groups) else np.zeros(count, dtype=np.int64)
@@ -421,9 +419,9 @@ def gathered(call: AggCall, values: pa.Array, by: pa.Array | None, ids: pa.Array
         counted = table.group_by(["g", "v"], use_threads=False).aggregate([("r", "count"), ("r", "min")])
         order = pc.sort_indices(counted, sort_keys=[("g", "ascending"), ("r_count", "descending"), ("r_min", "ascending")])
         return _first_per_group(counted.take(order), count)
-    table = table.filter(pc.and_(pc.is_valid(table.column("v")), pc.is_valid(table.column("o"))))
+    table = table.filter(pc.and_(pc.is_valid(table.column("v")), pc.is_valid(table.column("o0"))))
     direction = "descending" if func == "arg_max" else "ascending"
-    order = pc.sort_indices(table, sort_keys=[("g", "ascending"), ("o", direction), ("r", "ascending")])
+    order = pc.sort_indices(table, sort_keys=[("g", "ascending"), ("o0", direction), ("r", "ascending")])
     return _first_per_group(table.take(order), count)
 
 
