@@ -106,6 +106,22 @@ SUBQUERIES = [
     "SELECT a, b, (a, b) IS NOT DISTINCT FROM (NULL, 3) AS d FROM ta",
     "SELECT a, b, (a, b) IN (SELECT a, b FROM tb) AS i, (a, b) NOT IN (SELECT b, a FROM tb) AS n FROM ta",
     "SELECT a, b FROM ta WHERE (a, b) IN (SELECT a, max(b) FROM tb GROUP BY a)",
+    "SELECT ta.a, x.m FROM ta, LATERAL (SELECT max(tb.b) AS m FROM tb WHERE tb.a = ta.a) x",
+    "SELECT ta.a, x.n, x.m FROM ta, LATERAL (SELECT count(*) AS n, max(tb.c) + 1 AS m FROM tb WHERE tb.b < ta.b) x",
+    "SELECT ta.a, ta.b, x.m, x.s FROM ta LEFT JOIN LATERAL (SELECT b AS m, s FROM tb WHERE tb.a = ta.a) x ON true",
+    "SELECT * FROM ta LEFT JOIN LATERAL (SELECT b AS m, s AS t FROM tb WHERE tb.a <= ta.a "
+    "ORDER BY b DESC NULLS LAST, s LIMIT 2) x ON true",
+    "SELECT ta.a, x.m FROM ta CROSS JOIN LATERAL (SELECT tb.b AS m FROM tb WHERE tb.c > ta.c "
+    "ORDER BY tb.b NULLS FIRST, tb.s LIMIT 1 OFFSET 1) x",
+    "SELECT ta.s, x.b, x.n FROM ta, LATERAL (SELECT tb.b, count(*) AS n FROM tb WHERE tb.s >= ta.s GROUP BY tb.b "
+    "HAVING count(*) > 1) x",
+    "SELECT ta.a, x.m FROM ta JOIN LATERAL (SELECT tb.b AS m FROM tb WHERE tb.a = ta.a) x ON x.m > ta.a",
+    "SELECT ta.a, x.m, y.n FROM ta, LATERAL (SELECT max(tb.b) AS m FROM tb WHERE tb.a = ta.a) x, "
+    "LATERAL (SELECT count(*) AS n FROM tb WHERE tb.b > x.m) y",
+    "SELECT ta.a, x.y FROM ta, LATERAL (SELECT ta.a + 1 AS y) x",
+    "SELECT ta.a, x.m FROM ta, LATERAL (SELECT tb.b AS m FROM tb WHERE tb.a IS NOT DISTINCT FROM ta.a) x",
+    "SELECT ta.a, x.m FROM ta, LATERAL (SELECT sum(tb.b) AS m FROM tb WHERE tb.a > ta.a GROUP BY tb.s "
+    "ORDER BY m NULLS FIRST LIMIT 1) x",
     "SELECT 1 AS x HAVING 1 = 1",
     "SELECT 1 AS x HAVING 1 = 0",
     "SELECT 1 AS x FROM ta HAVING 1 = 1",
@@ -142,6 +158,8 @@ def test_a_correlated_row_in_a_subquery_keeps_ins_null_logic(differential):
     ("SELECT a FROM ta HAVING 1 = 1", SqlError, "GROUP BY"),
     ("SELECT a, b, (a, b) = (SELECT 1, 2) FROM ta", SqlError, "row of 2 values"),
     ("SELECT a, median(c) OVER (ORDER BY a) FROM ta", UnsupportedSql, "moving window frame"),
+    ("SELECT ta.a, x.m FROM ta, LATERAL (SELECT tb.b AS m FROM tb WHERE tb.a = ta.a UNION SELECT 1) x", UnsupportedSql,
+     "LATERAL set operation"),
     # was a ColumnNotFound naming an internal column
     ("SELECT a FROM ta WHERE EXISTS (SELECT 1 FROM (SELECT tb.b FROM tb WHERE tb.a = ta.a) q)", UnsupportedSql,
      "correlated derived table"),
@@ -174,6 +192,8 @@ def on_ray(ray_session, tmp_path_factory):
     "count(*) OVER (PARTITION BY host ORDER BY timestamp RANGE BETWEEN INTERVAL 10 MINUTE PRECEDING AND CURRENT ROW) AS n "
     "FROM events",
     "SELECT count(*) AS n FROM events WHERE bytes > ALL (SELECT bytes FROM events WHERE host = 'host-01')",
+    "SELECT h.host, x.url FROM (SELECT DISTINCT host FROM events) h, LATERAL (SELECT e.url FROM events e "
+    "WHERE e.host = h.host ORDER BY e.bytes DESC NULLS LAST, e.timestamp LIMIT 2) x",
 ])
 def test_on_ray_the_same_as_duckdb(on_ray, query):
     db, oracle = on_ray
