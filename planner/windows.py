@@ -202,14 +202,17 @@ def _call(name: str, node: exp.Window, column_for: Callable[[exp.Expression], st
             fname = "count_star"
         else:
             args = (column_for(target),)
-    elif kind in (exp.Median, exp.PercentileCont, exp.PercentileDisc, exp.Quantile):
+    elif kind in (exp.Median, exp.PercentileCont, exp.PercentileDisc, exp.Quantile, exp.Mode, exp.ArgMax, exp.ArgMin,
+                  exp.GroupConcat, exp.ArrayAgg):
         spec = aggregates.describe(func)
         if spec.distinct:
             raise UnsupportedSql("DISTINCT inside a window aggregate is not supported")
         if frame[1:] != (None, None):
-            raise UnsupportedSql(f"{func.sql_name().upper()} over a moving window frame is not supported; "
+            named = {exp.GroupConcat: "STRING_AGG", exp.ArrayAgg: "LIST"}.get(kind, func.sql_name().upper())
+            raise UnsupportedSql(f"{named} over a moving window frame is not supported; "
                                  "use it over whole partitions (OVER (PARTITION BY ...) without ORDER BY)")
-        fname, args, params = spec.func, (column_for(spec.arg),), spec.params
+        fname, params = spec.func, spec.params
+        args = (column_for(spec.arg), *(column_for(key) for key in spec.by))
     else:
         raise UnsupportedSql(f"window function {func.sql()[:60]} is not supported")
     return WindowCall(name, fname, args, params, partition, keys, frame)

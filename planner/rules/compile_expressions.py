@@ -253,7 +253,7 @@ def window_type(func: str, arg: pa.DataType | None) -> pa.DataType:
         return pa.int64()
     if func in ("avg", "percent_rank", "cume_dist"):
         return pa.float64()
-    if func in ("quantile_cont", "quantile_disc"):
+    if func in ("quantile_cont", "quantile_disc", "mode", "arg_max", "arg_min", "string_agg", "list"):
         return result_type(func, arg)
     if func == "sum" and arg is not None and pa.types.is_decimal(arg):  # DuckDB's rule, as for SUM
         return pa.decimal128(38, arg.scale)

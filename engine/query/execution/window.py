@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.query.execution.aggregate import quantiles
-from planner.logical import SortKey, WindowCall
+from engine.query.execution.aggregate import gathered, quantiles
+from planner.logical import AggCall, SortKey, WindowCall
 
 
 def sort_order(table: pa.Table, keys: list[SortKey]) -> np.ndarray:
@@ -189,6 +189,12 @@ def _function(call: WindowCall, ordered: pa.Table, index, gstart, gend, gid, pst
         values = ordered.column(call.args[0])
         values = pa.concat_arrays(values.chunks) if isinstance(values, pa.ChunkedArray) else values
         per_partition = quantiles(values, pa.array(gid), int(gid[-1]) + 1, call.params[0], func == "quantile_cont")
+        return per_partition.take(pa.array(gid))
+    if func in ("mode", "arg_max", "arg_min", "string_agg", "list"):  # over whole partitions, like the aggregates
+        columns = [ordered.column(name) for name in call.args]
+        columns = [pa.concat_arrays(c.chunks) if isinstance(c, pa.ChunkedArray) else c for c in columns]
+        spec = AggCall(call.name, func, call.args[0], call.params, by=call.args[1:])
+        per_partition = gathered(spec, columns[0], columns[1:], pa.array(gid), int(gid[-1]) + 1)
         return per_partition.take(pa.array(gid))
     lo, hi = _frame(call, ordered, index, gstart, gend, pstart, pend)
     valid = lo <= hi
