@@ -169,8 +169,10 @@ class Differential:
         from planner.context import PlanContext
         from planner.planning import plan_query
 
-        planned = plan_query(sql, self.resolve, context=PlanContext(buckets=self.fragments))
-        return run_locally(planned.optimized, self.reader, fragments=self.fragments)
+        def execute(planned) -> pa.Table:
+            return run_locally(planned.optimized, self.reader, fragments=self.fragments)
+
+        return execute(plan_query(sql, self.resolve, context=PlanContext(buckets=self.fragments), execute=execute))
 
     def run(self, case: Case) -> Verdict:
         try:

@@ -240,7 +240,7 @@ def test_session_default_timeout(loaded):
          UnsupportedSql, "RANGE frames"),
         ("SELECT service, (SELECT x.host FROM events x WHERE x.service = e.service ORDER BY x.timestamp LIMIT 1) "
          "FROM events e", UnsupportedSql, "correlated scalar subquery with LIMIT"),
-        ("WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r", UnsupportedSql, "RECURSIVE"),
+        ("WITH RECURSIVE r AS (SELECT 1 FROM r) SELECT * FROM r", UnsupportedSql, "recursive CTE"),
         ("SELECT levenshtein(host, 'x') FROM events", UnsupportedSql, "levenshtein"),
         ("SELECT service, count(*) FROM events", SqlError, "GROUP BY"),
         ("INSERT INTO events VALUES (1)", UnsupportedSql, "INSERT"),

@@ -9,7 +9,8 @@ import pytest
 
 import engine
 from benchmarks.fuzzing.differential import compare
-from storage.errors import SqlError, UnsupportedSql
+import planner.recursive
+from storage.errors import QueryFailed, SqlError, UnsupportedSql
 from storage.objectstore import ObjectStore
 from tests.event_data import load_events
 from tests.result_compare import assert_same
@@ -126,6 +127,16 @@ SUBQUERIES = [
     "SELECT ta.a, x.m FROM ta, LATERAL (SELECT tb.b AS m FROM tb WHERE tb.a IS NOT DISTINCT FROM ta.a) x",
     "SELECT ta.a, x.m FROM ta, LATERAL (SELECT sum(tb.b) AS m FROM tb WHERE tb.a > ta.a GROUP BY tb.s "
     "ORDER BY m NULLS FIRST LIMIT 1) x",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT n FROM r",
+    "WITH RECURSIVE r(x) AS (SELECT a FROM ta WHERE a IS NOT NULL UNION SELECT x - 1 FROM r WHERE x > -2) "
+    "SELECT x FROM r",
+    "WITH RECURSIVE r AS (SELECT a AS x, 0 AS d FROM ta WHERE a = 1 UNION ALL SELECT tb.b, r.d + 1 FROM r "
+    "JOIN tb ON tb.a = r.x WHERE r.d < 4) SELECT x, d, count(*) AS n FROM r GROUP BY x, d",
+    "WITH RECURSIVE f(n, v) AS (SELECT 1, CAST(1 AS BIGINT) UNION ALL SELECT n + 1, v * (n + 1) FROM f WHERE n < 10) "
+    "SELECT max(v) AS m FROM f",
+    "WITH RECURSIVE t AS (SELECT 1 AS n UNION SELECT 1 FROM t) SELECT * FROM t",
+    "WITH RECURSIVE r(n) AS (SELECT NULL UNION SELECT NULL FROM r) SELECT count(*) AS c FROM r",
+    "WITH k AS (SELECT 2 AS step), RECURSIVE_free AS (SELECT 1 AS z) SELECT step, z FROM k, RECURSIVE_free",
     "SELECT 1 AS x HAVING 1 = 1",
     "SELECT 1 AS x HAVING 1 = 0",
     "SELECT 1 AS x FROM ta HAVING 1 = 1",
@@ -162,6 +173,9 @@ def test_a_correlated_row_in_a_subquery_keeps_ins_null_logic(differential):
     ("SELECT a FROM ta HAVING 1 = 1", SqlError, "GROUP BY"),
     ("SELECT a, b, (a, b) = (SELECT 1, 2) FROM ta", SqlError, "row of 2 values"),
     ("SELECT a, median(c) OVER (ORDER BY a) FROM ta", UnsupportedSql, "moving window frame"),
+    ("WITH RECURSIVE r(n) AS (SELECT 1 INTERSECT SELECT n FROM r) SELECT n FROM r", UnsupportedSql,
+     "base query UNION"),
+
     ("SELECT a, string_agg(s, ',') OVER (ORDER BY a) FROM ta", UnsupportedSql, "STRING_AGG over a moving"),
     ("SELECT ta.a, x.m FROM ta, LATERAL (SELECT tb.b AS m FROM tb WHERE tb.a = ta.a UNION SELECT 1) x", UnsupportedSql,
      "LATERAL set operation"),
@@ -174,6 +188,12 @@ def test_a_correlated_row_in_a_subquery_keeps_ins_null_logic(differential):
 def test_what_is_still_wrong_or_refused_says_so(differential, query, error, fragment):
     with pytest.raises(error, match=fragment.replace("(", r"\(")):
         differential.petrel(query)
+
+
+def test_a_recursion_that_never_ends_fails_after_its_rounds(differential, monkeypatch):
+    monkeypatch.setattr(planner.recursive, "MAX_ROUNDS", 20)
+    with pytest.raises(QueryFailed, match="after 20 rounds"):
+        differential.petrel("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r LIMIT 3")
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +217,9 @@ def on_ray(ray_session, tmp_path_factory):
     "count(*) OVER (PARTITION BY host ORDER BY timestamp RANGE BETWEEN INTERVAL 10 MINUTE PRECEDING AND CURRENT ROW) AS n "
     "FROM events",
     "SELECT count(*) AS n FROM events WHERE bytes > ALL (SELECT bytes FROM events WHERE host = 'host-01')",
+    "WITH RECURSIVE hours(h) AS (SELECT TIMESTAMP '2026-11-02 00:00:00' UNION ALL SELECT h + INTERVAL 1 HOUR "
+    "FROM hours WHERE h < TIMESTAMP '2026-11-02 05:00:00') SELECT hours.h, count(e.timestamp) AS n FROM hours "
+    "LEFT JOIN events e ON e.timestamp >= hours.h AND e.timestamp < hours.h + INTERVAL 1 HOUR GROUP BY hours.h",
     "SELECT h.host, x.url FROM (SELECT DISTINCT host FROM events) h, LATERAL (SELECT e.url FROM events e "
     "WHERE e.host = h.host ORDER BY e.bytes DESC NULLS LAST, e.timestamp LIMIT 2) x",
 ])
