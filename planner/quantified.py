@@ -77,8 +77,6 @@ def _less(a: exp.Expression, b: exp.Expression) -> exp.Expression:
 def _row_comparison(node: exp.Expression) -> exp.Expression:
     left = _fields(node.this, None, node)
     right = _fields(node.expression, len(left), node)
-    if any(isinstance(f, (exp.Subquery, exp.Select)) for f in left + right):
-        raise UnsupportedSql(f"a row compared with a subquery is not supported: {node.sql()[:80]}", *position(node))
     equal = exp.and_(*(_equal(a, b) for a, b in zip(left, right)))
     if isinstance(node, (exp.EQ, exp.NullSafeEQ)):
         return exp.paren(equal)
