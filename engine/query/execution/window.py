@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.query.execution.aggregate import gathered, quantiles
+from engine.query.execution.group_values import gathered, quantiles
 from planner.logical import AggCall, SortKey, WindowCall
 
 
