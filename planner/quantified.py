@@ -132,8 +132,25 @@ def _summary(query: exp.Expression, make) -> exp.Expression:
         inner.set("expressions", [make(item.copy())])
         inner.set("order", None)
         return exp.Subquery(this=inner)
-    alias = exp.TableAlias(this=exp.to_identifier("_quantified"), columns=[exp.to_identifier("_v")])
-    derived = exp.Subquery(this=query.copy(), alias=alias)
+    inner = query.copy()
+    first = inner
+    while isinstance(first, (exp.SetOperation, exp.Subquery)):  # a set operation's columns are its first side's
+        first = first.this
+    if not isinstance(first, exp.Select) or len(first.expressions) != 1:
+        raise UnsupportedSql(f"the subquery of ANY / ALL must be a SELECT of one column: {query.sql()[:80]}",
+                             *position(query))
+    item = first.expressions[0]
+    if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)):
+        alias = exp.TableAlias(this=exp.to_identifier("_quantified"), columns=[exp.to_identifier("_v")])
+        return exp.Subquery(this=exp.select(make(exp.column("_v", table="_quantified"))).from_(
+            exp.Subquery(this=inner, alias=alias)))
+    first.set("expressions", [exp.alias_(item.unalias() if isinstance(item, exp.Alias) else item, "_v")])
+    if isinstance(inner, exp.Select) and inner.args.get("order") is not None and isinstance(item, exp.Alias):
+        # ORDER BY may name the item by its alias: order by the expression
+        name = item.alias
+        inner.set("order", inner.args["order"].transform(
+            lambda n: item.this.copy() if isinstance(n, exp.Column) and not n.table and n.name == name else n))
+    derived = exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("_quantified")))
     value = exp.column("_v", table="_quantified")
     return exp.Subquery(this=exp.select(make(value)).from_(derived))
 

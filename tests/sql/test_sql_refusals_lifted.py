@@ -103,6 +103,11 @@ SUBQUERIES = [
     "SELECT a FROM ta WHERE a < ANY (SELECT count(*) FROM tb GROUP BY b)",
     "SELECT a, count(*) AS n FROM ta GROUP BY a HAVING count(*) >= ALL (SELECT count(*) FROM ta GROUP BY a)",
     "SELECT s FROM ta WHERE s > ALL (SELECT s FROM tb WHERE s < 'x')",
+    "SELECT a FROM ta WHERE a > ALL (SELECT b FROM tb UNION SELECT 3)",
+    "SELECT a, a < ANY (SELECT DISTINCT b FROM tb WHERE b IS NOT NULL ORDER BY b LIMIT 2) AS x FROM ta",
+    "SELECT a, a <= ALL (SELECT b AS z FROM tb ORDER BY z DESC NULLS LAST LIMIT 3) AS x FROM ta",
+    "SELECT a FROM ta WHERE a < ANY (SELECT * FROM (SELECT b FROM tb) q)",
+    "SELECT a FROM ta WHERE a <> ANY (SELECT 2 UNION ALL SELECT NULL)",
     "SELECT a, b, (a, b) = (1, 2) AS e, (a, b) <> (1, 2) AS n FROM ta",
     "SELECT a, b, (a, b) < (1, 2) AS l, (a, b) >= (1, 2) AS g, (a, b) <= (2, NULL) AS le, (a, b) > (NULL, 2) AS gt "
     "FROM ta",
