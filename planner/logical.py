@@ -150,6 +150,11 @@ class AggCall:
 
     def describe(self) -> str:
         inner = "*" if self.arg is None else ("DISTINCT " if self.distinct else "") + self.arg
+        if self.func in ("string_agg", "list"):  # (separator, directions of the ORDER BY keys)
+            separator, directions = self.params
+            keys = [f"{k}{' DESC' if d else ''}{' NULLS FIRST' if n else ''}" for k, (d, n) in zip(self.by, directions)]
+            extra = (f", {separator!r}" if separator is not None else "") + (f" ORDER BY {', '.join(keys)}" if keys else "")
+            return f"{self.func}({inner}{extra})"
         extra = "".join(f", {p}" for p in self.params) + (f" BY {', '.join(self.by)}" if self.by else "")
         return f"{self.func}({inner}{extra})"
 
