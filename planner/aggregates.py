@@ -6,7 +6,12 @@ fragment and a final merge (see ``engine/query/execution/aggregate.py``):
 
 ``count_star count sum avg min max stddev_samp stddev_pop var_samp var_pop
 count_distinct quantile_cont quantile_disc approx_count_distinct
-approx_quantile bool_and bool_or``
+approx_quantile bool_and bool_or mode arg_max arg_min string_agg list``
+
+``mode``, ``arg_max``/``arg_min`` (``max_by``/``min_by``), ``string_agg``
+(``group_concat``, ``listagg``) and ``list`` (``array_agg``) do not merge
+into a small state: each fragment sends its group's values (and the
+ordering values beside them), and the final merge picks or joins them.
 
 The approximate aggregates keep mergeable sketches as partial states
 (HyperLogLog for ``approx_count_distinct``, KLL for ``approx_quantile``), so
@@ -28,7 +33,7 @@ from storage.errors import SqlError, UnsupportedSql
 FUNCTIONS = (
     "count_star", "count", "sum", "avg", "min", "max", "stddev_samp", "stddev_pop", "var_samp", "var_pop",
     "count_distinct", "quantile_cont", "quantile_disc", "approx_count_distinct", "approx_quantile",
-    "bool_and", "bool_or",
+    "bool_and", "bool_or", "mode", "arg_max", "arg_min", "string_agg", "list",
 )
 
 
@@ -42,6 +47,7 @@ class AggregateSpec:
     approximate: bool = False
     condition: exp.Expression | None = None
     distinct: bool = False
+    by: tuple[exp.Expression, ...] = ()
 
 
 _SIMPLE = {
@@ -82,6 +88,14 @@ def describe(node: exp.Expression) -> AggregateSpec:
         return AggregateSpec("count", arg)
     if kind is exp.CountIf:  # DuckDB sums the truths: NULL when every condition is NULL, or there are no rows
         return AggregateSpec("sum", None, condition=node.this)
+    if kind is exp.Mode:
+        return AggregateSpec("mode", _distinct_arg(node, "mode"))
+    if kind in (exp.ArgMax, exp.ArgMin):
+        if isinstance(node.this, exp.Distinct) or node.expression is None or node.args.get("count") is not None:
+            raise UnsupportedSql(f"{node.sql()} is not supported; write {node.sql_name().lower()}(value, ordering)")
+        return AggregateSpec("arg_max" if kind is exp.ArgMax else "arg_min", node.this, by=(node.expression,))
+    if kind in (exp.GroupConcat, exp.ArrayAgg):
+        return _ordered_aggregate(node)
     if kind is exp.ApproxDistinct:  # counts distinct values with or without DISTINCT
         return AggregateSpec("approx_count_distinct", _distinct_arg(node, "approx_count_distinct"), approximate=True)
     if kind is exp.Median:
@@ -111,6 +125,45 @@ def describe(node: exp.Expression) -> AggregateSpec:
     if isinstance(node, exp.AggFunc):
         raise UnsupportedSql(f"aggregate function {node.sql_name()}() is not supported")
     raise SqlError(f"{node.sql()} is not an aggregate")
+
+
+def _ordered_aggregate(node: exp.Expression) -> AggregateSpec:
+    """``string_agg(x, sep ORDER BY k, ...)`` and ``list(x ORDER BY k, ...)``.
+
+    Params are (separator, ((descending, nulls first) per ORDER BY key)).
+    """
+    func = "string_agg" if isinstance(node, exp.GroupConcat) else "list"
+    arg, by, directions = node.this, (), ()
+    if isinstance(arg, exp.Order):
+        keys = arg.expressions
+        by = tuple(k.this for k in keys)
+        directions = tuple((bool(k.args.get("desc")), bool(k.args.get("nulls_first"))) for k in keys)
+        arg = arg.this
+    distinct = isinstance(arg, exp.Distinct)
+    if distinct:
+        if len(arg.expressions) != 1:
+            raise UnsupportedSql(f"{func.upper()}(DISTINCT ...) takes one argument: {node.sql()}")
+        arg = arg.expressions[0]
+        if func == "list":
+            raise UnsupportedSql(f"LIST(DISTINCT ...) is not supported; use list(x) over SELECT DISTINCT: {node.sql()}")
+        if any(b.sql() != arg.sql() for b in by):
+            raise SqlError(f"in an aggregate with DISTINCT, ORDER BY must order by the argument: {node.sql()}")
+    if arg is None:
+        raise SqlError(f"{node.sql()} needs an argument")
+    separator = None
+    if func == "string_agg":
+        given = node.args.get("separator")
+        if given is None:
+            separator = ","
+        elif isinstance(given, exp.Literal) and given.is_string:
+            separator = given.this
+        else:
+            raise UnsupportedSql(f"the separator of {node.sql()} must be a string literal")
+        arg = exp.cast(exp.paren(arg.copy()), exp.DataType.build("VARCHAR"))  # values joined as DuckDB prints them
+        if by and distinct:
+            by = (arg,)
+            directions = directions[:1]
+    return AggregateSpec(func, arg, (separator, directions), distinct=distinct, by=by)
 
 
 def _distinct_arg(node: exp.Expression, name: str) -> exp.Expression:
@@ -157,9 +210,15 @@ def result_type(func: str, arg: pa.DataType | None) -> pa.DataType:
         if not numeric and not (arg is not None and pa.types.is_null(arg)):
             raise TypeError(func)
         return pa.float64()
-    if func in ("min", "max", "quantile_disc"):
+    if func in ("min", "max", "quantile_disc", "mode", "arg_max", "arg_min"):
         return arg
+    if func == "string_agg":
+        return pa.string()
+    if func == "list":
+        return pa.list_(arg if arg is not None else pa.null())
     if func in ("quantile_cont", "approx_quantile"):
+        if func == "quantile_cont" and arg is not None and pa.types.is_decimal(arg):  # DuckDB keeps the DECIMAL
+            return arg
         if arg is not None and pa.types.is_timestamp(arg):
             return arg
         if arg is not None and pa.types.is_date(arg):

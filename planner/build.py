@@ -74,13 +74,14 @@ def build(select: exp.Select, output_names: tuple[str, ...], plan: Plan, scalars
     # a scalar subquery joins the rows before aggregation only where they use it
     # (WHERE, GROUP BY, an aggregate's argument); the aggregated rows get their own below
     before = None
-    if keys or found:
+    aggregated = bool(keys or found or having is not None)  # HAVING alone makes one group, as in DuckDB
+    if aggregated:
         before = {c.name for e in ([where.this] if where is not None else []) + keys + found
                   for c in e.find_all(exp.Column)}
     plan = attach_scalars(plan, scalars, before)
     if where is not None:
         plan = Filter(plan, where.this)
-    if keys or found:
+    if aggregated:
         plan, rewrite = _aggregate(plan, keys, found)
         aliases = {e.alias_or_name for e in outputs}
         outputs = [rewrite(e) for e in outputs]
@@ -94,8 +95,6 @@ def build(select: exp.Select, output_names: tuple[str, ...], plan: Plan, scalars
             plan = attach_scalars(plan, scalars, used)
         if having is not None:
             plan = Filter(plan, rewrite(having.this))
-    elif having is not None:
-        raise SqlError("HAVING needs GROUP BY or an aggregate; use WHERE to filter rows")
     if windows:
         plan = add_windows(plan, windows)
 
@@ -175,8 +174,11 @@ def _aggregate(plan: Plan, keys: list[exp.Expression], found: list[exp.Expressio
         if spec.condition is not None:  # COUNT_IF(c): the sum of c's truths (a boolean sums as 1 and 0)
             arg = exp.cast(exp.paren(spec.condition.copy()), exp.DataType.build("BOOLEAN"))
         arg_name = column_for(arg, "_p") if arg is not None else None
+        for key in spec.by:
+            _no_aggregates(key, "an aggregate's argument")
+        by_names = tuple(column_for(key, "_p") for key in spec.by)
         name = f"_a{len(calls)}"
-        calls.append(AggCall(name, spec.func, arg_name, spec.params, spec.approximate, spec.distinct))
+        calls.append(AggCall(name, spec.func, arg_name, spec.params, spec.approximate, spec.distinct, by_names))
         call_by_text[text] = name
     if pre_names:
         plan = Project(plan, tuple(pre_names), tuple(pre_exprs))

@@ -20,6 +20,7 @@ import itertools
 from sqlglot import exp
 
 from planner.parse import position
+from planner.quantified import rewrite_rows_and_quantifiers
 from storage.errors import SqlError, UnsupportedSql
 
 
@@ -33,7 +34,7 @@ def check_constructs(tree: exp.Expression) -> exp.Expression:
         _order_by_all(order)
     for node in tree.walk():
         _refuse(node)
-    return tree
+    return rewrite_rows_and_quantifiers(tree)
 
 
 def _refuse(node: exp.Expression) -> None:

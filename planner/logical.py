@@ -135,7 +135,9 @@ class AggCall:
 
     ``params`` holds constant arguments (the fraction of a quantile);
     ``approximate`` records that the query asked for an approximation;
-    ``distinct`` that each distinct value of ``arg`` counts once (SUM(DISTINCT x)).
+    ``distinct`` that each distinct value of ``arg`` counts once (SUM(DISTINCT x));
+    ``by`` names more input columns: the value ``arg_max``/``arg_min``
+    maximise, or the ORDER BY keys of ``string_agg``/``list``.
     """
 
     name: str
@@ -144,10 +146,16 @@ class AggCall:
     params: tuple[Any, ...] = ()
     approximate: bool = False
     distinct: bool = False
+    by: tuple[str, ...] = ()
 
     def describe(self) -> str:
         inner = "*" if self.arg is None else ("DISTINCT " if self.distinct else "") + self.arg
-        extra = "".join(f", {p}" for p in self.params)
+        if self.func in ("string_agg", "list"):  # (separator, directions of the ORDER BY keys)
+            separator, directions = self.params
+            keys = [f"{k}{' DESC' if d else ''}{' NULLS FIRST' if n else ''}" for k, (d, n) in zip(self.by, directions)]
+            extra = (f", {separator!r}" if separator is not None else "") + (f" ORDER BY {', '.join(keys)}" if keys else "")
+            return f"{self.func}({inner}{extra})"
+        extra = "".join(f", {p}" for p in self.params) + (f" BY {', '.join(self.by)}" if self.by else "")
         return f"{self.func}({inner}{extra})"
 
 
@@ -301,7 +309,7 @@ class WindowCall:
         if self.order:
             over.append(f"ORDER BY {', '.join(k.describe() for k in self.order)}")
         kind, start, end = self.frame
-        bound = lambda v, side: "UNBOUNDED " + side if v is None else ("CURRENT ROW" if v == 0 else f"{abs(v)} {'PRECEDING' if v < 0 else 'FOLLOWING'}")
+        bound = lambda v, side: "UNBOUNDED " + side if v is None else ("CURRENT ROW" if v == 0 else f"{abs(v)} {'PRECEDING' if v < abs(v) else 'FOLLOWING'}")
         over.append(f"{kind.upper()} BETWEEN {bound(start, 'PRECEDING')} AND {bound(end, 'FOLLOWING')}")
         return f"{self.name} := {self.func}({', '.join(self.args + tuple(map(str, self.params)))}) OVER ({' '.join(over)})"
 

@@ -107,6 +107,9 @@ def _refuse_unsupported_sources(tree: exp.Expression) -> None:
     for node in tree.find_all(exp.TableSample, exp.Pivot, exp.Unnest, exp.Lateral):
         if isinstance(node, exp.Unnest) and not isinstance(node.parent, (exp.From, exp.Join)):
             continue
+        if isinstance(node, exp.Lateral) and isinstance(node.this, exp.Subquery) and isinstance(node.parent, exp.Join) \
+                and not node.args.get("view"):
+            continue  # a LATERAL subquery joined to what precedes it: planner/lateral.py
         what = {exp.TableSample: "TABLESAMPLE / USING SAMPLE", exp.Pivot: "PIVOT and UNPIVOT",
                 exp.Unnest: "UNNEST in FROM", exp.Lateral: "LATERAL"}[type(node)]
         # TABLESAMPLE 10% has no name of its own: point at the table it samples

@@ -27,6 +27,8 @@ from planner.parse import position
 from planner.logical import Filter, Join, Memory, Plan, Project, Scan, SetOp, TableSource, Values
 from planner.constructs import grouping_sets_as_union, has_grouping_sets, qualify_as_where
 from planner.predicates import conjuncts
+from planner.decorrelate import outer_references
+from planner.lateral import lateral_join
 from planner.subqueries import SubqueryMixin, column
 from storage.errors import SqlError, UnsupportedSql
 
@@ -191,8 +193,11 @@ class QueryBuilder(SubqueryMixin):
         plan = self._relation(from_.this, ctes)
         outer = any((j.args.get("side") or "").upper() in ("LEFT", "RIGHT", "FULL") for j in select.args.get("joins") or [])
         for join in select.args.get("joins") or []:
-            right = self._relation(join.this, ctes)
             side = (join.args.get("side") or "").upper()
+            if isinstance(join.this, exp.Lateral):
+                plan = lateral_join(self, plan, join.this, ctes, side, list(conjuncts(join.args.get("on"))))
+                continue
+            right = self._relation(join.this, ctes)
             kind = (join.args.get("kind") or "").upper()
             if kind in ("SEMI", "ANTI"):
                 raise UnsupportedSql("SEMI and ANTI join syntax is not supported; use EXISTS / NOT EXISTS",
@@ -227,6 +232,10 @@ class QueryBuilder(SubqueryMixin):
         if isinstance(node, exp.Values):
             return self._values(node, node.alias)
         if isinstance(node, exp.Subquery):
+            if any(t not in ctes for t, _ in outer_references(node.this)):  # LATERAL in all but name
+                raise UnsupportedSql("a derived table that reads a column of an enclosing query (a correlated "
+                                     f"derived table) is not supported; move the correlation outside it: "
+                                     f"{node.sql()[:80]}", *position(node))
             return _renamed(self.query(node.this, ctes), alias)
         if isinstance(node, exp.Table):
             name = node.name

@@ -116,6 +116,16 @@ def decimal_meeting(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     return pa.decimal128(max(integer + scale, 1), scale)
 
 
+def decimal_comparing(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    """The DECIMAL two exact numbers are compared in: both exactly, past 38 digits as a 256-bit decimal."""
+    a, b = as_decimal(a), as_decimal(b)
+    scale = max(a.scale, b.scale)
+    digits = max(a.precision - a.scale, b.precision - b.scale) + scale
+    if digits > MAX_DECIMAL_DIGITS:
+        return pa.decimal256(min(digits, 76), scale)
+    return pa.decimal128(max(digits, 1), scale)
+
+
 def numeric_common(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     """The type two numbers are computed in: int64 for integers, a DECIMAL for exact numbers, float64 otherwise."""
     if pa.types.is_null(a):

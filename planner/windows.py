@@ -9,16 +9,20 @@ shuffle on those keys).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Callable
 
 from sqlglot import exp
 
+from planner import aggregates, time_units
 from planner.logical import Plan, Project, SortKey, Window, WindowCall
 from planner.parse import position
 from storage.errors import SqlError, UnsupportedSql
 
-RANKING = {exp.RowNumber: "row_number", exp.Rank: "rank", exp.DenseRank: "dense_rank", exp.Ntile: "ntile"}
-VALUE = {exp.Lag: "lag", exp.Lead: "lead", exp.FirstValue: "first_value", exp.LastValue: "last_value"}
+RANKING = {exp.RowNumber: "row_number", exp.Rank: "rank", exp.DenseRank: "dense_rank", exp.Ntile: "ntile",
+           exp.PercentRank: "percent_rank", exp.CumeDist: "cume_dist"}
+VALUE = {exp.Lag: "lag", exp.Lead: "lead", exp.FirstValue: "first_value", exp.LastValue: "last_value",
+         exp.NthValue: "nth_value"}
 AGGREGATE = {exp.Sum: "sum", exp.Avg: "avg", exp.Count: "count", exp.Min: "min", exp.Max: "max"}
 
 
@@ -72,27 +76,54 @@ def rewrite_window(node: exp.Window, rewrite: Callable[[exp.Expression], exp.Exp
     return node
 
 
-def _bound(value, side) -> int | None:
+def _bound(value, side, kind: str = "rows") -> int | float | dt.timedelta | None:
+    """A frame bound as a signed offset: None for UNBOUNDED, 0 for CURRENT ROW.
+
+    ROWS offsets count rows; RANGE offsets are distances on the ORDER BY key
+    (a number, or an INTERVAL of fixed length in microseconds).
+    """
     if value is None or (isinstance(value, str) and value.upper() == "UNBOUNDED"):
         return None
     if isinstance(value, str) and value.upper() == "CURRENT ROW":
         return 0
+    sign = -1 if (side or "").lower() == "preceding" else 1
     if isinstance(value, exp.Literal) and not value.is_string:
-        amount = int(value.this)
-        return -amount if (side or "").lower() == "preceding" else amount
-    raise UnsupportedSql(f"window frame bound {value} is not supported; use a whole number of rows")
+        if kind == "range":
+            amount = float(value.this)
+            amount = int(amount) if amount.is_integer() else amount
+        else:
+            if not value.this.isdigit():
+                raise SqlError(f"a ROWS frame offset must be a whole number of rows, not {value.sql()}")
+            amount = int(value.this)
+        if amount < 0:
+            raise SqlError(f"a window frame offset must not be negative: {value.sql()}")
+        return sign * amount
+    if isinstance(value, exp.Interval) and kind == "range":
+        unit = time_units.unit(value.text("unit") or "day")
+        if unit not in time_units.MICROS:
+            raise UnsupportedSql(f"RANGE frame offset {value.sql()} is not supported; use a unit of fixed length "
+                                 "(week, day, hour, minute, second, ...)")
+        amount = float(value.this.this) if isinstance(value.this, exp.Literal) else None
+        if amount is None or amount < 0:
+            raise SqlError(f"a RANGE frame offset must be a positive constant, not {value.sql()}")
+        return sign * dt.timedelta(microseconds=int(round(amount * time_units.MICROS[unit])))
+    raise UnsupportedSql(f"window frame bound {value.sql() if isinstance(value, exp.Expression) else value} is not "
+                         "supported; use a number (or, in a RANGE frame, a fixed-length INTERVAL)")
 
 
-def _frame(node: exp.Window, has_order: bool) -> tuple[str, int | None, int | None]:
+def _frame(node: exp.Window, keys: tuple[SortKey, ...]) -> tuple[str, int | float | None, int | float | None]:
     spec = node.args.get("spec")
+    has_order = bool(keys)
     if spec is None:
         return ("range", None, 0) if has_order else ("rows", None, None)
     kind = (spec.args.get("kind") or "range").lower()
-    start = _bound(spec.args.get("start"), spec.args.get("start_side"))
+    if kind not in ("rows", "range"):
+        raise UnsupportedSql(f"{kind.upper()} window frames are not supported; use ROWS or RANGE")
+    start = _bound(spec.args.get("start"), spec.args.get("start_side"), kind)
     end_value = spec.args.get("end")
-    end = _bound(end_value, spec.args.get("end_side")) if end_value is not None else 0
-    if kind == "range" and (start not in (None, 0) or end not in (None, 0)):
-        raise UnsupportedSql("RANGE frames with offsets are not supported; use ROWS BETWEEN n PRECEDING AND m FOLLOWING")
+    end = _bound(end_value, spec.args.get("end_side"), kind) if end_value is not None else 0
+    if kind == "range" and (start not in (None, 0) or end not in (None, 0)) and len(keys) != 1:
+        raise SqlError("a RANGE frame with an offset needs exactly one ORDER BY expression")
     if kind == "range" and not has_order:
         return ("rows", None, None)
     return kind, start, end
@@ -141,7 +172,7 @@ def _call(name: str, node: exp.Window, column_for: Callable[[exp.Expression], st
         SortKey(column_for(o.this), bool(o.args.get("desc")), bool(o.args.get("nulls_first")))
         for o in (order.expressions if order is not None else [])
     )
-    frame = _frame(node, bool(keys))
+    frame = _frame(node, keys)
     args: tuple[str, ...] = ()
     params: tuple = ()
     kind = type(func)
@@ -158,6 +189,10 @@ def _call(name: str, node: exp.Window, column_for: Callable[[exp.Expression], st
             params = (_constant_int(offset, "the LAG/LEAD offset") if offset is not None else 1,)
             if default is not None:
                 args += (column_for(default),)
+        elif fname == "nth_value":
+            params = (_constant_int(func.args.get("offset"), "NTH_VALUE's position"),)
+            if params[0] < 1:
+                raise SqlError(f"NTH_VALUE's position must be 1 or more, not {params[0]}")
     elif kind in AGGREGATE:
         fname = AGGREGATE[kind]
         target = func.this
@@ -167,6 +202,17 @@ def _call(name: str, node: exp.Window, column_for: Callable[[exp.Expression], st
             fname = "count_star"
         else:
             args = (column_for(target),)
+    elif kind in (exp.Median, exp.PercentileCont, exp.PercentileDisc, exp.Quantile, exp.Mode, exp.ArgMax, exp.ArgMin,
+                  exp.GroupConcat, exp.ArrayAgg):
+        spec = aggregates.describe(func)
+        if spec.distinct:
+            raise UnsupportedSql("DISTINCT inside a window aggregate is not supported")
+        if frame[1:] != (None, None):
+            named = {exp.GroupConcat: "STRING_AGG", exp.ArrayAgg: "LIST"}.get(kind, func.sql_name().upper())
+            raise UnsupportedSql(f"{named} over a moving window frame is not supported; "
+                                 "use it over whole partitions (OVER (PARTITION BY ...) without ORDER BY)")
+        fname, params = spec.func, spec.params
+        args = (column_for(spec.arg), *(column_for(key) for key in spec.by))
     else:
         raise UnsupportedSql(f"window function {func.sql()[:60]} is not supported")
     return WindowCall(name, fname, args, params, partition, keys, frame)

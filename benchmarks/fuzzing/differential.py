@@ -111,6 +111,8 @@ def _family(type_: pa.DataType) -> str:
         return "bool"
     if pa.types.is_null(type_):
         return "null"
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):  # the item's name differs: item vs l
+        return f"list<{_family(type_.value_type)}>"
     return str(type_)
 
 
@@ -167,8 +169,10 @@ class Differential:
         from planner.context import PlanContext
         from planner.planning import plan_query
 
-        planned = plan_query(sql, self.resolve, context=PlanContext(buckets=self.fragments))
-        return run_locally(planned.optimized, self.reader, fragments=self.fragments)
+        def execute(planned) -> pa.Table:
+            return run_locally(planned.optimized, self.reader, fragments=self.fragments)
+
+        return execute(plan_query(sql, self.resolve, context=PlanContext(buckets=self.fragments), execute=execute))
 
     def run(self, case: Case) -> Verdict:
         try:

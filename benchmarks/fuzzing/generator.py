@@ -396,7 +396,16 @@ class QueryGenerator:
             if self.rng.random() < 0.3:
                 values.append("NULL")
             negated = "NOT " if self.rng.random() < 0.3 else ""
-            return f"{self._value(type_, scope, depth - 1)} {negated}IN ({', '.join(values)})"
+            probe = self._value(type_, scope, depth - 1)
+            if self.rng.random() < 0.25:  # a row of two values: compared as DuckDB compares rows
+                self.tags.add("row_value")
+                second = self._value(INT, scope, depth - 1)
+                rows = [f"({value}, {self._literal(INT)})" for value in values]
+                if self.rng.random() < 0.5:
+                    operator = self.rng.choice(("=", "<>", "<", "<=", ">", ">="))
+                    return f"({probe}, {second}) {operator} {rows[0]}"
+                return f"({probe}, {second}) {negated}IN ({', '.join(rows)})"
+            return f"{probe} {negated}IN ({', '.join(values)})"
         if roll < 0.52:
             negated = "NOT " if self.rng.random() < 0.5 else ""
             return f"{self._value(self.rng.choice((INT, FLOAT, STR)), scope, depth - 1)} IS {negated}NULL"
@@ -488,5 +497,11 @@ class QueryGenerator:
         value = self._column(type_, _Scope(inner.columns)) or self._literal(type_)
         if self.rng.random() < 0.15:
             self.tags.add("quantified_subquery")
-            return f"{probe} {'<> ALL' if negated else '= ANY'} (SELECT {value} FROM {from_sql}{where})"
+            operator = '<> ALL' if negated else '= ANY'
+            if self.rng.random() < 0.5:  # an ordered comparison, or = ALL / <> ANY: a CASE over MIN, MAX and counts
+                self.tags.add("ordered_quantified_subquery")
+                operator = self.rng.choice(("> ALL", "< ANY", ">= ALL", "<= SOME", "= ALL", "<> ANY", "< ALL", "> ANY"))
+                operator = f"NOT {probe} {operator}" if negated else f"{probe} {operator}"
+                return f"{operator} (SELECT {value} FROM {from_sql}{where})"
+            return f"{probe} {operator} (SELECT {value} FROM {from_sql}{where})"
         return f"{probe} {'NOT ' if negated else ''}IN (SELECT {value} FROM {from_sql}{where})"

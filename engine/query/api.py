@@ -171,7 +171,11 @@ class QueryEngine:
         context = PlanContext(broadcast_bytes=self.broadcast_bytes, buckets=workers)
         key = (query, dialect, self.namespace, self.broadcast_bytes, workers, id(self.table_function))
         return self.plans.plan(key, query, self.resolve, lambda resolve: plan_query(
-            query, resolve, self.namespace, dialect, context, self.table_function))
+            query, resolve, self.namespace, dialect, context, self.table_function, self._rows_of))
+
+    def _rows_of(self, planned: QueryPlan) -> pa.Table:
+        """The rows of a plan the planner needs run first (a round of a recursive CTE)."""
+        return self._run(planned, None, time.monotonic())[0]
 
     def sql(self, query: str, dialect: str | None = None, timeout: float | None = None,
             memory_limit: int | None = None) -> pa.Table:

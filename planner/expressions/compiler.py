@@ -10,6 +10,8 @@ pruning as one timestamp), casting, finding a common type, CASE.
 
 from __future__ import annotations
 
+import functools
+
 import datetime as dt
 import decimal
 from typing import Any
@@ -118,8 +120,14 @@ class ExpressionCompiler:
             return float_text(self, typed)
         return Typed(typed.expr.cast(to, safe=True), to)
 
-    def coerce(self, args: list[Typed], what: str) -> list[Typed]:
-        """``args`` cast to their common type (for comparison, CASE, COALESCE, IN)."""
+    def coerce(self, args: list[Typed], what: str, meeting: bool = False) -> list[Typed]:
+        """``args`` cast to their common type: the one they are compared in (comparisons, IN), or with
+        ``meeting`` the one their values become as one result (CASE, COALESCE, GREATEST).
+
+        Exact numbers differ between the two, as in DuckDB: compared, DECIMALs
+        keep every digit of both (a 256-bit decimal past 38 digits); meeting as
+        values, past 38 digits the scale gives way to the integer part.
+        """
         exact = any(pa.types.is_decimal(a.type) for a in args)
         types = [decimals.operand_type(a) if exact else a.type for a in args]
         target = types[0]
@@ -128,6 +136,10 @@ class ExpressionCompiler:
             if common is None:
                 raise SqlError(f"{what} mixes incompatible types {target} and {arg.type}; add a CAST")
             target = common
+        numbers = [t for t in types if not pa.types.is_null(t)]
+        if exact and pa.types.is_decimal(target) and all(pa.types.is_integer(t) or pa.types.is_decimal(t) for t in numbers):
+            combine = sqltypes.decimal_meeting if meeting else sqltypes.decimal_comparing
+            target = functools.reduce(combine, numbers)
         return [self.cast(a, target) for a in args]
 
     def comparable(self, args: list[Typed], what: str) -> list[Typed]:
@@ -151,7 +163,7 @@ class ExpressionCompiler:
         return self.call("is_null", [typed], type_=pa.bool_())
 
     def case_when(self, conditions: list[Typed], values: list[Typed], what: str) -> Typed:
-        values = self.coerce(values, what)
+        values = self.coerce(values, what, meeting=True)
         target = values[0].type
         if pa.types.is_null(target):
             return constant(pa.scalar(None, pa.null()))

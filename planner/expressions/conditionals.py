@@ -41,20 +41,23 @@ def _if(c: ExpressionCompiler, node: exp.If) -> Typed:
 
 @handles(exp.Coalesce)
 def _coalesce(c: ExpressionCompiler, node: exp.Coalesce) -> Typed:
-    args = c.coerce([c.compile(node.this), *[c.compile(e) for e in node.expressions]], node.sql())
+    args = c.coerce([c.compile(node.this), *[c.compile(e) for e in node.expressions]], node.sql(), meeting=True)
     return c.call("coalesce", args, type_=args[0].type)
 
 
 @handles(exp.Nullif)
 def _nullif(c: ExpressionCompiler, node: exp.Nullif) -> Typed:
-    value, other = c.comparable([c.compile(node.this), c.compile(node.expression)], node.sql())
+    original = c.compile(node.this)
+    value, other = c.comparable([original, c.compile(node.expression)], node.sql())
     equal = c.call("equal", [value, other], type_=pa.bool_())
-    return c.case_when([equal], [constant(pa.scalar(None, value.type)), value], node.sql())
+    if pa.types.is_null(original.type):
+        return constant(pa.scalar(None, pa.null()))
+    return c.case_when([equal], [constant(pa.scalar(None, original.type)), original], node.sql())  # the first's type
 
 
 def _extremum(kernel: str):
     def handler(c: ExpressionCompiler, node: exp.Expression) -> Typed:
-        args = c.coerce([c.compile(node.this), *[c.compile(e) for e in node.expressions]], node.sql())
+        args = c.coerce([c.compile(node.this), *[c.compile(e) for e in node.expressions]], node.sql(), meeting=True)
         if pa.types.is_null(args[0].type):  # GREATEST(NULL, NULL)
             return constant(pa.scalar(None, pa.null()))
         return c.call(kernel, args, pc.ElementWiseAggregateOptions(skip_nulls=True), args[0].type)

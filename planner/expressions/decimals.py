@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from planner import decimal_kernel
 from planner import types as sqltypes
 from planner.expressions.typed import Typed
 from storage.errors import SqlError
@@ -82,8 +83,17 @@ def _wide(c: ExpressionCompiler, typed: Typed) -> Typed:
 
 
 def _remainder(c: ExpressionCompiler, a: Typed, b: Typed) -> Typed:
-    """``a - trunc(a / b) * b``: SQL's ``%``, whose sign follows the dividend (Arrow has no remainder kernel)."""
+    """``a - trunc(a / b) * b``: SQL's ``%``, whose sign follows the dividend (Arrow has no remainder kernel).
+
+    When Arrow's quotient of the two would need more than 76 digits, the
+    exact remainder kernel of :mod:`planner.decimal_kernel` computes it.
+    """
     a, b = _wide(c, a), _wide(c, b)
+    try:
+        pc.divide(pa.array([], a.type), pa.array([], b.type))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        wide = decimal_kernel.WIDE
+        return c.call(decimal_kernel.REMAINDER_FUNCTION, [c.cast(a, wide), c.cast(b, wide)], type_=wide)
     quotient = c.call("trunc", [c.call("divide", [a, b])])
     digits = max(quotient.type.precision - quotient.type.scale, 1)
     whole = c.cast(quotient, pa.decimal256(digits, 0))

@@ -9,6 +9,7 @@ fragment is sent anywhere.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 
 import pyarrow as pa
@@ -107,6 +108,7 @@ def _window(plan: Window, context: PlanContext) -> tuple[Plan, pa.Schema]:
     for call in plan.calls:
         for name in (*call.partition, *(k.column for k in call.order)):
             _comparable(schema, name, child, "a window's PARTITION BY or ORDER BY")
+        _range_key(call, schema)
         arg_type = schema.field(call.args[0]).type if call.args else None
         fields.append(pa.field(call.name, window_type(call.func, arg_type)))
     return plan.with_inputs(child), pa.schema(fields)
@@ -147,6 +149,8 @@ def _aggregate(plan: Aggregate, context: PlanContext) -> tuple[Plan, pa.Schema]:
         arg_type = schema.field(call.arg).type if call.arg is not None else None
         if call.func in _COMPARING and plan.mode != "final":
             _comparable(schema, call.arg, child, f"{_COMPARING[call.func]}")
+        for key in call.by if plan.mode != "final" else ():
+            _comparable(schema, key, child, f"{call.func.upper()}'s ordering")
         try:
             fields.append(pa.field(call.name, result_type(call.func, arg_type)))
         except TypeError:
@@ -168,7 +172,7 @@ def _limit(plan: Limit, context: PlanContext) -> tuple[Plan, pa.Schema]:
     return plan.with_inputs(child), schema
 
 
-_COMPARING = {"min": "MIN", "max": "MAX", "count_distinct": "COUNT(DISTINCT ...)",
+_COMPARING = {"min": "MIN", "max": "MAX", "mode": "MODE", "count_distinct": "COUNT(DISTINCT ...)",
               "quantile_disc": "QUANTILE_DISC", "quantile_cont": "QUANTILE_CONT",
               "approx_count_distinct": "APPROX_COUNT_DISTINCT", "approx_quantile": "APPROX_QUANTILE"}
 
@@ -226,11 +230,33 @@ def common_type(types: list[pa.DataType]) -> pa.DataType:
     raise SqlError(f"cannot combine columns of types {', '.join(str(t) for t in known)}; CAST them to one type")
 
 
+def _range_key(call, schema: pa.Schema) -> None:
+    """SqlError unless a RANGE frame with offsets orders by a number (numeric offsets) or a time (INTERVAL ones)."""
+    kind, start, end = call.frame
+    if kind != "range" or (start in (None, 0) and end in (None, 0)):
+        return
+    key = schema.field(call.order[0].column).type
+    temporal = pa.types.is_timestamp(key) or pa.types.is_date(key)
+    numeric = pa.types.is_integer(key) or pa.types.is_floating(key) or pa.types.is_decimal(key)
+    by_interval = any(isinstance(b, dt.timedelta) for b in (start, end))
+    if temporal and not all(b is None or isinstance(b, dt.timedelta) or b == 0 for b in (start, end)):
+        raise SqlError(f"a RANGE frame over a {key} ORDER BY key takes INTERVAL offsets, not numbers")
+    if numeric and by_interval:
+        raise SqlError(f"a RANGE frame over a {key} ORDER BY key takes number offsets, not INTERVALs")
+    if not (temporal or numeric):
+        raise SqlError(f"a RANGE frame with an offset orders by a number or a time, not a {key} value; "
+                       "use ROWS BETWEEN n PRECEDING AND m FOLLOWING")
+
+
 def window_type(func: str, arg: pa.DataType | None) -> pa.DataType:
     if func in ("row_number", "rank", "dense_rank", "ntile", "count", "count_star"):
         return pa.int64()
-    if func == "avg":
+    if func in ("avg", "percent_rank", "cume_dist"):
         return pa.float64()
+    if func in ("quantile_cont", "quantile_disc", "mode", "arg_max", "arg_min", "string_agg", "list"):
+        return result_type(func, arg)
+    if func == "sum" and arg is not None and pa.types.is_decimal(arg):  # DuckDB's rule, as for SUM
+        return pa.decimal128(38, arg.scale)
     if func == "sum":
         return pa.int64() if arg is not None and (pa.types.is_integer(arg) or pa.types.is_boolean(arg)) else pa.float64()
     return arg if arg is not None else pa.null()

@@ -43,7 +43,7 @@ def _prune(plan: Plan, needed: set[str] | None, counted: bool = False) -> Plan:
         below = set().union(*(referenced(e) for e in exprs)) if exprs else set()
         return plan.with_inputs(_prune(plan.input, below))
     if isinstance(plan, Aggregate):
-        below = set(plan.keys) | {a.arg for a in plan.aggregates if a.arg is not None}
+        below = set(plan.keys) | {c for a in plan.aggregates for c in (a.arg, *a.by) if c is not None}
         return plan.with_inputs(_prune(plan.input, below, counted=True))
     if isinstance(plan, Filter):
         below = None if needed is None else needed | referenced(plan.condition)

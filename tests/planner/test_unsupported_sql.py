@@ -45,7 +45,8 @@ def test_unsupported_constructs_say_where(query, where, fragment, plan):
 
 
 @pytest.mark.parametrize("query", [
-    "SELECT a FROM t WHERE a = ?", "SELECT [1, 2]", "SELECT {'k': 1}", "SELECT a FROM t, LATERAL (SELECT a + 1 AS b) x",
+    "SELECT a FROM t WHERE a = ?", "SELECT [1, 2]", "SELECT {'k': 1}",
+    "SELECT t.a FROM t, LATERAL (SELECT u.a FROM u WHERE u.a = t.a UNION SELECT 1) x",
     "SELECT a, (SELECT count(*) FROM u x WHERE x.a < t.a) FROM t",
 ])
 def test_other_refusals_are_sql_errors(query, plan):

@@ -50,6 +50,11 @@ FOUND_BY_LONG_RUNS = [
     "SELECT x FROM (SELECT sum(10.0) AS x FROM ta UNION ALL SELECT CAST(-0.25 AS DECIMAL) FROM tb)",
     # a sum of DECIMAL(p, s) is DECIMAL(38, s): typed as DECIMAL(p, s), x + 1 crashed inside Arrow
     "SELECT x + 1 AS m FROM (SELECT sum(DISTINCT 0.2) AS x FROM tb)",
+    # the rest of that query: a DECIMAL(38,1) remainder's quotient needs 77 digits, one more than Arrow holds
+    "SELECT x % (abs(x) + 1) AS r FROM (SELECT sum(DISTINCT 0.2) AS x FROM tb)",
+    # a row value holding a scalar subquery was refused (seed 900963 once the generator wrote row values)
+    "SELECT * FROM (SELECT count(*) AS c0 FROM tb AS q1 WHERE ((SELECT min(q2.s) FROM tb AS q2 WHERE q2.a <> q1.b), "
+    "q1.b) <> ('x', 5) GROUP BY q1.s, q1.b) AS r",
 ]
 
 

@@ -129,15 +129,15 @@ def test_time_and_text_functions_answer_as_duckdb(times, query):
     ("SELECT a, b FROM ta UNION ALL BY NAME\nSELECT b, a FROM tb", (2, 8)),
     ("SELECT a, sum(b) OVER (ORDER BY a GROUPS BETWEEN 1 PRECEDING AND CURRENT ROW) AS w FROM ta", (1, 11)),
     ("SELECT a, sum(b) OVER (ORDER BY a ROWS 1 PRECEDING EXCLUDE CURRENT ROW) AS w FROM ta", (1, 11)),
-    ("SELECT a, sum(b) OVER (ORDER BY a RANGE BETWEEN 1 PRECEDING AND 1 FOLLOWING) AS w FROM ta", (1, 11)),
-    ("SELECT a,\n percent_rank() OVER (ORDER BY a) AS p FROM ta", (2, 2)),
-    ("SELECT string_agg(s, ',') AS v FROM ta", (1, 19)),
+    ("SELECT a, median(b) OVER (ORDER BY a) AS w FROM ta", (1, 11)),
+    ("SELECT a,\n list(DISTINCT b) AS v FROM ta GROUP BY a", (2, 2)),
+    ("SELECT string_agg(s, s) AS v FROM ta", (1, 19)),
     ("SELECT a FROM ta LIMIT 2 + 1", (1, 24)),
     ("SELECT a FROM ta FETCH FIRST 2 ROWS WITH TIES", (1, 30)),
     ("SELECT * FROM ta ORDER BY ALL", (1, 15)),  # ALL keeps no position: the nearest name
     ("SELECT DISTINCT a FROM ta GROUP BY GROUPING SETS ((a), ())", (1, 52)),
     ("SELECT a, b FROM ta QUALIFY row_number() OVER (ORDER BY a) = 1 ORDER BY c", (1, 73)),
-    ("SELECT a FROM ta, LATERAL (SELECT ta.a + 1 AS y) x", (1, 50)),
+    ("SELECT a FROM ta, LATERAL (SELECT tb.b, row_number() OVER () AS r FROM tb WHERE tb.a = ta.a) x", (1, 94)),
     ("SELECT [1, 2, 3] AS v", (1, 9)),
 ])
 def test_refused_constructs_say_where(differential, query, where):

@@ -17,6 +17,8 @@ quantile_*             list of values                          exact quantile
 approx_count_distinct  HyperLogLog sketch                      union's estimate
 approx_quantile        KLL sketch                              merged sketch's quantile
 bool_and/or            b                                       all/any b
+mode, list, string_agg list of values (and of the ORDER BY key)  picked or joined per group
+arg_max/arg_min        list of values and of their orderings   the value at the extreme
 f(DISTINCT x)          list of distinct values                 f over the distinct union
 =====================  ======================================  ==========================
 
@@ -40,6 +42,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.query.execution import sketches
+from engine.query.execution.group_values import arange as _arange
+from engine.query.execution.group_values import combined as _combined
+from engine.query.execution.group_values import gathered, quantiles, signed_zeros_as_one
 from planner.logical import AggCall
 from storage.errors import QueryFailed
 
@@ -88,6 +93,8 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
         return [("b", "all", _SKIP, arg)]
     if func == "bool_or":
         return [("b", "any", _SKIP, arg)]
+    if func in _GATHERED:  # the group's values in row order, and the ordering values beside them
+        return [("l", "list", None, arg)] + [(f"o{i}", "list", None, key) for i, key in enumerate(call.by)]
     raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
 
 
@@ -179,15 +186,6 @@ def _one_list(values: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
 
 
-def signed_zeros_as_one(table: pa.Table, names) -> pa.Table:
-    """``table`` with -0.0 turned into 0.0 in its float columns ``names``, so the two are one group, as in SQL."""
-    for name in names:
-        index = table.schema.get_field_index(name)
-        if index >= 0 and pa.types.is_floating(table.schema.field(index).type):
-            table = table.set_column(index, name, pc.add(table.column(index), 0.0))
-    return table
-
-
 def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
           schema: pa.Schema | None = None, whole: bool = False) -> pa.Table:
     """Merge partial states (one row per fragment and group) into one row per group.
@@ -204,6 +202,8 @@ def final(gathered: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...],
         return _finish_whole(_double_sums(gathered, calls), keys, calls, schema)
     table, group_keys = gathered, list(keys)
     if not keys:  # one group, even over no states: a row of NULL states stands for "nothing"
+        if _KEY in table.column_names:  # states of no aggregate at all (SELECT 1 HAVING ...): only a row count
+            table = table.drop_columns([_KEY])
         table = table.append_column(_KEY, pa.array(np.zeros(table.num_rows, dtype=np.int8)))
         table = pa.concat_tables([table, _null_row(table.schema)])
         group_keys = [_KEY]
@@ -268,8 +268,9 @@ def _double_sums(states: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
 
 
 _ROW = "__row"
+_GATHERED = ("mode", "arg_max", "arg_min", "string_agg", "list")
 _LISTED = ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "count_distinct", "quantile_cont", "quantile_disc",
-           "approx_count_distinct", "approx_quantile")
+           "approx_count_distinct", "approx_quantile") + _GATHERED
 
 
 def _group_of_rows(rows: pa.ChunkedArray | pa.Array, count: int) -> pa.Array:
@@ -354,6 +355,10 @@ def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | N
     if func in ("quantile_cont", "quantile_disc"):
         values, value_ids = _flatten(states.column(f"{name}__l"), ids)
         return quantiles(values, value_ids, count, call.params[0], func == "quantile_cont")
+    if func in _GATHERED:
+        values, value_ids = _flatten(states.column(f"{name}__l"), ids)
+        by = [_flatten(states.column(f"{name}__o{i}"), ids)[0] for i in range(len(call.by))]
+        return gathered(call, values, by, value_ids, count)
     if func == "approx_count_distinct":
         return sketches.hll_estimates(_per_group(states.column(f"{name}__h"), ids, count))
     if func == "approx_quantile":
@@ -367,21 +372,11 @@ def _merge_distinct(states: pa.Table, call: AggCall, ids: pa.Array, count: int) 
     """An aggregate over each group's distinct values: the union of the fragments' distinct lists, once each."""
     values, value_ids = _flatten(states.column(f"{call.name}__d"), ids)
     pairs = pa.table({"g": value_ids, "v": values}).group_by(["g", "v"], use_threads=False).aggregate([])
-    plain = dataclasses.replace(call, arg="v", distinct=False)
+    plain = dataclasses.replace(call, arg="v", distinct=False, by=("v",) if call.by else ())
     merged = final(partial(pairs, ("g",), (plain,)), ("g",), (plain,))
     where = np.full(count, -1, dtype=np.int64)
     where[merged.column("g").to_numpy()] = np.arange(merged.num_rows)
     return merged.column(call.name).take(pa.array(where, mask=where < 0))
-
-
-def _arange(count: int) -> pa.Array:
-    return pa.array(np.arange(count, dtype=np.int64))
-
-
-def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(column, pa.ChunkedArray):
-        return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
-    return column
 
 
 def _flatten(lists: pa.ChunkedArray, ids: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -416,63 +411,3 @@ def _merge_moments(states: pa.Table, name: str, func: str, ids: pa.Array, count:
     result = np.maximum(m2 / np.where(defined, denominator, 1.0), 0.0)
     result = np.sqrt(result) if func.startswith("stddev") else result
     return pa.array(result, pa.float64(), mask=~defined)
-
-
-_MICROS_PER_DAY = 86_400_000_000
-
-
-def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, continuous: bool) -> pa.Array:
-    """The exact ``fraction`` quantile of ``values`` per group (NULL for empty groups).
-
-    Continuous quantiles interpolate between neighbours like DuckDB's
-    ``quantile_cont``; discrete ones pick the value at ``ceil(n * q) - 1``.
-    Values are bucketed by group with one stable integer sort, then each
-    group's order statistics come from ``numpy.partition`` (linear time): the
-    loop runs once per group, never per row.
-    """
-    value_type = values.type
-    valid = pc.is_valid(values)
-    if valid.false_count:
-        values, ids = values.filter(valid), ids.filter(valid)
-    temporal = pa.types.is_timestamp(value_type) or pa.types.is_date(value_type)
-    if pa.types.is_timestamp(value_type):
-        numbers = values.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    elif pa.types.is_date(value_type):
-        days = values.cast(pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
-        numbers = days * _MICROS_PER_DAY if continuous else days  # interpolated dates are timestamps, as in DuckDB
-    else:
-        numbers = values.to_numpy(zero_copy_only=False)
-    groups = ids.to_numpy(zero_copy_only=False)
-    if count > 1:
-        order = np.argsort(groups.astype(np.int32 if count < 2**31 else np.int64), kind="stable")
-        numbers = numbers[order]
-    sizes = np.bincount(groups, minlength=count) if len(groups) else np.zeros(count, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if count else np.zeros(0, dtype=np.int64)
-    result = np.zeros(count, dtype=np.float64 if continuous or not temporal else np.int64)
-    if not continuous:
-        result = np.zeros(count, dtype=numbers.dtype if len(numbers) else np.float64)
-    present = sizes > 0
-    for group in np.flatnonzero(present):
-        chunk = numbers[starts[group]: starts[group] + sizes[group]]
-        last = len(chunk) - 1
-        if continuous:
-            position = last * fraction
-            low, high = int(np.floor(position)), int(np.ceil(position))
-            picked = np.partition(chunk, [low, high]) if high != low else np.partition(chunk, low)
-            low_value, high_value = float(picked[low]), float(picked[high])
-            result[group] = low_value + (high_value - low_value) * (position - low)
-        else:
-            index = min(max(int(np.ceil(len(chunk) * fraction)) - 1, 0), last)
-            result[group] = np.partition(chunk, index)[index]
-    mask = ~present
-    if continuous:
-        out = pa.array(result, pa.float64(), mask=mask)
-        if temporal:
-            out = pc.round(out).cast(pa.int64())
-            out = out.cast(value_type if pa.types.is_timestamp(value_type) else pa.timestamp("us"))
-        return out
-    if pa.types.is_timestamp(value_type):
-        return pa.array(result.astype(np.int64), pa.int64(), mask=mask).cast(value_type)
-    if pa.types.is_date(value_type):
-        return pa.array(result.astype(np.int32), pa.int32(), mask=mask).cast(pa.date32()).cast(value_type)
-    return pa.array(result, mask=mask).cast(value_type)

@@ -240,7 +240,7 @@ def set_operation(parts: list[pa.Table], kind: str, distinct: bool, schema: pa.S
         columns = [c.cast(t) if pa.types.is_null(c.type) and not pa.types.is_null(t) else c for c, t in zip(columns, types)]
         aligned.append(pa.Table.from_arrays(columns, names=names))
     if distinct or kind != "union":
-        from engine.query.execution.aggregate import signed_zeros_as_one
+        from engine.query.execution.group_values import signed_zeros_as_one
 
         aligned = [signed_zeros_as_one(t, names) for t in aligned]
     if kind == "union":

@@ -11,11 +11,15 @@ the input's row order.  No Python loop runs per row.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from planner.logical import SortKey, WindowCall
+from engine.query.execution.group_values import gathered, quantiles
+from planner.logical import AggCall, SortKey, WindowCall
 
 
 def sort_order(table: pa.Table, keys: list[SortKey]) -> np.ndarray:
@@ -88,16 +92,57 @@ def _compute(table: pa.Table, call: WindowCall) -> pa.Array:
     return values.take(pa.array(inverse))
 
 
-def _frame(call: WindowCall, index, gstart, gend, pstart, pend) -> tuple[np.ndarray, np.ndarray]:
+def _frame(call: WindowCall, ordered: pa.Table, index, gstart, gend, pstart, pend) -> tuple[np.ndarray, np.ndarray]:
     """Inclusive first and last row of each row's frame (first > last: empty)."""
     kind, start, end = call.frame
     last_row = gend - 1
+    if kind == "range" and (start not in (None, 0) or end not in (None, 0)):
+        return _range_offsets(call, ordered, gstart, gend, pstart, pend)
     if kind == "range":
         lo = gstart if start is None else pstart
         hi = last_row if end is None else pend - 1
         return lo, hi
     lo = gstart if start is None else np.maximum(index + start, gstart)
     hi = last_row if end is None else np.minimum(index + end, last_row)
+    return lo, hi
+
+
+def _range_offsets(call: WindowCall, ordered: pa.Table, gstart, gend, pstart, pend) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of RANGE offsets: the rows whose ORDER BY key lies within the offsets of the row's own key.
+
+    Within a partition the keys are sorted, so each bound is one binary
+    search (one ``searchsorted`` per partition).  A row whose key is NULL
+    frames its NULL peers, as in DuckDB; a descending key flips the sides.
+    """
+    kind, start, end = call.frame
+    start, end = (b // dt.timedelta(microseconds=1) if isinstance(b, dt.timedelta) else b for b in (start, end))
+    key = call.order[0]
+    column = ordered.column(key.column)
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):  # offsets are microseconds
+        column = column.cast(pa.timestamp("us")).cast(pa.int64())
+    elif pa.types.is_decimal(column.type):
+        column = column.cast(pa.float64())
+    nulls = pc.is_null(column).to_numpy(zero_copy_only=False)
+    values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.float64)
+    if key.descending:
+        values = -values
+    lo = gstart.copy() if start is None else pstart.copy()  # a NULL key's frame: its peers, or to the edge
+    hi = gend - 1 if end is None else pend - 1
+    for first in np.unique(gstart):
+        last = int(gend[first])
+        rows = np.arange(first, last)[~nulls[first:last]]
+        if not len(rows):
+            continue
+        keys = values[rows]
+        here = values[rows]
+        if start is None:
+            lo[rows] = first
+        else:
+            lo[rows] = rows[0] + np.searchsorted(keys, here + start, side="left")
+        if end is None:
+            hi[rows] = last - 1
+        else:
+            hi[rows] = rows[0] + np.searchsorted(keys, here + end, side="right") - 1
     return lo, hi
 
 
@@ -112,6 +157,11 @@ def _function(call: WindowCall, ordered: pa.Table, index, gstart, gend, gid, pst
         return pa.array(index - gstart + 1)
     if func == "rank":
         return pa.array(pstart - gstart + 1)
+    if func == "percent_rank":  # (rank - 1) / (rows in the partition - 1), 0 for a partition of one row
+        size = (gend - gstart - 1).astype(np.float64)
+        return pa.array(np.where(size > 0, (pstart - gstart) / np.maximum(size, 1.0), 0.0))
+    if func == "cume_dist":  # rows up to and including the row's peers, over the partition's rows
+        return pa.array((pend - gstart) / (gend - gstart).astype(np.float64))
     if func == "dense_rank":
         running = np.cumsum(peer)
         return pa.array(running - running[gstart] + 1)
@@ -135,12 +185,26 @@ def _function(call: WindowCall, ordered: pa.Table, index, gstart, gend, gid, pst
                 default = default.cast(result.type)
             result = pc.if_else(pa.array(valid), result, default)
         return result
-    lo, hi = _frame(call, index, gstart, gend, pstart, pend)
+    if func in ("quantile_cont", "quantile_disc"):  # over whole partitions: one quantile per partition
+        values = ordered.column(call.args[0])
+        values = pa.concat_arrays(values.chunks) if isinstance(values, pa.ChunkedArray) else values
+        per_partition = quantiles(values, pa.array(gid), int(gid[-1]) + 1, call.params[0], func == "quantile_cont")
+        return per_partition.take(pa.array(gid))
+    if func in ("mode", "arg_max", "arg_min", "string_agg", "list"):  # over whole partitions, like the aggregates
+        columns = [ordered.column(name) for name in call.args]
+        columns = [pa.concat_arrays(c.chunks) if isinstance(c, pa.ChunkedArray) else c for c in columns]
+        spec = AggCall(call.name, func, call.args[0], call.params, by=call.args[1:])
+        per_partition = gathered(spec, columns[0], columns[1:], pa.array(gid), int(gid[-1]) + 1)
+        return per_partition.take(pa.array(gid))
+    lo, hi = _frame(call, ordered, index, gstart, gend, pstart, pend)
     valid = lo <= hi
     if func == "first_value":
         return _take(ordered.column(call.args[0]), lo, valid)
     if func == "last_value":
         return _take(ordered.column(call.args[0]), hi, valid)
+    if func == "nth_value":  # the frame's n-th row, NULL when the frame is shorter
+        target = lo + int(call.params[0]) - 1
+        return _take(ordered.column(call.args[0]), target, valid & (target <= hi))
     if func == "count_star":
         return pa.array(np.where(valid, hi - lo + 1, 0))
     values = ordered.column(call.args[0])
@@ -157,6 +221,8 @@ def _sums(func: str, values, lo, hi, valid) -> pa.Array:
     count = np.where(valid, counts[np.minimum(hi + 1, len(present))] - counts[np.minimum(lo, len(present))], 0)
     if func == "count":
         return pa.array(count)
+    if pa.types.is_decimal(values.type) and func == "sum":
+        return _decimal_sums(values, lo, hi, valid & (count > 0))
     integer = pa.types.is_integer(values.type) or pa.types.is_boolean(values.type)
     numbers = pc.fill_null(values.cast(pa.int64() if integer else pa.float64()), 0).to_numpy(zero_copy_only=False)
     sums = np.concatenate([[0], np.cumsum(numbers)])
@@ -165,6 +231,17 @@ def _sums(func: str, values, lo, hi, valid) -> pa.Array:
     if func == "sum":
         return pa.array(np.where(empty, 0, total), mask=empty)
     return pa.array(np.where(empty, 0.0, total / np.maximum(count, 1)), mask=empty)
+
+
+def _decimal_sums(values, lo, hi, present) -> pa.Array:
+    """Exact frame sums of decimals, as DECIMAL(38, s) like DuckDB: prefix sums of the unscaled integers."""
+    scale = values.type.scale
+    unscaled = np.array([0 if v is None else int(v.scaleb(scale)) for v in values.to_pylist()], dtype=object)
+    sums = np.concatenate([np.array([0], dtype=object), np.cumsum(unscaled)]) if len(unscaled) else np.zeros(1, object)
+    n = len(unscaled)
+    total = sums[np.minimum(hi + 1, n)] - sums[np.minimum(lo, n)]
+    result = [decimal.Decimal(int(t)).scaleb(-scale) if ok else None for t, ok in zip(total, present)]
+    return pa.array(result, pa.decimal128(38, scale))
 
 
 def _extreme(func: str, values, lo, hi, valid, gid, gstart, gend) -> pa.Array:
