@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     result["config"] = {k: v for k, v in vars(config).items() if k not in ("workdir", "endpoint")}
     result["started"] = started
     print(table(result))
+    for cause, n in list(result["query_errors"].items())[:15]:
+        print(f"failed query x{n}: {cause}")
     for violation in result["violations"][:20]:
         print("violation:", violation)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

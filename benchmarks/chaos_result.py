@@ -64,6 +64,7 @@ class ChaosResult:
     partial_batches: int = 0
     unacked_stored: int = 0
     queries: dict[str, int] = field(default_factory=dict)
+    query_errors: dict[str, int] = field(default_factory=dict)  # failed queries by cause (see error_category)
     maintenance: dict[str, int] = field(default_factory=dict)
     recovery: dict[str, dict[str, float]] = field(default_factory=dict)
     orphans_after_vacuum: int = 0

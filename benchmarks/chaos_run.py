@@ -99,6 +99,7 @@ class _Run:
         self.kills: collections.Counter[str] = collections.Counter()
         self.recoveries: dict[str, list[float]] = collections.defaultdict(list)
         self.queries: collections.Counter[str] = collections.Counter()
+        self.query_errors: collections.Counter[str] = collections.Counter()  # failed queries by cause
         self.maintenance: collections.Counter[str] = collections.Counter()
         self.last_query_ok = 0.0
         self.last_compaction_ok = 0.0
@@ -308,6 +309,8 @@ class _Run:
         """Count a failed query (and why); a violation if a file it was told is missing really is gone."""
         self.queries["failed"] += 1
         self.queries["failed: " + text.split(":", 1)[0]] += 1
+        with self.lock:
+            self.query_errors[error_category(text)] += 1
         missing = re.search(r"FileNotFoundError: (\S+\.parquet)", text)
         if missing is None:
             return
@@ -419,6 +422,7 @@ class _Run:
         result.faults = dict(injected(self.faults))
         result.disk = self.disk.kind
         result.queries = dict(self.queries)
+        result.query_errors = dict(self.query_errors.most_common())
         for lane in self.lanes:  # no grace: nothing is writing now
             self.maintain(lane, grace=0.0, orphans=0.0)
         result.maintenance = dict(self.maintenance)
@@ -472,6 +476,15 @@ class _Run:
                 proc.kill()
                 proc.wait()
         self.disk.close()
+
+
+def error_category(text: str) -> str:
+    """A failed query's error with what varies between occurrences (paths, ids, numbers) taken out."""
+    text = re.sub(r"\S+\.parquet", "<segment>", text)
+    text = re.sub(r"worker-\d+/[0-9a-f]+", "<worker>", text)
+    text = re.sub(r"[0-9a-f]{16,}", "<id>", text)
+    text = re.sub(r"\d+(\.\d+)?", "N", text)
+    return text[:160]
 
 
 def run_chaos(config: ChaosConfig, progress: Callable[[str], None] | None = None) -> ChaosResult:
