@@ -51,6 +51,10 @@ class Fenced(PetrelError):
     """A newer writer owns the partition; this writer's commit is refused."""
 
 
+class StoreUnavailable(PetrelError, OSError):
+    """The object store kept failing (500s, throttling, timeouts) through every retry; try again later."""
+
+
 class SegmentMissing(PetrelError):
     """A segment a commit refers to is gone from the object store (vacuum took a stale upload): write it again."""
 
