@@ -48,6 +48,7 @@ def table(result: dict) -> str:
         ("time", f"{result['seconds']:.0f} s"),
         ("SIGKILLs", f"{sum(result['kills'].values())}  " + ", ".join(f"{k} {v}" for k, v in
                                                                       sorted(result["kills"].items()))),
+        ("victims not up (skipped)", f"{sum(result.get('kill_skips', {}).values())}"),
         ("S3 faults injected", f"{sum(result['faults'].values())}  " + ", ".join(
             f"{k} {v}" for k, v in sorted(result["faults"].items()))),
         ("disk full periods", f"{result['disk_full_periods']} ({result['disk']})"),
@@ -60,6 +61,8 @@ def table(result: dict) -> str:
         ("batches stored in part", str(result["partial_batches"])),
         ("unacked batches stored (once)", str(result["unacked_stored"])),
         ("queries answered / failed", f"{result['queries'].get('answered', 0)} / {result['queries'].get('failed', 0)}"),
+        ("failed queries by cause", "; ".join(f"{n} {cause}" for cause, n in
+                                              list(result.get("query_errors", {}).items())[:4]) or "-"),
         ("maintenance", ", ".join(f"{k} {v}" for k, v in sorted(result["maintenance"].items()))),
         ("orphans after vacuum", str(result["orphans_after_vacuum"])),
         ("recovery (median)", recovery or "-"),

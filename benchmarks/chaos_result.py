@@ -50,6 +50,7 @@ class ChaosResult:
 
     seconds: float = 0.0
     kills: dict[str, int] = field(default_factory=dict)
+    kill_skips: dict[str, int] = field(default_factory=dict)  # victims chosen that were not up (none killed)
     faults: dict[str, int] = field(default_factory=dict)
     disk_full_periods: int = 0
     disk: str = ""
