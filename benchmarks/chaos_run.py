@@ -325,7 +325,7 @@ class _Run:
         self.queries["failed: " + text.split(":", 1)[0]] += 1
         with self.lock:
             self.query_errors[error_category(text)] += 1
-        missing = re.search(r"FileNotFoundError: (\S+\.parquet)", text)
+        missing = re.search(r"(?:FileNotFoundError|SegmentMissing).*?([\w./-]+\.parquet)", text)
         if missing is None:
             return
         if self.s3.clean.fs.exists(missing.group(1)):

@@ -56,7 +56,9 @@ class StoreUnavailable(PetrelError, OSError):
 
 
 class SegmentMissing(PetrelError):
-    """A segment a commit refers to is gone from the object store (vacuum took a stale upload): write it again."""
+    """A segment is gone from the object store: an upload vacuum took before its commit (write it again), or one
+    a query's snapshot refers to (the query reads the latest snapshot again; still missing there, the table is
+    damaged)."""
 
 
 class IngestError(PetrelError):
