@@ -61,6 +61,8 @@ def table(result: dict) -> str:
         ("batches stored in part", str(result["partial_batches"])),
         ("unacked batches stored (once)", str(result["unacked_stored"])),
         ("queries answered / failed", f"{result['queries'].get('answered', 0)} / {result['queries'].get('failed', 0)}"),
+        ("query time, median (max)", "{median_s:.1f} s ({max_s:.1f} s)".format(**result["query_seconds"])
+                                     if result.get("query_seconds") else "-"),
         ("failed queries by cause", "; ".join(f"{n} {cause}" for cause, n in
                                               list(result.get("query_errors", {}).items())[:4]) or "-"),
         ("maintenance", ", ".join(f"{k} {v}" for k, v in sorted(result["maintenance"].items()))),

@@ -66,6 +66,7 @@ class ChaosResult:
     unacked_stored: int = 0
     queries: dict[str, int] = field(default_factory=dict)
     query_errors: dict[str, int] = field(default_factory=dict)  # failed queries by cause (see error_category)
+    query_seconds: dict[str, float] = field(default_factory=dict)  # n, median_s, max_s of the queries' times
     maintenance: dict[str, int] = field(default_factory=dict)
     recovery: dict[str, dict[str, float]] = field(default_factory=dict)
     orphans_after_vacuum: int = 0

@@ -101,6 +101,7 @@ class _Run:
         self.recoveries: dict[str, list[float]] = collections.defaultdict(list)
         self.queries: collections.Counter[str] = collections.Counter()
         self.query_errors: collections.Counter[str] = collections.Counter()  # failed queries by cause
+        self.query_seconds: list[float] = []  # how long each query took, answered or failed
         self.maintenance: collections.Counter[str] = collections.Counter()
         self.last_query_ok = 0.0
         self.last_compaction_ok = 0.0
@@ -302,11 +303,14 @@ class _Run:
         sql = f"SELECT batch, count(*) AS n, count(DISTINCT id) AS d FROM {TABLE} GROUP BY batch"
         while not self.done.wait(self.config.query_every):
             acked_before = {b for b in self.acks() if not b.startswith(f"w{self.config.writers - 1}-")}
+            begun = time.monotonic()
             try:
                 answer = self.queries_engine.sql(sql)
             except Exception as exc:
+                self.query_seconds.append(time.monotonic() - begun)
                 self.query_failed(f"{type(exc).__name__}: {exc}")
                 continue
+            self.query_seconds.append(time.monotonic() - begun)
             self.queries["answered"] += 1
             self.last_query_ok = time.time()
             seen = dict(zip(answer.column("batch").to_pylist(), zip(answer.column("n").to_pylist(),
@@ -438,6 +442,10 @@ class _Run:
         result.disk = self.disk.kind
         result.queries = dict(self.queries)
         result.query_errors = dict(self.query_errors.most_common())
+        if self.query_seconds:
+            result.query_seconds = {"n": len(self.query_seconds),
+                                    "median_s": round(statistics.median(self.query_seconds), 3),
+                                    "max_s": round(max(self.query_seconds), 3)}
         for lane in self.lanes:  # no grace: nothing is writing now
             self.maintain(lane, grace=0.0, orphans=0.0)
         result.maintenance = dict(self.maintenance)
