@@ -11,11 +11,13 @@ test_chaos_short.py``).  For ``seconds``:
   one commit;
 - a maintenance thread compacts (in a compaction actor), applies retention
   and vacuums both tables (grace ``vacuum_grace`` seconds);
-- a query thread runs SQL over the S3 table and checks every answer against
-  a snapshot: each batch whole and once, and every batch acknowledged before
-  the query began present;
+- a query thread runs SQL over the S3 table, every other query on the query
+  workers and the rest in the driver, and checks every answer against a
+  snapshot: each batch whole and once, and every batch acknowledged before
+  the query began present; failed queries are counted by cause;
 - a killer SIGKILLs ingest owners, the compaction actor, query workers and
-  writer processes, ``kills`` times in all, and times each recovery;
+  writer processes, ``kills`` times in all on a schedule (a victim that is
+  not back up yet is never chosen), and times each recovery;
 - S3 faults come in phases (faults at ``s3_fault_rate``, a storm at four
   times that, calm) and the local disk is filled to its last byte every
   ``disk_full_every`` seconds for ``disk_full_for``.
@@ -98,6 +100,8 @@ class _Run:
         self.result = ChaosResult()
         self.kills: collections.Counter[str] = collections.Counter()
         self.kill_skips: collections.Counter[str] = collections.Counter()  # victims that were not up, by why
+        self.down: set[Any] = set()  # victims killed and not back yet: (lane, partition) of owners, ids of actors
+        self.killed_actors: list[Any] = []
         self.recoveries: dict[str, list[float]] = collections.defaultdict(list)
         self.queries: collections.Counter[str] = collections.Counter()
         self.query_errors: collections.Counter[str] = collections.Counter()  # failed queries by cause
@@ -115,7 +119,6 @@ class _Run:
                            self.disk.emulated, config.partitions)
         self.lanes = (self.s3, self.local)
         self.queries_engine = QueryEngine(self.s3.store, Catalog(self.s3.store), "default", timeout=60.0)
-        self.queries_engine.local_bytes = 0  # every stage on the query workers, so their kills hit queries
         self.base_us = int(time.time() * 1e6) - 3600 * 10**6
 
     # -- writers ---------------------------------------------------------------------------
@@ -164,14 +167,17 @@ class _Run:
 
         Kill ``n`` is due ``n * interval`` after the start.  A victim that is
         not up (restarting after the last kill, or already dead) is skipped
-        and another is tried shortly after, and a killer behind its schedule
-        (slow status calls on a loaded machine) kills again at once, so the
-        kills asked for are delivered in the time asked for.
+        and another is tried shortly after (a victim is "up" again once its
+        recovery was seen: the owner answers, the writer was acknowledged), and
+        a killer behind its schedule (slow status calls on a loaded machine)
+        catches up at up to four times the rate, so the kills asked for are
+        delivered in about the time asked for without emptying the run of victims.
         """
         interval = self.config.seconds / max(self.config.kills, 1)
-        begun = time.monotonic()
+        begun = last = time.monotonic()
         while not self.done.is_set() and sum(self.kills.values()) < self.config.kills:
-            due = begun + sum(self.kills.values()) * interval
+            # on schedule, but a killer behind it catches up no faster than four times the rate
+            due = max(begun + sum(self.kills.values()) * interval, last + interval / 4)
             if self.done.wait(max(0.0, due - time.monotonic())):
                 return
             kinds = [k for k in self.config.kill_weights if self._has_victim(k)]
@@ -184,16 +190,36 @@ class _Run:
                     self.kill_skips[f"{kind}: {type(exc).__name__}"] += 1
                     recover = None
                 if recover is not None:
+                    last = time.monotonic()
                     threading.Thread(target=self._time_recovery, args=(kind, recover), daemon=True).start()
             if recover is None:
                 self.done.wait(0.25)  # no victim was up: try another soon
 
     def _has_victim(self, kind: str) -> bool:
+        if kind == "owner":
+            return bool(self._owners_up())
+        if kind == "writer":
+            return bool(self._writers_up())
         if kind == "compactor":
-            return any(lane.compactor is not None for lane in self.lanes)
+            return bool(self._compactors_up())
         if kind == "query_worker":
-            return self.last_query_ok > 0
+            return self.last_query_ok > 0 and bool(self._query_workers_up())
         return True
+
+    def _owners_up(self) -> list[tuple[_Lane, int]]:
+        """The owners not killed since they last came back (a restarting one is no victim)."""
+        return [(lane, p) for lane in self.lanes for p in range(self.config.partitions)
+                if (lane.name, p) not in self.down]
+
+    def _writers_up(self) -> list[int]:
+        """The writers acknowledged since their last kill (one still coming back is no victim)."""
+        return [w for w in range(self.config.writers) if ("writer", w) not in self.down]
+
+    def _compactors_up(self) -> list[_Lane]:
+        return [lane for lane in self.lanes if lane.compactor is not None and id(lane.compactor) not in self.down]
+
+    def _query_workers_up(self) -> list[Any]:
+        return [w for w in self.queries_engine.pool.workers.values() if id(w) not in self.down]
 
     def _time_recovery(self, kind: str, recover: Callable[[], float | None]) -> None:
         seconds = recover()
@@ -212,35 +238,43 @@ class _Run:
         self.kills[kind] += 1
 
     def _kill_owner(self) -> Callable[[], float | None] | None:
-        lane = self.rng.choice(self.lanes)
-        handle = lane.owner(self.rng.randrange(self.config.partitions))
+        lane, partition = self.rng.choice(self._owners_up())
+        handle = lane.owner(partition)
         if handle is None:
             return None
         pid = ray.get(handle.status.remote(), timeout=30)["pid"]
         self._sigkill("owner", pid, ray_worker=True)
         killed = time.monotonic()
+        self.down.add((lane.name, partition))
 
         def recovered() -> float | None:  # Ray restarts it; the new one claims the partition
-            while not self.done.is_set():
-                try:
-                    if ray.get(handle.status.remote(), timeout=30)["pid"] != pid:
-                        return time.monotonic() - killed
-                except Exception:
-                    self.done.wait(0.1)
-            return None
+            try:
+                while not self.done.is_set():
+                    try:
+                        if ray.get(handle.status.remote(), timeout=30)["pid"] != pid:
+                            return time.monotonic() - killed
+                    except Exception:
+                        self.done.wait(0.1)
+                return None
+            finally:
+                self.down.discard((lane.name, partition))
         return recovered
 
     def _kill_query_worker(self) -> Callable[[], float | None] | None:
-        handle = self.rng.choice(list(self.queries_engine.pool.workers.values()))
+        handle = self.rng.choice(self._query_workers_up())
         pid = ray.get(handle.ping.remote(), timeout=30)["pid"]
         self._sigkill("query_worker", pid, ray_worker=True)
+        self.down.add(id(handle))  # for good: the pool starts a new actor in its place
+        self.killed_actors.append(handle)  # kept, so its id is never another actor's
         killed = time.time()
         return lambda: self._wait_for(lambda: self.last_query_ok, killed)  # the pool replaces a dead worker
 
     def _kill_compactor(self) -> Callable[[], float | None] | None:
-        lane = self.rng.choice([lane for lane in self.lanes if lane.compactor is not None])
+        lane = self.rng.choice(self._compactors_up())
         pid = ray.get(lane.compactor.__ray_call__.remote(lambda actor: os.getpid()), timeout=30)
         self._sigkill("compactor", pid, ray_worker=True)
+        self.down.add(id(lane.compactor))  # for good: maintenance starts a new actor in its place
+        self.killed_actors.append(lane.compactor)
         killed = time.time()
         return lambda: self._wait_for(lambda: self.last_compaction_ok, killed)
 
@@ -252,23 +286,27 @@ class _Run:
         return None
 
     def _kill_writer(self) -> Callable[[], float | None] | None:
-        writer = self.rng.randrange(self.config.writers)
+        writer = self.rng.choice(self._writers_up())
         proc = self.procs[writer]
         if proc.poll() is not None:
             return None
         self._sigkill("writer", proc.pid, ray_worker=False)
         proc.wait()
         killed = time.time()
+        self.down.add(("writer", writer))
         self.start_writer(writer)  # a client that crashed comes back and resends its batch in flight
         prefix = f"w{writer}-"
 
         def recovered() -> float | None:
-            while not self.done.is_set():
-                later = [t for b, t in self.acks().items() if t > killed and b.startswith(prefix)]
-                if later:
-                    return min(later) - killed
-                self.done.wait(0.3)
-            return None
+            try:
+                while not self.done.is_set():
+                    later = [t for b, t in self.acks().items() if t > killed and b.startswith(prefix)]
+                    if later:
+                        return min(later) - killed
+                    self.done.wait(0.3)
+                return None
+            finally:
+                self.down.discard(("writer", writer))
         return recovered
 
     # -- maintenance and queries ---------------------------------------------------------------
@@ -301,7 +339,13 @@ class _Run:
     def querier(self) -> None:
         rows = self.config.rows
         sql = f"SELECT batch, count(*) AS n, count(DISTINCT id) AS d FROM {TABLE} GROUP BY batch"
+        local_bytes = self.queries_engine.local_bytes
+        number = 0
         while not self.done.wait(self.config.query_every):
+            # every other query runs its stages on the query workers (whose kills it must survive), the
+            # rest in the driver as small scans do by default (so answers are checked often on a slow machine)
+            number += 1
+            self.queries_engine.local_bytes = 0 if number % 2 else local_bytes
             acked_before = {b for b in self.acks() if not b.startswith(f"w{self.config.writers - 1}-")}
             begun = time.monotonic()
             try:
