@@ -453,6 +453,7 @@ class _Run:
             self.done.wait(0.5)
         while time.monotonic() < end:  # the query workers started, so the first checked query is not their start
             try:
+                self.queries_engine.pool  # started here, not by the first checked query
                 self.queries_engine.sql(f"SELECT count(*) AS n FROM {TABLE}")
                 break
             except Exception as exc:
