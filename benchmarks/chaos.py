@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     for cause, n in list(result["query_errors"].items())[:15]:
         print(f"failed query x{n}: {cause}")
+    for cause, n in list(result["maintenance_errors"].items())[:10]:
+        print(f"failed maintenance x{n}: {cause}")
     for violation in result["violations"][:20]:
         print("violation:", violation)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -68,6 +68,7 @@ class ChaosResult:
     query_errors: dict[str, int] = field(default_factory=dict)  # failed queries by cause (see error_category)
     query_seconds: dict[str, float] = field(default_factory=dict)  # n, median_s, max_s of the queries' times
     maintenance: dict[str, int] = field(default_factory=dict)
+    maintenance_errors: dict[str, int] = field(default_factory=dict)  # failed compactions, retentions, vacuums by cause
     recovery: dict[str, dict[str, float]] = field(default_factory=dict)
     orphans_after_vacuum: int = 0
     violations: list[str] = field(default_factory=list)

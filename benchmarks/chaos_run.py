@@ -105,6 +105,7 @@ class _Run:
         self.recoveries: dict[str, list[float]] = collections.defaultdict(list)
         self.queries: collections.Counter[str] = collections.Counter()
         self.query_errors: collections.Counter[str] = collections.Counter()  # failed queries by cause
+        self.maintenance_errors: collections.Counter[str] = collections.Counter()  # failed rounds by cause
         self.query_seconds: list[float] = []  # how long each query took, answered or failed
         self.maintenance: collections.Counter[str] = collections.Counter()
         self.last_query_ok = 0.0
@@ -325,16 +326,18 @@ class _Run:
         except ray.exceptions.RayActorError:  # killed: a service would start another
             lane.compactor = None
             self.maintenance["compactor_restarts"] += 1
-        except Exception:  # an injected fault; the next round tries again
+        except Exception as exc:  # an injected fault; the next round tries again
             self.maintenance["compaction_errors"] += 1
+            self.maintenance_errors[error_category(f"compaction: {type(exc).__name__}: {exc}")] += 1
         for name, step in (("retention", lambda: apply_retention(lane.store, lane.catalog.table("default", TABLE))),
                            ("vacuums", lambda: vacuum(lane.store, "default", TABLE, older_than=grace,
                                                       orphans_older_than=orphans))):
             try:
                 step()
                 self.maintenance[name] += 1
-            except Exception:
+            except Exception as exc:
                 self.maintenance[f"{name}_errors"] += 1
+                self.maintenance_errors[error_category(f"{name}: {type(exc).__name__}: {exc}")] += 1
 
     def querier(self) -> None:
         rows = self.config.rows
@@ -494,6 +497,7 @@ class _Run:
         for lane in self.lanes:  # no grace: nothing is writing now
             self.maintain(lane, grace=0.0, orphans=0.0)
         result.maintenance = dict(self.maintenance)
+        result.maintenance_errors = dict(self.maintenance_errors.most_common())
         result.recovery = {kind: {"n": len(v), "median_s": round(statistics.median(v), 3),
                                   "max_s": round(max(v), 3)} for kind, v in self.recoveries.items() if v}
         acked = self.acks()
