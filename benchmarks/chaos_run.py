@@ -111,6 +111,9 @@ class _Run:
         self.last_query_ok = 0.0
         self.last_compaction_ok = 0.0
         self.procs: dict[int, subprocess.Popen] = {}
+        self.acked: dict[str, float] = {}  # what acks() has read so far
+        self.ack_offsets: dict[str, int] = {}
+        self.acks_lock = threading.Lock()
         options = {"endpoint_url": config.endpoint, "key": "testing", "secret": "testing",
                    "client_kwargs": {"region_name": "us-east-1"}}
         self.disk = FullDisk(os.path.join(self.folder, "disk"), config.disk_mb, self.plan)
@@ -139,17 +142,22 @@ class _Run:
                                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def acks(self) -> dict[str, float]:
-        """Every batch id acknowledged so far, with when."""
-        found: dict[str, float] = {}
+        """Every batch id acknowledged so far, with when (each ack log read on from where it was last read)."""
         folder = os.path.join(self.folder, "writers")
-        for name in os.listdir(folder):
-            if name.endswith(".acks"):
-                with open(os.path.join(folder, name)) as handle:
-                    for line in handle:
-                        parts = line.split()
-                        if len(parts) == 2:
-                            found[parts[1]] = float(parts[0])
-        return found
+        with self.acks_lock:
+            for name in os.listdir(folder):
+                if not name.endswith(".acks"):
+                    continue
+                with open(os.path.join(folder, name), "rb") as handle:
+                    handle.seek(self.ack_offsets.get(name, 0))
+                    data = handle.read()
+                whole = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
+                self.ack_offsets[name] = self.ack_offsets.get(name, 0) + len(whole)
+                for line in whole.decode().splitlines():
+                    parts = line.split()
+                    if len(parts) == 2:
+                        self.acked[parts[1]] = float(parts[0])
+            return dict(self.acked)
 
     def next_ack_after(self, since: float, lane: _Lane | None = None, timeout: float = 120.0) -> float | None:
         """Seconds from ``since`` until some writer (of ``lane``) was acknowledged again."""
