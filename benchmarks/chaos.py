@@ -48,6 +48,7 @@ def table(result: dict) -> str:
         ("time", f"{result['seconds']:.0f} s"),
         ("SIGKILLs", f"{sum(result['kills'].values())}  " + ", ".join(f"{k} {v}" for k, v in
                                                                       sorted(result["kills"].items()))),
+        ("victims not up (skipped)", f"{sum(result.get('kill_skips', {}).values())}"),
         ("S3 faults injected", f"{sum(result['faults'].values())}  " + ", ".join(
             f"{k} {v}" for k, v in sorted(result["faults"].items()))),
         ("disk full periods", f"{result['disk_full_periods']} ({result['disk']})"),
@@ -60,6 +61,10 @@ def table(result: dict) -> str:
         ("batches stored in part", str(result["partial_batches"])),
         ("unacked batches stored (once)", str(result["unacked_stored"])),
         ("queries answered / failed", f"{result['queries'].get('answered', 0)} / {result['queries'].get('failed', 0)}"),
+        ("query time, median (max)", "{median_s:.1f} s ({max_s:.1f} s)".format(**result["query_seconds"])
+                                     if result.get("query_seconds") else "-"),
+        ("failed queries by cause", "; ".join(f"{n} {cause}" for cause, n in
+                                              list(result.get("query_errors", {}).items())[:4]) or "-"),
         ("maintenance", ", ".join(f"{k} {v}" for k, v in sorted(result["maintenance"].items()))),
         ("orphans after vacuum", str(result["orphans_after_vacuum"])),
         ("recovery (median)", recovery or "-"),
@@ -103,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     result["config"] = {k: v for k, v in vars(config).items() if k not in ("workdir", "endpoint")}
     result["started"] = started
     print(table(result))
+    for cause, n in list(result["query_errors"].items())[:15]:
+        print(f"failed query x{n}: {cause}")
+    for cause, n in list(result["maintenance_errors"].items())[:10]:
+        print(f"failed maintenance x{n}: {cause}")
     for violation in result["violations"][:20]:
         print("violation:", violation)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

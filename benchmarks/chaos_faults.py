@@ -54,22 +54,34 @@ class FaultPlan:
         self._rate = 0.0
         self._weights: dict[str, float] = {}
         self._slow = (0.1, 1.0)
+        self._methods: set[str] | None = None
+        self._first_attempts: int | None = None
+        self._faulted: Counter[tuple[str, ...]] = Counter()  # faults taken per request, with first_attempts
         self._checked = 0.0
-        self._mtime = -1.0
+        self._mtime: tuple[int, int] | None = None
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._random = random.Random(os.getpid() ^ time.time_ns())
 
     # -- the harness sets it -----------------------------------------------------------
-    def set(self, rate: float, weights: dict[str, float] | None = None, slow: tuple[float, float] = (0.1, 1.0)) -> None:
-        """Make every process inject faults into ``rate`` of its S3 calls, of kinds drawn by ``weights``."""
+    def set(self, rate: float, weights: dict[str, float] | None = None, slow: tuple[float, float] = (0.1, 1.0),
+            methods: tuple[str, ...] | None = None, first_attempts: int | None = None) -> None:
+        """Make every process inject faults into ``rate`` of its S3 calls, of kinds drawn by ``weights``.
+
+        ``methods`` limits the faults to those S3 calls (``head_object``,
+        ``get_object``...); with ``first_attempts`` only the first that many
+        attempts of each request (method, key, range) may fail, so a test
+        can fail every request and still see the retries get through.
+        """
         os.makedirs(os.path.join(self.folder, "counts"), exist_ok=True)
         default = {k: 4.0 if k == "conflict_409" else 1.0 for k in S3_FAULTS}  # 409s: conditional puts only
-        plan = {"rate": rate, "weights": weights or default, "slow": list(slow)}
+        plan = {"rate": rate, "weights": weights or default, "slow": list(slow),
+                "methods": list(methods) if methods is not None else None, "first_attempts": first_attempts}
         temporary = os.path.join(self.folder, f".plan-{os.getpid()}")
         with open(temporary, "w") as handle:
             json.dump(plan, handle)
         os.replace(temporary, os.path.join(self.folder, "plan.json"))
+        self._checked = 0.0  # this process follows the new plan from its next call
 
     # -- every process draws from it -------------------------------------------------------
     def _refresh(self) -> None:
@@ -79,7 +91,8 @@ class FaultPlan:
         self._checked = now
         path = os.path.join(self.folder, "plan.json")
         try:
-            mtime = os.stat(path).st_mtime
+            stat = os.stat(path)
+            mtime = (stat.st_mtime_ns, stat.st_ino)  # a new plan is a new file (os.replace), even in one tick
             if mtime == self._mtime:
                 return
             with open(path) as handle:
@@ -90,6 +103,9 @@ class FaultPlan:
         self._rate = float(plan["rate"])
         self._weights = {k: float(v) for k, v in plan["weights"].items() if v}
         self._slow = tuple(plan["slow"])
+        self._methods = set(plan["methods"]) if plan.get("methods") is not None else None
+        self._first_attempts = plan.get("first_attempts")
+        self._faulted.clear()
 
     def disk_is_full(self) -> bool:
         """Whether the emulated disk is full now (see :class:`FullDisk`)."""
@@ -101,7 +117,16 @@ class FaultPlan:
             self._refresh()
             if not self._weights or self._random.random() >= self._rate:
                 return None
+            if self._methods is not None and method not in self._methods:
+                return None
+            if self._first_attempts is not None:
+                request = (method, str(kwargs.get("Key")), str(kwargs.get("Range")))
+                if self._faulted[request] >= self._first_attempts:
+                    return None
+                self._faulted[request] += 1
             kinds = [k for k in self._weights if k != "conflict_409" or "IfNoneMatch" in kwargs]
+            if not kinds:
+                return None
             fault = self._random.choices(kinds, [self._weights[k] for k in kinds])[0]
             self._counts[fault] += 1
             self._write_counts()

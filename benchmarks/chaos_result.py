@@ -50,6 +50,7 @@ class ChaosResult:
 
     seconds: float = 0.0
     kills: dict[str, int] = field(default_factory=dict)
+    kill_skips: dict[str, int] = field(default_factory=dict)  # victims chosen that were not up (none killed)
     faults: dict[str, int] = field(default_factory=dict)
     disk_full_periods: int = 0
     disk: str = ""
@@ -64,7 +65,10 @@ class ChaosResult:
     partial_batches: int = 0
     unacked_stored: int = 0
     queries: dict[str, int] = field(default_factory=dict)
+    query_errors: dict[str, int] = field(default_factory=dict)  # failed queries by cause (see error_category)
+    query_seconds: dict[str, float] = field(default_factory=dict)  # n, median_s, max_s of the queries' times
     maintenance: dict[str, int] = field(default_factory=dict)
+    maintenance_errors: dict[str, int] = field(default_factory=dict)  # failed compactions, retentions, vacuums by cause
     recovery: dict[str, dict[str, float]] = field(default_factory=dict)
     orphans_after_vacuum: int = 0
     violations: list[str] = field(default_factory=list)

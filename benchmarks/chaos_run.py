@@ -11,11 +11,13 @@ test_chaos_short.py``).  For ``seconds``:
   one commit;
 - a maintenance thread compacts (in a compaction actor), applies retention
   and vacuums both tables (grace ``vacuum_grace`` seconds);
-- a query thread runs SQL over the S3 table and checks every answer against
-  a snapshot: each batch whole and once, and every batch acknowledged before
-  the query began present;
+- a query thread runs SQL over the S3 table, every other query on the query
+  workers and the rest in the driver, and checks every answer against a
+  snapshot: each batch whole and once, and every batch acknowledged before
+  the query began present; failed queries are counted by cause;
 - a killer SIGKILLs ingest owners, the compaction actor, query workers and
-  writer processes, ``kills`` times in all, and times each recovery;
+  writer processes, ``kills`` times in all on a schedule (a victim that is
+  not back up yet is never chosen), and times each recovery;
 - S3 faults come in phases (faults at ``s3_fault_rate``, a storm at four
   times that, calm) and the local disk is filled to its last byte every
   ``disk_full_every`` seconds for ``disk_full_for``.
@@ -97,12 +99,21 @@ class _Run:
         self.lock = threading.Lock()
         self.result = ChaosResult()
         self.kills: collections.Counter[str] = collections.Counter()
+        self.kill_skips: collections.Counter[str] = collections.Counter()  # victims that were not up, by why
+        self.down: set[Any] = set()  # victims killed and not back yet: (lane, partition) of owners, ids of actors
+        self.killed_actors: list[Any] = []
         self.recoveries: dict[str, list[float]] = collections.defaultdict(list)
         self.queries: collections.Counter[str] = collections.Counter()
+        self.query_errors: collections.Counter[str] = collections.Counter()  # failed queries by cause
+        self.maintenance_errors: collections.Counter[str] = collections.Counter()  # failed rounds by cause
+        self.query_seconds: list[float] = []  # how long each query took, answered or failed
         self.maintenance: collections.Counter[str] = collections.Counter()
         self.last_query_ok = 0.0
         self.last_compaction_ok = 0.0
         self.procs: dict[int, subprocess.Popen] = {}
+        self.acked: dict[str, float] = {}  # what acks() has read so far
+        self.ack_offsets: dict[str, int] = {}
+        self.acks_lock = threading.Lock()
         options = {"endpoint_url": config.endpoint, "key": "testing", "secret": "testing",
                    "client_kwargs": {"region_name": "us-east-1"}}
         self.disk = FullDisk(os.path.join(self.folder, "disk"), config.disk_mb, self.plan)
@@ -131,17 +142,22 @@ class _Run:
                                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def acks(self) -> dict[str, float]:
-        """Every batch id acknowledged so far, with when."""
-        found: dict[str, float] = {}
+        """Every batch id acknowledged so far, with when (each ack log read on from where it was last read)."""
         folder = os.path.join(self.folder, "writers")
-        for name in os.listdir(folder):
-            if name.endswith(".acks"):
-                with open(os.path.join(folder, name)) as handle:
-                    for line in handle:
-                        parts = line.split()
-                        if len(parts) == 2:
-                            found[parts[1]] = float(parts[0])
-        return found
+        with self.acks_lock:
+            for name in os.listdir(folder):
+                if not name.endswith(".acks"):
+                    continue
+                with open(os.path.join(folder, name), "rb") as handle:
+                    handle.seek(self.ack_offsets.get(name, 0))
+                    data = handle.read()
+                whole = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
+                self.ack_offsets[name] = self.ack_offsets.get(name, 0) + len(whole)
+                for line in whole.decode().splitlines():
+                    parts = line.split()
+                    if len(parts) == 2:
+                        self.acked[parts[1]] = float(parts[0])
+            return dict(self.acked)
 
     def next_ack_after(self, since: float, lane: _Lane | None = None, timeout: float = 120.0) -> float | None:
         """Seconds from ``since`` until some writer (of ``lane``) was acknowledged again."""
@@ -156,28 +172,63 @@ class _Run:
 
     # -- the killer ----------------------------------------------------------------------
     def killer(self) -> None:
-        """Kill a victim every ``seconds / kills``; each recovery is timed in a thread of its own."""
+        """Kill ``kills`` victims on a schedule of one every ``seconds / kills``; each recovery is timed apart.
+
+        Kill ``n`` is due ``n * interval`` after the start.  A victim that is
+        not up (restarting after the last kill, or already dead) is skipped
+        and another is tried shortly after (a victim is "up" again once its
+        recovery was seen: the owner answers, the writer was acknowledged), and
+        a killer behind its schedule (slow status calls on a loaded machine)
+        catches up at up to four times the rate, so the kills asked for are
+        delivered in about the time asked for without emptying the run of victims.
+        """
         interval = self.config.seconds / max(self.config.kills, 1)
+        begun = last = time.monotonic()
         while not self.done.is_set() and sum(self.kills.values()) < self.config.kills:
-            started = time.monotonic()
+            # on schedule, but a killer behind it catches up no faster than four times the rate
+            due = max(begun + sum(self.kills.values()) * interval, last + interval / 4)
+            if self.done.wait(max(0.0, due - time.monotonic())):
+                return
             kinds = [k for k in self.config.kill_weights if self._has_victim(k)]
+            recover = None
             if kinds:
                 kind = self.rng.choices(kinds, [self.config.kill_weights[k] for k in kinds])[0]
                 try:
                     recover = getattr(self, f"_kill_{kind}")()
                 except Exception as exc:  # a victim that was restarting already: the next one
-                    self.say(f"kill of a {kind} skipped: {type(exc).__name__}: {exc}")
+                    self.kill_skips[f"{kind}: {type(exc).__name__}"] += 1
                     recover = None
                 if recover is not None:
+                    last = time.monotonic()
                     threading.Thread(target=self._time_recovery, args=(kind, recover), daemon=True).start()
-            self.done.wait(max(0.05, interval - (time.monotonic() - started)))
+            if recover is None:
+                self.done.wait(0.25)  # no victim was up: try another soon
 
     def _has_victim(self, kind: str) -> bool:
+        if kind == "owner":
+            return bool(self._owners_up())
+        if kind == "writer":
+            return bool(self._writers_up())
         if kind == "compactor":
-            return any(lane.compactor is not None for lane in self.lanes)
+            return bool(self._compactors_up())
         if kind == "query_worker":
-            return self.last_query_ok > 0
+            return self.last_query_ok > 0 and bool(self._query_workers_up())
         return True
+
+    def _owners_up(self) -> list[tuple[_Lane, int]]:
+        """The owners not killed since they last came back (a restarting one is no victim)."""
+        return [(lane, p) for lane in self.lanes for p in range(self.config.partitions)
+                if (lane.name, p) not in self.down]
+
+    def _writers_up(self) -> list[int]:
+        """The writers acknowledged since their last kill (one still coming back is no victim)."""
+        return [w for w in range(self.config.writers) if ("writer", w) not in self.down]
+
+    def _compactors_up(self) -> list[_Lane]:
+        return [lane for lane in self.lanes if lane.compactor is not None and id(lane.compactor) not in self.down]
+
+    def _query_workers_up(self) -> list[Any]:
+        return [w for w in self.queries_engine.pool.workers.values() if id(w) not in self.down]
 
     def _time_recovery(self, kind: str, recover: Callable[[], float | None]) -> None:
         seconds = recover()
@@ -196,35 +247,43 @@ class _Run:
         self.kills[kind] += 1
 
     def _kill_owner(self) -> Callable[[], float | None] | None:
-        lane = self.rng.choice(self.lanes)
-        handle = lane.owner(self.rng.randrange(self.config.partitions))
+        lane, partition = self.rng.choice(self._owners_up())
+        handle = lane.owner(partition)
         if handle is None:
             return None
         pid = ray.get(handle.status.remote(), timeout=30)["pid"]
         self._sigkill("owner", pid, ray_worker=True)
         killed = time.monotonic()
+        self.down.add((lane.name, partition))
 
         def recovered() -> float | None:  # Ray restarts it; the new one claims the partition
-            while not self.done.is_set():
-                try:
-                    if ray.get(handle.status.remote(), timeout=30)["pid"] != pid:
-                        return time.monotonic() - killed
-                except Exception:
-                    self.done.wait(0.1)
-            return None
+            try:
+                while not self.done.is_set():
+                    try:
+                        if ray.get(handle.status.remote(), timeout=30)["pid"] != pid:
+                            return time.monotonic() - killed
+                    except Exception:
+                        self.done.wait(0.1)
+                return None
+            finally:
+                self.down.discard((lane.name, partition))
         return recovered
 
     def _kill_query_worker(self) -> Callable[[], float | None] | None:
-        handle = self.rng.choice(list(self.queries_engine.pool.workers.values()))
+        handle = self.rng.choice(self._query_workers_up())
         pid = ray.get(handle.ping.remote(), timeout=30)["pid"]
         self._sigkill("query_worker", pid, ray_worker=True)
+        self.down.add(id(handle))  # for good: the pool starts a new actor in its place
+        self.killed_actors.append(handle)  # kept, so its id is never another actor's
         killed = time.time()
         return lambda: self._wait_for(lambda: self.last_query_ok, killed)  # the pool replaces a dead worker
 
     def _kill_compactor(self) -> Callable[[], float | None] | None:
-        lane = self.rng.choice([lane for lane in self.lanes if lane.compactor is not None])
+        lane = self.rng.choice(self._compactors_up())
         pid = ray.get(lane.compactor.__ray_call__.remote(lambda actor: os.getpid()), timeout=30)
         self._sigkill("compactor", pid, ray_worker=True)
+        self.down.add(id(lane.compactor))  # for good: maintenance starts a new actor in its place
+        self.killed_actors.append(lane.compactor)
         killed = time.time()
         return lambda: self._wait_for(lambda: self.last_compaction_ok, killed)
 
@@ -236,23 +295,27 @@ class _Run:
         return None
 
     def _kill_writer(self) -> Callable[[], float | None] | None:
-        writer = self.rng.randrange(self.config.writers)
+        writer = self.rng.choice(self._writers_up())
         proc = self.procs[writer]
         if proc.poll() is not None:
             return None
         self._sigkill("writer", proc.pid, ray_worker=False)
         proc.wait()
         killed = time.time()
+        self.down.add(("writer", writer))
         self.start_writer(writer)  # a client that crashed comes back and resends its batch in flight
         prefix = f"w{writer}-"
 
         def recovered() -> float | None:
-            while not self.done.is_set():
-                later = [t for b, t in self.acks().items() if t > killed and b.startswith(prefix)]
-                if later:
-                    return min(later) - killed
-                self.done.wait(0.3)
-            return None
+            try:
+                while not self.done.is_set():
+                    later = [t for b, t in self.acks().items() if t > killed and b.startswith(prefix)]
+                    if later:
+                        return min(later) - killed
+                    self.done.wait(0.3)
+                return None
+            finally:
+                self.down.discard(("writer", writer))
         return recovered
 
     # -- maintenance and queries ---------------------------------------------------------------
@@ -271,27 +334,38 @@ class _Run:
         except ray.exceptions.RayActorError:  # killed: a service would start another
             lane.compactor = None
             self.maintenance["compactor_restarts"] += 1
-        except Exception:  # an injected fault; the next round tries again
+        except Exception as exc:  # an injected fault; the next round tries again
             self.maintenance["compaction_errors"] += 1
+            self.maintenance_errors[error_category(f"compaction: {type(exc).__name__}: {exc}")] += 1
         for name, step in (("retention", lambda: apply_retention(lane.store, lane.catalog.table("default", TABLE))),
                            ("vacuums", lambda: vacuum(lane.store, "default", TABLE, older_than=grace,
                                                       orphans_older_than=orphans))):
             try:
                 step()
                 self.maintenance[name] += 1
-            except Exception:
+            except Exception as exc:
                 self.maintenance[f"{name}_errors"] += 1
+                self.maintenance_errors[error_category(f"{name}: {type(exc).__name__}: {exc}")] += 1
 
     def querier(self) -> None:
         rows = self.config.rows
         sql = f"SELECT batch, count(*) AS n, count(DISTINCT id) AS d FROM {TABLE} GROUP BY batch"
+        local_bytes = self.queries_engine.local_bytes
+        number = 0
         while not self.done.wait(self.config.query_every):
+            # every other query runs its stages on the query workers (whose kills it must survive), the
+            # rest in the driver as small scans do by default (so answers are checked often on a slow machine)
+            number += 1
+            self.queries_engine.local_bytes = 0 if number % 2 else local_bytes
             acked_before = {b for b in self.acks() if not b.startswith(f"w{self.config.writers - 1}-")}
+            begun = time.monotonic()
             try:
                 answer = self.queries_engine.sql(sql)
             except Exception as exc:
+                self.query_seconds.append(time.monotonic() - begun)
                 self.query_failed(f"{type(exc).__name__}: {exc}")
                 continue
+            self.query_seconds.append(time.monotonic() - begun)
             self.queries["answered"] += 1
             self.last_query_ok = time.time()
             seen = dict(zip(answer.column("batch").to_pylist(), zip(answer.column("n").to_pylist(),
@@ -308,7 +382,9 @@ class _Run:
         """Count a failed query (and why); a violation if a file it was told is missing really is gone."""
         self.queries["failed"] += 1
         self.queries["failed: " + text.split(":", 1)[0]] += 1
-        missing = re.search(r"FileNotFoundError: (\S+\.parquet)", text)
+        with self.lock:
+            self.query_errors[error_category(text)] += 1
+        missing = re.search(r"(?:FileNotFoundError|SegmentMissing).*?([\w./-]+\.parquet)", text)
         if missing is None:
             return
         if self.s3.clean.fs.exists(missing.group(1)):
@@ -388,6 +464,7 @@ class _Run:
             self.done.wait(0.5)
         while time.monotonic() < end:  # the query workers started, so the first checked query is not their start
             try:
+                self.queries_engine.pool  # started here, not by the first checked query
                 self.queries_engine.sql(f"SELECT count(*) AS n FROM {TABLE}")
                 break
             except Exception as exc:
@@ -416,12 +493,19 @@ class _Run:
     def verify(self) -> None:
         result = self.result
         result.kills = dict(self.kills)
+        result.kill_skips = dict(self.kill_skips)
         result.faults = dict(injected(self.faults))
         result.disk = self.disk.kind
         result.queries = dict(self.queries)
+        result.query_errors = dict(self.query_errors.most_common())
+        if self.query_seconds:
+            result.query_seconds = {"n": len(self.query_seconds),
+                                    "median_s": round(statistics.median(self.query_seconds), 3),
+                                    "max_s": round(max(self.query_seconds), 3)}
         for lane in self.lanes:  # no grace: nothing is writing now
             self.maintain(lane, grace=0.0, orphans=0.0)
         result.maintenance = dict(self.maintenance)
+        result.maintenance_errors = dict(self.maintenance_errors.most_common())
         result.recovery = {kind: {"n": len(v), "median_s": round(statistics.median(v), 3),
                                   "max_s": round(max(v), 3)} for kind, v in self.recoveries.items() if v}
         acked = self.acks()
@@ -472,6 +556,15 @@ class _Run:
                 proc.kill()
                 proc.wait()
         self.disk.close()
+
+
+def error_category(text: str) -> str:
+    """A failed query's error with what varies between occurrences (paths, ids, numbers) taken out."""
+    text = re.sub(r"\S+\.parquet", "<segment>", text)
+    text = re.sub(r"worker-\d+/[0-9a-f]+", "<worker>", text)
+    text = re.sub(r"[0-9a-f]{16,}", "<id>", text)
+    text = re.sub(r"\d+(\.\d+)?", "N", text)
+    return text[:160]
 
 
 def run_chaos(config: ChaosConfig, progress: Callable[[str], None] | None = None) -> ChaosResult:

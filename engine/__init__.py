@@ -39,6 +39,7 @@ from storage.errors import (
     SegmentMissing,
     SharedRowsMissing,
     SqlError,
+    StoreUnavailable,
     TableExists,
     TableNotFound,
     TooManyQueries,
@@ -58,7 +59,7 @@ __all__ = [
     "AccessDenied", "BodyTooLarge", "LimitExceeded", "QueryTooLarge", "TooManyQueries", "Unauthorized",
     "ColumnNotFound", "CommitConflict", "DedupExpired", "Fenced", "FlushFailed", "IngestError", "IngestTimeout", "InvalidArgument",
     "InvalidMonitor", "InvalidName", "MonitorError", "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout", "RejectedRows", "SchemaConflict", "SegmentMissing",
-    "SharedRowsMissing", "SqlError", "TableExists", "TableNotFound", "UnsafeStore", "UnsupportedSql", "WriteRace",
+    "SharedRowsMissing", "SqlError", "StoreUnavailable", "TableExists", "TableNotFound", "UnsafeStore", "UnsupportedSql", "WriteRace",
 ]
 
 

@@ -51,8 +51,14 @@ class Fenced(PetrelError):
     """A newer writer owns the partition; this writer's commit is refused."""
 
 
+class StoreUnavailable(PetrelError, OSError):
+    """The object store kept failing (500s, throttling, timeouts) through every retry; try again later."""
+
+
 class SegmentMissing(PetrelError):
-    """A segment a commit refers to is gone from the object store (vacuum took a stale upload): write it again."""
+    """A segment is gone from the object store: an upload vacuum took before its commit (write it again), or one
+    a query's snapshot refers to (the query reads the latest snapshot again; still missing there, the table is
+    damaged)."""
 
 
 class IngestError(PetrelError):

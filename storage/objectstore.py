@@ -6,6 +6,15 @@ that root.  It offers the few operations the rest of Petrel needs, and one
 atomic primitive, :meth:`ObjectStore.put_if_absent`, on which every commit
 rests: the object appears whole or not at all, and a second writer of the
 same path gets :class:`~storage.errors.CommitConflict`.
+
+Every read, listing, plain write and delete is retried with backoff when
+the store fails transiently (:mod:`storage.transient`), so an absence it
+reports is an answer of the store, never a 500 or a timeout in disguise;
+after the last attempt it raises :class:`~storage.errors.StoreUnavailable`.
+A conditional put is retried too: when the failed attempt did land (a lost
+reply), the retry is refused as CommitConflict, and the commit log, which
+puts a unique record id in every commit, finds its own record and takes
+the commit as done instead of writing it again.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import fsspec
 import pyarrow.fs as pafs
 
 from storage.errors import CommitConflict, PetrelError, UnsafeStore, WriteRace
+from storage.transient import retrying
 
 _MEMORY_LOCK = threading.Lock()
 _CHECKED_STORES: set[tuple[str, str]] = set()  # (location, endpoint) whose conditional writes were verified
@@ -123,11 +133,13 @@ class ObjectStore:
     def get(self, path: str) -> bytes:
         """The whole object at ``path``; FileNotFoundError when it is absent."""
         self.calls["get"] += 1
-        return self.fs.cat_file(self.full(path))
+        full = self.full(path)
+        return retrying(lambda: self.fs.cat_file(full), f"reading {path}")
 
     def exists(self, path: str) -> bool:
         self.calls["head"] += 1
-        return self.fs.exists(self.full(path))
+        full = self.full(path)
+        return retrying(lambda: self.fs.exists(full), f"looking for {path}")
 
     def list(self, prefix: str, recursive: bool = False, include_temporary: bool = False) -> list[ObjectInfo]:
         """Objects directly under (or, with ``recursive``, anywhere below) ``prefix``.
@@ -137,14 +149,17 @@ class ObjectStore:
         """
         self.calls["list"] += 1
         full = self.full(prefix)
-        try:
-            if recursive:
-                entries = self.fs.find(full, detail=True, withdirs=False).values()
-            else:
+
+        def listing() -> list[dict[str, Any]]:
+            try:
+                if recursive:
+                    return list(self.fs.find(full, detail=True, withdirs=False).values())
                 self.fs.invalidate_cache(full)
-                entries = [e for e in self.fs.ls(full, detail=True) if e.get("type") != "directory"]
-        except FileNotFoundError:
-            return []
+                return [e for e in self.fs.ls(full, detail=True) if e.get("type") != "directory"]
+            except FileNotFoundError:
+                return []
+
+        entries = retrying(listing, f"listing {prefix}")
         infos = []
         for entry in entries:
             name = entry["name"]
@@ -157,11 +172,15 @@ class ObjectStore:
         """Names of the immediate sub-folders of ``prefix``."""
         self.calls["list"] += 1
         full = self.full(prefix)
-        try:
-            self.fs.invalidate_cache(full)
-            entries = self.fs.ls(full, detail=True)
-        except FileNotFoundError:
-            return []
+
+        def listing() -> list[dict[str, Any]]:
+            try:
+                self.fs.invalidate_cache(full)
+                return self.fs.ls(full, detail=True)
+            except FileNotFoundError:
+                return []
+
+        entries = retrying(listing, f"listing the folders of {prefix}")
         return sorted(os.path.basename(e["name"].rstrip("/")) for e in entries if e.get("type") == "directory")
 
     # -- writes ------------------------------------------------------------------
@@ -178,7 +197,9 @@ class ObjectStore:
                 self.fs.pipe_file(full, data)
         else:
             self._check_conditional_writes_once()
-            self._conditional_put(path, data)
+            # a retry after a put that landed but failed (a lost reply) is refused as CommitConflict:
+            # the commit log then finds its own record id in the log and takes it as the success it was
+            retrying(lambda: self._conditional_put(path, data), f"committing {path}")
 
     def _conditional_put(self, path: str, data: bytes) -> None:
         """A PUT with ``If-None-Match: *``, its refusals as CommitConflict (or WriteRace, retryable)."""
@@ -242,7 +263,7 @@ class ObjectStore:
         if self.protocol == "file":
             self._local_put(self.full(target), self.get(source), exclusive=False)
         else:
-            self.fs.copy(self.full(source), self.full(target))
+            retrying(lambda: self.fs.copy(self.full(source), self.full(target)), f"copying {source}")
 
     def put(self, path: str, data: bytes) -> None:
         """Write ``path`` whole (readers never see a partial object); for unique names."""
@@ -251,19 +272,23 @@ class ObjectStore:
         if self.protocol == "file":
             self._local_put(full, data, exclusive=False)
         else:
-            self.fs.pipe_file(full, data)
+            retrying(lambda: self.fs.pipe_file(full, data), f"writing {path}")
 
     def delete(self, path: str) -> None:
         """Remove one object (or a whole folder); absent ones are ignored."""
         self.calls["delete"] += 1
         full = self.full(path)
-        try:
-            if self.fs.isdir(full):
-                self.fs.rm(full, recursive=True)
-            else:
-                self.fs.rm_file(full)
-        except FileNotFoundError:
-            pass
+
+        def remove() -> None:
+            try:
+                if self.fs.isdir(full):
+                    self.fs.rm(full, recursive=True)
+                else:
+                    self.fs.rm_file(full)
+            except FileNotFoundError:
+                pass
+
+        retrying(remove, f"deleting {path}")
 
     def _local_put(self, full: str, data: bytes, exclusive: bool) -> None:
         directory = os.path.dirname(full)
@@ -297,7 +322,7 @@ class ObjectStore:
         """A pyarrow filesystem over this root, for Parquet reads with pushdown."""
         if self.protocol == "file":
             return pafs.LocalFileSystem()
-        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        return pafs.PyFileSystem(RetryingHandler(self.fs))
 
     def arrow_path(self, path: str) -> str:
         """The path of ``path`` as :meth:`arrow_filesystem` expects it."""
@@ -348,3 +373,54 @@ def fsync_directory(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class RetryingHandler(pafs.FSSpecHandler):
+    """pyarrow's fsspec handler, with its reads retried on transient failures and no false "not found".
+
+    pyarrow's own handler asks ``fs.isfile()`` before opening a file, and
+    fsspec answers False for any error, so an S3 500 or a timeout on that
+    HEAD surfaces as ``FileNotFoundError`` for a file that is there.  This one
+    opens the file directly (a real 404 is still ``FileNotFoundError``), and
+    retries opening, looking up and reading (:func:`storage.transient.retrying`).
+    """
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        infos = []
+        for path in paths:
+            try:
+                info = retrying(lambda: self.fs.info(path), f"looking up {path}")
+            except FileNotFoundError:
+                infos.append(pafs.FileInfo(path, pafs.FileType.NotFound))
+            else:
+                infos.append(self._create_file_info(path, info))
+        return infos
+
+    def open_input_stream(self, path: str) -> Any:
+        return self.open_input_file(path)
+
+    def open_input_file(self, path: str) -> Any:
+        import pyarrow as pa
+
+        handle = retrying(lambda: self.fs.open(path, mode="rb"), f"opening {path}")
+        return pa.PythonFile(_RetryingReads(handle, path), mode="r")
+
+
+class _RetryingReads:
+    """A readable file whose reads are retried from where they started after a transient failure."""
+
+    def __init__(self, handle: Any, path: str) -> None:
+        self._handle = handle
+        self._path = path
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._handle.tell()
+
+        def attempt() -> bytes:
+            self._handle.seek(start)
+            return self._handle.read(size)
+
+        return retrying(attempt, f"reading {self._path}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)

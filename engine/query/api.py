@@ -35,7 +35,7 @@ from planner.logical import Memory, TableSource
 from planner.planning import QueryPlan, plan_query
 from planner.qualify import TableFunction
 from storage.catalog import Catalog, TableMeta, validate_name
-from storage.errors import QueryFailed, QueryTimeout, TableNotFound
+from storage.errors import QueryFailed, QueryTimeout, SegmentMissing, TableNotFound
 from storage.objectstore import ObjectStore
 from storage.snapshot import LiveSnapshot, Snapshot
 
@@ -189,7 +189,15 @@ class QueryEngine:
         if planned.statement.explain:
             text = self._explain(planned, planned.statement.analyze, timeout, started, memory_limit)
             return pa.table({"explain": pa.array(text.split("\n"), pa.string())})
-        table, _ = self._run(planned, timeout, started, memory_limit)
+        try:
+            table, _ = self._run(planned, timeout, started, memory_limit)
+        except SegmentMissing:
+            # The snapshot was read before a vacuum took one of its removed segments (a reader whose cached
+            # snapshot fell behind).  Nothing was returned yet, so the query runs once more on the latest
+            # snapshot: its answer is then that of a snapshot taken while it ran.  Still missing there, the
+            # segment is lost (the table is damaged) and SegmentMissing stands.
+            self.forget()
+            table, _ = self._run(self.plan(query, dialect), timeout, started, memory_limit)
         return table
 
     def explain(self, query: str, analyze: bool = False, dialect: str | None = None, timeout: float | None = None,

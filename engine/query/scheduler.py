@@ -13,8 +13,10 @@ store) costs more than reading a few megabytes.  Big scans keep the
 workers, whose footer caches stay warm by rendezvous placement.
 
 Failures: a fragment whose worker died is retried on another worker (the
-dead one is replaced in the pool); a query past its deadline has its
-fragments cancelled on every worker and raises :class:`QueryTimeout`.
+dead one is replaced in the pool); one whose workers died ``MAX_ATTEMPTS``
+times (workers killed faster than they restart) runs in the driver, which
+reads the same segments; a query past its deadline has its fragments
+cancelled on every worker and raises :class:`QueryTimeout`.
 """
 
 from __future__ import annotations
@@ -243,9 +245,21 @@ class _Stages:
                                        self.memory_limit))
                  for worker, fragment in placed]
         results = _run_fragments(tasks, stats, self.pool, query_id, self.deadline, self.timeout, limit, partition,
-                                 self.memory)
+                                 self.memory, fallback=self._fallback)
         stats.seconds = time.monotonic() - begun
         return results
+
+    def _fallback(self, task: FragmentTask) -> tuple[Any, list]:
+        """``task`` run here after its workers kept dying: (what a worker returns, bucket refs of a shuffle)."""
+        fragment = task.fragment
+        inputs = {key: concat(ray.get(list(refs))) for key, refs in task.inputs.items()}
+        try:
+            table, measured = run_fragment(fragment, self.reader, inputs, self.deadline, worker="driver")
+        except QueryTimeout:
+            raise QueryTimeout(_timeout_message(self.timeout)) from None
+        if fragment.partition is not None:
+            return measured, [ray.put(part) for part in hash_partition(table, *fragment.partition)]
+        return (table, measured), []
 
     def _here(self, fragment: Fragment, inputs: dict[str, pa.Table], stats: StageStats) -> pa.Table:
         """``fragment`` run in this process (with the query's deadline), its measurements added to ``stats``."""
@@ -289,8 +303,13 @@ def _run_fragments(
     limit: int | None,
     partition: tuple | None,
     memory: MemoryBudget | None = None,
+    fallback: Callable[[FragmentTask], tuple[Any, list]] | None = None,
 ) -> list:
-    """Send ``tasks`` to their workers; retry on dead workers; their results in fragment order."""
+    """Send ``tasks`` to their workers; retry on dead workers; their results in fragment order.
+
+    ``fallback`` runs a fragment whose workers died ``MAX_ATTEMPTS`` times
+    (here, in the caller's process); without it the query fails.
+    """
     stage = stats.stage
     pending: dict[Any, tuple[str, Any, FragmentTask, int, list]] = {}
     returns = partition[1] + 1 if partition is not None else 1
@@ -321,17 +340,23 @@ def _run_fragments(
                 outcome = ray.get(ref)
             except RayActorError:
                 stats.retries += 1
-                if attempt >= MAX_ATTEMPTS:
+                if attempt >= MAX_ATTEMPTS and fallback is not None:
+                    log.warning("fragment %s of stage %s lost %d workers; running it in the driver",
+                                fragment.index, stage, attempt)
+                    pool.replace(worker, handle)
+                    outcome, buckets = fallback(task)
+                elif attempt >= MAX_ATTEMPTS:
                     raise QueryFailed(
                         f"fragment {fragment.index} of stage {stage} failed {attempt} times because its "
                         "worker died; check the Ray cluster's health and retry"
                     ) from None
-                log.warning("worker %s died running fragment %s; retrying elsewhere", worker, fragment.index)
-                pool.replace(worker, handle)
-                ranked = preference(fragment.segments[0].id, pool.names) if fragment.segments else pool.names
-                others = [w for w in ranked if w != worker] or [worker]
-                submit(others[0], task, attempt + 1)
-                continue
+                else:
+                    log.warning("worker %s died running fragment %s; retrying elsewhere", worker, fragment.index)
+                    pool.replace(worker, handle)
+                    ranked = preference(fragment.segments[0].id, pool.names) if fragment.segments else pool.names
+                    others = [w for w in ranked if w != worker] or [worker]
+                    submit(others[0], task, attempt + 1)
+                    continue
             except TaskCancelledError:
                 continue
             except RayTaskError as error:

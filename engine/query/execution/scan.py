@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from engine.query.execution.memory import read_in_batches, streams
+from storage.errors import SegmentMissing
 from storage.objectstore import ObjectStore
 from storage.segment import SegmentEntry
 
@@ -116,7 +117,22 @@ class SegmentReader:
         ``charge`` is told the bytes of every batch read, before the next is
         read, and may raise to stop the read (a query's memory bound);
         ``options`` are scanner options that go with it (less read-ahead).
+        SegmentMissing if a segment's file is not there (a real absence: transient
+        store failures are retried underneath, see ``storage.transient``).
         """
+        try:
+            return self._read(table_path, schema, segments, columns, filter, limit, stats, check, stored, charge,
+                              options)
+        except FileNotFoundError as exc:
+            raise SegmentMissing(
+                f"a segment of {table_path} that the query's snapshot lists is not in the object store "
+                f"({exc}); vacuum may have deleted it after the snapshot was read"
+            ) from None
+
+    def _read(self, table_path: str, schema: pa.Schema, segments: tuple[SegmentEntry, ...] | list[SegmentEntry],
+              columns: list[str] | dict[str, object], filter: object | None, limit: int | None,
+              stats: ScanStats | None, check: Callable[[], None] | None, stored: list[str] | None,
+              charge: Callable[[int], None] | None, options: dict[str, int] | None) -> pa.Table:
         stats = stats if stats is not None else ScanStats()
         footers = [self.footer(table_path, s, stats) for s in segments]
         fragments = [f.fragment for f in footers]
