@@ -14,12 +14,15 @@ widened by the reader.
 from __future__ import annotations
 
 import collections
+import json
 import threading
 from typing import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from engine.query.execution.memory import read_in_batches, streams
 from storage.objectstore import ObjectStore
@@ -49,6 +52,27 @@ class Footer:
                                      for g in range(metadata.num_row_groups) for leaf in range(start, start + width))
             start += width
         return cls(fragment, metadata.num_rows, metadata.num_row_groups, sizes)
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of a segment: its index, first row, rows, and time range in microseconds (None: unknown)."""
+
+    index: int
+    first: int
+    rows: int
+    min_time: int | None
+    max_time: int | None
+
+
+_TO_MICROS = {"milliseconds": (1000, 1), "microseconds": (1, 1), "nanoseconds": (1, 1000)}
+
+
+def _scaled(raw: int, scale: tuple[int, int], floor: bool) -> int:
+    """A raw Parquet timestamp as microseconds (rounded outward, so the range still holds every row)."""
+    multiply, divide = scale
+    value = raw * multiply
+    return value // divide if floor else -(-value // divide)
 
 
 @dataclass
@@ -152,6 +176,96 @@ class SegmentReader:
                     charge(batch.nbytes)
                 batches.append(batch)
             table = pa.Table.from_batches(batches, schema=scanner.projected_schema)
+        stats.rows_out += table.num_rows
+        return table
+
+    def row_groups(self, table_path: str, segment: SegmentEntry, time_column: str) -> list[RowGroup]:
+        """``segment``'s row groups in file order, each with its first row and its time range (from statistics)."""
+        metadata = self.footer(table_path, segment).fragment.metadata
+        leaf = next((j for j in range(metadata.num_columns) if metadata.schema.column(j).path == time_column), None)
+        scale = None
+        if leaf is not None:
+            logical = json.loads(metadata.schema.column(leaf).logical_type.to_json())
+            scale = _TO_MICROS.get(logical.get("timeUnit")) if logical.get("Type") == "Timestamp" else None
+        groups, first = [], 0
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            low = high = None
+            statistics = group.column(leaf).statistics if scale is not None else None
+            if statistics is not None and statistics.has_min_max:
+                low, high = _scaled(statistics.min_raw, scale, floor=True), _scaled(statistics.max_raw, scale, floor=False)
+            groups.append(RowGroup(index, first, group.num_rows, low, high))
+            first += group.num_rows
+        return groups
+
+    def read_group(self, table_path: str, schema: pa.Schema, segment: SegmentEntry, columns: list[str], group: int,
+                   stats: ScanStats | None = None) -> pa.Table:
+        """One row group of ``segment``, as the stored ``columns`` (under ``schema``, as :meth:`read` reads them)."""
+        stats = stats if stats is not None else ScanStats()
+        fragment = self.footer(table_path, segment, stats).fragment
+        piece = fragment.subset(row_group_ids=[group])
+        table = ds.FileSystemDataset([piece], schema, _FORMAT, self.filesystem).to_table(columns=columns)
+        _count_read(fragment, [group], stats, columns)
+        return table
+
+    def read_positions(self, table_path: str, schema: pa.Schema, segment: SegmentEntry, columns: list[str],
+                       positions: pa.Array, stats: ScanStats | None = None) -> pa.Table:
+        """The rows at ``positions`` (row numbers within ``segment``) of the stored ``columns``, in that order.
+
+        Each row group is decoded only up to the last row wanted: Parquet's
+        record batch reader decodes page by page, so the first rows of a
+        wide row group cost a page per column, not the whole group.  (A
+        dataset scan with a filter decodes every row group it cannot rule
+        out whole.)  Columns the segment lacks come back NULL, narrower
+        types widened, as :meth:`read` does.
+        """
+        stats = stats if stats is not None else ScanStats()
+        if isinstance(positions, pa.ChunkedArray):
+            positions = positions.combine_chunks()
+        footer = self.footer(table_path, segment, stats)
+        metadata = footer.fragment.metadata
+        physical = set(footer.fragment.physical_schema.names)
+        present = [c for c in columns if c in physical]
+        order = pc.sort_indices(positions)
+        wanted = positions.take(order).to_numpy(zero_copy_only=False)
+        parts: list[pa.Table] = []
+        remote = self.filesystem.type_name != "local"  # on object storage, fetch each group's chunks in one go
+        with self.filesystem.open_input_file(self.store.arrow_path(f"{table_path}/{segment.path}")) as source:
+            parquet = pq.ParquetFile(source, metadata=metadata, pre_buffer=remote)
+            start = taken = 0
+            for group in range(metadata.num_row_groups):
+                rows = metadata.row_group(group).num_rows
+                end = taken
+                while end < len(wanted) and wanted[end] < start + rows:
+                    end += 1
+                if end > taken:
+                    local = wanted[taken:end] - start
+                    needed = int(local[-1]) + 1
+                    batches, read = [], 0
+                    for batch in parquet.iter_batches(batch_size=needed, row_groups=[group], columns=present):
+                        batches.append(batch)
+                        read += batch.num_rows
+                        if read >= needed:
+                            break
+                    parts.append(pa.Table.from_batches(batches).take(pa.array(local)))
+                    stats.rows_read += needed
+                    stats.bytes_read += sum(footer.column_bytes.get(c, 0) for c in present) * needed // max(
+                        footer.rows, 1)
+                taken = end
+                start += rows
+        if not parts:
+            return pa.Table.from_batches([], schema=pa.schema([schema.field(c) for c in columns]))
+        found = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        found = found.take(pc.sort_indices(order))  # back to the order asked
+        arrays = []
+        for name in columns:
+            type_ = schema.field(name).type
+            if name not in present:
+                arrays.append(pa.nulls(found.num_rows, type_))
+            else:
+                column = found.column(name)
+                arrays.append(column if column.type == type_ else column.cast(type_))
+        table = pa.Table.from_arrays(arrays, schema=pa.schema([schema.field(c) for c in columns]))
         stats.rows_out += table.num_rows
         return table
 
