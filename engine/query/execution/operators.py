@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from engine.query.execution import aggregate
+from engine.query.execution.dictionary_keys import decoded, dictionary_read, filtered, read_columns
 from engine.query.execution.join import join, set_operation
 from engine.query.execution.memory import MemoryBudget, readahead, table_bytes
 from engine.query.execution.scan import ScanStats, SegmentReader
@@ -162,13 +163,25 @@ def _filter(plan: Filter, run: Execution) -> pa.Table:
 def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
     if plan.mode == "partial" and _counts_only(plan):
         return _count_from_manifest(plan, run)
-    table = _input(plan, run)
+    encoded = dictionary_read(plan) if plan.mode != "final" and run.memory is None else None
+    if encoded is not None:  # strings read as dictionaries: filtered per distinct value, grouped by index
+        columns, condition = read_columns(plan, encoded)
+        scan = plan.input.input
+        table = run.reader.read(scan.source.meta.path, scan.source.schema, run.segments if run.segments is not None
+                                else (scan.segments or ()), columns, condition, None, run.scan, run.check,
+                                _stored(scan), dictionary=encoded.columns)
+        table = filtered(table, plan, encoded)
+        run.check()
+    else:
+        table = _input(plan, run)
     if plan.mode == "partial":
-        return aggregate.partial(table, plan.keys, plan.aggregates)
+        return decoded(aggregate.partial(table, plan.keys, plan.aggregates)) if encoded is not None \
+            else aggregate.partial(table, plan.keys, plan.aggregates)
     if plan.mode == "final":  # states of one fragment hold each group once: nothing to merge
         whole = isinstance(plan.input, Gather) and id(plan.input) in run.whole
         return aggregate.final(table, plan.keys, plan.aggregates, plan.schema, whole)
     states = aggregate.partial(table, plan.keys, plan.aggregates)
+    states = decoded(states) if encoded is not None else states
     return aggregate.final(states, plan.keys, plan.aggregates, plan.schema, whole=True)
 
 

@@ -14,6 +14,7 @@ widened by the reader.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import threading
 from typing import Callable
@@ -40,18 +41,23 @@ class Footer:
     rows: int
     row_groups: int
     column_bytes: dict[str, int]
+    dictionary_encoded: frozenset[str] = frozenset()  # string columns stored as dictionaries in every row group
 
     @classmethod
     def of(cls, fragment: ds.ParquetFileFragment) -> Footer:
         metadata = fragment.metadata
         sizes: dict[str, int] = {}
+        encoded = set()
         start = 0
+        groups = [metadata.row_group(g) for g in range(metadata.num_row_groups)]
         for field_ in fragment.physical_schema:
             width = _leaves(field_.type)
-            sizes[field_.name] = sum(metadata.row_group(g).column(leaf).total_compressed_size
-                                     for g in range(metadata.num_row_groups) for leaf in range(start, start + width))
+            sizes[field_.name] = sum(group.column(leaf).total_compressed_size
+                                     for group in groups for leaf in range(start, start + width))
+            if pa.types.is_string(field_.type) and all(group.column(start).has_dictionary_page for group in groups):
+                encoded.add(field_.name)
             start += width
-        return cls(fragment, metadata.num_rows, metadata.num_row_groups, sizes)
+        return cls(fragment, metadata.num_rows, metadata.num_row_groups, sizes, frozenset(encoded))
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class SegmentReader:
         self.store = store
         self.filesystem = store.arrow_filesystem()
         self._fragments: collections.OrderedDict[str, Footer] = collections.OrderedDict()
+        self._dictionary_fragments: collections.OrderedDict[tuple, ds.ParquetFileFragment] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -116,6 +123,23 @@ class SegmentReader:
                 self._fragments.popitem(last=False)
         return footer
 
+    def _dictionary_fragment(self, table_path: str, segment: SegmentEntry, columns: tuple[str, ...]
+                             ) -> ds.ParquetFileFragment:
+        """``segment`` as a fragment that reads ``columns`` as Arrow dictionaries (kept like footers)."""
+        key = (f"{table_path}/{segment.path}", columns)
+        with self._lock:
+            cached = self._dictionary_fragments.get(key)
+            if cached is not None:
+                self._dictionary_fragments.move_to_end(key)
+                return cached
+        fragment = _dictionary_format(columns).make_fragment(self.store.arrow_path(key[0]), self.filesystem)
+        fragment.ensure_complete_metadata()
+        with self._lock:
+            self._dictionary_fragments[key] = fragment
+            while len(self._dictionary_fragments) > self._cache_size:
+                self._dictionary_fragments.popitem(last=False)
+        return fragment
+
     def read(
         self,
         table_path: str,
@@ -129,8 +153,14 @@ class SegmentReader:
         stored: list[str] | None = None,
         charge: Callable[[int], None] | None = None,
         options: dict[str, int] | None = None,
+        dictionary: tuple[str, ...] = (),
     ) -> pa.Table:
         """Rows of ``segments`` passing ``filter``, as ``columns`` (names or named expressions).
+
+        ``dictionary`` names string columns the caller takes as Arrow
+        dictionaries: those stored dictionary-encoded in every segment come
+        back so, without decoding a string per row (a group-by over them
+        then hashes small integers).  A bounded or limited read ignores it.
 
         With ``limit`` the read stops once that many rows were produced;
         ``check`` runs between record batches and may raise to abandon the read.
@@ -160,6 +190,13 @@ class SegmentReader:
                     else sum(footer.column_bytes.values())
             else:
                 _count_read(footer.fragment, _row_groups(footer.fragment, filter, schema), stats, stored)
+        dictionary = tuple(c for c in dictionary if footers and all(c in f.dictionary_encoded for f in footers))
+        if dictionary and charge is None:
+            fragments = [self._dictionary_fragment(table_path, s, dictionary) for s in segments]
+            for name in dictionary:
+                schema = schema.set(schema.get_field_index(name),
+                                    schema.field(name).with_type(pa.dictionary(pa.int32(), pa.string())))
+            dataset = ds.FileSystemDataset(fragments, schema, _dictionary_format(dictionary), self.filesystem)
         if charge is not None and fragments and streams(footers):
             table = read_in_batches(self.filesystem, footers, schema, columns, filter, stored or schema.names, charge,
                                     check, lambda fragment: _row_groups(fragment, filter, schema))
@@ -293,6 +330,12 @@ class SegmentReader:
         if not parts:
             return _empty(ds.FileSystemDataset(fragments, schema, _FORMAT, self.filesystem), columns, filter)
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _dictionary_format(columns: tuple[str, ...]) -> ds.ParquetFileFormat:
+    """A Parquet format that reads ``columns`` as Arrow dictionaries."""
+    return ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=list(columns)))
 
 
 def _row_groups(fragment: ds.ParquetFileFragment, filter, schema: pa.Schema) -> list[int]:
