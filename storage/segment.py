@@ -28,6 +28,10 @@ BUCKET_SECONDS = 3600
 _MAX_STAT_STRING = 64
 _DICTIONARY_SAMPLE_ROWS = 2048
 _DICTIONARY_MAX_DISTINCT = 0.25  # of the sampled rows
+# Strings such as URLs, titles and phrases repeat across a row group far more than within a few thousand rows
+# (a skewed distribution keeps meeting new values in a small sample); their dictionary is what lets a query
+# test or group each distinct string once.  Only nearly unique ones (ids, messages) are left plain.
+_DICTIONARY_MAX_DISTINCT_STRINGS = 0.9
 _US_PER_S = 1_000_000
 
 
@@ -272,12 +276,14 @@ def dictionary_columns(table: pa.Table) -> list[str]:
     """
     sample = table.slice(0, _DICTIONARY_SAMPLE_ROWS)
     limit = max(1, int(sample.num_rows * _DICTIONARY_MAX_DISTINCT))
+    strings = max(1, int(sample.num_rows * _DICTIONARY_MAX_DISTINCT_STRINGS))
     chosen = []
     for name, column in zip(sample.column_names, sample.columns):
         type_ = column.type
         if pa.types.is_nested(type_) or pa.types.is_boolean(type_) or pa.types.is_null(type_):
             continue
-        if pa.types.is_dictionary(type_) or pc.count_distinct(column, mode="all").as_py() <= limit:
+        bound = strings if pa.types.is_string(type_) or pa.types.is_large_string(type_) else limit
+        if pa.types.is_dictionary(type_) or pc.count_distinct(column, mode="all").as_py() <= bound:
             chosen.append(name)
     return chosen
 

@@ -21,6 +21,7 @@ cancelled on every worker and raises :class:`QueryTimeout`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -34,7 +35,7 @@ from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
 from engine.query.execution.exchange import partition as hash_partition
 from engine.query.execution.memory import MemoryBudget, table_bytes
-from engine.query.execution.operators import Execution, concat, execute
+from engine.query.execution.operators import Execution, concat, execute, topk_read_columns
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_fragment
 from engine.query.stats import QueryStats, StageStats
@@ -155,7 +156,10 @@ class _Stages:
     def in_process(self, plan: Plan) -> bool:
         """Whether the stage below ``plan`` is small enough to run here rather than on the workers."""
         scan = stage_scan(plan)
-        return scan is not None and estimate(scan) <= self.local_bytes
+        if scan is None:
+            return False
+        whole = topk_read_columns(plan)  # a time-ordered top-k reads its keys, and only its top rows' other columns
+        return estimate(scan if whole is None else dataclasses.replace(scan, fields=whole)) <= self.local_bytes
 
     def gathered(self, plan: Plan, path: tuple[int, ...] = ()) -> Execution:
         """An Execution for the coordinator's part of ``plan``, with every Gather below it run."""

@@ -15,12 +15,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.acero as acero
 import pyarrow.compute as pc
 from sqlglot import exp
 
 from engine.query.execution import aggregate
+from engine.query.execution.dictionary_keys import decoded, dictionary_read, filtered, read_columns
 from engine.query.execution.join import join, set_operation
 from engine.query.execution.memory import MemoryBudget, readahead, table_bytes
 from engine.query.execution.scan import ScanStats, SegmentReader
@@ -161,13 +163,25 @@ def _filter(plan: Filter, run: Execution) -> pa.Table:
 def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
     if plan.mode == "partial" and _counts_only(plan):
         return _count_from_manifest(plan, run)
-    table = _input(plan, run)
+    encoded = dictionary_read(plan) if plan.mode != "final" and run.memory is None else None
+    if encoded is not None:  # strings read as dictionaries: filtered per distinct value, grouped by index
+        columns, condition = read_columns(plan, encoded)
+        scan = plan.input.input
+        table = run.reader.read(scan.source.meta.path, scan.source.schema, run.segments if run.segments is not None
+                                else (scan.segments or ()), columns, condition, None, run.scan, run.check,
+                                _stored(scan), dictionary=encoded.columns)
+        table = filtered(table, plan, encoded)
+        run.check()
+    else:
+        table = _input(plan, run)
     if plan.mode == "partial":
-        return aggregate.partial(table, plan.keys, plan.aggregates)
+        return decoded(aggregate.partial(table, plan.keys, plan.aggregates)) if encoded is not None \
+            else aggregate.partial(table, plan.keys, plan.aggregates)
     if plan.mode == "final":  # states of one fragment hold each group once: nothing to merge
         whole = isinstance(plan.input, Gather) and id(plan.input) in run.whole
         return aggregate.final(table, plan.keys, plan.aggregates, plan.schema, whole)
     states = aggregate.partial(table, plan.keys, plan.aggregates)
+    states = decoded(states) if encoded is not None else states
     return aggregate.final(states, plan.keys, plan.aggregates, plan.schema, whole=True)
 
 
@@ -259,7 +273,9 @@ def _time_ordered_topk(plan: Sort, scan: Scan, projection: Project, run: Executi
     first, limit = plan.keys[0], plan.limit
     segments = list(run.segments if run.segments is not None else (scan.segments or ()))
     type_ = scan.source.schema.field(source).type
-    if (first.nulls_first or limit == 0 or len(segments) < 2 or not pa.types.is_timestamp(type_)
+    stored = _key_sources(plan, projection)
+    if (first.nulls_first or limit == 0 or len(segments) < (1 if stored is not None else 2)
+            or not pa.types.is_timestamp(type_)
             or type_.unit not in ("s", "ms", "us") or any(s.min_time is None or s.max_time is None for s in segments)):
         return None
     segments.sort(key=(lambda s: -s.max_time) if first.descending else (lambda s: s.min_time))
@@ -271,9 +287,93 @@ def _time_ordered_topk(plan: Sort, scan: Scan, projection: Project, run: Executi
                 micros = threshold.cast(pa.timestamp("us", tz=type_.tz)).value
                 if (segment.max_time < micros) if first.descending else (segment.min_time > micros):
                     break  # this segment and every later one lie wholly after the k-th row
-        part = _keys_first_topk(plan, scan, projection, dataclasses.replace(run, segments=(segment,)), source)
+        one = dataclasses.replace(run, segments=(segment,))
+        part = _keys_first_topk(plan, scan, projection, one, source) if stored is None \
+            else _positional_topk(plan, scan, projection, one, segment, stored)
         kept = sort(part if kept is None else concat([kept, part]), plan.keys, limit)
     return kept
+
+
+def topk_read_columns(plan: Plan) -> tuple[str, ...] | None:
+    """The stored columns a stage rooted at ``plan`` reads whole, when it is a time-ordered top-k (else None).
+
+    Such a stage reads only its sort keys and filter columns in full; the
+    other columns only at the top rows (:func:`_positional_topk`), so its
+    cost is that of the keys, however wide the projection.
+    """
+    if not (isinstance(plan, Sort) and plan.limit is not None and _fused_scan(plan.input)
+            and plan.input.input.limit is None and not plan.keys[0].nulls_first):
+        return None
+    scan = plan.input.input
+    sources = _key_sources(plan, plan.input)
+    if sources is None or sources[plan.keys[0].column] != scan.source.meta.time_column:
+        return None
+    return tuple(_read_first(scan, sources))
+
+
+def _read_first(scan: Scan, sources: dict[str, str]) -> list[str]:
+    """The sort keys' stored columns and those the scan's filter tests: what a positional top-k reads whole."""
+    tested = {part.name for column in (scan.filter.find_all(exp.Column) if scan.filter is not None else ())
+              for part in column.parts}
+    return list(dict.fromkeys([*sources.values(), *(c for c in scan.source.schema.names if c in tested)]))
+
+
+def _key_sources(plan: Sort, projection: Project) -> dict[str, str] | None:
+    """The stored column each sort key reads, when every key is a bare column (else None)."""
+    exprs = dict(zip(projection.names, projection.compiled))
+    sources = {}
+    for key in plan.keys:
+        expr = exprs.get(key.column)
+        if expr is None or not pc.field(str(expr)).equals(expr):
+            return None
+        sources[key.column] = str(expr)
+    return sources
+
+
+def _positional_topk(plan: Sort, scan: Scan, projection: Project, run: Execution, segment, sources: dict[str, str]
+                     ) -> pa.Table:
+    """The top rows of one segment: its sort keys (and filter columns) read first, then only the top rows' columns.
+
+    The keys are read row group by row group in time order (each group's
+    time range is in its statistics) until no later group can hold a top
+    row; they pick the row numbers of the top ``limit`` rows, and the
+    projection's columns are read at those rows alone
+    (:meth:`SegmentReader.read_positions`).  For a segment sorted by time
+    that is one row group of keys and the first pages of the wide columns,
+    however wide the table.
+    """
+    first, limit, path = plan.keys[0], plan.limit, scan.source.meta.path
+    stored = _read_first(scan, sources)
+    groups = run.reader.row_groups(path, segment, scan.source.meta.time_column)
+    ordered = all(g.min_time is not None for g in groups)
+    if ordered:
+        groups.sort(key=(lambda g: -g.max_time) if first.descending else (lambda g: g.min_time))
+    type_ = scan.source.schema.field(sources[first.column]).type
+    kept: pa.Table | None = None
+    for group in groups:
+        if ordered and kept is not None and kept.num_rows >= limit:
+            threshold = kept.column(first.column)[limit - 1]
+            if threshold.is_valid:
+                micros = threshold.cast(pa.timestamp("us", tz=type_.tz)).value
+                if (group.max_time < micros) if first.descending else (group.min_time > micros):
+                    break  # this group and every later one lie wholly after the k-th row
+        run.check()
+        keys = run.reader.read_group(path, scan.source.schema, segment, stored, group.index, run.scan)
+        keys = keys.append_column(_POSITION, pa.array(np.arange(group.first, group.first + keys.num_rows)))
+        if scan.compiled is not None:
+            keys = keys.filter(scan.compiled)
+        named = pa.Table.from_arrays([keys.column(s) for s in sources.values()] + [keys.column(_POSITION)],
+                                     names=[*sources, _POSITION])
+        kept = sort(named if kept is None else pa.concat_tables([kept, named]), plan.keys, limit)
+    if kept is None:
+        kept = pa.table({_POSITION: pa.array([], pa.int64())})
+    rows = run.reader.read_positions(path, scan.source.schema, segment, list(scan.columns), kept.column(_POSITION),
+                                     run.scan)
+    run.scan.segments += 1
+    return project(rows, projection.names, projection.compiled)
+
+
+_POSITION = "__petrel_position"
 
 
 def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
@@ -337,10 +437,10 @@ def project(table: pa.Table, names: tuple[str, ...], exprs: tuple) -> pa.Table:
 
 def _plain_columns(table: pa.Table, exprs: tuple) -> list[str] | None:
     """The column names, when every expression is a bare reference to an existing column."""
-    columns = []
+    columns, names = [], set(table.column_names)
     for expr in exprs:
         name = str(expr)
-        if name not in table.column_names or not pc.field(name).equals(expr):
+        if name not in names or not pc.field(name).equals(expr):
             return None
         columns.append(name)
     return columns

@@ -14,12 +14,16 @@ widened by the reader.
 from __future__ import annotations
 
 import collections
+import functools
+import json
 import threading
 from typing import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from engine.query.execution.memory import read_in_batches, streams
 from storage.errors import SegmentMissing
@@ -38,18 +42,44 @@ class Footer:
     rows: int
     row_groups: int
     column_bytes: dict[str, int]
+    dictionary_encoded: frozenset[str] = frozenset()  # string columns stored as dictionaries in every row group
 
     @classmethod
     def of(cls, fragment: ds.ParquetFileFragment) -> Footer:
         metadata = fragment.metadata
         sizes: dict[str, int] = {}
+        encoded = set()
         start = 0
+        groups = [metadata.row_group(g) for g in range(metadata.num_row_groups)]
         for field_ in fragment.physical_schema:
             width = _leaves(field_.type)
-            sizes[field_.name] = sum(metadata.row_group(g).column(leaf).total_compressed_size
-                                     for g in range(metadata.num_row_groups) for leaf in range(start, start + width))
+            sizes[field_.name] = sum(group.column(leaf).total_compressed_size
+                                     for group in groups for leaf in range(start, start + width))
+            if pa.types.is_string(field_.type) and all(group.column(start).has_dictionary_page for group in groups):
+                encoded.add(field_.name)
             start += width
-        return cls(fragment, metadata.num_rows, metadata.num_row_groups, sizes)
+        return cls(fragment, metadata.num_rows, metadata.num_row_groups, sizes, frozenset(encoded))
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of a segment: its index, first row, rows, and time range in microseconds (None: unknown)."""
+
+    index: int
+    first: int
+    rows: int
+    min_time: int | None
+    max_time: int | None
+
+
+_TO_MICROS = {"milliseconds": (1000, 1), "microseconds": (1, 1), "nanoseconds": (1, 1000)}
+
+
+def _scaled(raw: int, scale: tuple[int, int], floor: bool) -> int:
+    """A raw Parquet timestamp as microseconds (rounded outward, so the range still holds every row)."""
+    multiply, divide = scale
+    value = raw * multiply
+    return value // divide if floor else -(-value // divide)
 
 
 @dataclass
@@ -71,6 +101,7 @@ class SegmentReader:
         self.store = store
         self.filesystem = store.arrow_filesystem()
         self._fragments: collections.OrderedDict[str, Footer] = collections.OrderedDict()
+        self._dictionary_fragments: collections.OrderedDict[tuple, ds.ParquetFileFragment] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -93,6 +124,23 @@ class SegmentReader:
                 self._fragments.popitem(last=False)
         return footer
 
+    def _dictionary_fragment(self, table_path: str, segment: SegmentEntry, columns: tuple[str, ...]
+                             ) -> ds.ParquetFileFragment:
+        """``segment`` as a fragment that reads ``columns`` as Arrow dictionaries (kept like footers)."""
+        key = (f"{table_path}/{segment.path}", columns)
+        with self._lock:
+            cached = self._dictionary_fragments.get(key)
+            if cached is not None:
+                self._dictionary_fragments.move_to_end(key)
+                return cached
+        fragment = _dictionary_format(columns).make_fragment(self.store.arrow_path(key[0]), self.filesystem)
+        fragment.ensure_complete_metadata()
+        with self._lock:
+            self._dictionary_fragments[key] = fragment
+            while len(self._dictionary_fragments) > self._cache_size:
+                self._dictionary_fragments.popitem(last=False)
+        return fragment
+
     def read(
         self,
         table_path: str,
@@ -106,8 +154,14 @@ class SegmentReader:
         stored: list[str] | None = None,
         charge: Callable[[int], None] | None = None,
         options: dict[str, int] | None = None,
+        dictionary: tuple[str, ...] = (),
     ) -> pa.Table:
         """Rows of ``segments`` passing ``filter``, as ``columns`` (names or named expressions).
+
+        ``dictionary`` names string columns the caller takes as Arrow
+        dictionaries: those stored dictionary-encoded in every segment come
+        back so, without decoding a string per row (a group-by over them
+        then hashes small integers).  A bounded or limited read ignores it.
 
         With ``limit`` the read stops once that many rows were produced;
         ``check`` runs between record batches and may raise to abandon the read.
@@ -152,6 +206,13 @@ class SegmentReader:
                     else sum(footer.column_bytes.values())
             else:
                 _count_read(footer.fragment, _row_groups(footer.fragment, filter, schema), stats, stored)
+        dictionary = tuple(c for c in dictionary if footers and all(c in f.dictionary_encoded for f in footers))
+        if dictionary and charge is None:
+            fragments = [self._dictionary_fragment(table_path, s, dictionary) for s in segments]
+            for name in dictionary:
+                schema = schema.set(schema.get_field_index(name),
+                                    schema.field(name).with_type(pa.dictionary(pa.int32(), pa.string())))
+            dataset = ds.FileSystemDataset(fragments, schema, _dictionary_format(dictionary), self.filesystem)
         if charge is not None and fragments and streams(footers):
             table = read_in_batches(self.filesystem, footers, schema, columns, filter, stored or schema.names, charge,
                                     check, lambda fragment: _row_groups(fragment, filter, schema))
@@ -168,6 +229,96 @@ class SegmentReader:
                     charge(batch.nbytes)
                 batches.append(batch)
             table = pa.Table.from_batches(batches, schema=scanner.projected_schema)
+        stats.rows_out += table.num_rows
+        return table
+
+    def row_groups(self, table_path: str, segment: SegmentEntry, time_column: str) -> list[RowGroup]:
+        """``segment``'s row groups in file order, each with its first row and its time range (from statistics)."""
+        metadata = self.footer(table_path, segment).fragment.metadata
+        leaf = next((j for j in range(metadata.num_columns) if metadata.schema.column(j).path == time_column), None)
+        scale = None
+        if leaf is not None:
+            logical = json.loads(metadata.schema.column(leaf).logical_type.to_json())
+            scale = _TO_MICROS.get(logical.get("timeUnit")) if logical.get("Type") == "Timestamp" else None
+        groups, first = [], 0
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            low = high = None
+            statistics = group.column(leaf).statistics if scale is not None else None
+            if statistics is not None and statistics.has_min_max:
+                low, high = _scaled(statistics.min_raw, scale, floor=True), _scaled(statistics.max_raw, scale, floor=False)
+            groups.append(RowGroup(index, first, group.num_rows, low, high))
+            first += group.num_rows
+        return groups
+
+    def read_group(self, table_path: str, schema: pa.Schema, segment: SegmentEntry, columns: list[str], group: int,
+                   stats: ScanStats | None = None) -> pa.Table:
+        """One row group of ``segment``, as the stored ``columns`` (under ``schema``, as :meth:`read` reads them)."""
+        stats = stats if stats is not None else ScanStats()
+        fragment = self.footer(table_path, segment, stats).fragment
+        piece = fragment.subset(row_group_ids=[group])
+        table = ds.FileSystemDataset([piece], schema, _FORMAT, self.filesystem).to_table(columns=columns)
+        _count_read(fragment, [group], stats, columns)
+        return table
+
+    def read_positions(self, table_path: str, schema: pa.Schema, segment: SegmentEntry, columns: list[str],
+                       positions: pa.Array, stats: ScanStats | None = None) -> pa.Table:
+        """The rows at ``positions`` (row numbers within ``segment``) of the stored ``columns``, in that order.
+
+        Each row group is decoded only up to the last row wanted: Parquet's
+        record batch reader decodes page by page, so the first rows of a
+        wide row group cost a page per column, not the whole group.  (A
+        dataset scan with a filter decodes every row group it cannot rule
+        out whole.)  Columns the segment lacks come back NULL, narrower
+        types widened, as :meth:`read` does.
+        """
+        stats = stats if stats is not None else ScanStats()
+        if isinstance(positions, pa.ChunkedArray):
+            positions = positions.combine_chunks()
+        footer = self.footer(table_path, segment, stats)
+        metadata = footer.fragment.metadata
+        physical = set(footer.fragment.physical_schema.names)
+        present = [c for c in columns if c in physical]
+        order = pc.sort_indices(positions)
+        wanted = positions.take(order).to_numpy(zero_copy_only=False)
+        parts: list[pa.Table] = []
+        remote = self.filesystem.type_name != "local"  # on object storage, fetch each group's chunks in one go
+        with self.filesystem.open_input_file(self.store.arrow_path(f"{table_path}/{segment.path}")) as source:
+            parquet = pq.ParquetFile(source, metadata=metadata, pre_buffer=remote)
+            start = taken = 0
+            for group in range(metadata.num_row_groups):
+                rows = metadata.row_group(group).num_rows
+                end = taken
+                while end < len(wanted) and wanted[end] < start + rows:
+                    end += 1
+                if end > taken:
+                    local = wanted[taken:end] - start
+                    needed = int(local[-1]) + 1
+                    batches, read = [], 0
+                    for batch in parquet.iter_batches(batch_size=needed, row_groups=[group], columns=present):
+                        batches.append(batch)
+                        read += batch.num_rows
+                        if read >= needed:
+                            break
+                    parts.append(pa.Table.from_batches(batches).take(pa.array(local)))
+                    stats.rows_read += needed
+                    stats.bytes_read += sum(footer.column_bytes.get(c, 0) for c in present) * needed // max(
+                        footer.rows, 1)
+                taken = end
+                start += rows
+        if not parts:
+            return pa.Table.from_batches([], schema=pa.schema([schema.field(c) for c in columns]))
+        found = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        found = found.take(pc.sort_indices(order))  # back to the order asked
+        arrays = []
+        for name in columns:
+            type_ = schema.field(name).type
+            if name not in present:
+                arrays.append(pa.nulls(found.num_rows, type_))
+            else:
+                column = found.column(name)
+                arrays.append(column if column.type == type_ else column.cast(type_))
+        table = pa.Table.from_arrays(arrays, schema=pa.schema([schema.field(c) for c in columns]))
         stats.rows_out += table.num_rows
         return table
 
@@ -195,6 +346,12 @@ class SegmentReader:
         if not parts:
             return _empty(ds.FileSystemDataset(fragments, schema, _FORMAT, self.filesystem), columns, filter)
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _dictionary_format(columns: tuple[str, ...]) -> ds.ParquetFileFormat:
+    """A Parquet format that reads ``columns`` as Arrow dictionaries."""
+    return ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=list(columns)))
 
 
 def _row_groups(fragment: ds.ParquetFileFragment, filter, schema: pa.Schema) -> list[int]:
