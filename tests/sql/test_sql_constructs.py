@@ -127,7 +127,6 @@ def test_time_and_text_functions_answer_as_duckdb(times, query):
     ("SELECT a FROM ta\n  ASOF JOIN tb USING (a)", (2, 13)),
     ("SELECT a FROM ta LIMIT 50 PERCENT", (1, 24)),
     ("SELECT a, b FROM ta UNION ALL BY NAME\nSELECT b, a FROM tb", (2, 8)),
-    ("SELECT a, sum(b) OVER (ORDER BY a GROUPS BETWEEN 1 PRECEDING AND CURRENT ROW) AS w FROM ta", (1, 11)),
     ("SELECT a, sum(b) OVER (ORDER BY a ROWS 1 PRECEDING EXCLUDE CURRENT ROW) AS w FROM ta", (1, 11)),
     ("SELECT a, median(b) OVER (ORDER BY a) AS w FROM ta", (1, 11)),
     ("SELECT a,\n list(DISTINCT b) AS v FROM ta GROUP BY a", (2, 2)),
