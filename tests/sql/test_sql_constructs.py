@@ -129,7 +129,7 @@ def test_time_and_text_functions_answer_as_duckdb(times, query):
     ("SELECT a, b FROM ta UNION ALL BY NAME\nSELECT b, a FROM tb", (2, 8)),
     ("SELECT a, sum(b) OVER (ORDER BY a ROWS 1 PRECEDING EXCLUDE CURRENT ROW) AS w FROM ta", (1, 11)),
     ("SELECT a, median(b) OVER (ORDER BY a) AS w FROM ta", (1, 11)),
-    ("SELECT a,\n list(DISTINCT b) AS v FROM ta GROUP BY a", (2, 2)),
+    ("SELECT a,\n sum(DISTINCT b) OVER (PARTITION BY s) AS v FROM ta", (2, 2)),
     ("SELECT string_agg(s, s) AS v FROM ta", (1, 19)),
     ("SELECT a FROM ta LIMIT 2 + 1", (1, 24)),
     ("SELECT a FROM ta FETCH FIRST 2 ROWS WITH TIES", (1, 30)),
