@@ -144,8 +144,6 @@ def _ordered_aggregate(node: exp.Expression) -> AggregateSpec:
         if len(arg.expressions) != 1:
             raise UnsupportedSql(f"{func.upper()}(DISTINCT ...) takes one argument: {node.sql()}")
         arg = arg.expressions[0]
-        if func == "list":
-            raise UnsupportedSql(f"LIST(DISTINCT ...) is not supported; use list(x) over SELECT DISTINCT: {node.sql()}")
         if any(b.sql() != arg.sql() for b in by):
             raise SqlError(f"in an aggregate with DISTINCT, ORDER BY must order by the argument: {node.sql()}")
     if arg is None:

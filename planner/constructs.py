@@ -3,7 +3,7 @@
 Some SQL parses into a tree the planner would otherwise read wrongly
 rather than refuse: ``LIMIT 50 PERCENT`` looks like ``LIMIT 50``, an
 ASOF join like an inner join, ``UNION BY NAME`` like a positional UNION,
-a ``GROUPS`` frame like ``ROWS``.  :func:`check_constructs` refuses each
+and an EXCLUDE clause as if absent.  :func:`check_constructs` refuses each
 with :class:`UnsupportedSql` at its line and column.  Two constructs are
 rewritten into what the planner knows: a window named in a ``WINDOW``
 clause (``OVER w``) is copied into every call that names it, ``ORDER BY
@@ -51,8 +51,6 @@ def _refuse(node: exp.Expression) -> None:
         raise UnsupportedSql(f"{node.key.upper()} BY NAME is not supported yet; list the columns of each side "
                              "in the same order", *position(node.expression))
     if isinstance(node, exp.WindowSpec):
-        if (node.args.get("kind") or "").upper() == "GROUPS":
-            raise UnsupportedSql("GROUPS window frames are not supported; use ROWS or RANGE", *position(node.parent))
         exclude = node.args.get("exclude")
         if exclude is not None and exclude.name.upper() != "NO OTHERS":
             raise UnsupportedSql(f"EXCLUDE {exclude.name.upper()} in a window frame is not supported",

@@ -104,7 +104,7 @@ def is_correlated(node: exp.Expression) -> bool:
     return bool(outer_references(query))
 
 
-def _aggregates_of(node: exp.Expression) -> list[exp.Expression]:
+def aggregates_of(node: exp.Expression) -> list[exp.Expression]:
     """The aggregate calls of ``node`` that are not inside another aggregate or a subquery of ``node``'s select."""
     scope = node.find_ancestor(exp.Select)
     found = []
@@ -118,7 +118,7 @@ def _aggregates_of(node: exp.Expression) -> list[exp.Expression]:
 
 
 def _has_aggregate(select: exp.Select) -> bool:
-    return any(_aggregates_of(e) for e in select.expressions)
+    return any(aggregates_of(e) for e in select.expressions)
 
 
 class SubqueryColumns:
@@ -154,7 +154,7 @@ class SubqueryColumns:
         return plan, node
 
     # -- the domain ---------------------------------------------------------------------
-    def _domain(self, plan: Plan, query: exp.Expression) -> tuple[str | None, list[str], exp.Expression]:
+    def domain_of(self, plan: Plan, query: exp.Expression) -> tuple[str | None, list[str], exp.Expression]:
         """The outer columns ``query`` reads as a domain source, and ``query`` reading them from it.
 
         Returns the domain's alias (None when ``query`` is not correlated),
@@ -189,7 +189,7 @@ class SubqueryColumns:
             inner.append("joins", exp.Join(this=table))
         return alias, outer, inner
 
-    def _join_back(self, plan: Plan, outer: list[str], right: Plan, keys: list[str], probe: tuple[str, str] | None = None) -> Plan:
+    def join_back(self, plan: Plan, outer: list[str], right: Plan, keys: list[str], probe: tuple[str, str] | None = None) -> Plan:
         """``plan`` LEFT-joined to ``right`` on the domain columns (NULL matching NULL), and the probe if given."""
         left_keys, right_keys = list(outer), list(keys)
         if probe is not None:
@@ -214,9 +214,9 @@ class SubqueryColumns:
             if query.args.get(part):
                 raise unsupported(f"a correlated scalar subquery with {part.upper()} is not supported", query)
         selected = query.expressions[0].unalias()
-        aggregates = _aggregates_of(selected)
+        aggregates = aggregates_of(selected)
         if not aggregates:  # a lookup: its rows per domain value, of which an outer row may match one at most
-            alias, outer, inner = self._domain(plan, query)
+            alias, outer, inner = self.domain_of(plan, query)
             keys = [self.fresh("_x") for _ in outer]
             value = self.fresh("_s")
             inner.set("expressions", [qualified(f"k{i}", alias).as_(k, quoted=True) for i, k in enumerate(keys)]
@@ -227,12 +227,12 @@ class SubqueryColumns:
         if query.args.get("distinct"):
             raise unsupported("a correlated scalar subquery with DISTINCT and an aggregate is not supported", query)
         outside = selected.copy()
-        for found in _aggregates_of(outside):
+        for found in aggregates_of(outside):
             found.replace(exp.Null())
         if any(outside.find_all(exp.Subquery, exp.Exists)):
             raise unsupported("a subquery outside the aggregates of a correlated subquery is not supported", query)
-        alias, outer, inner = self._domain(plan, query)
-        inner_aggregates = _aggregates_of(inner.expressions[0].unalias())
+        alias, outer, inner = self.domain_of(plan, query)
+        inner_aggregates = aggregates_of(inner.expressions[0].unalias())
         keys = [self.fresh("_x") for _ in outer]
         names = [self.fresh("_s") for _ in aggregates]
         inner.set("expressions", [qualified(f"k{i}", alias).as_(k, quoted=True) for i, k in enumerate(keys)]
@@ -240,7 +240,7 @@ class SubqueryColumns:
         inner.set("group", exp.Group(expressions=[qualified(f"k{i}", alias) for i in range(len(keys))]))
         inner.set("order", None)
         right = self.query(inner, ctes, (*keys, *names))
-        plan = self._join_back(plan, outer, right, keys)
+        plan = self.join_back(plan, outer, right, keys)
         return plan, exp.Paren(this=over_groups(selected, aggregates, names))
 
     # -- EXISTS -----------------------------------------------------------------------------
@@ -263,7 +263,7 @@ class SubqueryColumns:
             rows = self.query(query, ctes)
             counted = Aggregate(rows, (), (AggCall(name, "count_star"),))
             return Join(plan, counted, "single"), exp.GT(this=column(name), expression=exp.Literal.number(0))
-        alias, outer, inner = self._domain(plan, query)
+        alias, outer, inner = self.domain_of(plan, query)
         keys = [self.fresh("_x") for _ in outer]
         marker = self.fresh("_m")
         domain = [qualified(f"k{i}", alias) for i in range(len(keys))]
@@ -275,7 +275,7 @@ class SubqueryColumns:
         for part in ("order", "limit"):
             inner.set(part, None)
         right = self.query(inner, ctes, (*keys, marker))
-        plan = self._join_back(plan, outer, right, keys)
+        plan = self.join_back(plan, outer, right, keys)
         return plan, exp.Coalesce(this=column(marker), expressions=[exp.false()])
 
     # -- IN -----------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ class SubqueryColumns:
                 raise unsupported("LIMIT in a correlated IN subquery is not supported", query)
             if len(query.expressions) != 1:
                 raise SqlError("an IN subquery must return exactly one column")
-            alias, outer, inner = self._domain(plan, query)
+            alias, outer, inner = self.domain_of(plan, query)
             keys = [self.fresh("_x") for _ in outer]
             domain = [qualified(f"k{i}", alias) for i in range(len(keys))]
             value = self.fresh("_v")
@@ -317,13 +317,13 @@ class SubqueryColumns:
         present = Filter(build(), exp.Not(this=exp.Is(this=column(value), expression=exp.Null())))
         distinct = Aggregate(present, (*keys, value), ())
         marked = Project(distinct, (*keys, value, marker), tuple(column(c) for c in (*keys, value)) + (exp.true(),))
-        plan = self._join_back(plan, outer, marked, keys, (probe_name, value))
+        plan = self.join_back(plan, outer, marked, keys, (probe_name, value))
         # how many rows, and how many non-NULL values, each domain key has
         counted = Aggregate(build(), tuple(keys), (AggCall(rows_name, "count_star"), AggCall(values_name, "count", value)))
         count_keys = [self.fresh("_x") for _ in keys]
         counts = Project(counted, (*count_keys, rows_name, values_name),
                          tuple(column(c) for c in (*keys, rows_name, values_name)))
-        plan = self._join_back(plan, outer, counts, count_keys)
+        plan = self.join_back(plan, outer, counts, count_keys)
         null = exp.Null()
         some_null = exp.Or(this=exp.Is(this=column(probe_name), expression=exp.Null()),
                            expression=exp.GT(this=column(rows_name), expression=column(values_name)))

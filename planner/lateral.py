@@ -24,7 +24,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from planner.build import flatten_columns
-from planner.decorrelate import _aggregates_of, outer_references, over_groups, qualified, unsupported
+from planner.decorrelate import aggregates_of, outer_references, over_groups, qualified, unsupported
 from planner.joins import column
 from planner.logical import Filter, Join, Plan, Project
 from storage.errors import UnsupportedSql
@@ -54,7 +54,7 @@ def lateral_join(builder, plan: Plan, node: exp.Lateral, ctes, side: str, on: li
     if query.args.get("distinct") is not None and query.args["distinct"].args.get("on"):
         raise unsupported("DISTINCT ON in a correlated LATERAL subquery is not supported", node)
     grouped = query.args.get("group") is not None
-    aggregates = [a for item in query.expressions for a in _aggregates_of(item.unalias())]
+    aggregates = [a for item in query.expressions for a in aggregates_of(item.unalias())]
     if aggregates and not grouped:
         result = _aggregated(builder, plan, query, ctes, alias, names)
     else:
@@ -70,12 +70,12 @@ def _aggregated(builder, plan: Plan, query: exp.Select, ctes, alias: str, names:
             exp.Subquery, exp.Exists)):
         raise unsupported("a subquery outside the aggregates of a LATERAL subquery is not supported", query)
     selected = [item.unalias() for item in query.expressions]
-    per_item = [_aggregates_of(item) for item in selected]
-    domain, outer, inner = builder._domain(plan, query)
+    per_item = [aggregates_of(item) for item in selected]
+    domain, outer, inner = builder.domain_of(plan, query)
     inner_items = [item.unalias() for item in inner.expressions]
     keys = [builder.fresh("_x") for _ in outer]
     agg_names = [[builder.fresh("_s") for _ in found] for found in per_item]
-    inner_aggregates = [_aggregates_of(item) for item in inner_items]
+    inner_aggregates = [aggregates_of(item) for item in inner_items]
     inner.set("expressions", [qualified(f"k{i}", domain).as_(k, quoted=True) for i, k in enumerate(keys)]
               + [a.copy().as_(n, quoted=True) for found, ns in zip(inner_aggregates, agg_names) for a, n in zip(found, ns)])
     inner.set("group", exp.Group(expressions=[qualified(f"k{i}", domain) for i in range(len(keys))]))
@@ -83,7 +83,7 @@ def _aggregated(builder, plan: Plan, query: exp.Select, ctes, alias: str, names:
         inner.set(part, None)
     flat = [n for ns in agg_names for n in ns]
     right = builder.query(inner, ctes, (*keys, *flat))
-    joined = builder._join_back(plan, outer, right, keys)
+    joined = builder.join_back(plan, outer, right, keys)
     values = [flatten_columns(over_groups(item, found, ns)) for item, found, ns in zip(selected, per_item, agg_names)]
     return Project(joined, (*plan.columns, *(f"{alias}.{n}" for n in names)),
                    (*(column(c) for c in plan.columns), *values))
@@ -91,7 +91,7 @@ def _aggregated(builder, plan: Plan, query: exp.Select, ctes, alias: str, names:
 
 def _rows(builder, plan: Plan, query: exp.Select, ctes, alias: str, names: list[str], side: str) -> Plan:
     """Rows (grouped or not) per domain value, joined back on the domain columns."""
-    domain, outer, inner = builder._domain(plan, query)
+    domain, outer, inner = builder.domain_of(plan, query)
     keys = [builder.fresh("_x") for _ in outer]
     values = [builder.fresh("_l") for _ in names]
     marker = builder.fresh("_m")
@@ -135,7 +135,7 @@ def _count(node: exp.Expression) -> int:
 
 def _outside_aggregates(node: exp.Expression) -> exp.Expression:
     outside = node.copy()
-    for found in _aggregates_of(outside):
+    for found in aggregates_of(outside):
         found.replace(exp.Null())
     return outside
 

@@ -8,7 +8,9 @@ round is an ordinary query, planned and run by the caller's ``execute``
 (in-process or on the workers), with ``r`` a table in memory; the query
 itself then reads all of ``r``'s rows as a table in memory.  A round's rows
 take the types of the base's columns.  A recursion that has not ended
-after :data:`MAX_ROUNDS` rounds fails with :class:`QueryFailed`.
+after :data:`MAX_ROUNDS` rounds fails with :class:`QueryFailed`.  The rounds
+run while the query is planned, so even a plain EXPLAIN of such a query
+runs them; the plan shows the CTE as a table in memory.
 """
 
 from __future__ import annotations

@@ -117,14 +117,14 @@ def _frame(node: exp.Window, keys: tuple[SortKey, ...]) -> tuple[str, int | floa
     if spec is None:
         return ("range", None, 0) if has_order else ("rows", None, None)
     kind = (spec.args.get("kind") or "range").lower()
-    if kind not in ("rows", "range"):
-        raise UnsupportedSql(f"{kind.upper()} window frames are not supported; use ROWS or RANGE")
+    if kind not in ("rows", "range", "groups"):
+        raise UnsupportedSql(f"{kind.upper()} window frames are not supported; use ROWS, RANGE or GROUPS")
     start = _bound(spec.args.get("start"), spec.args.get("start_side"), kind)
     end_value = spec.args.get("end")
     end = _bound(end_value, spec.args.get("end_side"), kind) if end_value is not None else 0
     if kind == "range" and (start not in (None, 0) or end not in (None, 0)) and len(keys) != 1:
         raise SqlError("a RANGE frame with an offset needs exactly one ORDER BY expression")
-    if kind == "range" and not has_order:
+    if kind in ("range", "groups") and not has_order:  # one peer group: the whole partition
         return ("rows", None, None)
     return kind, start, end
 

@@ -132,7 +132,7 @@ def test_star_names_follow_the_table():
 @pytest.mark.parametrize("sql, fragment", [
     ("SELECT service FROM events QUALIFY row_number() OVER (ORDER BY latency) = 1 ORDER BY latency", "QUALIFY"),
     ("WITH RECURSIVE x AS (SELECT 1) SELECT * FROM x", "RECURSIVE"),
-    ("SELECT sum(latency) OVER (ORDER BY latency GROUPS BETWEEN 5 PRECEDING AND CURRENT ROW) FROM events", "GROUPS"),
+    ("SELECT sum(latency) OVER (ORDER BY latency ROWS 5 PRECEDING EXCLUDE GROUP) FROM events", "EXCLUDE GROUP"),
     ("SELECT median(latency) OVER (ORDER BY latency) FROM events", "moving window frame"),
     ("SELECT quantile_cont(latency, [0.5, 0.9]) FROM events", "one fraction"),
 ])

@@ -236,8 +236,8 @@ def test_session_default_timeout(loaded):
         ("SELECT count(*) FROM events WHERE latncy_ms > 5", ColumnNotFound, "latency_ms"),
         ("SELECT service FROM events QUALIFY row_number() OVER (ORDER BY timestamp) = 1 ORDER BY timestamp",
          UnsupportedSql, "QUALIFY"),
-        ("SELECT sum(bytes) OVER (ORDER BY bytes GROUPS BETWEEN 5 PRECEDING AND CURRENT ROW) FROM events",
-         UnsupportedSql, "GROUPS window frames"),
+        ("SELECT sum(bytes) OVER (ORDER BY bytes ROWS 5 PRECEDING EXCLUDE TIES) FROM events",
+         UnsupportedSql, "EXCLUDE TIES"),
         ("SELECT sum(bytes) OVER (ORDER BY host RANGE BETWEEN 5 PRECEDING AND CURRENT ROW) FROM events",
          SqlError, "orders by a number or a time"),
         ("SELECT service, (SELECT x.host FROM events x WHERE x.service = e.service ORDER BY x.timestamp LIMIT 1) "

@@ -32,6 +32,14 @@ WINDOWS = [
     "SELECT a, c, min(s) OVER (ORDER BY c RANGE BETWEEN 0.5 PRECEDING AND 1.5 FOLLOWING) AS m FROM ta",
     "SELECT a, b, max(a) OVER (ORDER BY b NULLS FIRST RANGE BETWEEN 1 FOLLOWING AND 3 FOLLOWING) AS f FROM ta",
     "SELECT a, b, avg(c) OVER (ORDER BY b RANGE 2 PRECEDING) AS v FROM ta",
+    "SELECT a, b, sum(b) OVER (ORDER BY a GROUPS BETWEEN 1 PRECEDING AND 1 FOLLOWING) AS s FROM ta",
+    "SELECT a, b, count(*) OVER (PARTITION BY s ORDER BY b GROUPS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS n "
+    "FROM ta",
+    "SELECT a, b, max(c) OVER (ORDER BY b DESC NULLS FIRST GROUPS BETWEEN 2 FOLLOWING AND UNBOUNDED FOLLOWING) AS m "
+    "FROM ta",
+    "SELECT a, b, min(s) OVER (ORDER BY a, b GROUPS BETWEEN 3 PRECEDING AND 2 PRECEDING) AS m FROM ta",
+    "SELECT a, b, avg(c) OVER (ORDER BY a GROUPS 2 PRECEDING) AS v FROM ta",
+    "SELECT a, sum(b) OVER (ORDER BY a GROUPS BETWEEN 1 PRECEDING AND 1 FOLLOWING) AS s FROM te",
     "SELECT t, x, sum(x) OVER (ORDER BY t RANGE BETWEEN INTERVAL 90 MINUTE PRECEDING AND INTERVAL 1 HOUR FOLLOWING) AS s "
     "FROM (VALUES (TIMESTAMP '2024-01-01 00:00:00', 1), (TIMESTAMP '2024-01-01 01:00:00', 2), "
     "(TIMESTAMP '2024-01-01 01:30:00', 4), (TIMESTAMP '2024-01-01 03:00:00', 8), (NULL, 16)) v(t, x)",
@@ -88,6 +96,9 @@ AGGREGATES = [
     "SELECT a, group_concat(s) AS x FROM ta WHERE s IS NOT NULL GROUP BY a HAVING count(*) = 1",
     "SELECT mode(a) AS m, string_agg(s, ',') AS g, list(a) AS l, arg_max(a, b) AS x FROM te",
     "SELECT mode(DISTINCT b) AS m, string_agg(DISTINCT s ORDER BY s DESC) AS g FROM ta",
+    "SELECT list(DISTINCT b ORDER BY b) AS x FROM ta",
+    "SELECT s, list(DISTINCT b ORDER BY b DESC NULLS FIRST) AS x, count(*) AS n FROM ta GROUP BY s",
+    "SELECT a, list(DISTINCT c ORDER BY c) AS x, sum(DISTINCT c) AS y FROM tb GROUP BY a",
     "SELECT string_agg(s, ',' ORDER BY a DESC NULLS FIRST, b) AS x, list(c ORDER BY s NULLS FIRST, a DESC, b) AS y "
     "FROM ta",
 ]
@@ -174,7 +185,7 @@ def test_a_correlated_row_in_a_subquery_keeps_ins_null_logic(differential):
     ("SELECT a, sum(b) OVER (ORDER BY a, b RANGE BETWEEN 1 PRECEDING AND 1 FOLLOWING) FROM ta", SqlError,
      "exactly one ORDER BY"),
     ("SELECT string_agg(s, s) FROM ta", UnsupportedSql, "string literal"),
-    ("SELECT a, list(DISTINCT b) FROM ta GROUP BY a", UnsupportedSql, "LIST(DISTINCT"),
+    ("SELECT a, list(DISTINCT s) OVER (PARTITION BY b) FROM ta", UnsupportedSql, "DISTINCT inside a window"),
     ("SELECT a FROM ta HAVING 1 = 1", SqlError, "GROUP BY"),
     ("SELECT a, b, (a, b) = (SELECT 1, 2) FROM ta", SqlError, "row of 2 values"),
     ("SELECT a, median(c) OVER (ORDER BY a) FROM ta", UnsupportedSql, "moving window frame"),

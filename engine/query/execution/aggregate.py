@@ -63,6 +63,8 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
     """(state suffix, hash function, options, input column) for one aggregate's partial states."""
     arg = call.arg
     func = call.func
+    if call.distinct and func == "list":  # LIST(DISTINCT x) keeps a NULL: every value, made distinct when merged
+        return [("l", "list", None, arg)] + [(f"o{i}", "list", None, key) for i, key in enumerate(call.by)]
     if call.distinct:  # SUM(DISTINCT x) and kin: the distinct values, aggregated when merged
         return [("d", "distinct", _ONLY_VALID, arg)]
     if func == "count_star":
@@ -320,7 +322,7 @@ def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | N
     def column(suffix: str, kernel: str):
         return merged.column(f"{name}__{suffix}_{kernel}")
 
-    if call.distinct:
+    if call.distinct and func != "list":
         return _merge_distinct(states, call, ids, count)
     if func in ("count_star", "count"):
         return column("n", "sum").fill_null(0)

@@ -52,6 +52,10 @@ def gathered(call: AggCall, values: pa.Array, by: list[pa.Array], ids: pa.Array,
     rows.update({f"o{i}": key for i, key in enumerate(by)})
     table = pa.table(rows)
     if func == "list" or func == "string_agg":
+        if call.distinct:  # each value once (NULL too), where it first came
+            table = signed_zeros_as_one(table, ("v",))
+            firsts = table.group_by(["g", "v"], use_threads=False).aggregate([("r", "min")]).column("r_min")
+            table = table.take(pa.array(np.sort(combined(firsts).to_numpy())))  # r is the row number
         if func == "string_agg":
             table = table.filter(pc.is_valid(table.column("v")))
         keys = [("g", "ascending")]

@@ -92,10 +92,13 @@ def _compute(table: pa.Table, call: WindowCall) -> pa.Array:
     return values.take(pa.array(inverse))
 
 
-def _frame(call: WindowCall, ordered: pa.Table, index, gstart, gend, pstart, pend) -> tuple[np.ndarray, np.ndarray]:
+def _frame(call: WindowCall, ordered: pa.Table, index, gstart, gend, pstart, pend,
+           peer=None) -> tuple[np.ndarray, np.ndarray]:
     """Inclusive first and last row of each row's frame (first > last: empty)."""
     kind, start, end = call.frame
     last_row = gend - 1
+    if kind == "groups":
+        return _group_offsets(call, peer, gstart, gend)
     if kind == "range" and (start not in (None, 0) or end not in (None, 0)):
         return _range_offsets(call, ordered, gstart, gend, pstart, pend)
     if kind == "range":
@@ -143,6 +146,20 @@ def _range_offsets(call: WindowCall, ordered: pa.Table, gstart, gend, pstart, pe
             hi[rows] = last - 1
         else:
             hi[rows] = rows[0] + np.searchsorted(keys, here + end, side="right") - 1
+    return lo, hi
+
+
+def _group_offsets(call: WindowCall, peer: np.ndarray, gstart, gend) -> tuple[np.ndarray, np.ndarray]:
+    """GROUPS frames: offsets count peer groups (rows equal on the ORDER BY keys), within the partition."""
+    _, start, end = call.frame
+    group = np.cumsum(peer) - 1  # each row's peer group, numbered across partitions
+    starts = np.flatnonzero(peer)  # the first row of each peer group
+    ends = np.append(starts[1:], len(peer))  # one past its last row
+    first, last = group[gstart], group[gend - 1]  # the partition's first and last peer group
+    low = first if start is None else np.clip(group + int(start), first, None)
+    high = last if end is None else np.clip(group + int(end), None, last)
+    lo = np.where(low > last, gend, starts[np.minimum(low, len(starts) - 1)])
+    hi = np.where(high < first, gstart - 1, ends[np.maximum(high, 0)] - 1)
     return lo, hi
 
 
@@ -196,7 +213,7 @@ def _function(call: WindowCall, ordered: pa.Table, index, gstart, gend, gid, pst
         spec = AggCall(call.name, func, call.args[0], call.params, by=call.args[1:])
         per_partition = gathered(spec, columns[0], columns[1:], pa.array(gid), int(gid[-1]) + 1)
         return per_partition.take(pa.array(gid))
-    lo, hi = _frame(call, ordered, index, gstart, gend, pstart, pend)
+    lo, hi = _frame(call, ordered, index, gstart, gend, pstart, pend, peer)
     valid = lo <= hi
     if func == "first_value":
         return _take(ordered.column(call.args[0]), lo, valid)
