@@ -33,7 +33,14 @@ ATTEMPTS = 6
 FIRST_BACKOFF = 0.1  # seconds before the second attempt; doubled each time, with jitter
 MAX_BACKOFF = 4.0
 _ANSWERS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
-_LASTING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
+# errnos of a failure that may pass: no errno (a timeout, a reset), a remote or I/O error (S3's 500s become
+# EREMOTEIO or EIO in s3fs), busy (503 SlowDown, ServiceUnavailable), and the network ones; a full disk, a
+# refused request (EINVAL: a 400) or a permission is an answer that another attempt gets again
+_PASSING_ERRNOS = {None, errno.EIO, errno.EREMOTEIO, errno.EBUSY, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET,
+                   errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE, errno.ENETUNREACH, errno.EHOSTUNREACH,
+                   errno.ENETDOWN, errno.EINTR}
+_PASSING_BOTOCORE = ("HTTPClientError", "ConnectionError", "ConnectionClosedError", "EndpointConnectionError",
+                     "ReadTimeoutError", "ConnectTimeoutError", "ResponseParserError", "IncompleteReadError")
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -45,11 +52,15 @@ def is_transient(exc: BaseException) -> bool:
         return False  # retried already, as long as the caller was willing to wait
     if isinstance(exc, (PetrelError, _ANSWERS)):
         return False
-    if isinstance(exc, OSError):
-        return exc.errno not in _LASTING_ERRNOS
     if isinstance(exc, TimeoutError | ConnectionError):
         return True
-    return type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp", "urllib3")
+    if isinstance(exc, OSError) and exc.errno in _PASSING_ERRNOS:
+        return True
+    module = type(exc).__module__.split(".")[0]
+    if module in ("aiohttp", "urllib3"):  # connection-level failures of the HTTP client under s3fs
+        return True
+    # botocore: the network and parsing failures, not a missing credential or a bad parameter
+    return module in ("botocore", "aiobotocore") and any(c.__name__ in _PASSING_BOTOCORE for c in type(exc).__mro__)
 
 
 def backoff(attempt: int) -> float:

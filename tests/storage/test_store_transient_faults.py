@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 
+import botocore.exceptions
+
 import pytest
 
 from benchmarks.chaos_faults import ChaosStore, plan_of
@@ -39,6 +41,10 @@ def test_answers_of_the_store_are_not_transient_and_failures_are():
     assert not is_transient(CommitConflict("412"))
     assert not is_transient(OSError(errno.ENOSPC, "No space left on device"))
     assert not is_transient(StoreUnavailable("retried already"))
+    assert not is_transient(OSError(errno.EINVAL, "InvalidArgument: a refused request"))
+    assert not is_transient(botocore.exceptions.NoCredentialsError())
+    assert is_transient(OSError(errno.EBUSY, "SlowDown"))
+    assert is_transient(botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
     assert is_transient(OSError(errno.EREMOTEIO, "InternalError"))
     assert is_transient(TimeoutError("read timed out"))
     assert is_transient(ConnectionResetError("reset by peer"))
