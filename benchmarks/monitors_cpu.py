@@ -14,7 +14,10 @@ outcomes (``ShardLog.apply``).  The first period (``every``) is a warm-up
 
 Reported: CPU ms per evaluation, split into evaluation and commit, queries
 per evaluation, cache hits, and the evaluations per minute one core would
-sustain (60,000 / CPU ms per evaluation).  ``--profile FILE`` writes a
+sustain (60,000 / CPU ms per evaluation).  With ``--shards N`` it plays the
+scheduler of one shard of N (monitors are sharded by name, so every shard
+has every shape): N workers sustain N times what one shard's CPU per
+evaluation allows.  ``--profile FILE`` writes a
 cProfile of the measured part.
 
     PYTHONPATH=$PWD python -m benchmarks.monitors_cpu --monitors 10000 --every 30 --seconds 30
@@ -90,7 +93,7 @@ def build_specs(queries: Any, catalog: Any, tables: list[str], count: int, every
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import engine.monitors.queries
     from engine.monitors.evaluate import Evaluator
-    from engine.monitors.history import ShardLog, ensure_table
+    from engine.monitors.history import ShardLog, ensure_table, shard_of
     from engine.monitors.queries import LocalQueries
     from storage.catalog import Catalog
     from storage.objectstore import ObjectStore
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         build_seconds = time.perf_counter() - built
         queries = LocalQueries(store, NAMESPACE)
         queries.engine.workers = 2  # plan as a scheduler on a 2-CPU cluster does, without asking Ray
-        specs = build_specs(queries, catalog, tables, args.monitors, f"{int(every)}s")
+        specs = [s for s in build_specs(queries, catalog, tables, args.monitors, f"{int(every)}s")
+                 if shard_of(s.name, args.shards) == 0]  # the monitors of one shard's scheduler
         evaluator = Evaluator(queries.sql, run_window=queries.window)
         evaluator.register(specs)
         log = ShardLog(store, ensure_table(catalog, NAMESPACE), 0)
@@ -151,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         evaluations = max(1, totals["evaluations"])
         cpu_ms = 1000 * (totals["evaluate"] + totals["commit"]) / evaluations
         return {
-            "monitors": args.monitors, "every_s": every, "history_s": args.history,
+            "monitors": args.monitors, "shards": args.shards, "monitors_of_shard": len(specs), "every_s": every, "history_s": args.history,
             "segment_seconds": args.segment_seconds, "rows_per_segment": args.rows,
             "segments_per_table": len(queries.engine.resolve(tables[0]).segments),
             "build_s": round(build_seconds, 1), "evaluations": totals["evaluations"],
@@ -175,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=int, default=30, help="simulated seconds measured after the warm-up")
     parser.add_argument("--segment-seconds", type=float, default=1.0, help="event time each segment spans")
     parser.add_argument("--rows", type=int, default=500, help="events per segment")
+    parser.add_argument("--shards", type=int, default=1, help="play the scheduler of shard 0 of this many")
     parser.add_argument("--no-blocks", action="store_true", help="merge every segment's partial, no pre-merged blocks")
     parser.add_argument("--profile", default=None, help="write a cProfile of the measured part to this file")
     parser.add_argument("--out", default="benchmarks/results/monitors_cpu.json")
