@@ -18,6 +18,18 @@ not seen before, are read; the partials are merged by the plan's own final
 step.  The unbounded query is planned once, not at every slot (planning
 cost ten times what evaluating a window over cached partials does), and
 planned again only when the table's metadata or schema changed.
+
+Blocks: a long window over small segments would still merge thousands of
+partials at every slot.  The segments whose first event falls in one span
+of 600, 60 or 10 seconds form a block; once the table has moved past it,
+the block's partials are merged into one partial per group
+(:func:`engine.query.execution.combine.combine`) and cached under the
+block's segment ids (a late segment makes another key, never a wrong
+answer).  A window merges the largest blocks lying wholly inside it, then
+the leftover segments.  Only the states of the columns due are
+concatenated, and the last segments read are kept decoded
+(:class:`RecentSegments`), since every shape chunk of a table reads the same
+new and edge segments within seconds.
 """
 
 from __future__ import annotations
