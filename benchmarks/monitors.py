@@ -199,6 +199,8 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         "cpu_ms_per_evaluation": round(1000 * sum(s["cpu_seconds"] for s in schedulers) / max(1, evaluations), 3),
         "cache_hit_rate": round(sum(s["cache_hits"] for s in schedulers)
                                 / max(1, sum(s["cache_hits"] + s["cache_misses"] for s in schedulers)), 4),
+        "blocks_merged": sum(s["block_misses"] for s in schedulers),
+        "blocks_reused": sum(s["block_hits"] for s in schedulers),
         "threshold_to_webhook_p50_s": percentile(delays, 0.5),
         "threshold_to_webhook_p99_s": percentile(delays, 0.99),
         "probe_alerts": len(delays),

@@ -119,6 +119,11 @@ def check_query(spec: MonitorSpec, table_meta: Callable[[str], Any], probe: Call
 
 
 # -- evaluation SQL ---------------------------------------------------------------------
+def timestamp_text(seconds: float) -> str:
+    """The SQL string literal of a UTC time, as :func:`timestamp_literal` writes it (quotes included)."""
+    return "'" + dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") + "'"
+
+
 def timestamp_literal(seconds: float) -> exp.Expression:
     text = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
     return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMP"))

@@ -29,7 +29,9 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from engine.monitors.compile import SharedShape, shape_of, shape_sql, shared_columns, timestamp_literal, windowed_sql
+from engine.monitors.compile import (
+    SharedShape, shape_of, shape_sql, shared_columns, timestamp_literal, timestamp_text, windowed_sql,
+)
 from engine.monitors.definition import MonitorSpec
 from engine.monitors.state import SlotOutcome, group_key
 from storage.errors import PetrelError
@@ -171,8 +173,7 @@ class Evaluator:
 
     def _run(self, template: str, unbounded: str, start: float, end: float,
              columns: tuple[str, ...] | None = None) -> pa.Table:
-        windowed = template.replace(_START_TEXT, timestamp_literal(start).this.sql()).replace(
-            _END_TEXT, timestamp_literal(end).this.sql())
+        windowed = template.replace(_START_TEXT, timestamp_text(start)).replace(_END_TEXT, timestamp_text(end))
         if len(self._texts) > 50_000:
             self._texts.clear()
         if self.run_window is None:

@@ -97,19 +97,27 @@ class ShardLog:
         self.log = PartitionLog(store, meta.path, shard)
         self.state: PartitionState = PartitionState(partition=shard)
         self.epoch: int | None = None
+        # monitor states as committed, parsed once: a slot's apply reads the states its own commits made
+        self._parsed: dict[str, MonitorState] = {}
 
     def claim(self) -> int:
         """Own the shard under a new epoch; every earlier owner is fenced from now on."""
         self.state = self.log.claim()
+        self._parsed = {}
         self.epoch = self.state.epoch
         return self.epoch
 
     def load(self) -> PartitionState:
         self.state = self.log.load()
+        self._parsed = {}
         return self.state
 
     def monitor_state(self, monitor: str) -> MonitorState:
-        return MonitorState.from_json(self.state.offsets.get(monitor))
+        """The committed state of ``monitor`` (treat it as read-only: it is shared with later calls)."""
+        parsed = self._parsed.get(monitor)
+        if parsed is None:
+            parsed = self._parsed[monitor] = MonitorState.from_json(self.state.offsets.get(monitor))
+        return parsed
 
     def monitor_states(self) -> dict[str, MonitorState]:
         return {name: MonitorState.from_json(record) for name, record in self.state.offsets.items()
@@ -144,6 +152,7 @@ class ShardLog:
         if not states:
             return []
         now = time.time()
+        version = self.state.version
         added = []
         if transitions:
             added.append(write_segment(self.store, self.meta.path, transitions_table(transitions, now),
@@ -153,6 +162,10 @@ class ShardLog:
                            for t in transitions]
         offsets["_applied"] = applied
         self.state = self.log.commit(self.state, epoch=self.epoch, added=added, offsets=offsets, kind="monitor")
+        if self.state.version == version + 1:  # right on top of what this log had read
+            self._parsed.update(states)
+        else:  # the commit rebased over others: parse what is committed afresh
+            self._parsed = {}
         return transitions
 
 

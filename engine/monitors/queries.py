@@ -18,20 +18,35 @@ not seen before, are read; the partials are merged by the plan's own final
 step.  The unbounded query is planned once, not at every slot (planning
 cost ten times what evaluating a window over cached partials does), and
 planned again only when the table's metadata or schema changed.
+
+Blocks: a long window over small segments would still merge thousands of
+partials at every slot.  The segments whose first event falls in one span
+of 600, 60 or 10 seconds form a block; once the table has moved past it,
+the block's partials are merged into one partial per group
+(:func:`engine.query.execution.combine.combine`) and cached under the
+block's segment ids (a late segment makes another key, never a wrong
+answer).  A window merges the largest blocks lying wholly inside it, then
+the leftover segments.  Only the states of the columns due are
+concatenated, and the last segments read are kept decoded
+(:class:`RecentSegments`), since every shape chunk of a table reads the same
+new and edge segments within seconds.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import hashlib
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from sqlglot import exp
 
 from engine.query.api import QueryEngine
+from engine.query.execution.combine import combine
 from engine.query.execution.operators import Execution, concat, execute
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_locally
@@ -41,6 +56,9 @@ from storage.catalog import Catalog
 from storage.objectstore import ObjectStore
 
 CACHE_ENTRIES = 100_000
+RECENT_SEGMENTS = 128  # decoded segments a scheduler keeps (the newest ones and its windows' edges)
+BLOCK_LEVELS = (600, 60, 10)  # seconds of event time per pre-merged block, largest first; each divides the one before
+SEAL_SECONDS = 2  # a block is merged once the table has events this far past its end
 
 
 class LocalQueries:
@@ -48,7 +66,7 @@ class LocalQueries:
 
     def __init__(self, store: ObjectStore, namespace: str, cache_entries: int = CACHE_ENTRIES) -> None:
         self.engine = QueryEngine(store, Catalog(store), namespace)
-        self.reader = SegmentReader(store)
+        self.reader = RecentSegments(store)
         self.partials: collections.OrderedDict[tuple[str, str], pa.Table] = collections.OrderedDict()
         self.cache_entries = cache_entries
         self.hits = 0
@@ -56,6 +74,10 @@ class LocalQueries:
         self._lock = threading.Lock()
         self._plans: dict[str, Plan] = {}
         self._pruned: dict[tuple[str, tuple[str, ...]], tuple[Plan, Plan]] = {}
+        self._layouts: dict[str, tuple[tuple, _Layout]] = {}
+        self._combinable: dict[str, bool] = {}  # fingerprints whose states cannot be pre-merged
+        self.block_hits = 0
+        self.block_misses = 0
 
     def sql(self, query: str) -> pa.Table:
         planned = self.engine.plan(query)
@@ -88,32 +110,109 @@ class LocalQueries:
         source = self.engine.resolve(scan.source.meta.name)
         fingerprint = hashlib.sha1(f"{scan.source.meta.path}\n{unbounded}".encode()).hexdigest()
         edge_fragment = _replace_scan(gather.input, scan, edge)
-        parts = []
-        for segment in source.segments:
-            if segment.min_time is not None and (segment.max_time < start_us or segment.min_time >= end_us):
-                continue  # outside the window
-            inside = segment.min_time is not None and start_us <= segment.min_time and segment.max_time < end_us
-            if not inside:
-                parts.append(execute(edge_fragment, Execution(reader=self.reader, segments=(segment,))))
-                continue
-            parts.append(self._partial(gather.input, segment, fingerprint))
+        pruned = whole
+        if columns is not None:  # merge only the states of the columns asked for; the partials stay shared
+            key = (unbounded, columns)
+            kept = self._pruned.get(key)
+            if kept is None or kept[0] is not whole:
+                if len(self._pruned) > 10_000:
+                    self._pruned.clear()
+                kept = self._pruned[key] = (whole, _only(whole, frozenset(columns)) or whole)
+            pruned = kept[1]
+        parts = self._window_parts(gather.input, edge_fragment, source, fingerprint, start_us, end_us)
         if not parts:
             parts.append(execute(edge_fragment, Execution(reader=self.reader, segments=())))
+        if pruned is not whole:  # the other columns' states would only be concatenated to be dropped
+            parts = _only_states(parts, _final_of(pruned))
         try:
             gathered = concat(parts)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: plan the window as a whole
             return self.sql(windowed)
         run = Execution(reader=self.reader)
         run.gathered[id(gather)] = gathered
-        if columns is not None:  # merge only the states of the columns asked for; the partials stay shared
-            key = (unbounded, columns)
-            pruned = self._pruned.get(key)
-            if pruned is None or pruned[0] is not whole:
-                if len(self._pruned) > 10_000:
-                    self._pruned.clear()
-                pruned = self._pruned[key] = (whole, _only(whole, frozenset(columns)) or whole)
-            return execute(pruned[1], run)
-        return execute(whole, run)
+        return execute(pruned, run)
+
+    def _window_parts(self, fragment: Plan, edge_fragment: Plan, source, fingerprint: str, start_us: int,
+                      end_us: int) -> list[pa.Table]:
+        """The partial states covering [start_us, end_us): pre-merged blocks, whole segments' partials, edge reads.
+
+        Sealed blocks lying wholly inside the window stand for their
+        segments (the largest first); the segments left over give their
+        cached partials, and those straddling an edge are read with the
+        window in their scan filter.
+        """
+        layout = self._layout(source)
+        combinable = isinstance(fragment, Aggregate) and fragment.mode == "partial" and self._combinable.get(
+            fingerprint, True)
+        parts: list[pa.Table] = []
+        covered: set[tuple[int, int]] = set()
+        if combinable:
+            for rank, level in enumerate(BLOCK_LEVELS):
+                size = level * 1_000_000
+                for index in range(start_us // size, (end_us - 1) // size + 1):
+                    if any((upper, index * level // upper) in covered for upper in BLOCK_LEVELS[:rank]):
+                        continue
+                    block = layout.blocks.get((level, index))
+                    if block is None or block.min_time < start_us or block.max_time >= end_us:
+                        continue
+                    merged = self._block(fragment, layout, block, fingerprint)
+                    if merged is None:
+                        break
+                    parts.append(merged)
+                    covered.add((level, index))
+        for segment in layout.overlapping(start_us, end_us):
+            if covered and any((level, segment.min_time // (level * 1_000_000)) in covered for level in BLOCK_LEVELS):
+                continue
+            if start_us <= segment.min_time and segment.max_time < end_us:
+                parts.append(self._partial(fragment, segment, fingerprint))
+            else:
+                parts.append(execute(edge_fragment, Execution(reader=self.reader, segments=(segment,))))
+        for segment in layout.untimed:
+            parts.append(execute(edge_fragment, Execution(reader=self.reader, segments=(segment,))))
+        return parts
+
+    def _layout(self, source) -> _Layout:
+        """The blocks of ``source``'s segments (made again when the table's snapshot moved)."""
+        name = source.meta.name
+        kept = self._layouts.get(name)
+        if kept is None or kept[0] is not source.segments:
+            kept = self._layouts[name] = (source.segments, _Layout(source.segments))
+        return kept[1]
+
+    def _block(self, fragment: Aggregate, layout: _Layout, block: _Block, fingerprint: str) -> pa.Table | None:
+        """The partial states of ``block``'s segments merged into one row per group (cached); None if they cannot be."""
+        if len(block.segments) == 1:  # nothing to merge: the segment's own partial
+            return self._partial(fragment, block.segments[0], fingerprint)
+        key = (block.key, fingerprint)
+        with self._lock:
+            cached = self.partials.get(key)
+            if cached is not None:
+                self.partials.move_to_end(key)
+                self.block_hits += 1
+                return cached
+        rank = BLOCK_LEVELS.index(block.level)
+        if rank + 1 < len(BLOCK_LEVELS):  # from the blocks one level down, themselves cached
+            lower = BLOCK_LEVELS[rank + 1]
+            step = block.level // lower
+            children = [layout.blocks.get((lower, index)) for index in range(block.index * step, (block.index + 1) * step)]
+            parts = [self._block(fragment, layout, child, fingerprint) for child in children if child is not None]
+            if any(part is None for part in parts):
+                return None
+        else:
+            parts = [self._partial(fragment, segment, fingerprint) for segment in block.segments]
+        try:
+            merged = combine(concat(parts), fragment.keys, fragment.aggregates)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: merge the segments one by one
+            merged = None
+        if merged is None:
+            self._combinable[fingerprint] = False
+            return None
+        with self._lock:
+            self.block_misses += 1
+            self.partials[key] = merged
+            while len(self.partials) > self.cache_entries:
+                self.partials.popitem(last=False)
+        return merged
 
     def _partial(self, fragment: Plan, segment, fingerprint: str) -> pa.Table:
         key = (segment.id, fingerprint)
@@ -133,8 +232,99 @@ class LocalQueries:
 
     @property
     def hit_rate(self) -> float | None:
-        total = self.hits + self.misses
-        return self.hits / total if total else None
+        """The share of cached partials (of segments, or blocks of them) served from the cache."""
+        served = self.hits + self.block_hits
+        total = served + self.misses + self.block_misses
+        return served / total if total else None
+
+
+class RecentSegments(SegmentReader):
+    """A segment reader that keeps the last segments it read whole, decoded, and answers reads of them from memory.
+
+    Every shape chunk over a table reads each new segment (its partial
+    states) and the segments at its windows' edges: the same few segments,
+    once per chunk, within seconds.  Decoding the Parquet file once and
+    filtering the decoded rows for each chunk costs a fraction of reading
+    the file again.  Reads of several segments, or with a limit or a memory
+    bound, go to the file as before.
+    """
+
+    def __init__(self, store: ObjectStore, entries: int = RECENT_SEGMENTS) -> None:
+        super().__init__(store)
+        self.entries = entries
+        self._decoded: collections.OrderedDict[tuple[str, str], tuple[pa.Schema, pa.Table]] = collections.OrderedDict()
+        self._decoded_lock = threading.Lock()
+
+    def read(self, table_path, schema, segments, columns, filter=None, limit=None, stats=None, check=None,
+             stored=None, charge=None, options=None) -> pa.Table:
+        if len(segments) != 1 or limit is not None or charge is not None:
+            return super().read(table_path, schema, segments, columns, filter, limit, stats, check, stored, charge,
+                                options)
+        key = (table_path, segments[0].id)
+        with self._decoded_lock:
+            kept = self._decoded.get(key)
+            if kept is not None and kept[0].equals(schema):
+                self._decoded.move_to_end(key)
+        if kept is None or not kept[0].equals(schema):
+            kept = (schema, super().read(table_path, schema, segments, list(schema.names), None, None, stats))
+            with self._decoded_lock:
+                self._decoded[key] = kept
+                while len(self._decoded) > self.entries:
+                    self._decoded.popitem(last=False)
+        return ds.dataset(kept[1]).to_table(columns=columns, filter=filter)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """The segments of a table whose first event falls in one span of ``level`` seconds (the ``index``-th)."""
+
+    level: int
+    index: int
+    segments: tuple
+    min_time: int
+    max_time: int
+    key: tuple
+
+    @classmethod
+    def of(cls, level: int, index: int, segments: list) -> _Block:
+        return cls(level, index, tuple(segments), min(s.min_time for s in segments),
+                   max(s.max_time for s in segments), ("block", level, index, tuple(s.id for s in segments)))
+
+
+class _Layout:
+    """A snapshot's segments by first event time, and its sealed blocks at every level of BLOCK_LEVELS.
+
+    A block is sealed once the table holds events at least SEAL_SECONDS past
+    its span: later segments rarely land in it, and one that does changes
+    the block's segment set, and so its cache key.
+    """
+
+    def __init__(self, segments: tuple) -> None:
+        self.timed = sorted((s for s in segments if s.min_time is not None), key=lambda s: s.min_time)
+        self.untimed = [s for s in segments if s.min_time is None]
+        self.starts = [s.min_time for s in self.timed]
+        self.span = max((s.max_time - s.min_time for s in self.timed), default=0)
+        self.blocks: dict[tuple[int, int], _Block] = {}
+        if not self.timed:
+            return
+        newest = self.starts[-1]
+        for level in BLOCK_LEVELS:
+            size = level * 1_000_000
+            sealed = (newest - SEAL_SECONDS * 1_000_000) // size  # blocks before this index are sealed
+            members: dict[int, list] = {}
+            for segment in self.timed:
+                index = segment.min_time // size
+                if index >= sealed:
+                    break
+                members.setdefault(index, []).append(segment)
+            for index, inside in members.items():
+                self.blocks[(level, index)] = _Block.of(level, index, inside)
+
+    def overlapping(self, start_us: int, end_us: int) -> list:
+        """The timed segments with events in [start_us, end_us)."""
+        low = bisect.bisect_left(self.starts, start_us - self.span)
+        high = bisect.bisect_left(self.starts, end_us)
+        return [s for s in self.timed[low:high] if s.max_time >= start_us]
 
 
 def _current(scan: Scan, source) -> bool:
@@ -183,6 +373,30 @@ def _only(plan: Plan, keep: frozenset[str]) -> Plan | None:
     if isinstance(plan, Aggregate) and plan.mode == "final" and isinstance(plan.input, Gather):
         return replace(plan, aggregates=tuple(call for call in plan.aggregates if call.name in keep))
     return None
+
+
+def _final_of(plan: Plan) -> Aggregate | None:
+    """The final aggregate right above the plan's gather, if there is one."""
+    for node in plan.walk():
+        if isinstance(node, Aggregate) and node.mode == "final" and isinstance(node.input, Gather):
+            return node
+    return None
+
+
+def _only_states(parts: list[pa.Table], final: Aggregate | None) -> list[pa.Table]:
+    """``parts`` keeping only the group keys and the partial states ``final`` merges (``<aggregate>__<state>``)."""
+    if final is None:
+        return parts
+    keys = set(final.keys)
+    calls = {call.name for call in final.aggregates}
+    out, chosen = [], {}
+    for part in parts:
+        names = tuple(part.column_names)
+        wanted = chosen.get(names)
+        if wanted is None:
+            wanted = chosen[names] = [n for n in names if n in keys or n.rsplit("__", 1)[0] in calls]
+        out.append(part.select(wanted) if wanted else part)
+    return out
 
 
 def _replace_scan(plan: Plan, old: Scan, new: Scan) -> Plan:

@@ -242,6 +242,7 @@ class Scheduler(_Loop):
                 "shared_queries": self.evaluator.stats.shared_queries,
                 "evaluation_seconds": self.evaluator.stats.seconds,
                 "cache_hits": self.queries.hits, "cache_misses": self.queries.misses,
+                "block_hits": self.queries.block_hits, "block_misses": self.queries.block_misses,
                 "cpu_seconds": time.process_time() - self.cpu_started, "errors": list(self.errors),
                 "monitors": len(self.specs), "pid": os.getpid()}
 

@@ -146,3 +146,31 @@ def kll_quantiles(sketches: pa.Array, fraction: float, value_type: pa.DataType) 
         return pc.multiply(days, 86_400_000_000).cast(pa.timestamp("us"))
     return out
 
+
+
+def kll_unions(sketches: pa.Array) -> pa.Array:
+    """One serialized KLL sketch per group, the union of the list of its fragments' sketches (a partial state)."""
+    bounds, flat = _by_group(sketches)
+    flat = flat.to_pylist()
+    out = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        merged = datasketches.kll_doubles_sketch(KLL_K)
+        for blob in flat[start:end]:
+            if blob is not None:
+                merged.merge(datasketches.kll_doubles_sketch.deserialize(blob))
+        out.append(merged.serialize())
+    return pa.array(out, pa.binary())
+
+
+def hll_unions(sketches: pa.Array) -> pa.Array:
+    """One serialized HLL sketch per group, the union of the list of its fragments' sketches (a partial state)."""
+    bounds, flat = _by_group(sketches)
+    flat = flat.to_pylist()
+    out = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        union = datasketches.hll_union(HLL_LG_K)
+        for blob in flat[start:end]:
+            if blob is not None:
+                union.update(datasketches.hll_sketch.deserialize(blob))
+        out.append(union.get_result(_HLL_TYPE).serialize_compact())
+    return pa.array(out, pa.binary())

@@ -56,7 +56,14 @@ def test_a_shape_runs_one_sql_for_every_slot_offset_and_reads_each_segment_once(
     assert batched.stats.queries == len({slot for _, slot in due})  # one scan per (shape, slot)
     segments = len(queries.engine.resolve("batch").segments)
     assert 0 < queries.misses <= segments  # a whole segment's partial is computed once for every offset
-    assert queries.hits > queries.misses
+    assert queries.hits + queries.block_hits > queries.misses  # cached segment partials, or blocks merged from them
+
+
+def test_window_bounds_are_written_as_the_generated_sql_writes_them():
+    from engine.monitors.compile import timestamp_literal, timestamp_text
+
+    for seconds in (0.0, BASE + 0.5, 1_999_999_999.654321, -2_000_000_000.123456):
+        assert timestamp_text(seconds) == timestamp_literal(seconds).this.sql()
 
 
 def test_a_broken_monitor_in_a_shape_fails_alone(db, batch_table):
@@ -118,3 +125,33 @@ def test_sigkill_during_batched_commits_applies_each_slot_once_and_loses_no_outb
         assert sorted(seqs) == list(range(1, len(seqs) + 1)), group  # contiguous, no repeat
     assert sorted(e["key"] for e in outbox) == sorted(r["key"] for r in rows)  # each transition in an outbox once
     assert all(json.loads(e["group"]) and e["sinks"] for e in outbox)
+
+
+BLOCKED = [  # one shape over many small segments: sums, a ratio, moments and a sketch, merged through blocks
+    "SELECT svc, avg(latency) AS v FROM blocked GROUP BY svc",
+    "SELECT svc, count(*) FILTER (WHERE status >= 500) * 100.0 / count(*) AS v FROM blocked GROUP BY svc",
+    "SELECT svc, max(latency) AS v FROM blocked WHERE status < 500 GROUP BY svc",
+    "SELECT svc, stddev_samp(latency) AS v FROM blocked GROUP BY svc",
+    "SELECT svc, approx_quantile(latency, 0.9) AS v FROM blocked GROUP BY svc",
+]
+
+
+def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(db):
+    db.create_table("blocked", schema=EVENTS_SCHEMA, partitions=1)
+    for step in range(40):  # a segment every 20 s for 800 s: blocks of 60 s and 600 s hold 3 and 30 of them
+        start = BASE + 20 * step
+        db.ingest("blocked", [{"timestamp": int((start + i * 6 + 0.3) * 1e6), "svc": ("a", "b")[i % 2],
+                               "status": 500 if (step + i) % 7 == 0 else 200, "latency": float((step * 7 + i) % 23),
+                               "note": "x"} for i in range(3)])
+    specs = [db._checked(build_spec(f"blocked-{i}-{w}", q, window=w, every="1m", critical=1e9))
+             for i, q in enumerate(BLOCKED) for w in ("2m", "11m")]
+    queries = LocalQueries(db.store, db.namespace)
+    batched = Evaluator(queries.sql, run_window=queries.window)
+    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
+    due = [(spec, BASE + 60 * minute + spec.offset) for minute in (11, 12, 13) for spec in specs]
+    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(due)}
+    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
+    assert got.keys() == want.keys()
+    for key, values in got.items():
+        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
+    assert queries.block_misses > 0 and queries.block_hits > 0  # blocks were merged, then served again
