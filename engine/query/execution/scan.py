@@ -176,7 +176,7 @@ class SegmentReader:
         """
         try:
             return self._read(table_path, schema, segments, columns, filter, limit, stats, check, stored, charge,
-                              options)
+                              options, dictionary)
         except FileNotFoundError as exc:
             raise SegmentMissing(
                 f"a segment of {table_path} that the query's snapshot lists is not in the object store "
@@ -186,7 +186,8 @@ class SegmentReader:
     def _read(self, table_path: str, schema: pa.Schema, segments: tuple[SegmentEntry, ...] | list[SegmentEntry],
               columns: list[str] | dict[str, object], filter: object | None, limit: int | None,
               stats: ScanStats | None, check: Callable[[], None] | None, stored: list[str] | None,
-              charge: Callable[[int], None] | None, options: dict[str, int] | None) -> pa.Table:
+              charge: Callable[[int], None] | None, options: dict[str, int] | None,
+              dictionary: tuple[str, ...]) -> pa.Table:
         stats = stats if stats is not None else ScanStats()
         footers = [self.footer(table_path, s, stats) for s in segments]
         fragments = [f.fragment for f in footers]
