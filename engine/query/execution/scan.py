@@ -27,6 +27,8 @@ from storage.segment import SegmentEntry
 
 _FORMAT = ds.ParquetFileFormat()
 FILES_AHEAD = 32  # files the scan opens and reads ahead: small segments cost latency, not bandwidth
+NO_VALUES = object()  # a segment's bound when it holds no non-NULL value of the column
+UNBOUNDED = object()  # a segment's bound when some row group has no statistics for the column
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Footer:
     rows: int
     row_groups: int
     column_bytes: dict[str, int]
+    bounds: dict[tuple[str, bool], object] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, fragment: ds.ParquetFileFragment) -> Footer:
@@ -49,6 +52,20 @@ class Footer:
                                      for g in range(metadata.num_row_groups) for leaf in range(start, start + width))
             start += width
         return cls(fragment, metadata.num_rows, metadata.num_row_groups, sizes)
+
+    def bound(self, column: str, highest: bool) -> object:
+        """The largest (``highest``) or smallest value of ``column`` its row groups' statistics allow.
+
+        :data:`NO_VALUES` when the segment holds no non-NULL value of it (or
+        not the column at all), :data:`UNBOUNDED` when a row group with
+        values has no statistics (or the column is nested).  NaNs are left
+        out of Parquet's statistics, as they are out of a top-k's values.
+        Kept per column: the footer never changes.
+        """
+        key = (column, highest)
+        if key not in self.bounds:
+            self.bounds[key] = _bound(self.fragment, column, highest)
+        return self.bounds[key]
 
 
 @dataclass
@@ -186,6 +203,30 @@ def _row_groups(fragment: ds.ParquetFileFragment, filter, schema: pa.Schema) -> 
     if filter is None:
         return list(range(fragment.metadata.num_row_groups))
     return [g.id for piece in fragment.split_by_row_group(filter, schema=schema) for g in piece.row_groups]
+
+
+def _bound(fragment: ds.ParquetFileFragment, column: str, highest: bool) -> object:
+    """See :meth:`Footer.bound`."""
+    index = fragment.physical_schema.get_field_index(column)
+    if index < 0:
+        return NO_VALUES
+    leaf = sum(_leaves(f.type) for f in list(fragment.physical_schema)[:index])
+    if _leaves(fragment.physical_schema.field(index).type) != 1 \
+            or pa.types.is_nested(fragment.physical_schema.field(index).type):
+        return UNBOUNDED
+    metadata, best = fragment.metadata, NO_VALUES
+    for group in range(metadata.num_row_groups):
+        statistics = metadata.row_group(group).column(leaf).statistics
+        if statistics is None:
+            return UNBOUNDED
+        if not statistics.has_min_max:
+            if statistics.num_values == 0:  # every value NULL
+                continue
+            return UNBOUNDED
+        value = statistics.max if highest else statistics.min
+        if best is NO_VALUES or (value > best if highest else value < best):
+            best = value
+    return best
 
 
 def _leaves(type_: pa.DataType) -> int:
