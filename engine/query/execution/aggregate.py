@@ -137,8 +137,6 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
                 specs.append(([] if column is None else column, func, options) if options is not None
                              else ([] if column is None else column, func))
             names.append((f"{call.name}__{suffix}", func if column is None else f"{column}_{func}"))
-    if any(pa.types.is_dictionary(table.schema.field(k).type) for k in keys):
-        table = table.unify_dictionaries()  # one dictionary per column, so the codes of all batches mean the same
     grouped = table.group_by(list(keys), use_threads=False).aggregate(specs) if keys else _one_group(table, specs)
     columns, built = {}, {}
     for name, output in names:  # Acero names them <column>_<function>
@@ -149,16 +147,11 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
             columns[name] = built[(suffix, output)]
         else:
             columns[name] = grouped.column(output)
-    out = {k: _decoded(grouped.column(k)) for k in keys}
+    out = {k: grouped.column(k) for k in keys}
     out.update(columns)
     if not out:
         return pa.table({_KEY: pa.array(np.zeros(grouped.num_rows, dtype=np.int8))})
     return pa.table(out)
-
-
-def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A dictionary-encoded key column (one value per group) as plain values."""
-    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
 def _one_group(table: pa.Table, specs: list[tuple]) -> pa.Table:

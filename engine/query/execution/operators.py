@@ -47,7 +47,6 @@ class Execution:
     whole: set[int] = field(default_factory=set)  # Gathers (by node id) whose rows one fragment produced
     memory: MemoryBudget | None = None  # the query's memory bound in this process (shared by its fragments here)
     held: int = 0  # bytes this execution has charged to ``memory`` and not yet released
-    dictionary: frozenset[str] = frozenset()  # stored string columns its scan returns dictionary-encoded
 
     def charge(self, nbytes: int, what: str) -> None:
         """Hold ``nbytes`` of the query's memory for ``what`` (until the operator holding it finishes)."""
@@ -162,7 +161,7 @@ def _filter(plan: Filter, run: Execution) -> pa.Table:
 def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
     if plan.mode == "partial" and _counts_only(plan):
         return _count_from_manifest(plan, run)
-    table = _grouped_input(plan, run)
+    table = _input(plan, run)
     if plan.mode == "partial":
         return aggregate.partial(table, plan.keys, plan.aggregates)
     if plan.mode == "final":  # states of one fragment hold each group once: nothing to merge
@@ -190,48 +189,6 @@ def _limit(plan: Limit, run: Execution) -> pa.Table:
 @EXECUTE.register(Window)
 def _window(plan: Window, run: Execution) -> pa.Table:
     return window(_input(plan, run), plan.calls)
-
-
-def _grouped_input(plan: Aggregate, run: Execution) -> pa.Table:
-    """The rows an aggregate groups; its keys that are stored strings read still dictionary-encoded.
-
-    Segments store low-cardinality strings as dictionaries: decoding every
-    value costs more than the rest of the grouping, which hashes the codes
-    and decodes only one value per group.  Only keys that no other output
-    uses are read so.
-    """
-    columns = _dictionary_keys(plan)
-    if not columns:
-        return _input(plan, run)
-    inner = dataclasses.replace(run, dictionary=columns, held=0)
-    table = _input(plan, inner)
-    run.held += inner.held
-    return table
-
-
-def _dictionary_keys(plan: Aggregate) -> frozenset[str]:
-    """The stored string columns an aggregate's fused scan can read as dictionaries: plain group keys only.
-
-    The scan's filter may test them (the reader reads them plain when it
-    has no kernel for dictionaries); no other output may use them.
-    """
-    if plan.mode == "final" or not plan.keys or not _fused_scan(plan.input):
-        return frozenset()
-    projection, scan = plan.input, plan.input.input
-    arguments = {call.arg for call in plan.aggregates if call.arg is not None}
-    used, keys = set(), set()
-    for name, expr, compiled in zip(projection.names, projection.exprs, projection.compiled):
-        source = str(compiled)
-        plain = source in scan.source.schema.names and pc.field(source).equals(compiled)
-        if plain and name in plan.keys and name not in arguments:
-            keys.add(source)
-        else:
-            used.update(part.name for column in expr.find_all(exp.Column) for part in column.parts)
-            if plain:
-                used.add(source)
-    return frozenset(name for name in keys - used
-                     if pa.types.is_string(scan.source.schema.field(name).type)
-                     or pa.types.is_large_string(scan.source.schema.field(name).type))
 
 
 def _counts_only(plan: Aggregate) -> bool:
@@ -422,7 +379,7 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
         table = project(table, projection.names, projection.compiled)
     else:
         table = run.reader.read(scan.source.meta.path, schema, segments, columns, scan.compiled, scan.limit, run.scan,
-                                run.check, stored, **bounded, dictionary=run.dictionary)
+                                run.check, stored, **bounded)
     if run.memory is not None:  # the batches read are the table returned: the operator above charges it as one
         run.memory.release(run.held - before)
         run.held = before

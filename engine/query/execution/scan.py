@@ -39,7 +39,7 @@ class Footer:
     rows: int
     row_groups: int
     column_bytes: dict[str, int]
-    bounds: dict[tuple[str, bool | None], object] = field(default_factory=dict, compare=False, repr=False)
+    bounds: dict[tuple[str, bool], object] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, fragment: ds.ParquetFileFragment) -> Footer:
@@ -67,17 +67,6 @@ class Footer:
             self.bounds[key] = _bound(self.fragment, column, highest)
         return self.bounds[key]
 
-    def dictionary_encoded(self, column: str) -> bool:
-        """Whether the segment stores string ``column`` with a dictionary in every row group (or not at all).
-
-        Such a column reads back dictionary-encoded for the cost of its
-        codes; a column stored plain would have to be hashed into one.
-        """
-        key = (column, None)
-        if key not in self.bounds:
-            self.bounds[key] = _dictionary_encoded(self.fragment, column)
-        return self.bounds[key]
-
 
 @dataclass
 class ScanStats:
@@ -100,19 +89,10 @@ class SegmentReader:
         self._fragments: collections.OrderedDict[str, Footer] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._formats: dict[frozenset[str], ds.ParquetFileFormat] = {frozenset(): _FORMAT}
 
-    def footer(self, table_path: str, segment: SegmentEntry, stats: ScanStats | None = None,
-               dictionary: frozenset[str] = frozenset()) -> Footer:
-        """The segment's parsed footer, read once and kept.
-
-        With ``dictionary`` (string columns to read as dictionaries) the
-        footer is that of a fragment whose reads keep those columns'
-        dictionary encoding; it is kept apart from the plain one.
-        """
+    def footer(self, table_path: str, segment: SegmentEntry, stats: ScanStats | None = None) -> Footer:
+        """The segment's parsed footer, read once and kept."""
         key = f"{table_path}/{segment.path}"
-        if dictionary:
-            key = f"{key}?dictionary={','.join(sorted(dictionary))}"
         with self._lock:
             cached = self._fragments.get(key)
             if cached is not None:
@@ -120,12 +100,7 @@ class SegmentReader:
                 if stats is not None:
                     stats.footer_hits += 1
                 return cached
-        with self._lock:
-            format_ = self._formats.get(dictionary)
-            if format_ is None:
-                format_ = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=sorted(dictionary)))
-                self._formats[dictionary] = format_
-        fragment = format_.make_fragment(self.store.arrow_path(f"{table_path}/{segment.path}"), self.filesystem)
+        fragment = _FORMAT.make_fragment(self.store.arrow_path(key), self.filesystem)
         fragment.ensure_complete_metadata()
         footer = Footer.of(fragment)
         with self._lock:
@@ -147,7 +122,6 @@ class SegmentReader:
         stored: list[str] | None = None,
         charge: Callable[[int], None] | None = None,
         options: dict[str, int] | None = None,
-        dictionary: frozenset[str] = frozenset(),
     ) -> pa.Table:
         """Rows of ``segments`` passing ``filter``, as ``columns`` (names or named expressions).
 
@@ -159,21 +133,9 @@ class SegmentReader:
         ``charge`` is told the bytes of every batch read, before the next is
         read, and may raise to stop the read (a query's memory bound);
         ``options`` are scanner options that go with it (less read-ahead).
-        ``dictionary`` names string columns to return dictionary-encoded, as
-        they are stored (decoding every value costs more than the rest of a
-        grouping); they are read plain unless every segment stores them with
-        dictionaries and the filter and projection have kernels for them.
         """
         stats = stats if stats is not None else ScanStats()
-        dictionary = frozenset(name for name in dictionary
-                               if name in schema.names and _is_string(schema.field(name).type))
-        footers = [self.footer(table_path, s, None if dictionary else stats) for s in segments]
-        if dictionary and all(f.dictionary_encoded(name) for f in footers for name in dictionary):
-            encoded = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable, f.metadata)
-                                 if f.name in dictionary else f for f in schema])
-            if _binds(encoded, columns, filter):  # else the filter or a projection has no kernel for dictionaries
-                schema = encoded
-                footers = [self.footer(table_path, s, stats, dictionary) for s in segments]
+        footers = [self.footer(table_path, s, stats) for s in segments]
         fragments = [f.fragment for f in footers]
         dataset = ds.FileSystemDataset(fragments, schema, _FORMAT, self.filesystem)
         stats.segments += len(segments)
@@ -241,32 +203,6 @@ def _row_groups(fragment: ds.ParquetFileFragment, filter, schema: pa.Schema) -> 
     if filter is None:
         return list(range(fragment.metadata.num_row_groups))
     return [g.id for piece in fragment.split_by_row_group(filter, schema=schema) for g in piece.row_groups]
-
-
-def _is_string(type_: pa.DataType) -> bool:
-    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
-
-
-def _binds(schema: pa.Schema, columns: list[str] | dict[str, object], filter: object | None) -> bool:
-    """Whether ``columns`` and ``filter`` have kernels for the types of ``schema`` (checked on no rows)."""
-    try:
-        ds.dataset(schema.empty_table()).scanner(columns=columns, filter=filter)
-    except (pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowInvalid):
-        return False
-    return True
-
-
-def _dictionary_encoded(fragment: ds.ParquetFileFragment, column: str) -> bool:
-    """See :meth:`Footer.dictionary_encoded`."""
-    schema = fragment.physical_schema
-    index = schema.get_field_index(column)
-    if index < 0:
-        return True
-    if not _is_string(schema.field(index).type):
-        return False
-    leaf = sum(_leaves(f.type) for f in list(schema)[:index])
-    metadata = fragment.metadata
-    return all(metadata.row_group(g).column(leaf).has_dictionary_page for g in range(metadata.num_row_groups))
 
 
 def _bound(fragment: ds.ParquetFileFragment, column: str, highest: bool) -> object:
