@@ -23,7 +23,7 @@ from sqlglot import exp
 from engine.query.execution import aggregate
 from engine.query.execution.join import join, set_operation
 from engine.query.execution.memory import MemoryBudget, readahead, table_bytes
-from engine.query.execution.scan import NO_VALUES, UNBOUNDED, ScanStats, SegmentReader
+from engine.query.execution.scan import NO_VALUES, UNBOUNDED, ScanStats, SegmentReader, segment_bound
 from engine.query.execution.window import window
 from planner.dispatch import OperatorTable
 from planner.logical import (
@@ -268,7 +268,7 @@ def _kth_key(plan: Sort, scan: Scan, run: Execution, source: str) -> tuple[pa.Sc
     segments = run.segments if run.segments is not None else (scan.segments or ())
     unbounded, ranked = [], []
     for segment in segments:
-        bound = run.reader.footer(scan.source.meta.path, segment, run.scan).bound(source, first.descending)
+        bound = segment_bound(run.reader.footer(scan.source.meta.path, segment, run.scan), source, first.descending)
         if bound is UNBOUNDED:
             unbounded.append(segment)
         elif bound is not NO_VALUES:

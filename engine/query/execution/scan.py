@@ -39,7 +39,6 @@ class Footer:
     rows: int
     row_groups: int
     column_bytes: dict[str, int]
-    bounds: dict[tuple[str, bool], object] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, fragment: ds.ParquetFileFragment) -> Footer:
@@ -52,20 +51,6 @@ class Footer:
                                      for g in range(metadata.num_row_groups) for leaf in range(start, start + width))
             start += width
         return cls(fragment, metadata.num_rows, metadata.num_row_groups, sizes)
-
-    def bound(self, column: str, highest: bool) -> object:
-        """The largest (``highest``) or smallest value of ``column`` its row groups' statistics allow.
-
-        :data:`NO_VALUES` when the segment holds no non-NULL value of it (or
-        not the column at all), :data:`UNBOUNDED` when a row group with
-        values has no statistics (or the column is nested).  NaNs are left
-        out of Parquet's statistics, as they are out of a top-k's values.
-        Kept per column: the footer never changes.
-        """
-        key = (column, highest)
-        if key not in self.bounds:
-            self.bounds[key] = _bound(self.fragment, column, highest)
-        return self.bounds[key]
 
 
 @dataclass
@@ -205,8 +190,35 @@ def _row_groups(fragment: ds.ParquetFileFragment, filter, schema: pa.Schema) -> 
     return [g.id for piece in fragment.split_by_row_group(filter, schema=schema) for g in piece.row_groups]
 
 
+_BOUNDS: collections.OrderedDict[tuple[str, str, bool], object] = collections.OrderedDict()
+_BOUNDS_KEPT = 100_000
+_BOUNDS_LOCK = threading.Lock()
+
+
+def segment_bound(footer: Footer, column: str, highest: bool) -> object:
+    """The largest (``highest``) or smallest value of ``column`` the segment's row-group statistics allow.
+
+    :data:`NO_VALUES` when the segment holds no non-NULL value of it (or
+    not the column at all), :data:`UNBOUNDED` when a row group with values
+    has no statistics (or the column is nested).  NaNs are left out of
+    Parquet's statistics, as they are out of a top-k's values.  Kept per
+    file and column (LRU): a segment never changes.
+    """
+    key = (footer.fragment.path, column, highest)
+    with _BOUNDS_LOCK:
+        if key in _BOUNDS:
+            _BOUNDS.move_to_end(key)
+            return _BOUNDS[key]
+    value = _bound(footer.fragment, column, highest)
+    with _BOUNDS_LOCK:
+        _BOUNDS[key] = value
+        while len(_BOUNDS) > _BOUNDS_KEPT:
+            _BOUNDS.popitem(last=False)
+    return value
+
+
 def _bound(fragment: ds.ParquetFileFragment, column: str, highest: bool) -> object:
-    """See :meth:`Footer.bound`."""
+    """See :func:`segment_bound`."""
     index = fragment.physical_schema.get_field_index(column)
     if index < 0:
         return NO_VALUES
