@@ -385,7 +385,16 @@ def _flatten(lists: pa.ChunkedArray, ids: pa.Array) -> tuple[pa.Array, pa.Array]
     """The values of per-row lists, and the group each value belongs to."""
     lists = _combined(lists)
     values = pc.list_flatten(lists)
-    return values, ids.take(pc.list_parent_indices(lists))
+    parents = pc.list_parent_indices(lists)
+    if _identity(ids):  # one state row per group (a partial finished whole): the parent is the group
+        return values, parents
+    return values, ids.take(parents)
+
+
+def _identity(ids: pa.Array) -> bool:
+    """Whether ``ids`` is 0, 1, 2, ...: each state row is its own group."""
+    return len(ids) == 0 or (ids[0].as_py() == 0 and ids[len(ids) - 1].as_py() == len(ids) - 1
+                             and pc.all(pc.equal(ids, _arange(len(ids)))).as_py())
 
 
 def _per_group(column: pa.ChunkedArray, ids: pa.Array, count: int) -> pa.Array:

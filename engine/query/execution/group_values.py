@@ -147,7 +147,7 @@ def quantiles(values: pa.Array, ids: pa.Array, count: int, fraction: float, cont
     else:
         numbers = values.to_numpy(zero_copy_only=False)
     groups = ids.to_numpy(zero_copy_only=False)
-    if count > 1:
+    if count > 1 and len(groups) > 1 and not (groups[1:] >= groups[:-1]).all():  # the values not yet by group
         order = np.argsort(groups.astype(np.int32 if count < 2**31 else np.int64), kind="stable")
         numbers = numbers[order]
     sizes = np.bincount(groups, minlength=count) if len(groups) else np.zeros(count, dtype=np.int64)

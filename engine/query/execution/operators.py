@@ -25,7 +25,7 @@ from engine.query.execution import aggregate
 from engine.query.execution.dictionary_keys import decoded, dictionary_read, filtered, read_columns
 from engine.query.execution.join import join, set_operation
 from engine.query.execution.memory import MemoryBudget, readahead, table_bytes
-from engine.query.execution.scan import ScanStats, SegmentReader
+from engine.query.execution.scan import NO_VALUES, UNBOUNDED, ScanStats, SegmentReader, segment_bound
 from engine.query.execution.window import window
 from planner.dispatch import OperatorTable
 from planner.logical import (
@@ -243,6 +243,92 @@ def _topk_scan(plan: Sort, run: Execution) -> pa.Table:
 
 
 def _keys_first_topk(plan: Sort, scan: Scan, projection: Project, run: Execution, source: str) -> pa.Table:
+    """The top rows of ``run``'s segments: the k-th value of the first key found first, then the rows at or before it.
+
+    The first key is read alone, from the segments whose statistics can
+    reach furthest first (see :func:`_kth_key`); then the whole projection
+    is read with ``key >= k-th value`` (or ``<=``) added to the filter, from
+    those segments only, so the reader also skips every row group whose
+    statistics rule it out.  Ties are kept, so the answer is the same.
+    """
+    first = plan.keys[0]
+    if first.nulls_first or plan.limit == 0 or not _bounded(scan.source.schema.field(source).type):
+        return _keys_read_whole_topk(plan, scan, projection, run, source)
+    threshold, segments = _kth_key(plan, scan, run, source)
+    if threshold is None:  # fewer than k non-NULL keys: NULLs are among the top rows
+        return sort(_scan(scan, projection, run), plan.keys, plan.limit)
+    bound = pc.field(source) >= pc.scalar(threshold) if first.descending else pc.field(source) <= pc.scalar(threshold)
+    narrowed = dataclasses.replace(scan, compiled=bound if scan.compiled is None else (scan.compiled & bound))
+    return sort(_scan(narrowed, projection, dataclasses.replace(run, segments=segments)), plan.keys, plan.limit)
+
+
+def _bounded(type_: pa.DataType) -> bool:
+    """Whether Parquet's statistics of a column of ``type_`` compare as the values do (numbers, dates, times)."""
+    return (pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_date(type_)
+            or (pa.types.is_timestamp(type_) and type_.unit in ("s", "ms", "us")))
+
+
+def _kth_key(plan: Sort, scan: Scan, run: Execution, source: str) -> tuple[pa.Scalar | None, tuple]:
+    """The k-th best value of the first sort key over ``run``'s segments, and the segments that can reach it.
+
+    Segments are ranked by the bound their row groups' statistics put on
+    the key (highest maximum first when descending), and only the key is
+    read, in waves of 1, 2, 4, ... segments.  Once k values are kept, the
+    k-th is passed to later waves as a filter, and a segment whose bound
+    falls short of it is not read, nor is any ranked after it.  None when
+    there are fewer than k non-NULL keys.
+    """
+    first, limit = plan.keys[0], plan.limit
+    segments = run.segments if run.segments is not None else (scan.segments or ())
+    unbounded, ranked = [], []
+    for segment in segments:
+        bound = segment_bound(run.reader.footer(scan.source.meta.path, segment, run.scan), source, first.descending)
+        if bound is UNBOUNDED:
+            unbounded.append(segment)
+        elif bound is not NO_VALUES:
+            ranked.append((bound, segment))
+    ranked.sort(key=lambda pair: pair[0], reverse=first.descending)
+    order = [(UNBOUNDED, s) for s in unbounded] + ranked
+    key = pc.field(source)
+    floating = pa.types.is_floating(scan.source.schema.field(source).type)
+    keys_only = Project(scan, (first.column,), (key,), (key,))
+    kept, threshold, position, wave = None, None, 0, 1
+    while position < len(order) and (threshold is None or _reaches(order[position][0], threshold, first.descending)):
+        chosen = tuple(s for bound, s in order[position:position + wave]
+                       if threshold is None or _reaches(bound, threshold, first.descending))
+        position, wave = position + wave, wave * 2
+        if not chosen:  # ranked best first: none after these reaches the k-th value either
+            break
+        wanted = key.is_valid() if threshold is None else \
+            (key >= pc.scalar(threshold) if first.descending else key <= pc.scalar(threshold))
+        narrowed = dataclasses.replace(scan, compiled=wanted if scan.compiled is None else (scan.compiled & wanted))
+        values = _scan(narrowed, keys_only, dataclasses.replace(run, segments=chosen)).column(0)
+        values = values.combine_chunks() if kept is None else pa.concat_arrays([kept, *values.chunks])
+        if floating:
+            values = values.filter(pc.invert(pc.is_nan(values)))  # NaNs sort after every number
+        if len(values) > limit:
+            values = values.take(pc.top_k_unstable(values, limit) if first.descending
+                                 else pc.bottom_k_unstable(values, limit))
+        kept = values
+        if len(kept) >= limit:
+            threshold = pc.min(kept) if first.descending else pc.max(kept)
+    if threshold is None:
+        return None, tuple(segments)
+    return threshold, tuple(s for bound, s in order if _reaches(bound, threshold, first.descending))
+
+
+def _reaches(bound: object, threshold: pa.Scalar, descending: bool) -> bool:
+    """Whether a segment whose statistics bound its key by ``bound`` may hold a value as good as ``threshold``."""
+    if bound is UNBOUNDED:
+        return True
+    value = threshold.as_py()
+    try:
+        return bound >= value if descending else bound <= value
+    except TypeError:  # a statistic of another type (the column's type changed): read the segment
+        return True
+
+
+def _keys_read_whole_topk(plan: Sort, scan: Scan, projection: Project, run: Execution, source: str) -> pa.Table:
     """The top rows of ``run``'s segments: the sort keys read first, then the rows at or before the k-th key."""
     first = plan.keys[0]
     exprs = dict(zip(projection.names, projection.compiled))

@@ -32,6 +32,8 @@ from storage.segment import SegmentEntry
 
 _FORMAT = ds.ParquetFileFormat()
 FILES_AHEAD = 32  # files the scan opens and reads ahead: small segments cost latency, not bandwidth
+NO_VALUES = object()  # a segment's bound when it holds no non-NULL value of the column
+UNBOUNDED = object()  # a segment's bound when some row group has no statistics for the column
 
 
 @dataclass(frozen=True)
@@ -360,6 +362,57 @@ def _row_groups(fragment: ds.ParquetFileFragment, filter, schema: pa.Schema) -> 
     if filter is None:
         return list(range(fragment.metadata.num_row_groups))
     return [g.id for piece in fragment.split_by_row_group(filter, schema=schema) for g in piece.row_groups]
+
+
+_BOUNDS: collections.OrderedDict[tuple[str, str, bool], object] = collections.OrderedDict()
+_BOUNDS_KEPT = 100_000
+_BOUNDS_LOCK = threading.Lock()
+
+
+def segment_bound(footer: Footer, column: str, highest: bool) -> object:
+    """The largest (``highest``) or smallest value of ``column`` the segment's row-group statistics allow.
+
+    :data:`NO_VALUES` when the segment holds no non-NULL value of it (or
+    not the column at all), :data:`UNBOUNDED` when a row group with values
+    has no statistics (or the column is nested).  NaNs are left out of
+    Parquet's statistics, as they are out of a top-k's values.  Kept per
+    file and column (LRU): a segment never changes.
+    """
+    key = (footer.fragment.path, column, highest)
+    with _BOUNDS_LOCK:
+        if key in _BOUNDS:
+            _BOUNDS.move_to_end(key)
+            return _BOUNDS[key]
+    value = _bound(footer.fragment, column, highest)
+    with _BOUNDS_LOCK:
+        _BOUNDS[key] = value
+        while len(_BOUNDS) > _BOUNDS_KEPT:
+            _BOUNDS.popitem(last=False)
+    return value
+
+
+def _bound(fragment: ds.ParquetFileFragment, column: str, highest: bool) -> object:
+    """See :func:`segment_bound`."""
+    index = fragment.physical_schema.get_field_index(column)
+    if index < 0:
+        return NO_VALUES
+    leaf = sum(_leaves(f.type) for f in list(fragment.physical_schema)[:index])
+    if _leaves(fragment.physical_schema.field(index).type) != 1 \
+            or pa.types.is_nested(fragment.physical_schema.field(index).type):
+        return UNBOUNDED
+    metadata, best = fragment.metadata, NO_VALUES
+    for group in range(metadata.num_row_groups):
+        statistics = metadata.row_group(group).column(leaf).statistics
+        if statistics is None:
+            return UNBOUNDED
+        if not statistics.has_min_max:
+            if statistics.num_values == 0:  # every value NULL
+                continue
+            return UNBOUNDED
+        value = statistics.max if highest else statistics.min
+        if best is NO_VALUES or (value > best if highest else value < best):
+            best = value
+    return best
 
 
 def _leaves(type_: pa.DataType) -> int:

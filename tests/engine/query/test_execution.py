@@ -59,6 +59,15 @@ def test_partial_then_final_matches_duckdb(fragments):
     assert_same(merged, expected, ordered=False)
 
 
+def test_one_partial_finished_whole_matches_duckdb():
+    """One fragment's states, one row per group, finish without a merge (quantiles straight from the lists)."""
+    data = _random_table(5000, seed=11)
+    states = aggregate.partial(data, ("k", "k2"), CALLS)
+    merged = aggregate.final(states, ("k", "k2"), CALLS, data.schema, whole=True)
+    expected = duckdb.sql(ORACLE.replace("FROM t", "FROM data")).to_arrow_table()
+    assert_same(merged, expected, ordered=False)
+
+
 def test_global_aggregate_over_nothing_has_one_row():
     empty = _random_table(10, seed=1).slice(0, 0)
     states = aggregate.partial(empty, (), CALLS)
