@@ -23,8 +23,8 @@ from engine import (
     AccessDenied, BodyTooLarge, ColumnNotFound, CommitConflict, DedupExpired, Fenced, FlushFailed, IngestError, IngestTimeout,
     InvalidArgument, InvalidMonitor, InvalidName, LimitExceeded, MonitorError, MonitorExists, MonitorNotFound,
     PetrelError, QueryFailed, QueryTimeout, QueryTooLarge, RejectedRows,
-    SchemaConflict, SegmentMissing, SharedRowsMissing, SqlError, TableExists, TableNotFound, TooManyQueries,
-    Unauthorized, UnsafeStore, UnsupportedSql, WriteRace,
+    SchemaConflict, SegmentMissing, SharedRowsMissing, SqlError, StoreUnavailable, TableExists, TableNotFound,
+    TooManyQueries, Unauthorized, UnsafeStore, UnsupportedSql, WriteRace,
 )
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ __all__ = [
     "AccessDenied", "BodyTooLarge", "ColumnNotFound", "CommitConflict", "DedupExpired", "Fenced", "FlushFailed", "IngestError",
     "IngestTimeout", "InvalidArgument", "InvalidMonitor", "InvalidName", "LimitExceeded", "MonitorError",
     "MonitorExists", "MonitorNotFound", "PetrelError", "QueryFailed", "QueryTimeout", "QueryTooLarge",
-    "RejectedRows", "SchemaConflict", "SegmentMissing", "Session", "SharedRowsMissing", "SqlError", "TableExists",
+    "RejectedRows", "SchemaConflict", "SegmentMissing", "Session", "SharedRowsMissing", "SqlError", "StoreUnavailable", "TableExists",
     "TableNotFound", "TooManyQueries", "Unauthorized", "UnsafeStore", "UnsupportedSql", "WriteRace", "__version__",
     "connect",
 ]

@@ -256,10 +256,11 @@ class RecentSegments(SegmentReader):
         self._decoded_lock = threading.Lock()
 
     def read(self, table_path, schema, segments, columns, filter=None, limit=None, stats=None, check=None,
-             stored=None, charge=None, options=None) -> pa.Table:
+             stored=None, charge=None, options=None, dictionary=()) -> pa.Table:
+        # a kept segment comes back decoded: ``dictionary`` is a wish callers also take plain columns for
         if len(segments) != 1 or limit is not None or charge is not None:
             return super().read(table_path, schema, segments, columns, filter, limit, stats, check, stored, charge,
-                                options)
+                                options, dictionary)
         key = (table_path, segments[0].id)
         with self._decoded_lock:
             kept = self._decoded.get(key)
