@@ -293,7 +293,7 @@ class _Run(Killer):
             killer = threads[0]
             deadline = started + self.config.seconds
             while time.monotonic() < deadline or (killer.is_alive() and time.monotonic() < deadline * 2 - started):
-                time.sleep(min(5.0, max(0.5, deadline - time.monotonic())) if time.monotonic() < deadline else 5.0)
+                self.done.wait(min(5.0, max(0.5, deadline - time.monotonic())) if time.monotonic() < deadline else 5.0)
                 self.report_progress(started)
         finally:
             self.done.set()

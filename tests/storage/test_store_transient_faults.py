@@ -50,7 +50,7 @@ def test_answers_of_the_store_are_not_transient_and_failures_are():
     assert is_transient(ConnectionResetError("reset by peer"))
 
 
-def test_retrying_gives_up_with_a_clear_error_after_its_attempts():
+def test_retrying_gives_up_with_a_clear_error_after_its_attempts(tmp_path):
     calls = []
 
     def failing() -> None:
@@ -61,7 +61,7 @@ def test_retrying_gives_up_with_a_clear_error_after_its_attempts():
         retrying(failing, "reading x", attempts=3)
     assert len(calls) == 3
     with pytest.raises(FileNotFoundError):  # an answer goes through at once
-        retrying(lambda: (calls.append(1), open("/nonexistent/petrel"))[1], "opening")
+        retrying(lambda: (calls.append(1), open(tmp_path / "missing"))[1], "opening")
     assert len(calls) == 4
 
 
