@@ -9,7 +9,6 @@ import pytest
 
 from engine.query.execution.dictionary_keys import dictionary_read
 from engine.query.execution.scan import SegmentReader
-from engine.query.executor import run_locally
 from planner.logical import Aggregate, TableSource
 from planner.planning import plan_query
 from storage.catalog import Catalog
@@ -18,7 +17,7 @@ from storage.objectstore import ObjectStore
 from storage.schema import conform, unify
 from storage.segment import write_segment
 from storage.snapshot import load_snapshot
-from tests.result_compare import assert_same
+from tests.engine.query.local_runs import assert_runs_like
 
 BASE = 1_793_491_200_000_000
 AGENTS = ["Mozilla/5.0 (Windows NT 10.0)", "Mozilla/5.0 (X11; Linux)", "curl/8.0", "", None]
@@ -76,11 +75,7 @@ def loaded(tmp_path_factory):
 ])
 def test_string_group_bys_match_duckdb(loaded, query):
     store, source, oracle = loaded
-    planned = plan_query(query, lambda name: source)
-    expected = oracle.sql(query).to_arrow_table()
-    for fragments in (1, 3):
-        got = run_locally(planned.optimized, SegmentReader(store), fragments=fragments)
-        assert_same(got, expected, ordered=True, query=query)
+    assert_runs_like(query, store, source, oracle.sql(query).to_arrow_table(), fragments=(1, 3))
 
 
 def test_only_strings_used_bare_and_filtered_alone_are_read_as_dictionaries(loaded):

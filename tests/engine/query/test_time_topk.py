@@ -9,16 +9,14 @@ import pyarrow.compute as pc
 import pytest
 
 from engine.query.execution.scan import ScanStats, SegmentReader
-from engine.query.executor import run_locally
 from planner.logical import TableSource
-from planner.planning import plan_query
 from storage.catalog import Catalog
 from storage.log import PartitionLog
 from storage.objectstore import ObjectStore
 from storage.schema import conform, unify
 from storage.segment import write_segment
 from storage.snapshot import load_snapshot
-from tests.result_compare import assert_same
+from tests.engine.query.local_runs import assert_runs_like
 
 BASE = 1_793_491_200_000_000
 
@@ -85,11 +83,7 @@ def loaded(tmp_path_factory):
 ])
 def test_time_ordered_topk_matches_duckdb(loaded, query):
     store, source, oracle = loaded
-    planned = plan_query(query, lambda name: source)
-    expected = oracle.sql(query).to_arrow_table()
-    for fragments in (1, 2):
-        got = run_locally(planned.optimized, SegmentReader(store), fragments=fragments)
-        assert_same(got, expected, ordered=True, query=query)
+    assert_runs_like(query, store, source, oracle.sql(query).to_arrow_table(), fragments=(1, 2))
 
 
 def test_rows_at_positions_decode_only_the_prefix_of_their_row_group(loaded):

@@ -20,6 +20,7 @@ from storage.objectstore import ObjectStore
 from storage.schema import conform, unify
 from storage.segment import write_segment
 from storage.snapshot import load_snapshot
+from tests.engine.query.local_runs import assert_runs_like
 from tests.event_data import load_events
 from tests.result_compare import assert_same
 
@@ -50,10 +51,7 @@ def test_topk_over_many_segments_matches_duckdb(events, query):
     store, meta, oracle = events
     snapshot = load_snapshot(store, meta)
     source = TableSource(meta, snapshot.schema, snapshot.segments)
-    planned = plan_query(query, lambda name: source)
-    for fragments in (1, 3):
-        got = run_locally(planned.optimized, SegmentReader(store), fragments=fragments)
-        assert_same(got, oracle.sql(query).to_arrow_table(), ordered=True, query=query)
+    assert_runs_like(query, store, source, oracle.sql(query).to_arrow_table(), fragments=(1, 3))
 
 
 def _table(tmp_path, parts: list[pa.Table], row_group_size: int | None = None):
