@@ -5,7 +5,7 @@ lines, each with 1 and 2 ingest actors (partitions), sent by 16 and by 64
 client threads of one session (each call waits for its commit, so the
 threads bound the rows in flight: 16 threads keep 160k rows on their way,
 about a tenth of a second of ingestion); and the physical limit: the same
-rows written by ``pyarrow.parquet.write_table`` alone (zstd, to local disk)
+rows written by ``pyarrow.parquet.write_table`` alone (with the segments' codec, to local disk)
 — once with its defaults (one row group for the whole table) and once with
 the row groups a segment has (``limit@seg``).  The machine's speed drifts by
 tens of percent within minutes, so the limit is measured right before every
@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import engine  # noqa: E402
 from engine.ingest.router import stable_hash  # noqa: E402
 from engine.runtime import ensure_ray  # noqa: E402
-from storage.segment import DEFAULT_ROW_GROUP_SIZE  # noqa: E402
+from storage.segment import COMPRESSION, DEFAULT_ROW_GROUP_SIZE  # noqa: E402
 from storage.snapshot import load_snapshot  # noqa: E402
 
 BATCH_ROWS = 10_000
@@ -83,12 +83,12 @@ def json_lines(table: pa.Table) -> list[bytes]:
 
 
 def physical_limit(table: pa.Table, folder: str, repeat: int = 3, **options) -> float:
-    """Events/s of pyarrow.parquet.write_table writing the same rows (zstd, local disk); best of ``repeat``."""
+    """Events/s of pyarrow.parquet.write_table writing the same rows (the segments' codec, local disk); best of ``repeat``."""
     flat = table.flatten()
     best = 0.0
     for _ in range(repeat):
         began = time.perf_counter()
-        pq.write_table(flat, os.path.join(folder, "limit.parquet"), compression="zstd", **options)
+        pq.write_table(flat, os.path.join(folder, "limit.parquet"), compression=COMPRESSION, **options)
         best = max(best, table.num_rows / (time.perf_counter() - began))
     return best
 

@@ -28,6 +28,7 @@ from storage.objectstore import ObjectStore, fsync_directory
 from storage.schema import conform, unify
 from storage.segment import (
     DEFAULT_ROW_GROUP_SIZE,
+    COMPRESSION,
     ColumnStats,
     SegmentEntry,
     column_encodings,
@@ -226,7 +227,7 @@ class SegmentSink:
         if self._writer is None:
             dictionary = dictionary_columns(sample)
             self._writer = pq.ParquetWriter(
-                self._out.stream, self.schema, compression="zstd", write_statistics=True,
+                self._out.stream, self.schema, compression=COMPRESSION, write_statistics=True,
                 use_dictionary=dictionary,
                 column_encoding=column_encodings(self.schema, (*self.sort_key, self.time_column), dictionary),
             )

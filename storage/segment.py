@@ -33,6 +33,7 @@ _DICTIONARY_MAX_DISTINCT = 0.25  # of the sampled rows
 # test or group each distinct string once.  Only nearly unique ones (ids, messages) are left plain.
 _DICTIONARY_MAX_DISTINCT_STRINGS = 0.9
 _US_PER_S = 1_000_000
+COMPRESSION = "lz4"  # of every segment; why not zstd: docs/benchmarks.md ("Design measurements")
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,7 @@ def column_encodings(schema: pa.Schema, sorted_by: Sequence[str], dictionary: Se
     Integer, timestamp, date and time columns of the sort key (the time
     column last, or alone by default) get DELTA_BINARY_PACKED: sorted, their
     differences take a few bits where plain encoding takes eight bytes, and
-    zstd then has a fraction of the bytes to compress.  Other columns, and
+    the codec then has a fraction of the bytes to compress.  Other columns, and
     those in ``dictionary``, keep Parquet's default (plain, or the
     dictionary); why not every integer column is in docs/benchmarks.md
     ("Design measurements").
@@ -355,7 +356,7 @@ def encode_segment(
     pq.write_table(
         table,
         sink,
-        compression="zstd",
+        compression=COMPRESSION,
         row_group_size=row_group_size,
         write_statistics=True,
         use_dictionary=dictionary,
