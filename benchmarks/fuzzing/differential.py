@@ -4,7 +4,8 @@
 warehouse as small segments over two partitions, so every query plans
 against real snapshots and runs its fragments through the same operators
 the workers use (in this process, without Ray, which keeps a case at a
-few milliseconds).  DuckDB reads the very same Arrow tables.
+few milliseconds), each aggregate reading its input on two threads as a
+stage run in the driver does.  DuckDB reads the very same Arrow tables.
 
 Each case ends in one :data:`OUTCOMES`: ``match``; ``mismatch`` (different
 rows, row count, column count or column type family); ``unsupported``
@@ -170,7 +171,7 @@ class Differential:
         from planner.planning import plan_query
 
         def execute(planned) -> pa.Table:
-            return run_locally(planned.optimized, self.reader, fragments=self.fragments)
+            return run_locally(planned.optimized, self.reader, fragments=self.fragments, threads=2)
 
         return execute(plan_query(sql, self.resolve, context=PlanContext(buckets=self.fragments), execute=execute))
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from engine.query.execution.memory import MemoryBudget
-from engine.query.execution.operators import Execution, concat, execute
+from engine.query.execution.operators import Execution, concat, execute, split
 from engine.query.execution.scan import SegmentReader
 from engine.query.stats import fragment_stats
 from planner.fragments import Fragment, stage_scan
@@ -32,6 +32,7 @@ def run_fragment(
     gathered: dict[int, pa.Table] | None = None,
     worker: str = "local",
     memory: MemoryBudget | None = None,
+    threads: int = 1,
 ) -> tuple[pa.Table, dict[str, Any]]:
     """``fragment``'s rows over its segments, and what it measured.
 
@@ -39,11 +40,13 @@ def run_fragment(
     ``gathered`` the rows of Gathers already run (by node id); ``cancelled``
     and ``deadline`` are checked between operators and record batches;
     ``memory`` (the query's budget in this process) is charged with what the
-    fragment materialises, and released when it returns its rows.
+    fragment materialises, and released when it returns its rows.  An
+    aggregate reads its input on ``threads`` threads (see ``Execution``).
     """
     started = time.monotonic()
     run = Execution(reader=reader, segments=fragment.segments, deadline=deadline, cancelled=cancelled,
-                    inputs=dict(inputs or {}), gathered=gathered if gathered is not None else {}, memory=memory)
+                    inputs=dict(inputs or {}), gathered=gathered if gathered is not None else {}, memory=memory,
+                    threads=threads)
     try:
         table = execute(fragment.plan, run)
     finally:
@@ -51,14 +54,8 @@ def run_fragment(
     return table, fragment_stats(fragment, run.scan, table, time.monotonic() - started, worker)
 
 
-def split(segments: tuple, parts: int) -> list[tuple]:
-    """``segments`` dealt round robin into at most ``parts`` non-empty groups."""
-    parts = max(1, min(parts, len(segments)))
-    return [tuple(segments[i::parts]) for i in range(parts)] if segments else [()]
-
-
-def run_locally(plan: Plan, reader: SegmentReader, fragments: int = 1) -> pa.Table:
-    """Execute ``plan``, running each Gather's input as ``fragments`` separate fragments."""
+def run_locally(plan: Plan, reader: SegmentReader, fragments: int = 1, threads: int = 1) -> pa.Table:
+    """Execute ``plan``, running each Gather's input as ``fragments`` separate fragments (on ``threads`` each)."""
     run = Execution(reader=reader)
     stage = 0
     for node in reversed(list(plan.walk())):
@@ -66,7 +63,8 @@ def run_locally(plan: Plan, reader: SegmentReader, fragments: int = 1) -> pa.Tab
             stage += 1
             scan = stage_scan(node.input)
             groups = split(scan.segments or (), fragments) if scan is not None else [()]
-            parts = [run_fragment(Fragment("local", stage, index, node.input, group), reader, gathered=run.gathered)[0]
+            parts = [run_fragment(Fragment("local", stage, index, node.input, group), reader, gathered=run.gathered,
+                                  threads=threads)[0]
                      for index, group in enumerate(groups)]
             run.gathered[id(node)] = concat(parts)
             if len(parts) == 1:

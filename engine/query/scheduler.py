@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
 from engine.query.execution.exchange import partition as hash_partition
 from engine.query.execution.memory import MemoryBudget, table_bytes
-from engine.query.execution.operators import Execution, concat, execute, topk_read_columns
+from engine.query.execution.operators import Execution, concat, execute, split, topk_read_columns
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_fragment
 from engine.query.stats import QueryStats, StageStats
@@ -44,7 +45,7 @@ from planner.fragments import (
     TARGET_FRAGMENT_BYTES, Fragment, SegmentFile, bucket_fragments, preference, split_stage, stage_plan, stage_scan,
 )
 from planner.rules.distribute import estimate
-from planner.logical import Broadcast, Gather, Limit, Plan, Shuffle, Sort
+from planner.logical import Aggregate, Broadcast, Gather, Limit, Plan, Shuffle, Sort
 from storage.errors import PetrelError, QueryFailed, QueryTimeout
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ MAX_ATTEMPTS = 3
 # fragment's worth.  On 2 cores the driver (pyarrow's threads) beat two workers on every analytics query,
 # whole-table scans included; on a cluster with more cores than the driver host, lower it (0: never).
 LOCAL_BYTES = TARGET_FRAGMENT_BYTES
+LOCAL_SPLIT_ROWS = 200_000  # a stage run here over more rows than this uses a thread per core
+LOCAL_THREADS = 4
 
 
 def run_plan(
@@ -236,14 +239,19 @@ class _Stages:
         elif segments and not self.in_process(plan):
             placed = split_stage(query_id, number, body, segments, self.pool.names, self.fragment_bytes, partition)
             per_fragment = {fragment.index: inputs for _, fragment in placed}
-        else:  # nothing to read, or little: the stage's result, computed here
-            fragment = Fragment(query_id, number, 0, body, tuple(SegmentFile.of(s) for s in segments), partition)
-            table = self._here(fragment, {k: concat(ray.get(v)) for k, v in inputs.items()}, stats)
+        else:  # nothing to read, or little: the stage's result, computed here (on the driver's cores)
+            local = {k: concat(ray.get(v)) for k, v in inputs.items()}
+            threads = _local_threads(segments)
+            # an aggregate's partial states per fragment would be merged again: it reads on threads instead
+            parts = [segments] if isinstance(body, Aggregate) else split(segments, threads)
+            fragments = [Fragment(query_id, number, index, body, tuple(SegmentFile.of(s) for s in part), partition)
+                         for index, part in enumerate(parts)]
+            tables = self._together([(self._here, fragment, local, stats, threads) for fragment in fragments])
             stats.seconds = time.monotonic() - begun
-            stats.rows_out = table.num_rows
+            stats.rows_out = sum(table.num_rows for table in tables)
             if partition is not None:
-                return [[ray.put(part) for part in hash_partition(table, *partition)]]
-            return [table]
+                return [[ray.put(part) for part in hash_partition(table, *partition)] for table in tables]
+            return tables
         remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
         tasks = [(worker, FragmentTask(fragment, remaining, self.fault_delay, per_fragment[fragment.index],
                                        self.memory_limit))
@@ -265,11 +273,11 @@ class _Stages:
             return measured, [ray.put(part) for part in hash_partition(table, *fragment.partition)]
         return (table, measured), []
 
-    def _here(self, fragment: Fragment, inputs: dict[str, pa.Table], stats: StageStats) -> pa.Table:
+    def _here(self, fragment: Fragment, inputs: dict[str, pa.Table], stats: StageStats, threads: int = 1) -> pa.Table:
         """``fragment`` run in this process (with the query's deadline), its measurements added to ``stats``."""
         try:
             table, measured = run_fragment(fragment, self.reader, inputs, self.deadline, worker="driver",
-                                           memory=self.memory)
+                                           memory=self.memory, threads=threads)
         except QueryTimeout:
             raise QueryTimeout(_timeout_message(self.timeout)) from None
         if self.memory is not None:  # held until the stage is merged, like a worker's result
@@ -277,6 +285,18 @@ class _Stages:
         if fragment.segments:
             stats.fragments.append(measured)
         return table
+
+
+def _local_threads(segments: tuple) -> int:
+    """Into how many fragments a stage run here splits its segments: one per core, once they hold enough rows.
+
+    The driver's own operators (filters, projections, partial aggregates)
+    run on one thread per fragment; Arrow releases the GIL in them.  Below
+    LOCAL_SPLIT_ROWS the threads cost more than they save.
+    """
+    if len(segments) < 2 or sum(s.rows for s in segments) < LOCAL_SPLIT_ROWS:
+        return 1
+    return max(1, min(len(segments), os.cpu_count() or 1, LOCAL_THREADS))
 
 
 def _stage_numbers(plan: Plan) -> dict[tuple[int, ...], int]:

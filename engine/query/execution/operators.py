@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -22,7 +23,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from engine.query.execution import aggregate
-from engine.query.execution.dictionary_keys import decoded, dictionary_read, filtered, read_columns
+from engine.query.execution.dictionary_keys import decoded, dictionary_read, filtered, read_columns, unified
 from engine.query.execution.join import join, set_operation
 from engine.query.execution.memory import MemoryBudget, readahead, table_bytes
 from engine.query.execution.scan import NO_VALUES, UNBOUNDED, ScanStats, SegmentReader, segment_bound
@@ -49,6 +50,7 @@ class Execution:
     whole: set[int] = field(default_factory=set)  # Gathers (by node id) whose rows one fragment produced
     memory: MemoryBudget | None = None  # the query's memory bound in this process (shared by its fragments here)
     held: int = 0  # bytes this execution has charged to ``memory`` and not yet released
+    threads: int = 1  # an aggregate over several segments reads its input on this many threads (unbounded memory)
 
     def charge(self, nbytes: int, what: str) -> None:
         """Hold ``nbytes`` of the query's memory for ``what`` (until the operator holding it finishes)."""
@@ -164,16 +166,23 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
     if plan.mode == "partial" and _counts_only(plan):
         return _count_from_manifest(plan, run)
     encoded = dictionary_read(plan) if plan.mode != "final" and run.memory is None else None
-    if encoded is not None:  # strings read as dictionaries: filtered per distinct value, grouped by index
+
+    def read(part: Execution) -> pa.Table:
+        if encoded is None:
+            return _input(plan, part)
+        # strings read as dictionaries: filtered per distinct value, grouped by index
         columns, condition = read_columns(plan, encoded)
         scan = plan.input.input
-        table = run.reader.read(scan.source.meta.path, scan.source.schema, run.segments if run.segments is not None
-                                else (scan.segments or ()), columns, condition, None, run.scan, run.check,
-                                _stored(scan), dictionary=encoded.columns)
+        table = part.reader.read(scan.source.meta.path, scan.source.schema, part.segments if part.segments is not None
+                                 else (scan.segments or ()), columns, condition, None, part.scan, part.check,
+                                 _stored(scan), dictionary=encoded.columns)
         table = filtered(table, plan, encoded)
-        run.check()
-    else:
-        table = _input(plan, run)
+        part.check()
+        return table
+
+    table = read(run) if plan.mode == "final" else _on_threads(read, run)
+    if encoded is not None and run.threads > 1:  # the parts' dictionaries differ; grouping needs one
+        table = unified(table)
     if plan.mode == "partial":
         return decoded(aggregate.partial(table, plan.keys, plan.aggregates)) if encoded is not None \
             else aggregate.partial(table, plan.keys, plan.aggregates)
@@ -183,6 +192,29 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
     states = aggregate.partial(table, plan.keys, plan.aggregates)
     states = decoded(states) if encoded is not None else states
     return aggregate.final(states, plan.keys, plan.aggregates, plan.schema, whole=True)
+
+
+def _on_threads(read: Callable[[Execution], pa.Table], run: Execution) -> pa.Table:
+    """``read(run)``, or with ``run.threads`` > 1 the same read over parts of ``run``'s segments on as many threads.
+
+    For an aggregate's input: reading, filtering and projecting split
+    cleanly, while partial states computed per part would have to be merged
+    again (as costly as the aggregation itself when nearly every key is
+    distinct), so the parts' rows are concatenated and aggregated once.
+    """
+    segments = run.segments
+    if run.threads < 2 or run.memory is not None or segments is None or len(segments) < 2:
+        return read(run)
+    parts = [dataclasses.replace(run, segments=group, scan=ScanStats(), threads=1)
+             for group in split(segments, run.threads)]
+    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="petrel-read") as threads:
+        tables = list(threads.map(read, parts))
+    for part in parts:
+        for name in ("segments", "rows_read", "bytes_read", "rows_out", "footer_hits"):
+            setattr(run.scan, name, getattr(run.scan, name) + getattr(part.scan, name))
+    if any(not t.schema.equals(tables[0].schema) for t in tables[1:]):
+        tables = [decoded(t) for t in tables]  # a part whose segments store a string plainly read it plainly
+    return concat(tables)
 
 
 @EXECUTE.register(Sort)
@@ -495,12 +527,22 @@ def _stored(scan: Scan) -> list[str]:
     return [name for name in scan.source.schema.names if name in used]
 
 
+def split(segments: tuple, parts: int) -> list[tuple]:
+    """``segments`` dealt round robin into at most ``parts`` non-empty groups."""
+    parts = max(1, min(parts, len(segments)))
+    return [tuple(segments[i::parts]) for i in range(parts)] if segments else [()]
+
+
 def concat(tables: list[pa.Table]) -> pa.Table:
     """Fragment results as one table (types widened where fragments differ; repeated names kept)."""
     if len(tables) == 1:
         return tables[0]
     names = tables[0].column_names
+    if not names:  # Arrow's concatenation of tables without columns loses their rows
+        return pa.table({"_": pa.nulls(sum(t.num_rows for t in tables))}).drop_columns(["_"])
     if len(set(names)) == len(names):
+        if all(t.schema.equals(tables[0].schema) for t in tables[1:]):  # dictionary columns keep their own dictionaries
+            return pa.concat_tables(tables)
         return pa.concat_tables(tables, promote_options="permissive")
     positional = [pa.Table.from_arrays(t.columns, names=[f"_{i}" for i in range(t.num_columns)]) for t in tables]
     merged = pa.concat_tables(positional, promote_options="permissive")

@@ -15,9 +15,11 @@ from tests.result_compare import assert_same
 
 
 def assert_runs_like(query: str, store: ObjectStore, source: TableSource, expected: pa.Table,
-                     fragments: Iterable[int] = (1,)) -> None:
-    """``query`` over ``source``, run with each number of ``fragments`` per stage, gives ``expected`` in order."""
+                     fragments: Iterable[int] = (1,), threads: Iterable[int] = (1,)) -> None:
+    """``query`` over ``source``, run with each number of ``fragments`` per stage (and of ``threads`` per
+    fragment), gives ``expected`` in order."""
     planned = plan_query(query, lambda name: source)
     for count in fragments:
-        got = run_locally(planned.optimized, SegmentReader(store), fragments=count)
-        assert_same(got, expected, ordered=True, query=query)
+        for threads_each in threads:
+            got = run_locally(planned.optimized, SegmentReader(store), fragments=count, threads=threads_each)
+            assert_same(got, expected, ordered=True, query=query)

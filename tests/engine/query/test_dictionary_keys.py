@@ -75,7 +75,7 @@ def loaded(tmp_path_factory):
 ])
 def test_string_group_bys_match_duckdb(loaded, query):
     store, source, oracle = loaded
-    assert_runs_like(query, store, source, oracle.sql(query).to_arrow_table(), fragments=(1, 3))
+    assert_runs_like(query, store, source, oracle.sql(query).to_arrow_table(), fragments=(1, 3), threads=(1, 2))
 
 
 def test_only_strings_used_bare_and_filtered_alone_are_read_as_dictionaries(loaded):
