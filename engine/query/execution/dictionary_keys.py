@@ -113,9 +113,9 @@ def read_columns(plan: Aggregate, read: DictionaryRead) -> tuple[dict[str, objec
     return columns, compiled
 
 
-def filtered(table: pa.Table, plan: Aggregate, read: DictionaryRead) -> pa.Table:
+def filtered(table: pa.Table, plan: Aggregate, read: DictionaryRead, unify: bool = True) -> pa.Table:
     """``table`` (as :func:`read_columns` asked) with the late conjuncts applied, hidden columns dropped, and
-    every dictionary column but the group keys decoded."""
+    every dictionary column but the group keys decoded (and, with ``unify``, sharing one dictionary each)."""
     schema = plan.input.input.source.schema
     mask = None
     for index, (name, parts) in enumerate(read.late.items()):
@@ -130,7 +130,7 @@ def filtered(table: pa.Table, plan: Aggregate, read: DictionaryRead) -> pa.Table
     for index, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type) and field.name not in read.keys:
             table = table.set_column(index, field.name, table.column(index).cast(field.type.value_type))
-    return unified(table)
+    return unified(table) if unify else table
 
 
 def _evaluate(column: pa.ChunkedArray, name: str, test: pc.Expression) -> pa.ChunkedArray:

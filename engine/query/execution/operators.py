@@ -176,12 +176,12 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
         table = part.reader.read(scan.source.meta.path, scan.source.schema, part.segments if part.segments is not None
                                  else (scan.segments or ()), columns, condition, None, part.scan, part.check,
                                  _stored(scan), dictionary=encoded.columns)
-        table = filtered(table, plan, encoded)
+        table = filtered(table, plan, encoded, unify=part is run)  # parts are unified once, together
         part.check()
         return table
 
     table = read(run) if plan.mode == "final" else _on_threads(read, run)
-    if encoded is not None and run.threads > 1:  # the parts' dictionaries differ; grouping needs one
+    if encoded is not None and _splits(run):  # the parts' dictionaries differ; grouping needs one
         table = unified(table)
     if plan.mode == "partial":
         return decoded(aggregate.partial(table, plan.keys, plan.aggregates)) if encoded is not None \
@@ -194,6 +194,11 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
     return aggregate.final(states, plan.keys, plan.aggregates, plan.schema, whole=True)
 
 
+def _splits(run: Execution) -> bool:
+    """Whether :func:`_on_threads` splits ``run``'s read (a memory bound keeps it whole: one read, charged as it goes)."""
+    return run.threads > 1 and run.memory is None and run.segments is not None and len(run.segments) > 1
+
+
 def _on_threads(read: Callable[[Execution], pa.Table], run: Execution) -> pa.Table:
     """``read(run)``, or with ``run.threads`` > 1 the same read over parts of ``run``'s segments on as many threads.
 
@@ -202,11 +207,10 @@ def _on_threads(read: Callable[[Execution], pa.Table], run: Execution) -> pa.Tab
     again (as costly as the aggregation itself when nearly every key is
     distinct), so the parts' rows are concatenated and aggregated once.
     """
-    segments = run.segments
-    if run.threads < 2 or run.memory is not None or segments is None or len(segments) < 2:
+    if not _splits(run):
         return read(run)
     parts = [dataclasses.replace(run, segments=group, scan=ScanStats(), threads=1)
-             for group in split(segments, run.threads)]
+             for group in split(run.segments, run.threads)]
     with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="petrel-read") as threads:
         tables = list(threads.map(read, parts))
     for part in parts:
