@@ -176,11 +176,20 @@ def _one_group(table: pa.Table, specs: list[tuple]) -> pa.Table:
     for spec in specs:
         column, func = spec[0], spec[1]
         if func == "distinct":
-            values = pc.unique(table.column(column))
+            values = _unique(table.column(column))
             columns[f"{column}_distinct"] = _one_list(values.drop_null() if values.null_count else values)
         elif func == "list":
             columns[f"{column}_list"] = _one_list(_combined(table.column(column)))
     return pa.table(columns)
+
+
+def _unique(column: pa.ChunkedArray) -> pa.Array:
+    """The distinct values of ``column``; of a dictionary column, those its indices use, as plain values."""
+    if not pa.types.is_dictionary(column.type):
+        return pc.unique(column)
+    used = [chunk.dictionary.take(pc.unique(chunk.indices)) for chunk in column.chunks]
+    return pc.unique(pa.chunked_array(used, column.type.value_type)) if used \
+        else pa.array([], column.type.value_type)
 
 
 def _one_list(values: pa.Array) -> pa.Array:

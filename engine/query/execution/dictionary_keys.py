@@ -43,6 +43,7 @@ class DictionaryRead:
     keys: tuple[str, ...]
     late: dict[str, tuple[exp.Expression, ...]]
     pushed: exp.Expression | None
+    distinct: tuple[str, ...] = ()  # outputs only a global aggregate's distinct values read: kept as dictionaries
 
 
 def dictionary_read(plan: Aggregate) -> DictionaryRead | None:
@@ -82,11 +83,21 @@ def dictionary_read(plan: Aggregate) -> DictionaryRead | None:
     pushed += [part for c, parts in late.items() if c not in usable for part in parts]
     arguments = {a.arg for a in plan.aggregates if a.arg is not None}
     keys = tuple(n for c in usable for n in bare.get(c, []) if n in plan.keys and n not in arguments)
-    columns = tuple(c for c in schema.names if c in usable and (c in late or any(n in keys for n in bare.get(c, []))))
+    distinct = () if plan.keys else tuple(
+        n for c in usable for n in bare.get(c, []) if n in arguments and all(
+            _distinct_only(a) for a in plan.aggregates if a.arg == n or n in a.by))
+    kept = keys + distinct
+    columns = tuple(c for c in schema.names if c in usable and (c in late or any(n in kept for n in bare.get(c, []))))
     if not columns or (late and any(_clock(p) for p in pushed)):
         return None  # (the rest of the filter is compiled again at run time: it must not read the clock)
     return DictionaryRead(columns, keys, {c: tuple(p) for c, p in late.items() if c in columns},
-                          _conjunction(pushed) if late else scan.filter)
+                          _conjunction(pushed) if late else scan.filter, distinct)
+
+
+def _distinct_only(call) -> bool:
+    """Whether ``call``'s partial state is only the distinct values of its argument (one list per group)."""
+    return not call.by and (call.func in ("count_distinct", "approx_count_distinct")
+                            or (call.distinct and call.func != "list"))
 
 
 def _clock(condition: exp.Expression) -> bool:
@@ -128,9 +139,9 @@ def filtered(table: pa.Table, plan: Aggregate, read: DictionaryRead, unify: bool
     if mask is not None:
         table = table.filter(mask)
     for index, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type) and field.name not in read.keys:
+        if pa.types.is_dictionary(field.type) and field.name not in read.keys and field.name not in read.distinct:
             table = table.set_column(index, field.name, table.column(index).cast(field.type.value_type))
-    return unified(table) if unify else table
+    return unified(table, read.keys) if unify else table
 
 
 def _evaluate(column: pa.ChunkedArray, name: str, test: pc.Expression) -> pa.ChunkedArray:
@@ -171,11 +182,16 @@ def _project(table: pa.Table, test: pc.Expression) -> pa.Array:
     return result.combine_chunks() if result.num_chunks != 1 else result.chunk(0)
 
 
-def unified(table: pa.Table) -> pa.Table:
-    """``table`` with each dictionary column's chunks sharing one dictionary (what Acero's grouping needs)."""
-    if not any(pa.types.is_dictionary(f.type) for f in table.schema):
+def unified(table: pa.Table, names: tuple[str, ...]) -> pa.Table:
+    """``table`` with the chunks of each dictionary column of ``names`` sharing one dictionary (what Acero's
+    grouping needs; distinct values are taken chunk by chunk and need none)."""
+    chosen = [n for n in names if n in table.column_names and pa.types.is_dictionary(table.schema.field(n).type)]
+    if not chosen:
         return table
-    return table.unify_dictionaries()
+    keys = table.select(chosen).unify_dictionaries()
+    for name in chosen:
+        table = table.set_column(table.schema.get_field_index(name), name, keys.column(name))
+    return table
 
 
 def decoded(table: pa.Table) -> pa.Table:

@@ -182,7 +182,7 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
 
     table = read(run) if plan.mode == "final" else _on_threads(read, run)
     if encoded is not None and _splits(run):  # the parts' dictionaries differ; grouping needs one
-        table = unified(table)
+        table = unified(table, encoded.keys)
     if plan.mode == "partial":
         return decoded(aggregate.partial(table, plan.keys, plan.aggregates)) if encoded is not None \
             else aggregate.partial(table, plan.keys, plan.aggregates)

@@ -72,6 +72,11 @@ def loaded(tmp_path_factory):
     "SELECT count(*) FROM hits WHERE agent LIKE '%Mozilla%' AND user > 3 AND phrase IN ('phrase 1', 'phrase 2')",
     "SELECT count(*) FROM hits WHERE agent LIKE '%Moz%' OR user > 20",
     "SELECT count(*) FROM hits WHERE NOT (agent LIKE '%Linux%') AND country <> 'de'",
+    "SELECT count(DISTINCT agent), count(*) FROM hits WHERE agent <> ''",
+    "SELECT count(DISTINCT country), count(DISTINCT phrase) FROM hits",
+    "SELECT min(DISTINCT agent) AS m, count(DISTINCT agent) FROM hits WHERE phrase LIKE '%1%'",
+    "SELECT count(DISTINCT agent) FROM hits WHERE agent LIKE '%Mozilla%' AND user > 3",
+    "SELECT count(DISTINCT phrase) FROM hits WHERE user > 100",
 ])
 def test_string_group_bys_match_duckdb(loaded, query):
     store, source, oracle = loaded
@@ -94,6 +99,9 @@ def test_only_strings_used_bare_and_filtered_alone_are_read_as_dictionaries(load
     assert chosen("SELECT agent, max(agent) FROM hits GROUP BY agent") is None
     assert chosen("SELECT lower(agent), count(*) FROM hits GROUP BY 1") is None
     assert chosen("SELECT count(*) FROM hits WHERE agent LIKE 'M%' AND ts < now()") is None
+    assert chosen("SELECT count(DISTINCT phrase) FROM hits") == (("phrase",), ())  # distinct values by index
+    assert chosen("SELECT count(DISTINCT phrase), max(phrase) FROM hits") is None
+    assert chosen("SELECT agent, count(DISTINCT phrase) FROM hits GROUP BY agent") == (("agent",), ())
 
 
 def test_the_reader_returns_dictionaries_only_where_every_segment_stores_one(loaded):
