@@ -257,7 +257,9 @@ class NotifierActor(_Loop):
 
         self.tick = tick
         self.definitions = MonitorLog(store, namespace)
-        self.specs: dict[str, MonitorSpec] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        self.version: int | None = None
+        self.specs: dict[str, MonitorSpec] = {}  # parsed on demand: only monitors with something to deliver
         self.specs_at = 0.0
         self.notifier = Notifier(store, namespace, meta.path, shard, Sinks(timeout))
         self._start_loop()
@@ -265,18 +267,26 @@ class NotifierActor(_Loop):
     def step(self) -> None:
         now = time.time()
         if now - self.specs_at >= DEFINITIONS_REFRESH:
-            self.specs = {n: MonitorSpec.from_record(r) for n, r in self.definitions.definitions().items()}
             self.specs_at = now
+            version = self.definitions.version()
+            if version != self.version:  # a listing, not a read of every definition, when nothing changed
+                self.records, self.version, self.specs = self.definitions.definitions(), version, {}
 
         def mutes(name: str) -> tuple:
-            spec = self.specs.get(name)
+            spec = self._spec(name)
             return spec.mutes if spec else ()
 
         def renotify(name: str) -> float | None:
-            spec = self.specs.get(name)
+            spec = self._spec(name)
             return spec.renotify if spec else None
 
         self.notifier.step(mutes, renotify)
+
+    def _spec(self, name: str) -> MonitorSpec | None:
+        spec = self.specs.get(name)
+        if spec is None and name in self.records:
+            spec = self.specs[name] = MonitorSpec.from_record(self.records[name])
+        return spec
 
     def stats(self) -> dict[str, Any]:
         s = self.notifier.stats
