@@ -194,9 +194,21 @@ class MonitorMethods:
         return backtest(self.store, self.namespace, spec, _seconds(start, "start"), _seconds(end, "end"))
 
     def run_monitors(self, duration: float | None = None, shards: int | None = None, **options: Any) -> dict[str, Any]:
-        """Run the monitor service in the foreground (until ``duration`` seconds pass or Ctrl-C); returns its stats."""
+        """Run the monitor service in the foreground (until ``duration`` seconds pass or Ctrl-C); returns its stats.
+
+        ``shards`` (schedulers, each with its state processor and notifier)
+        is fixed when the namespace's monitor history is created, by the
+        first ``create_monitor`` (one shard) or ``run_monitors``; asking for
+        another number later is refused rather than ignored.
+        """
         from engine.monitors.service import MonitorService
 
         meta = ensure_table(self.catalog, self.namespace, shards or DEFAULT_SHARDS)
+        if shards is not None and meta.partitions != shards:
+            raise InvalidMonitor(
+                f"shards={shards}: the monitor history of namespace {self.namespace!r} was created with "
+                f"{meta.partitions} shard(s), and that number is fixed; run with shards={meta.partitions} (or "
+                "without shards), or, in a new namespace, call run_monitors(shards=...) before defining any monitor"
+            )
         service = MonitorService(self.store, self.namespace, meta, **options)
         return service.run(duration)

@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
     backtest.add_argument("end")
     run = commands.add_parser("run", help="run the monitor service in the foreground (Ctrl-C stops it)")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
-    run.add_argument("--shards", type=int, help="shards when monitor history is first created (default 1)")
+    run.add_argument("--shards", type=int, help="shards, fixed when monitor history is first created (default 1); another number is refused")
     monitors.set_defaults(run=run_monitors_command)
 
 

@@ -56,6 +56,12 @@ def test_definitions_crud_and_mutes(db):
         db.drop_monitor("crud")
 
 
+def test_a_shard_count_other_than_the_history_has_is_refused_not_ignored(db):
+    db.create_monitor("one", ERRORS, window="5m", every="1m", critical=10.0)  # the history: one shard
+    with pytest.raises(InvalidMonitor, match=r"shards=2: .* created with 1 shard\(s\).* run with shards=1"):
+        db.run_monitors(duration=0, shards=2)
+
+
 def test_backtest_replays_the_incident(db):
     transitions = db.backtest_monitor(
         dict(name="incident", query=ERRORS, window="1m", every="1m", critical=10.0, critical_recovery=5.0),
