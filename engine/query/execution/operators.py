@@ -180,8 +180,9 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
         part.check()
         return table
 
-    table = read(run) if plan.mode == "final" else _on_threads(read, run)
-    if encoded is not None and _splits(run):  # the parts' dictionaries differ; grouping needs one
+    threaded = plan.mode != "final" and _splits(run) and _over_scan(plan.input)
+    table = _on_threads(read, run) if threaded else read(run)
+    if encoded is not None and threaded:  # the parts' dictionaries differ; grouping needs one
         table = unified(table, encoded.keys)
     if plan.mode == "partial":
         return decoded(aggregate.partial(table, plan.keys, plan.aggregates)) if encoded is not None \
@@ -199,16 +200,23 @@ def _splits(run: Execution) -> bool:
     return run.threads > 1 and run.memory is None and run.segments is not None and len(run.segments) > 1
 
 
-def _on_threads(read: Callable[[Execution], pa.Table], run: Execution) -> pa.Table:
-    """``read(run)``, or with ``run.threads`` > 1 the same read over parts of ``run``'s segments on as many threads.
+def _over_scan(plan: Plan) -> bool:
+    """Whether ``plan`` is projections and filters straight over the scan (whose segments a split divides)."""
+    while isinstance(plan, (Project, Filter)):
+        plan = plan.input
+    return isinstance(plan, Scan)
 
-    For an aggregate's input: reading, filtering and projecting split
-    cleanly, while partial states computed per part would have to be merged
-    again (as costly as the aggregation itself when nearly every key is
-    distinct), so the parts' rows are concatenated and aggregated once.
+
+def _on_threads(read: Callable[[Execution], pa.Table], run: Execution) -> pa.Table:
+    """The same read over parts of ``run``'s segments on ``run.threads`` threads, concatenated.
+
+    For an aggregate's input straight over the scan: reading, filtering and
+    projecting split cleanly, while partial states computed per part would
+    have to be merged again (as costly as the aggregation itself when nearly
+    every key is distinct), so the parts' rows are aggregated once.  Only
+    the scan's segments are divided: an input from an exchange would be
+    read whole by every part.
     """
-    if not _splits(run):
-        return read(run)
     parts = [dataclasses.replace(run, segments=group, scan=ScanStats(), threads=1)
              for group in split(run.segments, run.threads)]
     with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="petrel-read") as threads:
