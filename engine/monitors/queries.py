@@ -56,6 +56,9 @@ from storage.catalog import Catalog
 from storage.objectstore import ObjectStore
 
 CACHE_ENTRIES = 100_000
+# and at most this many bytes of them: at 50,000 events/s a scheduler's partials reached gigabytes, as each new
+# segment's states are kept for every shape chunk over its table
+CACHE_BYTES = 1 << 30
 RECENT_SEGMENTS = 128  # decoded segments a scheduler keeps (the newest ones and its windows' edges)
 BLOCK_LEVELS = (600, 60, 10)  # seconds of event time per pre-merged block, largest first; each divides the one before
 SEAL_SECONDS = 2  # a block is merged once the table has events this far past its end
@@ -64,11 +67,14 @@ SEAL_SECONDS = 2  # a block is merged once the table has events this far past it
 class LocalQueries:
     """Runs queries of one namespace in this process (snapshot, footer and partial-aggregate caches kept)."""
 
-    def __init__(self, store: ObjectStore, namespace: str, cache_entries: int = CACHE_ENTRIES) -> None:
+    def __init__(self, store: ObjectStore, namespace: str, cache_entries: int = CACHE_ENTRIES,
+                 cache_bytes: int = CACHE_BYTES) -> None:
         self.engine = QueryEngine(store, Catalog(store), namespace)
         self.reader = RecentSegments(store)
         self.partials: collections.OrderedDict[tuple[str, str], pa.Table] = collections.OrderedDict()
         self.cache_entries = cache_entries
+        self.cache_bytes = cache_bytes
+        self.partial_bytes = 0  # the Arrow buffers of the cached partials
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
@@ -184,12 +190,10 @@ class LocalQueries:
         if len(block.segments) == 1:  # nothing to merge: the segment's own partial
             return self._partial(fragment, block.segments[0], fingerprint)
         key = (block.key, fingerprint)
-        with self._lock:
-            cached = self.partials.get(key)
-            if cached is not None:
-                self.partials.move_to_end(key)
-                self.block_hits += 1
-                return cached
+        cached = self._cached(key)
+        if cached is not None:
+            self.block_hits += 1
+            return cached
         rank = BLOCK_LEVELS.index(block.level)
         if rank + 1 < len(BLOCK_LEVELS):  # from the blocks one level down, themselves cached
             lower = BLOCK_LEVELS[rank + 1]
@@ -207,28 +211,40 @@ class LocalQueries:
         if merged is None:
             self._combinable[fingerprint] = False
             return None
-        with self._lock:
-            self.block_misses += 1
-            self.partials[key] = merged
-            while len(self.partials) > self.cache_entries:
-                self.partials.popitem(last=False)
+        self.block_misses += 1
+        self._keep(key, merged)
         return merged
 
     def _partial(self, fragment: Plan, segment, fingerprint: str) -> pa.Table:
         key = (segment.id, fingerprint)
+        cached = self._cached(key)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        cached = execute(fragment, Execution(reader=self.reader, segments=(segment,)))
+        self.misses += 1
+        self._keep(key, cached)
+        return cached
+
+    def _cached(self, key: tuple) -> pa.Table | None:
         with self._lock:
             cached = self.partials.get(key)
             if cached is not None:
                 self.partials.move_to_end(key)
-                self.hits += 1
-                return cached
-        cached = execute(fragment, Execution(reader=self.reader, segments=(segment,)))
+            return cached
+
+    def _keep(self, key: tuple, table: pa.Table) -> None:
+        """Cache ``table`` under ``key``, dropping the least recently used past CACHE_ENTRIES or ``cache_bytes``."""
         with self._lock:
-            self.misses += 1
-            self.partials[key] = cached
-            while len(self.partials) > self.cache_entries:
-                self.partials.popitem(last=False)
-        return cached
+            old = self.partials.pop(key, None)
+            if old is not None:
+                self.partial_bytes -= old.get_total_buffer_size()
+            self.partials[key] = table
+            self.partial_bytes += table.get_total_buffer_size()
+            while len(self.partials) > 1 and (len(self.partials) > self.cache_entries
+                                              or self.partial_bytes > self.cache_bytes):
+                _, dropped = self.partials.popitem(last=False)
+                self.partial_bytes -= dropped.get_total_buffer_size()
 
     @property
     def hit_rate(self) -> float | None:

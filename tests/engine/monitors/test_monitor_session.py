@@ -150,16 +150,21 @@ def test_sliding_windows_reuse_partial_aggregates_of_whole_segments(db):
         "SELECT svc, avg(latency) AS v FROM seg WHERE status < 500 GROUP BY svc",
         "SELECT count(*) AS n FROM seg"))]
     queries = LocalQueries(db.store, db.namespace)
+    small = LocalQueries(db.store, db.namespace, cache_bytes=4096)  # a cache bound that keeps a few partials
     incremental = Evaluator(queries.sql, run_window=queries.window)
+    bounded = Evaluator(small.sql, run_window=small.window)
     plain = Evaluator(LocalQueries(db.store, db.namespace).sql)
     for minute in range(3, 9):
         slot = BASE + minute * 60 + 30  # windows cut the segments at both edges
-        got = {o.monitor: o.values for o in incremental.evaluate([(s, slot) for s in specs])}
         want = {o.monitor: o.values for o in plain.evaluate([(s, slot) for s in specs])}
-        assert got.keys() == want.keys()
-        for name, values in got.items():
-            assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[name].items()}
+        for evaluator in (incremental, bounded):
+            got = {o.monitor: o.values for o in evaluator.evaluate([(s, slot) for s in specs])}
+            assert got.keys() == want.keys()
+            for name, values in got.items():
+                assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[name].items()}
+        assert small.partial_bytes <= 4096 or len(small.partials) == 1
     assert queries.hits + queries.block_hits > 0 and queries.hit_rate > 0.3
+    assert small.partial_bytes == sum(t.get_total_buffer_size() for t in small.partials.values())
 
 
 def test_demo_monitors_backtest_the_incident(db):
