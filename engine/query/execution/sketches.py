@@ -110,31 +110,45 @@ def _as_doubles(values: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
     return np.array(values.to_numpy(zero_copy_only=False), dtype=np.float64), valid  # writable, as the sketch wants
 
 
-def hll_estimates(sketches: pa.Array) -> pa.Array:
-    """The distinct count of each group, from the list of its fragments' HLL sketches."""
+def _hll_unions_by_group(sketches: pa.Array) -> list:
+    """Per group, the HLL union of the list of its fragments' serialized sketches."""
     bounds, flat = _by_group(sketches)
     flat = flat.to_pylist()
-    counts = np.zeros(len(bounds) - 1, dtype=np.int64)
-    for group, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+    unions = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
         union = datasketches.hll_union(HLL_LG_K)
         for blob in flat[start:end]:
             if blob is not None:
                 union.update(datasketches.hll_sketch.deserialize(blob))
-        counts[group] = round(union.get_estimate())
-    return pa.array(counts, pa.int64())
+        unions.append(union)
+    return unions
+
+
+def _kll_merged_by_group(sketches: pa.Array) -> list:
+    """Per group, one KLL sketch merging the list of its fragments' serialized sketches."""
+    bounds, flat = _by_group(sketches)
+    flat = flat.to_pylist()
+    merged = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        sketch = datasketches.kll_doubles_sketch(KLL_K)
+        for blob in flat[start:end]:
+            if blob is not None:
+                sketch.merge(datasketches.kll_doubles_sketch.deserialize(blob))
+        merged.append(sketch)
+    return merged
+
+
+def hll_estimates(sketches: pa.Array) -> pa.Array:
+    """The distinct count of each group, from the list of its fragments' HLL sketches."""
+    return pa.array([round(union.get_estimate()) for union in _hll_unions_by_group(sketches)], pa.int64())
 
 
 def kll_quantiles(sketches: pa.Array, fraction: float, value_type: pa.DataType) -> pa.Array:
     """The ``fraction`` quantile of each group, from the list of its fragments' KLL sketches (NULL if empty)."""
-    bounds, flat = _by_group(sketches)
-    flat = flat.to_pylist()
-    result = np.zeros(len(bounds) - 1, dtype=np.float64)
-    empty = np.ones(len(bounds) - 1, dtype=bool)
-    for group, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
-        merged = datasketches.kll_doubles_sketch(KLL_K)
-        for blob in flat[start:end]:
-            if blob is not None:
-                merged.merge(datasketches.kll_doubles_sketch.deserialize(blob))
+    groups = _kll_merged_by_group(sketches)
+    result = np.zeros(len(groups), dtype=np.float64)
+    empty = np.ones(len(groups), dtype=bool)
+    for group, merged in enumerate(groups):
         if not merged.is_empty():
             result[group] = merged.get_quantile(fraction)
             empty[group] = False
@@ -147,30 +161,12 @@ def kll_quantiles(sketches: pa.Array, fraction: float, value_type: pa.DataType) 
     return out
 
 
-
 def kll_unions(sketches: pa.Array) -> pa.Array:
     """One serialized KLL sketch per group, the union of the list of its fragments' sketches (a partial state)."""
-    bounds, flat = _by_group(sketches)
-    flat = flat.to_pylist()
-    out = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        merged = datasketches.kll_doubles_sketch(KLL_K)
-        for blob in flat[start:end]:
-            if blob is not None:
-                merged.merge(datasketches.kll_doubles_sketch.deserialize(blob))
-        out.append(merged.serialize())
-    return pa.array(out, pa.binary())
+    return pa.array([merged.serialize() for merged in _kll_merged_by_group(sketches)], pa.binary())
 
 
 def hll_unions(sketches: pa.Array) -> pa.Array:
     """One serialized HLL sketch per group, the union of the list of its fragments' sketches (a partial state)."""
-    bounds, flat = _by_group(sketches)
-    flat = flat.to_pylist()
-    out = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        union = datasketches.hll_union(HLL_LG_K)
-        for blob in flat[start:end]:
-            if blob is not None:
-                union.update(datasketches.hll_sketch.deserialize(blob))
-        out.append(union.get_result(_HLL_TYPE).serialize_compact())
-    return pa.array(out, pa.binary())
+    return pa.array([union.get_result(_HLL_TYPE).serialize_compact() for union in _hll_unions_by_group(sketches)],
+                    pa.binary())
