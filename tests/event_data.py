@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -98,3 +99,12 @@ def load_events(
     schema = unify(t.schema for t in tables)
     everything = pa.concat_tables([conform(t, schema) for t in tables])
     return meta, everything
+
+
+def duckdb_over(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection (the oracle) in UTC, with ``tables`` registered under their names."""
+    oracle = duckdb.connect()
+    oracle.execute("SET TimeZone = 'UTC'")
+    for name, table in tables.items():
+        oracle.register(name, table)
+    return oracle

@@ -165,6 +165,11 @@ class Differential:
             self._sources[name] = TableSource(meta, snapshot.schema, snapshot.segments, dict(snapshot.versions))
         return self._sources[name]
 
+    def difference(self, sql: str, ordered: bool) -> str:
+        """How Petrel's answer to ``sql`` differs from DuckDB's ('' when they agree; see :func:`compare`)."""
+        expected = self.oracle.sql(sql).to_arrow_table()
+        return compare(self.petrel(sql), expected, ordered)
+
     def petrel(self, sql: str) -> pa.Table:
         from engine.query.executor import run_locally
         from planner.context import PlanContext

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_locally
-from tests.event_data import load_events
+from tests.event_data import duckdb_over, load_events
 from planner.logical import Memory, Scan, TableSource
 from planner.planning import plan_query
 from tests.result_compare import assert_same
@@ -41,9 +40,7 @@ def table(tmp_path_factory):
     meta, rows = load_events(store, hours=4, partitions=2, rows_per_segment=200)
     snapshot = load_snapshot(store, meta)
     source = TableSource(meta, snapshot.schema, snapshot.segments, dict(snapshot.versions))
-    oracle = duckdb.connect()
-    oracle.execute("SET TimeZone = 'UTC'")
-    oracle.register("events", rows)
+    oracle = duckdb_over(events=rows)
     return store, source, oracle
 
 

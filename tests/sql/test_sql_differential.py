@@ -6,11 +6,10 @@ buckets, with an evolving schema; DuckDB reads the same rows from Arrow.
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
 from tests.sql.differential_queries import QUERIES
-from tests.event_data import load_events
+from tests.event_data import duckdb_over, load_events
 from tests.result_compare import assert_same
 
 
@@ -26,9 +25,7 @@ def events_db(ray_session, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("differential") / "warehouse")
     _, rows = load_events(ObjectStore(root))
     db = engine.connect(root)
-    oracle = duckdb.connect()
-    oracle.execute("SET TimeZone = 'UTC'")
-    oracle.register("events", rows)
+    oracle = duckdb_over(events=rows)
     yield db, oracle
     db.close()
     oracle.close()

@@ -6,13 +6,12 @@ import re
 import threading
 import time
 
-import duckdb
 import pytest
 import ray
 
 import engine
 from engine.query import QueryEngine
-from tests.event_data import load_events
+from tests.event_data import duckdb_over, load_events
 from tests.result_compare import assert_same
 from storage.errors import (
     ColumnNotFound, PetrelError, QueryFailed, QueryTimeout, SqlError, TableNotFound, UnsupportedSql,
@@ -27,9 +26,7 @@ ONE_HOUR = ("SELECT service, count(*) AS n FROM events WHERE timestamp >= TIMEST
 def loaded(ray_session, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("engine") / "warehouse")
     meta, rows = load_events(ObjectStore(root), hours=24, partitions=2, rows_per_segment=200)
-    oracle = duckdb.connect()
-    oracle.execute("SET TimeZone = 'UTC'")
-    oracle.register("events", rows)
+    oracle = duckdb_over(events=rows)
     db = engine.connect(root)
     db.queries.local_bytes = 0  # these tests are about the workers: every stage goes to them, however small
     yield db, oracle, root

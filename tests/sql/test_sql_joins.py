@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from tests.event_data import load_events
+from tests.event_data import duckdb_over, load_events
 from tests.sql.join_queries import QUERIES
 from tests.result_compare import assert_same
 from tests.tpch_tables import load_tables
@@ -44,11 +44,8 @@ def joined_db(ray_session, tmp_path_factory):
     db.queries.broadcast_bytes = 30_000
     db.queries.local_bytes = 0  # joins are about broadcasts and shuffles between workers: never run a stage here
     db.register("tiers", TIERS)
-    oracle = duckdb.connect()
-    oracle.execute("SET TimeZone = 'UTC'")
-    for name, table in {"events": rows, "services": SERVICES, "hosts": HOSTS, "no_services": SERVICES.slice(0, 0),
-                        "tiers": pa.Table.from_pandas(TIERS)}.items():
-        oracle.register(name, table)
+    oracle = duckdb_over(events=rows, services=SERVICES, hosts=HOSTS, no_services=SERVICES.slice(0, 0),
+                         tiers=pa.Table.from_pandas(TIERS))
     yield db, oracle
     db.close()
     oracle.close()

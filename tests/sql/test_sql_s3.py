@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-import duckdb
 import pytest
 
 import engine
 from tests.sql.differential_queries import QUERIES
-from tests.event_data import load_events
+from tests.event_data import duckdb_over, load_events
 from tests.result_compare import assert_same
 from storage.objectstore import ObjectStore
 
@@ -20,9 +19,7 @@ SUBSET = QUERIES[::10]
 def test_queries_over_s3(ray_session, s3_options):
     root = f"s3://petrel-test/wh-{uuid.uuid4().hex[:8]}"
     _, rows = load_events(ObjectStore(root, s3_options), hours=14, partitions=2, rows_per_segment=60)
-    oracle = duckdb.connect()
-    oracle.execute("SET TimeZone = 'UTC'")
-    oracle.register("events", rows)
+    oracle = duckdb_over(events=rows)
     db = engine.connect(root, storage_options=s3_options)
     try:
         for entry in SUBSET:

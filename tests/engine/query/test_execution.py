@@ -14,7 +14,7 @@ from engine.query.execution import aggregate
 from engine.query.executor import run_locally
 from engine.query.execution.operators import sort
 from engine.query.execution.scan import ScanStats, SegmentReader
-from tests.event_data import load_events
+from tests.event_data import duckdb_over, load_events
 from planner.aggregates import result_type
 from planner.logical import AggCall, SortKey, TableSource
 from planner.planning import plan_query
@@ -115,9 +115,7 @@ def test_whole_plans_run_locally_with_several_fragments(tmp_path):
     snapshot = load_snapshot(store, meta)
     source = TableSource(meta, snapshot.schema, snapshot.segments)
     reader = SegmentReader(store)
-    oracle = duckdb.connect()
-    oracle.execute("SET TimeZone = 'UTC'")
-    oracle.register("events", rows)
+    oracle = duckdb_over(events=rows)
     for query, ordered in [
         ("SELECT service, count(*), avg(latency_ms), median(latency_ms) FROM events GROUP BY service", False),
         ("SELECT host, latency_ms FROM events ORDER BY latency_ms DESC NULLS LAST, host, timestamp LIMIT 4", True),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,6 +16,7 @@ from storage.schema import conform, unify
 from storage.segment import write_segment
 from storage.snapshot import load_snapshot
 from tests.engine.query.local_runs import assert_runs_like
+from tests.event_data import duckdb_over
 
 BASE = 1_793_491_200_000_000
 
@@ -65,9 +65,7 @@ def _load(store: ObjectStore) -> tuple[TableSource, pa.Table]:
 def loaded(tmp_path_factory):
     store = ObjectStore(str(tmp_path_factory.mktemp("time-topk") / "wh"))
     source, rows = _load(store)
-    oracle = duckdb.connect()
-    oracle.execute("SET TimeZone = 'UTC'")
-    oracle.register("hits", rows)
+    oracle = duckdb_over(hits=rows)
     return store, source, oracle
 
 

@@ -21,7 +21,7 @@ from storage.schema import conform, unify
 from storage.segment import write_segment
 from storage.snapshot import load_snapshot
 from tests.engine.query.local_runs import assert_runs_like
-from tests.event_data import load_events
+from tests.event_data import duckdb_over, load_events
 from tests.result_compare import assert_same
 
 EVENT_QUERIES = [
@@ -40,9 +40,7 @@ def events(tmp_path_factory):
     """The shared event day (latency widens from integer to float, NULLs everywhere) with DuckDB over its rows."""
     store = ObjectStore(str(tmp_path_factory.mktemp("topk") / "wh"))
     meta, rows = load_events(store, hours=8, partitions=2, rows_per_segment=120)
-    oracle = duckdb.connect()
-    oracle.execute("SET TimeZone = 'UTC'")
-    oracle.register("events", rows)
+    oracle = duckdb_over(events=rows)
     return store, meta, oracle
 
 
