@@ -184,6 +184,11 @@ class SharedShape:
     window: float
     delay: float
 
+    @property
+    def scan(self) -> tuple[str, str, tuple[str, ...]]:
+        """What a shape's scans depend on: shapes differing only in window or delay share their SQL and partials."""
+        return self.table, self.time_column, self.groups
+
 
 def shape_of(spec: MonitorSpec) -> SharedShape | None:
     """The shape ``spec`` shares scans under, or None if its query must run on its own (HAVING, ...)."""

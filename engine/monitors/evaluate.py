@@ -5,12 +5,13 @@
 columns, window, delay) due at the same slot are evaluated by one query
 (:func:`engine.monitors.compile.shape_sql`).  Monitors whose value and WHERE
 are the same compute the same numbers, so each distinct pair is one column
-of its shape, numbered in the order first met; a shape's columns are cut
-into chunks of ``MAX_SHARED``, and one slot runs every column of each chunk
-it needs.  The SQL of a chunk is therefore the same at every slot, whatever
-subset of its monitors is due: it is planned once, and its partial
-aggregates of whole segments are cached once for all the shape's slot
-offsets.  If a shared query fails, its monitors are run one by one so that
+of its scan (the shape's table and group columns, whatever the window or
+delay), numbered in the order first met; a scan's columns are cut into
+chunks of ``MAX_SHARED``, and one slot runs every column of each chunk it
+needs.  The SQL of a chunk is therefore the same at every slot and window,
+whatever subset of its monitors is due: it is planned once, and its partial
+aggregates of whole segments are cached once for all the slot offsets and
+windows over the scan.  If a shared query fails, its monitors are run one by one so that
 one broken monitor puts only itself in ERROR (and runs alone from then on).
 
 The evaluator runs SQL through one callable, ``run_sql(sql) -> pa.Table``
@@ -66,9 +67,10 @@ class Evaluator:
         self.stats = EvaluationStats()
         self._shapes: dict[tuple, tuple[SharedShape, tuple[str, str]] | None] = {}  # monitors repeat queries
         self._texts: dict[tuple, tuple[str, str]] = {}
-        # per shape, every distinct (value, seen) pair met so far -> its column; append-only, so a shape's
-        # chunks (and their SQL, plans and cached partials) stay the same from slot to slot
-        self._columns: dict[SharedShape, dict[tuple[str, str], int]] = {}
+        # per scan (table and group columns: shapes differing only in window or delay read alike), every
+        # distinct (value, seen) pair met so far -> its column; append-only, so a scan's chunks (and their SQL,
+        # plans and cached partials) stay the same from slot to slot and are shared by all its windows
+        self._columns: dict[tuple, dict[tuple[str, str], int]] = {}
         self._solo: set[tuple[str, str]] = set()  # pairs whose own query failed: they run alone
 
     def _shape(self, spec: MonitorSpec) -> tuple[SharedShape, tuple[str, str]] | None:
@@ -90,7 +92,7 @@ class Evaluator:
         for spec in sorted(specs, key=lambda s: s.name):
             shaped = self._shape(spec)
             if shaped is not None and shaped[1] not in self._solo:
-                columns = self._columns.setdefault(shaped[0], {})
+                columns = self._columns.setdefault(shaped[0].scan, {})
                 columns.setdefault(shaped[1], len(columns))
 
     def evaluate(self, due: list[tuple[MonitorSpec, float]]) -> list[SlotOutcome]:
@@ -107,7 +109,7 @@ class Evaluator:
             if pair in self._solo:
                 alone.append((spec, slot))
                 continue
-            columns = self._columns.setdefault(shape, {})
+            columns = self._columns.setdefault(shape.scan, {})
             index = columns.setdefault(pair, len(columns))
             batches[(shape, index // MAX_SHARED, slot)].append((spec, index % MAX_SHARED))
         outcomes: list[SlotOutcome] = []
@@ -128,9 +130,9 @@ class Evaluator:
         """
         first = members[0][0]
         start, end = first.window_of(slot)
-        pairs = list(self._columns[shape])[chunk * MAX_SHARED:(chunk + 1) * MAX_SHARED]
+        pairs = list(self._columns[shape.scan])[chunk * MAX_SHARED:(chunk + 1) * MAX_SHARED]
         try:
-            key = (shape, tuple(pairs))
+            key = (shape.scan, tuple(pairs))
             texts = self._texts.get(key)
             if texts is None:
                 texts = self._texts[key] = (shape_sql(first, pairs, _START, _END), shape_sql(first, pairs, None, None))
@@ -143,7 +145,7 @@ class Evaluator:
             failed = {self._shape(spec)[1] for (spec, _), outcome in zip(members, outcomes) if outcome.error is not None}
             if failed:  # those go alone from now on; the shape's other columns are chunked afresh
                 self._solo |= failed
-                self._columns.pop(shape, None)
+                self._columns.pop(shape.scan, None)
             return outcomes
         self.stats.queries += 1
         self.stats.shared_queries += 1

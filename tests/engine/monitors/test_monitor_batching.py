@@ -59,6 +59,23 @@ def test_a_shape_runs_one_sql_for_every_slot_offset_and_reads_each_segment_once(
     assert queries.hits + queries.block_hits > queries.misses  # cached segment partials, or blocks merged from them
 
 
+def test_shapes_differing_only_in_window_or_delay_share_their_scans_partials(db, batch_table):
+    specs = [db._checked(build_spec(f"span-{i}-{window}-{delay}", q, window=window, every="1m", delay=delay,
+                                    critical=1.0))
+             for window, queries in (("2m", SHAPE), ("4m", SHAPE[::-1])) for delay in ("0s", "30s")
+             for i, q in enumerate(queries)]  # the windows meet the values in different orders
+    queries = LocalQueries(db.store, db.namespace)
+    batched = Evaluator(queries.sql, run_window=queries.window)
+    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
+    due = [(spec, BASE + 60 * minute + spec.offset) for minute in range(5, 10) for spec in specs]
+    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(due)}
+    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
+    assert got.keys() == want.keys()
+    for key, values in got.items():
+        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
+    segments = len(queries.engine.resolve("batch").segments)
+    assert 0 < queries.misses <= segments  # each segment's partial computed once for all four windows
+
 def test_window_bounds_are_written_as_the_generated_sql_writes_them():
     from engine.monitors.compile import timestamp_literal, timestamp_text
 
