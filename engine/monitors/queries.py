@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from sqlglot import exp
 
+from engine.monitors.compile import timestamp_literal
 from engine.query.api import QueryEngine
 from engine.query.execution.combine import combine
 from engine.query.execution.operators import Execution, concat, execute
@@ -362,8 +363,10 @@ def _window_scan(scan: Scan, start_us: int, end_us: int) -> Scan | None:
     bound = lambda micros: pa.scalar(micros, pa.timestamp("us", tz=kind.tz)).cast(kind)  # noqa: E731
     column = pc.field(meta.time_column)
     window = (column >= bound(start_us)) & (column < bound(end_us))
-    text = exp.and_(exp.GTE(this=exp.column(meta.time_column), expression=exp.Literal.number(start_us)),
-                    exp.LT(this=exp.column(meta.time_column), expression=exp.Literal.number(end_us)))
+    # the text is compiled again where a read leaves part of the filter for later (string keys read as
+    # dictionaries): it must say what ``window`` does, in SQL
+    text = exp.and_(exp.GTE(this=exp.column(meta.time_column), expression=timestamp_literal(start_us / 1e6)),
+                    exp.LT(this=exp.column(meta.time_column), expression=timestamp_literal(end_us / 1e6)))
     return replace(
         scan,
         filter=exp.and_(scan.filter, text) if scan.filter is not None else text,
