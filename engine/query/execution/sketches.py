@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 HLL_LG_K = 12
 KLL_K = 200
+_RAW_MARK = b"\xff"  # first byte of a KLL state holding its values as they are (a sketch's is its preamble size)
 _HLL_TYPE = datasketches.tgt_hll_type.HLL_8
 
 
@@ -79,18 +80,44 @@ def _valid_bounds(lists: pa.Array, valid: np.ndarray) -> np.ndarray:
 
 
 def kll_states(lists: pa.Array) -> pa.Array:
-    """One serialized KLL sketch per group, from each group's values (a list array of numbers or times)."""
+    """One KLL state per group, from each group's values (a list array of numbers or times).
+
+    A group of at most KLL_K values keeps them as they are (:func:`_raw_states`),
+    which is all a sketch of them would keep: made for every group at once, with
+    no sketch object per group.  Larger groups get a serialized sketch.
+    """
     bounds, values = _by_group(lists)
     numbers, valid = _as_doubles(values)
     if valid is not None:
         bounds = _valid_bounds(lists, valid)
+    counts = np.diff(bounds)
+    if not len(counts) or counts.max() <= KLL_K:
+        return _raw_states(numbers, counts)
     out = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if end - start <= KLL_K:
+            out.append(_RAW_MARK + numbers[start:end].astype("<f8").tobytes())
+            continue
         sketch = datasketches.kll_doubles_sketch(KLL_K)
-        if end > start:
-            sketch.update(numbers[start:end])
+        sketch.update(numbers[start:end])
         out.append(sketch.serialize())
     return pa.array(out, pa.binary())
+
+
+def _raw_states(numbers: np.ndarray, counts: np.ndarray) -> pa.Array:
+    """Per group, the raw KLL state of its ``counts[g]`` values (``numbers`` holds them group after group):
+    a marker byte (never the first byte of a serialized sketch), then the values as little-endian doubles."""
+    sizes = 1 + 8 * counts.astype(np.int64)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = np.empty(int(offsets[-1]), dtype=np.uint8)
+    marks = np.zeros(len(data), dtype=bool)
+    marks[offsets[:-1]] = True
+    data[marks] = _RAW_MARK[0]
+    data[~marks] = np.ascontiguousarray(numbers, dtype="<f8").view(np.uint8)  # the values fill the rest, in order
+    kind, offsets = (pa.binary(), offsets.astype(np.int32)) if offsets[-1] < 2**31 else (pa.large_binary(), offsets)
+    states = pa.Array.from_buffers(kind, len(counts), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return states.cast(pa.binary()) if kind != pa.binary() else states
 
 
 def _as_doubles(values: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
@@ -124,18 +151,63 @@ def _hll_unions_by_group(sketches: pa.Array) -> list:
     return unions
 
 
-def _kll_merged_by_group(sketches: pa.Array) -> list:
-    """Per group, one KLL sketch merging the list of its fragments' serialized sketches."""
-    bounds, flat = _by_group(sketches)
-    flat = flat.to_pylist()
-    merged = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
+class _KllParts:
+    """The KLL states listed per group, split into raw values (gathered per group, in one array) and sketches."""
+
+    def __init__(self, lists: pa.Array) -> None:
+        bounds, flat = _by_group(lists)
+        flat = flat.cast(pa.binary()) if flat.type != pa.binary() else flat
+        groups = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+        buffers = flat.buffers()
+        offsets = np.frombuffer(buffers[1], dtype=np.int32)[flat.offset:flat.offset + len(flat) + 1].astype(np.int64)
+        data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, dtype=np.uint8)
+        lengths = np.diff(offsets)
+        present = (lengths > 0) & pc.is_valid(flat).to_numpy(zero_copy_only=False)
+        first = np.zeros(len(flat), dtype=np.uint8)
+        first[present] = data[offsets[:-1][present]]
+        raw = present & (first == _RAW_MARK[0])
+        sizes = lengths[raw] - 1
+        starts = offsets[:-1][raw] + 1
+        gather = np.repeat(starts - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) + np.arange(sizes.sum())
+        self.values = data[gather].view("<f8") if len(gather) else np.zeros(0)
+        self.count = len(bounds) - 1
+        raw_counts = np.bincount(groups[raw], weights=sizes // 8, minlength=self.count).astype(np.int64)
+        self.raw_bounds = np.concatenate([[0], np.cumsum(raw_counts)]).tolist()
+        sketched = np.flatnonzero(present & ~raw)
+        self.sketched_groups = groups[sketched]
+        self.sketched = flat.take(pa.array(sketched, pa.int64())).to_pylist() if len(sketched) else []
+
+    def merged(self) -> list:
+        """Per group, one KLL sketch of all its parts."""
+        cursor = [0]  # the next of the sketched parts (they come group after group)
+        return [self._sketch(group, cursor) for group in range(self.count)]
+
+    def _sketch(self, group: int, cursor: list[int]) -> datasketches.kll_doubles_sketch:
         sketch = datasketches.kll_doubles_sketch(KLL_K)
-        for blob in flat[start:end]:
-            if blob is not None:
-                sketch.merge(datasketches.kll_doubles_sketch.deserialize(blob))
-        merged.append(sketch)
-    return merged
+        start, end = self.raw_bounds[group], self.raw_bounds[group + 1]
+        if end > start:
+            sketch.update(self.values[start:end])
+        while cursor[0] < len(self.sketched) and self.sketched_groups[cursor[0]] == group:
+            sketch.merge(datasketches.kll_doubles_sketch.deserialize(self.sketched[cursor[0]]))
+            cursor[0] += 1
+        return sketch
+
+    def unions(self) -> pa.Array:
+        """Per group, one KLL state of all its parts: raw if they were all raw and hold at most KLL_K values."""
+        counts = np.diff(self.raw_bounds)
+        sketched = np.zeros(self.count, dtype=bool)
+        sketched[self.sketched_groups] = True
+        sketched |= counts > KLL_K
+        if not sketched.any():
+            return _raw_states(self.values, counts)
+        cursor, out = [0], []
+        for group in range(self.count):
+            if sketched[group]:
+                out.append(self._sketch(group, cursor).serialize())
+            else:
+                start, end = self.raw_bounds[group], self.raw_bounds[group + 1]
+                out.append(_RAW_MARK + self.values[start:end].tobytes())
+        return pa.array(out, pa.binary())
 
 
 def hll_estimates(sketches: pa.Array) -> pa.Array:
@@ -145,7 +217,7 @@ def hll_estimates(sketches: pa.Array) -> pa.Array:
 
 def kll_quantiles(sketches: pa.Array, fraction: float, value_type: pa.DataType) -> pa.Array:
     """The ``fraction`` quantile of each group, from the list of its fragments' KLL sketches (NULL if empty)."""
-    groups = _kll_merged_by_group(sketches)
+    groups = _KllParts(sketches).merged()
     result = np.zeros(len(groups), dtype=np.float64)
     empty = np.ones(len(groups), dtype=bool)
     for group, merged in enumerate(groups):
@@ -163,7 +235,7 @@ def kll_quantiles(sketches: pa.Array, fraction: float, value_type: pa.DataType) 
 
 def kll_unions(sketches: pa.Array) -> pa.Array:
     """One serialized KLL sketch per group, the union of the list of its fragments' sketches (a partial state)."""
-    return pa.array([merged.serialize() for merged in _kll_merged_by_group(sketches)], pa.binary())
+    return _KllParts(sketches).unions()
 
 
 def hll_unions(sketches: pa.Array) -> pa.Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datasketches
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -9,7 +10,7 @@ import pytest
 
 import engine
 from engine.query.execution import aggregate
-from engine.query.execution.sketches import HLL_LG_K
+from engine.query.execution.sketches import HLL_LG_K, KLL_K, kll_quantiles, kll_states, kll_unions
 from tests.event_data import load_events
 from planner.logical import AggCall
 from storage.objectstore import ObjectStore
@@ -76,6 +77,48 @@ def test_quantiles_of_timestamps_and_empty_groups():
     assert merged.column("m").type == pa.timestamp("us", tz="UTC")
     assert abs(middle.timestamp() - 500) <= 1000 * KLL_RANK_BOUND
     assert merged.column("e").to_pylist() == [None]
+
+
+def test_small_quantile_states_keep_their_values_and_answer_as_a_sketch_of_them_would():
+    rng = np.random.default_rng(3)
+    sizes = [0, 1, 7, KLL_K, KLL_K + 1, 3 * KLL_K]  # raw states up to KLL_K values, sketches past it
+    values = [rng.lognormal(3.0, 1.0, n) for n in sizes]
+    groups = np.repeat(np.arange(len(sizes)), sizes)
+    flat = np.concatenate(values)
+    table = pa.table({"g": groups, "v": pa.array(flat, mask=rng.random(len(flat)) < 0.1)})  # NULLs do not count
+    calls = (AggCall("q", "approx_quantile", "v", (0.7,)),)
+    states, merged = _merged(table, ("g",), calls, parts=3)
+    kinds = {}
+    for g, state in zip(states.column("g").to_pylist(), states.column("q__k").to_pylist()):
+        kinds.setdefault(g, set()).add(state[:1] == b"\xff")
+    assert all(kinds[g] == {True} for g in (1, 2, 3))  # at most KLL_K values per fragment: kept as they are
+    assert kinds[5] == {False}  # more than KLL_K values in each fragment it spans: sketches
+    expected = {}
+    for g, group_values in enumerate(values):
+        valid = table.filter(pa.compute.equal(table.column("g"), g)).column("v").drop_null().to_numpy()
+        if len(valid):
+            sketch = datasketches.kll_doubles_sketch(KLL_K)
+            sketch.update(np.array(valid, dtype=np.float64))
+            expected[g] = sketch.get_quantile(0.7)
+    got = dict(zip(merged.column("g").to_pylist(), merged.column("q").to_pylist()))
+    for g in (1, 2, 3):  # exact values: the same answer as one sketch of them
+        assert got[g] == expected[g], g
+    assert got.get(0) is None
+    for g in (4, 5):  # merged from raw parts and sketches alike, within the bound
+        ordered = np.sort(table.filter(pa.compute.equal(table.column("g"), g)).column("v").drop_null().to_numpy())
+        rank = np.searchsorted(ordered, got[g], side="right") / len(ordered)
+        assert abs(rank - 0.7) <= KLL_RANK_BOUND, g
+
+
+def test_merged_quantile_states_stay_raw_while_they_hold_at_most_kll_k_values():
+    parts = [np.arange(i * 10, i * 10 + 10, dtype=np.float64) for i in range(30)]
+    states = [kll_states(pa.array([part], pa.list_(pa.float64())))[0].as_py() for part in parts]
+    lists = pa.array([states[:20], states[20:], states[:25]], pa.list_(pa.binary()))
+    unions = kll_unions(lists).to_pylist()
+    assert [u[:1] == b"\xff" for u in unions] == [True, True, False]  # 200 and 100 values raw; 250 a sketch
+    assert np.frombuffer(unions[1][1:], "<f8").tolist() == np.concatenate(parts[20:]).tolist()
+    medians = kll_quantiles(pa.array([[u] for u in unions], pa.list_(pa.binary())), 0.5, pa.float64()).to_pylist()
+    assert medians[:2] == [100.0, 250.0]
 
 
 @pytest.fixture(scope="module")
