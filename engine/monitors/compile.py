@@ -31,7 +31,8 @@ from storage.errors import InvalidMonitor, PetrelError, TableNotFound
 DIALECT = "duckdb"
 
 
-def _parse(query: str, name: str) -> exp.Select:
+def parse_query(query: str, name: str) -> exp.Select:
+    """The one SELECT of monitor ``name``'s query, or InvalidMonitor saying where it does not parse."""
     try:
         statements = sqlglot.parse(query, read=DIALECT)
     except ParseError as exc:
@@ -57,7 +58,7 @@ def check_query(spec: MonitorSpec, table_meta: Callable[[str], Any], probe: Call
     empty) result, so the value column's type is the engine's own.
     """
     name = spec.name
-    select = _parse(spec.query, name)
+    select = parse_query(spec.query, name)
     for clause, label in (("with", "WITH"), ("joins", "JOIN"), ("order", "ORDER BY"), ("limit", "LIMIT"),
                           ("offset", "OFFSET"), ("distinct", "DISTINCT")):
         if select.args.get(clause):
@@ -129,7 +130,8 @@ def timestamp_literal(seconds: float) -> exp.Expression:
     return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMP"))
 
 
-def _time_range(spec: MonitorSpec, start: float, end: float) -> exp.Expression:
+def time_range(spec: MonitorSpec, start: float, end: float) -> exp.Expression:
+    """``spec``'s time column in ``[start, end)``."""
     column = exp.column(spec.time_column, quoted=True)
     return exp.and_(exp.GTE(this=column.copy(), expression=timestamp_literal(start)),
                     exp.LT(this=column, expression=timestamp_literal(end)))
@@ -167,11 +169,11 @@ def _limit(aggregate: exp.Expression, condition: exp.Expression) -> exp.Expressi
 
 def windowed_sql(spec: MonitorSpec, start: float | None, end: float | None) -> str:
     """The monitor's query over event times ``[start, end)`` (over all of them when ``start`` is None)."""
-    select = _parse(spec.query, spec.name)
+    select = parse_query(spec.query, spec.name)
     select = select.transform(lambda n: without_filter_clauses(n) if isinstance(n, exp.Filter) else n)
     if start is None:
         return select.sql(DIALECT)
-    return select.where(_time_range(spec, start, end), copy=False).sql(DIALECT)
+    return select.where(time_range(spec, start, end), copy=False).sql(DIALECT)
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ class SharedShape:
 
 def shape_of(spec: MonitorSpec) -> SharedShape | None:
     """The shape ``spec`` shares scans under, or None if its query must run on its own (HAVING, ...)."""
-    select = _parse(spec.query, spec.name)
+    select = parse_query(spec.query, spec.name)
     if select.args.get("having") or select.args.get("qualify"):
         return None
     groups = tuple((g.unalias() if isinstance(g, exp.Alias) else g).sql(DIALECT) for g in select.expressions[:-1])
@@ -205,7 +207,7 @@ def shared_columns(spec: MonitorSpec) -> tuple[str, str]:
     Monitors of one shape whose pairs are equal compute the same numbers, so
     a shared scan computes each distinct pair once.
     """
-    select = _parse(spec.query, spec.name)
+    select = parse_query(spec.query, spec.name)
     where = select.args.get("where")
     condition = where.this if where is not None else None
     value = select.expressions[-1]
@@ -219,7 +221,7 @@ def shape_sql(spec: MonitorSpec, columns: list[tuple[str, str]], start: float | 
 
     ``columns`` are :func:`shared_columns` pairs of monitors with ``spec``'s shape.
     """
-    first = _parse(spec.query, spec.name)
+    first = parse_query(spec.query, spec.name)
     selected: list[exp.Expression] = []
     groups = [(g.unalias() if isinstance(g, exp.Alias) else g) for g in first.expressions[:-1]]
     for index, group in enumerate(groups):
@@ -229,7 +231,7 @@ def shape_sql(spec: MonitorSpec, columns: list[tuple[str, str]], start: float | 
         selected.append(exp.alias_(sqlglot.parse_one(seen, read=DIALECT), f"n{index}", quoted=True))
     query = exp.select(*selected).from_(exp.to_table(spec.table, quoted=True))
     if start is not None:
-        query = query.where(_time_range(spec, start, end), copy=False)
+        query = query.where(time_range(spec, start, end), copy=False)
     if groups:
         query = query.group_by(*[g.copy() for g in groups], copy=False)
     return query.sql(DIALECT)

@@ -34,6 +34,7 @@ from engine.monitors.compile import (
     SharedShape, shape_of, shape_sql, shared_columns, timestamp_literal, timestamp_text, windowed_sql,
 )
 from engine.monitors.definition import MonitorSpec
+from engine.monitors.rollup import Rollup, RollupKey, Series, TooFine, series_of
 from engine.monitors.state import SlotOutcome, group_key
 from storage.errors import PetrelError
 
@@ -65,25 +66,40 @@ class Evaluator:
         self.run_window = run_window
         self.share = share
         self.stats = EvaluationStats()
-        self._shapes: dict[tuple, tuple[SharedShape, tuple[str, str]] | None] = {}  # monitors repeat queries
+        self._shapes: dict[tuple, _Shaped | None] = {}  # monitors repeat queries
         self._texts: dict[tuple, tuple[str, str]] = {}
         # per scan (table and group columns: shapes differing only in window or delay read alike), every
         # distinct (value, seen) pair met so far -> its column; append-only, so a scan's chunks (and their SQL,
         # plans and cached partials) stay the same from slot to slot and are shared by all its windows
         self._columns: dict[tuple, dict[tuple[str, str], int]] = {}
         self._solo: set[tuple[str, str]] = set()  # pairs whose own query failed: they run alone
+        self._rollups: dict[RollupKey, Rollup] = {}
+        self._too_fine: set[RollupKey] = set()  # rollups that did not pay: their monitors use shared scans
 
-    def _shape(self, spec: MonitorSpec) -> tuple[SharedShape, tuple[str, str]] | None:
+    def _shape(self, spec: MonitorSpec) -> _Shaped | None:
         key = (spec.query, spec.table, spec.time_column, spec.window, spec.delay)  # all a shape depends on
         if key not in self._shapes:
             if len(self._shapes) > 1_000_000:
                 self._shapes.clear()
             shape = shape_of(spec) if self.share else None
-            self._shapes[key] = None if shape is None else (shape, shared_columns(spec))
+            self._shapes[key] = None if shape is None else _Shaped(
+                shape, shared_columns(spec), series_of(spec, shape.groups) if self.run_window is not None else None)
         return self._shapes[key]
 
+    def _rolls(self, shaped: _Shaped) -> bool:
+        """Whether ``shaped`` is evaluated from a rollup (which takes its primitives in if need be)."""
+        if shaped.rolled is None or shaped.pair in self._solo:
+            return False
+        key, series = shaped.rolled
+        if key in self._too_fine:
+            return False
+        rollup = self._rollups.get(key)
+        if rollup is None:
+            rollup = self._rollups[key] = Rollup(key)
+        return rollup.admits(series)
+
     def register(self, specs: list[MonitorSpec]) -> None:
-        """Give the columns of ``specs`` their places in their shapes' chunks before their first slots.
+        """Give the columns of ``specs`` their places in their shapes' chunks (or rollups) before their first slots.
 
         A chunk's SQL changes when a column joins it (and its cached
         partials with it): registering a scheduler's monitors up front lets
@@ -91,34 +107,69 @@ class Evaluator:
         """
         for spec in sorted(specs, key=lambda s: s.name):
             shaped = self._shape(spec)
-            if shaped is not None and shaped[1] not in self._solo:
-                columns = self._columns.setdefault(shaped[0].scan, {})
-                columns.setdefault(shaped[1], len(columns))
+            if shaped is not None and shaped.pair not in self._solo and not self._rolls(shaped):
+                columns = self._columns.setdefault(shaped.shape.scan, {})
+                columns.setdefault(shaped.pair, len(columns))
 
     def evaluate(self, due: list[tuple[MonitorSpec, float]]) -> list[SlotOutcome]:
         """The outcome of every (spec, slot) in ``due``."""
         started = time.perf_counter()
-        batches: dict[tuple[SharedShape, int, float], list[tuple[MonitorSpec, int]]] = defaultdict(list)
-        alone: list[tuple[MonitorSpec, float]] = []
-        for spec, slot in due:
-            shaped = self._shape(spec)
-            if shaped is None:
-                alone.append((spec, slot))
-                continue
-            shape, pair = shaped
-            if pair in self._solo:
-                alone.append((spec, slot))
-                continue
-            columns = self._columns.setdefault(shape.scan, {})
-            index = columns.setdefault(pair, len(columns))
-            batches[(shape, index // MAX_SHARED, slot)].append((spec, index % MAX_SHARED))
-        outcomes: list[SlotOutcome] = []
-        for (shape, chunk, slot), members in batches.items():
-            outcomes.extend(self._shared(shape, chunk, members, slot))
-        outcomes.extend(self._alone(spec, slot) for spec, slot in alone)
+        outcomes = self._outcomes(due)
         self.stats.evaluations += len(outcomes)
         self.stats.errors += sum(1 for o in outcomes if o.error is not None)
         self.stats.seconds += time.perf_counter() - started
+        return outcomes
+
+    def _outcomes(self, due: list[tuple[MonitorSpec, float]]) -> list[SlotOutcome]:
+        batches: dict[tuple[SharedShape, int, float], list[tuple[MonitorSpec, int]]] = defaultdict(list)
+        rolled: dict[tuple[SharedShape, RollupKey, float], list[tuple[MonitorSpec, Series]]] = defaultdict(list)
+        alone: list[tuple[MonitorSpec, float]] = []
+        for spec, slot in due:
+            shaped = self._shape(spec)
+            if shaped is None or shaped.pair in self._solo:
+                alone.append((spec, slot))
+            elif self._rolls(shaped):
+                rolled[(shaped.shape, shaped.rolled[0], slot)].append((spec, shaped.rolled[1]))
+            else:
+                columns = self._columns.setdefault(shaped.shape.scan, {})
+                index = columns.setdefault(shaped.pair, len(columns))
+                batches[(shaped.shape, index // MAX_SHARED, slot)].append((spec, index % MAX_SHARED))
+        outcomes: list[SlotOutcome] = []
+        for (_, key, slot), members in rolled.items():
+            outcomes.extend(self._rolled(key, members, slot))
+        for (shape, chunk, slot), members in batches.items():
+            outcomes.extend(self._shared(shape, chunk, members, slot))
+        outcomes.extend(self._alone(spec, slot) for spec, slot in alone)
+        return outcomes
+
+    def _rolled(self, key: RollupKey, members: list[tuple[MonitorSpec, Series]], slot: float) -> list[SlotOutcome]:
+        """Every member's outcome at ``slot`` from one window of their rollup."""
+        rollup = self._rollups.get(key)
+        if rollup is None:  # given up on earlier in this step: its monitors are routed again
+            return self._outcomes([(spec, slot) for spec, _ in members])
+        first = members[0][0]
+        start, end = first.window_of(slot)
+        try:
+            result = self._run(*rollup.texts(first, _START, _END), start, end)
+            groups, computed = rollup.evaluate(result, [series for _, series in members])
+        except TooFine:  # its monitors go back to shared scans, from now on
+            self._too_fine.add(key)
+            del self._rollups[key]
+            return self._outcomes([(spec, slot) for spec, _ in members])
+        except PetrelError:
+            outcomes = [self._alone(spec, slot) for spec, _ in members]
+            self._solo |= {self._shape(spec).pair for (spec, _), o in zip(members, outcomes) if o.error is not None}
+            self._rollups.pop(key, None)  # made again from the monitors that still belong
+            return outcomes
+        self.stats.queries += 1
+        self.stats.shared_queries += 1
+        now = time.time()
+        keyed: dict[tuple[str, ...], list[tuple[dict[str, Any], str]]] = {}
+        outcomes = []
+        for (spec, _), (values, seen) in zip(members, computed):
+            by_row = _keyed(keyed, spec.group_columns, groups)
+            found = {by_row[row][1]: (by_row[row][0], _number(values[row])) for row in range(len(values)) if seen[row]}
+            outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
         return outcomes
 
     def _shared(self, shape: SharedShape, chunk: int, members: list[tuple[MonitorSpec, int]],
@@ -142,7 +193,7 @@ class Evaluator:
             result = self._run(*texts, start, end, columns)
         except PetrelError:
             outcomes = [self._alone(spec, slot) for spec, _ in members]
-            failed = {self._shape(spec)[1] for (spec, _), outcome in zip(members, outcomes) if outcome.error is not None}
+            failed = {self._shape(spec).pair for (spec, _), outcome in zip(members, outcomes) if outcome.error is not None}
             if failed:  # those go alone from now on; the shape's other columns are chunked afresh
                 self._solo |= failed
                 self._columns.pop(shape.scan, None)
@@ -150,20 +201,13 @@ class Evaluator:
         self.stats.queries += 1
         self.stats.shared_queries += 1
         now = time.time()
-        group_count = len(shape.groups)
-        groups = [result.column(f"g{j}").to_pylist() for j in range(group_count)]
+        groups = [result.column(f"g{j}").to_pylist() for j in range(len(shape.groups))]
         rows = range(result.num_rows)
         keyed: dict[tuple[str, ...], list[tuple[dict[str, Any], str]]] = {}
         columns: dict[int, tuple[list, list]] = {}
         outcomes = []
         for spec, index in members:
-            names = spec.group_columns
-            by_row = keyed.get(names)
-            if by_row is None:  # group keys name the spec's own group columns (aliases may differ in a shape)
-                by_row = keyed[names] = []
-                for row in rows:
-                    group = {names[j]: groups[j][row] for j in range(group_count)}
-                    by_row.append((group, group_key(group)))
+            by_row = _keyed(keyed, spec.group_columns, groups)
             values_seen = columns.get(index)
             if values_seen is None:
                 values_seen = columns[index] = (result.column(f"v{index}").to_pylist(),
@@ -195,6 +239,29 @@ class Evaluator:
             return SlotOutcome(spec.name, slot, None, f"{type(exc).__name__}: {exc}", time.time())
         self.stats.queries += 1
         return SlotOutcome(spec.name, slot, values_of(spec, result), None, time.time())
+
+
+@dataclass(frozen=True)
+class _Shaped:
+    """How a monitor is evaluated with others: its shape, its (value, seen) pair, and its rollup series if any."""
+
+    shape: SharedShape
+    pair: tuple[str, str]
+    rolled: tuple[RollupKey, Series] | None
+
+
+def _keyed(keyed: dict, names: tuple[str, ...], groups: list[list[Any]]) -> list[tuple[dict[str, Any], str]]:
+    """Per result row, its group named by ``names`` and the group's key (made once per naming, in ``keyed``).
+
+    Monitors sharing a query may alias their group columns differently.
+    """
+    by_row = keyed.get(names)
+    if by_row is None:
+        by_row = keyed[names] = []
+        for row in range(len(groups[0]) if groups else 1):
+            group = {name: column[row] for name, column in zip(names, groups)}
+            by_row.append((group, group_key(group)))
+    return by_row
 
 
 def values_of(spec: MonitorSpec, result: pa.Table) -> dict[str, tuple[dict[str, Any], float | None]]:

@@ -1,0 +1,297 @@
+"""Monitors that differ in their WHERE, evaluated from one rollup grouped by the WHERE's columns.
+
+Teams stamp monitors out of templates: the same value over the same table
+and groups, one per host, customer or endpoint (``WHERE host = 'web-7'``,
+``WHERE customer <> 'test'``).  A shared scan (:mod:`engine.monitors.compile`)
+computes one column per distinct WHERE, so every new segment is aggregated
+once per monitor variant: with a hundred variants, a hundred filtered
+aggregates of every row.
+
+A rollup instead aggregates each segment once, grouped by the monitors'
+group columns *and* the columns their WHEREs read (the dimensions), into
+primitives that merge by addition, minimum or maximum: ``count(*)``,
+``count(x)``, ``sum(x)``, ``min(x)``, ``max(x)`` (``avg`` is a sum over a
+count; a FILTER clause becomes a CASE inside them).  Its partials go
+through the same incremental windows as any monitor query (cached per
+segment, pre-merged blocks).  At a slot, each monitor's WHERE is evaluated
+over the few distinct dimension values of the window, and its aggregates
+are the primitives summed (or min/max-ed) over the values it keeps, per
+group; its value expression is then computed over those aggregates with the
+engine's own expression compiler.  Exact for every WHERE over the
+dimensions, whatever it is: the WHERE is a function of the dimension values
+alone.
+
+A rollup pays only while its dimensions have few distinct values (a WHERE
+on ``latency`` would group by every latency): past MAX_DIMENSION_VALUES in
+one window, or MAX_ROLLUP_ROWS rows, :class:`TooFine` sends its monitors
+back to shared scans.  Values with other aggregates (quantiles, distinct
+counts, ...) never come here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.acero as acero
+import pyarrow.compute as pc
+import sqlglot
+from sqlglot import exp
+
+from engine.monitors.compile import DIALECT, parse_query, time_range, without_filter_clauses
+from engine.monitors.definition import MonitorSpec
+from planner.expressions.compiler import ExpressionCompiler
+
+MAX_DIMENSION_VALUES = 1_000  # distinct dimension values in one window past which a rollup goes back to scans
+MAX_ROLLUP_ROWS = 200_000  # rows of one window's rollup (groups x dimension values) past which it does too
+MAX_PRIMITIVES = 100  # primitives of one rollup; monitors that would add more use shared scans
+
+_COUNT, _SUM, _AVG, _MIN, _MAX = "count", "sum", "avg", "min", "max"
+
+
+class TooFine(Exception):
+    """A rollup does not pay here (too many dimension values, or primitives that are not numbers)."""
+
+
+@dataclass(frozen=True)
+class RollupKey:
+    """Monitors with equal keys share a rollup: same table, group columns and WHERE columns."""
+
+    table: str
+    time_column: str
+    groups: tuple[str, ...]
+    dimensions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One monitor's numbers in a rollup: its value over aggregates ``__a<j>``, each a kind and its primitives."""
+
+    value: str
+    aggregates: tuple[tuple[str, tuple[str, ...]], ...]
+    where: str
+
+
+def series_of(spec: MonitorSpec, groups: tuple[str, ...]) -> tuple[RollupKey, Series] | None:
+    """``spec``'s rollup and series, or None if it has no WHERE or aggregates a rollup cannot merge."""
+    select = parse_query(spec.query, spec.name)
+    where = select.args.get("where")
+    if where is None:
+        return None
+    condition = where.this.copy()
+    for column in condition.find_all(exp.Column):
+        column.set("table", None)
+    dimensions = tuple(sorted({column.name for column in condition.find_all(exp.Column)}))
+    if not dimensions or condition.find(exp.Subquery, exp.AggFunc):
+        return None
+    value = select.expressions[-1]
+    value = without_filter_clauses(value.unalias() if isinstance(value, exp.Alias) else value)
+    aggregates: list[tuple[str, tuple[str, ...]]] = []
+    for node in list(value.find_all(exp.AggFunc)):
+        if node is not value and node.find_ancestor(exp.AggFunc) is not None:
+            return None
+        described = _primitives(node)
+        if described is None:
+            return None
+        reference = exp.column(f"__a{len(aggregates)}", quoted=True)
+        if node is value:
+            value = reference
+        else:
+            node.replace(reference)
+        aggregates.append(described)
+    if not aggregates:
+        return None
+    key = RollupKey(spec.table, spec.time_column, groups, dimensions)
+    return key, Series(value.sql(DIALECT), tuple(aggregates), condition.sql(DIALECT))
+
+
+def _primitives(node: exp.Expression) -> tuple[str, tuple[str, ...]] | None:
+    """How an aggregate merges: its kind and the primitive aggregates (SQL) it is computed from."""
+    target = node.this
+    if isinstance(target, exp.Distinct) or (node.expressions and not isinstance(node, exp.CountIf)):
+        return None
+    if isinstance(node, exp.Count):
+        if target is None or isinstance(target, exp.Star):
+            return _COUNT, ("count(*)",)
+        return _COUNT, (node.sql(DIALECT),)
+    if isinstance(node, exp.CountIf):
+        return _COUNT, (node.sql(DIALECT),)
+    if target is None:
+        return None
+    counted = exp.Count(this=target.copy()).sql(DIALECT)
+    if isinstance(node, exp.Sum):
+        return _SUM, (node.sql(DIALECT), counted)
+    if isinstance(node, exp.Avg):
+        return _AVG, (exp.Sum(this=target.copy()).sql(DIALECT), counted)
+    if isinstance(node, (exp.Min, exp.Max)):
+        return (_MIN if isinstance(node, exp.Min) else _MAX), (node.sql(DIALECT), counted)
+    return None
+
+
+class Rollup:
+    """The primitives of one rollup key, its SQL, and the evaluation of its series over one window's result."""
+
+    def __init__(self, key: RollupKey) -> None:
+        self.key = key
+        self.primitives: dict[str, int] = {"count(*)": 0}  # append-only: the SQL (and cached partials) stay put
+        self._texts: tuple[int, tuple[str, str]] | None = None
+        self._compiled: dict[tuple[str, tuple], pc.Expression] = {}
+
+    def admits(self, series: Series) -> bool:
+        """Whether ``series`` fits (adding its primitives if need be)."""
+        new = {p for _, primitives in series.aggregates for p in primitives} - self.primitives.keys()
+        if len(self.primitives) + len(new) > MAX_PRIMITIVES:
+            return False
+        for primitive in sorted(new):
+            self.primitives[primitive] = len(self.primitives)
+        return True
+
+    def texts(self, spec: MonitorSpec, start: float, end: float) -> tuple[str, str]:
+        """The rollup's query with the stand-in window bounds ``start``/``end``, and without a window."""
+        if self._texts is None or self._texts[0] != len(self.primitives):
+            self._texts = (len(self.primitives), (self._sql(spec, start, end), self._sql(spec, None, None)))
+        return self._texts[1]
+
+    def _sql(self, spec: MonitorSpec, start: float | None, end: float | None) -> str:
+        groups = [sqlglot.parse_one(g, read=DIALECT) for g in self.key.groups]
+        dimensions = [exp.column(d, quoted=True) for d in self.key.dimensions]
+        selected = [exp.alias_(g.copy(), f"__g{j}", quoted=True) for j, g in enumerate(groups)]
+        selected += [exp.alias_(d.copy(), d.name, quoted=True) for d in dimensions]
+        selected += [exp.alias_(sqlglot.parse_one(p, read=DIALECT), f"__p{i}", quoted=True)
+                     for p, i in self.primitives.items()]
+        query = exp.select(*selected).from_(exp.to_table(self.key.table, quoted=True))
+        if start is not None:
+            query = query.where(time_range(spec, start, end), copy=False)
+        return query.group_by(*groups, *dimensions, copy=False).sql(DIALECT)
+
+    def evaluate(self, result: pa.Table, series: list[Series]) -> tuple[list[list[Any]], list[tuple[list, np.ndarray]]]:
+        """The group values (one list per group column) and, per series, its values and which groups it saw."""
+        if result.num_rows > MAX_ROLLUP_ROWS:
+            raise TooFine(f"{result.num_rows} rows in one window")
+        count = len(self.key.groups)
+        if not result.num_rows:
+            return [[] for _ in range(count)], [([], np.zeros(0, dtype=bool)) for _ in series]
+        group_index, group_rows = _codes([result.column(f"__g{j}") for j in range(count)], result.num_rows)
+        dimension_index, dimension_rows = _codes([result.column(d) for d in self.key.dimensions], result.num_rows)
+        if len(dimension_rows) > MAX_DIMENSION_VALUES:
+            raise TooFine(f"{len(dimension_rows)} distinct values of {', '.join(self.key.dimensions)} in one window")
+        groups = [result.column(f"__g{j}").take(group_rows).to_pylist() for j in range(count)]
+        dimensions = _decoded(result.select(list(self.key.dimensions)).take(dimension_rows))
+        masks = self._masks(dimensions, sorted({s.where for s in series}))
+        cells = _Cells(result, group_index, dimension_index, len(group_rows), len(dimension_rows))
+        seen = {where: cells.summed(0, mask) > 0 for where, mask in masks.items()}
+        out: list[tuple[list, np.ndarray] | None] = [None] * len(series)
+        by_value: dict[tuple, list[int]] = {}  # series computing the same expression of the same aggregates
+        for position, one in enumerate(series):
+            by_value.setdefault((one.value, one.aggregates), []).append(position)
+        for (value, _), positions in by_value.items():
+            columns = [[] for _ in series[positions[0]].aggregates]
+            for position in positions:
+                one = series[position]
+                for j, (kind, primitives) in enumerate(one.aggregates):
+                    columns[j].append(cells.aggregate(kind, [self.primitives[p] for p in primitives],
+                                                      masks[one.where]))
+            table = pa.table({f"__a{j}": pa.concat_arrays(parts) for j, parts in enumerate(columns)})
+            computed = self._value(value, table).to_pylist()
+            size = len(group_rows)
+            for order, position in enumerate(positions):
+                out[position] = (computed[order * size:(order + 1) * size], seen[series[position].where])
+        return groups, out
+
+    def _masks(self, dimensions: pa.Table, wheres: list[str]) -> dict[str, np.ndarray]:
+        """Per WHERE, which distinct dimension values it keeps (NULL as false)."""
+        compiler = ExpressionCompiler(dimensions.schema)
+        expressions = [compiler.predicate(sqlglot.parse_one(w, read=DIALECT)) for w in wheres]
+        kept = _project(dimensions, expressions)
+        return {w: pc.fill_null(kept.column(i), False).to_numpy(zero_copy_only=False)
+                for i, w in enumerate(wheres)}
+
+    def _value(self, value: str, aggregates: pa.Table) -> pa.ChunkedArray:
+        key = (value, tuple(str(t) for t in aggregates.schema.types))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            if len(self._compiled) > 10_000:
+                self._compiled.clear()
+            compiled = self._compiled[key] = ExpressionCompiler(aggregates.schema).compile(
+                sqlglot.parse_one(value, read=DIALECT)).expr
+        return _project(aggregates, [compiled]).column(0)
+
+
+class _Cells:
+    """A window's primitives as (group x dimension value) matrices, made as the series ask for them."""
+
+    def __init__(self, result: pa.Table, groups: np.ndarray, dimensions: np.ndarray, group_count: int,
+                 dimension_count: int) -> None:
+        self.result, self.groups, self.dimensions = result, groups, dimensions
+        self.shape = (group_count, dimension_count)
+        self._matrices: dict[tuple[int, str], np.ndarray] = {}
+
+    def _matrix(self, primitive: int, fill: str) -> np.ndarray:
+        key = (primitive, fill)
+        matrix = self._matrices.get(key)
+        if matrix is None:
+            column = self.result.column(f"__p{primitive}")
+            if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+                raise TooFine(f"primitive {primitive} is {column.type}, not a number")
+            values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+            valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+            empty = {"zero": 0.0, "low": -np.inf, "high": np.inf}[fill]
+            matrix = np.full(self.shape, empty)
+            matrix[self.groups, self.dimensions] = np.where(valid, values, empty)
+            self._matrices[key] = matrix
+        return matrix
+
+    def summed(self, primitive: int, mask: np.ndarray) -> np.ndarray:
+        return self._matrix(primitive, "zero")[:, mask].sum(axis=1)
+
+    def aggregate(self, kind: str, primitives: list[int], mask: np.ndarray) -> pa.Array:
+        """One aggregate per group over the dimension values ``mask`` keeps (NULL where it has no value)."""
+        if kind == _COUNT:
+            return pa.array(np.rint(self.summed(primitives[0], mask)).astype(np.int64))
+        counted = self.summed(primitives[1], mask)
+        empty = counted == 0
+        if kind == _AVG:
+            return pa.array(self.summed(primitives[0], mask) / np.where(empty, 1, counted), mask=empty)
+        if kind == _SUM:
+            total = pa.array(self.summed(primitives[0], mask), mask=empty)
+            stored = self.result.column(f"__p{primitives[0]}").type
+            return pc.cast(pc.round(total), stored) if pa.types.is_integer(stored) else total
+        if kind == _MIN:
+            found = self._matrix(primitives[0], "high")[:, mask].min(axis=1, initial=np.inf)
+        else:
+            found = self._matrix(primitives[0], "low")[:, mask].max(axis=1, initial=-np.inf)
+        stored = self.result.column(f"__p{primitives[0]}").type
+        out = pa.array(np.where(empty, 0, found), mask=empty)
+        return pc.cast(out, stored) if pa.types.is_integer(stored) else out
+
+
+def _codes(columns: list[pa.ChunkedArray], rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the index of its distinct combination of ``columns`` (NULL a value of its own); and the first
+    row of each combination."""
+    code = np.zeros(rows, dtype=np.int64)
+    for column in columns:
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if pa.types.is_dictionary(array.type):
+            array = array.cast(array.type.value_type)
+        encoded = pc.dictionary_encode(array, null_encoding="encode")
+        indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        code = code * max(1, len(encoded.dictionary)) + indices
+        code = np.unique(code, return_inverse=True)[1].reshape(-1)  # dense again: no overflow however many
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    return inverse.reshape(-1), first
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """``table`` with dictionary columns as their plain values (what a WHERE compares)."""
+    columns = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    return pa.table(columns, names=table.column_names)
+
+
+def _project(table: pa.Table, expressions: list[pc.Expression]) -> pa.Table:
+    """``expressions`` evaluated over ``table``'s rows."""
+    return acero.Declaration.from_sequence([
+        acero.Declaration("table_source", acero.TableSourceNodeOptions(table)),
+        acero.Declaration("project", acero.ProjectNodeOptions(expressions, [f"e{i}" for i in range(len(expressions))])),
+    ]).to_table(use_threads=False)
