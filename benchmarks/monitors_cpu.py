@@ -93,7 +93,8 @@ def build_specs(queries: Any, catalog: Any, tables: list[str], count: int, every
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import engine.monitors.queries
     from engine.monitors.evaluate import Evaluator
-    from engine.monitors.history import ShardLog, ensure_table, shard_of
+    from engine.monitors.history import ShardLog, ensure_table
+    from engine.monitors.service import evaluation_shards
     from engine.monitors.queries import LocalQueries
     from storage.catalog import Catalog
     from storage.objectstore import ObjectStore
@@ -111,8 +112,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         build_seconds = time.perf_counter() - built
         queries = LocalQueries(store, NAMESPACE)
         queries.engine.workers = 2  # plan as a scheduler on a 2-CPU cluster does, without asking Ray
-        specs = [s for s in build_specs(queries, catalog, tables, args.monitors, f"{int(every)}s")
-                 if shard_of(s.name, args.shards) == 0]  # the monitors of one shard's scheduler
+        every_spec = build_specs(queries, catalog, tables, args.monitors, f"{int(every)}s")
+        owners = evaluation_shards({s.name: s.to_record() for s in every_spec}, args.shards)
+        specs = [s for s in every_spec if owners[s.name] == 0]  # the monitors of one scheduler (of --shards)
         evaluator = Evaluator(queries.sql, run_window=queries.window)
         evaluator.register(specs)
         log = ShardLog(store, ensure_table(catalog, NAMESPACE), 0)

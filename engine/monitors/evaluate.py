@@ -14,6 +14,11 @@ aggregates of whole segments are cached once for all the slot offsets and
 windows over the scan.  If a shared query fails, its monitors are run one by one so that
 one broken monitor puts only itself in ERROR (and runs alone from then on).
 
+Monitors that differ in a WHERE over a few columns, with values a rollup can
+merge, are evaluated instead from one rollup per (table, group columns,
+WHERE columns) (:mod:`engine.monitors.rollup`): one query per (shape,
+rollup, slot) answers them all.
+
 The evaluator runs SQL through one callable, ``run_sql(sql) -> pa.Table``
 (a session's ``sql``), or, given ``run_window(windowed, unbounded, start_us,
 end_us, columns)`` (:meth:`engine.monitors.queries.LocalQueries.window`),
@@ -74,7 +79,7 @@ class Evaluator:
         self._columns: dict[tuple, dict[tuple[str, str], int]] = {}
         self._solo: set[tuple[str, str]] = set()  # pairs whose own query failed: they run alone
         self._rollups: dict[RollupKey, Rollup] = {}
-        self._too_fine: set[RollupKey] = set()  # rollups that did not pay: their monitors use shared scans
+        self._too_fine: set[RollupKey] = set()  # rollups that did not pay (or work): their monitors use shared scans
 
     def _shape(self, spec: MonitorSpec) -> _Shaped | None:
         key = (spec.query, spec.table, spec.time_column, spec.window, spec.delay)  # all a shape depends on
@@ -83,7 +88,7 @@ class Evaluator:
                 self._shapes.clear()
             shape = shape_of(spec) if self.share else None
             self._shapes[key] = None if shape is None else _Shaped(
-                shape, shared_columns(spec), series_of(spec, shape.groups) if self.run_window is not None else None)
+                shape, shared_columns(spec), series_of(spec, shape.groups))
         return self._shapes[key]
 
     def _rolls(self, shaped: _Shaped) -> bool:
@@ -158,8 +163,11 @@ class Evaluator:
             return self._outcomes([(spec, slot) for spec, _ in members])
         except PetrelError:
             outcomes = [self._alone(spec, slot) for spec, _ in members]
-            self._solo |= {self._shape(spec).pair for (spec, _), o in zip(members, outcomes) if o.error is not None}
+            failed = {self._shape(spec).pair for (spec, _), o in zip(members, outcomes) if o.error is not None}
+            self._solo |= failed
             self._rollups.pop(key, None)  # made again from the monitors that still belong
+            if not failed:  # each answers alone, the rollup does not: its monitors use shared scans
+                self._too_fine.add(key)
             return outcomes
         self.stats.queries += 1
         self.stats.shared_queries += 1

@@ -43,6 +43,7 @@ from sqlglot import exp
 from engine.monitors.compile import DIALECT, parse_query, time_range, without_filter_clauses
 from engine.monitors.definition import MonitorSpec
 from planner.expressions.compiler import ExpressionCompiler
+from storage.errors import PetrelError
 
 MAX_DIMENSION_VALUES = 1_000  # distinct dimension values in one window past which a rollup goes back to scans
 MAX_ROLLUP_ROWS = 200_000  # rows of one window's rollup (groups x dimension values) past which it does too
@@ -62,7 +63,11 @@ class RollupKey:
     table: str
     time_column: str
     groups: tuple[str, ...]
-    dimensions: tuple[str, ...]
+    dimensions: tuple[str, ...]  # the WHERE columns, as written (a rollup's result names them by their names)
+
+    @property
+    def names(self) -> list[str]:
+        return [sqlglot.parse_one(d, read=DIALECT).name for d in self.dimensions]
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,11 @@ def series_of(spec: MonitorSpec, groups: tuple[str, ...]) -> tuple[RollupKey, Se
     if where is None:
         return None
     condition = where.this.copy()
+    named: dict[str, str] = {}  # the WHERE's columns by name, as written
     for column in condition.find_all(exp.Column):
         column.set("table", None)
-    dimensions = tuple(sorted({column.name for column in condition.find_all(exp.Column)}))
+        named.setdefault(column.name, column.sql(DIALECT))
+    dimensions = tuple(sorted(named.values()))
     if not dimensions or condition.find(exp.Subquery, exp.AggFunc):
         return None
     value = select.expressions[-1]
@@ -156,7 +163,7 @@ class Rollup:
 
     def _sql(self, spec: MonitorSpec, start: float | None, end: float | None) -> str:
         groups = [sqlglot.parse_one(g, read=DIALECT) for g in self.key.groups]
-        dimensions = [exp.column(d, quoted=True) for d in self.key.dimensions]
+        dimensions = [sqlglot.parse_one(d, read=DIALECT) for d in self.key.dimensions]
         selected = [exp.alias_(g.copy(), f"__g{j}", quoted=True) for j, g in enumerate(groups)]
         selected += [exp.alias_(d.copy(), d.name, quoted=True) for d in dimensions]
         selected += [exp.alias_(sqlglot.parse_one(p, read=DIALECT), f"__p{i}", quoted=True)
@@ -174,11 +181,12 @@ class Rollup:
         if not result.num_rows:
             return [[] for _ in range(count)], [([], np.zeros(0, dtype=bool)) for _ in series]
         group_index, group_rows = _codes([result.column(f"__g{j}") for j in range(count)], result.num_rows)
-        dimension_index, dimension_rows = _codes([result.column(d) for d in self.key.dimensions], result.num_rows)
+        names = self.key.names
+        dimension_index, dimension_rows = _codes([result.column(d) for d in names], result.num_rows)
         if len(dimension_rows) > MAX_DIMENSION_VALUES:
-            raise TooFine(f"{len(dimension_rows)} distinct values of {', '.join(self.key.dimensions)} in one window")
+            raise TooFine(f"{len(dimension_rows)} distinct values of {', '.join(names)} in one window")
         groups = [result.column(f"__g{j}").take(group_rows).to_pylist() for j in range(count)]
-        dimensions = _decoded(result.select(list(self.key.dimensions)).take(dimension_rows))
+        dimensions = _decoded(result.select(names).take(dimension_rows))
         masks = self._masks(dimensions, sorted({s.where for s in series}))
         cells = _Cells(result, group_index, dimension_index, len(group_rows), len(dimension_rows))
         seen = {where: cells.summed(0, mask) > 0 for where, mask in masks.items()}
@@ -203,7 +211,10 @@ class Rollup:
     def _masks(self, dimensions: pa.Table, wheres: list[str]) -> dict[str, np.ndarray]:
         """Per WHERE, which distinct dimension values it keeps (NULL as false)."""
         compiler = ExpressionCompiler(dimensions.schema)
-        expressions = [compiler.predicate(sqlglot.parse_one(w, read=DIALECT)) for w in wheres]
+        try:
+            expressions = [compiler.predicate(sqlglot.parse_one(w, read=DIALECT)) for w in wheres]
+        except PetrelError as exc:  # the query planned it with more context than its columns' values
+            raise TooFine(f"a WHERE does not compile over its columns' values alone: {exc}") from None
         kept = _project(dimensions, expressions)
         return {w: pc.fill_null(kept.column(i), False).to_numpy(zero_copy_only=False)
                 for i, w in enumerate(wheres)}
@@ -214,8 +225,11 @@ class Rollup:
         if compiled is None:
             if len(self._compiled) > 10_000:
                 self._compiled.clear()
-            compiled = self._compiled[key] = ExpressionCompiler(aggregates.schema).compile(
-                sqlglot.parse_one(value, read=DIALECT)).expr
+            try:
+                compiled = ExpressionCompiler(aggregates.schema).compile(sqlglot.parse_one(value, read=DIALECT)).expr
+            except PetrelError as exc:
+                raise TooFine(f"a value does not compile over its aggregates: {exc}") from None
+            self._compiled[key] = compiled
         return _project(aggregates, [compiled]).column(0)
 
 

@@ -1,8 +1,10 @@
 """The monitor service on Ray: per shard a scheduler, a state processor and a notifier.
 
-- :class:`Scheduler` finds the slots each monitor of its shard is due for,
+- :class:`Scheduler` finds the slots each monitor it evaluates is due for,
   evaluates them (shared scans) in its own process and hands the outcomes
-  to its shard's state processor.  After an outage it catches up missed
+  to the state processors of the monitors' shards.  Schedulers split the
+  monitors by what they read (:func:`evaluation_shards`), so each scan is
+  computed by one of them.  After an outage it catches up missed
   slots up to the monitor's ``catch_up`` bound (10 minutes by default),
   evaluated exactly against stored data; older slots are skipped, recorded
   with the reason (the scheduler was down, or busy) and counted.
@@ -41,6 +43,35 @@ DEFINITIONS_REFRESH = 2.0
 MAX_SLOTS_PER_STEP = 5_000
 FIRST_SLOT_GRACE = 2.0  # a monitor's first slot is the one just passed if it is this recent, else the next one
 LATENESS_SAMPLES = 20_000
+
+
+def evaluation_shards(records: dict[str, dict[str, Any]], shards: int) -> dict[str, int]:
+    """Which scheduler evaluates each monitor (the same answer in every scheduler, given the same definitions).
+
+    The monitors over one table and group columns share their scans, so
+    they go to one scheduler: whole scans, the largest first, each to the
+    least loaded.  A scan with more than a scheduler's fair share of the
+    monitors is split over all of them by name, as states are, so that no
+    scheduler is left with most of the work.
+    """
+    if shards <= 1:
+        return dict.fromkeys(records, 0)
+    scans: dict[tuple, list[str]] = {}
+    for name, record in records.items():
+        scans.setdefault((record.get("table", ""), tuple(record.get("group_columns") or ())), []).append(name)
+    fair = len(records) / shards
+    load = [0] * shards
+    owners: dict[str, int] = {}
+    for _, names in sorted(scans.items(), key=lambda item: (-len(item[1]), item[0])):
+        if len(names) > fair:
+            for name in names:
+                owners[name] = shard_of(name, shards)
+                load[owners[name]] += 1
+            continue
+        least = load.index(min(load))
+        owners.update(dict.fromkeys(names, least))
+        load[least] += len(names)
+    return owners
 
 
 def plan_slots(spec: MonitorSpec, last: float | None, now: float, started: float) -> tuple[list[float], list[float], str]:
@@ -124,19 +155,24 @@ class StateProcessor:
 
 @ray.remote(max_restarts=-1, num_cpus=0)
 class Scheduler(_Loop):
-    """Evaluates the monitors of one shard at their slots."""
+    """Evaluates the monitors :func:`evaluation_shards` gives it at their slots; each shard's processor commits.
 
-    def __init__(self, store: ObjectStore, namespace: str, meta: TableMeta, shard: int, processor: Any,
+    Schedulers split the monitors by what they read (table and group
+    columns), not by the shards their states live in: a scan and the
+    partial states of each new segment for it are then computed by one
+    scheduler instead of by every one.
+    """
+
+    def __init__(self, store: ObjectStore, namespace: str, meta: TableMeta, shard: int, processors: list[Any],
                  tick: float = 0.2, share: bool = True) -> None:
         from engine.monitors.queries import LocalQueries
 
-        self.namespace, self.meta, self.shard, self.processor, self.tick = namespace, meta, shard, processor, tick
+        self.store, self.namespace, self.meta, self.shard, self.tick = store, namespace, meta, shard, tick
+        self.processors = processors
         self.definitions = MonitorLog(store, namespace)
         self.queries = LocalQueries(store, namespace)
         self.evaluator = Evaluator(self.queries.sql, share=share, run_window=self.queries.window)
-        shard_log = ShardLog(store, meta, shard)
-        shard_log.load()
-        self.last: dict[str, float | None] = {n: s.slot for n, s in shard_log.monitor_states().items()}
+        self.last: dict[str, float | None] = self._applied()
         self.started = time.time()
         self.specs: dict[str, MonitorSpec] = {}
         self.records: dict[str, dict[str, Any]] = {}
@@ -157,8 +193,11 @@ class Scheduler(_Loop):
         if version == self.definitions_version:
             return  # a listing, not a read of every definition, when nothing changed
         records = self.definitions.definitions()
-        shards = self.meta.partitions
-        mine = {n: r for n, r in records.items() if shard_of(n, shards) == self.shard}
+        owners = evaluation_shards(records, self.meta.partitions)
+        mine = {n: r for n, r in records.items() if owners[n] == self.shard}
+        adopted = [n for n in mine if n not in self.records]
+        if self.definitions_version is not None and adopted:  # another scheduler may have applied their slots
+            self.last.update(self._applied({shard_of(n, self.meta.partitions) for n in adopted}))
         specs, changed = {}, []
         for name, record in mine.items():
             kept = self.specs.get(name)
@@ -225,11 +264,35 @@ class Scheduler(_Loop):
                 if name in self.specs and name not in self.due_at:
                     self._schedule(name, self.specs[name], now)
 
+    def _applied(self, shards: set[int] | None = None) -> dict[str, float | None]:
+        """The last applied slot of every monitor with a state in ``shards`` (all shards if None)."""
+        last = {}
+        for shard in range(self.meta.partitions) if shards is None else sorted(shards):
+            log = ShardLog(self.store, self.meta, shard)
+            log.load()
+            last.update({n: s.slot for n, s in log.monitor_states().items()})
+        return last
+
     def _hand_off(self, records: dict, outcomes: list, skips: list) -> dict[str, float | None]:
+        """Hand each shard's outcomes and skips to its processor; the last applied slot of every monitor."""
+        shards = self.meta.partitions
+        parts: dict[int, tuple[dict, list, list]] = {}
+        for name, record in records.items():
+            parts.setdefault(shard_of(name, shards), ({}, [], []))[0][name] = record
+        for outcome in outcomes:
+            parts[shard_of(outcome.monitor, shards)][1].append(outcome)
+        for skip in skips:
+            parts[shard_of(skip[0], shards)][2].append(skip)
+        last: dict[str, float | None] = {}
+        for shard, part in sorted(parts.items()):
+            last.update(self._apply(shard, *part))
+        return last
+
+    def _apply(self, shard: int, records: dict, outcomes: list, skips: list) -> dict[str, float | None]:
         delay = 0.2
         while True:
             try:
-                return ray.get(self.processor.apply.remote(records, outcomes, skips), timeout=120)
+                return ray.get(self.processors[shard].apply.remote(records, outcomes, skips), timeout=120)
             except Fenced:
                 raise
             except Exception:  # noqa: BLE001 - the processor is restarting: the hand-off is idempotent, retry it
@@ -321,10 +384,10 @@ class MonitorService:
         self.notifiers: list[Any] = []
 
     def start(self) -> MonitorService:
-        for shard in range(self.meta.partitions):
-            processor = StateProcessor.remote(self.store, self.meta, shard)
-            self.processors.append(processor)
-            self.schedulers.append(Scheduler.remote(self.store, self.namespace, self.meta, shard, processor,
+        shards = range(self.meta.partitions)
+        self.processors = [StateProcessor.remote(self.store, self.meta, shard) for shard in shards]
+        for shard in shards:
+            self.schedulers.append(Scheduler.remote(self.store, self.namespace, self.meta, shard, self.processors,
                                                     tick=self.tick, share=self.share))
             self.notifiers.append(NotifierActor.remote(self.store, self.namespace, self.meta, shard,
                                                        tick=self.tick, timeout=self.timeout))

@@ -10,8 +10,8 @@ from collections import defaultdict
 
 import pytest
 
-from engine.monitors.history import ShardLog, ensure_table
-from engine.monitors.service import MonitorService, call
+from engine.monitors.history import ShardLog, ensure_table, shard_of
+from engine.monitors.service import MonitorService, call, evaluation_shards
 from tests.engine.monitors.monitor_fixtures import EVENTS_SCHEMA, LiveFeed, Receiver, applied_slots
 
 QUERY = "SELECT svc, avg(latency) AS v FROM {table} GROUP BY svc"
@@ -127,3 +127,67 @@ def test_sigkill_of_scheduler_processor_and_notifier_loses_and_repeats_nothing(d
         assert all(b - a == 1.0 for a, b in zip(applied, applied[1:])), name  # every slot, none skipped
     for name in names:
         db.drop_monitor(name)
+
+
+def test_schedulers_split_monitors_by_scan_and_spread_a_scan_too_large_for_one():
+    def record(table: str, groups: tuple[str, ...]) -> dict:
+        return {"table": table, "group_columns": list(groups)}
+
+    records = {f"a-{i}": record("a", ("svc",)) for i in range(30)}
+    records |= {f"b-{i}": record("b", ("svc",)) for i in range(20)}
+    records |= {f"c-{i}": record("a", ("svc", "host")) for i in range(10)}
+    owners = evaluation_shards(records, 2)
+    by_scan = defaultdict(set)
+    for name, shard in owners.items():
+        by_scan[name.split("-")[0]].add(shard)
+    assert all(len(shards) == 1 for shards in by_scan.values())  # a scan is evaluated by one scheduler
+    assert by_scan["a"] != by_scan["b"] == by_scan["c"]  # largest first, each to the least loaded: 30 and 30
+    assert owners == evaluation_shards(dict(reversed(records.items())), 2)  # whatever order they are listed in
+    records |= {f"d-{i}": record("d", ()) for i in range(100)}  # more than half of them: split by name
+    owners = evaluation_shards(records, 2)
+    assert {owners[f"d-{i}"] for i in range(100)} == {0, 1}
+    assert evaluation_shards(records, 1) == dict.fromkeys(records, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+def test_two_schedulers_split_the_scans_and_commit_to_each_monitors_shard_through_sigkills(ray_session, tmp_path):
+    import engine
+
+    db = engine.connect(str(tmp_path / "warehouse"), maintenance=False)
+    meta = ensure_table(db.catalog, db.namespace, 2)
+    receiver = Receiver(fail_every=5)
+    tables = ["left_feed", "right_feed"]
+    feeds = []
+    for table in tables:
+        db.create_table(table, schema=EVENTS_SCHEMA)
+        feeds.append(LiveFeed(db, table))
+    names = []
+    for table in tables:
+        for index, aggregate in enumerate(("avg", "max", "min")):
+            names.append(f"{table}-{aggregate}")
+            db.create_monitor(names[-1], QUERY.format(table=table).replace("avg(", f"{aggregate}("), window="2s",
+                              every="1s", critical=5.0 + index, notify=f"webhook:{receiver.url}")
+    owners = evaluation_shards(db.monitor_log.definitions(), 2)
+    assert {owners[f"{t}-avg"] for t in tables} == {0, 1}  # each scheduler evaluates one table's monitors
+    assert {shard_of(name, 2) for name in names} == {0, 1}  # whose states live in both shards
+    service = MonitorService(db.store, db.namespace, meta, tick=0.1, timeout=0.5).start()
+    rng = random.Random(11)
+    try:
+        for _ in range(4):
+            time.sleep(rng.uniform(1.5, 3.0))
+            actor = getattr(service, rng.choice(["schedulers", "processors", "notifiers"]))[rng.randrange(2)]
+            os.kill(call(actor.pid), signal.SIGKILL)
+        time.sleep(6)
+        stats = service.stats()
+        settle(service, meta, db.store)
+    finally:
+        service.stop()
+        for feed in feeds:
+            feed.stop()
+        receiver.close()
+    assert [s["monitors"] for s in stats["schedulers"]] == [3, 3]
+    slots = check_history(db, db.store, meta, receiver, names)
+    for name, applied in slots.items():
+        assert all(b - a == 1.0 for a, b in zip(applied, applied[1:])), name  # every slot, once, none skipped
+    db.close()
