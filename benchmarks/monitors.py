@@ -233,6 +233,9 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         "probe_alerts": len(delays),
         "load_average_before": [round(x, 1) for x in load_before],
         "load_average_after": [round(x, 1) for x in os.getloadavg()],  # the machine is shared: other work runs too
+        "per_scheduler": [{k: round(s[k], 1) if isinstance(s[k], float) else s[k]
+                           for k in ("monitors", "evaluations", "queries", "cpu_seconds", "cache_hits", "cache_misses")}
+                          for s in schedulers],
         "errors": [e for s in schedulers for e in s["errors"]][:5],
     }
     db.close()

@@ -19,7 +19,7 @@ are the primitives summed (or min/max-ed) over the values it keeps, per
 group; its value expression is then computed over those aggregates with the
 engine's own expression compiler.  Exact for every WHERE over the
 dimensions, whatever it is: the WHERE is a function of the dimension values
-alone.
+alone.  (Sums are added up as doubles: integer sums are exact below 2^53.)
 
 A rollup pays only while its dimensions have few distinct values (a WHERE
 on ``latency`` would group by every latency): past MAX_DIMENSION_VALUES in
