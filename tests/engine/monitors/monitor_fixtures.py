@@ -119,3 +119,34 @@ class LiveFeed:
     def stop(self) -> None:
         self.stopped.set()
         self.thread.join(timeout=30)
+
+
+def batched_and_alone(db: Any, due: list) -> tuple[dict, dict, Any, Any]:
+    """``due`` (spec, slot) pairs evaluated batched (shared scans, rollups, cached partials) and each query
+    alone: (batched values, alone values, the batched evaluator, its LocalQueries), values by (monitor, slot)."""
+    from engine.monitors.evaluate import Evaluator
+    from engine.monitors.queries import LocalQueries
+
+    queries = LocalQueries(db.store, db.namespace)
+    batched = Evaluator(queries.sql, run_window=queries.window)
+    batched.register([spec for spec, _ in due])
+    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
+    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(due)}
+    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
+    return got, want, batched, queries
+
+
+def assert_same_values(got: dict, want: dict) -> None:
+    """Equal outcomes, a group with no value counting as a group not found (as the state machine takes them:
+    a query without GROUP BY over no rows gives one row of NULL, a shared scan or rollup no row)."""
+    import pytest
+
+    assert got.keys() == want.keys()
+    for key, found in got.items():
+        assert found is not None and want[key] is not None, key
+        values = {group: pair for group, pair in found.items() if pair[1] is not None}
+        expected = {group: pair for group, pair in want[key].items() if pair[1] is not None}
+        assert values.keys() == expected.keys(), key
+        for group, (named, value) in values.items():
+            assert named == expected[group][0], key
+            assert value == pytest.approx(expected[group][1], rel=1e-9, abs=1e-9, nan_ok=True), (key, group)

@@ -18,7 +18,9 @@ from engine.monitors.history import read_outbox
 from engine.monitors.queries import LocalQueries
 from storage.segment import read_segment
 from tests.engine.monitors.batch_commit_fixtures import GROUPS, MONITORS, apply_batches, batch_of, batch_specs, open_shard
-from tests.engine.monitors.monitor_fixtures import BASE, EVENTS_SCHEMA, minute_of_events
+from tests.engine.monitors.monitor_fixtures import (
+    BASE, EVENTS_SCHEMA, assert_same_values, batched_and_alone, minute_of_events,
+)
 
 SHAPE = [  # one shape (table, group column, window, delay); two equal values, a WHERE, an alias, another aggregate
     "SELECT svc, avg(latency) AS v FROM batch GROUP BY svc",
@@ -42,16 +44,9 @@ def test_a_shape_runs_one_sql_for_every_slot_offset_and_reads_each_segment_once(
     specs = [db._checked(build_spec(f"shape-{i}", q, window="3m", every="1m", critical=1.0))
              for i, q in enumerate(SHAPE)]
     assert len({s.offset for s in specs}) > 2  # the monitors fall on different seconds of the minute
-    queries = LocalQueries(db.store, db.namespace)
-    batched = Evaluator(queries.sql, run_window=queries.window)
-    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
     due = [(spec, BASE + 60 * minute + spec.offset) for minute in range(4, 10) for spec in specs]
-    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(due)}
-    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
-    assert got.keys() == want.keys()
-    for key, values in got.items():
-        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
-        assert {k: v[0] for k, v in values.items()} == {k: v[0] for k, v in want[key].items()}, key
+    got, want, batched, queries = batched_and_alone(db, due)
+    assert_same_values(got, want)
     assert list(got[("shape-3", BASE + 240 + specs[3].offset)]) == ['{"service":"payments"}', '{"service":"search"}']
     assert batched.stats.queries == len({slot for _, slot in due})  # one scan per (shape, slot)
     segments = len(queries.engine.resolve("batch").segments)
@@ -66,15 +61,9 @@ def test_shapes_differing_only_in_window_or_delay_share_their_scans_partials(db,
                                     critical=1.0))
              for window, queries in (("2m", SHAPE), ("4m", SHAPE[::-1])) for delay in ("0s", "30s")
              for i, q in enumerate(queries)]  # the windows meet the values in different orders
-    queries = LocalQueries(db.store, db.namespace)
-    batched = Evaluator(queries.sql, run_window=queries.window)
-    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
     due = [(spec, BASE + 60 * minute + spec.offset) for minute in range(5, 10) for spec in specs]
-    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(due)}
-    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
-    assert got.keys() == want.keys()
-    for key, values in got.items():
-        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
+    got, want, _, queries = batched_and_alone(db, due)
+    assert_same_values(got, want)
     segments = len(queries.engine.resolve("batch").segments)
     # each segment's partial computed once for all four windows, per query (the shared scan, the WHERE's rollup)
     assert 0 < queries.misses <= 2 * segments

@@ -12,7 +12,7 @@ from engine.monitors.definition import build_spec
 from engine.monitors.evaluate import Evaluator
 from engine.monitors.queries import LocalQueries
 from engine.monitors.rollup import series_of
-from tests.engine.monitors.monitor_fixtures import BASE
+from tests.engine.monitors.monitor_fixtures import BASE, assert_same_values, batched_and_alone
 
 SCHEMA = pa.schema([
     ("timestamp", pa.timestamp("us", tz="UTC")),
@@ -81,36 +81,17 @@ def monitors(db, table: str, windows=("2m", "5m")) -> list:
     return specs
 
 
-def assert_same(got: dict, want: dict) -> None:
-    """Equal outcomes, a group with no value counting as a group not found (as the state machine takes them:
-    a query without GROUP BY over no rows gives one row of NULL, a shared scan or rollup no row)."""
-    assert got.keys() == want.keys()
-    for key, found in got.items():
-        values = {group: pair for group, pair in found.items() if pair[1] is not None}
-        expected = {group: pair for group, pair in want[key].items() if pair[1] is not None}
-        assert values.keys() == expected.keys(), key
-        for group, (named, value) in values.items():
-            assert named == expected[group][0], key
-            assert value == pytest.approx(expected[group][1], rel=1e-9, abs=1e-9, nan_ok=True), (key, group)
-
-
 def evaluate_both(db, specs: list, minutes=(7, 10, 11)) -> tuple[dict, dict, Evaluator]:
-    queries = LocalQueries(db.store, db.namespace)
-    rolled = Evaluator(queries.sql, run_window=queries.window)
-    rolled.register(specs)
-    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
     due = [(spec, BASE + 60 * minute + 7) for minute in minutes for spec in specs]  # one slot a minute for all
-    got = {(o.monitor, o.slot): o.values for o in rolled.evaluate(due)}
-    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
-    assert not [o for o in got.values() if o is None]
-    return got, want, rolled
+    got, want, evaluator, _ = batched_and_alone(db, due)
+    assert_same_values(got, want)
+    return got, want, evaluator
 
 
 def test_every_where_and_value_from_rollups_equals_the_query_run_alone(db, rolled_table):
     specs = monitors(db, rolled_table)
     assert all(series_of(s, shape_of(s).groups) is not None for s in specs)
     got, want, evaluator = evaluate_both(db, specs)
-    assert_same(got, want)
     keys = set(evaluator._rollups)
     assert {k.dimensions for k in keys} == {("host",), ("host", "region"), ("Region", "host"), ("status",), ("svc",)}
     assert not evaluator._too_fine and not evaluator._columns  # every monitor came from a rollup
@@ -125,7 +106,6 @@ def test_a_where_over_a_column_of_many_values_goes_back_to_shared_scans(db, roll
                                     window="3m", every="1m", critical=1.0))
              for i, where in enumerate(["bytes > 100", "bytes > 2000", "host = 'h1'"])]
     got, want, evaluator = evaluate_both(db, specs, minutes=range(8, 11))
-    assert_same(got, want)
     assert [k.dimensions for k in evaluator._too_fine] == [("bytes",)]  # thousands of values of bytes in a window
     assert [k.dimensions for k in evaluator._rollups] == [("host",)]
 
@@ -142,7 +122,6 @@ def test_values_a_rollup_cannot_merge_use_shared_scans(db, rolled_table):
              for i, q in enumerate(queries)]
     assert [series_of(s, shape_of(s).groups) for s in specs] == list(queries.values())
     got, want, evaluator = evaluate_both(db, specs, minutes=range(8, 10))
-    assert_same(got, want)
     assert not evaluator._rollups
 
 
@@ -159,6 +138,6 @@ def test_a_broken_monitor_in_a_rollup_fails_alone_and_the_rollup_goes_on(db, rol
         due = [(s, BASE + 60 * minute + 7) for s in [*good, broken]]
         outcomes = {o.monitor: o for o in evaluator.evaluate(due)}
         assert outcomes["broken"].values is None and "nope" in outcomes["broken"].error
-        assert_same({s.name: outcomes[s.name].values for s in good},
-                    {o.monitor: o.values for o in alone.evaluate(due[:2])})
+        assert_same_values({s.name: outcomes[s.name].values for s in good},
+                           {o.monitor: o.values for o in alone.evaluate(due[:2])})
     assert [k.dimensions for k in evaluator._rollups] == [("host",)]  # made again without the broken monitor
