@@ -289,6 +289,8 @@ class RecentSegments(SegmentReader):
                 self._decoded[key] = kept
                 while len(self._decoded) > self.entries:
                     self._decoded.popitem(last=False)
+        if filter is None and isinstance(columns, (list, tuple)):  # a whole segment's columns: no scan needed
+            return kept[1].select(list(columns))
         return ds.dataset(kept[1]).to_table(columns=columns, filter=filter)
 
 
