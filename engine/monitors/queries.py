@@ -126,6 +126,9 @@ class LocalQueries:
                     self._pruned.clear()
                 kept = self._pruned[key] = (whole, _only(whole, frozenset(columns)) or whole)
             pruned = kept[1]
+            final = _final_of(pruned)
+            if pruned is not whole and final is not None:  # edges are read for this window alone: its columns only
+                edge_fragment = _partial_only(edge_fragment, frozenset(call.name for call in final.aggregates))
         parts = self._window_parts(gather.input, edge_fragment, source, fingerprint, start_us, end_us)
         if not parts:
             parts.append(execute(edge_fragment, Execution(reader=self.reader, segments=())))
@@ -395,6 +398,29 @@ def _only(plan: Plan, keep: frozenset[str]) -> Plan | None:
     if isinstance(plan, Aggregate) and plan.mode == "final" and isinstance(plan.input, Gather):
         return replace(plan, aggregates=tuple(call for call in plan.aggregates if call.name in keep))
     return None
+
+
+def _partial_only(fragment: Plan, keep: frozenset[str]) -> Plan:
+    """The partial aggregate ``fragment`` computing only the aggregates named ``keep`` (and the inputs they read).
+
+    Only a partial aggregate over a projection (or straight over its scan)
+    is pruned; any other fragment comes back as it is.
+    """
+    if not isinstance(fragment, Aggregate) or fragment.mode != "partial":
+        return fragment
+    calls = tuple(call for call in fragment.aggregates if call.name in keep)
+    if len(calls) == len(fragment.aggregates):
+        return fragment
+    below = fragment.input
+    if isinstance(below, Project):
+        needed = set(fragment.keys) | {c.arg for c in calls if c.arg is not None} | {b for c in calls for b in c.by}
+        index = [i for i, name in enumerate(below.names) if name in needed]
+        compiled = tuple(below.compiled[i] for i in index) if below.compiled is not None else None
+        below = replace(below, names=tuple(below.names[i] for i in index), exprs=tuple(below.exprs[i] for i in index),
+                        compiled=compiled)
+    elif not isinstance(below, Scan):
+        return fragment
+    return replace(fragment, aggregates=calls, input=below)
 
 
 def _final_of(plan: Plan) -> Aggregate | None:
