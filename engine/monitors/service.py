@@ -176,6 +176,7 @@ class Scheduler(_Loop):
         self.started = time.time()
         self.specs: dict[str, MonitorSpec] = {}
         self.records: dict[str, dict[str, Any]] = {}
+        self.defined: set[str] = set()  # every monitor of the definitions last read, this scheduler's or not
         self.specs_at = 0.0
         self.definitions_version: int | None = None
         self.queue: list[tuple[float, str]] = []  # (next due slot, monitor), a heap; stale entries are skipped
@@ -195,9 +196,11 @@ class Scheduler(_Loop):
         records = self.definitions.definitions()
         owners = evaluation_shards(records, self.meta.partitions)
         mine = {n: r for n, r in records.items() if owners[n] == self.shard}
-        adopted = [n for n in mine if n not in self.records]
-        if self.definitions_version is not None and adopted:  # another scheduler may have applied their slots
+        # monitors that were defined before but evaluated by another scheduler, which may have applied slots
+        adopted = [n for n in mine if n not in self.records and n in self.defined]
+        if adopted:
             self.last.update(self._applied({shard_of(n, self.meta.partitions) for n in adopted}))
+        self.defined = set(records)
         specs, changed = {}, []
         for name, record in mine.items():
             kept = self.specs.get(name)
