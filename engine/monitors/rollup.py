@@ -65,10 +65,6 @@ class RollupKey:
     groups: tuple[str, ...]
     dimensions: tuple[str, ...]  # the WHERE columns, as written (a rollup's result names them by their names)
 
-    @property
-    def names(self) -> list[str]:
-        return [sqlglot.parse_one(d, read=DIALECT).name for d in self.dimensions]
-
 
 @dataclass(frozen=True)
 class Series:
@@ -142,6 +138,7 @@ class Rollup:
 
     def __init__(self, key: RollupKey) -> None:
         self.key = key
+        self.names = [sqlglot.parse_one(d, read=DIALECT).name for d in key.dimensions]  # the result's columns
         self.primitives: dict[str, int] = {"count(*)": 0}  # append-only: the SQL (and cached partials) stay put
         self._texts: tuple[int, tuple[str, str]] | None = None
         self._compiled: dict[tuple[str, tuple], pc.Expression] = {}
@@ -181,7 +178,7 @@ class Rollup:
         if not result.num_rows:
             return [[] for _ in range(count)], [([], np.zeros(0, dtype=bool)) for _ in series]
         group_index, group_rows = _codes([result.column(f"__g{j}") for j in range(count)], result.num_rows)
-        names = self.key.names
+        names = self.names
         dimension_index, dimension_rows = _codes([result.column(d) for d in names], result.num_rows)
         if len(dimension_rows) > MAX_DIMENSION_VALUES:
             raise TooFine(f"{len(dimension_rows)} distinct values of {', '.join(names)} in one window")
