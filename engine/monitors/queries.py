@@ -87,8 +87,11 @@ class LocalQueries:
         self.block_misses = 0
 
     def sql(self, query: str) -> pa.Table:
-        planned = self.engine.plan(query)
-        return run_locally(planned.optimized, self.reader)
+        return run_locally(self._plan(query), self.reader)
+
+    def _plan(self, query: str) -> Plan:
+        """``query``'s optimized plan, its quantiles over numbers answered from histograms (:func:`_histograms`)."""
+        return _histograms(self.engine.plan(query).optimized)
 
     def window(self, windowed: str, unbounded: str, start_us: int, end_us: int,
                columns: tuple[str, ...] | None = None) -> pa.Table:
@@ -104,11 +107,11 @@ class LocalQueries:
         if whole is None:
             if len(self._plans) > 10_000:
                 self._plans.clear()
-            whole = self._plans[unbounded] = self.engine.plan(unbounded).optimized
+            whole = self._plans[unbounded] = self._plan(unbounded)
         gather = _single_gather(whole)
         scan = fragment_scan(gather.input) if gather is not None else None
         if scan is not None and not _current(scan, self.engine.resolve(scan.source.meta.name)):
-            whole = self._plans[unbounded] = self.engine.plan(unbounded).optimized  # the table changed under it
+            whole = self._plans[unbounded] = self._plan(unbounded)  # the table changed under it
             gather = _single_gather(whole)
             scan = fragment_scan(gather.input) if gather is not None else None
         edge = _window_scan(scan, start_us, end_us) if scan is not None else None
@@ -348,6 +351,38 @@ class _Layout:
         low = bisect.bisect_left(self.starts, start_us - self.span)
         high = bisect.bisect_left(self.starts, end_us)
         return [s for s in self.timed[low:high] if s.max_time >= start_us]
+
+
+def _histograms(plan: Plan) -> Plan:
+    """``plan`` with each ``approx_quantile`` over numbers made an ``approx_quantile_dd``.
+
+    A monitor's quantile is computed from log-bucket histograms
+    (:mod:`engine.query.execution.sketches`), within 1% of the true
+    quantile's value: their states merge by adding counts, for every group
+    at once, where a KLL sketch per group and column is built, serialized
+    and merged one by one.  A shared scan holds a quantile column per
+    monitor variant, over every row of every new segment, and merges them at
+    every slot: sketches made quantile monitors the most costly by far.
+    Quantiles of times and dates, and of DISTINCT values, stay KLL sketches
+    (a relative error is no use on a timestamp).
+    """
+    names = set()
+    for node in plan.walk():
+        if isinstance(node, Aggregate) and node.mode != "final" and node.schema is not None:
+            for call in node.aggregates:
+                if call.func == "approx_quantile" and not call.distinct and call.arg in node.schema.names:
+                    kind = node.schema.field(call.arg).type
+                    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+                        names.add(call.name)
+    return _with_histograms(plan, names) if names else plan
+
+
+def _with_histograms(plan: Plan, names: set[str]) -> Plan:
+    inputs = tuple(_with_histograms(child, names) for child in plan.inputs)
+    if isinstance(plan, Aggregate):
+        plan = replace(plan, aggregates=tuple(replace(call, func="approx_quantile_dd") if call.name in names else call
+                                              for call in plan.aggregates))
+    return plan.with_inputs(*inputs) if inputs else plan
 
 
 def _current(scan: Scan, source) -> bool:

@@ -16,6 +16,7 @@ count_distinct         list of distinct values                 distinct of the u
 quantile_*             list of values                          exact quantile
 approx_count_distinct  HyperLogLog sketch                      union's estimate
 approx_quantile        KLL sketch                              merged sketch's quantile
+approx_quantile_dd     log-bucket histogram (list of entries)  merged histogram's quantile
 bool_and/or            b                                       all/any b
 mode, list, string_agg list of values (and of the ORDER BY key)  picked or joined per group
 arg_max/arg_min        list of values and of their orderings   the value at the extreme
@@ -91,6 +92,8 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
         return [("h", "distinct", _ONLY_VALID, arg)]
     if func == "approx_quantile":
         return [("k", "list", None, arg)]
+    if func == "approx_quantile_dd":
+        return []  # made from each row's group (see partial), not by the hash aggregation
     if func == "bool_and":
         return [("b", "all", _SKIP, arg)]
     if func == "bool_or":
@@ -146,6 +149,10 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
                 specs.append(([] if column is None else column, func, options) if options is not None
                              else ([] if column is None else column, func))
             names.append((f"{call.name}__{suffix}", func if column is None else f"{column}_{func}"))
+    histograms = [call for call in calls if call.func == "approx_quantile_dd"]
+    if histograms and keys:  # the row numbers of each group, to tell every row's group
+        table = table.append_column(_ROW, _arange(table.num_rows))
+        specs.append((_ROW, "list"))
     grouped = table.group_by(list(keys), use_threads=False).aggregate(specs) if keys else _one_group(table, specs)
     columns, built = {}, {}
     for name, output in names:  # Acero names them <column>_<function>
@@ -156,6 +163,14 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
             columns[name] = built[(suffix, output)]
         else:
             columns[name] = grouped.column(output)
+    if histograms:
+        count = grouped.num_rows if keys else 1
+        rows = _group_of_rows(grouped.column(f"{_ROW}_list"), table.num_rows).to_numpy(zero_copy_only=False) \
+            if keys else np.zeros(table.num_rows, dtype=np.int64)
+        for call in histograms:
+            if f"{call.arg}__dd" not in built:
+                built[f"{call.arg}__dd"] = sketches.dd_states(table.column(call.arg), rows, count)
+            columns[f"{call.name}__dd"] = built[f"{call.arg}__dd"]
     out = {k: grouped.column(k) for k in keys}
     out.update(columns)
     if not out:
@@ -281,7 +296,7 @@ def _double_sums(states: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
 _ROW = "__row"
 _GATHERED = ("mode", "arg_max", "arg_min", "string_agg", "list")
 _LISTED = ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "count_distinct", "quantile_cont", "quantile_disc",
-           "approx_count_distinct", "approx_quantile") + _GATHERED
+           "approx_count_distinct", "approx_quantile", "approx_quantile_dd") + _GATHERED
 
 
 def _group_of_rows(rows: pa.ChunkedArray | pa.Array, count: int) -> pa.Array:
@@ -372,6 +387,9 @@ def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | N
         return gathered(call, values, by, value_ids, count)
     if func == "approx_count_distinct":
         return sketches.hll_estimates(_per_group(states.column(f"{name}__h"), ids, count))
+    if func == "approx_quantile_dd":
+        entries, entry_ids = _flatten(states.column(f"{name}__dd"), ids)
+        return sketches.dd_quantiles(entries, entry_ids, count, call.params[0])
     if func == "approx_quantile":
         known = schema is not None and call.arg in schema.names
         lists = _per_group(states.column(f"{name}__k"), ids, count)

@@ -10,6 +10,15 @@ and the final merge unions them.
 - ``approx_quantile`` keeps a KLL sketch of doubles (``k`` = 200): the rank of
   the value returned is within about 1.65% of the requested rank (99%
   confidence, normalized rank error); fewer than ``k`` values are kept exactly.
+- ``approx_quantile_dd`` (what monitors compute for ``approx_quantile`` over
+  numbers) keeps a log-bucket histogram, as DDSketch does: each value falls in
+  a bucket (gamma^(k-1), gamma^k] of its magnitude and the bucket answers
+  with the value within DD_ACCURACY (1%) of every value in it, so the
+  quantile returned is within 1% of the true quantile's value.  Buckets
+  merge by adding counts, for all groups at once in numpy (no sketch object
+  per group), and merging is exact: the answer does not depend on how the
+  rows were split.  A state is a list of int64 entries per group, each a
+  bucket code and its count.
 
 Values are hashed by value (integers, floats, text; times as integer
 microseconds), so the same value counts once across fragments.
@@ -26,6 +35,15 @@ HLL_LG_K = 12
 KLL_K = 200
 _RAW_MARK = b"\xff"  # first byte of a KLL state holding its values as they are (a sketch's is its preamble size)
 _HLL_TYPE = datasketches.tgt_hll_type.HLL_8
+DD_ACCURACY = 0.01
+_DD_GAMMA = (1 + DD_ACCURACY) / (1 - DD_ACCURACY)
+_DD_LOG_GAMMA = float(np.log(_DD_GAMMA))
+_DD_BIAS = 38_000  # |code| = bucket index + bias: > 0 for every double's magnitude (the smallest's index is -37,300)
+_DD_TOP = 40_000  # the index infinities get (the largest finite double's is 35,400)
+_DD_OFFSET = 1 << 17  # codes lie within +/- (_DD_BIAS + _DD_TOP); shifted by this they are positive, below 2**18
+_DD_SPAN = 1 << 18
+_DD_COUNT_BITS = 44  # an entry is (code + _DD_OFFSET) << 44 | count
+_DD_COUNT_MASK = (1 << _DD_COUNT_BITS) - 1
 
 
 def _python_values(values: pa.Array) -> list:
@@ -242,3 +260,96 @@ def hll_unions(sketches: pa.Array) -> pa.Array:
     """One serialized HLL sketch per group, the union of the list of its fragments' sketches (a partial state)."""
     return pa.array([union.get_result(_HLL_TYPE).serialize_compact() for union in _hll_unions_by_group(sketches)],
                     pa.binary())
+
+
+def _dd_codes(numbers: np.ndarray) -> np.ndarray:
+    """Each value's bucket code: ordered as the values are (negative below zero's 0 below positive)."""
+    magnitude = np.abs(numbers)
+    with np.errstate(divide="ignore"):
+        index = np.ceil(np.log(magnitude, where=magnitude > 0, out=np.zeros_like(magnitude)) / _DD_LOG_GAMMA)
+    index = np.minimum(index, _DD_TOP).astype(np.int64) + _DD_BIAS
+    return np.sign(numbers).astype(np.int64) * index
+
+
+def _dd_values(codes: np.ndarray) -> np.ndarray:
+    """The value each bucket code answers with: within DD_ACCURACY of every value in the bucket."""
+    index = (np.abs(codes) - _DD_BIAS).astype(np.float64)
+    with np.errstate(over="ignore"):  # the infinities' index
+        value = np.exp(np.minimum(index, _DD_TOP) * _DD_LOG_GAMMA + np.log(2 / (_DD_GAMMA + 1)))  # 2 g^i / (g + 1)
+    value[index >= _DD_TOP] = np.inf
+    return np.sign(codes) * value
+
+
+def _dd_lists(composite: np.ndarray, counts: np.ndarray, count: int) -> pa.Array:
+    """Per group, the list of its (bucket code, count) entries, from sorted (group, code) keys."""
+    groups = composite // _DD_SPAN
+    entries = ((composite % _DD_SPAN) << _DD_COUNT_BITS) | counts
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(np.bincount(groups, minlength=count), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(entries, pa.int64()))
+
+
+def _dd_summed(composite: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group, code) keys made distinct and sorted, with their counts added up (exactly, as integers)."""
+    if not len(composite):
+        return composite, counts
+    low = int(composite.min())
+    span = int(composite.max()) - low + 1
+    if span <= 4 * len(composite) + 65_536:  # few buckets between the extremes: count them in place
+        summed = np.bincount(composite - low, weights=counts, minlength=span) if counts is not None \
+            else np.bincount(composite - low, minlength=span)
+        present = np.flatnonzero(summed)
+        return present + low, summed[present].astype(np.int64)
+    order = np.argsort(composite, kind="stable")
+    ordered = composite[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    weights = counts[order] if counts is not None else np.ones(len(ordered), dtype=np.int64)
+    return ordered[starts], np.add.reduceat(weights, starts)
+
+
+def dd_states(values: pa.Array | pa.ChunkedArray, groups: np.ndarray, count: int) -> pa.Array:
+    """One histogram state per group (``groups[i]`` is the group of ``values[i]``; NULL and NaN left out)."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    numbers, valid = _as_doubles(values)
+    if valid is not None:
+        groups = groups[valid]
+    kept = ~np.isnan(numbers)
+    if not kept.all():
+        numbers, groups = numbers[kept], groups[kept]
+    composite = groups.astype(np.int64) * _DD_SPAN + (_dd_codes(numbers) + _DD_OFFSET)
+    return _dd_lists(*_dd_summed(composite, None), count)
+
+
+def _dd_merged(entries: pa.Array, groups: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram entries (one per state bucket, ``groups`` saying whose) merged per group: sorted keys, counts."""
+    flat = entries.to_numpy(zero_copy_only=False).astype(np.int64)
+    composite = groups.to_numpy(zero_copy_only=False).astype(np.int64) * _DD_SPAN + (flat >> _DD_COUNT_BITS)
+    return _dd_summed(composite, flat & _DD_COUNT_MASK)
+
+
+def dd_unions(entries: pa.Array, groups: pa.Array, count: int) -> pa.Array:
+    """One histogram state per group, the union of the states whose entries are listed with their groups."""
+    return _dd_lists(*_dd_merged(entries, groups), count)
+
+
+def dd_quantiles(entries: pa.Array, groups: pa.Array, count: int, fraction: float) -> pa.Array:
+    """The ``fraction`` quantile of each group's merged histograms (NULL if it has no value).
+
+    The bucket holding the value ``quantile_disc`` picks: of rank
+    ceil(fraction * n) (counting from 1) in the group's n values.
+    """
+    composite, counts = _dd_merged(entries, groups)
+    result = np.zeros(count, dtype=np.float64)
+    empty = np.ones(count, dtype=bool)
+    if len(composite):
+        owner = composite // _DD_SPAN
+        cumulative = np.cumsum(counts)
+        starts = np.flatnonzero(np.concatenate([[True], owner[1:] != owner[:-1]]))
+        ends = np.concatenate([starts[1:], [len(owner)]])
+        before = np.where(starts > 0, cumulative[starts - 1], 0)
+        rank = np.maximum(1, np.ceil(fraction * (cumulative[ends - 1] - before)))
+        found = np.minimum(np.searchsorted(cumulative, before + rank, side="left"), ends - 1)
+        present = owner[starts]
+        result[present] = _dd_values(composite[found] % _DD_SPAN - _DD_OFFSET)
+        empty[present] = False
+    return pa.array(result, pa.float64(), mask=empty)

@@ -165,3 +165,56 @@ def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(d
     for key, values in got.items():
         assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
     assert queries.block_misses > 0 and queries.block_hits > 0  # blocks were merged, then served again
+
+
+def test_monitor_quantiles_come_from_histograms_within_one_percent_of_the_exact_quantile(db):
+    """approx_quantile over numbers is a log-bucket histogram in monitors (times keep KLL): batched, alone and
+    through pre-merged blocks alike, each within 1% of DuckDB's quantile_disc over the window's rows."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(23)
+    db.create_table("spread", schema=EVENTS_SCHEMA, partitions=1)
+    batches = []
+    for step in range(60):  # a small batch every 15 s, a third of its events late by up to 3 minutes
+        rows = int(rng.integers(1, 40))
+        late = np.where(rng.random(rows) < 0.3, rng.random(rows) * 180, 0.0)
+        batch = pa.table({
+            "timestamp": pa.array(((BASE + 15 * step + rng.random(rows) * 15 - late) * 1e6).astype(np.int64)).cast(
+                EVENTS_SCHEMA.field("timestamp").type),
+            "svc": pa.array(rng.choice(["a", "b", "c"], rows)),
+            "status": pa.array(rng.choice([200, 500], rows), pa.int64()),
+            "latency": pa.array(rng.lognormal(3.0, 1.5, rows), mask=rng.random(rows) < 0.1),
+            "note": pa.array(["x"] * rows),
+        }, schema=EVENTS_SCHEMA)
+        db.ingest("spread", batch)
+        batches.append(batch)
+    asked = {f"spread-{i}-{bool(where)}-{w}": (q, where) for i, q in enumerate((0.5, 0.99))
+             for where in ("", "status = 500") for w in ("2m", "11m")}
+    specs = [db._checked(build_spec(name, f"SELECT svc, approx_quantile(latency, {q}) AS v FROM spread "
+                                          f"{'WHERE ' + where if where else ''} GROUP BY svc",
+                                    window=name.rsplit("-", 1)[1], every="1m", critical=1e9))
+             for name, (q, where) in asked.items()]
+    due = [(spec, BASE + 60 * minute + spec.offset) for minute in (12, 14) for spec in specs]
+    got, want, _, local = batched_and_alone(db, due)
+    assert_same_values(got, want)  # histograms merge exactly: the same answer however the rows were split
+    oracle = duckdb.connect()
+    oracle.register("spread", pa.concat_tables(batches))
+    for spec, slot in due:
+        start, end = spec.window_of(slot)
+        fraction, where = asked[spec.name]
+        exact = dict(oracle.execute(
+            f"SELECT svc, quantile_disc(latency, {fraction}) FROM spread WHERE timestamp >= to_timestamp({start}) "
+            f"AND timestamp < to_timestamp({end}) {'AND ' + where if where else ''} GROUP BY svc").fetchall())
+        values = {group["svc"]: value for group, value in got[(spec.name, slot)].values()}
+        assert values.keys() == exact.keys(), spec.name
+        for svc, value in values.items():
+            assert value == pytest.approx(exact[svc], rel=0.0100001), (spec.name, slot, svc)
+    assert local.block_misses > 0  # some windows merged pre-merged blocks of histograms
+    plan = local._plan("SELECT svc, approx_quantile(latency, 0.5) AS l, approx_quantile(timestamp, 0.5) AS t, "
+                       "approx_quantile(DISTINCT latency, 0.5) AS d FROM spread GROUP BY svc")
+    funcs = {(str(node.schema.field(call.arg).type), call.distinct): call.func for node in plan.walk()
+             for call in getattr(node, "aggregates", ()) if getattr(node, "mode", None) == "partial"}
+    assert funcs == {("double", False): "approx_quantile_dd", ("timestamp[us, tz=UTC]", False): "approx_quantile",
+                     ("double", True): "approx_quantile"}

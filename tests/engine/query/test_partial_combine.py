@@ -15,6 +15,7 @@ CALLS = (
     AggCall("c", "count_star"), AggCall("k", "count", "x"), AggCall("s", "sum", "i"), AggCall("a", "avg", "x"),
     AggCall("lo", "min", "x"), AggCall("hi", "max", "i"), AggCall("sd", "stddev_samp", "x"),
     AggCall("vp", "var_pop", "x"), AggCall("q", "approx_quantile", "x", (0.9,)),
+    AggCall("qd", "approx_quantile_dd", "x", (0.9,)), AggCall("qi", "approx_quantile_dd", "i", (0.5,)),
     AggCall("h", "approx_count_distinct", "i"), AggCall("b", "bool_or", "f"),
 )
 

@@ -10,7 +10,7 @@ import pytest
 
 import engine
 from engine.query.execution import aggregate
-from engine.query.execution.sketches import HLL_LG_K, KLL_K, kll_quantiles, kll_states, kll_unions
+from engine.query.execution.sketches import DD_ACCURACY, HLL_LG_K, KLL_K, kll_quantiles, kll_states, kll_unions
 from tests.event_data import load_events
 from planner.logical import AggCall
 from storage.objectstore import ObjectStore
@@ -119,6 +119,37 @@ def test_merged_quantile_states_stay_raw_while_they_hold_at_most_kll_k_values():
     assert np.frombuffer(unions[1][1:], "<f8").tolist() == np.concatenate(parts[20:]).tolist()
     medians = kll_quantiles(pa.array([[u] for u in unions], pa.list_(pa.binary())), 0.5, pa.float64()).to_pylist()
     assert medians[:2] == [100.0, 250.0]
+
+
+def test_histogram_quantiles_are_within_one_percent_of_quantile_disc_and_merge_exactly():
+    rng = np.random.default_rng(17)
+    values = np.concatenate([rng.lognormal(3.0, 2.0, 30_000), -rng.lognormal(0.0, 1.0, 3_000), np.zeros(500),
+                             [np.inf, -np.inf, 5e-324, 1.7e308], rng.integers(1, 9, 2_000).astype(np.float64)])
+    rng.shuffle(values)
+    groups = rng.integers(0, 5, len(values))
+    groups[:7] = 5  # a group of seven values (and a sixth group)
+    nulls = rng.random(len(values)) < 0.05
+    table = pa.table({"g": groups, "v": pa.array(values, mask=nulls)})
+    fractions = (0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 1.0)
+    calls = tuple(AggCall(f"q{i}", "approx_quantile_dd", "v", (f,)) for i, f in enumerate(fractions))
+    _, merged = _merged(table, ("g",), calls, parts=7)
+    oracle = duckdb.connect()
+    oracle.register("t", table)
+    selected = ", ".join(f"quantile_disc(v, {f})" for f in fractions)
+    exact = {row[0]: row[1:] for row in oracle.execute(f"SELECT g, {selected} FROM t GROUP BY g").fetchall()}
+    got = {row["g"]: row for row in merged.to_pylist()}
+    assert got.keys() == exact.keys()
+    for g, want in exact.items():
+        for index, value in enumerate(want):  # the bucket of the value quantile_disc picks
+            assert got[g][f"q{index}"] == pytest.approx(value, rel=DD_ACCURACY * 1.0001, abs=0), (g, fractions[index])
+    # merging is exact: one partial over all rows, or fragments combined in any grouping, give the same answers
+    one = aggregate.partial(table, ("g",), calls)
+    whole = aggregate.final(one, ("g",), calls, table.schema)
+    assert whole.sort_by("g").equals(merged.sort_by("g"))
+    assert one.column("q0__dd").nbytes < values.nbytes / 5  # an entry per bucket, not per value
+    nothing = table.filter(pa.compute.is_null(table.column("v")))  # NULL (and NaN) are no values
+    _, empty = _merged(nothing, (), calls[:1], parts=2)
+    assert empty.to_pylist() == [{"q0": None}]
 
 
 @pytest.fixture(scope="module")
