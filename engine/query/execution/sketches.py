@@ -264,6 +264,12 @@ def hll_unions(sketches: pa.Array) -> pa.Array:
 
 def _dd_codes(numbers: np.ndarray) -> np.ndarray:
     """Each value's bucket code: ordered as the values are (negative below zero's 0 below positive)."""
+    if len(numbers) and numbers.min() > 0:  # the usual case (latencies, sizes): fewer passes
+        index = np.log(numbers)
+        index /= _DD_LOG_GAMMA
+        np.ceil(index, out=index)
+        np.minimum(index, _DD_TOP, out=index)
+        return index.astype(np.int64) + _DD_BIAS
     magnitude = np.abs(numbers)
     with np.errstate(divide="ignore"):
         index = np.ceil(np.log(magnitude, where=magnitude > 0, out=np.zeros_like(magnitude)) / _DD_LOG_GAMMA)
@@ -289,17 +295,21 @@ def _dd_lists(composite: np.ndarray, counts: np.ndarray, count: int) -> pa.Array
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(entries, pa.int64()))
 
 
-def _dd_summed(composite: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(group, code) keys made distinct and sorted, with their counts added up (exactly, as integers)."""
-    if not len(composite):
-        return composite, counts
-    low = int(composite.min())
-    span = int(composite.max()) - low + 1
-    if span <= 4 * len(composite) + 65_536:  # few buckets between the extremes: count them in place
-        summed = np.bincount(composite - low, weights=counts, minlength=span) if counts is not None \
-            else np.bincount(composite - low, minlength=span)
+def _dd_summed(groups: np.ndarray, codes: np.ndarray, counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(group, shifted code) pairs made distinct, as sorted keys group * _DD_SPAN + code, with their counts added
+    up (exactly, as integers; ``counts`` None counts each pair once)."""
+    if not len(codes):
+        return codes, np.zeros(0, dtype=np.int64)
+    low = int(codes.min())
+    span = int(codes.max()) - low + 1
+    cells = (int(groups.max()) + 1) * span
+    if cells <= 4 * len(codes) + 65_536:  # few buckets per group between the extremes: count them in place
+        local = groups * span + (codes - low)
+        summed = np.bincount(local, weights=counts, minlength=cells)
         present = np.flatnonzero(summed)
-        return present + low, summed[present].astype(np.int64)
+        keys = (present // span) * _DD_SPAN + (present % span + low)
+        return keys, summed[present].astype(np.int64)
+    composite = groups * _DD_SPAN + codes
     order = np.argsort(composite, kind="stable")
     ordered = composite[order]
     starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
@@ -310,21 +320,21 @@ def _dd_summed(composite: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, n
 def dd_states(values: pa.Array | pa.ChunkedArray, groups: np.ndarray, count: int) -> pa.Array:
     """One histogram state per group (``groups[i]`` is the group of ``values[i]``; NULL and NaN left out)."""
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    numbers, valid = _as_doubles(values)
-    if valid is not None:
-        groups = groups[valid]
+    if pa.types.is_floating(values.type) or pa.types.is_integer(values.type):  # NULLs come as NaN
+        numbers = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    else:
+        numbers = np.asarray(values.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     kept = ~np.isnan(numbers)
     if not kept.all():
         numbers, groups = numbers[kept], groups[kept]
-    composite = groups.astype(np.int64) * _DD_SPAN + (_dd_codes(numbers) + _DD_OFFSET)
-    return _dd_lists(*_dd_summed(composite, None), count)
+    return _dd_lists(*_dd_summed(groups.astype(np.int64), _dd_codes(numbers) + _DD_OFFSET, None), count)
 
 
 def _dd_merged(entries: pa.Array, groups: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Histogram entries (one per state bucket, ``groups`` saying whose) merged per group: sorted keys, counts."""
-    flat = entries.to_numpy(zero_copy_only=False).astype(np.int64)
-    composite = groups.to_numpy(zero_copy_only=False).astype(np.int64) * _DD_SPAN + (flat >> _DD_COUNT_BITS)
-    return _dd_summed(composite, flat & _DD_COUNT_MASK)
+    flat = entries.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    owners = groups.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return _dd_summed(owners, flat >> _DD_COUNT_BITS, flat & _DD_COUNT_MASK)
 
 
 def dd_unions(entries: pa.Array, groups: pa.Array, count: int) -> pa.Array:
