@@ -155,8 +155,9 @@ class Evaluator:
         first = members[0][0]
         start, end = first.window_of(slot)
         try:
-            result = self._run(*rollup.texts(first, _START, _END), start, end)
-            groups, computed = rollup.evaluate(result, [series for _, series in members])
+            series = [one for _, one in members]
+            result = self._run(*rollup.texts(first, _START, _END), start, end, rollup.columns(series))
+            groups, computed = rollup.evaluate(result, series)
         except TooFine:  # its monitors go back to shared scans, from now on
             self._too_fine.add(key)
             del self._rollups[key]

@@ -141,7 +141,7 @@ class Rollup:
         self.names = [sqlglot.parse_one(d, read=DIALECT).name for d in key.dimensions]  # the result's columns
         self.primitives: dict[str, int] = {"count(*)": 0}  # append-only: the SQL (and cached partials) stay put
         self._texts: tuple[int, tuple[str, str]] | None = None
-        self._compiled: dict[tuple[str, tuple], pc.Expression] = {}
+        self._compiled: dict[tuple, pc.Expression] = {}  # WHEREs and values, by their types
 
     def admits(self, series: Series) -> bool:
         """Whether ``series`` fits (adding its primitives if need be)."""
@@ -151,6 +151,12 @@ class Rollup:
         for primitive in sorted(new):
             self.primitives[primitive] = len(self.primitives)
         return True
+
+    def columns(self, series: list[Series]) -> tuple[str, ...]:
+        """The result columns ``series`` read: groups, dimensions, count(*) and their primitives (the window
+        merges only those)."""
+        used = {0} | {self.primitives[p] for one in series for _, primitives in one.aggregates for p in primitives}
+        return (*(f"__g{j}" for j in range(len(self.key.groups))), *self.names, *(f"__p{i}" for i in sorted(used)))
 
     def texts(self, spec: MonitorSpec, start: float, end: float) -> tuple[str, str]:
         """The rollup's query with the stand-in window bounds ``start``/``end``, and without a window."""
@@ -207,11 +213,19 @@ class Rollup:
 
     def _masks(self, dimensions: pa.Table, wheres: list[str]) -> dict[str, np.ndarray]:
         """Per WHERE, which distinct dimension values it keeps (NULL as false)."""
-        compiler = ExpressionCompiler(dimensions.schema)
-        try:
-            expressions = [compiler.predicate(sqlglot.parse_one(w, read=DIALECT)) for w in wheres]
-        except PetrelError as exc:  # the query planned it with more context than its columns' values
-            raise TooFine(f"a WHERE does not compile over its columns' values alone: {exc}") from None
+        types = tuple(str(t) for t in dimensions.schema.types)
+        expressions = []
+        for where in wheres:
+            compiled = self._compiled.get(("where", where, types))
+            if compiled is None:
+                if len(self._compiled) > 10_000:
+                    self._compiled.clear()
+                try:
+                    compiled = ExpressionCompiler(dimensions.schema).predicate(sqlglot.parse_one(where, read=DIALECT))
+                except PetrelError as exc:  # the query planned it with more context than its columns' values
+                    raise TooFine(f"a WHERE does not compile over its columns' values alone: {exc}") from None
+                self._compiled[("where", where, types)] = compiled
+            expressions.append(compiled)
         kept = _project(dimensions, expressions)
         return {w: pc.fill_null(kept.column(i), False).to_numpy(zero_copy_only=False)
                 for i, w in enumerate(wheres)}

@@ -15,7 +15,6 @@ the workers.
 from __future__ import annotations
 
 import gc
-import itertools
 import threading
 import time
 from typing import Any
@@ -40,8 +39,8 @@ from storage.objectstore import ObjectStore
 from storage.snapshot import LiveSnapshot, Snapshot
 
 META_SECONDS = 5.0
-FULL_COLLECT_EVERY = 64  # snapshot freezes between two full collections of the frozen objects
-_freezes = itertools.count(1)
+FULL_COLLECT_SECONDS = 60.0  # at least this long between two full collections of the frozen objects
+_last_full_collect = time.monotonic()
 
 
 def freeze_snapshot_objects() -> None:
@@ -49,12 +48,16 @@ def freeze_snapshot_objects() -> None:
 
     Frozen, they are not walked again by every collection a query's allocations trigger. Frozen objects
     are never collected, though: cyclic garbage alive at a freeze would stay for good in a long-running
-    server. So every ``FULL_COLLECT_EVERY``-th freeze first unfreezes everything and runs a full
-    collection, which bounds that garbage at what accumulates between two such collections.
+    server. So a freeze FULL_COLLECT_SECONDS after the last full collection first unfreezes everything
+    and runs one, which bounds that garbage at what accumulates in that time.  (Counting freezes
+    instead made a monitor scheduler, whose table commits twice a second, walk its hundred thousand
+    monitor definitions every ten seconds.)
     """
-    if next(_freezes) % FULL_COLLECT_EVERY == 0:
+    global _last_full_collect
+    if time.monotonic() - _last_full_collect >= FULL_COLLECT_SECONDS:
         gc.unfreeze()
         gc.collect()
+        _last_full_collect = time.monotonic()
     gc.freeze()
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 
-from engine.query.api import FULL_COLLECT_EVERY, freeze_snapshot_objects
+from engine.query import api
+from engine.query.api import FULL_COLLECT_SECONDS, freeze_snapshot_objects
 
 
 class Node:
@@ -15,14 +17,18 @@ class Node:
         self.me = self
 
 
-def test_cyclic_garbage_frozen_by_one_refresh_is_collected_by_a_later_one():
+def test_cyclic_garbage_frozen_by_one_refresh_is_collected_by_a_later_one(monkeypatch):
     gc.disable()  # only the freezes decide when the cycle goes
     try:
         node = Node()
         alive = weakref.ref(node)
         del node
-        for _ in range(FULL_COLLECT_EVERY):  # the first freezes it (unless it is a full collection's turn)
-            freeze_snapshot_objects()
+        monkeypatch.setattr(api, "_last_full_collect", time.monotonic())
+        freeze_snapshot_objects()  # frozen: no full collection is due
+        freeze_snapshot_objects()
+        assert alive() is not None
+        monkeypatch.setattr(api, "_last_full_collect", time.monotonic() - FULL_COLLECT_SECONDS)
+        freeze_snapshot_objects()  # one is due: the frozen cycle goes
         assert alive() is None
     finally:
         gc.unfreeze()
