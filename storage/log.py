@@ -15,7 +15,12 @@ Once ``checkpoint_interval`` versions have passed since the last checkpoint
 the committer also writes ``<N:020d>.checkpoint.json`` with the whole state,
 so opening a partition reads one listing, one checkpoint and at most
 ``checkpoint_interval`` commits (a crash before a checkpoint only moves it to
-the next commit).  A checkpoint folds the offsets of finished sources (a
+the next commit).  A log whose commits each touch a small part of a large
+state (a monitor shard: a few hundred of its monitors' states per commit)
+opens with ``checkpoint_by_size``: it also waits until its commits since the
+last checkpoint add up to half that checkpoint's bytes, so writing the whole
+state costs at most twice what the commits do, and opening it reads about
+one and a half states.  A checkpoint folds the offsets of finished sources (a
 file read to its end) into a compact set of digests (``storage.finished``),
 so the offsets a partition carries do not grow with the files it has taken.
 
@@ -179,6 +184,15 @@ def _apply(
     )
 
 
+_HEAD_BYTES = 256  # a commit record's first keys (its id, kind, epoch, whether it adds segments) lie within these
+
+
+def record_head(data: bytes) -> bytes:
+    """The first bytes of a commit record, where json.dumps put the keys :meth:`PartitionLog.commit` writes first
+    (``id``, ``kind``, ``epoch``, then ``added``) before any value a user chose."""
+    return data[:_HEAD_BYTES]
+
+
 def _last_commit_id(state: PartitionState) -> str | None:
     """The id of the record at ``state.version``, if it had one and the state still remembers it."""
     if not state.commit_ids:
@@ -196,12 +210,16 @@ class PartitionLog:
         table_path: str,
         partition: int,
         checkpoint_interval: int = CHECKPOINT_INTERVAL,
+        checkpoint_by_size: bool = False,
     ) -> None:
         self.store = store
         self.table_path = table_path
         self.partition = partition
         self.checkpoint_interval = checkpoint_interval
         self.prefix = f"{table_path}/_log/{partition}"
+        self.checkpoint_by_size = checkpoint_by_size
+        self._checkpoint_bytes: int | None = None  # of the last checkpoint this writer wrote
+        self._bytes_since = 0  # of the commits it wrote since
 
     def commit_path(self, version: int) -> str:
         return f"{self.prefix}/{version:020d}{_COMMIT_SUFFIX}"
@@ -277,9 +295,12 @@ class PartitionLog:
             state = _apply(state, version, json.loads(data))
             version += 1
 
-    def record(self, version: int) -> dict[str, Any]:
-        """The commit record at ``version``: what it added and removed, its batch ids, schema changes."""
-        data = self.store.get(self.commit_path(version))
+    def record(self, version: int, data: bytes | None = None) -> dict[str, Any]:
+        """The commit record at ``version``: what it added and removed, its batch ids, schema changes.
+
+        ``data``: the record's bytes, if the caller read them already (:func:`record_head`)."""
+        if data is None:
+            data = self.store.get(self.commit_path(version))
         try:
             return json.loads(data)
         except json.JSONDecodeError as exc:
@@ -427,12 +448,17 @@ class PartitionLog:
     def _write(self, state: PartitionState, record: dict[str, Any], added: list[SegmentEntry]) -> PartitionState:
         """Put ``record`` as the next version; ``added``: the entries it adds, as the caller has them."""
         version = state.version + 1
-        self.store.put_if_absent(self.commit_path(version), json.dumps(record).encode())
+        data = json.dumps(record).encode()
+        self.store.put_if_absent(self.commit_path(version), data)
         self._check_follows(state, version)
         new_state = _apply(state, version, record, added)
+        self._bytes_since += len(data)
         # the first checkpoint comes at version K (versions 0..K-1 are the
         # tail before it), then K versions after the last one written
-        if version - max(state.last_checkpoint, 0) >= self.checkpoint_interval:
+        since = version - max(state.last_checkpoint, 0)
+        if since >= self.checkpoint_interval and (
+                not self.checkpoint_by_size or self._checkpoint_bytes is None
+                or 2 * self._bytes_since >= self._checkpoint_bytes or since >= 20 * self.checkpoint_interval):
             new_state = self._checkpoint_after_commit(new_state)
         return new_state
 
@@ -450,11 +476,16 @@ class PartitionLog:
         it, and vacuum removes it with the other commits below the checkpoint.
         """
         if version > 0:
+            last = _last_commit_id(state)
             try:
-                previous = self.record(version - 1)
+                data = self.store.get(self.commit_path(version - 1))
             except FileNotFoundError:
-                previous = None
-            if previous is not None and previous.get("id") == _last_commit_id(state):
+                data = None
+            # a record names its id in its first bytes: no need to parse all of it (a monitor shard's are large)
+            if data is not None and last is not None and f'"id": "{last}"'.encode() in record_head(data):
+                return
+            previous = self.record(version - 1, data) if data is not None else None
+            if previous is not None and previous.get("id") == last:
                 return
         _, checkpoints = self.versions()
         if checkpoints and checkpoints[-1] >= version:
@@ -480,8 +511,10 @@ class PartitionLog:
         reader of the checkpoint will see it.
         """
         folded = state.folded()
+        data = json.dumps(folded.to_json()).encode()
         try:
-            self.store.put_if_absent(self.checkpoint_path(state.version), json.dumps(folded.to_json()).encode())
+            self.store.put_if_absent(self.checkpoint_path(state.version), data)
         except CommitConflict:
             pass
+        self._checkpoint_bytes, self._bytes_since = len(data), 0
         return folded
