@@ -39,7 +39,7 @@ def group_key(group: dict[str, Any]) -> str:
     return json.dumps(group, sort_keys=True, default=str, separators=(",", ":"))
 
 
-@dataclass
+@dataclass(slots=True)  # one per group of every monitor, copied at every slot
 class GroupState:
     """Where one group of one monitor stands."""
 
@@ -181,7 +181,8 @@ def apply_slot(spec: MonitorSpec, state: MonitorState, outcome: SlotOutcome) -> 
                 current.breach_since = slot if current.breach_since is None else current.breach_since
                 if slot - current.breach_since < spec.pending:
                     target = PENDING
-            move(key, group, current, target, current.value, _reason(spec, target, current.value))
+            if target != current.state:  # (a reason is text: made only for a move)
+                move(key, group, current, target, current.value, _reason(spec, target, current.value))
         for key in list(groups):
             if key in values and values[key][1] is not None:
                 continue
