@@ -34,10 +34,9 @@ from storage.objectstore import ObjectStore
 from storage.segment import write_segment
 
 TRANSITIONS_TABLE = "_monitor_transitions"
-_ADDS_NOTHING = b'"added": [],'
-
 OUTBOX = "_outbox"
 DEFAULT_SHARDS = 1
+_ADDS_NOTHING = b'"added": [],'  # in the first bytes of a commit record that adds no segment
 
 TRANSITIONS_SCHEMA = pa.schema([
     ("monitor", pa.string()),
