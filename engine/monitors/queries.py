@@ -295,8 +295,8 @@ class RecentSegments(SegmentReader):
                 self._decoded[key] = kept
                 while len(self._decoded) > self.entries:
                     self._decoded.popitem(last=False)
-        if filter is None and isinstance(columns, (list, tuple)):  # a whole segment's columns: no scan needed
-            return kept[1].select(list(columns))
+        if isinstance(columns, (list, tuple)):  # no dataset scan needed: a third of the time for an edge's rows
+            return kept[1].select(list(columns)) if filter is None else kept[1].filter(filter).select(list(columns))
         return ds.dataset(kept[1]).to_table(columns=columns, filter=filter)
 
 
@@ -478,7 +478,7 @@ def _only_states(parts: list[pa.Table], final: Aggregate | None) -> list[pa.Tabl
         wanted = chosen.get(names)
         if wanted is None:
             wanted = chosen[names] = [n for n in names if n in keys or n.rsplit("__", 1)[0] in calls]
-        out.append(part.select(wanted) if wanted else part)
+        out.append(part.select(wanted) if wanted and len(wanted) < len(names) else part)
     return out
 
 
