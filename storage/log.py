@@ -187,10 +187,16 @@ def _apply(
 _HEAD_BYTES = 256  # a commit record's first keys (its id, kind, epoch, whether it adds segments) lie within these
 
 
-def record_head(data: bytes) -> bytes:
+def _head(data: bytes) -> bytes:
     """The first bytes of a commit record, where json.dumps put the keys :meth:`PartitionLog.commit` writes first
     (``id``, ``kind``, ``epoch``, then ``added``) before any value a user chose."""
     return data[:_HEAD_BYTES]
+
+
+def adds_nothing(data: bytes) -> bool:
+    """Whether the commit record ``data`` (its bytes) adds no segment, told from its first bytes without parsing
+    the rest (a monitor shard's records carry the states of hundreds of monitors)."""
+    return b'"added": [],' in _head(data)
 
 
 def _last_commit_id(state: PartitionState) -> str | None:
@@ -295,12 +301,16 @@ class PartitionLog:
             state = _apply(state, version, json.loads(data))
             version += 1
 
+    def record_bytes(self, version: int) -> bytes:
+        """The commit record at ``version`` as stored (JSON)."""
+        return self.store.get(self.commit_path(version))
+
     def record(self, version: int, data: bytes | None = None) -> dict[str, Any]:
         """The commit record at ``version``: what it added and removed, its batch ids, schema changes.
 
-        ``data``: the record's bytes, if the caller read them already (:func:`record_head`)."""
+        ``data``: the record's bytes, if the caller read them already (:meth:`record_bytes`)."""
         if data is None:
-            data = self.store.get(self.commit_path(version))
+            data = self.record_bytes(version)
         try:
             return json.loads(data)
         except json.JSONDecodeError as exc:
@@ -478,11 +488,11 @@ class PartitionLog:
         if version > 0:
             last = _last_commit_id(state)
             try:
-                data = self.store.get(self.commit_path(version - 1))
+                data = self.record_bytes(version - 1)
             except FileNotFoundError:
                 data = None
             # a record names its id in its first bytes: no need to parse all of it (a monitor shard's are large)
-            if data is not None and last is not None and f'"id": "{last}"'.encode() in record_head(data):
+            if data is not None and last is not None and f'"id": "{last}"'.encode() in _head(data):
                 return
             previous = self.record(version - 1, data) if data is not None else None
             if previous is not None and previous.get("id") == last:

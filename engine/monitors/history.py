@@ -29,14 +29,13 @@ import pyarrow as pa
 from engine.monitors.definition import MonitorSpec
 from engine.monitors.state import MonitorState, SlotOutcome, Transition, apply_slot, record_skip
 from storage.catalog import Catalog, TableMeta
-from storage.log import PartitionLog, PartitionState, record_head
+from storage.log import PartitionLog, PartitionState, adds_nothing
 from storage.objectstore import ObjectStore
 from storage.segment import write_segment
 
 TRANSITIONS_TABLE = "_monitor_transitions"
 OUTBOX = "_outbox"
 DEFAULT_SHARDS = 1
-_ADDS_NOTHING = b'"added": [],'  # in the first bytes of a commit record that adds no segment
 
 TRANSITIONS_SCHEMA = pa.schema([
     ("monitor", pa.string()),
@@ -177,8 +176,8 @@ def read_outbox(log: PartitionLog, version: int) -> list[dict[str, Any]]:
     commit adding none (most of them) is passed over from its first bytes,
     without parsing the states it carries.
     """
-    data = log.store.get(log.commit_path(version))
-    if _ADDS_NOTHING in record_head(data):
+    data = log.record_bytes(version)
+    if adds_nothing(data):
         return []
     record = log.record(version, data)
     if record.get("kind") != "monitor":
