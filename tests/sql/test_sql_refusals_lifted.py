@@ -94,7 +94,10 @@ AGGREGATES = [
     "SELECT a, list(b ORDER BY c) AS x FROM tb GROUP BY a",
     "SELECT a, group_concat(s) AS x FROM ta WHERE s IS NOT NULL GROUP BY a HAVING count(*) = 1",
     "SELECT mode(a) AS m, string_agg(s, ',') AS g, list(a) AS l, arg_max(a, b) AS x FROM te",
-    "SELECT mode(DISTINCT b) AS m, string_agg(DISTINCT s ORDER BY s DESC) AS g FROM ta",
+    # DISTINCT leaves every value once, so mode ties unless a group holds one value
+    "SELECT s, mode(DISTINCT b) AS m, string_agg(DISTINCT s ORDER BY s DESC) AS g FROM ta WHERE s IN ('y', 'z', 'w') "
+    "GROUP BY s",
+    "SELECT string_agg(DISTINCT s ORDER BY s DESC) AS g FROM ta",
     "SELECT list(DISTINCT b ORDER BY b) AS x FROM ta",
     "SELECT s, list(DISTINCT b ORDER BY b DESC NULLS FIRST) AS x, count(*) AS n FROM ta GROUP BY s",
     "SELECT a, list(DISTINCT c ORDER BY c) AS x, sum(DISTINCT c) AS y FROM tb GROUP BY a",
