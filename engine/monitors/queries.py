@@ -26,7 +26,10 @@ the block's partials are merged into one partial per group
 (:func:`engine.query.execution.combine.combine`) and cached under the
 block's segment ids (a late segment makes another key, never a wrong
 answer).  A window merges the largest blocks lying wholly inside it, then
-the leftover segments.  Only the states of the columns due are
+the leftover segments.  The blocks of a window are themselves merged into
+one interior part, cached under their keys: monitors of one shape have
+slots a second apart, and their windows keep the same blocks until an edge
+passes a block boundary.  Only the states of the columns due are
 concatenated, and the last segments read are kept decoded
 (:class:`RecentSegments`), since every shape chunk of a table reads the same
 new and edge segments within seconds.
@@ -114,13 +117,11 @@ class LocalQueries:
             whole = self._plans[unbounded] = self._plan(unbounded)  # the table changed under it
             gather = _single_gather(whole)
             scan = fragment_scan(gather.input) if gather is not None else None
-        edge = _window_scan(scan, start_us, end_us) if scan is not None else None
-        if edge is None:  # a shape this path does not know: plan the window as a whole
+        if scan is None or _window_scan(scan, start_us, end_us) is None:  # a shape this path does not know
             return self.sql(windowed)
         source = self.engine.resolve(scan.source.meta.name)
         fingerprint = hashlib.sha1(f"{scan.source.meta.path}\n{unbounded}".encode()).hexdigest()
-        edge_fragment = _replace_scan(gather.input, scan, edge)
-        pruned = whole
+        pruned, keep = whole, None
         if columns is not None:  # merge only the states of the columns asked for; the partials stay shared
             key = (unbounded, columns)
             kept = self._pruned.get(key)
@@ -131,10 +132,26 @@ class LocalQueries:
             pruned = kept[1]
             final = _final_of(pruned)
             if pruned is not whole and final is not None:  # edges are read for this window alone: its columns only
-                edge_fragment = _partial_only(edge_fragment, frozenset(call.name for call in final.aggregates))
-        parts = self._window_parts(gather.input, edge_fragment, source, fingerprint, start_us, end_us)
+                keep = frozenset(call.name for call in final.aggregates)
+        fragments: dict[tuple[bool, bool], Plan] = {}
+
+        def edge(low: bool, high: bool) -> Plan:
+            """The fragment reading a segment across the window's start (``low``), its end (``high``) or both.
+
+            A bound the segment does not cross is left out of its filter:
+            the segment at the end of every window of a slot is then read
+            with one filter, whatever the window's length.
+            """
+            fragment = fragments.get((low, high))
+            if fragment is None:
+                bounded = _window_scan(scan, start_us if low else None, end_us if high else None)
+                fragment = _replace_scan(gather.input, scan, bounded)
+                fragment = fragments[(low, high)] = _partial_only(fragment, keep) if keep else fragment
+            return fragment
+
+        parts = self._window_parts(gather.input, edge, source, fingerprint, start_us, end_us)
         if not parts:
-            parts.append(execute(edge_fragment, Execution(reader=self.reader, segments=())))
+            parts.append(execute(edge(True, True), Execution(reader=self.reader, segments=())))
         if pruned is not whole:  # the other columns' states would only be concatenated to be dropped
             parts = _only_states(parts, _final_of(pruned))
         try:
@@ -145,7 +162,7 @@ class LocalQueries:
         run.gathered[id(gather)] = gathered
         return execute(pruned, run)
 
-    def _window_parts(self, fragment: Plan, edge_fragment: Plan, source, fingerprint: str, start_us: int,
+    def _window_parts(self, fragment: Plan, edge, source, fingerprint: str, start_us: int,
                       end_us: int) -> list[pa.Table]:
         """The partial states covering [start_us, end_us): pre-merged blocks, whole segments' partials, edge reads.
 
@@ -160,6 +177,7 @@ class LocalQueries:
         parts: list[pa.Table] = []
         covered: set[tuple[int, int]] = set()
         if combinable:
+            chosen = []
             for rank, level in enumerate(BLOCK_LEVELS):
                 size = level * 1_000_000
                 for index in range(start_us // size, (end_us - 1) // size + 1):
@@ -168,20 +186,23 @@ class LocalQueries:
                     block = layout.blocks.get((level, index))
                     if block is None or block.min_time < start_us or block.max_time >= end_us:
                         continue
-                    merged = self._block(fragment, layout, block, fingerprint)
-                    if merged is None:
-                        break
-                    parts.append(merged)
+                    chosen.append(block)
                     covered.add((level, index))
+            interior = self._interior(fragment, layout, chosen, fingerprint) if chosen else None
+            if interior is None:
+                covered.clear()
+            else:
+                parts.append(interior)
         for segment in layout.overlapping(start_us, end_us):
             if covered and any((level, segment.min_time // (level * 1_000_000)) in covered for level in BLOCK_LEVELS):
                 continue
-            if start_us <= segment.min_time and segment.max_time < end_us:
+            low, high = segment.min_time < start_us, segment.max_time >= end_us
+            if not (low or high):
                 parts.append(self._partial(fragment, segment, fingerprint))
             else:
-                parts.append(execute(edge_fragment, Execution(reader=self.reader, segments=(segment,))))
+                parts.append(execute(edge(low, high), Execution(reader=self.reader, segments=(segment,))))
         for segment in layout.untimed:
-            parts.append(execute(edge_fragment, Execution(reader=self.reader, segments=(segment,))))
+            parts.append(execute(edge(True, True), Execution(reader=self.reader, segments=(segment,))))
         return parts
 
     def _layout(self, source) -> _Layout:
@@ -191,6 +212,38 @@ class LocalQueries:
         if kept is None or kept[0] is not source.segments:
             kept = self._layouts[name] = (source.segments, _Layout(source.segments))
         return kept[1]
+
+    def _interior(self, fragment: Aggregate, layout: _Layout, blocks: list[_Block], fingerprint: str) -> pa.Table | None:
+        """The partial states of ``blocks`` merged into one row per group (cached); None if they cannot be.
+
+        A sliding window's blocks are the same at every slot until one of its
+        edges passes a block boundary (ten seconds at the finest level):
+        merged once, they are one part at each of those slots instead of dozens.
+        """
+        if len(blocks) == 1:
+            return self._block(fragment, layout, blocks[0], fingerprint)
+        key = ("interior", tuple(block.key for block in blocks), fingerprint)
+        cached = self._cached(key)
+        if cached is not None:
+            self.block_hits += 1
+            return cached
+        parts = [self._block(fragment, layout, block, fingerprint) for block in blocks]
+        if any(part is None for part in parts):
+            return None
+        merged = self._merged(fragment, parts, fingerprint)
+        if merged is not None:
+            self._keep(key, merged)
+        return merged
+
+    def _merged(self, fragment: Aggregate, parts: list[pa.Table], fingerprint: str) -> pa.Table | None:
+        """``parts`` merged into one row per group; None (and the fingerprint marked) if its states cannot be."""
+        try:
+            merged = combine(concat(parts), fragment.keys, fragment.aggregates)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: merge the segments one by one
+            merged = None
+        if merged is None:
+            self._combinable[fingerprint] = False
+        return merged
 
     def _block(self, fragment: Aggregate, layout: _Layout, block: _Block, fingerprint: str) -> pa.Table | None:
         """The partial states of ``block``'s segments merged into one row per group (cached); None if they cannot be."""
@@ -211,12 +264,8 @@ class LocalQueries:
                 return None
         else:
             parts = [self._partial(fragment, segment, fingerprint) for segment in block.segments]
-        try:
-            merged = combine(concat(parts), fragment.keys, fragment.aggregates)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: merge the segments one by one
-            merged = None
+        merged = self._merged(fragment, parts, fingerprint)
         if merged is None:
-            self._combinable[fingerprint] = False
             return None
         self.block_misses += 1
         self._keep(key, merged)
@@ -277,6 +326,7 @@ class RecentSegments(SegmentReader):
         self.entries = entries
         self._decoded: collections.OrderedDict[tuple[str, str], tuple[pa.Schema, pa.Table]] = collections.OrderedDict()
         self._decoded_lock = threading.Lock()
+        self._filters: collections.OrderedDict[tuple[str, str, str], tuple[pa.Table, pa.Table]] = collections.OrderedDict()
 
     def read(self, table_path, schema, segments, columns, filter=None, limit=None, stats=None, check=None,
              stored=None, charge=None, options=None, dictionary=()) -> pa.Table:
@@ -296,8 +346,24 @@ class RecentSegments(SegmentReader):
                 while len(self._decoded) > self.entries:
                     self._decoded.popitem(last=False)
         if isinstance(columns, (list, tuple)):  # no dataset scan needed: a third of the time for an edge's rows
-            return kept[1].select(list(columns)) if filter is None else kept[1].filter(filter).select(list(columns))
+            return (kept[1] if filter is None else self._filtered(key, kept[1], filter)).select(list(columns))
         return ds.dataset(kept[1]).to_table(columns=columns, filter=filter)
+
+    def _filtered(self, key: tuple[str, str], table: pa.Table, filter: pc.Expression) -> pa.Table:
+        """``table``'s rows ``filter`` keeps (kept: every shape chunk over the table reads the segment at the end
+        of its window with the same filter within a second)."""
+        key = (*key, str(filter))
+        with self._decoded_lock:
+            kept = self._filters.get(key)
+            if kept is not None and kept[0] is table:  # (not a segment decoded again for another schema)
+                self._filters.move_to_end(key)
+                return kept[1]
+        rows = table.filter(filter)
+        with self._decoded_lock:
+            self._filters[key] = (table, rows)
+            while len(self._filters) > self.entries:
+                self._filters.popitem(last=False)
+        return rows
 
 
 @dataclass(frozen=True)
@@ -391,8 +457,9 @@ def _current(scan: Scan, source) -> bool:
     return meta == scan.source.meta and schema is not None and schema.equals(scan.source.schema)
 
 
-def _window_scan(scan: Scan, start_us: int, end_us: int) -> Scan | None:
-    """``scan`` also keeping only event times in [start_us, end_us); None if its time column is not a timestamp."""
+def _window_scan(scan: Scan, start_us: int | None, end_us: int | None) -> Scan | None:
+    """``scan`` also keeping only event times in [start_us, end_us) (None: no bound on that side); None if its
+    time column is not a timestamp."""
     meta = scan.source.meta
     names = scan.source.schema.names
     if meta.time_column not in names:
@@ -400,18 +467,26 @@ def _window_scan(scan: Scan, start_us: int, end_us: int) -> Scan | None:
     kind = scan.source.schema.field(meta.time_column).type
     if not pa.types.is_timestamp(kind):
         return None
+    if start_us is None and end_us is None:
+        return scan
     bound = lambda micros: pa.scalar(micros, pa.timestamp("us", tz=kind.tz)).cast(kind)  # noqa: E731
     column = pc.field(meta.time_column)
-    window = (column >= bound(start_us)) & (column < bound(end_us))
+    sql = exp.column(meta.time_column)
     # the text is compiled again where a read leaves part of the filter for later (string keys read as
-    # dictionaries): it must say what ``window`` does, in SQL
-    text = exp.and_(exp.GTE(this=exp.column(meta.time_column), expression=timestamp_literal(start_us / 1e6)),
-                    exp.LT(this=exp.column(meta.time_column), expression=timestamp_literal(end_us / 1e6)))
+    # dictionaries): it must say what the expression does, in SQL
+    conditions = []
+    if start_us is not None:
+        conditions.append((column >= bound(start_us), exp.GTE(this=sql.copy(), expression=timestamp_literal(start_us / 1e6))))
+    if end_us is not None:
+        conditions.append((column < bound(end_us), exp.LT(this=sql.copy(), expression=timestamp_literal(end_us / 1e6))))
+    window, text = conditions[0]
+    for expression, condition in conditions[1:]:
+        window, text = window & expression, exp.and_(text, condition)
     return replace(
         scan,
         filter=exp.and_(scan.filter, text) if scan.filter is not None else text,
         compiled=(scan.compiled & window) if scan.compiled is not None else window,
-        time_range=(start_us, end_us - 1),
+        time_range=(start_us, None if end_us is None else end_us - 1),
     )
 
 

@@ -295,17 +295,29 @@ class _Cells:
 def _codes(columns: list[pa.ChunkedArray], rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the index of its distinct combination of ``columns`` (NULL a value of its own); and the first
     row of each combination."""
-    code = np.zeros(rows, dtype=np.int64)
+    code, distinct = np.zeros(rows, dtype=np.int64), 1
     for column in columns:
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         if pa.types.is_dictionary(array.type):
             array = array.cast(array.type.value_type)
         encoded = pc.dictionary_encode(array, null_encoding="encode")
         indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        code = code * max(1, len(encoded.dictionary)) + indices
-        code = np.unique(code, return_inverse=True)[1].reshape(-1)  # dense again: no overflow however many
-    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    return inverse.reshape(-1), first
+        width = max(1, len(encoded.dictionary))
+        code, distinct = _dense(code * width + indices, distinct * width)  # no overflow however many columns
+    first = np.empty(distinct, dtype=np.int64)
+    first[code[::-1]] = np.arange(rows - 1, -1, -1)  # the last write of each is its first row
+    return code, first
+
+
+def _dense(code: np.ndarray, bound: int) -> tuple[np.ndarray, int]:
+    """``code`` (each in [0, bound)) renumbered 0, 1, ... in order, and how many distinct codes it holds."""
+    if bound <= max(4 * len(code), 1 << 16):  # a table over the code space: no sort
+        present = np.zeros(bound, dtype=bool)
+        present[code] = True
+        renumbered = np.cumsum(present) - 1
+        return renumbered[code], int(renumbered[-1]) + 1 if bound else 0
+    values, inverse = np.unique(code, return_inverse=True)
+    return inverse.reshape(-1), len(values)
 
 
 def _decoded(table: pa.Table) -> pa.Table:

@@ -286,19 +286,25 @@ class Scheduler(_Loop):
             parts[shard_of(outcome.monitor, shards)][1].append(outcome)
         for skip in skips:
             parts[shard_of(skip[0], shards)][2].append(skip)
+        # every shard's processor starts on its part before the first answer is awaited
+        sent = {shard: self.processors[shard].apply.remote(*part) for shard, part in sorted(parts.items())}
         last: dict[str, float | None] = {}
         for shard, part in sorted(parts.items()):
-            last.update(self._apply(shard, *part))
+            last.update(self._apply(shard, *part, sent=sent[shard]))
         return last
 
-    def _apply(self, shard: int, records: dict, outcomes: list, skips: list) -> dict[str, float | None]:
+    def _apply(self, shard: int, records: dict, outcomes: list, skips: list,
+               sent: ray.ObjectRef | None = None) -> dict[str, float | None]:
         delay = 0.2
         while True:
             try:
-                return ray.get(self.processors[shard].apply.remote(records, outcomes, skips), timeout=120)
+                if sent is None:
+                    sent = self.processors[shard].apply.remote(records, outcomes, skips)
+                return ray.get(sent, timeout=120)
             except Fenced:
                 raise
             except Exception:  # noqa: BLE001 - the processor is restarting: the hand-off is idempotent, retry it
+                sent = None
                 self.counts["handoff_retries"] += 1
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

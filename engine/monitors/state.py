@@ -4,8 +4,10 @@ Each (monitor, group) is in one of OK, WARN, ALERT, NO_DATA, PENDING and
 ERROR.  :func:`apply_slot` takes a monitor's state and the outcome of one
 slot (the value of every group seen in the window, or the error the query
 raised) and returns the new state and the transitions, each with the next
-sequence number of its group.  It is pure: the state processor commits its
-result, and a backtest runs the very same function over past slots.
+sequence number of its group.  It is pure (unless told it may move the
+state's own groups, as the state processor, which owns its parsed states,
+does): the processor commits its result, and a backtest runs the very same
+function over past slots.
 
 Rules:
 - severity with hysteresis: a group in ALERT stays there while its value
@@ -39,7 +41,7 @@ def group_key(group: dict[str, Any]) -> str:
     return json.dumps(group, sort_keys=True, default=str, separators=(",", ":"))
 
 
-@dataclass(slots=True)  # one per group of every monitor, copied at every slot
+@dataclass(slots=True)  # one per group of every monitor
 class GroupState:
     """Where one group of one monitor stands."""
 
@@ -142,12 +144,18 @@ def _reason(spec: MonitorSpec, target: str, value: float | None) -> str:
     return target.lower()
 
 
-def apply_slot(spec: MonitorSpec, state: MonitorState, outcome: SlotOutcome) -> tuple[MonitorState, list[Transition]]:
-    """The monitor's state after ``outcome``, and the transitions it made (nothing if the slot is not newer)."""
+def apply_slot(spec: MonitorSpec, state: MonitorState, outcome: SlotOutcome,
+               in_place: bool = False) -> tuple[MonitorState, list[Transition]]:
+    """The monitor's state after ``outcome``, and the transitions it made (nothing if the slot is not newer).
+
+    ``in_place``: the new state takes ``state``'s groups and changes them
+    (no copy of every group at every slot); ``state`` is then stale.
+    """
     slot = outcome.slot
     if state.slot is not None and slot <= state.slot:
         return state, []  # the idempotency key (monitor, slot): a slot is applied once
-    groups = {k: GroupState(g.state, g.value, g.since, g.last_seen, g.seq, g.breach_since) for k, g in state.groups.items()}
+    groups = state.groups if in_place else {
+        k: GroupState(g.state, g.value, g.since, g.last_seen, g.seq, g.breach_since) for k, g in state.groups.items()}
     transitions: list[Transition] = []
 
     def move(key: str, group: dict[str, Any], current: GroupState, target: str, value: float | None, reason: str) -> None:
