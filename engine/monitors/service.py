@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -119,6 +120,18 @@ class _Loop:
         return os.getpid()
 
 
+@dataclass
+class _HandOff:
+    """One step's outcomes and skips, sent to the shards' processors and not yet awaited."""
+
+    names: list[str]  # the monitors taken off the queue for it
+    outcomes: list
+    skips: list
+    parts: dict[int, tuple[dict, list, list]]  # per shard: records, outcomes, skips
+    sent: dict[int, ray.ObjectRef]
+    now: float
+
+
 @ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
 class StateProcessor:
     """Commits the slots of one shard: states, transitions and outbox together."""
@@ -129,8 +142,9 @@ class StateProcessor:
         self.commits = 0
         self.transitions = 0
 
-    def apply(self, records: dict[str, dict[str, Any]], outcomes: list, skips: list) -> dict[str, float | None]:
-        """Apply outcomes and skips; returns the last applied slot of each monitor named in ``records``."""
+    def apply(self, records: dict[str, dict[str, Any]], outcomes: list,
+              skips: list) -> tuple[dict[str, float | None], float]:
+        """Apply outcomes and skips; returns the last applied slot of each monitor named in ``records``, and when."""
         specs = {name: MonitorSpec.from_record(r) for name, r in records.items()}
         for attempt in range(3):
             try:
@@ -144,7 +158,7 @@ class StateProcessor:
                 self.log.load()
         self.commits += 1
         self.transitions += len(made)
-        return {name: self.log.monitor_state(name).slot for name in records}
+        return {name: self.log.monitor_state(name).slot for name in records}, time.time()
 
     def stats(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "commits": self.commits, "transitions": self.transitions, "pid": os.getpid()}
@@ -183,6 +197,7 @@ class Scheduler(_Loop):
         self.due_at: dict[str, float] = {}  # the live entry of each monitor on the queue
         self.lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)
         self.counts = {"evaluations": 0, "skipped": 0, "handoff_retries": 0}
+        self.handing: _HandOff | None = None  # the last step's hand-off, committed while the next step evaluates
         self.cpu_started = time.process_time()
         self._start_loop()
 
@@ -246,26 +261,65 @@ class Scheduler(_Loop):
         return names, due, skips
 
     def step(self) -> None:
+        """Evaluate what is due and hand it off; meanwhile the previous step's hand-off is committed.
+
+        A hand-off is awaited only after the next evaluation: the processors
+        commit one step while the scheduler evaluates the next.  Monitors are
+        due again once what was handed off for them is applied.
+        """
         self._refresh(time.time())
         now = time.time()
         names, due, skips = self._due(now)
+        sent = None
         try:
-            if not due and not skips:
-                return
-            due.sort(key=lambda pair: pair[1])
-            due = due[:MAX_SLOTS_PER_STEP]  # the rest wait for the next step; past the bound they become recorded skips
-            outcomes = self.evaluator.evaluate(due)
-            touched = {o.monitor for o in outcomes} | {name for name, _, _ in skips}
-            last = self._hand_off({n: self.records[n] for n in touched}, outcomes, skips)
-            done = time.time()
-            self.last.update(last)
-            self.counts["evaluations"] += len(outcomes)
-            self.counts["skipped"] += sum(len(s) for _, s, _ in skips)
-            self.lateness.extend(done - o.slot for o in outcomes)
-        finally:  # whatever happened, each monitor taken off the queue is due again after what is applied
-            for name in names:
-                if name in self.specs and name not in self.due_at:
-                    self._schedule(name, self.specs[name], now)
+            if due or skips:
+                due.sort(key=lambda pair: pair[1])
+                due = due[:MAX_SLOTS_PER_STEP]  # the rest wait for the next step; past the bound they become skips
+                outcomes = self.evaluator.evaluate(due)
+                touched = {o.monitor for o in outcomes} | {name for name, _, _ in skips}
+                sent = self._send({n: self.records[n] for n in touched}, outcomes, skips, names, now)
+        finally:
+            try:
+                self._settle()
+            finally:
+                if sent is None:  # whatever happened, each monitor taken off the queue is due again
+                    self._due_again(names, now)
+                self.handing = sent
+
+    def _due_again(self, names: list[str], now: float) -> None:
+        for name in names:
+            if name in self.specs and name not in self.due_at:
+                self._schedule(name, self.specs[name], now)
+
+    def _send(self, records: dict, outcomes: list, skips: list, names: list[str], now: float) -> _HandOff:
+        """Send each shard's outcomes and skips to its processor (every shard's at once); awaited by _settle."""
+        shards = self.meta.partitions
+        parts: dict[int, tuple[dict, list, list]] = {}
+        for name, record in records.items():
+            parts.setdefault(shard_of(name, shards), ({}, [], []))[0][name] = record
+        for outcome in outcomes:
+            parts[shard_of(outcome.monitor, shards)][1].append(outcome)
+        for skip in skips:
+            parts[shard_of(skip[0], shards)][2].append(skip)
+        sent = {shard: self.processors[shard].apply.remote(*part) for shard, part in sorted(parts.items())}
+        return _HandOff(names, outcomes, skips, parts, sent, now)
+
+    def _settle(self) -> None:
+        """Wait for the hand-off in flight; its monitors' last applied slots are then known, and they are due again."""
+        handing, self.handing = self.handing, None
+        if handing is None:
+            return
+        try:
+            committed = 0.0
+            for shard, part in sorted(handing.parts.items()):
+                slots, at = self._apply(shard, *part, sent=handing.sent[shard])
+                self.last.update(slots)
+                committed = max(committed, at)
+            self.counts["evaluations"] += len(handing.outcomes)
+            self.counts["skipped"] += sum(len(s) for _, s, _ in handing.skips)
+            self.lateness.extend(committed - o.slot for o in handing.outcomes)
+        finally:
+            self._due_again(handing.names, handing.now)
 
     def _applied(self, shards: set[int] | None = None) -> dict[str, float | None]:
         """The last applied slot of every monitor with a state in ``shards`` (all shards if None)."""
@@ -276,25 +330,9 @@ class Scheduler(_Loop):
             last.update({n: s.slot for n, s in log.monitor_states().items()})
         return last
 
-    def _hand_off(self, records: dict, outcomes: list, skips: list) -> dict[str, float | None]:
-        """Hand each shard's outcomes and skips to its processor; the last applied slot of every monitor."""
-        shards = self.meta.partitions
-        parts: dict[int, tuple[dict, list, list]] = {}
-        for name, record in records.items():
-            parts.setdefault(shard_of(name, shards), ({}, [], []))[0][name] = record
-        for outcome in outcomes:
-            parts[shard_of(outcome.monitor, shards)][1].append(outcome)
-        for skip in skips:
-            parts[shard_of(skip[0], shards)][2].append(skip)
-        # every shard's processor starts on its part before the first answer is awaited
-        sent = {shard: self.processors[shard].apply.remote(*part) for shard, part in sorted(parts.items())}
-        last: dict[str, float | None] = {}
-        for shard, part in sorted(parts.items()):
-            last.update(self._apply(shard, *part, sent=sent[shard]))
-        return last
-
     def _apply(self, shard: int, records: dict, outcomes: list, skips: list,
-               sent: ray.ObjectRef | None = None) -> dict[str, float | None]:
+               sent: ray.ObjectRef | None = None) -> tuple[dict[str, float | None], float]:
+        """The processor's answer to a hand-off (sent again until it answers): last applied slots, commit time."""
         delay = 0.2
         while True:
             try:
