@@ -26,10 +26,7 @@ the block's partials are merged into one partial per group
 (:func:`engine.query.execution.combine.combine`) and cached under the
 block's segment ids (a late segment makes another key, never a wrong
 answer).  A window merges the largest blocks lying wholly inside it, then
-the leftover segments.  The blocks of a window are themselves merged into
-one interior part, cached under their keys: monitors of one shape have
-slots a second apart, and their windows keep the same blocks until an edge
-passes a block boundary.  Only the states of the columns due are
+the leftover segments.  Only the states of the columns due are
 concatenated, and the last segments read are kept decoded
 (:class:`RecentSegments`), since every shape chunk of a table reads the same
 new and edge segments within seconds.
@@ -117,7 +114,7 @@ class LocalQueries:
             whole = self._plans[unbounded] = self._plan(unbounded)  # the table changed under it
             gather = _single_gather(whole)
             scan = fragment_scan(gather.input) if gather is not None else None
-        if scan is None or _window_scan(scan, start_us, end_us) is None:  # a shape this path does not know
+        if scan is None or not _timed(scan):  # a shape this path does not know: plan the window as a whole
             return self.sql(windowed)
         source = self.engine.resolve(scan.source.meta.name)
         fingerprint = hashlib.sha1(f"{scan.source.meta.path}\n{unbounded}".encode()).hexdigest()
@@ -177,7 +174,6 @@ class LocalQueries:
         parts: list[pa.Table] = []
         covered: set[tuple[int, int]] = set()
         if combinable:
-            chosen = []
             for rank, level in enumerate(BLOCK_LEVELS):
                 size = level * 1_000_000
                 for index in range(start_us // size, (end_us - 1) // size + 1):
@@ -186,13 +182,11 @@ class LocalQueries:
                     block = layout.blocks.get((level, index))
                     if block is None or block.min_time < start_us or block.max_time >= end_us:
                         continue
-                    chosen.append(block)
+                    merged = self._block(fragment, layout, block, fingerprint)
+                    if merged is None:
+                        break
+                    parts.append(merged)
                     covered.add((level, index))
-            interior = self._interior(fragment, layout, chosen, fingerprint) if chosen else None
-            if interior is None:
-                covered.clear()
-            else:
-                parts.append(interior)
         for segment in layout.overlapping(start_us, end_us):
             if covered and any((level, segment.min_time // (level * 1_000_000)) in covered for level in BLOCK_LEVELS):
                 continue
@@ -213,38 +207,6 @@ class LocalQueries:
             kept = self._layouts[name] = (source.segments, _Layout(source.segments))
         return kept[1]
 
-    def _interior(self, fragment: Aggregate, layout: _Layout, blocks: list[_Block], fingerprint: str) -> pa.Table | None:
-        """The partial states of ``blocks`` merged into one row per group (cached); None if they cannot be.
-
-        A sliding window's blocks are the same at every slot until one of its
-        edges passes a block boundary (ten seconds at the finest level):
-        merged once, they are one part at each of those slots instead of dozens.
-        """
-        if len(blocks) == 1:
-            return self._block(fragment, layout, blocks[0], fingerprint)
-        key = ("interior", tuple(block.key for block in blocks), fingerprint)
-        cached = self._cached(key)
-        if cached is not None:
-            self.block_hits += 1
-            return cached
-        parts = [self._block(fragment, layout, block, fingerprint) for block in blocks]
-        if any(part is None for part in parts):
-            return None
-        merged = self._merged(fragment, parts, fingerprint)
-        if merged is not None:
-            self._keep(key, merged)
-        return merged
-
-    def _merged(self, fragment: Aggregate, parts: list[pa.Table], fingerprint: str) -> pa.Table | None:
-        """``parts`` merged into one row per group; None (and the fingerprint marked) if its states cannot be."""
-        try:
-            merged = combine(concat(parts), fragment.keys, fragment.aggregates)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: merge the segments one by one
-            merged = None
-        if merged is None:
-            self._combinable[fingerprint] = False
-        return merged
-
     def _block(self, fragment: Aggregate, layout: _Layout, block: _Block, fingerprint: str) -> pa.Table | None:
         """The partial states of ``block``'s segments merged into one row per group (cached); None if they cannot be."""
         if len(block.segments) == 1:  # nothing to merge: the segment's own partial
@@ -264,8 +226,12 @@ class LocalQueries:
                 return None
         else:
             parts = [self._partial(fragment, segment, fingerprint) for segment in block.segments]
-        merged = self._merged(fragment, parts, fingerprint)
+        try:
+            merged = combine(concat(parts), fragment.keys, fragment.aggregates)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: merge the segments one by one
+            merged = None
         if merged is None:
+            self._combinable[fingerprint] = False
             return None
         self.block_misses += 1
         self._keep(key, merged)
@@ -457,16 +423,17 @@ def _current(scan: Scan, source) -> bool:
     return meta == scan.source.meta and schema is not None and schema.equals(scan.source.schema)
 
 
-def _window_scan(scan: Scan, start_us: int | None, end_us: int | None) -> Scan | None:
-    """``scan`` also keeping only event times in [start_us, end_us) (None: no bound on that side); None if its
-    time column is not a timestamp."""
+def _timed(scan: Scan) -> bool:
+    """Whether ``scan``'s table has a timestamp time column (a window bounds it)."""
+    schema, column = scan.source.schema, scan.source.meta.time_column
+    return column in schema.names and pa.types.is_timestamp(schema.field(column).type)
+
+
+def _window_scan(scan: Scan, start_us: int | None, end_us: int | None) -> Scan:
+    """``scan`` (of a :func:`_timed` table) also keeping only event times in [start_us, end_us) (None: no bound
+    on that side)."""
     meta = scan.source.meta
-    names = scan.source.schema.names
-    if meta.time_column not in names:
-        return None
     kind = scan.source.schema.field(meta.time_column).type
-    if not pa.types.is_timestamp(kind):
-        return None
     if start_us is None and end_us is None:
         return scan
     bound = lambda micros: pa.scalar(micros, pa.timestamp("us", tz=kind.tz)).cast(kind)  # noqa: E731
