@@ -51,9 +51,11 @@ from engine.query.execution.combine import combine
 from engine.query.execution.operators import Execution, concat, execute
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_locally
+from planner.expressions.compiler import ExpressionCompiler
 from planner.fragments import stage_scan as fragment_scan
 from planner.logical import Aggregate, Gather, Plan, Project, Scan
 from storage.catalog import Catalog
+from storage.errors import PetrelError
 from storage.objectstore import ObjectStore
 
 CACHE_ENTRIES = 100_000
@@ -411,10 +413,82 @@ def _histograms(plan: Plan) -> Plan:
 
 def _with_histograms(plan: Plan, names: set[str]) -> Plan:
     inputs = tuple(_with_histograms(child, names) for child in plan.inputs)
+    if inputs:
+        plan = plan.with_inputs(*inputs)
     if isinstance(plan, Aggregate):
         plan = replace(plan, aggregates=tuple(replace(call, func="approx_quantile_dd") if call.name in names else call
                                               for call in plan.aggregates))
-    return plan.with_inputs(*inputs) if inputs else plan
+        if plan.mode != "final":
+            plan = _masked(plan)
+    return plan
+
+
+def _masked(plan: Aggregate) -> Aggregate:
+    """``plan`` with each histogram over ``CASE WHEN c THEN x END`` (what a FILTER clause becomes) made a
+    histogram of ``x`` over the rows where ``c`` holds.
+
+    A shared scan holds one filtered quantile per monitor variant (a
+    hundred, one per excluded host): each was a column of its own, the
+    value copied where the condition held, and its bucket codes taken
+    again.  Now the condition alone is projected (a boolean), the value
+    once, and its codes are made once for all of them.
+    """
+    project = plan.input
+    if not isinstance(project, Project) or project.compiled is None or not isinstance(project.input, Scan):
+        return plan
+    schema = project.input.source.schema
+    index = {name: i for i, name in enumerate(project.names)}
+    uses: dict[str, int] = {}
+    for call in plan.aggregates:
+        for name in (call.arg, *call.by):
+            uses[name] = uses.get(name, 0) + 1
+    names, exprs, compiled = list(project.names), list(project.exprs), list(project.compiled)
+    types = list(plan.schema.types) if plan.schema is not None and len(plan.schema) == len(names) else None
+    values: dict[str, str] = {}  # value column -> its projected name
+    calls = []
+    for call in plan.aggregates:
+        position = index.get(call.arg) if call.func == "approx_quantile_dd" and not call.by else None
+        parts = _case_parts(exprs[position]) if position is not None else None
+        if parts is None or uses[call.arg] > 1 or call.arg in plan.keys or parts[1] not in schema.names:
+            calls.append(call)
+            continue
+        condition, column = parts
+        try:
+            mask = ExpressionCompiler(schema).predicate(condition)
+        except PetrelError:
+            calls.append(call)
+            continue
+        value = values.get(column)
+        if value is None:
+            value = values[column] = f"__dd_value_{len(values)}"
+            names.append(value)
+            exprs.append(exp.column(column))
+            compiled.append(pc.field(column))
+            if types is not None:
+                types.append(schema.field(column).type)
+        exprs[position], compiled[position] = condition, mask
+        if types is not None:
+            types[position] = pa.bool_()
+        calls.append(replace(call, arg=value, by=(call.arg,)))
+    if not values:
+        return plan
+    project = replace(project, names=tuple(names), exprs=tuple(exprs), compiled=tuple(compiled))
+    return replace(plan, input=project, aggregates=tuple(calls),
+                   schema=pa.schema(list(zip(names, types))) if types is not None else plan.schema)
+
+
+def _case_parts(node: exp.Expression) -> tuple[exp.Expression, str] | None:
+    """(c, x) of ``CASE WHEN c THEN x END`` with ``x`` a column; None for any other expression."""
+    if not isinstance(node, exp.Case) or node.this is not None or len(node.args.get("ifs") or []) != 1:
+        return None
+    default = node.args.get("default")
+    if default is not None and not isinstance(default, exp.Null):
+        return None
+    branch = node.args["ifs"][0]
+    true = branch.args.get("true")
+    if not isinstance(true, exp.Column):
+        return None
+    return branch.this, true.name
 
 
 def _current(scan: Scan, source) -> bool:

@@ -17,6 +17,7 @@ quantile_*             list of values                          exact quantile
 approx_count_distinct  HyperLogLog sketch                      union's estimate
 approx_quantile        KLL sketch                              merged sketch's quantile
 approx_quantile_dd     log-bucket histogram (list of entries)  merged histogram's quantile
+                       (``by``: a boolean column, the rows to count)
 bool_and/or            b                                       all/any b
 mode, list, string_agg list of values (and of the ORDER BY key)  picked or joined per group
 arg_max/arg_min        list of values and of their orderings   the value at the extreme
@@ -167,10 +168,16 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
         count = grouped.num_rows if keys else 1
         rows = _group_of_rows(grouped.column(f"{_ROW}_list"), table.num_rows).to_numpy(zero_copy_only=False) \
             if keys else np.zeros(table.num_rows, dtype=np.int64)
+        codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per value column: made once for all its masks
         for call in histograms:
-            if f"{call.arg}__dd" not in built:
-                built[f"{call.arg}__dd"] = sketches.dd_states(table.column(call.arg), rows, count)
-            columns[f"{call.name}__dd"] = built[f"{call.arg}__dd"]
+            key = (call.arg, *call.by)
+            if key not in built:
+                if call.arg not in codes:
+                    codes[call.arg] = sketches.dd_codes(table.column(call.arg))
+                mask = pc.fill_null(table.column(call.by[0]), False).to_numpy(zero_copy_only=False) \
+                    if call.by else None
+                built[key] = sketches.dd_states(None, rows, count, mask, codes[call.arg])
+            columns[f"{call.name}__dd"] = built[key]
     out = {k: grouped.column(k) for k in keys}
     out.update(columns)
     if not out:

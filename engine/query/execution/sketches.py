@@ -317,17 +317,35 @@ def _dd_summed(groups: np.ndarray, codes: np.ndarray, counts: np.ndarray | None)
     return ordered[starts], np.add.reduceat(weights, starts)
 
 
-def dd_states(values: pa.Array | pa.ChunkedArray, groups: np.ndarray, count: int) -> pa.Array:
-    """One histogram state per group (``groups[i]`` is the group of ``values[i]``; NULL and NaN left out)."""
+def dd_codes(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's (shifted) bucket code, and which values have one (NULL and NaN do not): what
+    :func:`dd_states` counts, made once for every histogram of the same values."""
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if pa.types.is_floating(values.type) or pa.types.is_integer(values.type):  # NULLs come as NaN
         numbers = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
     else:
         numbers = np.asarray(values.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-    kept = ~np.isnan(numbers)
+    valid = ~np.isnan(numbers)
+    if valid.all():
+        return _dd_codes(numbers) + _DD_OFFSET, valid
+    codes = np.zeros(len(numbers), dtype=np.int64)
+    codes[valid] = _dd_codes(numbers[valid]) + _DD_OFFSET
+    return codes, valid
+
+
+def dd_states(values: pa.Array | pa.ChunkedArray | None, groups: np.ndarray, count: int,
+              mask: np.ndarray | None = None, codes: tuple[np.ndarray, np.ndarray] | None = None) -> pa.Array:
+    """One histogram state per group (``groups[i]`` is the group of ``values[i]``; NULL and NaN left out).
+
+    ``mask``: only the values it marks count (a FILTER clause); ``codes``:
+    the values' :func:`dd_codes`, if made already.
+    """
+    shifted, kept = codes if codes is not None else dd_codes(values)
+    if mask is not None:
+        kept = kept & mask
     if not kept.all():
-        numbers, groups = numbers[kept], groups[kept]
-    return _dd_lists(*_dd_summed(groups.astype(np.int64), _dd_codes(numbers) + _DD_OFFSET, None), count)
+        shifted, groups = shifted[kept], groups[kept]
+    return _dd_lists(*_dd_summed(groups.astype(np.int64), shifted, None), count)
 
 
 def _dd_merged(entries: pa.Array, groups: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -221,3 +221,10 @@ def test_monitor_quantiles_come_from_histograms_within_one_percent_of_the_exact_
              for call in getattr(node, "aggregates", ()) if getattr(node, "mode", None) == "partial"}
     assert funcs == {("double", False): "approx_quantile_dd", ("timestamp[us, tz=UTC]", False): "approx_quantile",
                      ("double", True): "approx_quantile"}
+    # filtered quantiles (a shared scan's monitor variants): one value column, a boolean mask per FILTER
+    plan = local._plan("SELECT svc, approx_quantile(latency, 0.5) FILTER (WHERE status = 500) AS f, "
+                       "approx_quantile(latency, 0.9) FILTER (WHERE status <> 500) AS g FROM spread GROUP BY svc")
+    partial = next(node for node in plan.walk() if getattr(node, "mode", None) == "partial")
+    assert [(call.func, len(call.by)) for call in partial.aggregates] == [("approx_quantile_dd", 1)] * 2
+    assert len({call.arg for call in partial.aggregates}) == 1
+    assert all(partial.schema.field(call.by[0]).type == pa.bool_() for call in partial.aggregates)

@@ -150,6 +150,17 @@ def test_histogram_quantiles_are_within_one_percent_of_quantile_disc_and_merge_e
     nothing = table.filter(pa.compute.is_null(table.column("v")))  # NULL (and NaN) are no values
     _, empty = _merged(nothing, (), calls[:1], parts=2)
     assert empty.to_pylist() == [{"q0": None}]
+    # a histogram counting the rows a boolean column marks (NULL: not) is the histogram of those rows alone
+    marks = rng.random(len(values)) < 0.4
+    masked = table.append_column("m", pa.array(marks, mask=rng.random(len(values)) < 0.1))
+    counted = (AggCall("a", "approx_quantile_dd", "v", (0.9,), by=("m",)),
+               AggCall("b", "approx_quantile_dd", "v", (0.9,)))
+    states = aggregate.partial(masked, ("g",), counted)
+    alone = aggregate.partial(masked.filter(pa.compute.fill_null(masked.column("m"), False)), ("g",), calls[:1])
+    by_group = dict(zip(states.column("g").to_pylist(), states.column("a__dd").to_pylist()))
+    assert dict(zip(alone.column("g").to_pylist(), alone.column("q0__dd").to_pylist())) == \
+        {g: entries for g, entries in by_group.items() if entries}
+    assert states.column("b__dd").equals(aggregate.partial(masked, ("g",), calls[:1]).column("q0__dd"))
 
 
 @pytest.fixture(scope="module")
