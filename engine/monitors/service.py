@@ -197,7 +197,8 @@ class Scheduler(_Loop):
         self.due_at: dict[str, float] = {}  # the live entry of each monitor on the queue
         self.lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)
         self.counts = {"evaluations": 0, "skipped": 0, "handoff_retries": 0}
-        self.handing: _HandOff | None = None  # the last step's hand-off, committed while the next step evaluates
+        self.handing: threading.Thread | None = None  # settling the last step's hand-off while the next evaluates
+        self._lock = threading.RLock()  # the queue, last applied slots and counts: the settling thread's too
         self.cpu_started = time.process_time()
         self._start_loop()
 
@@ -214,7 +215,9 @@ class Scheduler(_Loop):
         # monitors that were defined before but evaluated by another scheduler, which may have applied slots
         adopted = [n for n in mine if n not in self.records and n in self.defined]
         if adopted:
-            self.last.update(self._applied({shard_of(n, self.meta.partitions) for n in adopted}))
+            applied = self._applied({shard_of(n, self.meta.partitions) for n in adopted})
+            with self._lock:
+                self.last.update(applied)
         self.defined = set(records)
         specs, changed = {}, []
         for name, record in mine.items():
@@ -224,9 +227,10 @@ class Scheduler(_Loop):
                 changed.append(name)
         self.evaluator.register([specs[name] for name in changed])  # parses their SQL: may take a while
         now = time.time()
-        for name in changed:
-            self._schedule(name, specs[name], now)
-        self.records, self.specs, self.definitions_version = mine, specs, version
+        with self._lock:
+            for name in changed:
+                self._schedule(name, specs[name], now)
+            self.records, self.specs, self.definitions_version = mine, specs, version
 
     def _schedule(self, name: str, spec: MonitorSpec, now: float) -> None:
         """Note when ``name`` is next due: the slot after its last applied one, or its first slot."""
@@ -261,38 +265,39 @@ class Scheduler(_Loop):
         return names, due, skips
 
     def step(self) -> None:
-        """Evaluate what is due and hand it off; meanwhile the previous step's hand-off is committed.
+        """Evaluate what is due and hand it off; the processors commit it while the next step evaluates.
 
-        A hand-off is awaited only after the next evaluation: the processors
-        commit one step while the scheduler evaluates the next.  Monitors are
-        due again once what was handed off for them is applied.
+        A thread waits for each hand-off and puts its monitors back on the
+        queue as soon as it is applied; one hand-off is in flight at a time.
         """
         self._refresh(time.time())
         now = time.time()
-        names, due, skips = self._due(now)
-        sent = None
+        with self._lock:
+            names, due, skips = self._due(now)
+        sent = False
         try:
             if due or skips:
                 due.sort(key=lambda pair: pair[1])
                 due = due[:MAX_SLOTS_PER_STEP]  # the rest wait for the next step; past the bound they become skips
                 outcomes = self.evaluator.evaluate(due)
                 touched = {o.monitor for o in outcomes} | {name for name, _, _ in skips}
-                sent = self._send({n: self.records[n] for n in touched}, outcomes, skips, names, now)
+                records = {n: self.records[n] for n in touched}
+                if self.handing is not None:
+                    self.handing.join()
+                self.handing = self._send(records, outcomes, skips, names, now)
+                sent = True
         finally:
-            try:
-                self._settle()
-            finally:
-                if sent is None:  # whatever happened, each monitor taken off the queue is due again
-                    self._due_again(names, now)
-                self.handing = sent
+            if not sent:  # whatever happened, each monitor taken off the queue is due again
+                self._due_again(names, now)
 
     def _due_again(self, names: list[str], now: float) -> None:
-        for name in names:
-            if name in self.specs and name not in self.due_at:
-                self._schedule(name, self.specs[name], now)
+        with self._lock:
+            for name in names:
+                if name in self.specs and name not in self.due_at:
+                    self._schedule(name, self.specs[name], now)
 
-    def _send(self, records: dict, outcomes: list, skips: list, names: list[str], now: float) -> _HandOff:
-        """Send each shard's outcomes and skips to its processor (every shard's at once); awaited by _settle."""
+    def _send(self, records: dict, outcomes: list, skips: list, names: list[str], now: float) -> threading.Thread:
+        """Send each shard's outcomes and skips to its processor (every shard's at once), and a thread settling them."""
         shards = self.meta.partitions
         parts: dict[int, tuple[dict, list, list]] = {}
         for name, record in records.items():
@@ -302,22 +307,27 @@ class Scheduler(_Loop):
         for skip in skips:
             parts[shard_of(skip[0], shards)][2].append(skip)
         sent = {shard: self.processors[shard].apply.remote(*part) for shard, part in sorted(parts.items())}
-        return _HandOff(names, outcomes, skips, parts, sent, now)
+        thread = threading.Thread(target=self._settle, args=(_HandOff(names, outcomes, skips, parts, sent, now),),
+                                  daemon=True)
+        thread.start()
+        return thread
 
-    def _settle(self) -> None:
-        """Wait for the hand-off in flight; its monitors' last applied slots are then known, and they are due again."""
-        handing, self.handing = self.handing, None
-        if handing is None:
-            return
+    def _settle(self, handing: _HandOff) -> None:
+        """Wait for ``handing`` to be applied; its monitors' last applied slots are then known, and they are due
+        again."""
         try:
-            committed = 0.0
+            committed, last = 0.0, {}
             for shard, part in sorted(handing.parts.items()):
                 slots, at = self._apply(shard, *part, sent=handing.sent[shard])
-                self.last.update(slots)
+                last.update(slots)
                 committed = max(committed, at)
-            self.counts["evaluations"] += len(handing.outcomes)
-            self.counts["skipped"] += sum(len(s) for _, s, _ in handing.skips)
-            self.lateness.extend(committed - o.slot for o in handing.outcomes)
+            with self._lock:
+                self.last.update(last)
+                self.counts["evaluations"] += len(handing.outcomes)
+                self.counts["skipped"] += sum(len(s) for _, s, _ in handing.skips)
+                self.lateness.extend(committed - o.slot for o in handing.outcomes)
+        except Exception as exc:  # noqa: BLE001 - kept like a step's error; the monitors are due again all the same
+            self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             self._due_again(handing.names, handing.now)
 
@@ -343,12 +353,15 @@ class Scheduler(_Loop):
                 raise
             except Exception:  # noqa: BLE001 - the processor is restarting: the hand-off is idempotent, retry it
                 sent = None
-                self.counts["handoff_retries"] += 1
+                with self._lock:
+                    self.counts["handoff_retries"] += 1
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     def stats(self) -> dict[str, Any]:
-        return {**self.counts, "lateness": list(self.lateness), "queries": self.evaluator.stats.queries,
+        with self._lock:
+            counts, lateness = dict(self.counts), list(self.lateness)
+        return {**counts, "lateness": lateness, "queries": self.evaluator.stats.queries,
                 "shared_queries": self.evaluator.stats.shared_queries,
                 "evaluation_seconds": self.evaluator.stats.seconds,
                 "cache_hits": self.queries.hits, "cache_misses": self.queries.misses,
