@@ -294,7 +294,8 @@ class RecentSegments(SegmentReader):
         self.entries = entries
         self._decoded: collections.OrderedDict[tuple[str, str], tuple[pa.Schema, pa.Table]] = collections.OrderedDict()
         self._decoded_lock = threading.Lock()
-        self._filters: collections.OrderedDict[tuple[str, str, str], tuple[pa.Table, pa.Table]] = collections.OrderedDict()
+        # an edge segment's rows as one filter keeps them (with the decoded table they came from)
+        self._filters: collections.OrderedDict[tuple, tuple[pa.Table, pa.Table]] = collections.OrderedDict()
 
     def read(self, table_path, schema, segments, columns, filter=None, limit=None, stats=None, check=None,
              stored=None, charge=None, options=None, dictionary=()) -> pa.Table:
@@ -517,7 +518,8 @@ def _window_scan(scan: Scan, start_us: int | None, end_us: int | None) -> Scan:
     # dictionaries): it must say what the expression does, in SQL
     conditions = []
     if start_us is not None:
-        conditions.append((column >= bound(start_us), exp.GTE(this=sql.copy(), expression=timestamp_literal(start_us / 1e6))))
+        conditions.append((column >= bound(start_us),
+                           exp.GTE(this=sql.copy(), expression=timestamp_literal(start_us / 1e6))))
     if end_us is not None:
         conditions.append((column < bound(end_us), exp.LT(this=sql.copy(), expression=timestamp_literal(end_us / 1e6))))
     window, text = conditions[0]
