@@ -315,7 +315,7 @@ def _dense(code: np.ndarray, bound: int) -> tuple[np.ndarray, int]:
         present = np.zeros(bound, dtype=bool)
         present[code] = True
         renumbered = np.cumsum(present) - 1
-        return renumbered[code], int(renumbered[-1]) + 1 if bound else 0
+        return renumbered[code], int(renumbered[-1]) + 1
     values, inverse = np.unique(code, return_inverse=True)
     return inverse.reshape(-1), len(values)
 

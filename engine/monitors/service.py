@@ -122,7 +122,7 @@ class _Loop:
 
 @dataclass
 class _HandOff:
-    """One step's outcomes and skips, sent to the shards' processors and not yet awaited."""
+    """One step's outcomes and skips, sent to the shards' processors; awaited by its settling thread."""
 
     names: list[str]  # the monitors taken off the queue for it
     outcomes: list

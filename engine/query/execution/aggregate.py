@@ -170,7 +170,7 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
             if keys else np.zeros(table.num_rows, dtype=np.int64)
         codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per value column: made once for all its masks
         for call in histograms:
-            key = (call.arg, *call.by)
+            key = ("dd", call.arg, *call.by)  # (apart from the sketches' (suffix, output) keys)
             if key not in built:
                 if call.arg not in codes:
                     codes[call.arg] = sketches.dd_codes(table.column(call.arg))
