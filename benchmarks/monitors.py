@@ -3,7 +3,10 @@
 Setup: ``--tables`` tables of web events, ``--monitors`` monitors spread over
 about 200 distinct query shapes (table x group columns x aggregate x window;
 each monitor has its own threshold and, for a third of them, its own WHERE),
-and a feeder ingesting ``--ingest-rate`` events per second stamped 'now'.
+and a feeder ingesting ``--ingest-rate`` events per second stamped 'now', but
+for a ``--late-share`` of them (5%) stamped up to ``--late-seconds`` (10
+minutes) in the past: late events land in windows already evaluated and in
+sealed blocks, as they do for users.
 The monitor service (``MonitorService``, ``--shards`` shards: one scheduler,
 state processor and notifier actor each) runs for ``--duration`` seconds.
 
@@ -61,11 +64,15 @@ HOSTS = pa.array([f"host-{i}" for i in range(100)])
 REGIONS = pa.array([f"r{i}" for i in range(4)])
 
 
-def events(rows: int, rng: np.random.Generator, now: float) -> pa.Table:
-    """``rows`` web events of the last half second (strings taken from their few values: the feeder shares
-    the machine with what it measures)."""
+def events(rows: int, rng: np.random.Generator, now: float, late_share: float = 0.0,
+           late_seconds: float = 0.0) -> pa.Table:
+    """``rows`` web events of the last half second, ``late_share`` of them up to ``late_seconds`` old instead
+    (strings taken from their few values: the feeder shares the machine with what it measures)."""
+    ages = rng.random(rows) * 0.5
+    late = rng.random(rows) < late_share
+    ages[late] = rng.random(int(late.sum())) * late_seconds
     return pa.table({
-        "timestamp": pa.array(((now - rng.random(rows) * 0.5) * 1e6).astype(np.int64)).cast(
+        "timestamp": pa.array(((now - ages) * 1e6).astype(np.int64)).cast(
             pa.timestamp("us", tz="UTC")),
         "service": SERVICES.take(rng.integers(0, 20, rows)),
         "host": HOSTS.take(rng.integers(0, 100, rows)),
@@ -84,8 +91,10 @@ class Feeder:
     commits take longer than half a second, as long as the machine keeps up.
     """
 
-    def __init__(self, db: Any, tables: list[str], rate: int) -> None:
+    def __init__(self, db: Any, tables: list[str], rate: int, late_share: float = 0.0,
+                 late_seconds: float = 0.0) -> None:
         self.db, self.tables, self.rate = db, tables, rate
+        self.late = (late_share, late_seconds)
         self.stopped = threading.Event()
         self.counts = [0] * len(tables)
         self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(len(tables))]
@@ -104,7 +113,7 @@ class Feeder:
             started = time.time()
             rows = max(1, int(per_second * min(started - last, 5.0)))
             last = started
-            self.db.ingest(self.tables[index], events(rows, rng, started))
+            self.db.ingest(self.tables[index], events(rows, rng, started, *self.late))
             self.counts[index] += rows
             self.stopped.wait(max(0.0, 0.5 - (time.time() - started)))
 
@@ -193,7 +202,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
                       every="1s", critical=1e6, no_data={"after": "1s", "action": "ok"},
                       notify=f"webhook:{receiver.url}")
     define_seconds = time.time() - started
-    feeder = Feeder(db, tables, args.ingest_rate)
+    feeder = Feeder(db, tables, args.ingest_rate, args.late_share, args.late_seconds)
     service = MonitorService(db.store, db.namespace, meta, tick=0.2).start()
     probes: list[float] = []
     progress: list[tuple[float, int]] = []  # (seconds since the service started, evaluations so far)
@@ -271,6 +280,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--every", default="1m", help="slot period of the monitors")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds the service runs per case")
     parser.add_argument("--ingest-rate", type=int, default=50_000, help="events per second ingested meanwhile")
+    parser.add_argument("--late-share", type=float, default=0.05, help="share of events ingested late")
+    parser.add_argument("--late-seconds", type=float, default=600.0, help="how late, at most")
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--probe-every", type=float, default=4.0)
     parser.add_argument("--reduced", action="store_true", help="1,000 monitors every 10 s for 60 s, 2,000 events/s")
