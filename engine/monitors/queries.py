@@ -30,6 +30,15 @@ the leftover segments.  Only the states of the columns due are
 concatenated, and the last segments read are kept decoded
 (:class:`RecentSegments`), since every shape chunk of a table reads the same
 new and edge segments within seconds.
+
+Late events: a batch holding a few events minutes old makes a segment
+minutes wide, across the edges of nearly every window and inside no block.
+Such a segment is laid out as its core (its last TAIL_SECONDS of event
+time, as narrow as a batch on time, read with that lower bound) and its
+tail (the rows before, a few percent of them).  Tails are grouped by when
+their segment ends into tail blocks; a sealed tail block wholly inside a
+window gives one cached partial, and the other tails in the window are
+kept decoded and read together, in one pass.
 """
 
 from __future__ import annotations
@@ -65,6 +74,11 @@ CACHE_BYTES = 1 << 30
 RECENT_SEGMENTS = 128  # decoded segments a scheduler keeps (the newest ones and its windows' edges)
 BLOCK_LEVELS = (600, 60, 10)  # seconds of event time per pre-merged block, largest first; each divides the one before
 SEAL_SECONDS = 2  # a block is merged once the table has events this far past its end
+# a segment spanning more event time than this (a batch with late events) is taken as its core, its last
+# TAIL_SECONDS, which blocks and windows treat like any narrow segment, and its tail, the rows before
+TAIL_SECONDS = 10
+TAIL_BLOCK_SECONDS = 60  # tails of the segments ending in one span of this many seconds form a tail block
+TAIL_ROWS = 4_000_000  # rows of tails a scheduler keeps decoded
 
 
 class LocalQueries:
@@ -85,6 +99,8 @@ class LocalQueries:
         self._pruned: dict[tuple[str, tuple[str, ...]], tuple[Plan, Plan]] = {}
         self._layouts: dict[str, tuple[tuple, _Layout]] = {}
         self._combinable: dict[str, bool] = {}  # fingerprints whose states cannot be pre-merged
+        self._tails: collections.OrderedDict[tuple[str, str], tuple[pa.Schema, pa.Table]] = collections.OrderedDict()
+        self.tail_rows = 0  # rows of the tails kept
         self.block_hits = 0
         self.block_misses = 0
 
@@ -132,25 +148,24 @@ class LocalQueries:
             final = _final_of(pruned)
             if pruned is not whole and final is not None:  # edges are read for this window alone: its columns only
                 keep = frozenset(call.name for call in final.aggregates)
-        fragments: dict[tuple[bool, bool], Plan] = {}
+        fragments: dict[tuple[int | None, int | None], Plan] = {}
 
-        def edge(low: bool, high: bool) -> Plan:
-            """The fragment reading a segment across the window's start (``low``), its end (``high``) or both.
+        def edge(low: int | None, high: int | None) -> Plan:
+            """The fragment reading rows of event times in [low, high) (None: no bound on that side), for this window.
 
-            A bound the segment does not cross is left out of its filter:
-            the segment at the end of every window of a slot is then read
-            with one filter, whatever the window's length.
+            A bound a segment does not cross is left out of its filter: the
+            segment at the end of every window of a slot is then read with
+            one filter, whatever the window's length.
             """
             fragment = fragments.get((low, high))
             if fragment is None:
-                bounded = _window_scan(scan, start_us if low else None, end_us if high else None)
-                fragment = _replace_scan(gather.input, scan, bounded)
+                fragment = _replace_scan(gather.input, scan, _window_scan(scan, low, high))
                 fragment = fragments[(low, high)] = _partial_only(fragment, keep) if keep else fragment
             return fragment
 
         parts = self._window_parts(gather.input, edge, source, fingerprint, start_us, end_us)
         if not parts:
-            parts.append(execute(edge(True, True), Execution(reader=self.reader, segments=())))
+            parts.append(execute(edge(start_us, end_us), Execution(reader=self.reader, segments=())))
         if pruned is not whole:  # the other columns' states would only be concatenated to be dropped
             parts = _only_states(parts, _final_of(pruned))
         try:
@@ -195,18 +210,76 @@ class LocalQueries:
             low, high = segment.min_time < start_us, segment.max_time >= end_us
             if not (low or high):
                 parts.append(self._partial(fragment, segment, fingerprint))
-            else:
-                parts.append(execute(edge(low, high), Execution(reader=self.reader, segments=(segment,))))
+            else:  # a core keeps its own lower bound: the rows below it are its segment's tail
+                floor = segment.min_time if isinstance(segment, _Core) else None
+                read = edge(start_us if low else floor, end_us if high else None)
+                parts.append(execute(read, Execution(reader=self.reader, segments=(_stored(segment),))))
+        parts += self._tail_parts(fragment, edge, layout, fingerprint, start_us, end_us)
         for segment in layout.untimed:
-            parts.append(execute(edge(True, True), Execution(reader=self.reader, segments=(segment,))))
+            parts.append(execute(edge(start_us, end_us), Execution(reader=self.reader, segments=(segment,))))
         return parts
+
+    def _tail_parts(self, fragment: Plan, edge, layout: _Layout, fingerprint: str, start_us: int,
+                    end_us: int) -> list[pa.Table]:
+        """The partial states of the tails (late rows) of wide segments in [start_us, end_us).
+
+        A sealed tail block lying wholly inside the window gives its cached
+        partial; the tails of the others, and those not yet in a sealed
+        block, are read together, in one pass through the window's fragment.
+        """
+        parts: list[pa.Table] = []
+        loose = []
+        for block in layout.tail_blocks_overlapping(start_us, end_us):
+            if start_us <= block.min_time and block.max_time <= end_us:
+                parts.append(self._tail_block(fragment, layout.source, block, fingerprint))
+            else:
+                loose += [tail for tail in block.segments if _tail_overlaps(tail, start_us, end_us)]
+        loose += [tail for tail in layout.open_tails if _tail_overlaps(tail, start_us, end_us)]
+        if loose:
+            rows = _Rows(pa.concat_tables([self._tail_rows(layout.source, tail) for tail in loose]))
+            parts.append(execute(edge(start_us, end_us), Execution(reader=self.reader, segments=(rows,))))
+        return parts
+
+    def _tail_block(self, fragment: Plan, source, block: _Block, fingerprint: str) -> pa.Table:
+        """The partial states of all the rows of ``block``'s tails (cached: the block is sealed)."""
+        key = ("tails", block.key, fingerprint)
+        cached = self._cached(key)
+        if cached is not None:
+            self.block_hits += 1
+            return cached
+        rows = _Rows(pa.concat_tables([self._tail_rows(source, tail) for tail in block.segments]))
+        merged = execute(fragment, Execution(reader=self.reader, segments=(rows,)))
+        self.block_misses += 1
+        self._keep(key, merged)
+        return merged
+
+    def _tail_rows(self, source, segment) -> pa.Table:
+        """The rows of ``segment`` before its core (kept: the tails of the last minutes are read by every window)."""
+        key = (source.meta.path, segment.id)
+        with self._lock:
+            kept = self._tails.get(key)
+            if kept is not None and kept[0].equals(source.schema):
+                self._tails.move_to_end(key)
+                return kept[1]
+        column = source.meta.time_column
+        cut = pa.scalar(_cut(segment), pa.timestamp("us", tz=source.schema.field(column).type.tz)).cast(
+            source.schema.field(column).type)
+        rows = self.reader.read(source.meta.path, source.schema, (segment,), list(source.schema.names),
+                                pc.field(column) < cut)
+        with self._lock:
+            self._tails[key] = (source.schema, rows)
+            self.tail_rows += rows.num_rows
+            while len(self._tails) > 1 and self.tail_rows > TAIL_ROWS:
+                _, (_, dropped) = self._tails.popitem(last=False)
+                self.tail_rows -= dropped.num_rows
+        return rows
 
     def _layout(self, source) -> _Layout:
         """The blocks of ``source``'s segments (made again when the table's snapshot moved)."""
         name = source.meta.name
         kept = self._layouts.get(name)
         if kept is None or kept[0] is not source.segments:
-            kept = self._layouts[name] = (source.segments, _Layout(source.segments))
+            kept = self._layouts[name] = (source.segments, _Layout(source.segments, source))
         return kept[1]
 
     def _block(self, fragment: Aggregate, layout: _Layout, block: _Block, fingerprint: str) -> pa.Table | None:
@@ -240,12 +313,16 @@ class LocalQueries:
         return merged
 
     def _partial(self, fragment: Plan, segment, fingerprint: str) -> pa.Table:
+        """The partial states of a whole segment, or of a wide segment's core (cached)."""
         key = (segment.id, fingerprint)
         cached = self._cached(key)
         if cached is not None:
             self.hits += 1
             return cached
-        cached = execute(fragment, Execution(reader=self.reader, segments=(segment,)))
+        if isinstance(segment, _Core):
+            scan = fragment_scan(fragment)
+            fragment = _replace_scan(fragment, scan, _window_scan(scan, segment.min_time, None))
+        cached = execute(fragment, Execution(reader=self.reader, segments=(_stored(segment),)))
         self.misses += 1
         self._keep(key, cached)
         return cached
@@ -300,6 +377,8 @@ class RecentSegments(SegmentReader):
     def read(self, table_path, schema, segments, columns, filter=None, limit=None, stats=None, check=None,
              stored=None, charge=None, options=None, dictionary=()) -> pa.Table:
         # a kept segment comes back decoded: ``dictionary`` is a wish callers also take plain columns for
+        if len(segments) == 1 and isinstance(segments[0], _Rows):
+            return ds.dataset(segments[0].table).to_table(columns=columns, filter=filter)
         if len(segments) != 1 or limit is not None or charge is not None:
             return super().read(table_path, schema, segments, columns, filter, limit, stats, check, stored, charge,
                                 options, dictionary)
@@ -352,22 +431,77 @@ class _Block:
                    max(s.max_time for s in segments), ("block", level, index, tuple(s.id for s in segments)))
 
 
+@dataclass(frozen=True)
+class _Core:
+    """The last TAIL_SECONDS of event time of a wide segment: its rows from ``min_time`` on, read with that bound.
+
+    A batch with a few late events makes a segment minutes wide, across the
+    edge of nearly every window; its core is as narrow as a batch of
+    events on time, and the rows before it (its tail) are read apart.
+    """
+
+    segment: object
+    id: str
+    min_time: int
+    max_time: int
+
+
+class _Rows:
+    """Rows in memory that a fragment reads as its one segment (:class:`RecentSegments` serves them)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.id = f"rows-{id(table)}"
+        self.rows = table.num_rows
+        self.min_time = self.max_time = None
+
+
+def _stored(segment):
+    """The stored segment a layout entry reads."""
+    return segment.segment if isinstance(segment, _Core) else segment
+
+
+def _cut(segment) -> int:
+    """Where a wide segment's core begins (its tail holds the rows before)."""
+    return segment.max_time - TAIL_SECONDS * 1_000_000
+
+
+def _tail_overlaps(segment, start_us: int, end_us: int) -> bool:
+    return segment.min_time < end_us and _cut(segment) > start_us
+
+
 class _Layout:
     """A snapshot's segments by first event time, and its sealed blocks at every level of BLOCK_LEVELS.
 
     A block is sealed once the table holds events at least SEAL_SECONDS past
     its span: later segments rarely land in it, and one that does changes
-    the block's segment set, and so its cache key.
+    the block's segment set, and so its cache key.  A wide segment is laid
+    out as its core; its tail goes to the tail block of the span of
+    TAIL_BLOCK_SECONDS its last event falls in (sealed likewise).
     """
 
-    def __init__(self, segments: tuple) -> None:
-        self.timed = sorted((s for s in segments if s.min_time is not None), key=lambda s: s.min_time)
+    def __init__(self, segments: tuple, source=None) -> None:
+        self.source = source
+        wide = TAIL_SECONDS * 1_000_000
+        timed, tails = [], []
+        for segment in segments:
+            if segment.min_time is None:
+                continue
+            if segment.max_time - segment.min_time > wide:
+                timed.append(_Core(segment, f"{segment.id}#core", _cut(segment), segment.max_time))
+                tails.append(segment)
+            else:
+                timed.append(segment)
+        self.timed = sorted(timed, key=lambda s: s.min_time)
         self.untimed = [s for s in segments if s.min_time is None]
         self.starts = [s.min_time for s in self.timed]
         self.span = max((s.max_time - s.min_time for s in self.timed), default=0)
         self.blocks: dict[tuple[int, int], _Block] = {}
+        self.tail_blocks: dict[int, _Block] = {}
+        self.open_tails: list = []
         if not self.timed:
             return
+        self._tails(tails, max(s.max_time for s in self.timed))
         newest = self.starts[-1]
         for level in BLOCK_LEVELS:
             size = level * 1_000_000
@@ -381,11 +515,35 @@ class _Layout:
             for index, inside in members.items():
                 self.blocks[(level, index)] = _Block.of(level, index, inside)
 
+    def _tails(self, tails: list, newest: int) -> None:
+        size = TAIL_BLOCK_SECONDS * 1_000_000
+        sealed = (newest - SEAL_SECONDS * 1_000_000) // size
+        members: dict[int, list] = {}
+        for tail in tails:
+            index = tail.max_time // size
+            if index < sealed:
+                members.setdefault(index, []).append(tail)
+            else:
+                self.open_tails.append(tail)
+        for index, inside in members.items():  # each tail's rows lie in [its first event, its cut)
+            self.tail_blocks[index] = _Block(0, index, tuple(inside), min(t.min_time for t in inside),
+                                             max(_cut(t) for t in inside), ("tails", index, tuple(t.id for t in inside)))
+        self.tail_indexes = sorted(self.tail_blocks)
+
     def overlapping(self, start_us: int, end_us: int) -> list:
-        """The timed segments with events in [start_us, end_us)."""
+        """The timed segments (and cores) with events in [start_us, end_us)."""
         low = bisect.bisect_left(self.starts, start_us - self.span)
         high = bisect.bisect_left(self.starts, end_us)
         return [s for s in self.timed[low:high] if s.max_time >= start_us]
+
+    def tail_blocks_overlapping(self, start_us: int, end_us: int) -> list[_Block]:
+        """The sealed tail blocks with tail rows possibly in [start_us, end_us) (``max_time``: the last cut)."""
+        if not self.tail_blocks:
+            return []
+        # a tail's rows lie before its segment's last event: blocks of segments ending before the window are out
+        first = bisect.bisect_left(self.tail_indexes, start_us // (TAIL_BLOCK_SECONDS * 1_000_000))
+        blocks = (self.tail_blocks[index] for index in self.tail_indexes[first:])
+        return [block for block in blocks if block.min_time < end_us and block.max_time > start_us]
 
 
 def _histograms(plan: Plan) -> Plan:

@@ -228,3 +228,34 @@ def test_monitor_quantiles_come_from_histograms_within_one_percent_of_the_exact_
     assert [(call.func, len(call.by)) for call in partial.aggregates] == [("approx_quantile_dd", 1)] * 2
     assert len({call.arg for call in partial.aggregates}) == 1
     assert all(partial.schema.field(call.by[0]).type == pa.bool_() for call in partial.aggregates)
+
+
+def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_values(db):
+    """Batches with a few events minutes late make wide segments: each is read as its core (its last seconds,
+    narrow like a batch on time) and its tail (the late rows), whose sealed blocks are cached per window."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    db.create_table("tardy", schema=EVENTS_SCHEMA, partitions=1)
+    for step in range(90):  # a batch every 10 s for 15 minutes, a tenth of its events up to 5 minutes late
+        rows = 12
+        late = np.where(rng.random(rows) < 0.1, rng.random(rows) * 300, 0.0)
+        db.ingest("tardy", [{"timestamp": int((BASE + 10 * step + rng.random() * 2 - late[i]) * 1e6),
+                             "svc": ("a", "b", "c")[i % 3], "status": 500 if (step + i) % 5 == 0 else 200,
+                             "latency": float(rng.lognormal(3.0, 1.0)), "note": "x"} for i in range(rows)])
+    specs = [db._checked(build_spec(f"tardy-{i}-{w}", q.replace("blocked", "tardy"), window=w, every="1m",
+                                    critical=1e9))
+             for i, q in enumerate(BLOCKED) for w in ("1m", "4m", "11m")]
+    queries = LocalQueries(db.store, db.namespace)
+    batched = Evaluator(queries.sql, run_window=queries.window)
+    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
+    due = [(spec, BASE + 60 * minute + spec.offset + shift) for minute in (12, 13, 14) for spec in specs
+           for shift in (0, 1, 7)]
+    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(due)}
+    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
+    assert got.keys() == want.keys()
+    for key, values in got.items():
+        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
+    layout = queries._layout(queries.engine.resolve("tardy"))
+    assert layout.tail_blocks and layout.span <= 10_000_000  # cores as narrow as the batches, tails apart
+    assert any(key[0] == "tails" for key in queries.partials)  # sealed tail blocks inside windows were cached
