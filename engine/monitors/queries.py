@@ -49,6 +49,7 @@ import hashlib
 import threading
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -99,8 +100,11 @@ class LocalQueries:
         self._pruned: dict[tuple[str, tuple[str, ...]], tuple[Plan, Plan]] = {}
         self._layouts: dict[str, tuple[tuple, _Layout]] = {}
         self._combinable: dict[str, bool] = {}  # fingerprints whose states cannot be pre-merged
-        self._tails: collections.OrderedDict[tuple[str, str], tuple[pa.Schema, pa.Table]] = collections.OrderedDict()
+        self._edges: dict[tuple, tuple[Plan, Plan]] = {}
+        # tails' rows, and sealed tail blocks' rows sorted by event time (with those times), decoded
+        self._tails: collections.OrderedDict[tuple, tuple[pa.Schema, pa.Table, object]] = collections.OrderedDict()
         self.tail_rows = 0  # rows of the tails kept
+        self._core_starts: dict[str, int] = {}  # wide segment -> its first event at or after its cut
         self.block_hits = 0
         self.block_misses = 0
 
@@ -148,20 +152,23 @@ class LocalQueries:
             final = _final_of(pruned)
             if pruned is not whole and final is not None:  # edges are read for this window alone: its columns only
                 keep = frozenset(call.name for call in final.aggregates)
-        fragments: dict[tuple[int | None, int | None], Plan] = {}
 
         def edge(low: int | None, high: int | None) -> Plan:
             """The fragment reading rows of event times in [low, high) (None: no bound on that side), for this window.
 
             A bound a segment does not cross is left out of its filter: the
             segment at the end of every window of a slot is then read with
-            one filter, whatever the window's length.
+            one filter, whatever the window's length.  Kept across windows:
+            a core's own lower bound, and the bounds of the next slots' windows, come again.
             """
-            fragment = fragments.get((low, high))
-            if fragment is None:
+            key = (id(gather.input), keep, low, high)
+            kept = self._edges.get(key)
+            if kept is None or kept[0] is not gather.input:
                 fragment = _replace_scan(gather.input, scan, _window_scan(scan, low, high))
-                fragment = fragments[(low, high)] = _partial_only(fragment, keep) if keep else fragment
-            return fragment
+                if len(self._edges) > 20_000:
+                    self._edges.clear()
+                kept = self._edges[key] = (gather.input, _partial_only(fragment, keep) if keep else fragment)
+            return kept[1]
 
         parts = self._window_parts(gather.input, edge, source, fingerprint, start_us, end_us)
         if not parts:
@@ -224,20 +231,29 @@ class LocalQueries:
         """The partial states of the tails (late rows) of wide segments in [start_us, end_us).
 
         A sealed tail block lying wholly inside the window gives its cached
-        partial; the tails of the others, and those not yet in a sealed
-        block, are read together, in one pass through the window's fragment.
+        partial; of the others, the rows in the window are a slice of their
+        rows sorted by event time, and the tails not yet in a sealed block
+        are filtered; all these rows are read together, in one pass.
         """
         parts: list[pa.Table] = []
-        loose = []
+        pieces: list[pa.Table] = []
+        source = layout.source
         for block in layout.tail_blocks_overlapping(start_us, end_us):
             if start_us <= block.min_time and block.max_time <= end_us:
-                parts.append(self._tail_block(fragment, layout.source, block, fingerprint))
-            else:
-                loose += [tail for tail in block.segments if _tail_overlaps(tail, start_us, end_us)]
-        loose += [tail for tail in layout.open_tails if _tail_overlaps(tail, start_us, end_us)]
+                parts.append(self._tail_block(fragment, source, block, fingerprint))
+                continue
+            rows, times = self._block_rows(source, block)
+            low, high = np.searchsorted(times, [start_us, end_us])
+            if high > low:
+                pieces.append(rows.slice(low, high - low))
+        loose = [tail for tail in layout.open_tails if _tail_overlaps(tail, start_us, end_us)]
         if loose:
-            rows = _Rows(pa.concat_tables([self._tail_rows(layout.source, tail) for tail in loose]))
-            parts.append(execute(edge(start_us, end_us), Execution(reader=self.reader, segments=(rows,))))
+            rows = pa.concat_tables([self._tail_rows(source, tail) for tail in loose])
+            times = _micros(rows.column(source.meta.time_column))
+            pieces.append(rows.filter(pa.array((times >= start_us) & (times < end_us))))
+        if pieces:
+            rows = _Rows(pa.concat_tables(pieces))
+            parts.append(execute(edge(None, None), Execution(reader=self.reader, segments=(rows,))))
         return parts
 
     def _tail_block(self, fragment: Plan, source, block: _Block, fingerprint: str) -> pa.Table:
@@ -247,39 +263,77 @@ class LocalQueries:
         if cached is not None:
             self.block_hits += 1
             return cached
-        rows = _Rows(pa.concat_tables([self._tail_rows(source, tail) for tail in block.segments]))
+        rows = _Rows(self._block_rows(source, block)[0])
         merged = execute(fragment, Execution(reader=self.reader, segments=(rows,)))
         self.block_misses += 1
         self._keep(key, merged)
         return merged
 
-    def _tail_rows(self, source, segment) -> pa.Table:
-        """The rows of ``segment`` before its core (kept: the tails of the last minutes are read by every window)."""
-        key = (source.meta.path, segment.id)
-        with self._lock:
-            kept = self._tails.get(key)
-            if kept is not None and kept[0].equals(source.schema):
-                self._tails.move_to_end(key)
-                return kept[1]
+    def _block_rows(self, source, block: _Block) -> tuple[pa.Table, np.ndarray]:
+        """The rows of ``block``'s tails sorted by event time, and those times (in microseconds)."""
+        key = (source.meta.path, block.key)
+        kept = self._kept_tail(key, source.schema)
+        if kept is not None:
+            return kept
+        rows = pa.concat_tables([self._tail_rows(source, tail) for tail in block.segments])
         column = source.meta.time_column
-        cut = pa.scalar(_cut(segment), pa.timestamp("us", tz=source.schema.field(column).type.tz)).cast(
-            source.schema.field(column).type)
+        rows = rows.take(pc.sort_indices(rows, [(column, "ascending")])).combine_chunks()
+        return self._keep_tail(key, source.schema, rows, _micros(rows.column(column)))
+
+    def _tail_rows(self, source, segment) -> pa.Table:
+        """The rows of ``segment`` before its cut (kept: the tails of the last minutes are read by every window)."""
+        key = (source.meta.path, segment.id)
+        kept = self._kept_tail(key, source.schema)
+        if kept is not None:
+            return kept[0]
+        column = source.meta.time_column
+        kind = source.schema.field(column).type
+        cut = pa.scalar(_cut(segment), pa.timestamp("us", tz=kind.tz)).cast(kind)
         rows = self.reader.read(source.meta.path, source.schema, (segment,), list(source.schema.names),
                                 pc.field(column) < cut)
+        return self._keep_tail(key, source.schema, rows, None)[0]
+
+    def _kept_tail(self, key: tuple, schema: pa.Schema) -> tuple[pa.Table, object] | None:
         with self._lock:
-            self._tails[key] = (source.schema, rows)
+            kept = self._tails.get(key)
+            if kept is None or not kept[0].equals(schema):
+                return None
+            self._tails.move_to_end(key)
+            return kept[1], kept[2]
+
+    def _keep_tail(self, key: tuple, schema: pa.Schema, rows: pa.Table, times) -> tuple[pa.Table, object]:
+        """Keep ``rows`` (with ``times``) under ``key``, dropping the least recently used past TAIL_ROWS rows."""
+        with self._lock:
+            old = self._tails.pop(key, None)
+            if old is not None:
+                self.tail_rows -= old[1].num_rows
+            self._tails[key] = (schema, rows, times)
             self.tail_rows += rows.num_rows
             while len(self._tails) > 1 and self.tail_rows > TAIL_ROWS:
-                _, (_, dropped) = self._tails.popitem(last=False)
+                _, (_, dropped, _) = self._tails.popitem(last=False)
                 self.tail_rows -= dropped.num_rows
-        return rows
+        return rows, times
+
+    def _core_start(self, source, segment) -> int:
+        """The first event time at or after a wide segment's cut: where its core really begins (read once)."""
+        start = self._core_starts.get(segment.id)
+        if start is None:
+            column = source.meta.time_column
+            times = _micros(self.reader.read(source.meta.path, source.schema, (segment,), [column]).column(column))
+            after = times[times >= _cut(segment)]
+            start = int(after.min()) if len(after) else _cut(segment)
+            if len(self._core_starts) > 200_000:
+                self._core_starts.clear()
+            self._core_starts[segment.id] = start
+        return start
 
     def _layout(self, source) -> _Layout:
         """The blocks of ``source``'s segments (made again when the table's snapshot moved)."""
         name = source.meta.name
         kept = self._layouts.get(name)
         if kept is None or kept[0] is not source.segments:
-            kept = self._layouts[name] = (source.segments, _Layout(source.segments, source))
+            kept = self._layouts[name] = (source.segments, _Layout(source.segments, source,
+                                                                   lambda segment: self._core_start(source, segment)))
         return kept[1]
 
     def _block(self, fragment: Aggregate, layout: _Layout, block: _Block, fingerprint: str) -> pa.Table | None:
@@ -470,6 +524,12 @@ def _tail_overlaps(segment, start_us: int, end_us: int) -> bool:
     return segment.min_time < end_us and _cut(segment) > start_us
 
 
+def _micros(times: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Event times as integer microseconds."""
+    kind = times.type
+    return np.asarray(times.cast(pa.timestamp("us", tz=kind.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False))
+
+
 class _Layout:
     """A snapshot's segments by first event time, and its sealed blocks at every level of BLOCK_LEVELS.
 
@@ -480,7 +540,7 @@ class _Layout:
     TAIL_BLOCK_SECONDS its last event falls in (sealed likewise).
     """
 
-    def __init__(self, segments: tuple, source=None) -> None:
+    def __init__(self, segments: tuple, source=None, core_start=_cut) -> None:
         self.source = source
         wide = TAIL_SECONDS * 1_000_000
         timed, tails = [], []
@@ -488,7 +548,7 @@ class _Layout:
             if segment.min_time is None:
                 continue
             if segment.max_time - segment.min_time > wide:
-                timed.append(_Core(segment, f"{segment.id}#core", _cut(segment), segment.max_time))
+                timed.append(_Core(segment, f"{segment.id}#core", core_start(segment), segment.max_time))
                 tails.append(segment)
             else:
                 timed.append(segment)
