@@ -80,6 +80,7 @@ SEAL_SECONDS = 2  # a block is merged once the table has events this far past it
 TAIL_SECONDS = 10
 TAIL_BLOCK_SECONDS = 60  # tails of the segments ending in one span of this many seconds form a tail block
 TAIL_ROWS = 4_000_000  # rows of tails a scheduler keeps decoded
+TIGHT_SECONDS = 3600  # cores of segments ending this close to the table's newest event start at their first event
 
 
 class LocalQueries:
@@ -544,11 +545,14 @@ class _Layout:
         self.source = source
         wide = TAIL_SECONDS * 1_000_000
         timed, tails = [], []
+        # a core's first event is looked up (its segment read) only near the newest events, where windows slide
+        recent = max((s.max_time for s in segments if s.max_time is not None), default=0) - TIGHT_SECONDS * 1_000_000
         for segment in segments:
             if segment.min_time is None:
                 continue
             if segment.max_time - segment.min_time > wide:
-                timed.append(_Core(segment, f"{segment.id}#core", core_start(segment), segment.max_time))
+                start = core_start(segment) if segment.max_time >= recent else _cut(segment)
+                timed.append(_Core(segment, f"{segment.id}#core", start, segment.max_time))
                 tails.append(segment)
             else:
                 timed.append(segment)
