@@ -33,9 +33,9 @@ new and edge segments within seconds.
 
 Late events: a batch holding a few events minutes old makes a segment
 minutes wide, across the edges of nearly every window and inside no block.
-Such a segment is laid out as its core (its last TAIL_SECONDS of event
-time, as narrow as a batch on time, read with that lower bound) and its
-tail (the rows before, a few percent of them).  Tails are grouped by when
+Such a segment is laid out as its core (the rows of its last seconds, as
+narrow as a batch on time, read with that lower bound) and its tail (the
+rows before, a few percent of them).  Tails are grouped by when
 their segment ends into tail blocks; a sealed tail block wholly inside a
 window gives one cached partial, and the other tails in the window are
 kept decoded and read together, in one pass.
@@ -75,12 +75,14 @@ CACHE_BYTES = 1 << 30
 RECENT_SEGMENTS = 128  # decoded segments a scheduler keeps (the newest ones and its windows' edges)
 BLOCK_LEVELS = (600, 60, 10)  # seconds of event time per pre-merged block, largest first; each divides the one before
 SEAL_SECONDS = 2  # a block is merged once the table has events this far past its end
-# a segment spanning more event time than this (a batch with late events) is taken as its core, its last
-# TAIL_SECONDS, which blocks and windows treat like any narrow segment, and its tail, the rows before
+# a segment spanning more event time than this (a batch with late events) is taken as its core, the rows of its
+# last TAIL_SECONDS if all but one of TAIL_SHARES of its rows are among them, which blocks and windows treat like
+# any narrow segment, and its tail, the rows before
 TAIL_SECONDS = 10
+TAIL_SHARES = (0.1, 0.25)
 TAIL_BLOCK_SECONDS = 60  # tails of the segments ending in one span of this many seconds form a tail block
 TAIL_ROWS = 4_000_000  # rows of tails a scheduler keeps decoded
-TIGHT_SECONDS = 3600  # cores of segments ending this close to the table's newest event start at their first event
+RECENT_SECONDS = 3600  # wide segments ending this close to the table's newest event are split (each read once)
 
 
 class LocalQueries:
@@ -105,7 +107,7 @@ class LocalQueries:
         # tails' rows, and sealed tail blocks' rows sorted by event time (with those times), decoded
         self._tails: collections.OrderedDict[tuple, tuple[pa.Schema, pa.Table, object]] = collections.OrderedDict()
         self.tail_rows = 0  # rows of the tails kept
-        self._core_starts: dict[str, int] = {}  # wide segment -> its first event at or after its cut
+        self._cuts: dict[str, int | None] = {}  # wide segment -> where its core begins (None: it has no narrow core)
         self.block_hits = 0
         self.block_misses = 0
 
@@ -281,16 +283,16 @@ class LocalQueries:
         rows = rows.take(pc.sort_indices(rows, [(column, "ascending")])).combine_chunks()
         return self._keep_tail(key, source.schema, rows, _micros(rows.column(column)))
 
-    def _tail_rows(self, source, segment) -> pa.Table:
-        """The rows of ``segment`` before its cut (kept: the tails of the last minutes are read by every window)."""
+    def _tail_rows(self, source, segment: _Tail) -> pa.Table:
+        """A tail's rows (kept: the tails of the last minutes are read by every window)."""
         key = (source.meta.path, segment.id)
         kept = self._kept_tail(key, source.schema)
         if kept is not None:
             return kept[0]
         column = source.meta.time_column
         kind = source.schema.field(column).type
-        cut = pa.scalar(_cut(segment), pa.timestamp("us", tz=kind.tz)).cast(kind)
-        rows = self.reader.read(source.meta.path, source.schema, (segment,), list(source.schema.names),
+        cut = pa.scalar(segment.cut, pa.timestamp("us", tz=kind.tz)).cast(kind)
+        rows = self.reader.read(source.meta.path, source.schema, (segment.segment,), list(source.schema.names),
                                 pc.field(column) < cut)
         return self._keep_tail(key, source.schema, rows, None)[0]
 
@@ -315,18 +317,27 @@ class LocalQueries:
                 self.tail_rows -= dropped.num_rows
         return rows, times
 
-    def _core_start(self, source, segment) -> int:
-        """The first event time at or after a wide segment's cut: where its core really begins (read once)."""
-        start = self._core_starts.get(segment.id)
-        if start is None:
-            column = source.meta.time_column
-            times = _micros(self.reader.read(source.meta.path, source.schema, (segment,), [column]).column(column))
-            after = times[times >= _cut(segment)]
-            start = int(after.min()) if len(after) else _cut(segment)
-            if len(self._core_starts) > 200_000:
-                self._core_starts.clear()
-            self._core_starts[segment.id] = start
-        return start
+    def _cut(self, source, segment) -> int | None:
+        """Where a wide segment's core begins: the event time after which all but TAIL_SHARES of its rows lie, if
+        that is within TAIL_SECONDS of its last event; None if no such core (a batch spread evenly over time).
+
+        Read once per segment (decoded, as its partial is read next).
+        """
+        if segment.id in self._cuts:
+            return self._cuts[segment.id]
+        column = source.meta.time_column
+        times = _micros(self.reader.read(source.meta.path, source.schema, (segment,), [column]).column(column))
+        times = times[~np.isnan(times)] if times.dtype.kind == "f" else times
+        cut = None
+        for share in TAIL_SHARES:
+            rank = int(len(times) * share)
+            if rank and segment.max_time - np.partition(times, rank)[rank] <= TAIL_SECONDS * 1_000_000:
+                cut = int(np.partition(times, rank)[rank])
+                break
+        if len(self._cuts) > 200_000:
+            self._cuts.clear()
+        self._cuts[segment.id] = cut
+        return cut
 
     def _layout(self, source) -> _Layout:
         """The blocks of ``source``'s segments (made again when the table's snapshot moved)."""
@@ -334,7 +345,7 @@ class LocalQueries:
         kept = self._layouts.get(name)
         if kept is None or kept[0] is not source.segments:
             kept = self._layouts[name] = (source.segments, _Layout(source.segments, source,
-                                                                   lambda segment: self._core_start(source, segment)))
+                                                                   lambda segment: self._cut(source, segment)))
         return kept[1]
 
     def _block(self, fragment: Aggregate, layout: _Layout, block: _Block, fingerprint: str) -> pa.Table | None:
@@ -488,7 +499,7 @@ class _Block:
 
 @dataclass(frozen=True)
 class _Core:
-    """The last TAIL_SECONDS of event time of a wide segment: its rows from ``min_time`` on, read with that bound.
+    """The last seconds of event time of a wide segment: its rows from ``min_time`` on, read with that bound.
 
     A batch with a few late events makes a segment minutes wide, across the
     edge of nearly every window; its core is as narrow as a batch of
@@ -516,13 +527,19 @@ def _stored(segment):
     return segment.segment if isinstance(segment, _Core) else segment
 
 
-def _cut(segment) -> int:
-    """Where a wide segment's core begins (its tail holds the rows before)."""
-    return segment.max_time - TAIL_SECONDS * 1_000_000
+@dataclass(frozen=True)
+class _Tail:
+    """The rows of a wide segment before its core: event times in [min_time, cut), most of them late events."""
+
+    segment: object
+    id: str
+    min_time: int
+    cut: int
+    max_time: int  # the segment's last event: tails are blocked by it, as segments end roughly when ingested
 
 
-def _tail_overlaps(segment, start_us: int, end_us: int) -> bool:
-    return segment.min_time < end_us and _cut(segment) > start_us
+def _tail_overlaps(tail: _Tail, start_us: int, end_us: int) -> bool:
+    return tail.min_time < end_us and tail.cut > start_us
 
 
 def _micros(times: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -541,21 +558,21 @@ class _Layout:
     TAIL_BLOCK_SECONDS its last event falls in (sealed likewise).
     """
 
-    def __init__(self, segments: tuple, source=None, core_start=_cut) -> None:
+    def __init__(self, segments: tuple, source=None, cut=lambda segment: None) -> None:
         self.source = source
         wide = TAIL_SECONDS * 1_000_000
         timed, tails = [], []
-        # a core's first event is looked up (its segment read) only near the newest events, where windows slide
-        recent = max((s.max_time for s in segments if s.max_time is not None), default=0) - TIGHT_SECONDS * 1_000_000
+        # only near the newest events, where windows slide: a month of backfilled batches is not read to lay it out
+        recent = max((s.max_time for s in segments if s.max_time is not None), default=0) - RECENT_SECONDS * 1_000_000
         for segment in segments:
             if segment.min_time is None:
                 continue
-            if segment.max_time - segment.min_time > wide:
-                start = core_start(segment) if segment.max_time >= recent else _cut(segment)
-                timed.append(_Core(segment, f"{segment.id}#core", start, segment.max_time))
-                tails.append(segment)
-            else:
+            start = cut(segment) if segment.max_time - segment.min_time > wide and segment.max_time >= recent else None
+            if start is None:
                 timed.append(segment)
+            else:
+                timed.append(_Core(segment, f"{segment.id}#core", start, segment.max_time))
+                tails.append(_Tail(segment, f"{segment.id}#tail", segment.min_time, start, segment.max_time))
         self.timed = sorted(timed, key=lambda s: s.min_time)
         self.untimed = [s for s in segments if s.min_time is None]
         self.starts = [s.min_time for s in self.timed]
@@ -591,7 +608,7 @@ class _Layout:
                 self.open_tails.append(tail)
         for index, inside in members.items():  # each tail's rows lie in [its first event, its cut)
             self.tail_blocks[index] = _Block(0, index, tuple(inside), min(t.min_time for t in inside),
-                                             max(_cut(t) for t in inside), ("tails", index, tuple(t.id for t in inside)))
+                                             max(t.cut for t in inside), ("tails", index, tuple(t.id for t in inside)))
         self.tail_indexes = sorted(self.tail_blocks)
 
     def overlapping(self, start_us: int, end_us: int) -> list:

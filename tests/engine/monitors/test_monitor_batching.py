@@ -238,7 +238,7 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     rng = np.random.default_rng(5)
     db.create_table("tardy", schema=EVENTS_SCHEMA, partitions=1)
     for step in range(90):  # a batch every 10 s for 15 minutes, a tenth of its events up to 5 minutes late
-        rows = 12
+        rows = 40
         late = np.where(rng.random(rows) < 0.1, rng.random(rows) * 300, 0.0)
         db.ingest("tardy", [{"timestamp": int((BASE + 10 * step + rng.random() * 2 - late[i]) * 1e6),
                              "svc": ("a", "b", "c")[i % 3], "status": 500 if (step + i) % 5 == 0 else 200,
