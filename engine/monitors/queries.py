@@ -241,19 +241,20 @@ class LocalQueries:
         parts: list[pa.Table] = []
         pieces: list[pa.Table] = []
         source = layout.source
+        sorted_rows = []
         for block in layout.tail_blocks_overlapping(start_us, end_us):
             if start_us <= block.min_time and block.max_time <= end_us:
                 parts.append(self._tail_block(fragment, source, block, fingerprint))
-                continue
-            rows, times = self._block_rows(source, block)
+            else:
+                sorted_rows.append(self._block_rows(source, block))
+        if any(_tail_overlaps(tail, start_us, end_us) for tail in layout.open_tails):
+            if layout.open_rows is None:  # made once per snapshot, for every window over the table
+                layout.open_rows = self._sorted(source, [self._tail_rows(source, tail) for tail in layout.open_tails])
+            sorted_rows.append(layout.open_rows)
+        for rows, times in sorted_rows:
             low, high = np.searchsorted(times, [start_us, end_us])
             if high > low:
                 pieces.append(rows.slice(low, high - low))
-        loose = [tail for tail in layout.open_tails if _tail_overlaps(tail, start_us, end_us)]
-        if loose:
-            rows = pa.concat_tables([self._tail_rows(source, tail) for tail in loose])
-            times = _micros(rows.column(source.meta.time_column))
-            pieces.append(rows.filter(pa.array((times >= start_us) & (times < end_us))))
         if pieces:
             rows = _Rows(pa.concat_tables(pieces))
             parts.append(execute(edge(None, None), Execution(reader=self.reader, segments=(rows,))))
@@ -278,10 +279,16 @@ class LocalQueries:
         kept = self._kept_tail(key, source.schema)
         if kept is not None:
             return kept
-        rows = pa.concat_tables([self._tail_rows(source, tail) for tail in block.segments])
+        return self._keep_tail(key, source.schema, *self._sorted(source, [self._tail_rows(source, tail)
+                                                                          for tail in block.segments]))
+
+    @staticmethod
+    def _sorted(source, tails: list[pa.Table]) -> tuple[pa.Table, np.ndarray]:
+        """``tails`` in one table sorted by event time, and those times in microseconds."""
+        rows = pa.concat_tables(tails)
         column = source.meta.time_column
         rows = rows.take(pc.sort_indices(rows, [(column, "ascending")])).combine_chunks()
-        return self._keep_tail(key, source.schema, rows, _micros(rows.column(column)))
+        return rows, _micros(rows.column(column))
 
     def _tail_rows(self, source, segment: _Tail) -> pa.Table:
         """A tail's rows (kept: the tails of the last minutes are read by every window)."""
@@ -580,6 +587,7 @@ class _Layout:
         self.blocks: dict[tuple[int, int], _Block] = {}
         self.tail_blocks: dict[int, _Block] = {}
         self.open_tails: list = []
+        self.open_rows: tuple[pa.Table, np.ndarray] | None = None  # theirs, sorted by event time (made when asked)
         if not self.timed:
             return
         self._tails(tails, max(s.max_time for s in self.timed))
