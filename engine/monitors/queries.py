@@ -81,6 +81,7 @@ SEAL_SECONDS = 2  # a block is merged once the table has events this far past it
 TAIL_SECONDS = 10
 TAIL_SHARES = (0.1, 0.25)
 TAIL_BLOCK_SECONDS = 60  # tails of the segments ending in one span of this many seconds form a tail block
+TAIL_BUCKET_SECONDS = 60  # a tail block across a window's edge gives the partials of its whole buckets this long
 TAIL_ROWS = 4_000_000  # rows of tails a scheduler keeps decoded
 RECENT_SECONDS = 3600  # wide segments ending this close to the table's newest event are split (each read once)
 
@@ -234,19 +235,35 @@ class LocalQueries:
         """The partial states of the tails (late rows) of wide segments in [start_us, end_us).
 
         A sealed tail block lying wholly inside the window gives its cached
-        partial; of the others, the rows in the window are a slice of their
-        rows sorted by event time, and the tails not yet in a sealed block
-        are filtered; all these rows are read together, in one pass.
+        partial; one across an edge gives the cached partials of its rows in
+        each bucket of event time wholly inside the window.  The other rows
+        in the window (of those blocks, and of the tails not yet in a sealed
+        block) are slices of rows sorted by event time, read together, in
+        one pass.
         """
         parts: list[pa.Table] = []
         pieces: list[pa.Table] = []
         source = layout.source
         sorted_rows = []
+        size = TAIL_BUCKET_SECONDS * 1_000_000
+        first, last = -(-start_us // size), end_us // size  # the buckets [first, last) lie inside the window
         for block in layout.tail_blocks_overlapping(start_us, end_us):
             if start_us <= block.min_time and block.max_time <= end_us:
                 parts.append(self._tail_block(fragment, source, block, fingerprint))
-            else:
-                sorted_rows.append(self._block_rows(source, block))
+                continue
+            rows, times = self._block_rows(source, block)
+            if first >= last:
+                sorted_rows.append((rows, times))
+                continue
+            # a block across the window's edge: its whole buckets inside the window from the cache, the rest read
+            for bucket in range(max(first, block.min_time // size), min(last, (block.max_time - 1) // size + 1)):
+                part = self._tail_bucket(fragment, block, rows, times, bucket, fingerprint)
+                if part is not None:
+                    parts.append(part)
+            for low, high in ((start_us, first * size), (last * size, end_us)):
+                below, above = np.searchsorted(times, [low, high])
+                if above > below:
+                    pieces.append(rows.slice(below, above - below))
         if any(_tail_overlaps(tail, start_us, end_us) for tail in layout.open_tails):
             if layout.open_rows is None:  # made once per snapshot, for every window over the table
                 layout.open_rows = self._sorted(source, [self._tail_rows(source, tail) for tail in layout.open_tails])
@@ -272,6 +289,24 @@ class LocalQueries:
         self.block_misses += 1
         self._keep(key, merged)
         return merged
+
+    def _tail_bucket(self, fragment: Plan, block: _Block, rows: pa.Table, times: np.ndarray, bucket: int,
+                     fingerprint: str) -> pa.Table | None:
+        """The partial states of a sealed tail block's rows in one bucket of TAIL_BUCKET_SECONDS (cached); None if
+        it has none."""
+        size = TAIL_BUCKET_SECONDS * 1_000_000
+        below, above = np.searchsorted(times, [bucket * size, (bucket + 1) * size])
+        if above == below:
+            return None
+        key = ("tail bucket", block.key, bucket, fingerprint)
+        cached = self._cached(key)
+        if cached is not None:
+            self.block_hits += 1
+            return cached
+        cached = execute(fragment, Execution(reader=self.reader, segments=(_Rows(rows.slice(below, above - below)),)))
+        self.block_misses += 1
+        self._keep(key, cached)
+        return cached
 
     def _block_rows(self, source, block: _Block) -> tuple[pa.Table, np.ndarray]:
         """The rows of ``block``'s tails sorted by event time, and those times (in microseconds)."""
