@@ -80,7 +80,9 @@ SEAL_SECONDS = 2  # a block is merged once the table has events this far past it
 # any narrow segment, and its tail, the rows before
 TAIL_SECONDS = 10
 TAIL_SHARES = (0.1, 0.25)
-TAIL_BLOCK_SECONDS = 60  # tails of the segments ending in one span of this many seconds form a tail block
+# tails of the segments ending in one span of this many seconds form a tail block, the largest first: the tails
+# of the last minute, not yet in a sealed block of a minute, are in blocks of 10 s
+TAIL_BLOCK_LEVELS = (60, 10)
 TAIL_BUCKET_SECONDS = 60  # a tail block across a window's edge gives the partials of its whole buckets this long
 TAIL_ROWS = 4_000_000  # rows of tails a scheduler keeps decoded
 RECENT_SECONDS = 3600  # wide segments ending this close to the table's newest event are split (each read once)
@@ -596,8 +598,9 @@ class _Layout:
     A block is sealed once the table holds events at least SEAL_SECONDS past
     its span: later segments rarely land in it, and one that does changes
     the block's segment set, and so its cache key.  A wide segment is laid
-    out as its core; its tail goes to the tail block of the span of
-    TAIL_BLOCK_SECONDS its last event falls in (sealed likewise).
+    out as its core; its tail goes to the sealed tail block of the span of
+    TAIL_BLOCK_LEVELS[0] seconds its last event falls in, or else of the
+    next level's, or else stays open.
     """
 
     def __init__(self, segments: tuple, source=None, cut=lambda segment: None) -> None:
@@ -620,7 +623,7 @@ class _Layout:
         self.starts = [s.min_time for s in self.timed]
         self.span = max((s.max_time - s.min_time for s in self.timed), default=0)
         self.blocks: dict[tuple[int, int], _Block] = {}
-        self.tail_blocks: dict[int, _Block] = {}
+        self.tail_blocks: list[_Block] = []
         self.open_tails: list = []
         self.open_rows: tuple[pa.Table, np.ndarray] | None = None  # theirs, sorted by event time (made when asked)
         if not self.timed:
@@ -640,19 +643,27 @@ class _Layout:
                 self.blocks[(level, index)] = _Block.of(level, index, inside)
 
     def _tails(self, tails: list, newest: int) -> None:
-        size = TAIL_BLOCK_SECONDS * 1_000_000
-        sealed = (newest - SEAL_SECONDS * 1_000_000) // size
-        members: dict[int, list] = {}
-        for tail in tails:
-            index = tail.max_time // size
-            if index < sealed:
-                members.setdefault(index, []).append(tail)
-            else:
-                self.open_tails.append(tail)
-        for index, inside in members.items():  # each tail's rows lie in [its first event, its cut)
-            self.tail_blocks[index] = _Block(0, index, tuple(inside), min(t.min_time for t in inside),
-                                             max(t.cut for t in inside), ("tails", index, tuple(t.id for t in inside)))
-        self.tail_indexes = sorted(self.tail_blocks)
+        """Tails into sealed blocks: of TAIL_BLOCK_LEVELS[0] seconds, then the rest into the smaller ones."""
+        blocks = []
+        for level in TAIL_BLOCK_LEVELS:
+            size = level * 1_000_000
+            sealed = (newest - SEAL_SECONDS * 1_000_000) // size
+            members: dict[int, list] = {}
+            rest = []
+            for tail in tails:
+                index = tail.max_time // size
+                if index < sealed:
+                    members.setdefault(index, []).append(tail)
+                else:
+                    rest.append(tail)
+            for index, inside in members.items():  # each tail's rows lie in [its first event, its cut)
+                blocks.append(_Block(level, index, tuple(inside), min(t.min_time for t in inside),
+                                     max(t.cut for t in inside), ("tails", level, index, tuple(t.id for t in inside))))
+            tails = rest
+        self.open_tails = tails
+        # by when their segments end: a tail's rows lie before its segment's last event
+        self.tail_blocks = sorted(blocks, key=lambda b: (b.index + 1) * b.level)
+        self.tail_ends = [(b.index + 1) * b.level * 1_000_000 for b in self.tail_blocks]
 
     def overlapping(self, start_us: int, end_us: int) -> list:
         """The timed segments (and cores) with events in [start_us, end_us)."""
@@ -662,12 +673,8 @@ class _Layout:
 
     def tail_blocks_overlapping(self, start_us: int, end_us: int) -> list[_Block]:
         """The sealed tail blocks with tail rows possibly in [start_us, end_us) (``max_time``: the last cut)."""
-        if not self.tail_blocks:
-            return []
-        # a tail's rows lie before its segment's last event: blocks of segments ending before the window are out
-        first = bisect.bisect_left(self.tail_indexes, start_us // (TAIL_BLOCK_SECONDS * 1_000_000))
-        blocks = (self.tail_blocks[index] for index in self.tail_indexes[first:])
-        return [block for block in blocks if block.min_time < end_us and block.max_time > start_us]
+        first = bisect.bisect_right(self.tail_ends, start_us)  # blocks of segments ending before the window are out
+        return [block for block in self.tail_blocks[first:] if block.min_time < end_us and block.max_time > start_us]
 
 
 def _histograms(plan: Plan) -> Plan:
