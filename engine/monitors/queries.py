@@ -254,10 +254,11 @@ class LocalQueries:
                 parts.append(self._tail_block(fragment, source, block, fingerprint))
                 continue
             rows, times = self._block_rows(source, block)
-            if first >= last:
+            if first >= last or block.level != TAIL_BLOCK_LEVELS[0]:  # (a block of seconds lives a minute)
                 sorted_rows.append((rows, times))
                 continue
-            # a block across the window's edge: its whole buckets inside the window from the cache, the rest read
+            # a block of a minute across the window's edge: its whole buckets inside the window from the cache,
+            # the rest read
             for bucket in range(max(first, block.min_time // size), min(last, (block.max_time - 1) // size + 1)):
                 part = self._tail_bucket(fragment, block, rows, times, bucket, fingerprint)
                 if part is not None:
