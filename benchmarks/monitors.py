@@ -178,6 +178,16 @@ def sustained(progress: list[tuple[float, int]], duration: float) -> int | None:
     return round((late[-1][1] - late[0][1]) / (late[-1][0] - late[0][0]) * 60)
 
 
+def by_quarter(progress: list[tuple[float, int]], duration: float) -> list[int | None]:
+    """Evaluations per minute over each quarter of the run."""
+    rates = []
+    for quarter in range(4):
+        inside = [(t, n) for t, n in progress if duration * quarter / 4 <= t <= duration * (quarter + 1) / 4]
+        rates.append(round((inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) * 60)
+                     if len(inside) > 1 and inside[-1][0] > inside[0][0] else None)
+    return rates
+
+
 def percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
@@ -235,6 +245,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         "ingested_events": feeder.ingested, "ingest_rate_per_s": round(feeder.ingested / args.duration),
         "evaluations": evaluations, "evaluations_per_min": round(evaluations / args.duration * 60),
         "second_half_evaluations_per_min": sustained(progress, args.duration),
+        "evaluations_per_min_by_quarter": by_quarter(progress, args.duration),  # a rate falling is not keeping up
         "queries": sum(s["queries"] for s in schedulers),
         "queries_per_evaluation": round(sum(s["queries"] for s in schedulers) / max(1, evaluations), 4),
         "skipped_slots": sum(s["skipped"] for s in schedulers),
