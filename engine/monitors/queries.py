@@ -35,10 +35,12 @@ Late events: a batch holding a few events minutes old makes a segment
 minutes wide, across the edges of nearly every window and inside no block.
 Such a segment is laid out as its core (the rows of its last seconds, as
 narrow as a batch on time, read with that lower bound) and its tail (the
-rows before, a few percent of them).  Tails are grouped by when
-their segment ends into tail blocks; a sealed tail block wholly inside a
-window gives one cached partial, and the other tails in the window are
-kept decoded and read together, in one pass.
+rows before, a few percent of them).  Tails are grouped by when their
+segment ends into tail blocks (:meth:`LocalQueries._tail_parts`): a sealed
+tail block wholly inside a window gives one cached partial, one across an
+edge the cached partials of its whole minutes of event time inside the
+window, and the rest of the tails' rows in the window are read together,
+in one pass.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ TAIL_SHARES = (0.1, 0.25)
 # of the last minute, not yet in a sealed block of a minute, are in blocks of 10 s
 TAIL_BLOCK_LEVELS = (60, 10)
 TAIL_BUCKET_SECONDS = 60  # a tail block across a window's edge gives the partials of its whole buckets this long
-TAIL_ROWS = 4_000_000  # rows of tails a scheduler keeps decoded
+TAIL_BYTES = 512 << 20  # tails' rows a scheduler keeps decoded (the last half hour's at 50,000 events/s, 5% late)
 RECENT_SECONDS = 3600  # wide segments ending this close to the table's newest event are split (each read once)
 
 
@@ -109,7 +111,7 @@ class LocalQueries:
         self._edges: dict[tuple, tuple[Plan, Plan]] = {}
         # tails' rows, and sealed tail blocks' rows sorted by event time (with those times), decoded
         self._tails: collections.OrderedDict[tuple, tuple[pa.Schema, pa.Table, object]] = collections.OrderedDict()
-        self.tail_rows = 0  # rows of the tails kept
+        self.tail_bytes = 0  # the Arrow buffers of the tails' rows kept
         self._cuts: dict[str, int | None] = {}  # wide segment -> where its core begins (None: it has no narrow core)
         self.block_hits = 0
         self.block_misses = 0
@@ -328,16 +330,16 @@ class LocalQueries:
         rows = rows.take(pc.sort_indices(rows, [(column, "ascending")])).combine_chunks()
         return rows, _micros(rows.column(column))
 
-    def _tail_rows(self, source, segment: _Tail) -> pa.Table:
+    def _tail_rows(self, source, tail: _Tail) -> pa.Table:
         """A tail's rows (kept: the tails of the last minutes are read by every window)."""
-        key = (source.meta.path, segment.id)
+        key = (source.meta.path, tail.id)
         kept = self._kept_tail(key, source.schema)
         if kept is not None:
             return kept[0]
         column = source.meta.time_column
         kind = source.schema.field(column).type
-        cut = pa.scalar(segment.cut, pa.timestamp("us", tz=kind.tz)).cast(kind)
-        rows = self.reader.read(source.meta.path, source.schema, (segment.segment,), list(source.schema.names),
+        cut = pa.scalar(tail.cut, pa.timestamp("us", tz=kind.tz)).cast(kind)
+        rows = self.reader.read(source.meta.path, source.schema, (tail.segment,), list(source.schema.names),
                                 pc.field(column) < cut)
         return self._keep_tail(key, source.schema, rows, None)[0]
 
@@ -350,16 +352,16 @@ class LocalQueries:
             return kept[1], kept[2]
 
     def _keep_tail(self, key: tuple, schema: pa.Schema, rows: pa.Table, times) -> tuple[pa.Table, object]:
-        """Keep ``rows`` (with ``times``) under ``key``, dropping the least recently used past TAIL_ROWS rows."""
+        """Keep ``rows`` (with ``times``) under ``key``, dropping the least recently used past TAIL_BYTES."""
         with self._lock:
             old = self._tails.pop(key, None)
             if old is not None:
-                self.tail_rows -= old[1].num_rows
+                self.tail_bytes -= old[1].get_total_buffer_size()
             self._tails[key] = (schema, rows, times)
-            self.tail_rows += rows.num_rows
-            while len(self._tails) > 1 and self.tail_rows > TAIL_ROWS:
+            self.tail_bytes += rows.get_total_buffer_size()
+            while len(self._tails) > 1 and self.tail_bytes > TAIL_BYTES:
                 _, (_, dropped, _) = self._tails.popitem(last=False)
-                self.tail_rows -= dropped.num_rows
+                self.tail_bytes -= dropped.get_total_buffer_size()
         return rows, times
 
     def _cut(self, source, segment) -> int | None:
@@ -376,9 +378,11 @@ class LocalQueries:
         cut = None
         for share in TAIL_SHARES:
             rank = int(len(times) * share)
-            if rank and segment.max_time - np.partition(times, rank)[rank] <= TAIL_SECONDS * 1_000_000:
-                cut = int(np.partition(times, rank)[rank])
-                break
+            if rank:
+                time = np.partition(times, rank)[rank]
+                if segment.max_time - time <= TAIL_SECONDS * 1_000_000:
+                    cut = int(time)
+                    break
         if len(self._cuts) > 200_000:
             self._cuts.clear()
         self._cuts[segment.id] = cut

@@ -261,3 +261,9 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     kinds = {key[0] for key in queries.partials}
     assert "tails" in kinds  # sealed tail blocks inside windows were cached
     assert "tail bucket" in kinds  # and the whole minutes of those across an edge
+    db.compact("tardy", progress=False)  # segments replaced under the cached cores, tails and blocks
+    later = [(spec, slot + 60) for spec, slot in due]
+    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(later)}
+    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(later)}
+    for key, values in got.items():
+        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
