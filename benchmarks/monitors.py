@@ -19,7 +19,10 @@ half, past the start-up), lateness (evaluation committed
 minus slot time) p50/p99, queries per evaluation (shared scans), cache hit
 rate (partial aggregates of whole segments reused by sliding windows),
 scheduler CPU seconds per evaluation, and threshold-to-webhook p50/p99.
-Prints a table and writes JSON.  Not a test: it asserts nothing.
+Prints a table and writes JSON.  Not a test: it asserts nothing.  A run
+shorter than the longest window (30 minutes) plus the late events' age
+measures the first minutes, not the steady state: windows' starts are only
+reached later (`evaluations_per_min_by_quarter` shows whether a rate holds).
 
     PYTHONPATH=$PWD python -m benchmarks.monitors --monitors 1000,10000,100000 --duration 120
     PYTHONPATH=$PWD python -m benchmarks.monitors --reduced        # a quick check that it works

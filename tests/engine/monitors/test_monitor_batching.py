@@ -137,6 +137,15 @@ def test_sigkill_during_batched_commits_applies_each_slot_once_and_loses_no_outb
     assert all(json.loads(e["group"]) and e["sinks"] for e in outbox)
 
 
+def assert_batched_as_alone(batched: Evaluator, alone: Evaluator, due: list) -> None:
+    """``due`` (spec, slot) pairs give the same values batched (cached partials, blocks) as each query alone."""
+    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(due)}
+    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
+    assert got.keys() == want.keys()
+    for key, values in got.items():
+        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
+
+
 BLOCKED = [  # one shape over many small segments: sums, a ratio, moments and a sketch, merged through blocks
     "SELECT svc, avg(latency) AS v FROM blocked GROUP BY svc",
     "SELECT svc, count(*) FILTER (WHERE status >= 500) * 100.0 / count(*) AS v FROM blocked GROUP BY svc",
@@ -162,11 +171,7 @@ def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(d
     # the one bound they cross)
     due = [(spec, BASE + 60 * minute + spec.offset + shift) for minute in (11, 12, 13) for spec in specs
            for shift in (0, 1, 2)]
-    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(due)}
-    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
-    assert got.keys() == want.keys()
-    for key, values in got.items():
-        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
+    assert_batched_as_alone(batched, alone, due)
     assert queries.block_misses > 0 and queries.block_hits > 0  # blocks were merged, then served again
 
 
@@ -237,10 +242,10 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
 
     rng = np.random.default_rng(5)
     db.create_table("tardy", schema=EVENTS_SCHEMA, partitions=1)
-    for step in range(90):  # a batch every 10 s for 15 minutes, a tenth of its events up to 5 minutes late
+    for step in range(60):  # a batch every 15 s for 15 minutes, a tenth of its events up to 5 minutes late
         rows = 40
         late = np.where(rng.random(rows) < 0.1, rng.random(rows) * 300, 0.0)
-        db.ingest("tardy", [{"timestamp": int((BASE + 10 * step + rng.random() * 2 - late[i]) * 1e6),
+        db.ingest("tardy", [{"timestamp": int((BASE + 15 * step + rng.random() * 2 - late[i]) * 1e6),
                              "svc": ("a", "b", "c")[i % 3], "status": 500 if (step + i) % 5 == 0 else 200,
                              "latency": float(rng.lognormal(3.0, 1.0)), "note": "x"} for i in range(rows)])
     specs = [db._checked(build_spec(f"tardy-{i}-{w}", q.replace("blocked", "tardy"), window=w, every="1m",
@@ -249,21 +254,13 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     queries = LocalQueries(db.store, db.namespace)
     batched = Evaluator(queries.sql, run_window=queries.window)
     alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
-    due = [(spec, BASE + 60 * minute + spec.offset + shift) for minute in (12, 13, 14) for spec in specs
-           for shift in (0, 1, 7)]
-    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(due)}
-    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(due)}
-    assert got.keys() == want.keys()
-    for key, values in got.items():
-        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
+    due = [(spec, BASE + 60 * minute + spec.offset + shift) for minute in (12, 14) for spec in specs
+           for shift in (0, 7)]
+    assert_batched_as_alone(batched, alone, due)
     layout = queries._layout(queries.engine.resolve("tardy"))
     assert layout.tail_blocks and layout.span <= 10_000_000  # cores as narrow as the batches, tails apart
     kinds = {key[0] for key in queries.partials}
     assert "tails" in kinds  # sealed tail blocks inside windows were cached
     assert "tail bucket" in kinds  # and the whole minutes of those across an edge
     db.compact("tardy", progress=False)  # segments replaced under the cached cores, tails and blocks
-    later = [(spec, slot + 60) for spec, slot in due]
-    got = {(o.monitor, o.slot): o.values for o in batched.evaluate(later)}
-    want = {(o.monitor, o.slot): o.values for o in alone.evaluate(later)}
-    for key, values in got.items():
-        assert {k: pytest.approx(v[1]) for k, v in values.items()} == {k: v[1] for k, v in want[key].items()}, key
+    assert_batched_as_alone(batched, alone, [(spec, slot + 60) for spec, slot in due if slot >= BASE + 14 * 60])
