@@ -629,6 +629,7 @@ class _Layout:
         self.span = max((s.max_time - s.min_time for s in self.timed), default=0)
         self.blocks: dict[tuple[int, int], _Block] = {}
         self.tail_blocks: list[_Block] = []
+        self.tail_ends: list[int] = []
         self.open_tails: list = []
         self.open_rows: tuple[pa.Table, np.ndarray] | None = None  # theirs, sorted by event time (made when asked)
         if not self.timed:

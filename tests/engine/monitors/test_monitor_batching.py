@@ -264,3 +264,9 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     assert "tail bucket" in kinds  # and the whole minutes of those across an edge
     db.compact("tardy", progress=False)  # segments replaced under the cached cores, tails and blocks
     assert_batched_as_alone(batched, alone, [(spec, slot + 60) for spec, slot in due if slot >= BASE + 14 * 60])
+
+
+def test_a_table_without_segments_has_no_tail_blocks_in_any_window():
+    from engine.monitors.queries import _Layout
+
+    assert _Layout(()).tail_blocks_overlapping(0, 60_000_000) == []
