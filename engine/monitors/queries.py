@@ -284,16 +284,8 @@ class LocalQueries:
 
     def _tail_block(self, fragment: Plan, source, block: _Block, fingerprint: str) -> pa.Table:
         """The partial states of all the rows of ``block``'s tails (cached: the block is sealed)."""
-        key = ("tails", block.key, fingerprint)
-        cached = self._cached(key)
-        if cached is not None:
-            self.block_hits += 1
-            return cached
-        rows = _Rows(self._block_rows(source, block)[0])
-        merged = execute(fragment, Execution(reader=self.reader, segments=(rows,)))
-        self.block_misses += 1
-        self._keep(key, merged)
-        return merged
+        return self._computed(("tails", block.key, fingerprint), fragment,
+                              lambda: _Rows(self._block_rows(source, block)[0]))
 
     def _tail_bucket(self, fragment: Plan, block: _Block, rows: pa.Table, times: np.ndarray, bucket: int,
                      fingerprint: str) -> pa.Table | None:
@@ -303,12 +295,16 @@ class LocalQueries:
         below, above = np.searchsorted(times, [bucket * size, (bucket + 1) * size])
         if above == below:
             return None
-        key = ("tail bucket", block.key, bucket, fingerprint)
+        return self._computed(("tail bucket", block.key, bucket, fingerprint), fragment,
+                              lambda: _Rows(rows.slice(below, above - below)))
+
+    def _computed(self, key: tuple, fragment: Plan, rows) -> pa.Table:
+        """The partial states ``fragment`` gives over ``rows()`` (tails' rows in memory), cached under ``key``."""
         cached = self._cached(key)
         if cached is not None:
             self.block_hits += 1
             return cached
-        cached = execute(fragment, Execution(reader=self.reader, segments=(_Rows(rows.slice(below, above - below)),)))
+        cached = execute(fragment, Execution(reader=self.reader, segments=(rows(),)))
         self.block_misses += 1
         self._keep(key, cached)
         return cached
