@@ -21,9 +21,11 @@ rollup, slot) answers them all.
 
 The evaluator runs SQL through one callable, ``run_sql(sql) -> pa.Table``
 (a session's ``sql``), or, given ``run_window(windowed, unbounded, start_us,
-end_us, columns)`` (:meth:`engine.monitors.queries.LocalQueries.window`),
-through the incremental path that reuses cached partial aggregates of whole
-segments and merges only the columns of the monitors due.
+end_us, columns, histograms=False)``
+(:meth:`engine.monitors.queries.LocalQueries.window`), through the
+incremental path that reuses cached partial aggregates of whole segments
+and merges only the columns of the monitors due.  Only that path returns
+histograms, so quantiles are rolled up only there.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class Evaluator:
     """Evaluates monitors at slots through ``run_sql``."""
 
     def __init__(self, run_sql: Callable[[str], pa.Table], share: bool = True,
-                 run_window: Callable[[str, str, int, int], pa.Table] | None = None) -> None:
+                 run_window: Callable[..., pa.Table] | None = None) -> None:
         self.run_sql = run_sql
         self.run_window = run_window
         self.share = share
@@ -96,7 +98,7 @@ class Evaluator:
         if shaped.rolled is None or shaped.pair in self._solo:
             return False
         key, series = shaped.rolled
-        if key in self._too_fine:
+        if key in self._too_fine or (series.histograms and self.run_window is None):
             return False
         rollup = self._rollups.get(key)
         if rollup is None:
@@ -156,7 +158,8 @@ class Evaluator:
         start, end = first.window_of(slot)
         try:
             series = [one for _, one in members]
-            result = self._run(*rollup.texts(first, _START, _END), start, end, rollup.columns(series))
+            result = self._run(*rollup.texts(first, _START, _END), start, end, rollup.columns(series),
+                               rollup.histograms)
             groups, computed = rollup.evaluate(result, series)
         except TooFine:  # its monitors go back to shared scans, from now on
             self._too_fine.add(key)
@@ -227,13 +230,16 @@ class Evaluator:
         return outcomes
 
     def _run(self, template: str, unbounded: str, start: float, end: float,
-             columns: tuple[str, ...] | None = None) -> pa.Table:
+             columns: tuple[str, ...] | None = None, histograms: bool = False) -> pa.Table:
+        """``template`` over [start, end) (``histograms``: quantiles as their merged histograms, for rollups)."""
         windowed = template.replace(_START_TEXT, timestamp_text(start)).replace(_END_TEXT, timestamp_text(end))
         if len(self._texts) > 50_000:
             self._texts.clear()
         if self.run_window is None:
             return self.run_sql(windowed)
         bounds = int(round(start * 1e6)), int(round(end * 1e6))
+        if histograms:
+            return self.run_window(windowed, unbounded, *bounds, columns, histograms=True)
         return self.run_window(windowed, unbounded, *bounds, columns) if columns else self.run_window(windowed, unbounded, *bounds)
 
     def _alone(self, spec: MonitorSpec, slot: float) -> SlotOutcome:

@@ -59,6 +59,7 @@ from sqlglot import exp
 
 from engine.monitors.compile import timestamp_literal
 from engine.query.api import QueryEngine
+from engine.query.execution.aggregate import HISTOGRAMS
 from engine.query.execution.combine import combine
 from engine.query.execution.operators import Execution, concat, execute
 from engine.query.execution.scan import SegmentReader
@@ -104,8 +105,8 @@ class LocalQueries:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
-        self._plans: dict[str, Plan] = {}
-        self._pruned: dict[tuple[str, tuple[str, ...]], tuple[Plan, Plan]] = {}
+        self._plans: dict[tuple[str, bool], Plan] = {}
+        self._pruned: dict[tuple, tuple[Plan, Plan]] = {}
         self._layouts: dict[str, tuple[tuple, _Layout]] = {}
         self._combinable: dict[str, bool] = {}  # fingerprints whose states cannot be pre-merged
         self._edges: dict[tuple, tuple[Plan, Plan]] = {}
@@ -116,15 +117,16 @@ class LocalQueries:
         self.block_hits = 0
         self.block_misses = 0
 
-    def sql(self, query: str) -> pa.Table:
-        return run_locally(self._plan(query), self.reader)
+    def sql(self, query: str, histograms: bool = False) -> pa.Table:
+        """``query``'s result (``histograms``: its quantiles over numbers as their merged histograms)."""
+        return run_locally(self._plan(query, histograms), self.reader)
 
-    def _plan(self, query: str) -> Plan:
+    def _plan(self, query: str, histograms: bool = False) -> Plan:
         """``query``'s optimized plan, its quantiles over numbers answered from histograms (:func:`_histograms`)."""
-        return _histograms(self.engine.plan(query).optimized)
+        return _histograms(self.engine.plan(query).optimized, histograms)
 
     def window(self, windowed: str, unbounded: str, start_us: int, end_us: int,
-               columns: tuple[str, ...] | None = None) -> pa.Table:
+               columns: tuple[str, ...] | None = None, histograms: bool = False) -> pa.Table:
         """``windowed`` (``unbounded`` limited to event times [start_us, end_us)), reusing cached segment partials.
 
         The unbounded query is planned once (and again when the table's
@@ -133,24 +135,25 @@ class LocalQueries:
         give their cached partials, edge ones are read through the same
         fragment with the window added to its scan filter.
         """
-        whole = self._plans.get(unbounded)
+        planned = (unbounded, histograms)
+        whole = self._plans.get(planned)
         if whole is None:
             if len(self._plans) > 10_000:
                 self._plans.clear()
-            whole = self._plans[unbounded] = self._plan(unbounded)
+            whole = self._plans[planned] = self._plan(unbounded, histograms)
         gather = _single_gather(whole)
         scan = fragment_scan(gather.input) if gather is not None else None
         if scan is not None and not _current(scan, self.engine.resolve(scan.source.meta.name)):
-            whole = self._plans[unbounded] = self._plan(unbounded)  # the table changed under it
+            whole = self._plans[planned] = self._plan(unbounded, histograms)  # the table changed under it
             gather = _single_gather(whole)
             scan = fragment_scan(gather.input) if gather is not None else None
         if scan is None or not _timed(scan):  # a shape this path does not know: plan the window as a whole
-            return self.sql(windowed)
+            return self.sql(windowed, histograms)
         source = self.engine.resolve(scan.source.meta.name)
         fingerprint = hashlib.sha1(f"{scan.source.meta.path}\n{unbounded}".encode()).hexdigest()
         pruned, keep = whole, None
         if columns is not None:  # merge only the states of the columns asked for; the partials stay shared
-            key = (unbounded, columns)
+            key = (unbounded, histograms, columns)
             kept = self._pruned.get(key)
             if kept is None or kept[0] is not whole:
                 if len(self._pruned) > 10_000:
@@ -186,7 +189,7 @@ class LocalQueries:
         try:
             gathered = concat(parts)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: plan the window as a whole
-            return self.sql(windowed)
+            return self.sql(windowed, histograms)
         run = Execution(reader=self.reader)
         run.gathered[id(gather)] = gathered
         return execute(pruned, run)
@@ -679,7 +682,7 @@ class _Layout:
         return [block for block in self.tail_blocks[first:] if block.min_time < end_us and block.max_time > start_us]
 
 
-def _histograms(plan: Plan) -> Plan:
+def _histograms(plan: Plan, kept: bool = False) -> Plan:
     """``plan`` with each ``approx_quantile`` over numbers made an ``approx_quantile_dd``.
 
     A monitor's quantile is computed from log-bucket histograms
@@ -691,6 +694,10 @@ def _histograms(plan: Plan) -> Plan:
     every slot: sketches made quantile monitors the most costly by far.
     Quantiles of times and dates, and of DISTINCT values, stay KLL sketches
     (a relative error is no use on a timestamp).
+
+    ``kept``: the final merge returns each merged histogram itself (a list
+    of entries, see ``dd_histogram``) instead of its quantile; the partial
+    states are the same either way.
     """
     names = set()
     for node in plan.walk():
@@ -700,15 +707,16 @@ def _histograms(plan: Plan) -> Plan:
                     kind = node.schema.field(call.arg).type
                     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
                         names.add(call.name)
-    return _with_histograms(plan, names) if names else plan
+    return _with_histograms(plan, names, kept) if names else plan
 
 
-def _with_histograms(plan: Plan, names: set[str]) -> Plan:
-    inputs = tuple(_with_histograms(child, names) for child in plan.inputs)
+def _with_histograms(plan: Plan, names: set[str], kept: bool) -> Plan:
+    inputs = tuple(_with_histograms(child, names, kept) for child in plan.inputs)
     if inputs:
         plan = plan.with_inputs(*inputs)
     if isinstance(plan, Aggregate):
-        plan = replace(plan, aggregates=tuple(replace(call, func="approx_quantile_dd") if call.name in names else call
+        func = "dd_histogram" if kept and plan.mode != "partial" else "approx_quantile_dd"
+        plan = replace(plan, aggregates=tuple(replace(call, func=func) if call.name in names else call
                                               for call in plan.aggregates))
         if plan.mode != "final":
             plan = _masked(plan)
@@ -739,7 +747,7 @@ def _masked(plan: Aggregate) -> Aggregate:
     values: dict[str, str] = {}  # value column -> its projected name
     calls = []
     for call in plan.aggregates:
-        position = index.get(call.arg) if call.func == "approx_quantile_dd" and not call.by else None
+        position = index.get(call.arg) if call.func in HISTOGRAMS and not call.by else None
         parts = _case_parts(exprs[position]) if position is not None else None
         if parts is None or uses[call.arg] > 1 or call.arg in plan.keys or parts[1] not in schema.names:
             calls.append(call)

@@ -5,27 +5,33 @@ and groups, one per host, customer or endpoint (``WHERE host = 'web-7'``,
 ``WHERE customer <> 'test'``).  A shared scan (:mod:`engine.monitors.compile`)
 computes one column per distinct WHERE, so every new segment is aggregated
 once per monitor variant: with a hundred variants, a hundred filtered
-aggregates of every row.
+aggregates of every row (and, for a quantile, a hundred histograms per group
+in every segment's partial).
 
 A rollup instead aggregates each segment once, grouped by the monitors'
 group columns *and* the columns their WHEREs read (the dimensions), into
 primitives that merge by addition, minimum or maximum: ``count(*)``,
 ``count(x)``, ``sum(x)``, ``min(x)``, ``max(x)`` (``avg`` is a sum over a
-count; a FILTER clause becomes a CASE inside them).  Its partials go
+count; a FILTER clause becomes a CASE inside them), and for
+``approx_quantile(x, q)`` over numbers the log-bucket histogram of ``x``
+(:mod:`engine.query.execution.sketches`), which merges by adding counts.  Its partials go
 through the same incremental windows as any monitor query (cached per
 segment, pre-merged blocks).  At a slot, each monitor's WHERE is evaluated
 over the few distinct dimension values of the window, and its aggregates
 are the primitives summed (or min/max-ed) over the values it keeps, per
-group; its value expression is then computed over those aggregates with the
-engine's own expression compiler.  Exact for every WHERE over the
+group (a quantile is read from its summed histogram: the same histogram a
+shared scan would have built from the same rows, so the same value); its
+value expression is then computed over those aggregates with the engine's
+own expression compiler.  Exact for every WHERE over the
 dimensions, whatever it is: the WHERE is a function of the dimension values
 alone.  (Sums are added up as doubles: integer sums are exact below 2^53.)
 
 A rollup pays only while its dimensions have few distinct values (a WHERE
 on ``latency`` would group by every latency): past MAX_DIMENSION_VALUES in
 one window, or MAX_ROLLUP_ROWS rows, :class:`TooFine` sends its monitors
-back to shared scans.  Values with other aggregates (quantiles, distinct
-counts, ...) never come here.
+back to shared scans, as do quantiles whose histograms would fill more than
+MAX_HISTOGRAM_CELLS (group x dimension value x bucket) cells.  Values with
+other aggregates (exact quantiles, distinct counts, ...) never come here.
 """
 
 from __future__ import annotations
@@ -42,14 +48,17 @@ from sqlglot import exp
 
 from engine.monitors.compile import DIALECT, parse_query, time_range, without_filter_clauses
 from engine.monitors.definition import MonitorSpec
+from engine.query.execution import sketches
 from planner.expressions.compiler import ExpressionCompiler
 from storage.errors import PetrelError
 
 MAX_DIMENSION_VALUES = 1_000  # distinct dimension values in one window past which a rollup goes back to scans
 MAX_ROLLUP_ROWS = 200_000  # rows of one window's rollup (groups x dimension values) past which it does too
 MAX_PRIMITIVES = 100  # primitives of one rollup; monitors that would add more use shared scans
+MAX_HISTOGRAM_CELLS = 16_000_000  # counts of one window's histograms (groups x dimension values x buckets)
 
 _COUNT, _SUM, _AVG, _MIN, _MAX = "count", "sum", "avg", "min", "max"
+_QUANTILE = "quantile"  # a kind "quantile <fraction>": its one primitive is a histogram
 
 
 class TooFine(Exception):
@@ -73,6 +82,11 @@ class Series:
     value: str
     aggregates: tuple[tuple[str, tuple[str, ...]], ...]
     where: str
+
+    @property
+    def histograms(self) -> bool:
+        """Whether a primitive is a histogram (the query engine gives it only through incremental windows)."""
+        return any(kind.startswith(_QUANTILE) for kind, _ in self.aggregates)
 
 
 def series_of(spec: MonitorSpec, groups: tuple[str, ...]) -> tuple[RollupKey, Series] | None:
@@ -123,6 +137,12 @@ def _primitives(node: exp.Expression) -> tuple[str, tuple[str, ...]] | None:
         return _COUNT, (node.sql(DIALECT),)
     if target is None:
         return None
+    if isinstance(node, exp.ApproxQuantile):  # one histogram of the values, whatever the fraction
+        fraction = node.args.get("quantile")
+        if set(node.args) - {"this", "quantile"} or not isinstance(fraction, exp.Literal) or fraction.is_string:
+            return None
+        histogram = exp.ApproxQuantile(this=target.copy(), quantile=exp.Literal.number(0.5))
+        return f"{_QUANTILE} {float(fraction.this)!r}", (histogram.sql(DIALECT),)
     counted = exp.Count(this=target.copy()).sql(DIALECT)
     if isinstance(node, exp.Sum):
         return _SUM, (node.sql(DIALECT), counted)
@@ -142,6 +162,11 @@ class Rollup:
         self.primitives: dict[str, int] = {"count(*)": 0}  # append-only: the SQL (and cached partials) stay put
         self._texts: tuple[int, tuple[str, str]] | None = None
         self._compiled: dict[tuple, pc.Expression] = {}  # WHEREs and values, by their types
+
+    @property
+    def histograms(self) -> bool:
+        """Whether a primitive is a histogram: the window's query must return histograms, not quantiles."""
+        return any(p.startswith("APPROX_QUANTILE(") for p in self.primitives)
 
     def admits(self, series: Series) -> bool:
         """Whether ``series`` fits (adding its primitives if need be)."""
@@ -252,6 +277,7 @@ class _Cells:
         self.result, self.groups, self.dimensions = result, groups, dimensions
         self.shape = (group_count, dimension_count)
         self._matrices: dict[tuple[int, str], np.ndarray] = {}
+        self._histogram_cells: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _matrix(self, primitive: int, fill: str) -> np.ndarray:
         key = (primitive, fill)
@@ -275,6 +301,8 @@ class _Cells:
         """One aggregate per group over the dimension values ``mask`` keeps (NULL where it has no value)."""
         if kind == _COUNT:
             return pa.array(np.rint(self.summed(primitives[0], mask)).astype(np.int64))
+        if kind.startswith(_QUANTILE):
+            return self.quantile(primitives[0], float(kind.split()[1]), mask)
         counted = self.summed(primitives[1], mask)
         empty = counted == 0
         if kind == _AVG:
@@ -290,6 +318,44 @@ class _Cells:
         stored = self.result.column(f"__p{primitives[0]}").type
         out = pa.array(np.where(empty, 0, found), mask=empty)
         return pc.cast(out, stored) if pa.types.is_integer(stored) else out
+
+
+    def quantile(self, primitive: int, fraction: float, mask: np.ndarray) -> pa.Array:
+        """Per group, the ``fraction`` quantile of the histograms of the dimension values ``mask`` keeps, as
+        :func:`engine.query.execution.sketches.dd_quantiles` reads one merged histogram (NULL if it is empty)."""
+        counts, values, totals = self._histograms(primitive)
+        if mask.sum() * 2 > len(mask):  # keeping most values: all of them, less the others (counts are exact)
+            summed = totals - counts[:, ~mask, :].sum(axis=1)
+        else:
+            summed = counts[:, mask, :].sum(axis=1)
+        cumulative = np.cumsum(summed, axis=1)
+        total = cumulative[:, -1] if summed.shape[1] else np.zeros(len(summed), dtype=np.int64)
+        empty = total == 0
+        rank = np.maximum(1, np.ceil(fraction * total))
+        found = np.minimum((cumulative < rank[:, None]).sum(axis=1), max(0, summed.shape[1] - 1))
+        return pa.array(np.where(empty, 0.0, values[found] if len(values) else 0.0), pa.float64(), mask=empty)
+
+    def _histograms(self, primitive: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A histogram primitive as counts (group x dimension value x bucket), the buckets' values, and the
+        counts over all dimension values."""
+        kept = self._histogram_cells.get(primitive)
+        if kept is not None:
+            return kept
+        column = self.result.column(f"__p{primitive}")
+        if not (pa.types.is_list(column.type) and pa.types.is_integer(column.type.value_type)):
+            raise TooFine(f"primitive {primitive} is {column.type}, not a histogram")
+        lists = column.combine_chunks()
+        codes, counts = sketches.dd_entries(pc.list_flatten(lists).to_numpy(zero_copy_only=False))
+        rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+        buckets, bucket = np.unique(codes, return_inverse=True)
+        groups, dimensions = self.shape
+        if groups * dimensions * len(buckets) > MAX_HISTOGRAM_CELLS:
+            raise TooFine(f"{groups} groups x {dimensions} dimension values x {len(buckets)} histogram buckets")
+        cells = np.zeros(groups * dimensions * len(buckets), dtype=np.int64)
+        cells[(self.groups[rows] * dimensions + self.dimensions[rows]) * len(buckets) + bucket] = counts  # one each
+        cells = cells.reshape(groups, dimensions, len(buckets))
+        kept = self._histogram_cells[primitive] = (cells, sketches.dd_bucket_values(buckets), cells.sum(axis=1))
+        return kept
 
 
 def _codes(columns: list[pa.ChunkedArray], rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ approx_count_distinct  HyperLogLog sketch                      union's estimate
 approx_quantile        KLL sketch                              merged sketch's quantile
 approx_quantile_dd     log-bucket histogram (list of entries)  merged histogram's quantile
                        (``by``: a boolean column, the rows to count)
+dd_histogram           as approx_quantile_dd                   the merged histogram itself
 bool_and/or            b                                       all/any b
 mode, list, string_agg list of values (and of the ORDER BY key)  picked or joined per group
 arg_max/arg_min        list of values and of their orderings   the value at the extreme
@@ -93,7 +94,7 @@ def _state_specs(call: AggCall, schema: pa.Schema) -> list[tuple[str, str, objec
         return [("h", "distinct", _ONLY_VALID, arg)]
     if func == "approx_quantile":
         return [("k", "list", None, arg)]
-    if func == "approx_quantile_dd":
+    if func in HISTOGRAMS:
         return []  # made from each row's group (see partial), not by the hash aggregation
     if func == "bool_and":
         return [("b", "all", _SKIP, arg)]
@@ -150,7 +151,7 @@ def partial(table: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) 
                 specs.append(([] if column is None else column, func, options) if options is not None
                              else ([] if column is None else column, func))
             names.append((f"{call.name}__{suffix}", func if column is None else f"{column}_{func}"))
-    histograms = [call for call in calls if call.func == "approx_quantile_dd"]
+    histograms = [call for call in calls if call.func in HISTOGRAMS]
     if histograms and keys:  # the row numbers of each group, to tell every row's group
         table = table.append_column(_ROW, _arange(table.num_rows))
         specs.append((_ROW, "list"))
@@ -301,9 +302,12 @@ def _double_sums(states: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
 
 
 _ROW = "__row"
+# log-bucket histograms: the same states, finished as a quantile or as the merged histogram (what a monitor rollup
+# sums over the groups each monitor keeps)
+HISTOGRAMS = ("approx_quantile_dd", "dd_histogram")
 _GATHERED = ("mode", "arg_max", "arg_min", "string_agg", "list")
 _LISTED = ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "count_distinct", "quantile_cont", "quantile_disc",
-           "approx_count_distinct", "approx_quantile", "approx_quantile_dd") + _GATHERED
+           "approx_count_distinct", "approx_quantile") + HISTOGRAMS + _GATHERED
 
 
 def _group_of_rows(rows: pa.ChunkedArray | pa.Array, count: int) -> pa.Array:
@@ -394,8 +398,10 @@ def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | N
         return gathered(call, values, by, value_ids, count)
     if func == "approx_count_distinct":
         return sketches.hll_estimates(_per_group(states.column(f"{name}__h"), ids, count))
-    if func == "approx_quantile_dd":
+    if func in HISTOGRAMS:
         entries, entry_ids = _flatten(states.column(f"{name}__dd"), ids)
+        if func == "dd_histogram":
+            return sketches.dd_unions(entries, entry_ids, count)
         return sketches.dd_quantiles(entries, entry_ids, count, call.params[0])
     if func == "approx_quantile":
         known = schema is not None and call.arg in schema.names

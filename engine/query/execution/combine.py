@@ -17,12 +17,13 @@ import pyarrow as pa
 
 from engine.query.execution import sketches
 from engine.query.execution.aggregate import (
-    _KEY, _MOMENTS, _ROW, _arange, _combined, _double_sums, _flatten, _group_of_rows, _merge_specs, _per_group,
+    HISTOGRAMS, _KEY, _MOMENTS, _ROW, _arange, _combined, _double_sums, _flatten, _group_of_rows, _merge_specs,
+    _per_group,
 )
 from planner.logical import AggCall
 
 
-_COMBINED_LISTS = ("approx_quantile", "approx_quantile_dd", "approx_count_distinct") + _MOMENTS
+_COMBINED_LISTS = ("approx_quantile", "approx_count_distinct") + HISTOGRAMS + _MOMENTS
 
 
 def combine(states: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...]) -> pa.Table | None:
@@ -65,7 +66,7 @@ def combine(states: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall, ...])
             out.update(_combined_moments(table, prefix, ids, count))
         elif call.func == "approx_quantile" and f"{prefix}k" not in out:
             out[f"{prefix}k"] = sketches.kll_unions(_per_group(table.column(f"{prefix}k"), ids, count))
-        elif call.func == "approx_quantile_dd" and f"{prefix}dd" not in out:
+        elif call.func in HISTOGRAMS and f"{prefix}dd" not in out:
             entries, entry_ids = _flatten(table.column(f"{prefix}dd"), ids)
             out[f"{prefix}dd"] = sketches.dd_unions(entries, entry_ids, count)
         elif call.func == "approx_count_distinct" and f"{prefix}h" not in out:

@@ -360,6 +360,17 @@ def dd_unions(entries: pa.Array, groups: pa.Array, count: int) -> pa.Array:
     return _dd_lists(*_dd_merged(entries, groups), count)
 
 
+def dd_entries(entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (bucket code, count) pairs of histogram entries; the codes are ordered as their buckets' values are."""
+    entries = entries.astype(np.int64, copy=False)
+    return entries >> _DD_COUNT_BITS, entries & _DD_COUNT_MASK
+
+
+def dd_bucket_values(codes: np.ndarray) -> np.ndarray:
+    """The value each bucket code of :func:`dd_entries` answers with (what a quantile falling in it returns)."""
+    return _dd_values(codes - _DD_OFFSET)
+
+
 def dd_quantiles(entries: pa.Array, groups: pa.Array, count: int, fraction: float) -> pa.Array:
     """The ``fraction`` quantile of each group's merged histograms (NULL if it has no value).
 

@@ -26,7 +26,8 @@ SCHEMA = pa.schema([
 VALUES = [
     "count(*)", "count(latency)", "sum(bytes)", "sum(latency)", "avg(latency)", "min(latency)", "max(bytes)",
     "count(*) FILTER (WHERE status >= 500) * 100.0 / count(*)", "coalesce(max(latency), -1) - min(latency)",
-    "sum(bytes) FILTER (WHERE region = 'r1') / 1000",
+    "sum(bytes) FILTER (WHERE region = 'r1') / 1000", "approx_quantile(latency, 0.99)",
+    "approx_quantile(latency, 0.5) FILTER (WHERE status >= 500)", "approx_quantile(bytes, 0.1) * 2 - count(*)",
 ]
 WHERES = [
     "host = 'h3'", "host <> 'h3'", "host IN ('h1', 'h2')", "host LIKE 'h1%'", "host IS NULL", "NOT host = 'h0'",
@@ -112,7 +113,7 @@ def test_a_where_over_a_column_of_many_values_goes_back_to_shared_scans(db, roll
 
 def test_values_a_rollup_cannot_merge_use_shared_scans(db, rolled_table):
     queries = {
-        "SELECT svc, approx_quantile(latency, 0.9) AS v FROM rolled WHERE host = 'h1' GROUP BY svc": None,
+        "SELECT svc, quantile_cont(latency, 0.9) AS v FROM rolled WHERE host = 'h1' GROUP BY svc": None,
         "SELECT svc, count(DISTINCT host) AS v FROM rolled WHERE region = 'r1' GROUP BY svc": None,
         "SELECT svc, stddev(latency) AS v FROM rolled WHERE host <> 'h1' GROUP BY svc": None,
         "SELECT svc, avg(latency) AS v FROM rolled GROUP BY svc": None,  # no WHERE: nothing to roll up
@@ -141,3 +142,12 @@ def test_a_broken_monitor_in_a_rollup_fails_alone_and_the_rollup_goes_on(db, rol
         assert_same_values({s.name: outcomes[s.name].values for s in good},
                            {o.monitor: o.values for o in alone.evaluate(due[:2])})
     assert [k.dimensions for k in evaluator._rollups] == [("host",)]  # made again without the broken monitor
+
+
+def test_a_quantile_of_times_is_no_histogram_and_its_rollup_goes_back_to_shared_scans(db, rolled_table):
+    specs = [db._checked(build_spec(f"times-{i}", f"SELECT svc, {value} AS v FROM rolled WHERE host <> 'h{i}' "
+                                    "GROUP BY svc", window="3m", every="1m", critical=1.0))
+             for i, value in enumerate(["approx_quantile(latency, 0.9)", "epoch(approx_quantile(timestamp, 0.5))"])]
+    assert all(series_of(s, shape_of(s).groups) is not None for s in specs)
+    got, want, evaluator = evaluate_both(db, specs, minutes=range(8, 10))
+    assert [k.dimensions for k in evaluator._too_fine] == [("host",)] and not evaluator._rollups
