@@ -14,9 +14,9 @@ primitives that merge by addition, minimum or maximum: ``count(*)``,
 ``count(x)``, ``sum(x)``, ``min(x)``, ``max(x)`` (``avg`` is a sum over a
 count; a FILTER clause becomes a CASE inside them), and for
 ``approx_quantile(x, q)`` over numbers the log-bucket histogram of ``x``
-(:mod:`engine.query.execution.sketches`), which merges by adding counts.  Its partials go
-through the same incremental windows as any monitor query (cached per
-segment, pre-merged blocks).  At a slot, each monitor's WHERE is evaluated
+(:mod:`engine.query.execution.sketches`), which merges by adding counts.
+Its partials go through the same incremental windows as any monitor query
+(cached per segment, pre-merged blocks).  At a slot, each monitor's WHERE is evaluated
 over the few distinct dimension values of the window, and its aggregates
 are the primitives summed (or min/max-ed) over the values it keeps, per
 group (a quantile is read from its summed histogram: the same histogram a
@@ -319,7 +319,6 @@ class _Cells:
         out = pa.array(np.where(empty, 0, found), mask=empty)
         return pc.cast(out, stored) if pa.types.is_integer(stored) else out
 
-
     def quantile(self, primitive: int, fraction: float, mask: np.ndarray) -> pa.Array:
         """Per group, the ``fraction`` quantile of the histograms of the dimension values ``mask`` keeps, as
         :func:`engine.query.execution.sketches.dd_quantiles` reads one merged histogram (NULL if it is empty)."""
@@ -347,12 +346,18 @@ class _Cells:
         lists = column.combine_chunks()
         codes, counts = sketches.dd_entries(pc.list_flatten(lists).to_numpy(zero_copy_only=False))
         rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-        buckets, bucket = np.unique(codes, return_inverse=True)
         groups, dimensions = self.shape
-        if groups * dimensions * len(buckets) > MAX_HISTOGRAM_CELLS:
+        low = int(codes.min()) if len(codes) else 0
+        present = np.zeros(int(codes.max()) - low + 1 if len(codes) else 0, dtype=bool)
+        present[codes - low] = True  # the buckets in use, numbered in order (codes are ordered as values)
+        number = np.cumsum(present) - 1
+        buckets = np.flatnonzero(present) + low
+        size = groups * dimensions * len(buckets)
+        if size > MAX_HISTOGRAM_CELLS:
             raise TooFine(f"{groups} groups x {dimensions} dimension values x {len(buckets)} histogram buckets")
-        cells = np.zeros(groups * dimensions * len(buckets), dtype=np.int64)
-        cells[(self.groups[rows] * dimensions + self.dimensions[rows]) * len(buckets) + bucket] = counts  # one each
+        cell = (self.groups[rows] * dimensions + self.dimensions[rows]) * len(buckets) + number[codes - low]
+        # a cell's bucket may come from several states (the window's parts): counts added up, exactly below 2^53
+        cells = np.bincount(cell, weights=counts, minlength=size).astype(np.int64)
         cells = cells.reshape(groups, dimensions, len(buckets))
         kept = self._histogram_cells[primitive] = (cells, sketches.dd_bucket_values(buckets), cells.sum(axis=1))
         return kept

@@ -18,7 +18,7 @@ approx_count_distinct  HyperLogLog sketch                      union's estimate
 approx_quantile        KLL sketch                              merged sketch's quantile
 approx_quantile_dd     log-bucket histogram (list of entries)  merged histogram's quantile
                        (``by``: a boolean column, the rows to count)
-dd_histogram           as approx_quantile_dd                   the merged histogram itself
+dd_histogram           as approx_quantile_dd                   the group's entries, not added up
 bool_and/or            b                                       all/any b
 mode, list, string_agg list of values (and of the ORDER BY key)  picked or joined per group
 arg_max/arg_min        list of values and of their orderings   the value at the extreme
@@ -274,6 +274,8 @@ def _finish_whole(states: pa.Table, keys: tuple[str, ...], calls: tuple[AggCall,
     for call in calls:
         if call.func == "count_distinct" and not call.distinct:  # the partial's distinct values, NULLs left out
             out[call.name] = pc.list_value_length(_combined(states.column(f"{call.name}__d"))).cast(pa.int64())
+        elif call.func == "dd_histogram":  # each group's entries, as they are
+            out[call.name] = states.column(f"{call.name}__dd")
         else:
             out[call.name] = _finish(merged_table, call, states, ids, schema)
     return pa.table(out) if out else pa.table({_KEY: merged_table.column(_KEY)}).select([])
@@ -302,8 +304,8 @@ def _double_sums(states: pa.Table, calls: tuple[AggCall, ...]) -> pa.Table:
 
 
 _ROW = "__row"
-# log-bucket histograms: the same states, finished as a quantile or as the merged histogram (what a monitor rollup
-# sums over the groups each monitor keeps)
+# log-bucket histograms: the same states, finished as a quantile or as the histogram itself (what a monitor rollup
+# adds up over the groups each monitor keeps)
 HISTOGRAMS = ("approx_quantile_dd", "dd_histogram")
 _GATHERED = ("mode", "arg_max", "arg_min", "string_agg", "list")
 _LISTED = ("stddev_samp", "stddev_pop", "var_samp", "var_pop", "count_distinct", "quantile_cont", "quantile_disc",
@@ -398,16 +400,24 @@ def _finish(merged: pa.Table, call: AggCall, states: pa.Table, ids: pa.Array | N
         return gathered(call, values, by, value_ids, count)
     if func == "approx_count_distinct":
         return sketches.hll_estimates(_per_group(states.column(f"{name}__h"), ids, count))
-    if func in HISTOGRAMS:
+    if func == "dd_histogram":
+        return _entries_per_group(_combined(states.column(f"{name}__dd")), _combined(merged.column(f"{_ROW}_list")))
+    if func == "approx_quantile_dd":
         entries, entry_ids = _flatten(states.column(f"{name}__dd"), ids)
-        if func == "dd_histogram":
-            return sketches.dd_unions(entries, entry_ids, count)
         return sketches.dd_quantiles(entries, entry_ids, count, call.params[0])
     if func == "approx_quantile":
         known = schema is not None and call.arg in schema.names
         lists = _per_group(states.column(f"{name}__k"), ids, count)
         return sketches.kll_quantiles(lists, call.params[0], schema.field(call.arg).type if known else pa.float64())
     raise QueryFailed(f"unknown aggregate {func}; this is a planner bug")
+
+
+def _entries_per_group(lists: pa.Array, rows: pa.Array) -> pa.Array:
+    """Each group's histogram entries in one list: the entry lists of its state ``rows``, one after the other (a
+    bucket may come more than once: its counts are to be added up)."""
+    taken = lists.take(pc.list_flatten(rows))
+    offsets = taken.offsets.to_numpy(zero_copy_only=False)[rows.offsets.to_numpy(zero_copy_only=False)]
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), taken.values)
 
 
 def _merge_distinct(states: pa.Table, call: AggCall, ids: pa.Array, count: int) -> pa.Array:
