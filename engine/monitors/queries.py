@@ -21,12 +21,14 @@ planned again only when the table's metadata or schema changed.
 
 Blocks: a long window over small segments would still merge thousands of
 partials at every slot.  The segments whose first event falls in one span
-of 600, 60 or 10 seconds form a block; once the table has moved past it,
+of 600, 60, 10 or 2 seconds form a block; once the table has moved past it,
 the block's partials are merged into one partial per group
 (:func:`engine.query.execution.combine.combine`) and cached under the
 block's segment ids (a late segment makes another key, never a wrong
 answer).  A window merges the largest blocks lying wholly inside it, then
-the leftover segments.  Only the states of the columns due are
+the leftover segments; its blocks of 10 s and more are merged into one
+partial, kept for the windows of the next slots, which hold the same ones
+until an edge crosses one.  Only the states of the columns due are
 concatenated, and the last segments read are kept decoded
 (:class:`RecentSegments`), since every shape chunk of a table reads the same
 new and edge segments within seconds.
@@ -76,7 +78,8 @@ CACHE_ENTRIES = 100_000
 # segment's states are kept for every shape chunk over its table
 CACHE_BYTES = 1 << 30
 RECENT_SEGMENTS = 128  # decoded segments a scheduler keeps (the newest ones and its windows' edges)
-BLOCK_LEVELS = (600, 60, 10)  # seconds of event time per pre-merged block, largest first; each divides the one before
+BLOCK_LEVELS = (600, 60, 10, 2)  # seconds of event time per pre-merged block, largest first; each divides the one before
+INTERIOR_LEVEL = 10  # a window's blocks of this many seconds and more are merged into one partial (kept)
 SEAL_SECONDS = 2  # a block is merged once the table has events this far past its end
 # a segment spanning more event time than this (a batch with late events) is taken as its core, the rows of its
 # last TAIL_SECONDS if all but one of TAIL_SHARES of its rows are among them, which blocks and windows treat like
@@ -209,6 +212,7 @@ class LocalQueries:
         parts: list[pa.Table] = []
         covered: set[tuple[int, int]] = set()
         if combinable:
+            inside: list[_Block] = []
             for rank, level in enumerate(BLOCK_LEVELS):
                 size = level * 1_000_000
                 for index in range(start_us // size, (end_us - 1) // size + 1):
@@ -217,11 +221,11 @@ class LocalQueries:
                     block = layout.blocks.get((level, index))
                     if block is None or block.min_time < start_us or block.max_time >= end_us:
                         continue
-                    merged = self._block(fragment, layout, block, fingerprint)
-                    if merged is None:
-                        break
-                    parts.append(merged)
+                    inside.append(block)
                     covered.add((level, index))
+            parts = self._inside(fragment, layout, inside, fingerprint)
+            if parts is None:  # the states do not merge: every segment on its own
+                parts, covered = [], set()
         for segment in layout.overlapping(start_us, end_us):
             if covered and any((level, segment.min_time // (level * 1_000_000)) in covered for level in BLOCK_LEVELS):
                 continue
@@ -235,6 +239,44 @@ class LocalQueries:
         parts += self._tail_parts(fragment, edge, layout, fingerprint, start_us, end_us)
         for segment in layout.untimed:
             parts.append(execute(edge(start_us, end_us), Execution(reader=self.reader, segments=(segment,))))
+        return parts
+
+    def _inside(self, fragment: Aggregate, layout: _Layout, blocks: list[_Block],
+                fingerprint: str) -> list[pa.Table] | None:
+        """The partial states of ``blocks`` (all wholly inside a window); None if they cannot be merged.
+
+        The windows of the next slots (a second apart, as monitors' offsets
+        spread them) hold the same blocks of INTERIOR_LEVEL seconds and more
+        until an edge crosses one: those are merged into one partial, kept,
+        and the smaller blocks at the edges added to it.
+        """
+        parts, interior = [], []
+        for block in blocks:
+            if block.level >= INTERIOR_LEVEL:
+                interior.append(block)
+                continue
+            merged = self._block(fragment, layout, block, fingerprint)
+            if merged is None:
+                return None
+            parts.append(merged)
+        if len(interior) == 1:
+            merged = self._block(fragment, layout, interior[0], fingerprint)
+            return None if merged is None else [merged, *parts]
+        if interior:
+            key = ("interior", tuple(block.key for block in interior), fingerprint)
+            merged = self._cached(key)
+            if merged is None:
+                merged = [self._block(fragment, layout, block, fingerprint) for block in interior]
+                if any(part is None for part in merged):
+                    return None
+                merged = combine(concat(merged), fragment.keys, fragment.aggregates)
+                if merged is None:
+                    return None
+                self.block_misses += 1
+                self._keep(key, merged)
+            else:
+                self.block_hits += 1
+            parts.append(merged)
         return parts
 
     def _tail_parts(self, fragment: Plan, edge, layout: _Layout, fingerprint: str, start_us: int,

@@ -173,6 +173,8 @@ def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(d
            for shift in (0, 1, 2)]
     assert_batched_as_alone(batched, alone, due)
     assert queries.block_misses > 0 and queries.block_hits > 0  # blocks were merged, then served again
+    interiors = [key for key in queries.partials if key[0] == "interior"]
+    assert interiors and all(len(key[1]) > 1 for key in interiors)  # a window's blocks of 10 s and more, merged
 
 
 def test_monitor_quantiles_come_from_histograms_within_one_percent_of_the_exact_quantile(db):
