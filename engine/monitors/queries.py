@@ -21,14 +21,14 @@ planned again only when the table's metadata or schema changed.
 
 Blocks: a long window over small segments would still merge thousands of
 partials at every slot.  The segments whose first event falls in one span
-of 600, 60, 10 or 2 seconds form a block; once the table has moved past it,
+of 600, 60 or 10 seconds form a block; once the table has moved past it,
 the block's partials are merged into one partial per group
 (:func:`engine.query.execution.combine.combine`) and cached under the
 block's segment ids (a late segment makes another key, never a wrong
 answer).  A window merges the largest blocks lying wholly inside it, then
-the leftover segments; its blocks of 10 s and more are merged into one
-partial, kept for the windows of the next slots, which hold the same ones
-until an edge crosses one.  Only the states of the columns due are
+the leftover segments; its blocks are merged into one partial, kept for
+the windows of the next slots, which hold the same blocks until an edge
+crosses one.  Only the states of the columns due are
 concatenated, and the last segments read are kept decoded
 (:class:`RecentSegments`), since every shape chunk of a table reads the same
 new and edge segments within seconds.
@@ -39,10 +39,10 @@ Such a segment is laid out as its core (the rows of its last seconds, as
 narrow as a batch on time, read with that lower bound) and its tail (the
 rows before, a few percent of them).  Tails are grouped by when their
 segment ends into tail blocks (:meth:`LocalQueries._tail_parts`): a sealed
-tail block wholly inside a window gives one cached partial, one across an
-edge the cached partials of its whole minutes of event time inside the
-window, and the rest of the tails' rows in the window are read together,
-in one pass.
+tail block wholly inside a window gives one cached partial, the rows of
+all those across an edge that lie in the window's whole minutes of event
+time one more, and the rest of the tails' rows in the window are read
+together, in one pass.
 """
 
 from __future__ import annotations
@@ -78,8 +78,7 @@ CACHE_ENTRIES = 100_000
 # segment's states are kept for every shape chunk over its table
 CACHE_BYTES = 1 << 30
 RECENT_SEGMENTS = 128  # decoded segments a scheduler keeps (the newest ones and its windows' edges)
-BLOCK_LEVELS = (600, 60, 10, 2)  # seconds of event time per pre-merged block, largest first; each divides the one before
-INTERIOR_LEVEL = 10  # a window's blocks of this many seconds and more are merged into one partial (kept)
+BLOCK_LEVELS = (600, 60, 10)  # seconds of event time per pre-merged block, largest first; each divides the one before
 SEAL_SECONDS = 2  # a block is merged once the table has events this far past its end
 # a segment spanning more event time than this (a batch with late events) is taken as its core, the rows of its
 # last TAIL_SECONDS if all but one of TAIL_SHARES of its rows are among them, which blocks and windows treat like
@@ -89,7 +88,7 @@ TAIL_SHARES = (0.1, 0.25)
 # tails of the segments ending in one span of this many seconds form a tail block, the largest first: the tails
 # of the last minute, not yet in a sealed block of a minute, are in blocks of 10 s
 TAIL_BLOCK_LEVELS = (60, 10)
-TAIL_BUCKET_SECONDS = 60  # a tail block across a window's edge gives the partials of its whole buckets this long
+TAIL_BUCKET_SECONDS = 60  # the rows of tail blocks across a window's edge in its whole minutes give one partial
 TAIL_BYTES = 512 << 20  # tails' rows a scheduler keeps decoded (the last half hour's at 50,000 events/s, 5% late)
 RECENT_SECONDS = 3600  # wide segments ending this close to the table's newest event are split (each read once)
 
@@ -146,13 +145,14 @@ class LocalQueries:
             whole = self._plans[planned] = self._plan(unbounded, histograms)
         gather = _single_gather(whole)
         scan = fragment_scan(gather.input) if gather is not None else None
-        if scan is not None and not _current(scan, self.engine.resolve(scan.source.meta.name)):
+        source = self.engine.resolve(scan.source.meta.name) if scan is not None else None  # its latest snapshot
+        if scan is not None and not _current(scan, source):
             whole = self._plans[planned] = self._plan(unbounded, histograms)  # the table changed under it
             gather = _single_gather(whole)
             scan = fragment_scan(gather.input) if gather is not None else None
+            source = self.engine.resolve(scan.source.meta.name) if scan is not None else None
         if scan is None or not _timed(scan):  # a shape this path does not know: plan the window as a whole
             return self.sql(windowed, histograms)
-        source = self.engine.resolve(scan.source.meta.name)
         fingerprint = hashlib.sha1(f"{scan.source.meta.path}\n{unbounded}".encode()).hexdigest()
         pruned, keep = whole, None
         if columns is not None:  # merge only the states of the columns asked for; the partials stay shared
@@ -243,82 +243,72 @@ class LocalQueries:
 
     def _inside(self, fragment: Aggregate, layout: _Layout, blocks: list[_Block],
                 fingerprint: str) -> list[pa.Table] | None:
-        """The partial states of ``blocks`` (all wholly inside a window); None if they cannot be merged.
+        """The partial states of ``blocks`` (all wholly inside a window) as one partial; None if they cannot be
+        merged.
 
         The windows of the next slots (a second apart, as monitors' offsets
-        spread them) hold the same blocks of INTERIOR_LEVEL seconds and more
-        until an edge crosses one: those are merged into one partial, kept,
-        and the smaller blocks at the edges added to it.
+        spread them) hold the same blocks until an edge crosses one: their
+        merge is kept, and so are the blocks themselves (the next windows'
+        merges are made from them).
         """
-        parts, interior = [], []
-        for block in blocks:
-            if block.level >= INTERIOR_LEVEL:
-                interior.append(block)
-                continue
-            merged = self._block(fragment, layout, block, fingerprint)
-            if merged is None:
-                return None
-            parts.append(merged)
-        if len(interior) == 1:
-            merged = self._block(fragment, layout, interior[0], fingerprint)
-            return None if merged is None else [merged, *parts]
-        if interior:
-            key = ("interior", tuple(block.key for block in interior), fingerprint)
-            merged = self._cached(key)
-            if merged is None:
-                merged = [self._block(fragment, layout, block, fingerprint) for block in interior]
-                if any(part is None for part in merged):
-                    return None
-                merged = combine(concat(merged), fragment.keys, fragment.aggregates)
-                if merged is None:
-                    return None
-                self.block_misses += 1
-                self._keep(key, merged)
-            else:
-                self.block_hits += 1
-            parts.append(merged)
-        return parts
+        if len(blocks) < 2:
+            merged = [self._block(fragment, layout, block, fingerprint) for block in blocks]
+            return None if None in merged else merged
+        key = ("interior", tuple(block.key for block in blocks), fingerprint)
+        merged = self._cached(key)
+        if merged is not None:
+            self.block_hits += 1
+            for block in blocks:
+                self._cached(_block_key(block, fingerprint))
+            return [merged]
+        parts = [self._block(fragment, layout, block, fingerprint) for block in blocks]
+        if None in parts:
+            return None
+        merged = combine(concat(parts), fragment.keys, fragment.aggregates)
+        if merged is None:
+            return None
+        self.block_misses += 1
+        self._keep(key, merged)
+        return [merged]
 
     def _tail_parts(self, fragment: Plan, edge, layout: _Layout, fingerprint: str, start_us: int,
                     end_us: int) -> list[pa.Table]:
         """The partial states of the tails (late rows) of wide segments in [start_us, end_us).
 
         A sealed tail block lying wholly inside the window gives its cached
-        partial; one across an edge gives the cached partials of its rows in
-        each bucket of event time wholly inside the window.  The other rows
-        in the window (of those blocks, and of the tails not yet in a sealed
-        block) are slices of rows sorted by event time, read together, in
-        one pass.
+        partial.  The rows of the blocks across an edge that lie in the
+        window's whole minutes give one partial, kept: the windows of the
+        next slots have the same whole minutes and sealed blocks until an
+        edge crosses a minute or a block is sealed.  The rows left (the
+        window's edge minutes, and the tails not yet in a sealed block) are
+        slices of rows sorted by event time, read together, in one pass.
         """
         parts: list[pa.Table] = []
         pieces: list[pa.Table] = []
         source = layout.source
-        sorted_rows = []
         size = TAIL_BUCKET_SECONDS * 1_000_000
-        first, last = -(-start_us // size), end_us // size  # the buckets [first, last) lie inside the window
+        first, last = -(-start_us // size) * size, end_us // size * size  # the window's whole minutes
+        minutes, crossing = [], []
         for block in layout.tail_blocks_overlapping(start_us, end_us):
             if start_us <= block.min_time and block.max_time <= end_us:
                 parts.append(self._tail_block(fragment, source, block, fingerprint))
                 continue
             rows, times = self._block_rows(source, block)
-            if first >= last or block.level != TAIL_BLOCK_LEVELS[0]:  # (a block of seconds lives a minute)
-                sorted_rows.append((rows, times))
-                continue
-            # a block of a minute across the window's edge: its whole buckets inside the window from the cache,
-            # the rest read
-            for bucket in range(max(first, block.min_time // size), min(last, (block.max_time - 1) // size + 1)):
-                part = self._tail_bucket(fragment, block, rows, times, bucket, fingerprint)
-                if part is not None:
-                    parts.append(part)
-            for low, high in ((start_us, first * size), (last * size, end_us)):
-                below, above = np.searchsorted(times, [low, high])
-                if above > below:
-                    pieces.append(rows.slice(below, above - below))
+            bounds = np.searchsorted(times, [start_us, first, last, end_us]) if first < last \
+                else np.searchsorted(times, [start_us, start_us, start_us, end_us])
+            if bounds[2] > bounds[1]:
+                minutes.append(rows.slice(bounds[1], bounds[2] - bounds[1]))
+                crossing.append(block.key)
+            for low, high in ((bounds[0], bounds[1]), (bounds[2], bounds[3])):
+                if high > low:
+                    pieces.append(rows.slice(low, high - low))
+        if minutes:
+            parts.append(self._computed(("tail minutes", tuple(crossing), first, last, fingerprint), fragment,
+                                        lambda: _Rows(pa.concat_tables(minutes))))
         if any(_tail_overlaps(tail, start_us, end_us) for tail in layout.open_tails):
             if layout.open_rows is None:  # made once per snapshot, for every window over the table
                 layout.open_rows = self._sorted(source, [self._tail_rows(source, tail) for tail in layout.open_tails])
-            sorted_rows.append(layout.open_rows)
-        for rows, times in sorted_rows:
+            rows, times = layout.open_rows
             low, high = np.searchsorted(times, [start_us, end_us])
             if high > low:
                 pieces.append(rows.slice(low, high - low))
@@ -331,17 +321,6 @@ class LocalQueries:
         """The partial states of all the rows of ``block``'s tails (cached: the block is sealed)."""
         return self._computed(("tails", block.key, fingerprint), fragment,
                               lambda: _Rows(self._block_rows(source, block)[0]))
-
-    def _tail_bucket(self, fragment: Plan, block: _Block, rows: pa.Table, times: np.ndarray, bucket: int,
-                     fingerprint: str) -> pa.Table | None:
-        """The partial states of a sealed tail block's rows in one bucket of TAIL_BUCKET_SECONDS (cached); None if
-        it has none."""
-        size = TAIL_BUCKET_SECONDS * 1_000_000
-        below, above = np.searchsorted(times, [bucket * size, (bucket + 1) * size])
-        if above == below:
-            return None
-        return self._computed(("tail bucket", block.key, bucket, fingerprint), fragment,
-                              lambda: _Rows(rows.slice(below, above - below)))
 
     def _computed(self, key: tuple, fragment: Plan, rows) -> pa.Table:
         """The partial states ``fragment`` gives over ``rows()`` (tails' rows in memory), cached under ``key``."""
@@ -442,7 +421,7 @@ class LocalQueries:
         """The partial states of ``block``'s segments merged into one row per group (cached); None if they cannot be."""
         if len(block.segments) == 1:  # nothing to merge: the segment's own partial
             return self._partial(fragment, block.segments[0], fingerprint)
-        key = (block.key, fingerprint)
+        key = _block_key(block, fingerprint)
         cached = self._cached(key)
         if cached is not None:
             self.block_hits += 1
@@ -610,6 +589,11 @@ class _Rows:
         self.id = f"rows-{id(table)}"
         self.rows = table.num_rows
         self.min_time = self.max_time = None
+
+
+def _block_key(block: _Block, fingerprint: str) -> tuple:
+    """Where ``block``'s merged partial is cached (a block of one segment is that segment's partial)."""
+    return (block.segments[0].id, fingerprint) if len(block.segments) == 1 else (block.key, fingerprint)
 
 
 def _stored(segment):

@@ -263,7 +263,7 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     assert layout.tail_blocks and layout.span <= 10_000_000  # cores as narrow as the batches, tails apart
     kinds = {key[0] for key in queries.partials}
     assert "tails" in kinds  # sealed tail blocks inside windows were cached
-    assert "tail bucket" in kinds  # and the whole minutes of those across an edge
+    assert "tail minutes" in kinds  # and the rows of those across an edge in a window's whole minutes
     db.compact("tardy", progress=False)  # segments replaced under the cached cores, tails and blocks
     assert_batched_as_alone(batched, alone, [(spec, slot + 60) for spec, slot in due if slot >= BASE + 14 * 60])
 
