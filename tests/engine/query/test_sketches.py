@@ -163,6 +163,32 @@ def test_histogram_quantiles_are_within_one_percent_of_quantile_disc_and_merge_e
     assert states.column("b__dd").equals(aggregate.partial(masked, ("g",), calls[:1]).column("q0__dd"))
 
 
+def test_a_histogram_finished_as_itself_lists_each_groups_entries_which_add_up_to_one_partials():
+    """``dd_histogram`` (what monitor rollups ask for): each group's entries from every fragment, not added up;
+    adding them gives the histogram one partial over all the rows has, and its states are approx_quantile_dd's."""
+    rng = np.random.default_rng(11)
+    values = rng.lognormal(2, 1, 30_000) * rng.choice([-1, 1], 30_000)
+    table = pa.table({"g": rng.integers(0, 5, 30_000), "v": pa.array(values, mask=rng.random(30_000) < 0.05)})
+    listed = (AggCall("h", "dd_histogram", "v", (0.5,)),)
+    states, merged = _merged(table, ("g",), listed, parts=6)
+    whole = aggregate.partial(table, ("g",), (AggCall("h", "approx_quantile_dd", "v", (0.5,)),))
+    assert states.column("h__dd").equals(pa.concat_tables(
+        [aggregate.partial(p, ("g",), listed) for p in _fragments(table, 6)]).column("h__dd"))
+
+    def added(entries: list[int]) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for entry in entries:
+            counts[entry >> 44] = counts.get(entry >> 44, 0) + (entry & ((1 << 44) - 1))
+        return counts
+
+    got = {g: added(entries) for g, entries in zip(merged.column("g").to_pylist(), merged.column("h").to_pylist())}
+    assert got == {g: added(entries) for g, entries in zip(whole.column("g").to_pylist(),
+                                                             whole.column("h__dd").to_pylist())}
+    assert sum(len(e) for e in merged.column("h").to_pylist()) > sum(len(e) for e in whole.column("h__dd").to_pylist())
+    one = aggregate.final(whole, ("g",), listed, table.schema, whole=True)  # one partial: its lists as they are
+    assert one.column("h").equals(whole.column("h__dd"))
+
+
 @pytest.fixture(scope="module")
 def events(ray_session, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("sketches") / "warehouse")
