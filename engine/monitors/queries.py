@@ -79,6 +79,7 @@ CACHE_ENTRIES = 100_000
 CACHE_BYTES = 1 << 30
 RECENT_SEGMENTS = 128  # decoded segments a scheduler keeps (the newest ones and its windows' edges)
 BLOCK_LEVELS = (600, 60, 10)  # seconds of event time per pre-merged block, largest first; each divides the one before
+INTERIORS_SEEN = 10_000  # windows' block sets remembered, to merge those asked for twice
 SEAL_SECONDS = 2  # a block is merged once the table has events this far past its end
 # a segment spanning more event time than this (a batch with late events) is taken as its core, the rows of its
 # last TAIL_SECONDS if all but one of TAIL_SHARES of its rows are among them, which blocks and windows treat like
@@ -115,6 +116,7 @@ class LocalQueries:
         # tails' rows, and sealed tail blocks' rows sorted by event time (with those times), decoded
         self._tails: collections.OrderedDict[tuple, tuple[pa.Schema, pa.Table, object]] = collections.OrderedDict()
         self.tail_bytes = 0  # the Arrow buffers of the tails' rows kept
+        self._interiors: collections.OrderedDict[tuple, None] = collections.OrderedDict()  # asked for once
         self._cuts: dict[str, int | None] = {}  # wide segment -> where its core begins (None: it has no narrow core)
         self.block_hits = 0
         self.block_misses = 0
@@ -243,19 +245,18 @@ class LocalQueries:
 
     def _inside(self, fragment: Aggregate, layout: _Layout, blocks: list[_Block],
                 fingerprint: str) -> list[pa.Table] | None:
-        """The partial states of ``blocks`` (all wholly inside a window) as one partial; None if they cannot be
-        merged.
+        """The partial states of ``blocks`` (all wholly inside a window), as one kept partial where windows share
+        them; None if they cannot be merged.
 
         The windows of the next slots (a second apart, as monitors' offsets
         spread them) hold the same blocks until an edge crosses one: their
-        merge is kept, and so are the blocks themselves (the next windows'
-        merges are made from them).
+        merge is kept, once a second window asks for it (a window whose
+        blocks come once, as one monitor's sliding by its whole period, is
+        not merged twice), and so are the blocks themselves (the next
+        windows' merges are made from them).
         """
-        if len(blocks) < 2:
-            merged = [self._block(fragment, layout, block, fingerprint) for block in blocks]
-            return None if None in merged else merged
         key = ("interior", tuple(block.key for block in blocks), fingerprint)
-        merged = self._cached(key)
+        merged = self._cached(key) if len(blocks) > 1 else None
         if merged is not None:
             self.block_hits += 1
             for block in blocks:
@@ -264,12 +265,24 @@ class LocalQueries:
         parts = [self._block(fragment, layout, block, fingerprint) for block in blocks]
         if None in parts:
             return None
+        if len(blocks) < 2 or not self._asked_again(key):
+            return parts
         merged = combine(concat(parts), fragment.keys, fragment.aggregates)
         if merged is None:
             return None
         self.block_misses += 1
         self._keep(key, merged)
         return [merged]
+
+    def _asked_again(self, key: tuple) -> bool:
+        """Whether ``key`` was asked for before (remembered for the last INTERIORS_SEEN keys)."""
+        with self._lock:
+            if key in self._interiors:
+                return True
+            self._interiors[key] = None
+            if len(self._interiors) > INTERIORS_SEEN:
+                self._interiors.popitem(last=False)
+            return False
 
     def _tail_parts(self, fragment: Plan, edge, layout: _Layout, fingerprint: str, start_us: int,
                     end_us: int) -> list[pa.Table]:

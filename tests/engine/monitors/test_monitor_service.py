@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 
 import pytest
+import ray
 
 from engine.monitors.history import ShardLog, ensure_table, shard_of
 from engine.monitors.service import MonitorService, call, evaluation_shards
@@ -18,15 +19,20 @@ QUERY = "SELECT svc, avg(latency) AS v FROM {table} GROUP BY svc"
 
 
 def settle(service: MonitorService, meta, store, timeout: float = 60.0) -> None:
-    """Wait until every notifier has delivered up to its shard's latest commit."""
+    """Stop the schedulers, then wait until every notifier has delivered up to its shard's latest commit and no
+    commit is still coming (a step handed to a processor before its scheduler stopped lands first)."""
+    for scheduler in service.schedulers:
+        ray.kill(scheduler, no_restart=True)
     deadline = time.monotonic() + timeout
+    before = None
     while time.monotonic() < deadline:
-        notifiers = service.stats()["notifiers"]
+        notifiers = [call(n.stats) for n in service.notifiers]
         latest = [ShardLog(store, meta, s).load().version for s in range(meta.partitions)]
-        if all(n["watermark"] >= v for n, v in zip(notifiers, latest)):
+        if latest == before and all(n["watermark"] >= v for n, v in zip(notifiers, latest)):
             return
+        before = latest
         time.sleep(0.5)
-    raise AssertionError(f"notifiers did not catch up: {service.stats()['notifiers']}")
+    raise AssertionError(f"notifiers did not catch up: {[call(n.stats) for n in service.notifiers]}")
 
 
 def check_history(db, store, meta, receiver: Receiver, monitors: list[str]) -> dict[str, list[float]]:
