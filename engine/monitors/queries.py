@@ -26,9 +26,9 @@ the block's partials are merged into one partial per group
 (:func:`engine.query.execution.combine.combine`) and cached under the
 block's segment ids (a late segment makes another key, never a wrong
 answer).  A window merges the largest blocks lying wholly inside it, then
-the leftover segments; its blocks are merged into one partial, kept for
-the windows of the next slots, which hold the same blocks until an edge
-crosses one.  Only the states of the columns due are
+the leftover segments; once a second window asks for the same blocks
+(the windows of the next slots hold them until an edge crosses one), they
+are merged into one partial and kept.  Only the states of the columns due are
 concatenated, and the last segments read are kept decoded
 (:class:`RecentSegments`), since every shape chunk of a table reads the same
 new and edge segments within seconds.
