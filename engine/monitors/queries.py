@@ -255,8 +255,8 @@ class LocalQueries:
         not merged twice), and so are the blocks themselves (the next
         windows' merges are made from them).
         """
-        key = ("interior", tuple(block.key for block in blocks), fingerprint)
-        merged = self._cached(key) if len(blocks) > 1 else None
+        key = ("interior", tuple(block.key for block in blocks), fingerprint) if len(blocks) > 1 else None
+        merged = self._cached(key) if key is not None else None
         if merged is not None:
             self.block_hits += 1
             for block in blocks:
@@ -265,7 +265,7 @@ class LocalQueries:
         parts = [self._block(fragment, layout, block, fingerprint) for block in blocks]
         if None in parts:
             return None
-        if len(blocks) < 2 or not self._asked_again(key):
+        if key is None or not self._asked_again(key):
             return parts
         merged = combine(concat(parts), fragment.keys, fragment.aggregates)
         if merged is None:

@@ -348,14 +348,14 @@ class _Cells:
         rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
         groups, dimensions = self.shape
         low = int(codes.min()) if len(codes) else 0
-        present = np.zeros(int(codes.max()) - low + 1 if len(codes) else 0, dtype=bool)
-        present[codes - low] = True  # the buckets in use, numbered in order (codes are ordered as values)
-        number = np.cumsum(present) - 1
-        buckets = np.flatnonzero(present) + low
+        # the buckets in use, numbered in order (codes are ordered as their values)
+        number, count = _dense(codes - low, int(codes.max()) - low + 1) if len(codes) else (codes, 0)
+        buckets = np.empty(count, dtype=np.int64)
+        buckets[number] = codes
         size = groups * dimensions * len(buckets)
         if size > MAX_HISTOGRAM_CELLS:
             raise TooFine(f"{groups} groups x {dimensions} dimension values x {len(buckets)} histogram buckets")
-        cell = (self.groups[rows] * dimensions + self.dimensions[rows]) * len(buckets) + number[codes - low]
+        cell = (self.groups[rows] * dimensions + self.dimensions[rows]) * len(buckets) + number
         # a cell's bucket may come from several states (the window's parts): counts added up, exactly below 2^53
         cells = np.bincount(cell, weights=counts, minlength=size).astype(np.int64)
         cells = cells.reshape(groups, dimensions, len(buckets))
