@@ -91,6 +91,7 @@ TAIL_SHARES = (0.1, 0.25)
 TAIL_BLOCK_LEVELS = (60, 10)
 TAIL_BUCKET_SECONDS = 60  # the rows of tail blocks across a window's edge in its whole minutes give one partial
 TAIL_BYTES = 512 << 20  # tails' rows a scheduler keeps decoded (the last half hour's at 50,000 events/s, 5% late)
+SECOND = "__petrel_second"  # the extra group key of per-second partials (:func:`_by_second`)
 RECENT_SECONDS = 3600  # wide segments ending this close to the table's newest event are split (each read once)
 
 
@@ -113,10 +114,13 @@ class LocalQueries:
         self._layouts: dict[str, tuple[tuple, _Layout]] = {}
         self._combinable: dict[str, bool] = {}  # fingerprints whose states cannot be pre-merged
         self._edges: dict[tuple, tuple[Plan, Plan]] = {}
+        self._by_second: dict[int, tuple[Plan, Plan | None]] = {}  # fragments grouped by second too (:func:`_by_second`)
         # tails' rows, and sealed tail blocks' rows sorted by event time (with those times), decoded
         self._tails: collections.OrderedDict[tuple, tuple[pa.Schema, pa.Table, object]] = collections.OrderedDict()
         self.tail_bytes = 0  # the Arrow buffers of the tails' rows kept
         self._interiors: collections.OrderedDict[tuple, None] = collections.OrderedDict()  # asked for once
+        # per (first, last minute, fingerprint): the last tail minutes partial made, and the tails it holds
+        self._minutes: dict[tuple, tuple[tuple, frozenset[str]]] = {}
         self._cuts: dict[str, int | None] = {}  # wide segment -> where its core begins (None: it has no narrow core)
         self.block_hits = 0
         self.block_misses = 0
@@ -213,6 +217,7 @@ class LocalQueries:
             fingerprint, True)
         parts: list[pa.Table] = []
         covered: set[tuple[int, int]] = set()
+        merges = False  # whether this fingerprint's states merge (blocks, per-second partials)
         if combinable:
             inside: list[_Block] = []
             for rank, level in enumerate(BLOCK_LEVELS):
@@ -226,10 +231,21 @@ class LocalQueries:
                     inside.append(block)
                     covered.add((level, index))
             parts = self._inside(fragment, layout, inside, fingerprint)
+            merges = parts is not None
             if parts is None:  # the states do not merge: every segment on its own
                 parts, covered = [], set()
+        swept: set[str] = set()  # segments whose rows in the window came from their block's per-second partial
+        if merges and start_us % 1_000_000 == 0 and end_us % 1_000_000 == 0:
+            for block in self._across(layout, start_us, end_us):
+                part = self._seconds(fragment, layout.source, block, fingerprint, start_us, end_us)
+                if part is None:
+                    break
+                parts.append(part)
+                swept.update(segment.id for segment in block.segments)
         for segment in layout.overlapping(start_us, end_us):
             if covered and any((level, segment.min_time // (level * 1_000_000)) in covered for level in BLOCK_LEVELS):
+                continue
+            if segment.id in swept:
                 continue
             low, high = segment.min_time < start_us, segment.max_time >= end_us
             if not (low or high):
@@ -274,6 +290,64 @@ class LocalQueries:
         self._keep(key, merged)
         return [merged]
 
+    @staticmethod
+    def _across(layout: _Layout, start_us: int, end_us: int) -> list[_Block]:
+        """The sealed blocks of the smallest level with events on both sides of the window's start or end."""
+        level = BLOCK_LEVELS[-1]
+        size = level * 1_000_000
+        found: list[_Block] = []
+        for bound in (start_us, end_us):
+            for index in (bound // size - 1, bound // size):  # a block's last segment may run into the next span
+                block = layout.blocks.get((level, index))
+                if block is not None and block.min_time < bound <= block.max_time and block not in found:
+                    found.append(block)
+        return found
+
+    def _seconds(self, fragment: Plan, source, block: _Block, fingerprint: str, start_us: int,
+                 end_us: int) -> pa.Table | None:
+        """The partial states of ``block``'s rows in [start_us, end_us) (whole seconds), from the block's partial
+        grouped by second too (cached); None where the fragment cannot be grouped so.
+
+        The windows of the next slots start a second apart: each takes a
+        later slice of the same per-second partial, where the segments at
+        its start were aggregated again (the cache no longer held the
+        partials of segments half an hour old) and the one across the
+        edge read again.
+        """
+        key = ("seconds", block.key, fingerprint)
+        table = self._cached(key)
+        if table is None:
+            plan = self._by_second.get(id(fragment))
+            if plan is None or plan[0] is not fragment:
+                if len(self._by_second) > 10_000:
+                    self._by_second.clear()
+                plan = self._by_second[id(fragment)] = (fragment, _by_second(fragment))
+            if plan[1] is None:
+                return None
+            table = execute(plan[1], Execution(reader=self.reader, segments=(_Rows(self._rows_of(source, block)),)))
+            second = table.column(SECOND)
+            table = table.filter(pc.is_valid(second)).take(pc.sort_indices(second)).combine_chunks() \
+                if second.null_count else table.take(pc.sort_indices(second)).combine_chunks()
+            self.block_misses += 1
+            self._keep(key, table)
+        else:
+            self.block_hits += 1
+        low, high = np.searchsorted(table.column(SECOND).to_numpy(), [start_us // 1_000_000, end_us // 1_000_000])
+        return table.slice(low, high - low).drop_columns([SECOND])
+
+    def _rows_of(self, source, block: _Block) -> pa.Table:
+        """The rows of ``block``'s segments (of a core, those from its first event on), decoded."""
+        column = source.meta.time_column
+        kind = source.schema.field(column).type
+        tables = []
+        for segment in block.segments:
+            floor = None
+            if isinstance(segment, _Core):
+                floor = pc.field(column) >= pa.scalar(segment.min_time, pa.timestamp("us", tz=kind.tz)).cast(kind)
+            tables.append(self.reader.read(source.meta.path, source.schema, (_stored(segment),),
+                                           list(source.schema.names), floor))
+        return pa.concat_tables(tables)
+
     def _asked_again(self, key: tuple) -> bool:
         """Whether ``key`` was asked for before (remembered for the last INTERIORS_SEEN keys)."""
         with self._lock:
@@ -311,13 +385,12 @@ class LocalQueries:
                 else np.searchsorted(times, [start_us, start_us, start_us, end_us])
             if bounds[2] > bounds[1]:
                 minutes.append(rows.slice(bounds[1], bounds[2] - bounds[1]))
-                crossing.append(block.key)
+                crossing.append(block)
             for low, high in ((bounds[0], bounds[1]), (bounds[2], bounds[3])):
                 if high > low:
                     pieces.append(rows.slice(low, high - low))
         if minutes:
-            parts.append(self._computed(("tail minutes", tuple(crossing), first, last, fingerprint), fragment,
-                                        lambda: _Rows(pa.concat_tables(minutes))))
+            parts.append(self._tail_minutes(fragment, source, crossing, minutes, first, last, fingerprint))
         if any(_tail_overlaps(tail, start_us, end_us) for tail in layout.open_tails):
             if layout.open_rows is None:  # made once per snapshot, for every window over the table
                 layout.open_rows = self._sorted(source, [self._tail_rows(source, tail) for tail in layout.open_tails])
@@ -329,6 +402,50 @@ class LocalQueries:
             rows = _Rows(pa.concat_tables(pieces))
             parts.append(execute(edge(None, None), Execution(reader=self.reader, segments=(rows,))))
         return parts
+
+    def _tail_minutes(self, fragment: Plan, source, crossing: list[_Block], minutes: list[pa.Table], first: int,
+                      last: int, fingerprint: str) -> pa.Table:
+        """The partial states of the rows ``minutes`` of the tail blocks ``crossing`` a window's edge that lie in its
+        whole minutes [first, last) (cached).
+
+        Every ten seconds a new tail block is sealed, and for windows of a
+        few minutes each crosses the start: the set changes, and all those
+        rows were aggregated again.  Built instead from the last partial of
+        the same minutes, where every tail it holds is still among these,
+        merged with the rows of the tails since (blocks that stopped
+        crossing hold no rows in these minutes: they end before the window).
+        """
+        key = ("tail minutes", tuple(block.key for block in crossing), first, last, fingerprint)
+        cached = self._cached(key)
+        if cached is not None:
+            self.block_hits += 1
+            return cached
+        tails = frozenset(tail.id for block in crossing for tail in block.segments)
+        earlier = self._minutes.get((first, last, fingerprint))
+        before = self._cached(earlier[0]) if earlier is not None and earlier[1] <= tails else None
+        merged = None
+        if before is not None and isinstance(fragment, Aggregate):
+            column = source.meta.time_column
+            kind = source.schema.field(column).type
+            bound = lambda micros: pa.scalar(micros, pa.timestamp("us", tz=kind.tz)).cast(kind)  # noqa: E731
+            within = (pc.field(column) >= bound(first)) & (pc.field(column) < bound(last))
+            new = [self._tail_rows(source, tail) for block in crossing for tail in block.segments
+                   if tail.id not in earlier[1]]
+            rows = ds.dataset(pa.concat_tables(new)).to_table(filter=within) if new else None
+            if rows is None or not rows.num_rows:
+                merged = before
+            else:
+                added = execute(fragment, Execution(reader=self.reader, segments=(_Rows(rows),)))
+                merged = combine(concat([before, added]), fragment.keys, fragment.aggregates)
+        if merged is None:
+            merged = execute(fragment, Execution(reader=self.reader, segments=(_Rows(pa.concat_tables(minutes)),)))
+        self.block_misses += 1
+        self._keep(key, merged)
+        with self._lock:
+            if len(self._minutes) > 10_000:
+                self._minutes.clear()
+            self._minutes[(first, last, fingerprint)] = (key, tails)
+        return merged
 
     def _tail_block(self, fragment: Plan, source, block: _Block, fingerprint: str) -> pa.Table:
         """The partial states of all the rows of ``block``'s tails (cached: the block is sealed)."""
@@ -869,6 +986,27 @@ def _window_scan(scan: Scan, start_us: int | None, end_us: int | None) -> Scan:
         compiled=(scan.compiled & window) if scan.compiled is not None else window,
         time_range=(start_us, None if end_us is None else end_us - 1),
     )
+
+
+def _by_second(fragment: Plan) -> Aggregate | None:
+    """``fragment`` (a partial aggregate over a projection of its scan) also grouped by the second of each row's
+    event time, as column SECOND (NULL for a NULL time); None for any other fragment."""
+    if not (isinstance(fragment, Aggregate) and fragment.mode == "partial" and isinstance(fragment.input, Project)
+            and fragment.input.compiled is not None and isinstance(fragment.input.input, Scan)):
+        return None
+    project = fragment.input
+    column = project.input.source.meta.time_column
+    if SECOND in project.names or column not in project.input.source.schema.names:
+        return None
+    kind = project.input.source.schema.field(column).type
+    micros = pc.field(column).cast(pa.timestamp("us", tz=kind.tz), safe=False).cast(pa.int64()).cast(pa.float64())
+    second = pc.floor(pc.divide(micros, 1e6)).cast(pa.int64())  # whole seconds, earlier ones below zero too
+    project = replace(project, names=(*project.names, SECOND), exprs=(*project.exprs, exp.column(column)),
+                      compiled=(*project.compiled, second))
+    schema = fragment.schema
+    if schema is not None and len(schema) == len(fragment.input.names):
+        schema = schema.append(pa.field(SECOND, pa.int64()))
+    return replace(fragment, input=project, keys=(*fragment.keys, SECOND), schema=schema)
 
 
 def _only(plan: Plan, keep: frozenset[str]) -> Plan | None:

@@ -175,6 +175,8 @@ def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(d
     assert queries.block_misses > 0 and queries.block_hits > 0  # blocks were merged, then served again
     interiors = [key for key in queries.partials if key[0] == "interior"]
     assert interiors and all(len(key[1]) > 1 for key in interiors)  # a window's blocks of 10 s and more, merged
+    # the 10 s blocks across a window's edge gave their rows per second, each window taking its slice
+    assert any(key[0] == "seconds" for key in queries.partials)
 
 
 def test_monitor_quantiles_come_from_histograms_within_one_percent_of_the_exact_quantile(db):
@@ -264,6 +266,7 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     kinds = {key[0] for key in queries.partials}
     assert "tails" in kinds  # sealed tail blocks inside windows were cached
     assert "tail minutes" in kinds  # and the rows of those across an edge in a window's whole minutes
+    assert "seconds" in kinds  # cores at a window's edges: their blocks' rows per second
     db.compact("tardy", progress=False)  # segments replaced under the cached cores, tails and blocks
     assert_batched_as_alone(batched, alone, [(spec, slot + 60) for spec, slot in due if slot >= BASE + 14 * 60])
 
