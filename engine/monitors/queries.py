@@ -119,8 +119,8 @@ class LocalQueries:
         self._tails: collections.OrderedDict[tuple, tuple[pa.Schema, pa.Table, object]] = collections.OrderedDict()
         self.tail_bytes = 0  # the Arrow buffers of the tails' rows kept
         self._interiors: collections.OrderedDict[tuple, None] = collections.OrderedDict()  # asked for once
-        # per (first, last minute, fingerprint): the last tail minutes partial made, and the tails it holds
-        self._minutes: dict[tuple, tuple[tuple, frozenset[str]]] = {}
+        # per (kind, span, fingerprint): the last partial of tails' rows in that span made, and the tails it holds
+        self._spans: dict[tuple, tuple[tuple, frozenset[str]]] = {}
         self._cuts: dict[str, int | None] = {}  # wide segment -> where its core begins (None: it has no narrow core)
         self.block_hits = 0
         self.block_misses = 0
@@ -317,23 +317,26 @@ class LocalQueries:
         key = ("seconds", block.key, fingerprint)
         table = self._cached(key)
         if table is None:
-            plan = self._by_second.get(id(fragment))
-            if plan is None or plan[0] is not fragment:
-                if len(self._by_second) > 10_000:
-                    self._by_second.clear()
-                plan = self._by_second[id(fragment)] = (fragment, _by_second(fragment))
-            if plan[1] is None:
+            plan = self._second_plan(fragment)
+            if plan is None:
                 return None
-            table = execute(plan[1], Execution(reader=self.reader, segments=(_Rows(self._rows_of(source, block)),)))
-            second = table.column(SECOND)
-            table = table.filter(pc.is_valid(second)).take(pc.sort_indices(second)).combine_chunks() \
-                if second.null_count else table.take(pc.sort_indices(second)).combine_chunks()
+            table = _by_seconds(execute(plan, Execution(reader=self.reader,
+                                                        segments=(_Rows(self._rows_of(source, block)),))))
             self.block_misses += 1
             self._keep(key, table)
         else:
             self.block_hits += 1
         low, high = np.searchsorted(table.column(SECOND).to_numpy(), [start_us // 1_000_000, end_us // 1_000_000])
         return table.slice(low, high - low).drop_columns([SECOND])
+
+    def _second_plan(self, fragment: Plan) -> Aggregate | None:
+        """:func:`_by_second` of ``fragment``, made once."""
+        plan = self._by_second.get(id(fragment))
+        if plan is None or plan[0] is not fragment:
+            if len(self._by_second) > 10_000:
+                self._by_second.clear()
+            plan = self._by_second[id(fragment)] = (fragment, _by_second(fragment))
+        return plan[1]
 
     def _rows_of(self, source, block: _Block) -> pa.Table:
         """The rows of ``block``'s segments (of a core, those from its first event on), decoded."""
@@ -365,32 +368,46 @@ class LocalQueries:
         A sealed tail block lying wholly inside the window gives its cached
         partial.  The rows of the blocks across an edge that lie in the
         window's whole minutes give one partial, kept: the windows of the
-        next slots have the same whole minutes and sealed blocks until an
-        edge crosses a minute or a block is sealed.  The rows left (the
-        window's edge minutes, and the tails not yet in a sealed block) are
-        slices of rows sorted by event time, read together, in one pass.
+        next slots have the same whole minutes until an edge crosses a
+        minute.  Those in the minute before them (where the window starts)
+        give one more, grouped by second too, of which each window takes
+        the seconds from its start on.  The rows left (the window's last
+        minute, and the tails not yet in a sealed block) are slices of rows
+        sorted by event time, read together, in one pass.
         """
         parts: list[pa.Table] = []
         pieces: list[pa.Table] = []
         source = layout.source
         size = TAIL_BUCKET_SECONDS * 1_000_000
         first, last = -(-start_us // size) * size, end_us // size * size  # the window's whole minutes
-        minutes, crossing = [], []
+        whole = first < last
+        # the start's minute by second: for whole seconds, and a fragment that can be grouped by them
+        lead = whole and start_us % 1_000_000 == 0 and self._second_plan(fragment) is not None
+        minutes, leading, crossing, starting = [], [], [], []
         for block in layout.tail_blocks_overlapping(start_us, end_us):
             if start_us <= block.min_time and block.max_time <= end_us:
                 parts.append(self._tail_block(fragment, source, block, fingerprint))
                 continue
             rows, times = self._block_rows(source, block)
-            bounds = np.searchsorted(times, [start_us, first, last, end_us]) if first < last \
-                else np.searchsorted(times, [start_us, start_us, start_us, end_us])
-            if bounds[2] > bounds[1]:
-                minutes.append(rows.slice(bounds[1], bounds[2] - bounds[1]))
+            bounds = np.searchsorted(times, [first - size if lead else start_us, start_us, first, last, end_us]) \
+                if whole else np.searchsorted(times, [start_us, start_us, start_us, start_us, end_us])
+            if bounds[3] > bounds[2]:
+                minutes.append(rows.slice(bounds[2], bounds[3] - bounds[2]))
                 crossing.append(block)
-            for low, high in ((bounds[0], bounds[1]), (bounds[2], bounds[3])):
-                if high > low:
-                    pieces.append(rows.slice(low, high - low))
+            if lead and bounds[2] > bounds[1]:  # rows in the window before its whole minutes
+                leading.append(rows.slice(bounds[0], bounds[2] - bounds[0]))
+                starting.append(block)
+            elif bounds[2] > bounds[1]:
+                pieces.append(rows.slice(bounds[1], bounds[2] - bounds[1]))
+            if bounds[4] > bounds[3]:
+                pieces.append(rows.slice(bounds[3], bounds[4] - bounds[3]))
         if minutes:
-            parts.append(self._tail_minutes(fragment, source, crossing, minutes, first, last, fingerprint))
+            parts.append(self._tail_span(fragment, source, crossing, minutes, first, last, fingerprint))
+        if leading:
+            by_second = self._tail_span(fragment, source, starting, leading, first - size, first, fingerprint,
+                                        seconds=True)
+            low = np.searchsorted(by_second.column(SECOND).to_numpy(), start_us // 1_000_000)
+            parts.append(by_second.slice(low).drop_columns([SECOND]))
         if any(_tail_overlaps(tail, start_us, end_us) for tail in layout.open_tails):
             if layout.open_rows is None:  # made once per snapshot, for every window over the table
                 layout.open_rows = self._sorted(source, [self._tail_rows(source, tail) for tail in layout.open_tails])
@@ -403,48 +420,54 @@ class LocalQueries:
             parts.append(execute(edge(None, None), Execution(reader=self.reader, segments=(rows,))))
         return parts
 
-    def _tail_minutes(self, fragment: Plan, source, crossing: list[_Block], minutes: list[pa.Table], first: int,
-                      last: int, fingerprint: str) -> pa.Table:
-        """The partial states of the rows ``minutes`` of the tail blocks ``crossing`` a window's edge that lie in its
-        whole minutes [first, last) (cached).
+    def _tail_span(self, fragment: Plan, source, crossing: list[_Block], spans: list[pa.Table], low: int,
+                   high: int, fingerprint: str, seconds: bool = False) -> pa.Table:
+        """The partial states of ``spans``, the rows in [low, high) of the tail blocks ``crossing`` a window's
+        edge (cached; ``seconds``: grouped by second too, sorted by it).
 
         Every ten seconds a new tail block is sealed, and for windows of a
         few minutes each crosses the start: the set changes, and all those
         rows were aggregated again.  Built instead from the last partial of
-        the same minutes, where every tail it holds is still among these,
+        the same span, where every tail it holds is still among these,
         merged with the rows of the tails since (blocks that stopped
-        crossing hold no rows in these minutes: they end before the window).
+        crossing hold no rows in the span: they end before the window).
         """
-        key = ("tail minutes", tuple(block.key for block in crossing), first, last, fingerprint)
+        kind = "tail seconds" if seconds else "tail minutes"
+        key = (kind, tuple(block.key for block in crossing), low, high, fingerprint)
         cached = self._cached(key)
         if cached is not None:
             self.block_hits += 1
             return cached
+        plan = self._second_plan(fragment) if seconds else fragment
         tails = frozenset(tail.id for block in crossing for tail in block.segments)
-        earlier = self._minutes.get((first, last, fingerprint))
+        earlier = self._spans.get((kind, low, high, fingerprint))
         before = self._cached(earlier[0]) if earlier is not None and earlier[1] <= tails else None
         merged = None
-        if before is not None and isinstance(fragment, Aggregate):
+        if before is not None and isinstance(plan, Aggregate):
             column = source.meta.time_column
-            kind = source.schema.field(column).type
-            bound = lambda micros: pa.scalar(micros, pa.timestamp("us", tz=kind.tz)).cast(kind)  # noqa: E731
-            within = (pc.field(column) >= bound(first)) & (pc.field(column) < bound(last))
+            kind_of = source.schema.field(column).type
+            bound = lambda micros: pa.scalar(micros, pa.timestamp("us", tz=kind_of.tz)).cast(kind_of)  # noqa: E731
+            within = (pc.field(column) >= bound(low)) & (pc.field(column) < bound(high))
             new = [self._tail_rows(source, tail) for block in crossing for tail in block.segments
                    if tail.id not in earlier[1]]
             rows = ds.dataset(pa.concat_tables(new)).to_table(filter=within) if new else None
             if rows is None or not rows.num_rows:
                 merged = before
             else:
-                added = execute(fragment, Execution(reader=self.reader, segments=(_Rows(rows),)))
-                merged = combine(concat([before, added]), fragment.keys, fragment.aggregates)
+                added = execute(plan, Execution(reader=self.reader, segments=(_Rows(rows),)))
+                merged = combine(concat([before, added]), plan.keys, plan.aggregates)
+                if merged is not None and seconds:
+                    merged = _by_seconds(merged)
         if merged is None:
-            merged = execute(fragment, Execution(reader=self.reader, segments=(_Rows(pa.concat_tables(minutes)),)))
+            merged = execute(plan, Execution(reader=self.reader, segments=(_Rows(pa.concat_tables(spans)),)))
+            if seconds:
+                merged = _by_seconds(merged)
         self.block_misses += 1
         self._keep(key, merged)
         with self._lock:
-            if len(self._minutes) > 10_000:
-                self._minutes.clear()
-            self._minutes[(first, last, fingerprint)] = (key, tails)
+            if len(self._spans) > 10_000:
+                self._spans.clear()
+            self._spans[(kind, low, high, fingerprint)] = (key, tails)
         return merged
 
     def _tail_block(self, fragment: Plan, source, block: _Block, fingerprint: str) -> pa.Table:
@@ -1007,6 +1030,14 @@ def _by_second(fragment: Plan) -> Aggregate | None:
     if schema is not None and len(schema) == len(fragment.input.names):
         schema = schema.append(pa.field(SECOND, pa.int64()))
     return replace(fragment, input=project, keys=(*fragment.keys, SECOND), schema=schema)
+
+
+def _by_seconds(states: pa.Table) -> pa.Table:
+    """Per-second partial states sorted by their second (those of rows without a time dropped: in no window)."""
+    second = states.column(SECOND)
+    if second.null_count:
+        states = states.filter(pc.is_valid(second))
+    return states.take(pc.sort_indices(states.column(SECOND))).combine_chunks()
 
 
 def _only(plan: Plan, keep: frozenset[str]) -> Plan | None:

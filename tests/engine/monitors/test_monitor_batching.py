@@ -267,6 +267,7 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     assert "tails" in kinds  # sealed tail blocks inside windows were cached
     assert "tail minutes" in kinds  # and the rows of those across an edge in a window's whole minutes
     assert "seconds" in kinds  # cores at a window's edges: their blocks' rows per second
+    assert "tail seconds" in kinds  # and the tails' rows in the minute where a window starts
     db.compact("tardy", progress=False)  # segments replaced under the cached cores, tails and blocks
     assert_batched_as_alone(batched, alone, [(spec, slot + 60) for spec, slot in due if slot >= BASE + 14 * 60])
 
