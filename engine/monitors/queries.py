@@ -28,7 +28,16 @@ block's segment ids (a late segment makes another key, never a wrong
 answer).  A window merges the largest blocks lying wholly inside it, then
 the leftover segments; once a second window asks for the same blocks
 (the windows of the next slots hold them until an edge crosses one), they
-are merged into one partial and kept.  Only the states of the columns due are
+are merged into one partial and kept.
+
+Edges by second: monitors' offsets put a window's start on every second of
+the minute, so the segments at the start of a 30-minute window are needed
+again half an hour after they were new, when the cache has long let their
+partials go.  A sealed 10 s block across a window's edge (when the window's
+bounds are whole seconds) gives instead one partial grouped by the second of
+each row's event time too (:func:`_by_second`), made once from its rows;
+each window takes the seconds it covers, and the segment across the edge
+is not read with a filter.  Only the states of the columns due are
 concatenated, and the last segments read are kept decoded
 (:class:`RecentSegments`), since every shape chunk of a table reads the same
 new and edge segments within seconds.
@@ -41,8 +50,9 @@ rows before, a few percent of them).  Tails are grouped by when their
 segment ends into tail blocks (:meth:`LocalQueries._tail_parts`): a sealed
 tail block wholly inside a window gives one cached partial, the rows of
 all those across an edge that lie in the window's whole minutes of event
-time one more, and the rest of the tails' rows in the window are read
-together, in one pass.
+time one more (grown from the last one as tail blocks are sealed), those
+in the minute where the window starts one per second, and the rest of the
+tails' rows in the window are read together, in one pass.
 """
 
 from __future__ import annotations
@@ -566,8 +576,9 @@ class LocalQueries:
         name = source.meta.name
         kept = self._layouts.get(name)
         if kept is None or kept[0] is not source.segments:
-            kept = self._layouts[name] = (source.segments, _Layout(source.segments, source,
-                                                                   lambda segment: self._cut(source, segment)))
+            cut = lambda segment: self._cut(source, segment)  # noqa: E731
+            layout = _Layout.after(kept[1], source.segments, source, cut) if kept is not None else None
+            kept = self._layouts[name] = (source.segments, layout or _Layout(source.segments, source, cut))
         return kept[1]
 
     def _block(self, fragment: Aggregate, layout: _Layout, block: _Block, fingerprint: str) -> pa.Table | None:
@@ -765,6 +776,14 @@ class _Tail:
     max_time: int  # the segment's last event: tails are blocked by it, as segments end roughly when ingested
 
 
+def _by_start(entry) -> tuple[int, str]:
+    return entry.min_time, entry.id
+
+
+def _by_end(block: _Block) -> int:
+    return (block.index + 1) * block.level
+
+
 def _tail_overlaps(tail: _Tail, start_us: int, end_us: int) -> bool:
     return tail.min_time < end_us and tail.cut > start_us
 
@@ -788,10 +807,76 @@ class _Layout:
 
     def __init__(self, segments: tuple, source=None, cut=lambda segment: None) -> None:
         self.source = source
+        self.ids = {s.id for s in segments}
+        self.latest = max((s.max_time for s in segments if s.max_time is not None), default=0)
+        timed, tails = self._split(segments, self.latest, cut)
+        self.timed = sorted(timed, key=_by_start)
+        self.untimed = [s for s in segments if s.min_time is None]
+        self.starts = [s.min_time for s in self.timed]
+        self.span = max((s.max_time - s.min_time for s in self.timed), default=0)
+        self.blocks: dict[tuple[int, int], _Block] = {}
+        self.tail_blocks: list[_Block] = []
+        self.tail_ends: list[int] = []
+        self.open_tails: list = []
+        self.open_rows: tuple[pa.Table, np.ndarray] | None = None  # theirs, sorted by event time (made when asked)
+        self.newest_tail = 0  # the last event of the timed segments: what tail blocks are sealed against
+        if not self.timed:
+            return
+        self.newest_tail = max(s.max_time for s in self.timed)
+        self._tails(tails, self.newest_tail)
+        self._seal()
+
+    @classmethod
+    def after(cls, previous: _Layout, segments: tuple, source, cut) -> _Layout | None:
+        """``previous`` moved on to ``segments``, a later snapshot of its table holding every segment it held;
+        None where new segments fall in its sealed blocks (or segments are gone): lay it out anew.
+
+        A snapshot comes every half second per table, and laying one out
+        anew walks every segment of the table's history (its blocks at
+        every level): the new segments are placed and the blocks sealed
+        since are made, the rest is ``previous``'s.
+        """
+        ids = {s.id for s in segments}
+        if not previous.timed or not previous.ids <= ids:
+            return None
+        added = [s for s in segments if s.id not in previous.ids]
+        latest = max([previous.latest, *(s.max_time for s in added if s.max_time is not None)])
+        timed, tails = cls._split(added, latest, cut)
+        smallest = BLOCK_LEVELS[-1] * 1_000_000
+        floor = (previous.starts[-1] - SEAL_SECONDS * 1_000_000) // smallest * smallest  # sealed blocks end here
+        tail_size = TAIL_BLOCK_LEVELS[-1] * 1_000_000
+        tail_floor = (previous.newest_tail - SEAL_SECONDS * 1_000_000) // tail_size * tail_size
+        if any(s.min_time < floor for s in timed) or any(t.max_time < tail_floor for t in tails):
+            return None
+        layout = cls.__new__(cls)
+        layout.source, layout.ids, layout.latest = source, ids, latest
+        kept = bisect.bisect_left(previous.starts, floor)  # the timed entries before stay where they are
+        layout.timed = previous.timed[:kept] + sorted(previous.timed[kept:] + timed, key=_by_start)
+        layout.starts = [s.min_time for s in layout.timed]
+        layout.untimed = previous.untimed + [s for s in added if s.min_time is None]
+        layout.span = max([previous.span, *(s.max_time - s.min_time for s in timed)])
+        layout.blocks = dict(previous.blocks)
+        layout.open_rows = None
+        layout.newest_tail = max([previous.newest_tail, *(s.max_time for s in timed)])
+        # the tails of sealed minutes stay in their blocks; those of smaller blocks may now make a minute's
+        largest = TAIL_BLOCK_LEVELS[0]
+        playing = [t for b in previous.tail_blocks if b.level != largest for t in b.segments]
+        layout._tails(playing + previous.open_tails + tails, layout.newest_tail)
+        layout.tail_blocks = sorted([b for b in previous.tail_blocks if b.level == largest] + layout.tail_blocks,
+                                    key=_by_end)
+        layout.tail_ends = [(b.index + 1) * b.level * 1_000_000 for b in layout.tail_blocks]
+        before = {level: (previous.starts[-1] - SEAL_SECONDS * 1_000_000) // (level * 1_000_000)
+                  for level in BLOCK_LEVELS}
+        layout._seal(before)
+        return layout
+
+    @staticmethod
+    def _split(segments, latest: int, cut) -> tuple[list, list]:
+        """The timed entries of ``segments`` (each, or the core of a wide one) and the tails of the wide ones."""
         wide = TAIL_SECONDS * 1_000_000
-        timed, tails = [], []
         # only near the newest events, where windows slide: a month of backfilled batches is not read to lay it out
-        recent = max((s.max_time for s in segments if s.max_time is not None), default=0) - RECENT_SECONDS * 1_000_000
+        recent = latest - RECENT_SECONDS * 1_000_000
+        timed, tails = [], []
         for segment in segments:
             if segment.min_time is None:
                 continue
@@ -801,34 +886,28 @@ class _Layout:
             else:
                 timed.append(_Core(segment, f"{segment.id}#core", start, segment.max_time))
                 tails.append(_Tail(segment, f"{segment.id}#tail", segment.min_time, start, segment.max_time))
-        self.timed = sorted(timed, key=lambda s: s.min_time)
-        self.untimed = [s for s in segments if s.min_time is None]
-        self.starts = [s.min_time for s in self.timed]
-        self.span = max((s.max_time - s.min_time for s in self.timed), default=0)
-        self.blocks: dict[tuple[int, int], _Block] = {}
-        self.tail_blocks: list[_Block] = []
-        self.tail_ends: list[int] = []
-        self.open_tails: list = []
-        self.open_rows: tuple[pa.Table, np.ndarray] | None = None  # theirs, sorted by event time (made when asked)
-        if not self.timed:
-            return
-        self._tails(tails, max(s.max_time for s in self.timed))
+        return timed, tails
+
+    def _seal(self, before: dict[int, int] | None = None) -> None:
+        """Make the blocks sealed now at each level (from index ``before[level]`` on: those before are made)."""
         newest = self.starts[-1]
         for level in BLOCK_LEVELS:
             size = level * 1_000_000
             sealed = (newest - SEAL_SECONDS * 1_000_000) // size  # blocks before this index are sealed
+            if before is not None and sealed <= before[level]:
+                continue
+            first = bisect.bisect_left(self.starts, before[level] * size) if before is not None else 0
+            last = bisect.bisect_left(self.starts, sealed * size, first)
             members: dict[int, list] = {}
-            for segment in self.timed:
-                index = segment.min_time // size
-                if index >= sealed:
-                    break
-                members.setdefault(index, []).append(segment)
+            for segment in self.timed[first:last]:
+                members.setdefault(segment.min_time // size, []).append(segment)
             for index, inside in members.items():
                 self.blocks[(level, index)] = _Block.of(level, index, inside)
 
     def _tails(self, tails: list, newest: int) -> None:
         """Tails into sealed blocks: of TAIL_BLOCK_LEVELS[0] seconds, then the rest into the smaller ones."""
         blocks = []
+        tails = sorted(tails, key=lambda t: (t.max_time, t.id))
         for level in TAIL_BLOCK_LEVELS:
             size = level * 1_000_000
             sealed = (newest - SEAL_SECONDS * 1_000_000) // size
@@ -846,7 +925,7 @@ class _Layout:
             tails = rest
         self.open_tails = tails
         # by when their segments end: a tail's rows lie before its segment's last event
-        self.tail_blocks = sorted(blocks, key=lambda b: (b.index + 1) * b.level)
+        self.tail_blocks = sorted(blocks, key=_by_end)
         self.tail_ends = [(b.index + 1) * b.level * 1_000_000 for b in self.tail_blocks]
 
     def overlapping(self, start_us: int, end_us: int) -> list:

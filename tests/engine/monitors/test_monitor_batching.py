@@ -276,3 +276,48 @@ def test_a_table_without_segments_has_no_tail_blocks_in_any_window():
     from engine.monitors.queries import _Layout
 
     assert _Layout(()).tail_blocks_overlapping(0, 60_000_000) == []
+
+
+def test_a_layout_moved_on_to_each_next_snapshot_equals_the_snapshot_laid_out_anew():
+    """Snapshots come every half second: each is laid out from the one before (new segments placed, the blocks
+    sealed since made), as laying it out anew would, through batches on time, late ones and a gap."""
+    import random
+    from types import SimpleNamespace
+
+    from engine.monitors.queries import _Layout
+
+    rng = random.Random(11)
+    second = 1_000_000
+    segments, now = [], 1_000 * second
+    cuts = {}
+
+    def cut(segment):  # a wide segment's core: its last 2 s
+        return cuts[segment.id]
+
+    def described(layout):
+        return ([s.id for s in layout.timed], layout.span, [s.id for s in layout.untimed],
+                {key: block.key for key, block in layout.blocks.items()},
+                [block.key for block in layout.tail_blocks], layout.tail_ends, [t.id for t in layout.open_tails])
+
+    previous, moved = None, 0
+    for step in range(400):
+        now += rng.choice((0.5, 0.5, 0.5, 3.0, 20.0)) * second  # mostly half a second, sometimes a gap (within
+        # RECENT_SECONDS: older wide segments are not cut when laid out anew, and stay cut when moved on)
+        low = now - (rng.random() * 300 * second if rng.random() < 0.3 else 0.4 * second)  # some late events
+        segment = SimpleNamespace(id=f"s{step}", min_time=int(low), max_time=int(now))
+        cuts[segment.id] = int(now - 2 * second) if now - low > 10 * second else None
+        segments.append(segment)
+        if step % 37 == 0:
+            segments.append(SimpleNamespace(id=f"u{step}", min_time=None, max_time=None))
+        anew = _Layout(tuple(segments), None, cut)
+        layout = _Layout.after(previous, tuple(segments), None, cut) if previous is not None else None
+        if layout is not None:
+            moved += 1
+            assert described(layout) == described(anew), step
+        previous = layout or anew
+    assert moved > 300  # almost every snapshot was moved on, not laid out anew
+    # a segment landing in a sealed block, or one gone (compaction), makes a layout anew
+    old = SimpleNamespace(id="old", min_time=int(now - 100 * second), max_time=int(now - 99 * second))
+    cuts["old"] = None
+    assert _Layout.after(previous, (*segments, old), None, cut) is None
+    assert _Layout.after(previous, tuple(segments[1:]), None, cut) is None
