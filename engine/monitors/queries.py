@@ -247,6 +247,8 @@ class LocalQueries:
         swept: set[str] = set()  # segments whose rows in the window came from their block's per-second partial
         if merges and start_us % 1_000_000 == 0 and end_us % 1_000_000 == 0:
             for block in self._across(layout, start_us, end_us):
+                if self._kept(block, fingerprint):  # its segments' partials are at hand: no rows to read
+                    continue
                 part = self._seconds(fragment, layout.source, block, fingerprint, start_us, end_us)
                 if part is None:
                     break
@@ -312,6 +314,13 @@ class LocalQueries:
                 if block is not None and block.min_time < bound <= block.max_time and block not in found:
                     found.append(block)
         return found
+
+    def _kept(self, block: _Block, fingerprint: str) -> bool:
+        """Whether the partial of each segment of ``block`` is cached and its per-second partial is not: with
+        few windows per block (a thousand monitors), those and one edge read cost less than making it."""
+        with self._lock:
+            return ("seconds", block.key, fingerprint) not in self.partials and all(
+                (segment.id, fingerprint) in self.partials for segment in block.segments)
 
     def _seconds(self, fragment: Plan, source, block: _Block, fingerprint: str, start_us: int,
                  end_us: int) -> pa.Table | None:
