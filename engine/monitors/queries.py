@@ -34,10 +34,11 @@ Edges by second: monitors' offsets put a window's start on every second of
 the minute, so the segments at the start of a 30-minute window are needed
 again half an hour after they were new, when the cache has long let their
 partials go.  A sealed 10 s block across a window's edge (when the window's
-bounds are whole seconds) gives instead one partial grouped by the second of
-each row's event time too (:func:`_by_second`), made once from its rows;
-each window takes the seconds it covers, and the segment across the edge
-is not read with a filter.  Only the states of the columns due are
+bounds are whole seconds, and the cache no longer holds its segments'
+partials) gives instead one partial grouped by the second of each row's
+event time too (:func:`_by_second`), made once from its rows; each window
+takes the seconds it covers, and the segment across the edge is not read
+with a filter.  Only the states of the columns due are
 concatenated, and the last segments read are kept decoded
 (:class:`RecentSegments`), since every shape chunk of a table reads the same
 new and edge segments within seconds.
