@@ -34,11 +34,10 @@ Edges by second: monitors' offsets put a window's start on every second of
 the minute, so the segments at the start of a 30-minute window are needed
 again half an hour after they were new, when the cache has long let their
 partials go.  A sealed 10 s block across a window's edge (when the window's
-bounds are whole seconds, and the cache no longer holds its segments'
-partials) gives instead one partial grouped by the second of each row's
-event time too (:func:`_by_second`), made once from its rows; each window
-takes the seconds it covers, and the segment across the edge is not read
-with a filter.  Only the states of the columns due are
+bounds are whole seconds) gives instead one partial grouped by the second of
+each row's event time too (:func:`_by_second`), made once from its rows;
+each window takes the seconds it covers, and the segment across the edge
+is not read with a filter.  Only the states of the columns due are
 concatenated, and the last segments read are kept decoded
 (:class:`RecentSegments`), since every shape chunk of a table reads the same
 new and edge segments within seconds.
@@ -248,8 +247,6 @@ class LocalQueries:
         swept: set[str] = set()  # segments whose rows in the window came from their block's per-second partial
         if merges and start_us % 1_000_000 == 0 and end_us % 1_000_000 == 0:
             for block in self._across(layout, start_us, end_us):
-                if self._kept(block, fingerprint):  # its segments' partials are at hand: no rows to read
-                    continue
                 part = self._seconds(fragment, layout.source, block, fingerprint, start_us, end_us)
                 if part is None:
                     break
@@ -315,13 +312,6 @@ class LocalQueries:
                 if block is not None and block.min_time < bound <= block.max_time and block not in found:
                     found.append(block)
         return found
-
-    def _kept(self, block: _Block, fingerprint: str) -> bool:
-        """Whether the partial of each segment of ``block`` is cached and its per-second partial is not: with
-        few windows per block (a thousand monitors), those and one edge read cost less than making it."""
-        with self._lock:
-            return ("seconds", block.key, fingerprint) not in self.partials and all(
-                (segment.id, fingerprint) in self.partials for segment in block.segments)
 
     def _seconds(self, fragment: Plan, source, block: _Block, fingerprint: str, start_us: int,
                  end_us: int) -> pa.Table | None:
