@@ -124,7 +124,7 @@ class LocalQueries:
         self._layouts: dict[str, tuple[tuple, _Layout]] = {}
         self._combinable: dict[str, bool] = {}  # fingerprints whose states cannot be pre-merged
         self._edges: dict[tuple, tuple[Plan, Plan]] = {}
-        self._by_second: dict[int, tuple[Plan, Plan | None]] = {}  # fragments grouped by second too (:func:`_by_second`)
+        self._by_second: dict[int, tuple[Plan, Plan | None]] = {}  # fragments also grouped by second (_by_second)
         # tails' rows, and sealed tail blocks' rows sorted by event time (with those times), decoded
         self._tails: collections.OrderedDict[tuple, tuple[pa.Schema, pa.Table, object]] = collections.OrderedDict()
         self.tail_bytes = 0  # the Arrow buffers of the tails' rows kept
@@ -356,7 +356,7 @@ class LocalQueries:
         for segment in block.segments:
             floor = None
             if isinstance(segment, _Core):
-                floor = pc.field(column) >= pa.scalar(segment.min_time, pa.timestamp("us", tz=kind.tz)).cast(kind)
+                floor = pc.field(column) >= _time(segment.min_time, kind)
             tables.append(self.reader.read(source.meta.path, source.schema, (_stored(segment),),
                                            list(source.schema.names), floor))
         return pa.concat_tables(tables)
@@ -456,8 +456,7 @@ class LocalQueries:
         if before is not None and isinstance(plan, Aggregate):
             column = source.meta.time_column
             kind_of = source.schema.field(column).type
-            bound = lambda micros: pa.scalar(micros, pa.timestamp("us", tz=kind_of.tz)).cast(kind_of)  # noqa: E731
-            within = (pc.field(column) >= bound(low)) & (pc.field(column) < bound(high))
+            within = (pc.field(column) >= _time(low, kind_of)) & (pc.field(column) < _time(high, kind_of))
             new = [self._tail_rows(source, tail) for block in crossing for tail in block.segments
                    if tail.id not in earlier[1]]
             rows = ds.dataset(pa.concat_tables(new)).to_table(filter=within) if new else None
@@ -521,7 +520,7 @@ class LocalQueries:
             return kept[0]
         column = source.meta.time_column
         kind = source.schema.field(column).type
-        cut = pa.scalar(tail.cut, pa.timestamp("us", tz=kind.tz)).cast(kind)
+        cut = _time(tail.cut, kind)
         rows = self.reader.read(source.meta.path, source.schema, (tail.segment,), list(source.schema.names),
                                 pc.field(column) < cut)
         return self._keep_tail(key, source.schema, rows, None)[0]
@@ -861,13 +860,9 @@ class _Layout:
         # the tails of sealed minutes stay in their blocks; those of smaller blocks may now make a minute's
         largest = TAIL_BLOCK_LEVELS[0]
         playing = [t for b in previous.tail_blocks if b.level != largest for t in b.segments]
-        layout._tails(playing + previous.open_tails + tails, layout.newest_tail)
-        layout.tail_blocks = sorted([b for b in previous.tail_blocks if b.level == largest] + layout.tail_blocks,
-                                    key=_by_end)
-        layout.tail_ends = [(b.index + 1) * b.level * 1_000_000 for b in layout.tail_blocks]
-        before = {level: (previous.starts[-1] - SEAL_SECONDS * 1_000_000) // (level * 1_000_000)
-                  for level in BLOCK_LEVELS}
-        layout._seal(before)
+        layout._tails(playing + previous.open_tails + tails, layout.newest_tail,
+                      [b for b in previous.tail_blocks if b.level == largest])
+        layout._seal(previous.starts[-1])
         return layout
 
     @staticmethod
@@ -888,15 +883,17 @@ class _Layout:
                 tails.append(_Tail(segment, f"{segment.id}#tail", segment.min_time, start, segment.max_time))
         return timed, tails
 
-    def _seal(self, before: dict[int, int] | None = None) -> None:
-        """Make the blocks sealed now at each level (from index ``before[level]`` on: those before are made)."""
+    def _seal(self, newest_before: int | None = None) -> None:
+        """Make the blocks sealed now at each level (those sealed when the newest start was ``newest_before``
+        are made already)."""
         newest = self.starts[-1]
         for level in BLOCK_LEVELS:
             size = level * 1_000_000
             sealed = (newest - SEAL_SECONDS * 1_000_000) // size  # blocks before this index are sealed
-            if before is not None and sealed <= before[level]:
+            before = (newest_before - SEAL_SECONDS * 1_000_000) // size if newest_before is not None else None
+            if before is not None and sealed <= before:
                 continue
-            first = bisect.bisect_left(self.starts, before[level] * size) if before is not None else 0
+            first = bisect.bisect_left(self.starts, before * size) if before is not None else 0
             last = bisect.bisect_left(self.starts, sealed * size, first)
             members: dict[int, list] = {}
             for segment in self.timed[first:last]:
@@ -904,9 +901,10 @@ class _Layout:
             for index, inside in members.items():
                 self.blocks[(level, index)] = _Block.of(level, index, inside)
 
-    def _tails(self, tails: list, newest: int) -> None:
-        """Tails into sealed blocks: of TAIL_BLOCK_LEVELS[0] seconds, then the rest into the smaller ones."""
-        blocks = []
+    def _tails(self, tails: list, newest: int, sealed_before: list[_Block] = ()) -> None:
+        """Tails into sealed blocks: of TAIL_BLOCK_LEVELS[0] seconds, then the rest into the smaller ones (with
+        ``sealed_before``, blocks made already)."""
+        blocks = list(sealed_before)
         tails = sorted(tails, key=lambda t: (t.max_time, t.id))
         for level in TAIL_BLOCK_LEVELS:
             size = level * 1_000_000
@@ -1068,17 +1066,17 @@ def _window_scan(scan: Scan, start_us: int | None, end_us: int | None) -> Scan:
     kind = scan.source.schema.field(meta.time_column).type
     if start_us is None and end_us is None:
         return scan
-    bound = lambda micros: pa.scalar(micros, pa.timestamp("us", tz=kind.tz)).cast(kind)  # noqa: E731
     column = pc.field(meta.time_column)
     sql = exp.column(meta.time_column)
     # the text is compiled again where a read leaves part of the filter for later (string keys read as
     # dictionaries): it must say what the expression does, in SQL
     conditions = []
     if start_us is not None:
-        conditions.append((column >= bound(start_us),
+        conditions.append((column >= _time(start_us, kind),
                            exp.GTE(this=sql.copy(), expression=timestamp_literal(start_us / 1e6))))
     if end_us is not None:
-        conditions.append((column < bound(end_us), exp.LT(this=sql.copy(), expression=timestamp_literal(end_us / 1e6))))
+        conditions.append((column < _time(end_us, kind),
+                           exp.LT(this=sql.copy(), expression=timestamp_literal(end_us / 1e6))))
     window, text = conditions[0]
     for expression, condition in conditions[1:]:
         window, text = window & expression, exp.and_(text, condition)
@@ -1088,6 +1086,11 @@ def _window_scan(scan: Scan, start_us: int | None, end_us: int | None) -> Scan:
         compiled=(scan.compiled & window) if scan.compiled is not None else window,
         time_range=(start_us, None if end_us is None else end_us - 1),
     )
+
+
+def _time(micros: int, kind: pa.DataType) -> pa.Scalar:
+    """A time in microseconds as a scalar of the time column's type ``kind``."""
+    return pa.scalar(micros, pa.timestamp("us", tz=kind.tz)).cast(kind)
 
 
 def _by_second(fragment: Plan) -> Aggregate | None:
