@@ -310,7 +310,7 @@ def _dd_summed(groups: np.ndarray, codes: np.ndarray, counts: np.ndarray | None)
         keys = (present // span) * _DD_SPAN + (present % span + low)
         return keys, summed[present].astype(np.int64)
     composite = groups * _DD_SPAN + codes
-    order = np.argsort(composite, kind="stable")
+    order = np.argsort(composite)  # equal keys' counts are added up: no need of a stable sort (a third slower)
     ordered = composite[order]
     starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
     weights = counts[order] if counts is not None else np.ones(len(ordered), dtype=np.int64)
