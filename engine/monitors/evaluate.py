@@ -82,6 +82,7 @@ class Evaluator:
         self._solo: set[tuple[str, str]] = set()  # pairs whose own query failed: they run alone
         self._rollups: dict[RollupKey, Rollup] = {}
         self._too_fine: set[RollupKey] = set()  # rollups that did not pay (or work): their monitors use shared scans
+        self._unrolled: set[tuple[str, str]] = set()  # pairs reading a primitive no rollup can merge: shared scans
 
     def _shape(self, spec: MonitorSpec) -> _Shaped | None:
         key = (spec.query, spec.table, spec.time_column, spec.window, spec.delay)  # all a shape depends on
@@ -95,7 +96,7 @@ class Evaluator:
 
     def _rolls(self, shaped: _Shaped) -> bool:
         """Whether ``shaped`` is evaluated from a rollup (which takes its primitives in if need be)."""
-        if shaped.rolled is None or shaped.pair in self._solo:
+        if shaped.rolled is None or shaped.pair in self._solo or shaped.pair in self._unrolled:
             return False
         key, series = shaped.rolled
         if key in self._too_fine or (series.histograms and self.run_window is None):
@@ -152,7 +153,8 @@ class Evaluator:
     def _rolled(self, key: RollupKey, members: list[tuple[MonitorSpec, Series]], slot: float) -> list[SlotOutcome]:
         """Every member's outcome at ``slot`` from one window of their rollup."""
         rollup = self._rollups.get(key)
-        if rollup is None:  # given up on earlier in this step: its monitors are routed again
+        if rollup is None or any(self._shape(spec).pair in self._unrolled for spec, _ in members):
+            # given up on (or made again without some of them) earlier in this step: its monitors are routed again
             return self._outcomes([(spec, slot) for spec, _ in members])
         first = members[0][0]
         start, end = first.window_of(slot)
@@ -161,8 +163,12 @@ class Evaluator:
             result = self._run(*rollup.texts(first, _START, _END), start, end, rollup.columns(series),
                                rollup.histograms)
             groups, computed = rollup.evaluate(result, series)
-        except TooFine:  # its monitors go back to shared scans, from now on
-            self._too_fine.add(key)
+        except TooFine as exc:  # its monitors go back to shared scans, from now on
+            if exc.primitive is not None:  # only those reading that primitive; the rollup is made again without it
+                self._unrolled |= {self._shape(spec).pair for spec, one in members
+                                   if any(exc.primitive in primitives for _, primitives in one.aggregates)}
+            else:
+                self._too_fine.add(key)
             del self._rollups[key]
             return self._outcomes([(spec, slot) for spec, _ in members])
         except PetrelError:
@@ -191,6 +197,8 @@ class Evaluator:
         The scan computes every column of the chunk, due or not, so that all
         slots of the shape run the same query and share its cached partials.
         """
+        if shape.scan not in self._columns:  # chunked afresh after a failure earlier in this step: routed again
+            return self._outcomes([(spec, slot) for spec, _ in members])
         first = members[0][0]
         start, end = first.window_of(slot)
         pairs = list(self._columns[shape.scan])[chunk * MAX_SHARED:(chunk + 1) * MAX_SHARED]

@@ -62,7 +62,15 @@ _QUANTILE = "quantile"  # a kind "quantile <fraction>": its one primitive is a h
 
 
 class TooFine(Exception):
-    """A rollup does not pay here (too many dimension values, or primitives that are not numbers)."""
+    """A rollup does not pay here (too many dimension values, or primitives that are not numbers).
+
+    ``primitive``: the SQL of the one primitive at fault (a quantile of
+    times is no histogram): only the monitors reading it leave the rollup.
+    """
+
+    def __init__(self, message: str, primitive: str | None = None) -> None:
+        super().__init__(message)
+        self.primitive = primitive
 
 
 @dataclass(frozen=True)
@@ -216,7 +224,8 @@ class Rollup:
         groups = [result.column(f"__g{j}").take(group_rows).to_pylist() for j in range(count)]
         dimensions = _decoded(result.select(names).take(dimension_rows))
         masks = self._masks(dimensions, sorted({s.where for s in series}))
-        cells = _Cells(result, group_index, dimension_index, len(group_rows), len(dimension_rows))
+        cells = _Cells(result, group_index, dimension_index, len(group_rows), len(dimension_rows),
+                       {number: sql for sql, number in self.primitives.items()})
         seen = {where: cells.summed(0, mask) > 0 for where, mask in masks.items()}
         out: list[tuple[list, np.ndarray] | None] = [None] * len(series)
         by_value: dict[tuple, list[int]] = {}  # series computing the same expression of the same aggregates
@@ -273,8 +282,9 @@ class _Cells:
     """A window's primitives as (group x dimension value) matrices, made as the series ask for them."""
 
     def __init__(self, result: pa.Table, groups: np.ndarray, dimensions: np.ndarray, group_count: int,
-                 dimension_count: int) -> None:
+                 dimension_count: int, sql: dict[int, str]) -> None:
         self.result, self.groups, self.dimensions = result, groups, dimensions
+        self.sql = sql  # each primitive's SQL, by its number
         self.shape = (group_count, dimension_count)
         self._matrices: dict[tuple[int, str], np.ndarray] = {}
         self._histogram_cells: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -285,7 +295,7 @@ class _Cells:
         if matrix is None:
             column = self.result.column(f"__p{primitive}")
             if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-                raise TooFine(f"primitive {primitive} is {column.type}, not a number")
+                raise TooFine(f"primitive {primitive} is {column.type}, not a number", self.sql[primitive])
             values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
             valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
             empty = {"zero": 0.0, "low": -np.inf, "high": np.inf}[fill]
@@ -342,7 +352,7 @@ class _Cells:
             return kept
         column = self.result.column(f"__p{primitive}")
         if not (pa.types.is_list(column.type) and pa.types.is_integer(column.type.value_type)):
-            raise TooFine(f"primitive {primitive} is {column.type}, not a histogram")
+            raise TooFine(f"primitive {primitive} is {column.type}, not a histogram", self.sql[primitive])
         lists = column.combine_chunks()
         codes, counts = sketches.dd_entries(pc.list_flatten(lists).to_numpy(zero_copy_only=False))
         rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)

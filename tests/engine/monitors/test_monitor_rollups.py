@@ -144,10 +144,13 @@ def test_a_broken_monitor_in_a_rollup_fails_alone_and_the_rollup_goes_on(db, rol
     assert [k.dimensions for k in evaluator._rollups] == [("host",)]  # made again without the broken monitor
 
 
-def test_a_quantile_of_times_is_no_histogram_and_its_rollup_goes_back_to_shared_scans(db, rolled_table):
+def test_a_quantile_of_times_is_no_histogram_and_only_its_monitors_go_back_to_shared_scans(db, rolled_table):
     specs = [db._checked(build_spec(f"times-{i}", f"SELECT svc, {value} AS v FROM rolled WHERE host <> 'h{i}' "
                                     "GROUP BY svc", window="3m", every="1m", critical=1.0))
-             for i, value in enumerate(["approx_quantile(latency, 0.9)", "epoch(approx_quantile(timestamp, 0.5))"])]
+             for i, value in enumerate(["approx_quantile(latency, 0.9)", "epoch(approx_quantile(timestamp, 0.5))",
+                                        "count(*)"])]
     assert all(series_of(s, shape_of(s).groups) is not None for s in specs)
     got, want, evaluator = evaluate_both(db, specs, minutes=range(8, 10))
-    assert [k.dimensions for k in evaluator._too_fine] == [("host",)] and not evaluator._rollups
+    assert not evaluator._too_fine and [k.dimensions for k in evaluator._rollups] == [("host",)]
+    assert evaluator._unrolled == {evaluator._shape(specs[1]).pair}  # the others still come from the rollup
+    assert len(evaluator._columns[shape_of(specs[1]).scan]) == 1
