@@ -10,11 +10,13 @@ Unquoted names match columns regardless of case, as in DuckDB.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from typing import Any, Callable
 
 import pyarrow as pa
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect, groupconcat_sql
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 
@@ -44,6 +46,20 @@ def sql_type(type_: pa.DataType) -> str:
     return "VARCHAR"
 
 
+@functools.cache
+def _naming(dialect: str) -> Dialect:
+    """``dialect`` writing ``string_agg`` as it is written (sqlglot writes it as ``listagg``), as DuckDB names it."""
+    base = Dialect.get_or_raise(dialect)
+
+    class Naming(type(base).Generator):
+        TRANSFORMS = {**type(base).Generator.TRANSFORMS,
+                      exp.GroupConcat: lambda self, e: groupconcat_sql(self, e, "string_agg", None, False)}
+
+    named = type(base)()
+    named.generator_class = Naming
+    return named
+
+
 def display_names(tree: exp.Select, dialect: str) -> tuple[str, ...]:
     """Column names as the user wrote them (alias, column name, or the expression's text)."""
     names = []
@@ -57,7 +73,7 @@ def display_names(tree: exp.Select, dialect: str) -> tuple[str, ...]:
         elif isinstance(node, exp.Dot):
             names.append(node.name)
         else:
-            names.append(node.sql(dialect, normalize_functions="lower"))
+            names.append(node.sql(_naming(dialect), normalize_functions="lower"))
     return tuple(names)
 
 

@@ -129,6 +129,18 @@ def test_star_names_follow_the_table():
     assert result.names == tuple(SCHEMA.names)
 
 
+def test_unaliased_columns_are_named_as_duckdb_names_them():
+    import duckdb
+
+    oracle = duckdb.connect()
+    oracle.execute("CREATE TABLE events AS SELECT 'api' AS service, 1.5 AS latency")
+    for sql in ("SELECT string_agg(service, ',') FROM events",  # not listagg(...), as sqlglot writes it
+                "SELECT string_agg(service, '|' ORDER BY latency DESC) FROM events",
+                "SELECT string_agg(service) FROM events", "SELECT max(latency), lower(min(service)) FROM events"):
+        named = tuple(column[0] for column in oracle.execute(sql).description)
+        assert plan(sql).logical.names == named, sql
+
+
 @pytest.mark.parametrize("sql, fragment", [
     ("SELECT service FROM events QUALIFY row_number() OVER (ORDER BY latency) = 1 ORDER BY latency", "QUALIFY"),
     ("WITH RECURSIVE x AS (SELECT 1) SELECT * FROM x", "RECURSIVE"),
