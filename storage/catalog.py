@@ -184,13 +184,23 @@ class Catalog:
                 f"table {namespace}.{name} was dropped and its files await vacuum; "
                 "run vacuum on it or choose another name"
             )
+        path, record = f"{meta.path}/_table.json", json.dumps(meta.to_json()).encode()
         try:
-            _put_retrying_races(self.store, f"{meta.path}/_table.json", json.dumps(meta.to_json()).encode())
+            _put_retrying_races(self.store, path, record)
         except CommitConflict:
+            if self._written(path, record):  # our put landed, its reply was lost and the retry refused
+                return meta
             if exist_ok:
                 return self.table(namespace, name)
             raise TableExists(f"table {namespace}.{name} already exists; drop it first or pick another name") from None
         return meta
+
+    def _written(self, path: str, record: bytes) -> bool:
+        """Whether ``path`` holds ``record`` itself (its creation time makes it this call's own)."""
+        try:
+            return self.store.get(path) == record
+        except FileNotFoundError:
+            return False
 
     def table(self, namespace: str, name: str) -> TableMeta:
         """The table's metadata, with its latest properties; TableNotFound if absent."""

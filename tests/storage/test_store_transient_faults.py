@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.chaos_faults import ChaosStore, plan_of
 from storage.catalog import Catalog
-from storage.errors import CommitConflict, StoreUnavailable
+from storage.errors import CommitConflict, StoreUnavailable, TableExists
 from storage.log import PartitionLog
 from storage.segment import read_segment
 from storage.snapshot import LiveSnapshot, load_snapshot
@@ -114,6 +114,17 @@ def test_a_commit_whose_reply_is_lost_is_retried_into_a_conflict_and_found_not_w
     versions, _ = log.versions()
     assert versions == [0, 1, 2]
     assert sum("b2" in log.record(v).get("batch_ids", ()) for v in versions) == 1
+
+
+def test_a_table_created_through_a_lost_reply_is_created_not_reported_as_existing(faulty):
+    store, plan, _ = faulty
+    catalog = Catalog(store)
+    plan.set(1.0, {"lost_reply": 1.0}, methods=("put_object",), first_attempts=1)
+    meta = catalog.create_table("acme", "traces", partitions=2)  # the retry finds the record it wrote itself
+    plan.set(0.0)
+    assert catalog.table("acme", "traces").partitions == meta.partitions == 2
+    with pytest.raises(TableExists):  # another call's create of the name is still refused
+        catalog.create_table("acme", "traces")
 
 
 def test_a_writer_that_missed_a_commit_cannot_write_its_version_again(faulty):
