@@ -34,7 +34,9 @@ Files are streamed, never read whole: JSON lines ``chunk_bytes`` at a time,
 CSV through pyarrow's streaming reader and Parquet row group by row group, each cut
 into chunks of ``chunk_rows`` rows, so a run holds about one chunk in memory
 (a compressed Parquet file, which cannot be read out of order, is the
-exception).
+exception).  A read that fails transiently (a connection reset, a timeout, a
+500 from S3) opens the file again and goes on from the chunk it was at:
+chunks are the same on every read.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ import pyarrow.parquet as pq
 from engine.ingest.client import Ingestion, TableClient
 from engine.ingest.offsets import FileOffset, SequenceRange
 from engine.ingest.rejected import rejected_batch_id
-from storage.errors import IngestError
+from storage.errors import IngestError, StoreUnavailable
 from storage.snapshot import Snapshot, load_snapshot
+from storage.transient import ATTEMPTS, backoff, is_transient, retrying
 
 CHUNK_ROWS = 200_000
 CHUNK_BYTES = 32 << 20
@@ -201,12 +204,12 @@ def ingest_files(
     meta = client.meta
     if storage_options is None and ingestion.store.protocol != "file":
         storage_options = ingestion.store.storage_options
-    files = expand(paths, storage_options)
+    files = retrying(lambda: expand(paths, storage_options), f"listing {paths!r}")
     snapshot = load_snapshot(ingestion.store, meta)
     receipt = FilesReceipt()
     started = time.monotonic()
     for number, (fs, path, source) in enumerate(files, 1):
-        version = file_version(fs, path)
+        version = retrying(lambda: file_version(fs, path), f"reading the version of {source}")
         committed = [_committed(snapshot, p, source, version) for p in range(meta.partitions)]
         resume = _resume_point(committed, lambda: _rejects_reached(ingestion, table, source, version))
         if resume is None:
@@ -217,24 +220,48 @@ def ingest_files(
         for c in committed:  # a file begun before is cut exactly as then
             if isinstance(c, dict) and isinstance(c.get("layout"), dict):
                 layout = c["layout"]
-        iterator = chunks(fs, path, layout["rows"], layout["bytes"])
-        current = next(iterator)
-        index = 0
-        while current is not None:
-            following = next(iterator, None)
-            if index >= resume:
-                accepted, rejected = _ingest_chunk(
-                    ingestion, client, table, (source, version), index, current, following is None, layout
-                )
-                receipt.accepted += accepted
-                receipt.rejected += rejected
-            current, index = following, index + 1
+        for index, chunk, last in _chunks_from(fs, path, source, layout, resume):
+            accepted, rejected = _ingest_chunk(ingestion, client, table, (source, version), index, chunk, last, layout)
+            receipt.accepted += accepted
+            receipt.rejected += rejected
             _report(progress, table, number - 1, len(files), receipt, started)
         receipt.ingested.append(source)
         _report(progress, table, number, len(files), receipt, started)
     if progress:
         sys.stderr.write("\n")
     return receipt
+
+
+def _chunks_from(fs: fsspec.AbstractFileSystem, path: str, source: str, layout: dict,
+                 start: int) -> Iterator[tuple[int, Any, bool]]:
+    """(index, chunk, whether it is the last) of the file's chunks from chunk ``start`` on.
+
+    A transient failure of the read opens the file again and reads on to
+    the chunk it was at (ATTEMPTS failures in a row: StoreUnavailable); any
+    other error is raised as it is.
+    """
+    failures = 0
+    while True:
+        try:
+            iterator = chunks(fs, path, layout["rows"], layout["bytes"])
+            current, index = next(iterator), 0
+            while current is not None:
+                following = next(iterator, None)
+                if index >= start:
+                    yield index, current, following is None
+                    start, failures = index + 1, 0
+                current, index = following, index + 1
+            return
+        except Exception as exc:
+            failures += 1
+            if not is_transient(exc):
+                raise
+            if failures == ATTEMPTS:
+                raise StoreUnavailable(
+                    f"reading {source} failed {failures} times in a row (last: {type(exc).__name__}: {exc}); "
+                    "the chunks stored so far stay, and running again goes on from there"
+                ) from exc
+            time.sleep(backoff(failures))
 
 
 def _resume_point(committed: list[Any], rejects_reached: Callable[[], int]) -> int | None:

@@ -119,6 +119,53 @@ def test_a_file_replaced_after_a_crash_part_way_is_read_from_its_start(db, tmp_p
     assert ids(db, "logs") == partial + collections.Counter(range(1000, 1100))
 
 
+def test_a_read_of_a_file_failing_midway_is_opened_again_and_goes_on_where_it_was(db, tmp_path, monkeypatch):
+    db.create_table("logs", partitions=2)
+    path = drop_folder(db, tmp_path) + "a.jsonl"
+    put(db, path, jsonl(event_rows(0, 100)))
+    failures = []
+
+    class Resetting:  # the connection under the file reset part-way, twice
+        def __init__(self, handle):
+            self.handle, self.read_bytes = handle, 0
+
+        def read(self, size=-1):
+            if self.read_bytes > 1500 and len(failures) < 2:
+                failures.append(self.read_bytes)
+                raise ConnectionResetError("connection reset by peer")
+            data = self.handle.read(size)
+            self.read_bytes += len(data)
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    real = files.chunks
+
+    def resetting_chunks(fs, path, *args):
+        opened = fs.open
+
+        def open_resetting(*a, **k):
+            return Resetting(opened(*a, **k))
+
+        monkeypatch.setattr(fs, "open", open_resetting)
+        try:
+            yield from real(fs, path, *args)
+        finally:
+            monkeypatch.setattr(fs, "open", opened)
+
+    monkeypatch.setattr(files, "chunks", resetting_chunks)
+    receipt = files.ingest_files(db.ingestion, "logs", path, progress=False, chunk_bytes=1000)
+    assert len(failures) == 2 and receipt.accepted == 100
+    assert ids(db, "logs") == collections.Counter(range(100))  # every row once: no chunk lost, none sent twice
+
+
 def test_the_version_is_the_etag_else_size_and_mtime(tmp_path):
     local = fsspec.filesystem("file")
     path = str(tmp_path / "a.jsonl")
