@@ -66,7 +66,7 @@ def ray_head():
             time.sleep(1)
         yield {**env, "RAY_ADDRESS": address}
     finally:
-        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):  # a head of its own: no need to wait long
             try:
                 os.killpg(head.pid, sig)
             except ProcessLookupError:
