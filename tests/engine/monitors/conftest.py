@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.engine.ingest.ingest_fixtures import FAST
 from tests.engine.monitors.monitor_fixtures import BASE, EVENTS_SCHEMA, Receiver, minute_of_events
 
 
@@ -13,6 +14,7 @@ def db(ray_session, tmp_path_factory):
     import engine
 
     session = engine.connect(str(tmp_path_factory.mktemp("monitors") / "warehouse"), maintenance=False)
+    session.ingestion.options = FAST  # tests ingest many small batches one by one: each commits within 50 ms
     session.create_table("ev", schema=EVENTS_SCHEMA, partitions=2)
     rows = []
     for minute in range(10):
