@@ -11,6 +11,7 @@ warehouse (the query's table and column types) live in
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import zlib
@@ -71,10 +72,21 @@ class MonitorSpec:
     updated_at: float | None = None
 
     # -- the slot grid -----------------------------------------------------------------
-    @property
+    @functools.cached_property
     def offset(self) -> float:
-        """Where in each period this monitor's slots fall: a stable hash of its name, modulo ``every``."""
-        return float(zlib.crc32(self.name.encode()) % max(1, int(self.every)))
+        """Where in each period this monitor's slots fall: a stable hash, modulo ``every``, of what its query
+        reads and over which window (table, group columns, window, delay); of its name until it is checked.
+
+        Teams stamp monitors out of templates (one per host, customer or
+        threshold): those reading the same rows over the same window are due
+        at the same second, so one query evaluates them all (shared scans,
+        rollups) instead of one query per second of the period.  Different
+        shapes still spread over the period.
+        """
+        basis = self.name
+        if self.table:
+            basis = f"{self.table}\n{self.time_column}\n{','.join(self.group_columns)}\n{self.window}\n{self.delay}"
+        return float(zlib.crc32(basis.encode()) % max(1, int(self.every)))
 
     def slot_at(self, now: float) -> float:
         """The latest slot at or before ``now``."""

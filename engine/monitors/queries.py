@@ -30,8 +30,8 @@ the leftover segments; once a second window asks for the same blocks
 (the windows of the next slots hold them until an edge crosses one), they
 are merged into one partial and kept.
 
-Edges by second: monitors' offsets put a window's start on every second of
-the minute, so the segments at the start of a 30-minute window are needed
+Edges by second: the shapes' slot offsets put windows' starts on many seconds
+of the minute, so the segments at the start of a 30-minute window are needed
 again half an hour after they were new, when the cache has long let their
 partials go.  A sealed 10 s block across a window's edge (when the window's
 bounds are whole seconds) gives instead one partial grouped by the second of
@@ -274,7 +274,7 @@ class LocalQueries:
         """The partial states of ``blocks`` (all wholly inside a window), as one kept partial where windows share
         them; None if they cannot be merged.
 
-        The windows of the next slots (a second apart, as monitors' offsets
+        The windows of the next slots (seconds apart, as shapes' offsets
         spread them) hold the same blocks until an edge crosses one: their
         merge is kept, once a second window asks for it (a window whose
         blocks come once, as one monitor's sliding by its whole period, is

@@ -43,11 +43,13 @@ def batch_table(db):
 def test_a_shape_runs_one_sql_for_every_slot_offset_and_reads_each_segment_once(db, batch_table):
     specs = [db._checked(build_spec(f"shape-{i}", q, window="3m", every="1m", critical=1.0))
              for i, q in enumerate(SHAPE)]
-    assert len({s.offset for s in specs}) > 2  # the monitors fall on different seconds of the minute
-    due = [(spec, BASE + 60 * minute + spec.offset) for minute in range(4, 10) for spec in specs]
+    # one shape: due at the same second of the minute (but for the one naming its group column otherwise)
+    assert len({s.offset for s in specs if s.group_columns == ("svc",)}) == 1
+    # and at other seconds, as monitors of one shape were before their offsets were aligned
+    due = [(spec, BASE + 60 * minute + 7 * i) for minute in range(4, 10) for i, spec in enumerate(specs)]
     got, want, batched, queries = batched_and_alone(db, due)
     assert_same_values(got, want)
-    assert list(got[("shape-3", BASE + 240 + specs[3].offset)]) == ['{"service":"payments"}', '{"service":"search"}']
+    assert list(got[("shape-3", BASE + 240 + 21)]) == ['{"service":"payments"}', '{"service":"search"}']
     assert batched.stats.queries == len({slot for _, slot in due})  # one scan per (shape, slot)
     segments = len(queries.engine.resolve("batch").segments)
     # a whole segment's partial is computed once for every offset, per query: the shared scan, and the rollup
@@ -167,10 +169,10 @@ def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(d
     queries = LocalQueries(db.store, db.namespace)
     batched = Evaluator(queries.sql, run_window=queries.window)
     alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
-    # and slots a second apart, as monitors of one shape with other offsets have them (edge segments read with
-    # the one bound they cross)
-    due = [(spec, BASE + 60 * minute + spec.offset + shift) for minute in (11, 12, 13) for spec in specs
-           for shift in (0, 1, 2)]
+    # at seconds of the minute spread over the specs, and slots a second apart (edge segments read with the one
+    # bound they cross)
+    due = [(spec, BASE + 60 * minute + 13 * i % 60 + shift) for minute in (11, 12, 13)
+           for i, spec in enumerate(specs) for shift in (0, 1, 2)]
     assert_batched_as_alone(batched, alone, due)
     assert queries.block_misses > 0 and queries.block_hits > 0  # blocks were merged, then served again
     interiors = [key for key in queries.partials if key[0] == "interior"]
@@ -261,8 +263,8 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     queries = LocalQueries(db.store, db.namespace)
     batched = Evaluator(queries.sql, run_window=queries.window)
     alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
-    due = [(spec, BASE + 60 * minute + spec.offset + shift) for minute in (12, 14) for spec in specs
-           for shift in (0, 7)]
+    due = [(spec, BASE + 60 * minute + 13 * i % 60 + shift) for minute in (12, 14)
+           for i, spec in enumerate(specs) for shift in (0, 7)]
     assert_batched_as_alone(batched, alone, due)
     layout = queries._layout(queries.engine.resolve("tardy"))
     assert layout.tail_blocks and layout.span <= 10_000_000  # cores as narrow as the batches, tails apart

@@ -48,8 +48,11 @@ def test_bad_definitions_are_refused_naming_the_argument(overrides, words):
 
 def test_slot_grid_spreads_monitors_and_evaluates_before_the_delay():
     monitor = spec(every="1m", delay="30s", window="5m")
-    assert 0 <= monitor.offset < 60 and monitor.offset == spec(every="1m").offset  # stable across processes
-    assert len({spec(name=f"m{i}").offset for i in range(50)}) > 20
+    assert 0 <= monitor.offset < 60 and monitor.offset == spec(every="1m", delay="30s").offset  # stable
+    # monitors reading the same rows over the same window are due together (one query); other shapes spread
+    assert len({spec(name=f"m{i}", critical=float(i)).offset for i in range(50)}) == 1
+    assert len({spec(window=f"{i}m").offset for i in range(1, 51)}) > 20
+    assert len({build_spec(f"m{i}", QUERY, window="5m", every="1m", critical=1.0).offset for i in range(50)}) > 20  # unchecked
     slot = monitor.slot_at(1_800_000_123.5)
     assert (slot - monitor.offset) % 60 == 0 and slot <= 1_800_000_123.5 < slot + 60
     assert monitor.window_of(slot) == (slot - 330, slot - 30)
