@@ -18,9 +18,9 @@ so opening a partition reads one listing, one checkpoint and at most
 the next commit).  A log whose commits each touch a small part of a large
 state (a monitor shard: a few hundred of its monitors' states per commit)
 opens with ``checkpoint_by_size``: it also waits until its commits since the
-last checkpoint add up to half that checkpoint's bytes, so writing the whole
-state costs at most twice what the commits do, and opening it reads about
-one and a half states.  A checkpoint folds the offsets of finished sources (a
+last checkpoint add up to that checkpoint's bytes, so writing the whole
+state costs at most what the commits do, and opening it reads about two
+states.  A checkpoint folds the offsets of finished sources (a
 file read to its end) into a compact set of digests (``storage.finished``),
 so the offsets a partition carries do not grow with the files it has taken.
 
@@ -468,7 +468,7 @@ class PartitionLog:
         since = version - max(state.last_checkpoint, 0)
         if since >= self.checkpoint_interval and (
                 not self.checkpoint_by_size or self._checkpoint_bytes is None
-                or 2 * self._bytes_since >= self._checkpoint_bytes or since >= 20 * self.checkpoint_interval):
+                or self._bytes_since >= self._checkpoint_bytes or since >= 20 * self.checkpoint_interval):
             new_state = self._checkpoint_after_commit(new_state)
         return new_state
 
