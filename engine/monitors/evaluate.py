@@ -153,7 +153,8 @@ class Evaluator:
     def _rolled(self, key: RollupKey, members: list[tuple[MonitorSpec, Series]], slot: float) -> list[SlotOutcome]:
         """Every member's outcome at ``slot`` from one window of their rollup."""
         rollup = self._rollups.get(key)
-        if rollup is None or any(self._shape(spec).pair in self._unrolled for spec, _ in members):
+        if rollup is None or (self._unrolled and any(self._shape(spec).pair in self._unrolled
+                                                     for spec, _ in members)):
             # given up on (or made again without some of them) earlier in this step: its monitors are routed again
             return self._outcomes([(spec, slot) for spec, _ in members])
         first = members[0][0]

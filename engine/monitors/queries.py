@@ -924,7 +924,7 @@ class _Layout:
         self.open_tails = tails
         # by when their segments end: a tail's rows lie before its segment's last event
         self.tail_blocks = sorted(blocks, key=_by_end)
-        self.tail_ends = [(b.index + 1) * b.level * 1_000_000 for b in self.tail_blocks]
+        self.tail_ends = [_by_end(b) * 1_000_000 for b in self.tail_blocks]
 
     def overlapping(self, start_us: int, end_us: int) -> list:
         """The timed segments (and cores) with events in [start_us, end_us)."""
