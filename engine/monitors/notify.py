@@ -40,6 +40,7 @@ from storage.objectstore import ObjectStore
 RETRIES_PER_ROUND = 3
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 10.0
+LIST_EVERY = 5.0  # seconds between listings of the outbox log (the next commit is probed for at every step)
 
 
 def payload(entry: dict[str, Any], renotify: int = 0) -> dict[str, Any]:
@@ -109,6 +110,8 @@ class Notifier:
         self.alerting: dict[str, dict[str, Any]] = dict(self.state.offsets.get("alerting") or {})
         self.backoff = 0.0
         self.retry_at = 0.0
+        self.listed_latest = -1  # the latest outbox version the last listing showed, and when it was taken
+        self.listed_at = float("-inf")
 
     def _deliver(self, entry: dict[str, Any], renotify: int = 0) -> bool:
         body = payload(entry, renotify)
@@ -141,14 +144,13 @@ class Notifier:
             return 0
         done = 0
         changed = False
-        commits, checkpoints = self.outbox_log.versions()
-        latest = max(commits[-1] if commits else -1, checkpoints[-1] if checkpoints else -1)
         failed = False
-        for version in range(self.watermark + 1, latest + 1):
-            try:
-                entries = read_outbox(self.outbox_log, version)
-            except FileNotFoundError:  # folded into a checkpoint by vacuum long ago: nothing left to deliver
-                entries = []
+        version = self.watermark
+        while True:
+            version += 1
+            entries = self._outbox(version, now)
+            if entries is None:
+                break
             for entry in entries:
                 if entry.get("notify") and not self._deliver(entry):
                     failed = True
@@ -188,3 +190,30 @@ class Notifier:
         else:
             self.backoff = 0.0
         return done
+
+    def _outbox(self, version: int, now: float) -> list[dict[str, Any]] | None:
+        """The outbox of ``version``, or None if it is not committed yet.
+
+        The next version is read straight away: listing the log at every
+        step costs more than the commits read, the more so as the log grows.
+        A version that is not there is either still to come or folded into
+        a checkpoint by vacuum (nothing left to deliver); a listing, taken
+        at most every LIST_EVERY seconds, tells which.
+        """
+        try:
+            return read_outbox(self.outbox_log, version)
+        except FileNotFoundError:
+            pass
+        if version <= self.listed_latest:  # listed before this read missed it: vacuum took it since
+            return []
+        if now - self.listed_at < LIST_EVERY:
+            return None
+        commits, checkpoints = self.outbox_log.versions()
+        self.listed_latest = max(commits[-1] if commits else -1, checkpoints[-1] if checkpoints else -1)
+        self.listed_at = now
+        if version > self.listed_latest:
+            return None
+        try:  # committed between the read and the listing, or folded away: read again to tell
+            return read_outbox(self.outbox_log, version)
+        except FileNotFoundError:
+            return []
