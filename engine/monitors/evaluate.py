@@ -183,11 +183,11 @@ class Evaluator:
         self.stats.queries += 1
         self.stats.shared_queries += 1
         now = time.time()
-        keyed: dict[tuple[str, ...], list[tuple[dict[str, Any], str]]] = {}
+        keyed: dict[tuple[str, ...], list[str]] = {}
         outcomes = []
         for (spec, _), (values, seen) in zip(members, computed):
             by_row = _keyed(keyed, spec.group_columns, groups)
-            found = {by_row[row][1]: (by_row[row][0], _number(values[row])) for row in range(len(values)) if seen[row]}
+            found = {by_row[row]: _number(values[row]) for row in range(len(values)) if seen[row]}
             outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
         return outcomes
 
@@ -224,7 +224,7 @@ class Evaluator:
         now = time.time()
         groups = [result.column(f"g{j}").to_pylist() for j in range(len(shape.groups))]
         rows = range(result.num_rows)
-        keyed: dict[tuple[str, ...], list[tuple[dict[str, Any], str]]] = {}
+        keyed: dict[tuple[str, ...], list[str]] = {}
         columns: dict[int, tuple[list, list]] = {}
         outcomes = []
         for spec, index in members:
@@ -234,7 +234,7 @@ class Evaluator:
                 values_seen = columns[index] = (result.column(f"v{index}").to_pylist(),
                                                 result.column(f"n{index}").to_pylist())
             values, seen = values_seen
-            found = {by_row[row][1]: (by_row[row][0], _number(values[row])) for row in rows if seen[row]}
+            found = {by_row[row]: _number(values[row]) for row in rows if seen[row]}
             outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
         return outcomes
 
@@ -274,29 +274,25 @@ class _Shaped:
     rolled: tuple[RollupKey, Series] | None
 
 
-def _keyed(keyed: dict, names: tuple[str, ...], groups: list[list[Any]]) -> list[tuple[dict[str, Any], str]]:
-    """Per result row, its group named by ``names`` and the group's key (made once per naming, in ``keyed``).
+def _keyed(keyed: dict, names: tuple[str, ...], groups: list[list[Any]]) -> list[str]:
+    """Per result row, the key of its group named by ``names`` (made once per naming, in ``keyed``: the
+    monitors of a scan then share their key strings, which the hand-off to the state processor sends once).
 
     Monitors sharing a query may alias their group columns differently.
     """
     by_row = keyed.get(names)
     if by_row is None:
-        by_row = keyed[names] = []
-        for row in range(len(groups[0]) if groups else 1):
-            group = {name: column[row] for name, column in zip(names, groups)}
-            by_row.append((group, group_key(group)))
+        by_row = keyed[names] = [group_key({name: column[row] for name, column in zip(names, groups)})
+                                 for row in range(len(groups[0]) if groups else 1)]
     return by_row
 
 
-def values_of(spec: MonitorSpec, result: pa.Table) -> dict[str, tuple[dict[str, Any], float | None]]:
-    """Group key -> (group, value) of a monitor query's result (group columns first, value last)."""
+def values_of(spec: MonitorSpec, result: pa.Table) -> dict[str, float | None]:
+    """Group key -> value of a monitor query's result (group columns first, value last)."""
     names = spec.group_columns
     columns = [result.column(i).to_pylist() for i in range(result.num_columns)]
-    found = {}
-    for row in range(result.num_rows):
-        group = {names[j]: columns[j][row] for j in range(len(names))}
-        found[group_key(group)] = (group, _number(columns[-1][row]))
-    return found
+    return {group_key({names[j]: columns[j][row] for j in range(len(names))}): _number(columns[-1][row])
+            for row in range(result.num_rows)}
 
 
 def _number(value: Any) -> float | None:

@@ -24,9 +24,12 @@ Rules:
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from engine.monitors.definition import GROUP_EXPIRY, MonitorSpec
 
@@ -52,13 +55,6 @@ class GroupState:
     seq: int = 0
     breach_since: float | None = None
 
-    def to_json(self) -> list[Any]:
-        return [self.state, self.value, self.since, self.last_seen, self.seq, self.breach_since]
-
-    @classmethod
-    def from_json(cls, record: list[Any]) -> GroupState:
-        return cls(*record)
-
 
 @dataclass
 class MonitorState:
@@ -73,26 +69,78 @@ class MonitorState:
 
     def to_json(self) -> dict[str, Any]:
         return {"slot": self.slot, "version": self.version, "evaluated_at": self.evaluated_at,
-                "groups": {k: g.to_json() for k, g in self.groups.items()},
-                "skipped": self.skipped, "last_skip": self.last_skip}
+                "columns": _group_columns(self.groups), "skipped": self.skipped, "last_skip": self.last_skip}
 
     @classmethod
     def from_json(cls, record: dict[str, Any] | None) -> MonitorState:
         if not record:
             return cls()
+        if "columns" in record:
+            groups = _groups_of(record["columns"])
+        else:  # written before states were kept by column
+            groups = {k: GroupState(*v) for k, v in (record.get("groups") or {}).items()}
         return cls(slot=record.get("slot"), version=int(record.get("version") or 0),
-                   evaluated_at=record.get("evaluated_at"),
-                   groups={k: GroupState.from_json(v) for k, v in (record.get("groups") or {}).items()},
+                   evaluated_at=record.get("evaluated_at"), groups=groups,
                    skipped=int(record.get("skipped") or 0), last_skip=record.get("last_skip"))
+
+
+# A monitor's groups are committed by column: every slot commits the state of every group of every monitor it
+# applies, so the encoding decides much of what a state processor costs.  A column whose groups all agree (most
+# groups are OK since the same slot, seen at this one) is one value; other numbers are packed as float64 in
+# base64 (NULL as NaN: values are never NaN, see evaluate._number), which costs a twentieth of writing each
+# number as JSON text.
+_FLOAT_COLUMNS = ("value", "since", "last_seen", "breach_since")
+
+
+def _group_columns(groups: dict[str, GroupState]) -> dict[str, Any]:
+    states = groups.values()
+    columns: dict[str, Any] = {"keys": list(groups),
+                               "state": _uniform([g.state for g in states]),
+                               "seq": _uniform([g.seq for g in states])}
+    for name, column in zip(_FLOAT_COLUMNS, ([g.value for g in states], [g.since for g in states],
+                                             [g.last_seen for g in states], [g.breach_since for g in states])):
+        column = _uniform(column)
+        columns[name] = column if not isinstance(column, list) else base64.b64encode(
+            np.array(column, dtype="<f8").tobytes()).decode("ascii")
+    return columns
+
+
+def _groups_of(columns: dict[str, Any]) -> dict[str, GroupState]:
+    keys = columns["keys"]
+
+    def column(name: str) -> list[Any]:
+        value = columns[name]
+        if isinstance(value, list):
+            return value
+        if name in _FLOAT_COLUMNS and isinstance(value, str):
+            return [None if x != x else x for x in np.frombuffer(base64.b64decode(value), "<f8").tolist()]
+        return [value] * len(keys)
+
+    return {key: GroupState(*fields) for key, *fields in zip(
+        keys, column("state"), column("value"), column("since"), column("last_seen"), column("seq"),
+        column("breach_since"))}
+
+
+def _uniform(values: list[Any]) -> Any:
+    """The one value every item of ``values`` has (None if empty), or ``values`` if they differ."""
+    if not values:
+        return None
+    first = values[0]
+    return first if values.count(first) == len(values) else values
 
 
 @dataclass(frozen=True)
 class SlotOutcome:
-    """What evaluating one monitor at one slot gave: values by group key, or the query's error."""
+    """What evaluating one monitor at one slot gave: values by group key, or the query's error.
+
+    Values are keyed by :func:`group_key` alone: the group itself is read
+    back from its key when a transition needs it (for mutes), which keeps
+    the hand-off to the state processor small.
+    """
 
     monitor: str
     slot: float
-    values: dict[str, tuple[dict[str, Any], float | None]] | None = None
+    values: dict[str, float | None] | None = None
     error: str | None = None
     evaluated_at: float = 0.0
 
@@ -158,11 +206,11 @@ def apply_slot(spec: MonitorSpec, state: MonitorState, outcome: SlotOutcome,
         k: GroupState(g.state, g.value, g.since, g.last_seen, g.seq, g.breach_since) for k, g in state.groups.items()}
     transitions: list[Transition] = []
 
-    def move(key: str, group: dict[str, Any], current: GroupState, target: str, value: float | None, reason: str) -> None:
+    def move(key: str, current: GroupState, target: str, value: float | None, reason: str) -> None:
         if target == current.state:
             return
         current.seq += 1
-        muted = spec.muted(group, slot)
+        muted = bool(spec.mutes) and spec.muted(json.loads(key), slot)
         notify = target in NOTIFYING or (target == OK and current.state in NOTIFYING)
         transitions.append(Transition(spec.name, key, current.seq, slot, current.state, target, value,
                                       notify and not muted, muted, reason, spec.version))
@@ -173,10 +221,10 @@ def apply_slot(spec: MonitorSpec, state: MonitorState, outcome: SlotOutcome,
         if not groups:
             groups[WHOLE_MONITOR] = GroupState(since=slot, last_seen=slot)
         for key, current in groups.items():
-            move(key, json.loads(key), current, ERROR, current.value, f"query failed: {outcome.error}"[:500])
+            move(key, current, ERROR, current.value, f"query failed: {outcome.error}"[:500])
     else:
         values = outcome.values or {}
-        for key, (group, value) in values.items():
+        for key, value in values.items():
             if value is None:
                 continue
             current = groups.setdefault(key, GroupState(since=slot, last_seen=slot))
@@ -190,9 +238,9 @@ def apply_slot(spec: MonitorSpec, state: MonitorState, outcome: SlotOutcome,
                 if slot - current.breach_since < spec.pending:
                     target = PENDING
             if target != current.state:  # (a reason is text: made only for a move)
-                move(key, group, current, target, current.value, _reason(spec, target, current.value))
+                move(key, current, target, current.value, _reason(spec, target, current.value))
         for key in list(groups):
-            if key in values and values[key][1] is not None:
+            if values.get(key) is not None:
                 continue
             current = groups[key]
             unseen = slot - current.last_seen
@@ -201,11 +249,11 @@ def apply_slot(spec: MonitorSpec, state: MonitorState, outcome: SlotOutcome,
                 continue
             if spec.no_data_after is None or unseen < spec.no_data_after or spec.no_data_action == "keep":
                 if current.state == ERROR:  # the query works again; the group simply has no data yet
-                    move(key, json.loads(key), current, OK, None, "query succeeded again")
+                    move(key, current, OK, None, "query succeeded again")
                 continue
             current.breach_since = None
             target = NO_DATA if spec.no_data_action == "alert" else OK
-            move(key, json.loads(key), current, target, None, f"no data for {unseen:g} s")
+            move(key, current, target, None, f"no data for {unseen:g} s")
     return MonitorState(slot=slot, version=spec.version, evaluated_at=outcome.evaluated_at, groups=groups,
                         skipped=state.skipped, last_skip=state.last_skip), transitions
 

@@ -27,7 +27,7 @@ def batch_specs() -> dict[str, MonitorSpec]:
 def batch_of(slot_index: int) -> list[SlotOutcome]:
     """Every monitor's outcome at slot ``slot_index``: each group flips between ALERT and OK from slot to slot."""
     value = 20.0 if slot_index % 2 else 1.0
-    values = {f'{{"svc":"{g}"}}': ({"svc": g}, value) for g in GROUPS}
+    values = {f'{{"svc":"{g}"}}': value for g in GROUPS}
     return [SlotOutcome(name, 60.0 * (slot_index + 1), values, None, 0.0) for name in batch_specs()]
 
 

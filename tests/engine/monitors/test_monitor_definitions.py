@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine.monitors.compile import shared_sql, windowed_sql
 from engine.monitors.definition import MonitorSpec, build_spec, mute_of
 from engine.monitors.service import plan_slots
-from engine.monitors.state import ALERT, ERROR, NO_DATA, OK, PENDING, WARN, MonitorState, SlotOutcome, apply_slot
+from engine.monitors.state import (
+    ALERT, ERROR, NO_DATA, OK, PENDING, WARN, GroupState, MonitorState, SlotOutcome, apply_slot,
+)
 from storage.errors import InvalidMonitor, MonitorExists, MonitorNotFound
 from storage.monitor_log import MonitorLog
 from storage.objectstore import ObjectStore
@@ -88,7 +92,7 @@ def test_definitions_are_versioned_and_shared_between_sessions():
 
 
 def outcome(slot: float, value: float | None = None, error: str | None = None, svc: str = "a") -> SlotOutcome:
-    values = None if error else ({} if value is None else {f'{{"svc":"{svc}"}}': ({"svc": svc}, value)})
+    values = None if error else ({} if value is None else {f'{{"svc":"{svc}"}}': value})
     return SlotOutcome("m", slot, values, error, slot)
 
 
@@ -123,6 +127,25 @@ def test_no_data_error_and_expiry():
     state, _ = apply_slot(monitor, MonitorState(), outcome(0, 1.0))
     state, _ = apply_slot(spec(), state, outcome(86_400.0, 1.0, svc="b"))
     assert list(state.groups) == ['{"svc":"b"}']  # unseen for 24 h: dropped
+
+
+def test_states_read_back_as_committed_whatever_their_groups_hold():
+    """States are committed by column (uniform columns as one value, numbers packed): reading one back gives the
+    same groups, and a state machine fed read-back states moves as one that kept them."""
+    monitor = spec(critical=10.0, pending="2m", no_data={"after": "2m", "action": "alert"})
+    rows = [{"a": 1.0, "b": 20.0, "c": 3.0}, {"a": 20.0, "b": 20.0}, {"a": 20.0, "b": 1.0}, {"a": 0.5},
+            {}, {"a": 2.0 ** 0.5, "c": -1e300}]
+    steps = [SlotOutcome("m", 60.0 * (i + 1), {f'{{"svc":"{g}"}}': v for g, v in row.items()}, None, 0.0)
+             for i, row in enumerate(rows)]
+    kept = read_back = MonitorState()
+    for step in steps:
+        kept, made = apply_slot(monitor, kept, step)
+        read_back, again = apply_slot(monitor, MonitorState.from_json(json.loads(json.dumps(read_back.to_json()))),
+                                      step)
+        assert made == again and read_back == kept
+    assert {g.state for g in kept.groups.values()} == {OK, NO_DATA}
+    older = {"slot": 60.0, "version": 1, "groups": {'{"svc":"a"}': ["ALERT", 12.5, 0.0, 60.0, 1, None]}}
+    assert MonitorState.from_json(older).groups == {'{"svc":"a"}': GroupState(ALERT, 12.5, 0.0, 60.0, 1, None)}
 
 
 def test_a_slot_is_applied_once_and_muted_groups_do_not_notify():

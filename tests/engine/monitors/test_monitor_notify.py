@@ -36,7 +36,7 @@ def flapping(log: ShardLog, spec: MonitorSpec, slots: int) -> list[str]:
     keys = []
     for k in range(slots):
         value = 20.0 if k % 2 else 1.0
-        outcome = SlotOutcome("m", 60.0 * (k + 1), {f'{{"svc":"{s}"}}': ({"svc": s}, value) for s in "ab"}, None, 0.0)
+        outcome = SlotOutcome("m", 60.0 * (k + 1), {f'{{"svc":"{s}"}}': value for s in "ab"}, None, 0.0)
         keys += [t.key for t in log.apply({"m": spec}, [outcome]) if t.notify]
     return keys
 
@@ -70,7 +70,7 @@ def test_commits_folded_away_by_vacuum_are_passed_over_and_later_ones_delivered(
             store.delete(log.log.commit_path(version))
         notifier = Notifier(store, "ns", meta.path, 0)
         assert notifier.step() == 0 and notifier.watermark == log.state.version
-        later = SlotOutcome("m", 600.0, {'{"svc":"a"}': ({"svc": "a"}, 1.0)}, None, 0.0)  # a recovers
+        later = SlotOutcome("m", 600.0, {'{"svc":"a"}': 1.0}, None, 0.0)  # a recovers
         keys = [t.key for t in log.apply({"m": spec}, [later]) if t.notify]
         assert notifier.step() == 1 and [k for k, _ in receiver.received] == keys
     finally:
@@ -132,7 +132,7 @@ def test_renotify_while_alerting_and_mutes_silence(shard):
         notifier.step(lambda name: (mute_of(None, {"svc": "b"}),), lambda name: spec.renotify)
         assert [k for k, _ in receiver.received] == ['m/{"svc":"a"}/1', 'm/{"svc":"b"}/1', 'm/{"svc":"a"}/1/r1']
         muted = MonitorSpec.from_record({**spec.to_record(), "mutes": [mute_of(None, None).__dict__]})
-        outcome = SlotOutcome("m", 600.0, {'{"svc":"a"}': ({"svc": "a"}, 1.0)}, None, 0.0)
+        outcome = SlotOutcome("m", 600.0, {'{"svc":"a"}': 1.0}, None, 0.0)
         made = log.apply({"m": muted}, [outcome])
         assert [(t.to_state, t.muted, t.notify) for t in made] == [("OK", True, False)]
         notifier.step()
