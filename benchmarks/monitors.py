@@ -15,8 +15,9 @@ threshold to a loopback webhook receiving the ALERT: the probe event is
 ingested every few seconds, and the alert clears through no-data in between.
 
 Reported: evaluations per minute (over the whole run, and over its second
-half, past the start-up), lateness (evaluation committed
-minus slot time) p50/p99, queries per evaluation (shared scans), cache hit
+half, past the start-up), lateness (evaluation committed minus slot time)
+p50/p99 of every slot of the run, and p99 by quarter, queries per
+evaluation (shared scans), cache hit
 rate (partial aggregates of whole segments reused by sliding windows),
 scheduler CPU seconds per evaluation, and threshold-to-webhook p50/p99.
 Prints a table and writes JSON.  Not a test: it asserts nothing.  A run
@@ -39,6 +40,7 @@ import tempfile
 import threading
 import time
 from dataclasses import replace
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -191,6 +193,16 @@ def by_quarter(progress: list[tuple[float, int]], duration: float) -> list[int |
     return rates
 
 
+def by_quarter_counts(late: list[tuple[float, Counter]], duration: float) -> list[Counter]:
+    """The lateness counted in each quarter of the run (from the running counts sampled as it went)."""
+    quarters = []
+    for quarter in range(4):
+        inside = [counts for t, counts in late if duration * quarter / 4 <= t <= duration * (quarter + 1) / 4]
+        before = [counts for t, counts in late if t < duration * quarter / 4]
+        quarters.append(inside[-1] - before[-1] if inside and before else inside[-1] if inside else Counter())
+    return quarters
+
+
 def percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
@@ -200,7 +212,7 @@ def percentile(values: list[float], fraction: float) -> float | None:
 def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, Any]:
     import engine
     from engine.monitors.history import ensure_table
-    from engine.monitors.service import MonitorService
+    from engine.monitors.service import MonitorService, lateness_percentile
 
     load_before = os.getloadavg()
     db = engine.connect(root, maintenance=False)
@@ -219,6 +231,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
     service = MonitorService(db.store, db.namespace, meta, tick=0.2).start()
     probes: list[float] = []
     progress: list[tuple[float, int]] = []  # (seconds since the service started, evaluations so far)
+    late: list[tuple[float, Counter]] = []  # (seconds since the service started, lateness counted so far)
     begun = time.time()
     try:
         deadline = begun + args.duration
@@ -226,7 +239,9 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
             db.ingest("events0", [{"timestamp": int(time.time() * 1e6), "service": "svc-0", "host": "probe",
                                    "region": "r0", "status": 200, "latency": 2e6, "bytes": 1}])
             probes.append(time.time())
-            progress.append((time.time() - begun, sum(s["evaluations"] for s in service.stats()["schedulers"])))
+            schedulers = service.stats()["schedulers"]
+            progress.append((time.time() - begun, sum(s["evaluations"] for s in schedulers)))
+            late.append((progress[-1][0], sum((Counter(s["lateness"]) for s in schedulers), Counter())))
             time.sleep(min(args.probe_every, max(0.0, deadline - time.time())))
         stats = service.stats()
     finally:
@@ -241,7 +256,8 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
             delays.append(later[0] - sent)
     schedulers = stats["schedulers"]
     evaluations = sum(s["evaluations"] for s in schedulers)
-    lateness = [x for s in schedulers for x in s["lateness"]]
+    lateness = sum((Counter(s["lateness"]) for s in schedulers), Counter())
+    late.append((args.duration, lateness))
     result = {
         "monitors": monitors, "shapes": shapes, "shards": args.shards, "every": args.every,
         "duration_s": args.duration, "define_s": round(define_seconds, 1),
@@ -252,7 +268,8 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         "queries": sum(s["queries"] for s in schedulers),
         "queries_per_evaluation": round(sum(s["queries"] for s in schedulers) / max(1, evaluations), 4),
         "skipped_slots": sum(s["skipped"] for s in schedulers),
-        "lateness_p50_s": percentile(lateness, 0.5), "lateness_p99_s": percentile(lateness, 0.99),
+        "lateness_p50_s": lateness_percentile(lateness, 0.5), "lateness_p99_s": lateness_percentile(lateness, 0.99),
+        "lateness_p99_s_by_quarter": [lateness_percentile(counts, 0.99) for counts in by_quarter_counts(late, args.duration)],
         "cpu_ms_per_evaluation": round(1000 * sum(s["cpu_seconds"] for s in schedulers) / max(1, evaluations), 3),
         "cache_hit_rate": round(sum(s["cache_hits"] for s in schedulers)
                                 / max(1, sum(s["cache_hits"] + s["cache_misses"] for s in schedulers)), 4),

@@ -23,10 +23,11 @@ keeps them running in the foreground (``db.run_monitors()``,
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,26 @@ DEFINITIONS_REFRESH = 2.0
 MAX_SLOTS_PER_STEP = 5_000
 FIRST_SLOT_GRACE = 2.0  # a monitor's first slot is the one just passed if it is this recent, else the next one
 LATENESS_SAMPLES = 20_000
+LATENESS_STEP = 1.02  # lateness is counted in buckets 2% wide from 1 ms: percentiles of a whole run in little memory
+
+
+def lateness_bucket(seconds: float) -> int:
+    """The bucket counting a lateness of ``seconds``."""
+    return max(0, int(math.log(max(seconds, 0.001) / 0.001) / math.log(LATENESS_STEP)))
+
+
+def lateness_percentile(counts: dict[int, int], fraction: float) -> float | None:
+    """The ``fraction`` percentile (0.99: p99) of the lateness counted in ``counts`` (bucket -> count), in seconds
+    (the middle of its bucket: within 1%)."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    seen = 0
+    for bucket in sorted(counts):
+        seen += counts[bucket]
+        if seen >= fraction * total:
+            return 0.001 * LATENESS_STEP ** (bucket + 0.5)
+    return None
 
 
 def evaluation_shards(records: dict[str, dict[str, Any]], shards: int) -> dict[str, int]:
@@ -195,7 +216,7 @@ class Scheduler(_Loop):
         self.definitions_version: int | None = None
         self.queue: list[tuple[float, str]] = []  # (next due slot, monitor), a heap; stale entries are skipped
         self.due_at: dict[str, float] = {}  # the live entry of each monitor on the queue
-        self.lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)
+        self.lateness: Counter[int] = Counter()  # lateness_bucket -> slots applied since the scheduler started
         self.counts = {"evaluations": 0, "skipped": 0, "handoff_retries": 0}
         self.handing: threading.Thread | None = None  # settling the last step's hand-off while the next evaluates
         self._lock = threading.RLock()  # the queue, last applied slots and counts: the settling thread's too
@@ -325,7 +346,7 @@ class Scheduler(_Loop):
                 self.last.update(last)
                 self.counts["evaluations"] += len(handing.outcomes)
                 self.counts["skipped"] += sum(len(s) for _, s, _ in handing.skips)
-                self.lateness.extend(committed - o.slot for o in handing.outcomes)
+                self.lateness.update(lateness_bucket(committed - o.slot) for o in handing.outcomes)
         except Exception as exc:  # noqa: BLE001 - kept like a step's error; the monitors are due again all the same
             self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
@@ -360,7 +381,7 @@ class Scheduler(_Loop):
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            counts, lateness = dict(self.counts), list(self.lateness)
+            counts, lateness = dict(self.counts), dict(self.lateness)
         return {**counts, "lateness": lateness, "queries": self.evaluator.stats.queries,
                 "shared_queries": self.evaluator.stats.shared_queries,
                 "evaluation_seconds": self.evaluator.stats.seconds,

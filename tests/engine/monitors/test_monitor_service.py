@@ -12,7 +12,9 @@ import pytest
 import ray
 
 from engine.monitors.history import ShardLog, ensure_table, shard_of
-from engine.monitors.service import MonitorService, call, evaluation_shards
+from engine.monitors.service import (
+    MonitorService, call, evaluation_shards, lateness_bucket, lateness_percentile,
+)
 from tests.engine.monitors.monitor_fixtures import EVENTS_SCHEMA, LiveFeed, Receiver, applied_slots
 
 QUERY = "SELECT svc, avg(latency) AS v FROM {table} GROUP BY svc"
@@ -157,6 +159,19 @@ def test_schedulers_split_monitors_by_scan_and_spread_a_scan_too_large_for_one()
 
 @pytest.mark.slow
 @pytest.mark.chaos
+def test_lateness_is_counted_in_buckets_that_give_percentiles_within_two_percent():
+    rng = random.Random(7)
+    samples = [rng.lognormvariate(0.5, 1.0) for _ in range(10_000)] + [0.0, 1e-6]
+    counts: dict[int, int] = defaultdict(int)
+    for seconds in samples:
+        counts[lateness_bucket(seconds)] += 1
+    ordered = sorted(samples)
+    for fraction in (0.5, 0.9, 0.99):
+        exact = ordered[int(fraction * len(ordered)) - 1]
+        assert lateness_percentile(counts, fraction) == pytest.approx(exact, rel=0.02)
+    assert lateness_percentile({}, 0.5) is None
+
+
 def test_two_schedulers_split_the_scans_and_commit_to_each_monitors_shard_through_sigkills(ray_session, tmp_path):
     import engine
 
