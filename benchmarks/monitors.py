@@ -203,6 +203,20 @@ def by_quarter_counts(late: list[tuple[float, Counter]], duration: float) -> lis
     return quarters
 
 
+def busy_by_quarter(busy: list[tuple[float, list, list, list]], duration: float) -> list[dict[str, list[float]]]:
+    """Per quarter of the run, the share of its time each scheduler evaluated and waited, each processor applied."""
+    quarters = []
+    for quarter in range(4):
+        inside = [b for b in busy if duration * quarter / 4 <= b[0] <= duration * (quarter + 1) / 4]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            quarters.append({})
+            continue
+        (t0, *first), (t1, *last) = inside[0], inside[-1]
+        quarters.append({name: [round((b - a) / (t1 - t0), 2) for a, b in zip(before, after)]
+                         for name, before, after in zip(("evaluating", "waiting", "applying"), first, last)})
+    return quarters
+
+
 def percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
@@ -232,6 +246,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
     probes: list[float] = []
     progress: list[tuple[float, int]] = []  # (seconds since the service started, evaluations so far)
     late: list[tuple[float, Counter]] = []  # (seconds since the service started, lateness counted so far)
+    busy: list[tuple[float, list, list, list]] = []  # (seconds, per scheduler evaluating / waiting, per processor applying)
     begun = time.time()
     try:
         deadline = begun + args.duration
@@ -239,9 +254,12 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
             db.ingest("events0", [{"timestamp": int(time.time() * 1e6), "service": "svc-0", "host": "probe",
                                    "region": "r0", "status": 200, "latency": 2e6, "bytes": 1}])
             probes.append(time.time())
-            schedulers = service.stats()["schedulers"]
+            polled = service.stats()
+            schedulers = polled["schedulers"]
             progress.append((time.time() - begun, sum(s["evaluations"] for s in schedulers)))
             late.append((progress[-1][0], sum((Counter(s["lateness"]) for s in schedulers), Counter())))
+            busy.append((progress[-1][0], [s["evaluation_seconds"] for s in schedulers],
+                         [s["handoff_wait_seconds"] for s in schedulers], [p["apply_seconds"] for p in polled["processors"]]))
             time.sleep(min(args.probe_every, max(0.0, deadline - time.time())))
         stats = service.stats()
     finally:
@@ -265,6 +283,9 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         "evaluations": evaluations, "evaluations_per_min": round(evaluations / args.duration * 60),
         "second_half_evaluations_per_min": sustained(progress, args.duration),
         "evaluations_per_min_by_quarter": by_quarter(progress, args.duration),  # a rate falling is not keeping up
+        # the share of each quarter's wall-clock each actor spent: scheduler evaluating, scheduler waiting for its
+        # last hand-off to be applied, processor applying (a share near 1 is an actor that cannot keep up)
+        "busy_by_quarter": busy_by_quarter(busy, args.duration),
         "queries": sum(s["queries"] for s in schedulers),
         "queries_per_evaluation": round(sum(s["queries"] for s in schedulers) / max(1, evaluations), 4),
         "skipped_slots": sum(s["skipped"] for s in schedulers),

@@ -162,10 +162,12 @@ class StateProcessor:
         self.epoch = self.log.claim()
         self.commits = 0
         self.transitions = 0
+        self.seconds = 0.0  # spent applying hand-offs
 
     def apply(self, records: dict[str, dict[str, Any]], outcomes: list,
               skips: list) -> tuple[dict[str, float | None], float]:
         """Apply outcomes and skips; returns the last applied slot of each monitor named in ``records``, and when."""
+        started = time.perf_counter()
         specs = {name: MonitorSpec.from_record(r) for name, r in records.items()}
         for attempt in range(3):
             try:
@@ -179,10 +181,12 @@ class StateProcessor:
                 self.log.load()
         self.commits += 1
         self.transitions += len(made)
+        self.seconds += time.perf_counter() - started
         return {name: self.log.monitor_state(name).slot for name in records}, time.time()
 
     def stats(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "commits": self.commits, "transitions": self.transitions, "pid": os.getpid()}
+        return {"epoch": self.epoch, "commits": self.commits, "transitions": self.transitions,
+                "apply_seconds": self.seconds, "pid": os.getpid()}
 
     def pid(self) -> int:
         return os.getpid()
@@ -217,7 +221,8 @@ class Scheduler(_Loop):
         self.queue: list[tuple[float, str]] = []  # (next due slot, monitor), a heap; stale entries are skipped
         self.due_at: dict[str, float] = {}  # the live entry of each monitor on the queue
         self.lateness: Counter[int] = Counter()  # lateness_bucket -> slots applied since the scheduler started
-        self.counts = {"evaluations": 0, "skipped": 0, "handoff_retries": 0}
+        self.counts = {"evaluations": 0, "skipped": 0, "handoff_retries": 0, "steps": 0}
+        self.waited = 0.0  # seconds steps spent waiting for the previous hand-off to be applied
         self.handing: threading.Thread | None = None  # settling the last step's hand-off while the next evaluates
         self._lock = threading.RLock()  # the queue, last applied slots and counts: the settling thread's too
         self.cpu_started = time.process_time()
@@ -304,7 +309,11 @@ class Scheduler(_Loop):
                 touched = {o.monitor for o in outcomes} | {name for name, _, _ in skips}
                 records = {n: self.records[n] for n in touched}
                 if self.handing is not None:
+                    waiting = time.perf_counter()
                     self.handing.join()
+                    self.waited += time.perf_counter() - waiting
+                with self._lock:
+                    self.counts["steps"] += 1
                 self.handing = self._send(records, outcomes, skips, names, now)
                 sent = True
         finally:
@@ -384,7 +393,7 @@ class Scheduler(_Loop):
             counts, lateness = dict(self.counts), dict(self.lateness)
         return {**counts, "lateness": lateness, "queries": self.evaluator.stats.queries,
                 "shared_queries": self.evaluator.stats.shared_queries,
-                "evaluation_seconds": self.evaluator.stats.seconds,
+                "evaluation_seconds": self.evaluator.stats.seconds, "handoff_wait_seconds": self.waited,
                 "cache_hits": self.queries.hits, "cache_misses": self.queries.misses,
                 "block_hits": self.queries.block_hits, "block_misses": self.queries.block_misses,
                 "cpu_seconds": time.process_time() - self.cpu_started, "errors": list(self.errors),
