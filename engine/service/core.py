@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pyarrow as pa
+import ray
 
 import engine
 from engine.monitors.history import TRANSITIONS_TABLE, ShardLog
+from engine.runtime import ensure_ray
 from engine.service.metrics import ServiceMetrics
 from engine.service.tenants import Limits, Tenant, TokenStore
 from engine.session import Session
@@ -57,6 +59,10 @@ class Service:
         self.started = time.time()
         self._lateness_seen: dict[tuple[str, str], float] = {}  # (namespace, monitor) -> newest slot observed
         self.metrics.watch_sessions(self.open_sessions)
+        # Ray now, on this thread: sessions open on request threads, and a local Ray's processes die with the
+        # thread that started them (their parent-death signal is per thread): started from a server's worker
+        # thread, Ray went down when the server stopped its threads, and stopping then waited ~30 s on it
+        self._started_ray = ensure_ray(config.ray_address, num_cpus=config.num_cpus)
 
     def open_sessions(self) -> list[Session]:
         with self._lock:
@@ -195,3 +201,5 @@ class Service:
             self._sessions.clear()
         for session in sessions:
             session.close()
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
