@@ -43,6 +43,7 @@ from storage.objectstore import ObjectStore
 
 DEFINITIONS_REFRESH = 2.0
 MAX_SLOTS_PER_STEP = 5_000
+HANDOFF_SLOTS = 1_000  # a step hands off its slots in parts of about this many, so the first commit early
 FIRST_SLOT_GRACE = 2.0  # a monitor's first slot is the one just passed if it is this recent, else the next one
 LATENESS_SAMPLES = 20_000
 LATENESS_STEP = 1.02  # lateness is counted in buckets 2% wide from 1 ms: percentiles of a whole run in little memory
@@ -96,6 +97,16 @@ def evaluation_shards(records: dict[str, dict[str, Any]], shards: int) -> dict[s
     return owners
 
 
+def _hand_off_parts(due: list[tuple[MonitorSpec, float]]) -> list[list[tuple[MonitorSpec, float]]]:
+    """``due`` (sorted by slot) cut into parts of at least HANDOFF_SLOTS pairs, at changes of slot only."""
+    parts: list[list[tuple[MonitorSpec, float]]] = []
+    for pair in due:
+        if not parts or (len(parts[-1]) >= HANDOFF_SLOTS and parts[-1][-1][1] != pair[1]):
+            parts.append([])
+        parts[-1].append(pair)
+    return parts
+
+
 def plan_slots(spec: MonitorSpec, last: float | None, now: float, started: float) -> tuple[list[float], list[float], str]:
     """(slots to evaluate, slots to skip, why) for ``spec`` whose last applied slot is ``last``."""
     if last is None:
@@ -143,9 +154,9 @@ class _Loop:
 
 @dataclass
 class _HandOff:
-    """One step's outcomes and skips, sent to the shards' processors; awaited by its settling thread."""
+    """One part of a step's outcomes and skips, sent to the shards' processors; awaited by its settling thread."""
 
-    names: list[str]  # the monitors taken off the queue for it
+    names: list[str]  # the monitors taken off the queue that are due again once it is applied
     outcomes: list
     skips: list
     parts: dict[int, tuple[dict, list, list]]  # per shard: records, outcomes, skips
@@ -291,34 +302,42 @@ class Scheduler(_Loop):
         return names, due, skips
 
     def step(self) -> None:
-        """Evaluate what is due and hand it off; the processors commit it while the next step evaluates.
+        """Evaluate what is due and hand it off; the processors commit it while the rest evaluates.
 
-        A thread waits for each hand-off and puts its monitors back on the
-        queue as soon as it is applied; one hand-off is in flight at a time.
+        The due slots are handed off in parts of about HANDOFF_SLOTS, oldest
+        first (whole slots: a shape's monitors due together stay together),
+        so the first part commits while the next one is evaluated instead of
+        after the whole step.  A thread waits for each hand-off and puts its
+        monitors back on the queue as soon as it is applied; one hand-off is
+        in flight at a time.
         """
         self._refresh(time.time())
         now = time.time()
         with self._lock:
             names, due, skips = self._due(now)
-        sent = False
+        waiting = set(names)  # taken off the queue and not handed off yet
         try:
-            if due or skips:
-                due.sort(key=lambda pair: pair[1])
-                due = due[:MAX_SLOTS_PER_STEP]  # the rest wait for the next step; past the bound they become skips
-                outcomes = self.evaluator.evaluate(due)
-                touched = {o.monitor for o in outcomes} | {name for name, _, _ in skips}
+            due.sort(key=lambda pair: pair[1])
+            due = due[:MAX_SLOTS_PER_STEP]  # the rest wait for the next step; past the bound they become skips
+            parts = _hand_off_parts(due) or ([[]] if skips else [])
+            last_part = {spec.name: index for index, part in enumerate(parts) for spec, _ in part}
+            for index, part in enumerate(parts):
+                outcomes = self.evaluator.evaluate(part) if part else []
+                part_skips = skips if index == 0 else []
+                touched = {o.monitor for o in outcomes} | {name for name, _, _ in part_skips}
                 records = {n: self.records[n] for n in touched}
+                # a monitor goes back on the queue once its last slot of the step is applied
+                done = [n for n in waiting if last_part.get(n, len(parts) - 1) == index]
                 if self.handing is not None:
-                    waiting = time.perf_counter()
+                    waited = time.perf_counter()
                     self.handing.join()
-                    self.waited += time.perf_counter() - waiting
+                    self.waited += time.perf_counter() - waited
+                self.handing = self._send(records, outcomes, part_skips, done, now)
+                waiting.difference_update(done)
                 with self._lock:
                     self.counts["steps"] += 1
-                self.handing = self._send(records, outcomes, skips, names, now)
-                sent = True
-        finally:
-            if not sent:  # whatever happened, each monitor taken off the queue is due again
-                self._due_again(names, now)
+        finally:  # whatever happened, each monitor taken off the queue is due again
+            self._due_again(list(waiting), now)
 
     def _due_again(self, names: list[str], now: float) -> None:
         with self._lock:

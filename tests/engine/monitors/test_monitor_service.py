@@ -13,7 +13,7 @@ import ray
 
 from engine.monitors.history import ShardLog, ensure_table, shard_of
 from engine.monitors.service import (
-    MonitorService, call, evaluation_shards, lateness_bucket, lateness_percentile,
+    HANDOFF_SLOTS, MonitorService, _hand_off_parts, call, evaluation_shards, lateness_bucket, lateness_percentile,
 )
 from tests.engine.monitors.monitor_fixtures import EVENTS_SCHEMA, LiveFeed, Receiver, applied_slots
 
@@ -159,6 +159,16 @@ def test_schedulers_split_monitors_by_scan_and_spread_a_scan_too_large_for_one()
 
 @pytest.mark.slow
 @pytest.mark.chaos
+def test_a_step_hands_off_whole_slots_in_parts_oldest_first():
+    due = [(name, slot) for slot, count in ((60.0, 700), (61.0, 700), (62.0, 1500), (63.0, 10))
+           for name in range(count)]
+    parts = _hand_off_parts(due)
+    assert [len(p) for p in parts] == [1400, 1500, 10] and sum(parts, []) == due  # 60+61 reach the size
+    assert all(len({slot for _, slot in p[-1:]} & {slot for _, slot in n[:1]}) == 0 for p, n in zip(parts, parts[1:]))
+    assert _hand_off_parts([("m", 60.0)] * (HANDOFF_SLOTS * 3)) == [[("m", 60.0)] * (HANDOFF_SLOTS * 3)]
+    assert _hand_off_parts([]) == []
+
+
 def test_lateness_is_counted_in_buckets_that_give_percentiles_within_two_percent():
     rng = random.Random(7)
     samples = [rng.lognormvariate(0.5, 1.0) for _ in range(10_000)] + [0.0, 1e-6]
