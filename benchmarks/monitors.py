@@ -1,6 +1,10 @@
 """Monitor benchmark: many monitors over a few tables while events are being ingested.
 
-Setup: ``--tables`` tables of web events, ``--monitors`` monitors spread over
+Setup: three tables of web events (a dense one, a wide one of 120 columns
+sharing the dense rate, and a sparse one of ``--sparse-rate`` events/s), each
+holding ``--history-days`` (30) of history backfilled before the run as users
+do it (hourly batches in shuffled order, and the dense table's last day once
+more as one batch of ``--huge-batch-rows``), ``--monitors`` monitors spread over
 about 200 distinct query shapes (table x group columns x aggregate x window;
 each monitor has its own threshold and, for a third of them, its own WHERE),
 and a feeder ingesting ``--ingest-rate`` events per second stamped 'now', but
@@ -56,6 +60,9 @@ SCHEMA = pa.schema([
     ("latency", pa.float64()),
     ("bytes", pa.int64()),
 ])
+WIDE_EXTRA = 113  # the wide table's columns beyond SCHEMA's 7: 120 in all
+WIDE_SCHEMA = pa.schema(list(SCHEMA) + [(f"attr_{i}", pa.float64()) for i in range(80)]
+                        + [(f"tag_{i}", pa.string()) for i in range(WIDE_EXTRA - 80)])
 GROUPS = ("service", "region", "service, region")
 AGGREGATES = (
     "avg(latency)", "max(latency)", "count(*)", "sum(bytes)",
@@ -70,12 +77,26 @@ REGIONS = pa.array([f"r{i}" for i in range(4)])
 
 
 def events(rows: int, rng: np.random.Generator, now: float, late_share: float = 0.0,
-           late_seconds: float = 0.0) -> pa.Table:
-    """``rows`` web events of the last half second, ``late_share`` of them up to ``late_seconds`` old instead
-    (strings taken from their few values: the feeder shares the machine with what it measures)."""
-    ages = rng.random(rows) * 0.5
+           late_seconds: float = 0.0, wide: bool = False, span: float = 0.5) -> pa.Table:
+    """``rows`` web events of the last ``span`` seconds, ``late_share`` of them up to ``late_seconds`` old instead
+    (strings taken from their few values: the feeder shares the machine with what it measures); ``wide``: with
+    the 113 more columns of WIDE_SCHEMA (a few arrays repeated: their values do not matter to the monitors)."""
+    ages = rng.random(rows) * span
     late = rng.random(rows) < late_share
     ages[late] = rng.random(int(late.sum())) * late_seconds
+    table = _base_events(rows, rng, now, ages)
+    if not wide:
+        return table
+    numbers = [pa.array(rng.random(rows)) for _ in range(4)]
+    tags = [HOSTS.take(rng.integers(0, 100, rows)) for _ in range(2)]
+    for i in range(80):
+        table = table.append_column(f"attr_{i}", numbers[i % 4])
+    for i in range(WIDE_EXTRA - 80):
+        table = table.append_column(f"tag_{i}", tags[i % 2])
+    return table
+
+
+def _base_events(rows: int, rng: np.random.Generator, now: float, ages: np.ndarray) -> pa.Table:
     return pa.table({
         "timestamp": pa.array(((now - ages) * 1e6).astype(np.int64)).cast(
             pa.timestamp("us", tz="UTC")),
@@ -89,16 +110,16 @@ def events(rows: int, rng: np.random.Generator, now: float, late_share: float = 
 
 
 class Feeder:
-    """Ingests ``rate`` events per second, spread over the tables: a thread per table, a batch every half second.
+    """Ingests ``rates[i]`` events per second into ``tables[i]``: a thread per table, a batch every half second.
 
     Each ``ingest`` call waits for its commit, so a table's thread sends the
     events of all the time since its last batch: the rate holds while
     commits take longer than half a second, as long as the machine keeps up.
     """
 
-    def __init__(self, db: Any, tables: list[str], rate: int, late_share: float = 0.0,
+    def __init__(self, db: Any, tables: list[str], rates: list[float], late_share: float = 0.0,
                  late_seconds: float = 0.0) -> None:
-        self.db, self.tables, self.rate = db, tables, rate
+        self.db, self.tables, self.rates = db, tables, rates
         self.late = (late_share, late_seconds)
         self.stopped = threading.Event()
         self.counts = [0] * len(tables)
@@ -112,13 +133,13 @@ class Feeder:
 
     def run(self, index: int) -> None:
         rng = np.random.default_rng(index + 1)
-        per_second = self.rate / len(self.tables)
+        per_second = self.rates[index]
         last = time.time()
         while not self.stopped.is_set():
             started = time.time()
             rows = max(1, int(per_second * min(started - last, 5.0)))
             last = started
-            self.db.ingest(self.tables[index], events(rows, rng, started, *self.late))
+            self.db.ingest(self.tables[index], events(rows, rng, started, *self.late, wide=self.tables[index] == WIDE))
             self.counts[index] += rows
             self.stopped.wait(max(0.0, 0.5 - (time.time() - started)))
 
@@ -150,6 +171,40 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+DENSE, WIDE, SPARSE = "events0", "wide", "sparse"
+TABLES = [DENSE, WIDE, SPARSE]
+
+
+def backfill(db: Any, args: argparse.Namespace) -> float:
+    """Store ``--history-days`` of history before the run, as users backfill: an hourly batch per table, the
+    hours in shuffled order (late and out of order), the sparse table with a tenth of the rows, and the dense
+    table's last day again as one huge batch.  Returns the seconds it took (not part of the measured run)."""
+    if not args.history_days:
+        return 0.0
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.time()
+    rng = np.random.default_rng(99)
+    hours = int(args.history_days * 24)
+    now = time.time() - 3600  # the history ends an hour before the run's events start
+
+    def store(hour: int) -> None:
+        end, local = now - hour * 3600.0, np.random.default_rng(hour)
+        for table in TABLES:
+            rows = args.history_rows // (10 if table == SPARSE else 1)
+            db.ingest(table, events(rows, local, end, wide=table == WIDE, span=3600.0))
+
+    with ThreadPoolExecutor(8) as pool:  # backfills run many loaders at once: their calls commit together
+        for done, _ in enumerate(pool.map(store, rng.permutation(hours)), 1):
+            if done % 100 == 0 or done == hours:
+                print(f"history: {done}/{hours} hours stored ({time.time() - started:.0f} s)", flush=True)
+    if args.huge_batch_rows:
+        db.ingest(DENSE, events(args.huge_batch_rows, rng, now, span=86_400.0))
+        print(f"history: one batch of {args.huge_batch_rows:,} rows over the last day ({time.time() - started:.0f} s)",
+              flush=True)
+    return time.time() - started
 
 
 def define(db: Any, tables: list[str], count: int, every: str) -> int:
@@ -230,9 +285,10 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
 
     load_before = os.getloadavg()
     db = engine.connect(root, maintenance=False)
-    tables = [f"events{i}" for i in range(args.tables)]
+    tables = TABLES
     for table in tables:
-        db.create_table(table, schema=SCHEMA, partitions=1)
+        db.create_table(table, schema=WIDE_SCHEMA if table == WIDE else SCHEMA, partitions=1)
+    history_seconds = backfill(db, args)
     receiver = Receiver()
     meta = ensure_table(db.catalog, db.namespace, args.shards)  # before the first monitor, which would make it
     started = time.time()
@@ -241,7 +297,8 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
                       every="1s", critical=1e6, no_data={"after": "1s", "action": "ok"},
                       notify=f"webhook:{receiver.url}")
     define_seconds = time.time() - started
-    feeder = Feeder(db, tables, args.ingest_rate, args.late_share, args.late_seconds)
+    feeder = Feeder(db, tables, [args.ingest_rate / 2, args.ingest_rate / 2, args.sparse_rate],
+                    args.late_share, args.late_seconds)
     service = MonitorService(db.store, db.namespace, meta, tick=0.2).start()
     probes: list[float] = []
     progress: list[tuple[float, int]] = []  # (seconds since the service started, evaluations so far)
@@ -279,6 +336,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
     result = {
         "monitors": monitors, "shapes": shapes, "shards": args.shards, "every": args.every,
         "duration_s": args.duration, "define_s": round(define_seconds, 1),
+        "history_days": args.history_days, "history_s": round(history_seconds, 1),
         "ingested_events": feeder.ingested, "ingest_rate_per_s": round(feeder.ingested / args.duration),
         "evaluations": evaluations, "evaluations_per_min": round(evaluations / args.duration * 60),
         "second_half_evaluations_per_min": sustained(progress, args.duration),
@@ -328,7 +386,10 @@ def show(results: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--monitors", default="1000,10000,100000", help="comma-separated monitor counts")
-    parser.add_argument("--tables", type=int, default=3)
+    parser.add_argument("--history-days", type=float, default=30.0, help="days of history stored before the run")
+    parser.add_argument("--history-rows", type=int, default=2_000, help="rows per hourly history batch per table")
+    parser.add_argument("--huge-batch-rows", type=int, default=1_000_000, help="rows of the one huge history batch")
+    parser.add_argument("--sparse-rate", type=float, default=2.0, help="events per second of the sparse table")
     parser.add_argument("--every", default="1m", help="slot period of the monitors")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds the service runs per case")
     parser.add_argument("--ingest-rate", type=int, default=50_000, help="events per second ingested meanwhile")
@@ -341,6 +402,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     if args.reduced:
         args.monitors, args.every, args.duration, args.ingest_rate = "1000", "10s", 60.0, 2000
+        args.history_days, args.history_rows, args.huge_batch_rows = 2.0, 200, 20_000
     results = []
     for count in [int(c) for c in args.monitors.split(",")]:
         with tempfile.TemporaryDirectory(prefix="petrel-monitors-") as root:
