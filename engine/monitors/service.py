@@ -174,12 +174,13 @@ class StateProcessor:
         self.commits = 0
         self.transitions = 0
         self.seconds = 0.0  # spent applying hand-offs
+        self._specs: dict[str, tuple[tuple, MonitorSpec]] = {}  # name -> ((version, updated_at), its spec)
 
     def apply(self, records: dict[str, dict[str, Any]], outcomes: list,
               skips: list) -> tuple[dict[str, float | None], float]:
         """Apply outcomes and skips; returns the last applied slot of each monitor named in ``records``, and when."""
         started = time.perf_counter()
-        specs = {name: MonitorSpec.from_record(r) for name, r in records.items()}
+        specs = {name: self._spec(name, record) for name, record in records.items()}
         for attempt in range(3):
             try:
                 made = self.log.apply(specs, outcomes, skips)
@@ -194,6 +195,16 @@ class StateProcessor:
         self.transitions += len(made)
         self.seconds += time.perf_counter() - started
         return {name: self.log.monitor_state(name).slot for name in records}, time.time()
+
+    def _spec(self, name: str, record: dict[str, Any]) -> MonitorSpec:
+        """``record`` as a spec, parsed once per version of the definition (a tenth of a hand-off's time)."""
+        key = (record.get("version"), record.get("updated_at"))  # a monitor dropped and made again restarts at 1
+        if key == (None, None):  # not from the definitions log: nothing tells one record from the next
+            return MonitorSpec.from_record(record)
+        kept = self._specs.get(name)
+        if kept is None or kept[0] != key:
+            kept = self._specs[name] = (key, MonitorSpec.from_record(record))
+        return kept[1]
 
     def stats(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "commits": self.commits, "transitions": self.transitions,
