@@ -43,7 +43,7 @@ from storage.objectstore import ObjectStore
 
 DEFINITIONS_REFRESH = 2.0
 MAX_SLOTS_PER_STEP = 5_000
-HANDOFF_SLOTS = 1_000  # a step hands off its slots in parts of about this many, so the first commit early
+HANDOFF_SLOTS = 1_000  # a step hands off its slots in parts of about this many: the first commit early
 FIRST_SLOT_GRACE = 2.0  # a monitor's first slot is the one just passed if it is this recent, else the next one
 LATENESS_SAMPLES = 20_000
 LATENESS_STEP = 1.02  # lateness is counted in buckets 2% wide from 1 ms: percentiles of a whole run in little memory
