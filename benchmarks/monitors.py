@@ -43,8 +43,8 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import replace
 from collections import Counter
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -238,13 +238,22 @@ def sustained(progress: list[tuple[float, int]], duration: float) -> int | None:
     return round((late[-1][1] - late[0][1]) / (late[-1][0] - late[0][0]) * 60)
 
 
+def quarter_spans(samples: list[tuple], duration: float) -> list[tuple[tuple, tuple] | None]:
+    """Per quarter of the run, its first and last samples (``samples`` start with their time), or None if it has
+    fewer than two at different times."""
+    spans = []
+    for quarter in range(4):
+        inside = [s for s in samples if duration * quarter / 4 <= s[0] <= duration * (quarter + 1) / 4]
+        spans.append((inside[0], inside[-1]) if len(inside) > 1 and inside[-1][0] > inside[0][0] else None)
+    return spans
+
+
 def by_quarter(progress: list[tuple[float, int]], duration: float) -> list[int | None]:
     """Evaluations per minute over each quarter of the run."""
-    rates = []
-    for quarter in range(4):
-        inside = [(t, n) for t, n in progress if duration * quarter / 4 <= t <= duration * (quarter + 1) / 4]
-        rates.append(round((inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) * 60)
-                     if len(inside) > 1 and inside[-1][0] > inside[0][0] else None)
+    rates: list[int | None] = []
+    for span in quarter_spans(progress, duration):
+        (t0, n0), (t1, n1) = span or ((0.0, 0), (0.0, 0))
+        rates.append(round((n1 - n0) / (t1 - t0) * 60) if span else None)
     return rates
 
 
@@ -261,12 +270,11 @@ def by_quarter_counts(late: list[tuple[float, Counter]], duration: float) -> lis
 def busy_by_quarter(busy: list[tuple[float, list, list, list]], duration: float) -> list[dict[str, list[float]]]:
     """Per quarter of the run, the share of its time each scheduler evaluated and waited, each processor applied."""
     quarters = []
-    for quarter in range(4):
-        inside = [b for b in busy if duration * quarter / 4 <= b[0] <= duration * (quarter + 1) / 4]
-        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+    for span in quarter_spans(busy, duration):
+        if span is None:
             quarters.append({})
             continue
-        (t0, *first), (t1, *last) = inside[0], inside[-1]
+        (t0, *first), (t1, *last) = span
         quarters.append({name: [round((b - a) / (t1 - t0), 2) for a, b in zip(before, after)]
                          for name, before, after in zip(("evaluating", "waiting", "applying"), first, last)})
     return quarters
@@ -293,7 +301,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
     meta = ensure_table(db.catalog, db.namespace, args.shards)  # before the first monitor, which would make it
     started = time.time()
     shapes = define(db, tables, monitors, args.every)
-    db.create_monitor("probe", "SELECT max(latency) AS v FROM events0 WHERE host = 'probe'", window="2s",
+    db.create_monitor("probe", f"SELECT max(latency) AS v FROM {DENSE} WHERE host = 'probe'", window="2s",
                       every="1s", critical=1e6, no_data={"after": "1s", "action": "ok"},
                       notify=f"webhook:{receiver.url}")
     define_seconds = time.time() - started
@@ -308,7 +316,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
     try:
         deadline = begun + args.duration
         while time.time() < deadline:
-            db.ingest("events0", [{"timestamp": int(time.time() * 1e6), "service": "svc-0", "host": "probe",
+            db.ingest(DENSE, [{"timestamp": int(time.time() * 1e6), "service": "svc-0", "host": "probe",
                                    "region": "r0", "status": 200, "latency": 2e6, "bytes": 1}])
             probes.append(time.time())
             polled = service.stats()

@@ -289,10 +289,8 @@ def _keyed(keyed: dict, names: tuple[str, ...], groups: list[list[Any]]) -> list
 
 def values_of(spec: MonitorSpec, result: pa.Table) -> dict[str, float | None]:
     """Group key -> value of a monitor query's result (group columns first, value last)."""
-    names = spec.group_columns
     columns = [result.column(i).to_pylist() for i in range(result.num_columns)]
-    return {group_key({names[j]: columns[j][row] for j in range(len(names))}): _number(columns[-1][row])
-            for row in range(result.num_rows)}
+    return {key: _number(value) for key, value in zip(_keyed({}, spec.group_columns, columns[:-1]), columns[-1])}
 
 
 def _number(value: Any) -> float | None:
