@@ -73,7 +73,7 @@ from engine.monitors.compile import timestamp_literal
 from engine.query.api import QueryEngine
 from engine.query.execution.aggregate import HISTOGRAMS
 from engine.query.execution.combine import combine
-from engine.query.execution.operators import Execution, concat, execute
+from engine.query.execution.operators import Execution, concat, execute, stored_columns
 from engine.query.execution.scan import SegmentReader
 from engine.query.executor import run_locally
 from planner.expressions.compiler import ExpressionCompiler
@@ -140,8 +140,20 @@ class LocalQueries:
         return run_locally(self._plan(query, histograms), self.reader)
 
     def _plan(self, query: str, histograms: bool = False) -> Plan:
-        """``query``'s optimized plan, its quantiles over numbers answered from histograms (:func:`_histograms`)."""
-        return _histograms(self.engine.plan(query).optimized, histograms)
+        """``query``'s optimized plan, its quantiles over numbers answered from histograms (:func:`_histograms`).
+
+        The columns its scans read are told to the reader: segments and
+        tails are then decoded with the columns some monitor of the table
+        reads, not all of a wide table's.
+        """
+        plan = _histograms(self.engine.plan(query).optimized, histograms)
+        for node in plan.walk():
+            path = node.source.meta.path if isinstance(node, Scan) else None
+            if path is not None and self.reader.need(path, (*stored_columns(node), node.source.meta.time_column)):
+                with self._lock:  # the tails' rows kept lack the new columns
+                    for key in [key for key in self._tails if key[0] == path]:
+                        self.tail_bytes -= self._tails.pop(key)[1].get_total_buffer_size()
+        return plan
 
     def window(self, windowed: str, unbounded: str, start_us: int, end_us: int,
                columns: tuple[str, ...] | None = None, histograms: bool = False) -> pa.Table:
@@ -358,7 +370,7 @@ class LocalQueries:
             if isinstance(segment, _Core):
                 floor = pc.field(column) >= _time(segment.min_time, kind)
             tables.append(self.reader.read(source.meta.path, source.schema, (_stored(segment),),
-                                           list(source.schema.names), floor))
+                                           self.reader.columns(source.meta.path, source.schema), floor))
         return pa.concat_tables(tables)
 
     def _asked_again(self, key: tuple) -> bool:
@@ -419,7 +431,8 @@ class LocalQueries:
             low = np.searchsorted(by_second.column(SECOND).to_numpy(), start_us // 1_000_000)
             parts.append(by_second.slice(low).drop_columns([SECOND]))
         if any(_tail_overlaps(tail, start_us, end_us) for tail in layout.open_tails):
-            if layout.open_rows is None:  # made once per snapshot, for every window over the table
+            if layout.open_rows is None or not self.reader.holds(source.meta.path, source.schema,
+                                                                 layout.open_rows[0]):  # once per snapshot
                 layout.open_rows = self._sorted(source, [self._tail_rows(source, tail) for tail in layout.open_tails])
             rows, times = layout.open_rows
             low, high = np.searchsorted(times, [start_us, end_us])
@@ -498,7 +511,7 @@ class LocalQueries:
     def _block_rows(self, source, block: _Block) -> tuple[pa.Table, np.ndarray]:
         """The rows of ``block``'s tails sorted by event time, and those times (in microseconds)."""
         key = (source.meta.path, block.key)
-        kept = self._kept_tail(key, source.schema)
+        kept = self._kept_tail(key, source)
         if kept is not None:
             return kept
         return self._keep_tail(key, source.schema, *self._sorted(source, [self._tail_rows(source, tail)
@@ -515,20 +528,22 @@ class LocalQueries:
     def _tail_rows(self, source, tail: _Tail) -> pa.Table:
         """A tail's rows (kept: the tails of the last minutes are read by every window)."""
         key = (source.meta.path, tail.id)
-        kept = self._kept_tail(key, source.schema)
+        kept = self._kept_tail(key, source)
         if kept is not None:
             return kept[0]
         column = source.meta.time_column
         kind = source.schema.field(column).type
         cut = _time(tail.cut, kind)
-        rows = self.reader.read(source.meta.path, source.schema, (tail.segment,), list(source.schema.names),
-                                pc.field(column) < cut)
+        rows = self.reader.read(source.meta.path, source.schema, (tail.segment,),
+                                self.reader.columns(source.meta.path, source.schema), pc.field(column) < cut)
         return self._keep_tail(key, source.schema, rows, None)[0]
 
-    def _kept_tail(self, key: tuple, schema: pa.Schema) -> tuple[pa.Table, object] | None:
+    def _kept_tail(self, key: tuple, source) -> tuple[pa.Table, object] | None:
+        """The rows kept under ``key`` (and their times), if read with ``source``'s schema and the columns needed."""
         with self._lock:
             kept = self._tails.get(key)
-            if kept is None or not kept[0].equals(schema):
+            if kept is None or not kept[0].equals(source.schema) or \
+                    not self.reader.holds(source.meta.path, source.schema, kept[1]):
                 return None
             self._tails.move_to_end(key)
             return kept[1], kept[2]
@@ -662,6 +677,10 @@ class RecentSegments(SegmentReader):
     filtering the decoded rows for each chunk costs a fraction of reading
     the file again.  Reads of several segments, or with a limit or a memory
     bound, go to the file as before.
+
+    A segment is decoded with the columns the plans over its table read
+    (:meth:`need`), all of them until a plan has said: a wide table's
+    monitors read a few of its hundred columns.
     """
 
     def __init__(self, store: ObjectStore, entries: int = RECENT_SEGMENTS) -> None:
@@ -669,6 +688,7 @@ class RecentSegments(SegmentReader):
         self.entries = entries
         self._decoded: collections.OrderedDict[tuple[str, str], tuple[pa.Schema, pa.Table]] = collections.OrderedDict()
         self._decoded_lock = threading.Lock()
+        self._needed: dict[str, frozenset[str]] = {}  # table path -> the columns plans over it read
         # an edge segment's rows as one filter keeps them (with the decoded table they came from)
         self._filters: collections.OrderedDict[tuple, tuple[pa.Table, pa.Table]] = collections.OrderedDict()
 
@@ -683,10 +703,13 @@ class RecentSegments(SegmentReader):
         key = (table_path, segments[0].id)
         with self._decoded_lock:
             kept = self._decoded.get(key)
-            if kept is not None and kept[0].equals(schema):
+            if kept is not None and kept[0].equals(schema) and self.holds(table_path, schema, kept[1]):
                 self._decoded.move_to_end(key)
-        if kept is None or not kept[0].equals(schema):
-            kept = (schema, super().read(table_path, schema, segments, list(schema.names), None, None, stats))
+            else:
+                kept = None
+        if kept is None:
+            kept = (schema, super().read(table_path, schema, segments, self.columns(table_path, schema), None, None,
+                                         stats))
             with self._decoded_lock:
                 self._decoded[key] = kept
                 while len(self._decoded) > self.entries:
@@ -694,6 +717,27 @@ class RecentSegments(SegmentReader):
         if isinstance(columns, (list, tuple)):  # no dataset scan needed: a third of the time for an edge's rows
             return (kept[1] if filter is None else self._filtered(key, kept[1], filter)).select(list(columns))
         return ds.dataset(kept[1]).to_table(columns=columns, filter=filter)
+
+    def need(self, table_path: str, columns) -> bool:
+        """Decode ``table_path``'s segments with ``columns`` too from now on; whether that widened them (those
+        decoded before are dropped: read again as needed)."""
+        with self._decoded_lock:
+            needed = self._needed.get(table_path, frozenset())
+            if needed.issuperset(columns):
+                return False
+            self._needed[table_path] = needed.union(columns)
+            for key in [key for key in self._decoded if key[0] == table_path]:
+                del self._decoded[key]
+            return True
+
+    def columns(self, table_path: str, schema: pa.Schema) -> list[str]:
+        """The columns of ``schema`` that ``table_path``'s segments are decoded with: those plans read, else all."""
+        needed = self._needed.get(table_path)
+        return list(schema.names) if needed is None else [name for name in schema.names if name in needed]
+
+    def holds(self, table_path: str, schema: pa.Schema, table: pa.Table) -> bool:
+        """Whether ``table`` (rows of ``table_path`` decoded) has every column of ``schema`` the plans over it read."""
+        return set(self.columns(table_path, schema)).issubset(table.column_names)
 
     def _filtered(self, key: tuple[str, str], table: pa.Table, filter: pc.Expression) -> pa.Table:
         """``table``'s rows ``filter`` keeps (kept: every shape chunk over the table reads the segment at the end

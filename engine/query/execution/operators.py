@@ -175,7 +175,7 @@ def _aggregate(plan: Aggregate, run: Execution) -> pa.Table:
         scan = plan.input.input
         table = part.reader.read(scan.source.meta.path, scan.source.schema, part.segments if part.segments is not None
                                  else (scan.segments or ()), columns, condition, None, part.scan, part.check,
-                                 _stored(scan), dictionary=encoded.columns)
+                                 stored_columns(scan), dictionary=encoded.columns)
         table = filtered(table, plan, encoded, unify=part is run)  # parts are unified once, together
         part.check()
         return table
@@ -513,7 +513,7 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
         columns = dict(zip(projection.names, projection.compiled))
     else:
         columns = {name: pc.field(name) for name in scan.columns}
-    stored = _stored(scan)
+    stored = stored_columns(scan)
     before = run.held
     bounded = {} if run.memory is None else {"charge": lambda n: run.charge(n, f"a scan of {scan.source.meta.name}"),
                                              "options": readahead(run.memory.limit)}
@@ -530,7 +530,7 @@ def _scan(scan: Scan, projection: Project | None, run: Execution) -> pa.Table:
     return table
 
 
-def _stored(scan: Scan) -> list[str]:
+def stored_columns(scan: Scan) -> list[str]:
     """The stored columns a scan reads: those it outputs and those its filter tests."""
     used = set(scan.columns)
     if scan.filter is not None:

@@ -279,6 +279,38 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     assert_batched_as_alone(batched, alone, [(spec, slot + 60) for spec, slot in due if slot >= BASE + 14 * 60])
 
 
+def test_segments_and_tails_are_decoded_with_the_columns_monitors_read_and_widened_for_a_new_one(db):
+    """A wide table's monitors read a few of its columns: its recent segments and late rows are kept decoded with
+    those alone. A monitor reading one more column widens them, and its values are as its query alone gives."""
+    import numpy as np
+
+    rng = np.random.default_rng(9)
+    db.create_table("narrow", schema=EVENTS_SCHEMA, partitions=1)
+    for step in range(40):  # a batch every 15 s for 10 minutes, a tenth of its events up to 4 minutes late
+        late = np.where(rng.random(30) < 0.1, rng.random(30) * 240, 0.0)
+        db.ingest("narrow", [{"timestamp": int((BASE + 15 * step + rng.random() * 2 - late[i]) * 1e6),
+                              "svc": ("a", "b")[i % 2], "status": 500 if (step + i) % 4 == 0 else 200,
+                              "latency": float(i), "note": ("x", "y")[(step + i) % 2]} for i in range(30)])
+    queries = LocalQueries(db.store, db.namespace)
+    batched = Evaluator(queries.sql, run_window=queries.window)
+    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
+
+    def specs(name: str, query: str) -> list:
+        return [db._checked(build_spec(f"{name}-{w}", query, window=w, every="1m", critical=1e9)) for w in ("1m", "4m")]
+
+    def decoded() -> list[set[str]]:
+        return [set(kept[1].column_names) for kept in queries.reader._decoded.values()] + \
+            [set(kept[1].column_names) for kept in queries._tails.values()]
+
+    first = specs("latency", "SELECT svc, avg(latency) AS v FROM narrow WHERE status < 500 GROUP BY svc")
+    assert_batched_as_alone(batched, alone, [(spec, BASE + 600 + 7 * i) for i, spec in enumerate(first)])
+    assert queries._tails and decoded() and all(names == {"timestamp", "svc", "status", "latency"}
+                                                for names in decoded())
+    wider = specs("notes", "SELECT svc, count(*) FILTER (WHERE note = 'y') AS v FROM narrow GROUP BY svc")
+    assert_batched_as_alone(batched, alone, [(spec, BASE + 600 + 7 * i + 1) for i, spec in enumerate(first + wider)])
+    assert decoded() and all("note" in names for names in decoded())
+
+
 def forget_partials(queries: LocalQueries) -> None:
     """Drop every cached partial, as a full cache drops those of segments half an hour old."""
     with queries._lock:
