@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.monitors.compile import check_query
-from engine.monitors.definition import DEFAULT_CATCH_UP, MonitorSpec, build_spec, mute_of
+from engine.monitors.definition import DEFAULT_CATCH_UP, MonitorSpec, build_spec, mute_of, spread_offset
 from engine.monitors.history import DEFAULT_SHARDS, TRANSITIONS_TABLE, ShardLog, ensure_table, shard_of
 from storage.errors import InvalidMonitor, TableNotFound
 from storage.monitor_log import MonitorLog
@@ -115,6 +115,7 @@ class MonitorMethods:
             critical_recovery=critical_recovery, warning_recovery=warning_recovery, comparator=comparator,
             pending=pending, no_data=no_data, renotify=renotify, notify=notify, catch_up=catch_up))
         ensure_table(self.catalog, self.namespace)
+        spec = replace(spec, slot_offset=spread_offset(spec, self.monitor_log.definitions().values()))
         return MonitorSpec.from_record(self.monitor_log.create(name, spec.to_record()))
 
     def monitors(self) -> list[MonitorSpec]:
@@ -136,6 +137,9 @@ class MonitorMethods:
         arguments.update(changes)
         query = arguments.pop("query")
         spec = self._checked(build_spec(name, query, **arguments))
+        same = spec.shape == current.shape and spec.every == current.every  # its slots stay where they were
+        spec = replace(spec, slot_offset=current.offset if same else spread_offset(
+            spec, self.monitor_log.definitions().values()))
         record = self.monitor_log.update(
             name, lambda old: {**spec.to_record(), "mutes": old.get("mutes") or []})
         return MonitorSpec.from_record(record)

@@ -15,8 +15,11 @@ import functools
 import math
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from storage.catalog import parse_duration, validate_name
 from storage.errors import InvalidMonitor, InvalidName
@@ -26,6 +29,7 @@ NO_DATA_ACTIONS = ("alert", "ok", "keep")
 SINK_SCHEMES = ("webhook", "file")
 DEFAULT_CATCH_UP = 600.0
 GROUP_EXPIRY = 86_400.0
+CROWD_SECONDS = 3  # a new shape's offset, among seconds equally far from the others', goes where fewest are this near
 
 
 @dataclass(frozen=True)
@@ -70,23 +74,31 @@ class MonitorSpec:
     version: int = 0
     created_at: float | None = None
     updated_at: float | None = None
+    slot_offset: float | None = None  # chosen when it was defined (:func:`spread_offset`); None: :attr:`offset` hashes
 
     # -- the slot grid -----------------------------------------------------------------
+    @property
+    def shape(self) -> str:
+        """What its query reads and over which window (table, time and group columns, window, delay); its name
+        until it is checked.  Monitors of one shape share a slot offset, so one query evaluates them all."""
+        if not self.table:
+            return self.name
+        return _shape(self.table, self.time_column, self.group_columns, self.window, self.delay)
+
     @functools.cached_property
     def offset(self) -> float:
-        """Where in each period this monitor's slots fall: a stable hash, modulo ``every``, of what its query
-        reads and over which window (table, group columns, window, delay); of its name until it is checked.
+        """Where in each period this monitor's slots fall: the offset chosen when it was defined, else a stable
+        hash of its :attr:`shape`, modulo ``every``.
 
         Teams stamp monitors out of templates (one per host, customer or
         threshold): those reading the same rows over the same window are due
         at the same second, so one query evaluates them all (shared scans,
         rollups) instead of one query per second of the period.  Different
-        shapes still spread over the period.
+        shapes spread over the period (:func:`spread_offset`).
         """
-        basis = self.name
-        if self.table:
-            basis = f"{self.table}\n{self.time_column}\n{','.join(self.group_columns)}\n{self.window}\n{self.delay}"
-        return float(zlib.crc32(basis.encode()) % max(1, int(self.every)))
+        if self.slot_offset is not None:
+            return self.slot_offset
+        return _hashed(self.shape, self.every)
 
     def slot_at(self, now: float) -> float:
         """The latest slot at or before ``now``."""
@@ -137,6 +149,59 @@ class MonitorSpec:
         """This spec with ``mutes``, leaving out the ones already expired."""
         now = time.time() if now is None else now
         return replace(self, mutes=tuple(m for m in mutes if m.until is None or m.until > now))
+
+
+def spread_offset(spec: MonitorSpec, others: Iterable[dict[str, Any]]) -> float:
+    """The slot offset for ``spec`` (checked) among the definition records ``others``: that of a monitor of the
+    same shape and period if there is one, else the second of the period farthest from every other shape's.
+
+    Offsets hashed from shapes bunch up: 36 shapes hashed into a minute put
+    four on one second and eight in five, and each brings its thousands of
+    monitors at once.  Chosen apart, shapes are due evenly over the period.
+    Two periods' slots meet where their offsets agree modulo the periods'
+    greatest common divisor; that is the distance measured.  Among equally
+    free seconds the hashed offset, or the one nearest it, is taken: the first
+    monitor of a namespace falls where hashing put it.
+    """
+    every = max(1, int(spec.every))
+    hashed = int(_hashed(spec.shape, spec.every))
+    taken: dict[tuple[str, int], float] = {}  # (shape, period) -> offset
+    for record in others:  # records, not specs: a namespace may hold a hundred thousand
+        if record.get("name") == spec.name or not record.get("table"):
+            continue
+        shape = _shape(record["table"], record.get("time_column", ""), record.get("group_columns") or (),
+                       record["window"], record.get("delay", 0.0))
+        key = (shape, max(1, int(record["every"])))
+        if key not in taken:
+            offset = record.get("slot_offset")
+            taken[key] = _hashed(shape, record["every"]) if offset is None else offset
+    same = taken.get((spec.shape, every))
+    if same is not None:
+        return same
+    if not taken:
+        return float(hashed)
+    step = max(1, every // 3600)  # at most 3,600 candidate seconds, for periods of hours and days
+    candidates = np.arange(0, every, step)
+    nearest = np.full(len(candidates), np.inf)
+    crowd = np.zeros(len(candidates))  # how many shapes fall within CROWD_SECONDS (ties of nearest broken by it)
+    for (_, period), offset in taken.items():
+        common = math.gcd(every, period)
+        apart = np.abs(candidates - offset) % common
+        apart = np.minimum(apart, common - apart)
+        nearest = np.minimum(nearest, apart)
+        crowd += apart <= CROWD_SECONDS
+    from_hash = np.abs(candidates - hashed)
+    best = np.lexsort((np.minimum(from_hash, every - from_hash), crowd, -nearest))[0]
+    return float(candidates[best])
+
+
+def _shape(table: str, time_column: str, group_columns, window: float, delay: float) -> str:
+    return f"{table}\n{time_column}\n{','.join(group_columns)}\n{float(window)}\n{float(delay)}"
+
+
+def _hashed(shape: str, every: float) -> float:
+    """A stable offset of ``shape`` in a period of ``every`` seconds (the one before offsets were chosen)."""
+    return float(zlib.crc32(shape.encode()) % max(1, int(every)))
 
 
 def duration(value: Any, argument: str, allow_zero: bool = True) -> float:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.monitors.compile import shared_sql, windowed_sql
-from engine.monitors.definition import MonitorSpec, build_spec, mute_of
+from engine.monitors.definition import MonitorSpec, build_spec, mute_of, spread_offset
 from engine.monitors.service import plan_slots
 from engine.monitors.state import (
     ALERT, ERROR, NO_DATA, OK, PENDING, WARN, GroupState, MonitorState, SlotOutcome, apply_slot,
@@ -61,6 +61,31 @@ def test_slot_grid_spreads_monitors_and_evaluates_before_the_delay():
     assert (slot - monitor.offset) % 60 == 0 and slot <= 1_800_000_123.5 < slot + 60
     assert monitor.window_of(slot) == (slot - 330, slot - 30)
     assert monitor.slots_between(slot - 180, slot) == [slot - 120, slot - 60, slot]
+
+
+def test_shapes_defined_one_after_another_get_offsets_spread_over_the_period_and_keep_them():
+    """Hashed offsets bunch up (here up to 4 shapes on one second); chosen at definition, shapes spread evenly, a
+    monitor of a known shape takes that shape's offset, and a stored offset is what the slot grid uses."""
+    from dataclasses import replace
+
+    shapes = [spec(name=f"s{i}", window=f"{i + 1}m", delay=f"{i % 3}s") for i in range(36)]
+    hashed = [int(s.offset) for s in shapes]
+    assert max(hashed.count(o) for o in hashed) >= 2  # what hashing alone does
+    defined: list[MonitorSpec] = []
+    for shape in shapes:
+        defined.append(replace(shape, slot_offset=spread_offset(shape, [d.to_record() for d in defined])))
+    offsets = sorted(int(d.offset) for d in defined)
+    assert len(set(offsets)) == 36  # one shape per second at most
+    assert max(sum(1 for o in offsets if (o - start) % 60 < 5) for start in range(60)) <= 4  # none crowded
+    assert defined[0].offset == shapes[0].offset  # the first falls where hashing put it
+    records = [d.to_record() for d in defined]
+    twin = spec(name="twin", window="7m", delay="0s", critical=99.0)  # the shape of s6
+    assert spread_offset(twin, records) == defined[6].offset
+    stored = MonitorSpec.from_record(records[5])
+    assert stored.offset == defined[5].offset and (stored.slot_at(1_800_000_000.0) - stored.offset) % 60 == 0
+    # a period of a day against minute shapes: its seconds meet theirs modulo 60
+    daily = spread_offset(spec(name="daily", window="1h", every="1d"), records)
+    assert 0 <= daily < 86_400 and int(daily) % 60 not in offsets
 
 
 def test_missed_slots_are_caught_up_within_the_bound_and_older_ones_skipped_with_the_reason():

@@ -47,6 +47,15 @@ def test_definitions_crud_and_mutes(db):
         db.update_monitor("crud", critical_recovery=30.0)
     updated = db.update_monitor("crud", critical=20.0, critical_recovery=15.0)
     assert (updated.version, updated.critical, updated.window) == (2, 20.0, 300.0)
+    assert updated.offset == created.offset  # its slots stay where they were
+    # offsets are chosen at definition: a monitor of the same shape shares its slots, another shape is due apart
+    twin = db.create_monitor("crud-twin", ERRORS.replace("error_pct", "pct"), window="5m", every="1m", critical=1.0)
+    other = db.create_monitor("crud-other", ERRORS, window="7m", every="1m", critical=1.0)
+    assert twin.offset == created.offset != other.offset and twin.slot_offset is not None
+    moved = db.update_monitor("crud-twin", window="7m")  # now of the other's shape: due with it
+    assert moved.offset == other.offset
+    db.drop_monitor("crud-twin")
+    db.drop_monitor("crud-other")
     muted = db.mute_monitor("crud", until="2h", groups={"svc": "payments"})
     assert muted.muted({"svc": "payments"}, muted.mutes[0].until - 1) and not muted.muted({"svc": "search"}, 0)
     assert db.update_monitor("crud", warning=5.0).mutes == muted.mutes  # an update keeps the mutes
