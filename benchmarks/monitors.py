@@ -13,6 +13,11 @@ minutes) in the past: late events land in windows already evaluated and in
 sealed blocks, as they do for users.
 The monitor service (``MonitorService``, ``--shards`` shards: one scheduler,
 state processor and notifier actor each) runs for ``--duration`` seconds.
+Beside it, on the same cores, a sparse tenant: another namespace with its
+own sparse table (the same history and rate), ``--tenant-monitors`` monitors
+over it and its own one-shard monitor service, as a small team's would run;
+its evaluations and lateness are reported apart (``tenant_*``), since a
+small tenant starved by a big one is a failure the totals would hide.
 
 A probe monitor measures the time from ingesting an event that crosses its
 threshold to a loopback webhook receiving the ALERT: the probe event is
@@ -175,12 +180,14 @@ class Receiver:
 
 DENSE, WIDE, SPARSE = "events0", "wide", "sparse"
 TABLES = [DENSE, WIDE, SPARSE]
+TENANT = "tenant"  # the sparse tenant's namespace
 
 
-def backfill(db: Any, args: argparse.Namespace) -> float:
-    """Store ``--history-days`` of history before the run, as users backfill: an hourly batch per table, the
-    hours in shuffled order (late and out of order), the sparse table with a tenth of the rows, and the dense
-    table's last day again as one huge batch.  Returns the seconds it took (not part of the measured run)."""
+def backfill(db: Any, args: argparse.Namespace, tables: list[str]) -> float:
+    """Store ``--history-days`` of history of ``tables`` before the run, as users backfill: an hourly batch per
+    table, the hours in shuffled order (late and out of order), the sparse table with a tenth of the rows, and
+    the dense table's last day again as one huge batch.  Returns the seconds it took (not part of the measured
+    run)."""
     if not args.history_days:
         return 0.0
     from concurrent.futures import ThreadPoolExecutor
@@ -192,15 +199,16 @@ def backfill(db: Any, args: argparse.Namespace) -> float:
 
     def store(hour: int) -> None:
         end, local = now - hour * 3600.0, np.random.default_rng(hour)
-        for table in TABLES:
+        for table in tables:
             rows = args.history_rows // (10 if table == SPARSE else 1)
             db.ingest(table, events(rows, local, end, wide=table == WIDE, span=3600.0))
 
     with ThreadPoolExecutor(8) as pool:  # backfills run many loaders at once: their calls commit together
         for done, _ in enumerate(pool.map(store, rng.permutation(hours)), 1):
             if done % 100 == 0 or done == hours:
-                print(f"history: {done}/{hours} hours stored ({time.time() - started:.0f} s)", flush=True)
-    if args.huge_batch_rows:
+                print(f"history of {', '.join(tables)}: {done}/{hours} hours stored ({time.time() - started:.0f} s)",
+                      flush=True)
+    if args.huge_batch_rows and DENSE in tables:
         db.ingest(DENSE, events(args.huge_batch_rows, rng, now, span=86_400.0))
         print(f"history: one batch of {args.huge_batch_rows:,} rows over the last day ({time.time() - started:.0f} s)",
               flush=True)
@@ -296,7 +304,10 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
     tables = TABLES
     for table in tables:
         db.create_table(table, schema=WIDE_SCHEMA if table == WIDE else SCHEMA, partitions=1)
-    history_seconds = backfill(db, args)
+    history_seconds = backfill(db, args, tables)
+    tenant = engine.connect(root, namespace=TENANT, maintenance=False)
+    tenant.create_table(SPARSE, schema=SCHEMA, partitions=1)
+    backfill(tenant, args, [SPARSE])
     receiver = Receiver()
     meta = ensure_table(db.catalog, db.namespace, args.shards)  # before the first monitor, which would make it
     started = time.time()
@@ -305,9 +316,13 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
                       every="1s", critical=1e6, no_data={"after": "1s", "action": "ok"},
                       notify=f"webhook:{receiver.url}")
     define_seconds = time.time() - started
+    tenant_meta = ensure_table(tenant.catalog, TENANT, 1)
+    define(tenant, [SPARSE], args.tenant_monitors, args.every)
     feeder = Feeder(db, tables, [args.ingest_rate / 2, args.ingest_rate / 2, args.sparse_rate],
                     args.late_share, args.late_seconds)
+    tenant_feeder = Feeder(tenant, [SPARSE], [args.sparse_rate], args.late_share, args.late_seconds)
     service = MonitorService(db.store, db.namespace, meta, tick=0.2).start()
+    tenant_service = MonitorService(tenant.store, TENANT, tenant_meta, tick=0.2).start()
     probes: list[float] = []
     progress: list[tuple[float, int]] = []  # (seconds since the service started, evaluations so far)
     late: list[tuple[float, Counter]] = []  # (seconds since the service started, lateness counted so far)
@@ -326,10 +341,12 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
             busy.append((progress[-1][0], [s["evaluation_seconds"] for s in schedulers],
                          [s["handoff_wait_seconds"] for s in schedulers], [p["apply_seconds"] for p in polled["processors"]]))
             time.sleep(min(args.probe_every, max(0.0, deadline - time.time())))
-        stats = service.stats()
+        stats, tenant_stats = service.stats(), tenant_service.stats()
     finally:
         service.stop()
+        tenant_service.stop()
         feeder.stop()
+        tenant_feeder.stop()
     alerts = sorted(t for k, t in receiver.arrivals.items() if k.startswith("probe/") and
                     any(b["key"] == k and b["to"] == "ALERT" for b in receiver.bodies))
     delays = []
@@ -357,6 +374,9 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         "skipped_slots": sum(s["skipped"] for s in schedulers),
         "lateness_p50_s": lateness_percentile(lateness, 0.5), "lateness_p99_s": lateness_percentile(lateness, 0.99),
         "lateness_p99_s_by_quarter": [lateness_percentile(counts, 0.99) for counts in by_quarter_counts(late, args.duration)],
+        # between each poll and the next (every --probe-every s): whether the tail is spread or comes in spikes
+        "lateness_p99_s_by_poll": [(round(at), lateness_percentile(now - before, 0.99))
+                                   for (_, before), (at, now) in zip(late, late[1:]) if now - before],
         "cpu_ms_per_evaluation": round(1000 * sum(s["cpu_seconds"] for s in schedulers) / max(1, evaluations), 3),
         "cache_hit_rate": round(sum(s["cache_hits"] for s in schedulers)
                                 / max(1, sum(s["cache_hits"] + s["cache_misses"] for s in schedulers)), 4),
@@ -371,15 +391,34 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
                            for k in ("monitors", "evaluations", "queries", "cpu_seconds", "cache_hits", "cache_misses")}
                           for s in schedulers],
         "errors": [e for s in schedulers for e in s["errors"]][:5],
+        **tenant_figures(tenant_stats, args),
     }
+    tenant.close()
     db.close()
     return result
+
+
+def tenant_figures(stats: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The sparse tenant's service, from its stats at the end of the run."""
+    from engine.monitors.service import lateness_percentile
+
+    schedulers = stats["schedulers"]
+    evaluations = sum(s["evaluations"] for s in schedulers)
+    lateness = sum((Counter(s["lateness"]) for s in schedulers), Counter())
+    return {
+        "tenant_monitors": args.tenant_monitors,
+        "tenant_evaluations_per_min": round(evaluations / args.duration * 60),
+        "tenant_skipped_slots": sum(s["skipped"] for s in schedulers),
+        "tenant_lateness_p50_s": lateness_percentile(lateness, 0.5),
+        "tenant_lateness_p99_s": lateness_percentile(lateness, 0.99),
+        "tenant_errors": [e for s in schedulers for e in s["errors"]][:5],
+    }
 
 
 def show(results: list[dict[str, Any]]) -> None:
     columns = ("monitors", "evaluations_per_min", "second_half_evaluations_per_min", "queries_per_evaluation", "skipped_slots", "lateness_p50_s",
                "lateness_p99_s", "cpu_ms_per_evaluation", "cache_hit_rate", "threshold_to_webhook_p50_s", "threshold_to_webhook_p99_s",
-               "ingest_rate_per_s", "load_average_after")
+               "ingest_rate_per_s", "load_average_after", "tenant_evaluations_per_min", "tenant_lateness_p99_s")
     print("  ".join(f"{c:>14}" for c in columns))
     for result in results:
         cells = []
@@ -398,6 +437,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--history-rows", type=int, default=2_000, help="rows per hourly history batch per table")
     parser.add_argument("--huge-batch-rows", type=int, default=1_000_000, help="rows of the one huge history batch")
     parser.add_argument("--sparse-rate", type=float, default=2.0, help="events per second of the sparse table")
+    parser.add_argument("--tenant-monitors", type=int, default=1_000, help="monitors of the sparse tenant")
     parser.add_argument("--every", default="1m", help="slot period of the monitors")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds the service runs per case")
     parser.add_argument("--ingest-rate", type=int, default=50_000, help="events per second ingested meanwhile")
@@ -410,6 +450,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     if args.reduced:
         args.monitors, args.every, args.duration, args.ingest_rate = "1000", "10s", 60.0, 2000
+        args.tenant_monitors = 100
         args.history_days, args.history_rows, args.huge_batch_rows = 2.0, 200, 20_000
     results = []
     for count in [int(c) for c in args.monitors.split(",")]:
