@@ -12,6 +12,12 @@ shard carries, atomically:
 - the notification outbox: ``offsets["_outbox"]``, the transitions of this
   commit that must be delivered (the notifier reads it from the record).
 
+A monitor's group keys are most of its state's bytes (a JSON object per
+group), and monitors of one shape share them: a state names its keys by a
+digest, and each distinct list of keys is kept once, in
+``offsets["_keys/<digest>"]``, written with the first commit that uses it and
+cleared (set to null) by the commit after which no state uses it.
+
 The state processor owns a shard under an epoch (``PartitionLog.claim``), so
 a processor that was replaced (a zombie after a kill) is fenced, and a slot
 older than or equal to the monitor's last applied slot changes nothing: the
@@ -20,6 +26,8 @@ idempotency key (monitor, slot) is applied once.
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import time
 import zlib
 from typing import Any, Iterable
@@ -35,6 +43,7 @@ from storage.segment import write_segment
 
 TRANSITIONS_TABLE = "_monitor_transitions"
 OUTBOX = "_outbox"
+KEYS = "_keys/"  # offsets[KEYS + digest]: a list of group keys that monitor states name by its digest
 DEFAULT_SHARDS = 1
 
 TRANSITIONS_SCHEMA = pa.schema([
@@ -99,29 +108,37 @@ class ShardLog:
         self.epoch: int | None = None
         # monitor states as committed, parsed once: a slot's apply reads the states its own commits made
         self._parsed: dict[str, MonitorState] = {}
+        self._keys: _Keysets | None = None  # the key lists committed, and which states use them (made on use)
 
     def claim(self) -> int:
         """Own the shard under a new epoch; every earlier owner is fenced from now on."""
         self.state = self.log.claim()
-        self._parsed = {}
+        self._forget()
         self.epoch = self.state.epoch
         return self.epoch
 
     def load(self) -> PartitionState:
         self.state = self.log.load()
-        self._parsed = {}
+        self._forget()
         return self.state
+
+    def _forget(self) -> None:
+        """Drop what was parsed from the state: it is read again from what is committed."""
+        self._parsed = {}
+        self._keys = None
 
     def monitor_state(self, monitor: str) -> MonitorState:
         """The committed state of ``monitor`` (treat it as read-only: it is shared with later calls; only
         :meth:`apply` changes it, in place)."""
         parsed = self._parsed.get(monitor)
         if parsed is None:
-            parsed = self._parsed[monitor] = MonitorState.from_json(self.state.offsets.get(monitor))
+            parsed = self._parsed[monitor] = MonitorState.from_json(
+                _with_keys(self.state.offsets.get(monitor), self.state.offsets))
         return parsed
 
     def monitor_states(self) -> dict[str, MonitorState]:
-        return {name: MonitorState.from_json(record) for name, record in self.state.offsets.items()
+        offsets = self.state.offsets
+        return {name: MonitorState.from_json(_with_keys(record, offsets)) for name, record in offsets.items()
                 if not name.startswith("_") and record}
 
     def apply(self, specs: dict[str, MonitorSpec], outcomes: Iterable[SlotOutcome],
@@ -137,7 +154,7 @@ class ShardLog:
         try:
             return self._apply(specs, outcomes, skips)
         except BaseException:
-            self._parsed = {}
+            self._forget()
             raise
 
     def _apply(self, specs: dict[str, MonitorSpec], outcomes: Iterable[SlotOutcome],
@@ -169,7 +186,10 @@ class ShardLog:
         if transitions:
             added.append(write_segment(self.store, self.meta.path, transitions_table(transitions, now),
                                        partition=self.shard, time_column="slot", sort_key=("monitor",)))
-        offsets: dict[str, Any] = {name: state.to_json() for name, state in states.items()}
+        if self._keys is None:
+            self._keys = _Keysets(self.state.offsets)
+        offsets: dict[str, Any] = {name: self._keys.named(name, state.to_json()) for name, state in states.items()}
+        offsets.update(self._keys.changes())
         offsets[OUTBOX] = [{**t.to_json(), "sinks": list(specs[t.monitor].notify), "committed_at": now}
                            for t in transitions]
         offsets["_applied"] = applied
@@ -177,8 +197,63 @@ class ShardLog:
         if self.state.version == version + 1:  # right on top of what this log had read
             self._parsed.update(states)
         else:  # the commit rebased over others: parse what is committed afresh
-            self._parsed = {}
+            self._forget()
         return transitions
+
+
+class _Keysets:
+    """The key lists a shard's states name by digest: which are committed, and how many states use each."""
+
+    def __init__(self, offsets: dict[str, Any]) -> None:
+        self.digests: dict[tuple[str, ...], str] = {}  # a committed key list -> its digest
+        self.used: collections.Counter[str] = collections.Counter()  # digest -> states naming it
+        self.of: dict[str, str] = {}  # monitor -> the digest its committed state names
+        self._new: dict[str, list[str]] = {}  # to commit with the next record
+        for name, value in offsets.items():
+            if name.startswith(KEYS) and value is not None:
+                self.digests[tuple(value)] = name[len(KEYS):]
+            elif not name.startswith("_") and value:
+                keys = (value.get("columns") or {}).get("keys")
+                if isinstance(keys, str):
+                    self.of[name] = keys
+                    self.used[keys] += 1
+
+    def named(self, monitor: str, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` (a state's JSON) with its keys named by digest; a list not committed yet is to be."""
+        columns = record["columns"]
+        keys = tuple(columns["keys"])
+        digest = self.digests.get(keys)
+        if digest is None:
+            digest = hashlib.blake2b("\n".join(keys).encode(), digest_size=12).hexdigest()
+            self.digests[keys] = digest
+            self._new[digest] = columns["keys"]
+        old = self.of.get(monitor)
+        if old != digest:
+            self.of[monitor] = digest
+            self.used[digest] += 1
+            if old is not None:
+                self.used[old] -= 1
+        return {**record, "columns": {**columns, "keys": digest}}
+
+    def changes(self) -> dict[str, Any]:
+        """The offsets to commit: the new key lists, and null for those no state names any more."""
+        changes: dict[str, Any] = {KEYS + digest: keys for digest, keys in self._new.items()}
+        self._new = {}
+        unused = {digest for digest, count in self.used.items() if count <= 0}
+        if unused:  # forgotten too: a state naming one of them again commits it again
+            for digest in unused:
+                del self.used[digest]
+                changes[KEYS + digest] = None
+            self.digests = {keys: digest for keys, digest in self.digests.items() if digest not in unused}
+        return changes
+
+
+def _with_keys(record: dict[str, Any] | None, offsets: dict[str, Any]) -> dict[str, Any] | None:
+    """A committed state with its keys as a list (states name a committed key list by digest)."""
+    columns = (record or {}).get("columns")
+    if columns is None or not isinstance(columns.get("keys"), str):
+        return record
+    return {**record, "columns": {**columns, "keys": offsets[KEYS + columns["keys"]]}}
 
 
 def read_outbox(log: PartitionLog, version: int) -> list[dict[str, Any]]:

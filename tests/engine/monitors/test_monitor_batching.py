@@ -367,3 +367,34 @@ def test_a_layout_moved_on_to_each_next_snapshot_equals_the_snapshot_laid_out_an
     cuts["old"] = None
     assert _Layout.after(previous, (*segments, old), None, cut) is None
     assert _Layout.after(previous, tuple(segments[1:]), None, cut) is None
+
+
+def test_monitors_of_one_shape_commit_their_group_keys_once_and_keys_no_state_names_are_cleared(tmp_path):
+    """Group keys are most of a state's bytes and monitors of a shape share them: each list is committed once
+    under its digest. States read back (by this log, and by a fresh one from the files) equal those applied, as
+    groups come and go; a list no state names any more is cleared."""
+    from engine.monitors.definition import MonitorSpec
+    from engine.monitors.history import KEYS, ShardLog
+    from engine.monitors.state import SlotOutcome
+
+    store, _, log = open_shard(str(tmp_path))
+    log.claim()
+    base = build_spec("k", "SELECT svc, avg(latency) AS v FROM ev GROUP BY svc", window="1m", every="1m",
+                      critical=10.0)
+    specs = {f"k{i}": MonitorSpec.from_record({**base.to_record(), "name": f"k{i}", "table": "ev",
+                                               "time_column": "timestamp", "group_columns": ["svc"],
+                                               "value_column": "v"}) for i in range(50)}
+    groups = [["a", "b", "c"]] * 3 + [["a", "b", "c", "d"]] * 2 + [["a"]] * 2  # a group comes, then most go
+    for index, names in enumerate(groups):
+        slot = 60.0 * (index + 1)
+        log.apply(specs, [SlotOutcome(name, slot, {f'{{"svc":"{g}"}}': float(i + n) for n, g in enumerate(names)},
+                                      None, slot) for i, name in enumerate(specs)])
+        live = [v for k, v in log.state.offsets.items() if k.startswith(KEYS) and v is not None]
+        assert live == [list(log.monitor_state("k0").groups)]  # one list for the 50 monitors
+        fresh = ShardLog(store, log.meta, 0)
+        fresh.load()
+        assert fresh.monitor_states() == log.monitor_states() == {n: log.monitor_state(n) for n in specs}
+        assert all(set(state.groups) >= {f'{{"svc":"{g}"}}' for g in names}
+                   for state in fresh.monitor_states().values())
+    cleared = [k for k, v in log.state.offsets.items() if k.startswith(KEYS) and v is None]
+    assert len(cleared) == 1  # the list of three groups; that of four is the one still named (groups expire in 24 h)
