@@ -369,6 +369,10 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         # the share of each quarter's wall-clock each actor spent: scheduler evaluating, scheduler waiting for its
         # last hand-off to be applied, processor applying (a share near 1 is an actor that cannot keep up)
         "busy_by_quarter": busy_by_quarter(busy, args.duration),
+        # the same shares between each poll and the next, beside lateness_p99_s_by_poll: what a spike coincides with
+        "busy_by_poll": [(round(at), [round((n - b) / max(1e-9, at - then), 2) for n, b in zip(now, before)],
+                          [round((n - b) / max(1e-9, at - then), 2) for n, b in zip(applied, applied_before)])
+                         for (then, before, _, applied_before), (at, now, _, applied) in zip(busy, busy[1:])],
         "queries": sum(s["queries"] for s in schedulers),
         "queries_per_evaluation": round(sum(s["queries"] for s in schedulers) / max(1, evaluations), 4),
         "skipped_slots": sum(s["skipped"] for s in schedulers),
