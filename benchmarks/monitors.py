@@ -283,9 +283,19 @@ def busy_by_quarter(busy: list[tuple[float, list, list, list]], duration: float)
             quarters.append({})
             continue
         (t0, *first), (t1, *last) = span
-        quarters.append({name: [round((b - a) / (t1 - t0), 2) for a, b in zip(before, after)]
+        quarters.append({name: shares(t0, t1, before, after)
                          for name, before, after in zip(("evaluating", "waiting", "applying"), first, last)})
     return quarters
+
+
+def shares(t0: float, t1: float, before: list[float], after: list[float]) -> list[float]:
+    """Each actor's share of [t0, t1) spent busy, from its busy seconds counted at t0 and at t1."""
+    return [round((b - a) / max(1e-9, t1 - t0), 2) for a, b in zip(before, after)]
+
+
+def totals(schedulers: list[dict[str, Any]]) -> tuple[int, Counter]:
+    """The evaluations and the lateness counts of a service's schedulers, added up."""
+    return sum(s["evaluations"] for s in schedulers), sum((Counter(s["lateness"]) for s in schedulers), Counter())
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -336,8 +346,9 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
             probes.append(time.time())
             polled = service.stats()
             schedulers = polled["schedulers"]
-            progress.append((time.time() - begun, sum(s["evaluations"] for s in schedulers)))
-            late.append((progress[-1][0], sum((Counter(s["lateness"]) for s in schedulers), Counter())))
+            evaluated, lateness = totals(schedulers)
+            progress.append((time.time() - begun, evaluated))
+            late.append((progress[-1][0], lateness))
             busy.append((progress[-1][0], [s["evaluation_seconds"] for s in schedulers],
                          [s["handoff_wait_seconds"] for s in schedulers], [p["apply_seconds"] for p in polled["processors"]]))
             time.sleep(min(args.probe_every, max(0.0, deadline - time.time())))
@@ -355,8 +366,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         if later and all(not (sent < p < later[0]) for p in probes):
             delays.append(later[0] - sent)
     schedulers = stats["schedulers"]
-    evaluations = sum(s["evaluations"] for s in schedulers)
-    lateness = sum((Counter(s["lateness"]) for s in schedulers), Counter())
+    evaluations, lateness = totals(schedulers)
     late.append((args.duration, lateness))
     result = {
         "monitors": monitors, "shapes": shapes, "shards": args.shards, "every": args.every,
@@ -370,8 +380,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         # last hand-off to be applied, processor applying (a share near 1 is an actor that cannot keep up)
         "busy_by_quarter": busy_by_quarter(busy, args.duration),
         # the same shares between each poll and the next, beside lateness_p99_s_by_poll: what a spike coincides with
-        "busy_by_poll": [(round(at), [round((n - b) / max(1e-9, at - then), 2) for n, b in zip(now, before)],
-                          [round((n - b) / max(1e-9, at - then), 2) for n, b in zip(applied, applied_before)])
+        "busy_by_poll": [(round(at), shares(then, at, before, now), shares(then, at, applied_before, applied))
                          for (then, before, _, applied_before), (at, now, _, applied) in zip(busy, busy[1:])],
         "queries": sum(s["queries"] for s in schedulers),
         "queries_per_evaluation": round(sum(s["queries"] for s in schedulers) / max(1, evaluations), 4),
@@ -407,8 +416,7 @@ def tenant_figures(stats: dict[str, Any], args: argparse.Namespace) -> dict[str,
     from engine.monitors.service import lateness_percentile
 
     schedulers = stats["schedulers"]
-    evaluations = sum(s["evaluations"] for s in schedulers)
-    lateness = sum((Counter(s["lateness"]) for s in schedulers), Counter())
+    evaluations, lateness = totals(schedulers)
     return {
         "tenant_monitors": args.tenant_monitors,
         "tenant_evaluations_per_min": round(evaluations / args.duration * 60),
