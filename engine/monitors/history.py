@@ -219,7 +219,8 @@ class _Keysets:
                     self.used[keys] += 1
 
     def named(self, monitor: str, record: dict[str, Any]) -> dict[str, Any]:
-        """``record`` (a state's JSON) with its keys named by digest; a list not committed yet is to be."""
+        """``record`` (a state's JSON, just made: changed in place) with its keys named by digest; a list not
+        committed yet is to be."""
         columns = record["columns"]
         keys = tuple(columns["keys"])
         digest = self.digests.get(keys)
@@ -233,7 +234,8 @@ class _Keysets:
             self.used[digest] += 1
             if old is not None:
                 self.used[old] -= 1
-        return {**record, "columns": {**columns, "keys": digest}}
+        columns["keys"] = digest
+        return record
 
     def changes(self) -> dict[str, Any]:
         """The offsets to commit: the new key lists, and null for those no state names any more."""
