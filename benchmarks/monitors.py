@@ -298,6 +298,18 @@ def totals(schedulers: list[dict[str, Any]]) -> tuple[int, Counter]:
     return sum(s["evaluations"] for s in schedulers), sum((Counter(s["lateness"]) for s in schedulers), Counter())
 
 
+def work_by_poll(work: list[tuple[float, list[Counter], list[float]]]) -> list[tuple[int, list[dict[str, float]]]]:
+    """Per poll, per scheduler: the seconds of its four largest kinds of work since the poll before, and of GC."""
+    polls = []
+    for (_, before, gc_before), (at, now, gc_now) in zip(work, work[1:]):
+        per = []
+        for kinds_before, kinds, paused_before, paused in zip(before, now, gc_before, gc_now):
+            top = {kind: round(seconds, 2) for kind, seconds in (kinds - kinds_before).most_common(4)}
+            per.append({**top, "gc": round(paused - paused_before, 2)})
+        polls.append((round(at), per))
+    return polls
+
+
 def percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
@@ -337,6 +349,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
     progress: list[tuple[float, int]] = []  # (seconds since the service started, evaluations so far)
     late: list[tuple[float, Counter]] = []  # (seconds since the service started, lateness counted so far)
     busy: list[tuple[float, list, list, list]] = []  # (seconds, per scheduler evaluating / waiting, per processor applying)
+    work: list[tuple[float, list[Counter], list[float]]] = []  # (seconds, per scheduler its work by kind and GC pauses)
     begun = time.time()
     try:
         deadline = begun + args.duration
@@ -351,6 +364,8 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
             late.append((progress[-1][0], lateness))
             busy.append((progress[-1][0], [s["evaluation_seconds"] for s in schedulers],
                          [s["handoff_wait_seconds"] for s in schedulers], [p["apply_seconds"] for p in polled["processors"]]))
+            work.append((progress[-1][0], [Counter(s["work_seconds"]) for s in schedulers],
+                         [sum(s["gc"]["seconds"]) for s in schedulers]))
             time.sleep(min(args.probe_every, max(0.0, deadline - time.time())))
         stats, tenant_stats = service.stats(), tenant_service.stats()
     finally:
@@ -390,6 +405,10 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         # between each poll and the next (every --probe-every s): whether the tail is spread or comes in spikes
         "lateness_p99_s_by_poll": [(round(at), lateness_percentile(now - before, 0.99))
                                    for (_, before), (at, now) in zip(late, late[1:]) if now - before],
+        # per poll and scheduler: the seconds of its largest kinds of work, and of collector pauses
+        "work_by_poll": work_by_poll(work),
+        "slow_windows": [window for s in schedulers for window in s["slow_windows"]],
+        "gc": {"schedulers": [s["gc"] for s in schedulers], "processors": [p["gc"] for p in stats["processors"]]},
         "cpu_ms_per_evaluation": round(1000 * sum(s["cpu_seconds"] for s in schedulers) / max(1, evaluations), 3),
         "cache_hit_rate": round(sum(s["cache_hits"] for s in schedulers)
                                 / max(1, sum(s["cache_hits"] + s["cache_misses"] for s in schedulers)), 4),

@@ -59,8 +59,10 @@ from __future__ import annotations
 
 import bisect
 import collections
+import contextlib
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -103,6 +105,34 @@ TAIL_BUCKET_SECONDS = 60  # the rows of tail blocks across a window's edge in it
 TAIL_BYTES = 512 << 20  # tails' rows a scheduler keeps decoded (the last half hour's at 50,000 events/s, 5% late)
 SECOND = "__petrel_second"  # the extra group key of per-second partials (:func:`_by_second`)
 RECENT_SECONDS = 3600  # wide segments ending this close to the table's newest event are split (each read once)
+SLOW_WINDOW = 1.0  # a window taking this many seconds is kept, with what its time went to (LocalQueries.slow)
+SLOW_KEPT = 50
+
+
+class Work:
+    """Seconds spent by kind of work, each kind's own (a block merge's time excludes the partials it reads).
+
+    Called from one thread at a time (the scheduler's step): a kind
+    entered inside another is taken out of the outer one's time.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: collections.Counter[str] = collections.Counter()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._inner: list[float] = []  # per kind entered: the seconds of the kinds entered inside it
+
+    @contextlib.contextmanager
+    def __call__(self, kind: str):
+        started = time.perf_counter()
+        self._inner.append(0.0)
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.seconds[kind] += elapsed - self._inner.pop()
+            self.counts[kind] += 1
+            if self._inner:
+                self._inner[-1] += elapsed
 
 
 class LocalQueries:
@@ -134,6 +164,9 @@ class LocalQueries:
         self._cuts: dict[str, int | None] = {}  # wide segment -> where its core begins (None: it has no narrow core)
         self.block_hits = 0
         self.block_misses = 0
+        self.work = Work()
+        # the slowest windows lately: (when, seconds, table, window seconds, seconds by kind of work)
+        self.slow: collections.deque[tuple] = collections.deque(maxlen=SLOW_KEPT)
 
     def sql(self, query: str, histograms: bool = False) -> pa.Table:
         """``query``'s result (``histograms``: its quantiles over numbers as their merged histograms)."""
@@ -157,6 +190,21 @@ class LocalQueries:
 
     def window(self, windowed: str, unbounded: str, start_us: int, end_us: int,
                columns: tuple[str, ...] | None = None, histograms: bool = False) -> pa.Table:
+        """``windowed`` (``unbounded`` limited to event times [start_us, end_us)), reusing cached segment partials
+        (:meth:`_window`); a window taking SLOW_WINDOW seconds or more is kept in ``slow``, with its work by kind."""
+        before = self.work.seconds.copy()
+        started = time.perf_counter()
+        with self.work("window"):
+            result = self._window(windowed, unbounded, start_us, end_us, columns, histograms)
+        elapsed = time.perf_counter() - started
+        if elapsed >= SLOW_WINDOW:
+            spent = {kind: round(seconds, 3) for kind, seconds in (self.work.seconds - before).most_common(6)}
+            table = unbounded.partition(" FROM ")[2].split(" ", 1)[0]
+            self.slow.append((time.time(), round(elapsed, 3), table, (end_us - start_us) / 1e6, spent))
+        return result
+
+    def _window(self, windowed: str, unbounded: str, start_us: int, end_us: int,
+                columns: tuple[str, ...] | None, histograms: bool) -> pa.Table:
         """``windowed`` (``unbounded`` limited to event times [start_us, end_us)), reusing cached segment partials.
 
         The unbounded query is planned once (and again when the table's
@@ -170,12 +218,14 @@ class LocalQueries:
         if whole is None:
             if len(self._plans) > 10_000:
                 self._plans.clear()
-            whole = self._plans[planned] = self._plan(unbounded, histograms)
+            with self.work("plan"):
+                whole = self._plans[planned] = self._plan(unbounded, histograms)
         gather = _single_gather(whole)
         scan = fragment_scan(gather.input) if gather is not None else None
         source = self.engine.resolve(scan.source.meta.name) if scan is not None else None  # its latest snapshot
         if scan is not None and not _current(scan, source):
-            whole = self._plans[planned] = self._plan(unbounded, histograms)  # the table changed under it
+            with self.work("plan"):
+                whole = self._plans[planned] = self._plan(unbounded, histograms)  # the table changed under it
             gather = _single_gather(whole)
             scan = fragment_scan(gather.input) if gather is not None else None
             source = self.engine.resolve(scan.source.meta.name) if scan is not None else None
@@ -223,7 +273,8 @@ class LocalQueries:
             return self.sql(windowed, histograms)
         run = Execution(reader=self.reader)
         run.gathered[id(gather)] = gathered
-        return execute(pruned, run)
+        with self.work("final"):
+            return execute(pruned, run)
 
     def _window_parts(self, fragment: Plan, edge, source, fingerprint: str, start_us: int,
                       end_us: int) -> list[pa.Table]:
@@ -275,7 +326,8 @@ class LocalQueries:
             else:  # a core keeps its own lower bound: the rows below it are its segment's tail
                 floor = segment.min_time if isinstance(segment, _Core) else None
                 read = edge(start_us if low else floor, end_us if high else None)
-                parts.append(execute(read, Execution(reader=self.reader, segments=(_stored(segment),))))
+                with self.work("edge"):
+                    parts.append(execute(read, Execution(reader=self.reader, segments=(_stored(segment),))))
         parts += self._tail_parts(fragment, edge, layout, fingerprint, start_us, end_us)
         for segment in layout.untimed:
             parts.append(execute(edge(start_us, end_us), Execution(reader=self.reader, segments=(segment,))))
@@ -305,7 +357,8 @@ class LocalQueries:
             return None
         if key is None or not self._asked_again(key):
             return parts
-        merged = combine(concat(parts), fragment.keys, fragment.aggregates)
+        with self.work("interior"):
+            merged = combine(concat(parts), fragment.keys, fragment.aggregates)
         if merged is None:
             return None
         self.block_misses += 1
@@ -342,8 +395,9 @@ class LocalQueries:
             plan = self._second_plan(fragment)
             if plan is None:
                 return None
-            table = _by_seconds(execute(plan, Execution(reader=self.reader,
-                                                        segments=(_Rows(self._rows_of(source, block)),))))
+            with self.work("seconds"):
+                table = _by_seconds(execute(plan, Execution(reader=self.reader,
+                                                            segments=(_Rows(self._rows_of(source, block)),))))
             self.block_misses += 1
             self._keep(key, table)
         else:
@@ -439,8 +493,9 @@ class LocalQueries:
             if high > low:
                 pieces.append(rows.slice(low, high - low))
         if pieces:
-            rows = _Rows(pa.concat_tables(pieces))
-            parts.append(execute(edge(None, None), Execution(reader=self.reader, segments=(rows,))))
+            with self.work("tail pieces"):
+                rows = _Rows(pa.concat_tables(pieces))
+                parts.append(execute(edge(None, None), Execution(reader=self.reader, segments=(rows,))))
         return parts
 
     def _tail_span(self, fragment: Plan, source, crossing: list[_Block], spans: list[pa.Table], low: int,
@@ -461,6 +516,20 @@ class LocalQueries:
         if cached is not None:
             self.block_hits += 1
             return cached
+        with self.work("tail span"):
+            merged = self._tail_merged(fragment, source, crossing, spans, low, high, fingerprint, seconds, kind)
+        self.block_misses += 1
+        self._keep(key, merged)
+        with self._lock:
+            if len(self._spans) > 10_000:
+                self._spans.clear()
+            self._spans[(kind, low, high, fingerprint)] = (key, frozenset(tail.id for block in crossing
+                                                                           for tail in block.segments))
+        return merged
+
+    def _tail_merged(self, fragment: Plan, source, crossing: list[_Block], spans: list[pa.Table], low: int,
+                     high: int, fingerprint: str, seconds: bool, kind: str) -> pa.Table:
+        """:meth:`_tail_span`'s partial, made from the last one of the span where it can be."""
         plan = self._second_plan(fragment) if seconds else fragment
         tails = frozenset(tail.id for block in crossing for tail in block.segments)
         earlier = self._spans.get((kind, low, high, fingerprint))
@@ -484,12 +553,6 @@ class LocalQueries:
             merged = execute(plan, Execution(reader=self.reader, segments=(_Rows(pa.concat_tables(spans)),)))
             if seconds:
                 merged = _by_seconds(merged)
-        self.block_misses += 1
-        self._keep(key, merged)
-        with self._lock:
-            if len(self._spans) > 10_000:
-                self._spans.clear()
-            self._spans[(kind, low, high, fingerprint)] = (key, tails)
         return merged
 
     def _tail_block(self, fragment: Plan, source, block: _Block, fingerprint: str) -> pa.Table:
@@ -503,7 +566,8 @@ class LocalQueries:
         if cached is not None:
             self.block_hits += 1
             return cached
-        cached = execute(fragment, Execution(reader=self.reader, segments=(rows(),)))
+        with self.work("tail block"):
+            cached = execute(fragment, Execution(reader=self.reader, segments=(rows(),)))
         self.block_misses += 1
         self._keep(key, cached)
         return cached
@@ -514,8 +578,9 @@ class LocalQueries:
         kept = self._kept_tail(key, source)
         if kept is not None:
             return kept
-        return self._keep_tail(key, source.schema, *self._sorted(source, [self._tail_rows(source, tail)
-                                                                          for tail in block.segments]))
+        with self.work("tail rows"):
+            return self._keep_tail(key, source.schema, *self._sorted(source, [self._tail_rows(source, tail)
+                                                                              for tail in block.segments]))
 
     @staticmethod
     def _sorted(source, tails: list[pa.Table]) -> tuple[pa.Table, np.ndarray]:
@@ -534,8 +599,9 @@ class LocalQueries:
         column = source.meta.time_column
         kind = source.schema.field(column).type
         cut = _time(tail.cut, kind)
-        rows = self.reader.read(source.meta.path, source.schema, (tail.segment,),
-                                self.reader.columns(source.meta.path, source.schema), pc.field(column) < cut)
+        with self.work("tail rows"):
+            rows = self.reader.read(source.meta.path, source.schema, (tail.segment,),
+                                    self.reader.columns(source.meta.path, source.schema), pc.field(column) < cut)
         return self._keep_tail(key, source.schema, rows, None)[0]
 
     def _kept_tail(self, key: tuple, source) -> tuple[pa.Table, object] | None:
@@ -591,8 +657,12 @@ class LocalQueries:
         kept = self._layouts.get(name)
         if kept is None or kept[0] is not source.segments:
             cut = lambda segment: self._cut(source, segment)  # noqa: E731
-            layout = _Layout.after(kept[1], source.segments, source, cut) if kept is not None else None
-            kept = self._layouts[name] = (source.segments, layout or _Layout(source.segments, source, cut))
+            with self.work("layout"):
+                layout = _Layout.after(kept[1], source.segments, source, cut) if kept is not None else None
+            if layout is None:
+                with self.work("layout anew"):
+                    layout = _Layout(source.segments, source, cut)
+            kept = self._layouts[name] = (source.segments, layout)
         return kept[1]
 
     def _block(self, fragment: Aggregate, layout: _Layout, block: _Block, fingerprint: str) -> pa.Table | None:
@@ -615,7 +685,8 @@ class LocalQueries:
         else:
             parts = [self._partial(fragment, segment, fingerprint) for segment in block.segments]
         try:
-            merged = combine(concat(parts), fragment.keys, fragment.aggregates)
+            with self.work(f"block {block.level}"):
+                merged = combine(concat(parts), fragment.keys, fragment.aggregates)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: merge the segments one by one
             merged = None
         if merged is None:
@@ -635,7 +706,8 @@ class LocalQueries:
         if isinstance(segment, _Core):
             scan = fragment_scan(fragment)
             fragment = _replace_scan(fragment, scan, _window_scan(scan, segment.min_time, None))
-        cached = execute(fragment, Execution(reader=self.reader, segments=(_stored(segment),)))
+        with self.work("segment"):
+            cached = execute(fragment, Execution(reader=self.reader, segments=(_stored(segment),)))
         self.misses += 1
         self._keep(key, cached)
         return cached

@@ -22,6 +22,7 @@ keeps them running in the foreground (``db.run_monitors()``,
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import os
@@ -123,6 +124,34 @@ def plan_slots(spec: MonitorSpec, last: float | None, now: float, started: float
     return due, old, reason
 
 
+class GcPauses:
+    """The collector's pauses in this process: per generation, how many, their seconds and the longest.
+
+    A full collection walks every object alive: in a scheduler holding a
+    hundred thousand monitors it is a pause that every slot due then waits out.
+    """
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation, pause = info["generation"], time.perf_counter() - self._started
+        self.counts[generation] += 1
+        self.seconds[generation] += pause
+        self.longest[generation] = max(self.longest[generation], pause)
+
+    def stats(self) -> dict[str, list]:
+        return {"counts": list(self.counts), "seconds": [round(s, 3) for s in self.seconds],
+                "longest": [round(s, 3) for s in self.longest]}
+
+
 class _Loop:
     """A daemon thread calling ``step`` every ``tick`` seconds, started with the actor (and again after a restart)."""
 
@@ -174,6 +203,7 @@ class StateProcessor:
         self.commits = 0
         self.transitions = 0
         self.seconds = 0.0  # spent applying hand-offs
+        self.gc = GcPauses()
         self._specs: dict[str, tuple[tuple, MonitorSpec]] = {}  # name -> ((version, updated_at), its spec)
 
     def apply(self, records: dict[str, dict[str, Any]], outcomes: list,
@@ -208,7 +238,7 @@ class StateProcessor:
 
     def stats(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "commits": self.commits, "transitions": self.transitions,
-                "apply_seconds": self.seconds, "pid": os.getpid()}
+                "apply_seconds": self.seconds, "gc": self.gc.stats(), "pid": os.getpid()}
 
     def pid(self) -> int:
         return os.getpid()
@@ -248,6 +278,7 @@ class Scheduler(_Loop):
         self.handing: threading.Thread | None = None  # settling the last step's hand-off while the next evaluates
         self._lock = threading.RLock()  # the queue, last applied slots and counts: the settling thread's too
         self.cpu_started = time.process_time()
+        self.gc = GcPauses()
         self._start_loop()
 
     def _refresh(self, now: float) -> None:
@@ -427,6 +458,8 @@ class Scheduler(_Loop):
                 "cache_hits": self.queries.hits, "cache_misses": self.queries.misses,
                 "block_hits": self.queries.block_hits, "block_misses": self.queries.block_misses,
                 "cpu_seconds": time.process_time() - self.cpu_started, "errors": list(self.errors),
+                "work_seconds": dict(self.queries.work.seconds), "work_counts": dict(self.queries.work.counts),
+                "slow_windows": list(self.queries.slow), "gc": self.gc.stats(),
                 "monitors": len(self.specs), "pid": os.getpid()}
 
 
