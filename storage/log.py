@@ -124,9 +124,18 @@ class PartitionState:
         )
 
     def folded(self) -> PartitionState:
-        """This state with the offsets of finished sources folded into ``finished`` (what a checkpoint keeps)."""
+        """This state with the offsets of finished sources folded into ``finished`` and null offsets left out
+        (what a checkpoint keeps).
+
+        A null offset is one cleared (a dropped monitor, a list of group keys
+        no state names): read, it is the same as no offset at all.
+        """
         finished, offsets = self.finished.fold(self.offsets)
-        return self if finished is self.finished else replace(self, finished=finished, offsets=offsets)
+        if any(value is None for value in offsets.values()):
+            offsets = {key: value for key, value in offsets.items() if value is not None}
+        elif finished is self.finished:
+            return self
+        return replace(self, finished=finished, offsets=offsets)
 
 
 def _apply(

@@ -398,3 +398,9 @@ def test_monitors_of_one_shape_commit_their_group_keys_once_and_keys_no_state_na
                    for state in fresh.monitor_states().values())
     cleared = [k for k, v in log.state.offsets.items() if k.startswith(KEYS) and v is None]
     assert len(cleared) == 1  # the list of three groups; that of four is the one still named (groups expire in 24 h)
+    # a checkpoint leaves the cleared list out: read back from it, the shard's offsets no longer name it
+    log.log.write_checkpoint(log.state)
+    fresh = ShardLog(store, log.meta, 0)
+    fresh.load()
+    assert cleared[0] not in fresh.state.offsets
+    assert fresh.monitor_states() == log.monitor_states()
