@@ -24,7 +24,8 @@ shared scan would have built from the same rows, so the same value); its
 value expression is then computed over those aggregates with the engine's
 own expression compiler.  Exact for every WHERE over the
 dimensions, whatever it is: the WHERE is a function of the dimension values
-alone.  (Sums are added up as doubles: integer sums are exact below 2^53.)
+alone.  Integer primitives (counts, sums and extremes of integers) are
+added up as integers: exact, as the shared scan's would be.
 
 A rollup pays only while its dimensions have few distinct values (a WHERE
 on ``latency`` would group by every latency): past MAX_DIMENSION_VALUES in
@@ -58,6 +59,9 @@ MAX_PRIMITIVES = 100  # primitives of one rollup; monitors that would add more u
 MAX_HISTOGRAM_CELLS = 16_000_000  # counts of one window's histograms (groups x dimension values x buckets)
 
 _COUNT, _SUM, _AVG, _MIN, _MAX = "count", "sum", "avg", "min", "max"
+# what a matrix cell without a value holds, by (integer primitive) and fill: nothing to add, or no extreme
+_EMPTY = {False: {"zero": 0.0, "low": -np.inf, "high": np.inf},
+          True: {"zero": 0, "low": np.iinfo(np.int64).min, "high": np.iinfo(np.int64).max}}
 _QUANTILE = "quantile"  # a kind "quantile <fraction>": its one primitive is a histogram
 
 
@@ -296,10 +300,11 @@ class _Cells:
             column = self.result.column(f"__p{primitive}")
             if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
                 raise TooFine(f"primitive {primitive} is {column.type}, not a number", self.sql[primitive])
-            values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+            whole = pa.types.is_integer(column.type)  # summed as integers: exact past 2^53
+            values = pc.cast(column, pa.int64() if whole else pa.float64()).to_numpy(zero_copy_only=False)
             valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-            empty = {"zero": 0.0, "low": -np.inf, "high": np.inf}[fill]
-            matrix = np.full(self.shape, empty)
+            empty = _EMPTY[whole][fill]
+            matrix = np.full(self.shape, empty, dtype=np.int64 if whole else np.float64)
             matrix[self.groups, self.dimensions] = np.where(valid, values, empty)
             self._matrices[key] = matrix
         return matrix
@@ -310,22 +315,22 @@ class _Cells:
     def aggregate(self, kind: str, primitives: list[int], mask: np.ndarray) -> pa.Array:
         """One aggregate per group over the dimension values ``mask`` keeps (NULL where it has no value)."""
         if kind == _COUNT:
-            return pa.array(np.rint(self.summed(primitives[0], mask)).astype(np.int64))
+            return pa.array(self.summed(primitives[0], mask).astype(np.int64))
         if kind.startswith(_QUANTILE):
             return self.quantile(primitives[0], float(kind.split()[1]), mask)
         counted = self.summed(primitives[1], mask)
         empty = counted == 0
         if kind == _AVG:
             return pa.array(self.summed(primitives[0], mask) / np.where(empty, 1, counted), mask=empty)
-        if kind == _SUM:
-            total = pa.array(self.summed(primitives[0], mask), mask=empty)
-            stored = self.result.column(f"__p{primitives[0]}").type
-            return pc.cast(pc.round(total), stored) if pa.types.is_integer(stored) else total
-        if kind == _MIN:
-            found = self._matrix(primitives[0], "high")[:, mask].min(axis=1, initial=np.inf)
-        else:
-            found = self._matrix(primitives[0], "low")[:, mask].max(axis=1, initial=-np.inf)
         stored = self.result.column(f"__p{primitives[0]}").type
+        if kind == _SUM:
+            found = self.summed(primitives[0], mask)
+        elif kind == _MIN:
+            matrix = self._matrix(primitives[0], "high")
+            found = matrix[:, mask].min(axis=1, initial=_EMPTY[matrix.dtype.kind == "i"]["high"])
+        else:
+            matrix = self._matrix(primitives[0], "low")
+            found = matrix[:, mask].max(axis=1, initial=_EMPTY[matrix.dtype.kind == "i"]["low"])
         out = pa.array(np.where(empty, 0, found), mask=empty)
         return pc.cast(out, stored) if pa.types.is_integer(stored) else out
 

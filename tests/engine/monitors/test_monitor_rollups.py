@@ -154,3 +154,29 @@ def test_a_quantile_of_times_is_no_histogram_and_only_its_monitors_go_back_to_sh
     assert not evaluator._too_fine and [k.dimensions for k in evaluator._rollups] == [("host",)]
     assert evaluator._unrolled == {evaluator._shape(specs[1]).pair}  # the others still come from the rollup
     assert len(evaluator._columns[shape_of(specs[1]).scan]) == 1
+
+
+def test_integer_sums_and_extremes_from_rollups_are_exact_past_two_to_the_53(db):
+    """Integers near 2^54 are 4 apart as doubles, and their sums 256: a rollup adding them up as doubles was off
+    by hundreds, where the query run alone, in integers, is exact."""
+    base = 1 << 54
+    schema = pa.schema([("timestamp", pa.timestamp("us", tz="UTC")), ("svc", pa.string()), ("host", pa.string()),
+                        ("big", pa.int64())])
+    db.create_table("bigints", schema=schema, partitions=1)
+    rng = np.random.default_rng(8)
+    for minute in range(6):
+        rows = 60  # at most a few hundred a window: their sums stay below 2^63
+        seconds = BASE + minute * 60 + rng.random(rows) * 60
+        db.ingest("bigints", pa.table({
+            "timestamp": pa.array((seconds * 1e6).astype(np.int64)).cast(pa.timestamp("us", tz="UTC")),
+            "svc": pa.array(rng.choice(["pay", "auth"], rows)),
+            "host": pa.array(rng.choice([f"h{i}" for i in range(5)], rows)),
+            "big": pa.array(base + rng.integers(1, 999, rows), pa.int64()),
+        }, schema=schema))
+    values = [f"sum(big) - count(*) * {base}", f"max(big) - {base}", f"min(big) - {base}"]
+    specs = [db._checked(build_spec(f"big-{v}-{h}", f"SELECT svc, {value} AS v FROM bigints WHERE host <> 'h{h}' "
+                                    "GROUP BY svc", window="3m", every="1m", critical=1.0))
+             for v, value in enumerate(values) for h in range(3)]
+    got, want, evaluator = evaluate_both(db, specs, minutes=(4, 5))
+    assert evaluator._rollups and not evaluator._columns  # from a rollup, and equal to the exact answers
+    assert all(value == int(value) and 0 < value < 10**6 for found in got.values() for value in found.values())
