@@ -104,7 +104,7 @@ def check_query(spec: MonitorSpec, table_meta: Callable[[str], Any], probe: Call
             "expression must aggregate the window, like count(*) or avg(latency_ms)"
         )
     checked = replace(spec, table=table, time_column=meta.time_column, group_columns=tuple(aliases),
-                      value_column=_output_name(value))
+                      value_column=_output_name(value), group_sql=tuple(group_sql))
     try:
         result = probe(windowed_sql(checked, 0.0, 1.0))
     except PetrelError as exc:

@@ -75,6 +75,9 @@ class MonitorSpec:
     created_at: float | None = None
     updated_at: float | None = None
     slot_offset: float | None = None  # chosen when it was defined (:func:`spread_offset`); None: :attr:`offset` hashes
+    # the group columns as the query computes them, aliases left out (``service`` for ``service AS svc``);
+    # empty in definitions from before it was kept: the group columns
+    group_sql: tuple[str, ...] = ()
 
     # -- the slot grid -----------------------------------------------------------------
     @property
@@ -83,7 +86,7 @@ class MonitorSpec:
         until it is checked.  Monitors of one shape share a slot offset, so one query evaluates them all."""
         if not self.table:
             return self.name
-        return _shape(self.table, self.time_column, self.group_columns, self.window, self.delay)
+        return _shape(self.table, self.time_column, self.group_sql or self.group_columns, self.window, self.delay)
 
     @functools.cached_property
     def offset(self) -> float:
@@ -133,6 +136,7 @@ class MonitorSpec:
         record = asdict(self)
         record["notify"] = list(self.notify)
         record["group_columns"] = list(self.group_columns)
+        record["group_sql"] = list(self.group_sql)
         record["mutes"] = [asdict(m) for m in self.mutes]
         return record
 
@@ -142,6 +146,7 @@ class MonitorSpec:
         values = {k: v for k, v in record.items() if k in known}
         values["notify"] = tuple(values.get("notify") or ())
         values["group_columns"] = tuple(values.get("group_columns") or ())
+        values["group_sql"] = tuple(values.get("group_sql") or ())
         values["mutes"] = tuple(Mute(**m) for m in values.get("mutes") or ())
         return cls(**values)
 
@@ -169,8 +174,8 @@ def spread_offset(spec: MonitorSpec, others: Iterable[dict[str, Any]]) -> float:
     for record in others:  # records, not specs: a namespace may hold a hundred thousand
         if record.get("name") == spec.name or not record.get("table"):
             continue
-        shape = _shape(record["table"], record.get("time_column", ""), record.get("group_columns") or (),
-                       record["window"], record.get("delay", 0.0))
+        shape = _shape(record["table"], record.get("time_column", ""), scan_groups(record), record["window"],
+                       record.get("delay", 0.0))
         key = (shape, max(1, int(record["every"])))
         if key not in taken:
             offset = record.get("slot_offset")
@@ -193,6 +198,11 @@ def spread_offset(spec: MonitorSpec, others: Iterable[dict[str, Any]]) -> float:
     from_hash = np.abs(candidates - hashed)
     best = np.lexsort((np.minimum(from_hash, every - from_hash), crowd, -nearest))[0]
     return float(candidates[best])
+
+
+def scan_groups(record: dict[str, Any]) -> tuple[str, ...]:
+    """The group columns a definition record's scan computes: monitors aliasing them alike or not read the same."""
+    return tuple(record.get("group_sql") or record.get("group_columns") or ())
 
 
 def _shape(table: str, time_column: str, group_columns, window: float, delay: float) -> str:

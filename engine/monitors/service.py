@@ -34,7 +34,7 @@ from typing import Any
 
 import ray
 
-from engine.monitors.definition import MonitorSpec
+from engine.monitors.definition import MonitorSpec, scan_groups
 from engine.monitors.evaluate import Evaluator
 from engine.monitors.history import ShardLog, shard_of
 from storage.catalog import TableMeta
@@ -82,7 +82,7 @@ def evaluation_shards(records: dict[str, dict[str, Any]], shards: int) -> dict[s
         return dict.fromkeys(records, 0)
     scans: dict[tuple, list[str]] = {}
     for name, record in records.items():
-        scans.setdefault((record.get("table", ""), tuple(record.get("group_columns") or ())), []).append(name)
+        scans.setdefault((record.get("table", ""), scan_groups(record)), []).append(name)
     fair = len(records) / shards
     load = [0] * shards
     owners: dict[str, int] = {}

@@ -144,12 +144,13 @@ def test_schedulers_split_monitors_by_scan_and_spread_a_scan_too_large_for_one()
     records = {f"a-{i}": record("a", ("svc",)) for i in range(30)}
     records |= {f"b-{i}": record("b", ("svc",)) for i in range(20)}
     records |= {f"c-{i}": record("a", ("svc", "host")) for i in range(10)}
+    records["b-aliased"] = {**record("b", ("service",)), "group_sql": ["svc"]}  # reads what b's read
     owners = evaluation_shards(records, 2)
     by_scan = defaultdict(set)
     for name, shard in owners.items():
         by_scan[name.split("-")[0]].add(shard)
     assert all(len(shards) == 1 for shards in by_scan.values())  # a scan is evaluated by one scheduler
-    assert by_scan["a"] != by_scan["b"] == by_scan["c"]  # largest first, each to the least loaded: 30 and 30
+    assert by_scan["a"] != by_scan["b"] == by_scan["c"]  # largest first, each to the least loaded: 30 and 31
     assert owners == evaluation_shards(dict(reversed(records.items())), 2)  # whatever order they are listed in
     records |= {f"d-{i}": record("d", ()) for i in range(100)}  # more than half of them: split by name
     owners = evaluation_shards(records, 2)

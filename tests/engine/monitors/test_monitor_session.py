@@ -52,6 +52,10 @@ def test_definitions_crud_and_mutes(db):
     twin = db.create_monitor("crud-twin", ERRORS.replace("error_pct", "pct"), window="5m", every="1m", critical=1.0)
     other = db.create_monitor("crud-other", ERRORS, window="7m", every="1m", critical=1.0)
     assert twin.offset == created.offset != other.offset and twin.slot_offset is not None
+    aliased = db.create_monitor("crud-aliased", ERRORS.replace("SELECT svc,", "SELECT svc AS service,"), window="5m",
+                                every="1m", critical=1.0)  # reads what the others read: due with them
+    assert aliased.group_columns == ("service",) and aliased.group_sql == ("svc",) and aliased.offset == created.offset
+    db.drop_monitor("crud-aliased")
     moved = db.update_monitor("crud-twin", window="7m")  # now of the other's shape: due with it
     assert moved.offset == other.offset
     db.drop_monitor("crud-twin")
