@@ -22,7 +22,6 @@ keeps them running in the foreground (``db.run_monitors()``,
 
 from __future__ import annotations
 
-import gc
 import heapq
 import math
 import os
@@ -34,6 +33,7 @@ from typing import Any
 
 import ray
 
+from engine.collector import GcPauses, collect_if_owed, defer_full_collections, freeze_long_lived
 from engine.monitors.definition import MonitorSpec, scan_groups
 from engine.monitors.evaluate import Evaluator
 from engine.monitors.history import ShardLog, shard_of
@@ -47,6 +47,7 @@ MAX_SLOTS_PER_STEP = 5_000
 HANDOFF_SLOTS = 1_000  # a step hands off its slots in parts of about this many: the first commit early
 FIRST_SLOT_GRACE = 2.0  # a monitor's first slot is the one just passed if it is this recent, else the next one
 LATENESS_SAMPLES = 20_000
+IDLE_COLLECT_SECONDS = 1.0  # a scheduler runs a full collection owed when nothing is due for this long
 LATENESS_STEP = 1.02  # lateness is counted in buckets 2% wide from 1 ms: percentiles of a whole run in little memory
 
 
@@ -124,34 +125,6 @@ def plan_slots(spec: MonitorSpec, last: float | None, now: float, started: float
     return due, old, reason
 
 
-class GcPauses:
-    """The collector's pauses in this process: per generation, how many, their seconds and the longest.
-
-    A full collection walks every object alive: in a scheduler holding a
-    hundred thousand monitors it is a pause that every slot due then waits out.
-    """
-
-    def __init__(self) -> None:
-        self.counts = [0, 0, 0]
-        self.seconds = [0.0, 0.0, 0.0]
-        self.longest = [0.0, 0.0, 0.0]
-        self._started = 0.0
-        gc.callbacks.append(self._note)
-
-    def _note(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-            return
-        generation, pause = info["generation"], time.perf_counter() - self._started
-        self.counts[generation] += 1
-        self.seconds[generation] += pause
-        self.longest[generation] = max(self.longest[generation], pause)
-
-    def stats(self) -> dict[str, list]:
-        return {"counts": list(self.counts), "seconds": [round(s, 3) for s in self.seconds],
-                "longest": [round(s, 3) for s in self.longest]}
-
-
 class _Loop:
     """A daemon thread calling ``step`` every ``tick`` seconds, started with the actor (and again after a restart)."""
 
@@ -204,6 +177,9 @@ class StateProcessor:
         self.transitions = 0
         self.seconds = 0.0  # spent applying hand-offs
         self.gc = GcPauses()
+        # its states are most of its objects, and long-lived: frozen after each hand-off, collections walk only
+        # what the next makes, and a full one is made every DEFERRED_COLLECT_SECONDS, after a hand-off
+        defer_full_collections()
         self._specs: dict[str, tuple[tuple, MonitorSpec]] = {}  # name -> ((version, updated_at), its spec)
 
     def apply(self, records: dict[str, dict[str, Any]], outcomes: list,
@@ -224,6 +200,7 @@ class StateProcessor:
         self.commits += 1
         self.transitions += len(made)
         self.seconds += time.perf_counter() - started
+        freeze_long_lived()
         return {name: self.log.monitor_state(name).slot for name in records}, time.time()
 
     def _spec(self, name: str, record: dict[str, Any]) -> MonitorSpec:
@@ -279,6 +256,7 @@ class Scheduler(_Loop):
         self._lock = threading.RLock()  # the queue, last applied slots and counts: the settling thread's too
         self.cpu_started = time.process_time()
         self.gc = GcPauses()
+        defer_full_collections()  # run when nothing is due (step): a full collection walks every definition
         self._start_loop()
 
     def _refresh(self, now: float) -> None:
@@ -380,6 +358,10 @@ class Scheduler(_Loop):
                     self.counts["steps"] += 1
         finally:  # whatever happened, each monitor taken off the queue is due again
             self._due_again(list(waiting), now)
+        with self._lock:
+            idle = not self.queue or self.queue[0][0] - time.time() >= IDLE_COLLECT_SECONDS
+        if idle:
+            collect_if_owed()
 
     def _due_again(self, names: list[str], now: float) -> None:
         with self._lock:

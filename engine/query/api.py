@@ -14,13 +14,13 @@ the workers.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from typing import Any
 
 import pyarrow as pa
 
+from engine.collector import freeze_long_lived
 from engine.external import as_arrow
 from engine.query.execution.scan import SegmentReader
 from engine.query.plans import PlanCache
@@ -39,26 +39,6 @@ from storage.objectstore import ObjectStore
 from storage.snapshot import LiveSnapshot, Snapshot
 
 META_SECONDS = 5.0
-FULL_COLLECT_SECONDS = 60.0  # at least this long between two full collections of the frozen objects
-_last_full_collect = time.monotonic()
-
-
-def freeze_snapshot_objects() -> None:
-    """Move the objects alive now (a new snapshot's many manifest entries among them) out of the collector.
-
-    Frozen, they are not walked again by every collection a query's allocations trigger. Frozen objects
-    are never collected, though: cyclic garbage alive at a freeze would stay for good in a long-running
-    server. So a freeze FULL_COLLECT_SECONDS after the last full collection first unfreezes everything
-    and runs one, which bounds that garbage at what accumulates in that time.  (Counting freezes
-    instead made a monitor scheduler, whose table commits twice a second, walk its hundred thousand
-    monitor definitions every ten seconds.)
-    """
-    global _last_full_collect
-    if time.monotonic() - _last_full_collect >= FULL_COLLECT_SECONDS:
-        gc.unfreeze()
-        gc.collect()
-        _last_full_collect = time.monotonic()
-    gc.freeze()
 
 
 class QueryEngine:
@@ -143,7 +123,7 @@ class QueryEngine:
             schema = meta.schema
         source = TableSource(meta, schema, snapshot.segments, dict(snapshot.versions))
         self._sources[name] = (snapshot, source)
-        freeze_snapshot_objects()
+        freeze_long_lived()  # a new snapshot's many manifest entries among them
         return source
 
     # -- queries --------------------------------------------------------------------------
