@@ -107,6 +107,11 @@ SECOND = "__petrel_second"  # the extra group key of per-second partials (:func:
 RECENT_SECONDS = 3600  # wide segments ending this close to the table's newest event are split (each read once)
 SLOW_WINDOW = 1.0  # a window taking this many seconds is kept, with what its time went to (LocalQueries.slow)
 SLOW_KEPT = 50
+# made ahead (LocalQueries.ahead), for the fragments windows ran in the last AHEAD_USED seconds: the partials of
+# segments ending within AHEAD_SECONDS of their table's newest event, and the blocks sealed in that time
+AHEAD_SECONDS = 120
+AHEAD_USED = 300
+AHEAD_EVERY = 1.0  # seconds between two looks for work to make ahead
 
 
 class Work:
@@ -119,6 +124,7 @@ class Work:
     def __init__(self) -> None:
         self.seconds: collections.Counter[str] = collections.Counter()
         self.counts: collections.Counter[str] = collections.Counter()
+        self.prefix = ""  # put before the kinds entered: what work made ahead is told apart by
         self._inner: list[float] = []  # per kind entered: the seconds of the kinds entered inside it
 
     @contextlib.contextmanager
@@ -129,8 +135,8 @@ class Work:
             yield
         finally:
             elapsed = time.perf_counter() - started
-            self.seconds[kind] += elapsed - self._inner.pop()
-            self.counts[kind] += 1
+            self.seconds[self.prefix + kind] += elapsed - self._inner.pop()
+            self.counts[self.prefix + kind] += 1
             if self._inner:
                 self._inner[-1] += elapsed
 
@@ -165,6 +171,10 @@ class LocalQueries:
         self.block_hits = 0
         self.block_misses = 0
         self.work = Work()
+        # per fingerprint: the fragment windows last ran with it, its table, and when (for LocalQueries.ahead)
+        self._used: dict[str, tuple[Plan, str, float]] = {}
+        self._made_ahead: set[tuple[str, tuple]] = set()  # (fingerprint, block key) merged ahead already
+        self._ahead_at = 0.0
         # the slowest windows lately: (when, seconds, table, window seconds, seconds by kind of work)
         self.slow: collections.deque[tuple] = collections.deque(maxlen=SLOW_KEPT)
 
@@ -232,6 +242,7 @@ class LocalQueries:
         if scan is None or not _timed(scan):  # a shape this path does not know: plan the window as a whole
             return self.sql(windowed, histograms)
         fingerprint = hashlib.sha1(f"{scan.source.meta.path}\n{unbounded}".encode()).hexdigest()
+        self._used[fingerprint] = (gather.input, scan.source.meta.name, time.monotonic())
         pruned, keep = whole, None
         if columns is not None:  # merge only the states of the columns asked for; the partials stay shared
             key = (unbounded, histograms, columns)
@@ -275,6 +286,73 @@ class LocalQueries:
         run.gathered[id(gather)] = gathered
         with self.work("final"):
             return execute(pruned, run)
+
+    def ahead(self, until: float) -> int:
+        """Make ahead, while ``time.monotonic()`` is before ``until``, what the next windows will ask for; how
+        many partials it made.
+
+        The first window over a table after new segments land computes
+        their partials, for every fragment reading them, and merges the
+        blocks sealed since: work that falls on whichever slot comes
+        first, and made that slot late by up to seconds (a block of ten
+        minutes merged from blocks the cache had let go took two).  A
+        scheduler calls this when nothing is due for a while instead: the
+        partials of the segments ending within AHEAD_SECONDS of their
+        table's newest event, for the fragments windows ran in the last
+        AHEAD_USED seconds, and the blocks sealed in that time, smallest
+        first (each merged from the ones below, just made).
+        """
+        now = time.monotonic()
+        if now - self._ahead_at < AHEAD_EVERY:
+            return 0
+        self._ahead_at = now
+        by_table: dict[str, list[tuple[str, Plan]]] = {}
+        for fingerprint, (fragment, table, used) in list(self._used.items()):
+            if now - used > AHEAD_USED:
+                del self._used[fingerprint]
+            else:
+                by_table.setdefault(table, []).append((fingerprint, fragment))
+        if len(self._made_ahead) > 100_000:
+            self._made_ahead.clear()
+        made = 0
+        self.work.prefix = "ahead: "
+        try:
+            for table, fragments in by_table.items():
+                layout = self._layout(self.engine.resolve(table))
+                if not layout.timed:
+                    continue
+                low = layout.latest - AHEAD_SECONDS * 1_000_000
+                new = layout.overlapping(low, layout.latest + 1)
+                for fingerprint, fragment in fragments:
+                    for segment in new:
+                        if time.monotonic() >= until:
+                            return made
+                        if self._cached((segment.id, fingerprint)) is None:
+                            self._partial(fragment, segment, fingerprint)
+                            made += 1
+                    made += self._blocks_ahead(fragment, layout, fingerprint, low, until)
+        finally:
+            self.work.prefix = ""
+        return made
+
+    def _blocks_ahead(self, fragment: Plan, layout: _Layout, fingerprint: str, low: int, until: float) -> int:
+        """Merge the blocks of ``layout`` sealed since ``low`` (event time) for ``fingerprint``, smallest first."""
+        if not (isinstance(fragment, Aggregate) and fragment.mode == "partial" and self._combinable.get(fingerprint, True)):
+            return 0
+        made = 0
+        for level in reversed(BLOCK_LEVELS):
+            size = level * 1_000_000
+            for index in range(low // size - 1, layout.latest // size + 1):
+                block = layout.blocks.get((level, index))
+                if block is None or (fingerprint, block.key) in self._made_ahead:
+                    continue
+                if time.monotonic() >= until:
+                    return made
+                if self._block(fragment, layout, block, fingerprint) is None:
+                    return made
+                self._made_ahead.add((fingerprint, block.key))
+                made += 1
+        return made
 
     def _window_parts(self, fragment: Plan, edge, source, fingerprint: str, start_us: int,
                       end_us: int) -> list[pa.Table]:

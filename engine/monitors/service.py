@@ -48,6 +48,7 @@ HANDOFF_SLOTS = 1_000  # a step hands off its slots in parts of about this many:
 FIRST_SLOT_GRACE = 2.0  # a monitor's first slot is the one just passed if it is this recent, else the next one
 LATENESS_SAMPLES = 20_000
 IDLE_COLLECT_SECONDS = 1.0  # a scheduler runs a full collection owed when nothing is due for this long
+AHEAD_MARGIN = 0.5  # a scheduler works ahead (LocalQueries.ahead) until this long before the next slot is due
 LATENESS_STEP = 1.02  # lateness is counted in buckets 2% wide from 1 ms: percentiles of a whole run in little memory
 
 
@@ -358,9 +359,17 @@ class Scheduler(_Loop):
                     self.counts["steps"] += 1
         finally:  # whatever happened, each monitor taken off the queue is due again
             self._due_again(list(waiting), now)
+        self._idle()
+
+    def _idle(self) -> None:
+        """Until the next monitor is due: work ahead for the next windows, and a full collection if one is owed."""
         with self._lock:
-            idle = not self.queue or self.queue[0][0] - time.time() >= IDLE_COLLECT_SECONDS
-        if idle:
+            free = self.queue[0][0] - time.time() if self.queue else 60.0
+        if free > AHEAD_MARGIN:
+            self.queries.ahead(time.monotonic() + free - AHEAD_MARGIN)
+        with self._lock:
+            free = self.queue[0][0] - time.time() if self.queue else 60.0
+        if free >= IDLE_COLLECT_SECONDS:
             collect_if_owed()
 
     def _due_again(self, names: list[str], now: float) -> None:

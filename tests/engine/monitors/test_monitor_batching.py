@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import random
 import signal
+import time
 from collections import defaultdict
 from dataclasses import replace
 
@@ -309,6 +310,41 @@ def test_segments_and_tails_are_decoded_with_the_columns_monitors_read_and_widen
     wider = specs("notes", "SELECT svc, count(*) FILTER (WHERE note = 'y') AS v FROM narrow GROUP BY svc")
     assert_batched_as_alone(batched, alone, [(spec, BASE + 600 + 7 * i + 1) for i, spec in enumerate(first + wider)])
     assert decoded() and all("note" in names for names in decoded())
+
+
+def test_work_made_ahead_leaves_the_next_windows_no_new_segment_to_aggregate(db, monkeypatch):
+    """In a scheduler's idle time the partials of new segments and the merges of blocks sealed since are made
+    ahead, for the fragments windows ran lately: the next slots' windows find them cached, and their values are
+    as the queries alone give. Nothing is made once the deadline has passed."""
+    import numpy as np
+
+    from engine.monitors import queries as module
+
+    monkeypatch.setattr(module, "AHEAD_EVERY", 0.0)
+    rng = np.random.default_rng(4)
+    db.create_table("ahead", schema=EVENTS_SCHEMA, partitions=1)
+
+    def minutes(first: int, last: int) -> None:  # a batch every 5 s, a tenth of its events up to 3 minutes late
+        for step in range(first * 12, last * 12):
+            late = np.where(rng.random(20) < 0.1, rng.random(20) * 180, 0.0)
+            db.ingest("ahead", [{"timestamp": int((BASE + 5 * step + rng.random() - late[i]) * 1e6),
+                                 "svc": ("a", "b")[i % 2], "status": 500 if (step + i) % 3 == 0 else 200,
+                                 "latency": float(i), "note": "x"} for i in range(20)])
+
+    minutes(0, 6)
+    queries = LocalQueries(db.store, db.namespace)
+    batched = Evaluator(queries.sql, run_window=queries.window)
+    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
+    specs = [db._checked(build_spec(f"ahead-{w}", "SELECT svc, avg(latency) AS v FROM ahead WHERE status < 500 "
+                                    "GROUP BY svc", window=w, every="1m", critical=1e9)) for w in ("1m", "3m")]
+    assert_batched_as_alone(batched, alone, [(spec, BASE + 360) for spec in specs])
+    minutes(6, 8)
+    assert queries.ahead(time.monotonic() - 1) == 0  # no time left: nothing made
+    made = queries.ahead(time.monotonic() + 600)
+    assert made > 24 and queries.work.counts["ahead: segment"] > 0 and queries.work.counts["ahead: block 60"] > 0
+    misses = queries.misses
+    assert_batched_as_alone(batched, alone, [(spec, BASE + 480) for spec in specs])
+    assert queries.misses == misses  # every segment inside the windows had its partial made ahead
 
 
 def forget_partials(queries: LocalQueries) -> None:
