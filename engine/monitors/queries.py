@@ -174,6 +174,8 @@ class LocalQueries:
         # per fingerprint: the fragment windows last ran with it, its table, and when (for LocalQueries.ahead)
         self._used: dict[str, tuple[Plan, str, float]] = {}
         self._made_ahead: set[tuple[str, tuple]] = set()  # (fingerprint, block key) merged ahead already
+        # per fingerprint and window length: the last window's start, and the one before (where the next starts)
+        self._starts: dict[str, dict[int, tuple[int, int | None]]] = {}
         self._ahead_at = 0.0
         # the slowest windows lately: (when, seconds, table, window seconds, seconds by kind of work)
         self.slow: collections.deque[tuple] = collections.deque(maxlen=SLOW_KEPT)
@@ -243,6 +245,12 @@ class LocalQueries:
             return self.sql(windowed, histograms)
         fingerprint = hashlib.sha1(f"{scan.source.meta.path}\n{unbounded}".encode()).hexdigest()
         self._used[fingerprint] = (gather.input, scan.source.meta.name, time.monotonic())
+        starts = self._starts.setdefault(fingerprint, {})
+        last = starts.get(end_us - start_us)
+        if last is None or last[0] != start_us:
+            if len(starts) > 1_000:
+                starts.clear()
+            starts[end_us - start_us] = (start_us, None if last is None else last[0])
         pruned, keep = whole, None
         if columns is not None:  # merge only the states of the columns asked for; the partials stay shared
             key = (unbounded, histograms, columns)
@@ -300,7 +308,9 @@ class LocalQueries:
         partials of the segments ending within AHEAD_SECONDS of their
         table's newest event, for the fragments windows ran in the last
         AHEAD_USED seconds, and the blocks sealed in that time, smallest
-        first (each merged from the ones below, just made).
+        first (each merged from the ones below, just made); then the
+        partials by second of the blocks across where the next windows
+        start (:meth:`_seconds`: those rows are half an hour old, read again).
         """
         now = time.monotonic()
         if now - self._ahead_at < AHEAD_EVERY:
@@ -310,6 +320,7 @@ class LocalQueries:
         for fingerprint, (fragment, table, used) in list(self._used.items()):
             if now - used > AHEAD_USED:
                 del self._used[fingerprint]
+                self._starts.pop(fingerprint, None)
             else:
                 by_table.setdefault(table, []).append((fingerprint, fragment))
         if len(self._made_ahead) > 100_000:
@@ -331,6 +342,8 @@ class LocalQueries:
                             self._partial(fragment, segment, fingerprint)
                             made += 1
                     made += self._blocks_ahead(fragment, layout, fingerprint, low, until)
+                for fingerprint, fragment in fragments:
+                    made += self._edges_ahead(fragment, layout, fingerprint, until)
         finally:
             self.work.prefix = ""
         return made
@@ -351,6 +364,28 @@ class LocalQueries:
                 if self._block(fragment, layout, block, fingerprint) is None:
                     return made
                 self._made_ahead.add((fingerprint, block.key))
+                made += 1
+        return made
+
+    def _edges_ahead(self, fragment: Plan, layout: _Layout, fingerprint: str, until: float) -> int:
+        """The partials by second of the blocks across where the next window of each length of ``fingerprint``
+        starts: its last start moved on by the step from the one before."""
+        if not (isinstance(fragment, Aggregate) and fragment.mode == "partial" and self._combinable.get(fingerprint, True)):
+            return 0
+        made = 0
+        for length, (start, before) in list(self._starts.get(fingerprint, {}).items()):
+            if before is None or not 0 < start - before <= AHEAD_USED * 1_000_000:
+                continue
+            following = 2 * start - before
+            if following % 1_000_000 or length % 1_000_000:  # windows of whole seconds only are taken by second
+                continue
+            for block in self._across(layout, following, following):
+                if self._cached(("seconds", block.key, fingerprint)) is not None:
+                    continue
+                if time.monotonic() >= until:
+                    return made
+                if self._seconds(fragment, layout.source, block, fingerprint, following, following + length) is None:
+                    return made
                 made += 1
         return made
 

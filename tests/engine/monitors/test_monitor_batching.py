@@ -313,9 +313,10 @@ def test_segments_and_tails_are_decoded_with_the_columns_monitors_read_and_widen
 
 
 def test_work_made_ahead_leaves_the_next_windows_no_new_segment_to_aggregate(db, monkeypatch):
-    """In a scheduler's idle time the partials of new segments and the merges of blocks sealed since are made
-    ahead, for the fragments windows ran lately: the next slots' windows find them cached, and their values are
-    as the queries alone give. Nothing is made once the deadline has passed."""
+    """In a scheduler's idle time the partials of new segments, the merges of blocks sealed since, and the
+    partials by second of the blocks across where the next windows start are made ahead, for the fragments
+    windows ran lately: the next slots' windows find them cached, and their values are as the queries alone
+    give. Nothing is made once the deadline has passed."""
     import numpy as np
 
     from engine.monitors import queries as module
@@ -324,10 +325,10 @@ def test_work_made_ahead_leaves_the_next_windows_no_new_segment_to_aggregate(db,
     rng = np.random.default_rng(4)
     db.create_table("ahead", schema=EVENTS_SCHEMA, partitions=1)
 
-    def minutes(first: int, last: int) -> None:  # a batch every 5 s, a tenth of its events up to 3 minutes late
-        for step in range(first * 12, last * 12):
+    def minutes(first: int, last: int) -> None:  # a batch every 5 s (across whole minutes), a tenth of its events
+        for step in range(first * 12, last * 12):  # up to 3 minutes late
             late = np.where(rng.random(20) < 0.1, rng.random(20) * 180, 0.0)
-            db.ingest("ahead", [{"timestamp": int((BASE + 5 * step + rng.random() - late[i]) * 1e6),
+            db.ingest("ahead", [{"timestamp": int((BASE + 5 * step - 0.5 + rng.random() - late[i]) * 1e6),
                                  "svc": ("a", "b")[i % 2], "status": 500 if (step + i) % 3 == 0 else 200,
                                  "latency": float(i), "note": "x"} for i in range(20)])
 
@@ -338,13 +339,18 @@ def test_work_made_ahead_leaves_the_next_windows_no_new_segment_to_aggregate(db,
     specs = [db._checked(build_spec(f"ahead-{w}", "SELECT svc, avg(latency) AS v FROM ahead WHERE status < 500 "
                                     "GROUP BY svc", window=w, every="1m", critical=1e9)) for w in ("1m", "3m")]
     assert_batched_as_alone(batched, alone, [(spec, BASE + 360) for spec in specs])
+    assert_batched_as_alone(batched, alone, [(spec, BASE + 420) for spec in specs])  # where the next ones start
     minutes(6, 8)
     assert queries.ahead(time.monotonic() - 1) == 0  # no time left: nothing made
     made = queries.ahead(time.monotonic() + 600)
     assert made > 24 and queries.work.counts["ahead: segment"] > 0 and queries.work.counts["ahead: block 60"] > 0
-    misses = queries.misses
+    # the block across the next 1m window's start (that across the next 3m window's, 300 s, the 1m window at
+    # 360 s made already)
+    assert queries.work.counts["ahead: seconds"] == 1
+    misses, by_second = queries.misses, queries.work.counts["seconds"]
     assert_batched_as_alone(batched, alone, [(spec, BASE + 480) for spec in specs])
     assert queries.misses == misses  # every segment inside the windows had its partial made ahead
+    assert queries.work.counts["seconds"] == by_second  # and the blocks across their starts their partials by second
 
 
 def forget_partials(queries: LocalQueries) -> None:
