@@ -329,7 +329,12 @@ class LocalQueries:
         self.work.prefix = "ahead: "
         try:
             for table, fragments in by_table.items():
-                layout = self._layout(self.engine.resolve(table))
+                try:
+                    layout = self._layout(self.engine.resolve(table))
+                except PetrelError:  # dropped, or unreadable now: its windows say so when they come
+                    for fingerprint, _ in fragments:
+                        self._used.pop(fingerprint, None)
+                    continue
                 if not layout.timed:
                     continue
                 low = layout.latest - AHEAD_SECONDS * 1_000_000

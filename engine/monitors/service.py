@@ -47,7 +47,7 @@ MAX_SLOTS_PER_STEP = 5_000
 HANDOFF_SLOTS = 1_000  # a step hands off its slots in parts of about this many: the first commit early
 FIRST_SLOT_GRACE = 2.0  # a monitor's first slot is the one just passed if it is this recent, else the next one
 LATENESS_SAMPLES = 20_000
-IDLE_COLLECT_SECONDS = 1.0  # a scheduler runs a full collection owed when nothing is due for this long
+IDLE_COLLECT_SECONDS = 2.0  # a scheduler runs a full collection owed when nothing is due for this long (one took 0.8-1.6 s)
 AHEAD_MARGIN = 0.5  # a scheduler works ahead (LocalQueries.ahead) until this long before the next slot is due
 LATENESS_STEP = 1.02  # lateness is counted in buckets 2% wide from 1 ms: percentiles of a whole run in little memory
 

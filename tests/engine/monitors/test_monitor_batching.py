@@ -351,6 +351,9 @@ def test_work_made_ahead_leaves_the_next_windows_no_new_segment_to_aggregate(db,
     assert_batched_as_alone(batched, alone, [(spec, BASE + 480) for spec in specs])
     assert queries.misses == misses  # every segment inside the windows had its partial made ahead
     assert queries.work.counts["seconds"] == by_second  # and the blocks across their starts their partials by second
+    db.drop_table("ahead")
+    queries.engine._meta.clear()  # as META_SECONDS later
+    assert queries.ahead(time.monotonic() + 600) == 0 and not queries._used  # a table gone is no error: left out
 
 
 def forget_partials(queries: LocalQueries) -> None:
