@@ -355,7 +355,7 @@ class LocalQueries:
 
     def _blocks_ahead(self, fragment: Plan, layout: _Layout, fingerprint: str, low: int, until: float) -> int:
         """Merge the blocks of ``layout`` sealed since ``low`` (event time) for ``fingerprint``, smallest first."""
-        if not (isinstance(fragment, Aggregate) and fragment.mode == "partial" and self._combinable.get(fingerprint, True)):
+        if not self._mergeable(fragment, fingerprint):
             return 0
         made = 0
         for level in reversed(BLOCK_LEVELS):
@@ -372,10 +372,14 @@ class LocalQueries:
                 made += 1
         return made
 
+    def _mergeable(self, fragment: Plan, fingerprint: str) -> bool:
+        """Whether ``fragment``'s partial states may be merged ahead of the final step (blocks, partials by second)."""
+        return isinstance(fragment, Aggregate) and fragment.mode == "partial" and self._combinable.get(fingerprint, True)
+
     def _edges_ahead(self, fragment: Plan, layout: _Layout, fingerprint: str, until: float) -> int:
         """The partials by second of the blocks across where the next window of each length of ``fingerprint``
         starts: its last start moved on by the step from the one before."""
-        if not (isinstance(fragment, Aggregate) and fragment.mode == "partial" and self._combinable.get(fingerprint, True)):
+        if not self._mergeable(fragment, fingerprint):
             return 0
         made = 0
         for length, (start, before) in list(self._starts.get(fingerprint, {}).items()):
@@ -404,8 +408,7 @@ class LocalQueries:
         window in their scan filter.
         """
         layout = self._layout(source)
-        combinable = isinstance(fragment, Aggregate) and fragment.mode == "partial" and self._combinable.get(
-            fingerprint, True)
+        combinable = self._mergeable(fragment, fingerprint)
         parts: list[pa.Table] = []
         covered: set[tuple[int, int]] = set()
         merges = False  # whether this fingerprint's states merge (blocks, per-second partials)
