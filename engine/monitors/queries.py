@@ -637,43 +637,36 @@ class LocalQueries:
         if cached is not None:
             self.block_hits += 1
             return cached
-        with self.work("tail span"):
-            merged = self._tail_merged(fragment, source, crossing, spans, low, high, fingerprint, seconds, kind)
-        self.block_misses += 1
-        self._keep(key, merged)
-        with self._lock:
-            if len(self._spans) > 10_000:
-                self._spans.clear()
-            self._spans[(kind, low, high, fingerprint)] = (key, frozenset(tail.id for block in crossing
-                                                                           for tail in block.segments))
-        return merged
-
-    def _tail_merged(self, fragment: Plan, source, crossing: list[_Block], spans: list[pa.Table], low: int,
-                     high: int, fingerprint: str, seconds: bool, kind: str) -> pa.Table:
-        """:meth:`_tail_span`'s partial, made from the last one of the span where it can be."""
         plan = self._second_plan(fragment) if seconds else fragment
         tails = frozenset(tail.id for block in crossing for tail in block.segments)
         earlier = self._spans.get((kind, low, high, fingerprint))
         before = self._cached(earlier[0]) if earlier is not None and earlier[1] <= tails else None
         merged = None
-        if before is not None and isinstance(plan, Aggregate):
-            column = source.meta.time_column
-            kind_of = source.schema.field(column).type
-            within = (pc.field(column) >= _time(low, kind_of)) & (pc.field(column) < _time(high, kind_of))
-            new = [self._tail_rows(source, tail) for block in crossing for tail in block.segments
-                   if tail.id not in earlier[1]]
-            rows = ds.dataset(pa.concat_tables(new)).to_table(filter=within) if new else None
-            if rows is None or not rows.num_rows:
-                merged = before
-            else:
-                added = execute(plan, Execution(reader=self.reader, segments=(_Rows(rows),)))
-                merged = combine(concat([before, added]), plan.keys, plan.aggregates)
-                if merged is not None and seconds:
+        with self.work("tail span"):
+            if before is not None and isinstance(plan, Aggregate):
+                column = source.meta.time_column
+                kind_of = source.schema.field(column).type
+                within = (pc.field(column) >= _time(low, kind_of)) & (pc.field(column) < _time(high, kind_of))
+                new = [self._tail_rows(source, tail) for block in crossing for tail in block.segments
+                       if tail.id not in earlier[1]]
+                rows = ds.dataset(pa.concat_tables(new)).to_table(filter=within) if new else None
+                if rows is None or not rows.num_rows:
+                    merged = before
+                else:
+                    added = execute(plan, Execution(reader=self.reader, segments=(_Rows(rows),)))
+                    merged = combine(concat([before, added]), plan.keys, plan.aggregates)
+                    if merged is not None and seconds:
+                        merged = _by_seconds(merged)
+            if merged is None:
+                merged = execute(plan, Execution(reader=self.reader, segments=(_Rows(pa.concat_tables(spans)),)))
+                if seconds:
                     merged = _by_seconds(merged)
-        if merged is None:
-            merged = execute(plan, Execution(reader=self.reader, segments=(_Rows(pa.concat_tables(spans)),)))
-            if seconds:
-                merged = _by_seconds(merged)
+        self.block_misses += 1
+        self._keep(key, merged)
+        with self._lock:
+            if len(self._spans) > 10_000:
+                self._spans.clear()
+            self._spans[(kind, low, high, fingerprint)] = (key, tails)
         return merged
 
     def _tail_block(self, fragment: Plan, source, block: _Block, fingerprint: str) -> pa.Table:
