@@ -408,6 +408,8 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
         # per poll and scheduler: the seconds of its largest kinds of work, and of collector pauses
         "work_by_poll": work_by_poll(work),
         "slow_windows": [window for s in schedulers for window in s["slow_windows"]],
+        # evaluation parts of 1 s or more: (when, seconds, slots, CPU seconds, GC seconds, window seconds, by kind)
+        "slow_parts": [part for s in schedulers for part in s["slow_parts"]],
         "gc": {"schedulers": [s["gc"] for s in schedulers], "processors": [p["gc"] for p in stats["processors"]]},
         "cpu_ms_per_evaluation": round(1000 * sum(s["cpu_seconds"] for s in schedulers) / max(1, evaluations), 3),
         "cache_hit_rate": round(sum(s["cache_hits"] for s in schedulers)

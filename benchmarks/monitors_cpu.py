@@ -14,7 +14,11 @@ outcomes (``ShardLog.apply``).  The first period (``every``) is a warm-up
 
 Reported: CPU ms per evaluation, split into evaluation and commit, queries
 per evaluation, cache hits, and the evaluations per minute one core would
-sustain (60,000 / CPU ms per evaluation).  With ``--shards N`` it plays the
+sustain (60,000 / CPU ms per evaluation), and the ``--slowest`` seconds
+whose evaluations took longest, with what their windows' time went to and
+the time spent outside them (the evaluator's own).  ``--ahead S`` gives the
+scheduler S seconds after each simulated second to make work ahead, as its
+idle time does in the service.  With ``--shards N`` it plays the
 scheduler of one shard of N (monitors are sharded by name, so every shard
 has every shape): N workers sustain N times what one shard's CPU per
 evaluation allows.  ``--profile FILE`` writes a
@@ -124,6 +128,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         now = start + args.history
         totals = {"evaluate": 0.0, "commit": 0.0, "evaluations": 0, "queries": 0, "hits": 0, "misses": 0}
         profile = cProfile.Profile() if args.profile else None
+        # (wall seconds evaluating, second, due, seconds outside the queries' windows, the largest work by kind)
+        seconds: list[tuple[float, int, int, float, dict[str, float]]] = []
         for second in range(int(every + args.seconds)):
             measured = second >= every
             now += 1.0
@@ -138,11 +144,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             queries_before, hits, misses = evaluator.stats.queries, queries.hits, queries.misses
             if measured and profile is not None:
                 profile.enable()
-            cpu = time.process_time()
+            cpu, wall, work = time.process_time(), time.perf_counter(), queries.work.seconds.copy()
             outcomes = evaluator.evaluate(due)
             evaluated = time.process_time()
+            if measured:
+                spent = queries.work.seconds - work
+                elapsed = time.perf_counter() - wall
+                seconds.append((round(elapsed, 3), second, len(due), round(elapsed - sum(spent.values()), 3),
+                                {kind: round(s, 3) for kind, s in spent.most_common(5)}))
             log.apply({name: by_name[name] for name in {o.monitor for o in outcomes}}, outcomes)
             committed = time.process_time()
+            if args.ahead:  # the idle time a scheduler has before its next slot: it makes partials ahead
+                queries.ahead(time.monotonic() + args.ahead)
             if measured and profile is not None:
                 profile.disable()
             if measured:
@@ -169,6 +182,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "blocks_merged": queries.block_misses, "blocks_reused": queries.block_hits,
             "evaluations_per_min_per_core": round(60_000 / cpu_ms) if cpu_ms else None,
             "load_average": [round(x, 1) for x in os.getloadavg()],
+            # the seconds whose evaluations took longest (wall): where a slot's lateness comes from
+            "slowest_seconds": sorted(seconds, reverse=True)[:args.slowest],
         }
 
 
@@ -183,6 +198,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rows", type=int, default=500, help="events per segment")
     parser.add_argument("--shards", type=int, default=1, help="play the scheduler of shard 0 of this many")
     parser.add_argument("--no-blocks", action="store_true", help="merge every segment's partial, no pre-merged blocks")
+    parser.add_argument("--ahead", type=float, default=0.0,
+                        help="seconds of work made ahead (LocalQueries.ahead) after each simulated second's slots")
+    parser.add_argument("--slowest", type=int, default=10, help="report this many of the slowest seconds")
     parser.add_argument("--profile", default=None, help="write a cProfile of the measured part to this file")
     parser.add_argument("--out", default="benchmarks/results/monitors_cpu.json")
     args = parser.parse_args(argv)

@@ -49,6 +49,7 @@ FIRST_SLOT_GRACE = 2.0  # a monitor's first slot is the one just passed if it is
 LATENESS_SAMPLES = 20_000
 IDLE_COLLECT_SECONDS = 2.0  # a scheduler runs a full collection owed when nothing is due for this long (one took 0.8-1.6 s)
 AHEAD_MARGIN = 0.5  # a scheduler works ahead (LocalQueries.ahead) until this long before the next slot is due
+SLOW_PART = 1.0  # an evaluation part taking this many seconds is kept in Scheduler.slow_parts, with what it spent
 LATENESS_STEP = 1.02  # lateness is counted in buckets 2% wide from 1 ms: percentiles of a whole run in little memory
 
 
@@ -257,6 +258,7 @@ class Scheduler(_Loop):
         self._lock = threading.RLock()  # the queue, last applied slots and counts: the settling thread's too
         self.cpu_started = time.process_time()
         self.gc = GcPauses()
+        self.slow_parts: deque[tuple] = deque(maxlen=50)
         defer_full_collections()  # run when nothing is due (step): a full collection walks every definition
         self._start_loop()
 
@@ -343,7 +345,7 @@ class Scheduler(_Loop):
             parts = _hand_off_parts(due) or ([[]] if skips else [])
             last_part = {spec.name: index for index, part in enumerate(parts) for spec, _ in part}
             for index, part in enumerate(parts):
-                outcomes = self.evaluator.evaluate(part) if part else []
+                outcomes = self._evaluate(part) if part else []
                 part_skips = skips if index == 0 else []
                 touched = {o.monitor for o in outcomes} | {name for name, _, _ in part_skips}
                 records = {n: self.records[n] for n in touched}
@@ -360,6 +362,21 @@ class Scheduler(_Loop):
         finally:  # whatever happened, each monitor taken off the queue is due again
             self._due_again(list(waiting), now)
         self._idle()
+
+    def _evaluate(self, part: list[tuple[MonitorSpec, float]]) -> list:
+        """``part``'s outcomes; a part taking SLOW_PART seconds or more is kept in ``slow_parts``: when, its
+        seconds, slots, CPU seconds of this process (all threads: less than its seconds is a process waiting for
+        a core), GC pauses, and the seconds of its windows by kind of work (the rest is the evaluator's own)."""
+        work, paused = self.queries.work.seconds.copy(), sum(self.gc.seconds)
+        started, cpu = time.perf_counter(), time.process_time()
+        outcomes = self.evaluator.evaluate(part)
+        elapsed = time.perf_counter() - started
+        if elapsed >= SLOW_PART:
+            spent = self.queries.work.seconds - work
+            self.slow_parts.append((time.time(), round(elapsed, 3), len(part), round(time.process_time() - cpu, 3),
+                                    round(sum(self.gc.seconds) - paused, 3), round(sum(spent.values()), 3),
+                                    {kind: round(s, 3) for kind, s in spent.most_common(6)}))
+        return outcomes
 
     def _idle(self) -> None:
         """Until the next monitor is due: work ahead for the next windows, and a full collection if one is owed."""
@@ -450,7 +467,8 @@ class Scheduler(_Loop):
                 "block_hits": self.queries.block_hits, "block_misses": self.queries.block_misses,
                 "cpu_seconds": time.process_time() - self.cpu_started, "errors": list(self.errors),
                 "work_seconds": dict(self.queries.work.seconds), "work_counts": dict(self.queries.work.counts),
-                "slow_windows": list(self.queries.slow), "gc": self.gc.stats(),
+                "slow_windows": list(self.queries.slow),
+                "slow_parts": list(self.slow_parts), "gc": self.gc.stats(),
                 "monitors": len(self.specs), "pid": os.getpid()}
 
 
