@@ -184,10 +184,12 @@ class Evaluator:
         self.stats.shared_queries += 1
         now = time.time()
         keyed: dict[tuple[str, ...], list[str]] = {}
+        made: dict[tuple, dict[str, float | None]] = {}  # equal series named alike share their values (read-only)
         outcomes = []
-        for (spec, _), (values, seen) in zip(members, computed):
-            by_row = _keyed(keyed, spec.group_columns, groups)
-            found = {by_row[row]: _number(values[row]) for row in range(len(values)) if seen[row]}
+        for (spec, _), pair in zip(members, computed):
+            found = made.get((spec.group_columns, id(pair)))
+            if found is None:
+                found = made[(spec.group_columns, id(pair))] = _found(_keyed(keyed, spec.group_columns, groups), *pair)
             outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
         return outcomes
 
@@ -223,18 +225,15 @@ class Evaluator:
         self.stats.shared_queries += 1
         now = time.time()
         groups = [result.column(f"g{j}").to_pylist() for j in range(len(shape.groups))]
-        rows = range(result.num_rows)
         keyed: dict[tuple[str, ...], list[str]] = {}
-        columns: dict[int, tuple[list, list]] = {}
+        made: dict[tuple, dict[str, float | None]] = {}  # a column's values by group key, per naming (read-only)
         outcomes = []
         for spec, index in members:
-            by_row = _keyed(keyed, spec.group_columns, groups)
-            values_seen = columns.get(index)
-            if values_seen is None:
-                values_seen = columns[index] = (result.column(f"v{index}").to_pylist(),
-                                                result.column(f"n{index}").to_pylist())
-            values, seen = values_seen
-            found = {by_row[row]: _number(values[row]) for row in rows if seen[row]}
+            found = made.get((spec.group_columns, index))
+            if found is None:
+                found = made[(spec.group_columns, index)] = _found(
+                    _keyed(keyed, spec.group_columns, groups), result.column(f"v{index}").to_pylist(),
+                    result.column(f"n{index}").to_pylist())
             outcomes.append(SlotOutcome(spec.name, slot, found, None, now))
         return outcomes
 
@@ -285,6 +284,16 @@ def _keyed(keyed: dict, names: tuple[str, ...], groups: list[list[Any]]) -> list
         by_row = keyed[names] = [group_key({name: column[row] for name, column in zip(names, groups)})
                                  for row in range(len(groups[0]) if groups else 1)]
     return by_row
+
+
+def _found(keys: list[str], values: list[Any], seen) -> dict[str, float | None]:
+    """Group key -> value of the rows ``seen`` marks (those where the monitor's rows had a group).
+
+    Monitors computing the same column get the same dict: outcomes never
+    change their values, and the hand-off to the state processor then
+    pickles it once.
+    """
+    return {key: _number(value) for key, value, kept in zip(keys, values, seen) if kept}
 
 
 def values_of(spec: MonitorSpec, result: pa.Table) -> dict[str, float | None]:

@@ -213,13 +213,14 @@ class Rollup:
             query = query.where(time_range(spec, start, end), copy=False)
         return query.group_by(*groups, *dimensions, copy=False).sql(DIALECT)
 
-    def evaluate(self, result: pa.Table, series: list[Series]) -> tuple[list[list[Any]], list[tuple[list, np.ndarray]]]:
-        """The group values (one list per group column) and, per series, its values and which groups it saw."""
+    def evaluate(self, result: pa.Table, series: list[Series]) -> tuple[list[list[Any]], list[tuple[list, list[bool]]]]:
+        """The group values (one list per group column) and, per series, its values and which groups it saw
+        (equal series get the same pair)."""
         if result.num_rows > MAX_ROLLUP_ROWS:
             raise TooFine(f"{result.num_rows} rows in one window")
         count = len(self.key.groups)
         if not result.num_rows:
-            return [[] for _ in range(count)], [([], np.zeros(0, dtype=bool)) for _ in series]
+            return [[] for _ in range(count)], [([], []) for _ in series]
         group_index, group_rows = _codes([result.column(f"__g{j}") for j in range(count)], result.num_rows)
         names = self.names
         dimension_index, dimension_rows = _codes([result.column(d) for d in names], result.num_rows)
@@ -230,23 +231,24 @@ class Rollup:
         masks = self._masks(dimensions, sorted({s.where for s in series}))
         cells = _Cells(result, group_index, dimension_index, len(group_rows), len(dimension_rows),
                        {number: sql for sql, number in self.primitives.items()})
-        seen = {where: cells.summed(0, mask) > 0 for where, mask in masks.items()}
-        out: list[tuple[list, np.ndarray] | None] = [None] * len(series)
-        by_value: dict[tuple, list[int]] = {}  # series computing the same expression of the same aggregates
-        for position, one in enumerate(series):
-            by_value.setdefault((one.value, one.aggregates), []).append(position)
-        for (value, _), positions in by_value.items():
-            columns = [[] for _ in series[positions[0]].aggregates]
-            for position in positions:
-                one = series[position]
-                for j, (kind, primitives) in enumerate(one.aggregates):
+        seen = {where: (cells.summed(0, mask) > 0).tolist() for where, mask in masks.items()}
+        distinct = list(dict.fromkeys(series))  # monitors differing only in thresholds or targets: computed once
+        found: dict[Series, tuple[list, list[bool]]] = {}
+        by_value: dict[tuple, list[Series]] = {}  # series computing the same expression of the same aggregates
+        for one in distinct:
+            by_value.setdefault((one.value, one.aggregates), []).append(one)
+        for (value, aggregates), members in by_value.items():
+            columns = [[] for _ in aggregates]
+            for one in members:
+                for j, (kind, primitives) in enumerate(aggregates):
                     columns[j].append(cells.aggregate(kind, [self.primitives[p] for p in primitives],
                                                       masks[one.where]))
             table = pa.table({f"__a{j}": pa.concat_arrays(parts) for j, parts in enumerate(columns)})
             computed = self._value(value, table).to_pylist()
             size = len(group_rows)
-            for order, position in enumerate(positions):
-                out[position] = (computed[order * size:(order + 1) * size], seen[series[position].where])
+            for order, one in enumerate(members):
+                found[one] = (computed[order * size:(order + 1) * size], seen[one.where])
+        out = [found[one] for one in series]  # equal series share their (values, seen): made into outcomes once
         return groups, out
 
     def _masks(self, dimensions: pa.Table, wheres: list[str]) -> dict[str, np.ndarray]:

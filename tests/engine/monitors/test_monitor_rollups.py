@@ -111,6 +111,29 @@ def test_a_where_over_a_column_of_many_values_goes_back_to_shared_scans(db, roll
     assert [k.dimensions for k in evaluator._rollups] == [("host",)]
 
 
+def test_monitors_differing_only_in_thresholds_are_computed_once_and_share_their_values(db, rolled_table):
+    base = [("approx_quantile(latency, 0.99)", "host <> 'h3'"), ("count(*)", "host <> 'h3'"),
+            ("approx_quantile(latency, 0.99)", "host <> 'h4'")]
+    specs = [db._checked(build_spec(f"copy-{i}-{copy}", f"SELECT svc, {value} AS v FROM rolled WHERE {where} GROUP BY svc",
+                                    window="5m", every="1m", critical=1.0 + copy))
+             for i, (value, where) in enumerate(base) for copy in range(3)]
+    aggregated = []
+    original = rollup._Cells.aggregate
+    def counted(cells, kind, primitives, mask):
+        aggregated.append(kind)
+        return original(cells, kind, primitives, mask)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rollup._Cells, "aggregate", counted)
+        got, _, _ = evaluate_both(db, specs, minutes=(9,))
+    assert len(aggregated) == len(base)  # one aggregate per distinct series, not per monitor
+    slot = BASE + 9 * 60 + 7
+    for i in range(len(base)):
+        values = [got[(f"copy-{i}-{copy}", slot)] for copy in range(3)]
+        assert values[0] and all(v is values[0] for v in values)  # one dict: the hand-off pickles it once
+    assert got[("copy-0-0", slot)] != got[("copy-2-0", slot)]
+
+
 def test_values_a_rollup_cannot_merge_use_shared_scans(db, rolled_table):
     queries = {
         "SELECT svc, quantile_cont(latency, 0.9) AS v FROM rolled WHERE host = 'h1' GROUP BY svc": None,
