@@ -134,6 +134,22 @@ def test_monitors_differing_only_in_thresholds_are_computed_once_and_share_their
     assert got[("copy-0-0", slot)] != got[("copy-2-0", slot)]
 
 
+def test_histograms_with_buckets_far_apart_are_counted_over_the_buckets_used(db, rolled_table, monkeypatch):
+    # latencies of errors a billion times larger: two clusters of buckets ~1,000 apart; the histograms over the
+    # codes' whole span (3 services x 13 hosts x span) are past the cells allowed, over the buckets used are not
+    monkeypatch.setattr(rollup, "MAX_HISTOGRAM_CELLS", 3 * 13 * 1_000)
+    spans = []
+    original = rollup._dense
+    monkeypatch.setattr(rollup, "_dense", lambda code, bound: spans.append(bound) or original(code, bound))
+    value = "approx_quantile(CASE WHEN status = 500 THEN latency * 1e9 ELSE latency END, 0.5)"
+    specs = [db._checked(build_spec(f"far-{i}", f"SELECT svc, {value} AS v FROM rolled WHERE {where} GROUP BY svc",
+                                    window="5m", every="1m", critical=1.0))
+             for i, where in enumerate(["host <> 'h1'", "host = 'h2'"])]
+    _, _, evaluator = evaluate_both(db, specs, minutes=(9, 10))
+    assert not evaluator._too_fine and len(evaluator._rollups) == 1
+    assert max(spans) > 1_000  # the buckets were numbered: the codes' span did not fit
+
+
 def test_values_a_rollup_cannot_merge_use_shared_scans(db, rolled_table):
     queries = {
         "SELECT svc, quantile_cont(latency, 0.9) AS v FROM rolled WHERE host = 'h1' GROUP BY svc": None,
