@@ -96,6 +96,7 @@ def build_specs(queries: Any, catalog: Any, tables: list[str], count: int, every
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import engine.monitors.queries
+    from engine.allocator import keep_freed_memory
     from engine.monitors.evaluate import Evaluator
     from engine.monitors.history import ShardLog, ensure_table
     from engine.monitors.service import evaluation_shards
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from storage.catalog import Catalog
     from storage.objectstore import ObjectStore
 
+    keep_freed_memory()  # as a scheduler does
     if args.no_blocks:
         engine.monitors.queries.BLOCK_LEVELS = ()
     with tempfile.TemporaryDirectory(prefix="petrel-monitors-cpu-") as root:

@@ -33,6 +33,7 @@ from typing import Any
 
 import ray
 
+from engine.allocator import keep_freed_memory
 from engine.collector import GcPauses, collect_if_owed, defer_full_collections, freeze_long_lived
 from engine.monitors.definition import MonitorSpec, scan_groups
 from engine.monitors.evaluate import Evaluator
@@ -179,6 +180,7 @@ class StateProcessor:
         self.transitions = 0
         self.seconds = 0.0  # spent applying hand-offs
         self.gc = GcPauses()
+        keep_freed_memory()  # a hand-off's arrays are made and freed again at every commit
         # its states are most of its objects, and long-lived: frozen after each hand-off, collections walk only
         # what the next makes, and a full one is made every DEFERRED_COLLECT_SECONDS, after a hand-off
         defer_full_collections()
@@ -258,6 +260,7 @@ class Scheduler(_Loop):
         self._lock = threading.RLock()  # the queue, last applied slots and counts: the settling thread's too
         self.cpu_started = time.process_time()
         self.gc = GcPauses()
+        keep_freed_memory()  # every slot makes and frees arrays of tens of megabytes (windows, rollup histograms)
         self.slow_parts: deque[tuple] = deque(maxlen=50)
         defer_full_collections()  # run when nothing is due (step): a full collection walks every definition
         self._start_loop()
