@@ -158,13 +158,17 @@ BLOCKED = [  # one shape over many small segments: sums, a ratio, moments and a 
 ]
 
 
-def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(db):
-    db.create_table("blocked", schema=EVENTS_SCHEMA, partitions=1)
+def many_small_segments(db, table: str) -> None:
+    db.create_table(table, schema=EVENTS_SCHEMA, partitions=1)
     for step in range(40):  # a segment every 20 s for 800 s: blocks of 60 s and 600 s hold 3 and 30 of them
         start = BASE + 20 * step
-        db.ingest("blocked", [{"timestamp": int((start + i * 6 + 0.3) * 1e6), "svc": ("a", "b")[i % 2],
-                               "status": 500 if (step + i) % 7 == 0 else 200, "latency": float((step * 7 + i) % 23),
-                               "note": "x"} for i in range(3)])
+        db.ingest(table, [{"timestamp": int((start + i * 6 + 0.3) * 1e6), "svc": ("a", "b")[i % 2],
+                           "status": 500 if (step + i) % 7 == 0 else 200, "latency": float((step * 7 + i) % 23),
+                           "note": "x"} for i in range(3)])
+
+
+def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(db):
+    many_small_segments(db, "blocked")
     specs = [db._checked(build_spec(f"blocked-{i}-{w}", q, window=w, every="1m", critical=1e9))
              for i, q in enumerate(BLOCKED) for w in ("2m", "11m")]
     queries = LocalQueries(db.store, db.namespace)
@@ -183,6 +187,29 @@ def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(d
     forget_partials(queries)
     assert_batched_as_alone(batched, alone, [(spec, slot + 3) for spec, slot in due])
     assert any(key[0] == "seconds" for key in queries.partials)
+
+
+def test_a_full_cache_drops_the_partials_of_segments_merged_into_blocks_before_the_blocks(db):
+    db.create_table("kept", schema=EVENTS_SCHEMA, partitions=1)
+    for step in range(60):  # a segment every 2 s for 2 minutes: five in a 10 s block
+        db.ingest("kept", [{"timestamp": int((BASE + 2 * step + 0.5) * 1e6), "svc": ("a", "b")[step % 2],
+                            "status": 200, "latency": float(step % 13), "note": "x"}])
+    query = BLOCKED[0].replace("blocked", "kept")
+    specs = [db._checked(build_spec(f"kept-{w}", query, window=w, every="1m", critical=1e9)) for w in ("1m", "2m")]
+    queries = LocalQueries(db.store, db.namespace)
+    Evaluator(queries.sql, run_window=queries.window).evaluate([(spec, BASE + 125) for spec in specs])
+    blocks = [key for key in queries.partials if isinstance(key[0], tuple) and key[0][0] == "block"]
+    in_blocks = {segment for key in blocks if key[0][1] == 10 for segment in key[0][3]}
+    merged = [key for key in queries.partials if key[0] in in_blocks]  # segments' partials merged into 10 s blocks
+    assert len(blocks) >= 8 and len(merged) >= 40
+    # the cache is full: as many new partials as there are merged ones push all of those out, and no block
+    # (plain LRU dropped the blocks made first, and kept the partials of the segments merged after them)
+    queries.cache_entries = len(queries.partials)
+    some = queries.partials[blocks[0]]
+    for number in range(len(merged)):
+        queries._keep((f"new partial {number}", "x"), some)
+    assert all(key in queries.partials for key in blocks)
+    assert not any(key in queries.partials for key in merged)
 
 
 def test_monitor_quantiles_come_from_histograms_within_one_percent_of_the_exact_quantile(db):
