@@ -363,31 +363,26 @@ class _Cells:
         lists = column.combine_chunks()
         codes, counts = sketches.dd_entries(pc.list_flatten(lists).to_numpy(zero_copy_only=False))
         groups, dimensions = self.shape
-        if not len(codes):
-            kept = self._histogram_cells[primitive] = (np.zeros((groups, dimensions, 0), dtype=np.int64),
-                                                       np.zeros(0), np.zeros((groups, 0), dtype=np.int64))
-            return kept
-        low = int(codes.min())
-        span = int(codes.max()) - low + 1
+        low = int(codes.min()) if len(codes) else 0
+        span = int(codes.max()) - low + 1 if len(codes) else 0
         # each entry's cell: its state row's (group, dimension value) cell base, repeated over the row's entries, plus
         # its bucket; a cell's bucket may come from several states (the window's parts): counts added up, exactly
-        lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
-        base = self.groups * dimensions + self.dimensions
-        if groups * dimensions * span <= MAX_HISTOGRAM_CELLS:  # counted over the codes' span; the buckets used kept
-            cells = np.bincount(np.repeat(base * span - low, lengths) + codes, weights=counts,
-                                minlength=groups * dimensions * span).reshape(groups, dimensions, span)
-            used = np.flatnonzero(cells.any(axis=(0, 1)))  # in order: codes are ordered as their values
-            cells = cells[:, :, used]
+        if groups * dimensions * span <= MAX_HISTOGRAM_CELLS:  # buckets numbered over the codes' span
+            number, width, code_of = codes - low, span, np.arange(span)
         else:  # buckets far apart: the ones in use numbered first
             number, width = _dense(codes - low, span)
             if groups * dimensions * width > MAX_HISTOGRAM_CELLS:
                 raise TooFine(f"{groups} groups x {dimensions} dimension values x {width} histogram buckets")
-            used = np.empty(width, dtype=np.int64)
-            used[number] = codes - low
-            cells = np.bincount(np.repeat(base * width, lengths) + number, weights=counts,
-                                minlength=groups * dimensions * width).reshape(groups, dimensions, width)
-        cells = cells.astype(np.int64)
-        kept = self._histogram_cells[primitive] = (cells, sketches.dd_bucket_values(used + low), cells.sum(axis=1))
+            code_of = np.empty(width, dtype=np.int64)
+            code_of[number] = codes - low
+        lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+        base = (self.groups * dimensions + self.dimensions) * width
+        cells = np.bincount(np.repeat(base, lengths) + number, weights=counts,
+                            minlength=groups * dimensions * width).reshape(groups, dimensions, width)
+        used = np.flatnonzero(cells.any(axis=(0, 1)))  # in order: codes are ordered as their values
+        cells = cells[:, :, used].astype(np.int64)
+        kept = self._histogram_cells[primitive] = (cells, sketches.dd_bucket_values(code_of[used] + low),
+                                                   cells.sum(axis=1))
         return kept
 
 
