@@ -350,6 +350,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
     late: list[tuple[float, Counter]] = []  # (seconds since the service started, lateness counted so far)
     busy: list[tuple[float, list, list, list]] = []  # (seconds, per scheduler evaluating / waiting, per processor applying)
     work: list[tuple[float, list[Counter], list[float]]] = []  # (seconds, per scheduler its work by kind and GC pauses)
+    caches: list[tuple[int, list[dict]]] = []  # (seconds, per scheduler its partial cache's counts)
     begun = time.time()
     try:
         deadline = begun + args.duration
@@ -366,6 +367,7 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
                          [s["handoff_wait_seconds"] for s in schedulers], [p["apply_seconds"] for p in polled["processors"]]))
             work.append((progress[-1][0], [Counter(s["work_seconds"]) for s in schedulers],
                          [sum(s["gc"]["seconds"]) for s in schedulers]))
+            caches.append((round(progress[-1][0]), [s["cache"] for s in schedulers]))
             time.sleep(min(args.probe_every, max(0.0, deadline - time.time())))
         stats, tenant_stats = service.stats(), tenant_service.stats()
     finally:
@@ -407,6 +409,9 @@ def run_case(root: str, monitors: int, args: argparse.Namespace) -> dict[str, An
                                    for (_, before), (at, now) in zip(late, late[1:]) if now - before],
         # per poll and scheduler: the seconds of its largest kinds of work, and of collector pauses
         "work_by_poll": work_by_poll(work),
+        # per poll and scheduler: its partial cache's entries and bytes by kind, what it dropped (and for which
+        # limit), and what it made again after dropping it (engine.monitors.queries.CacheCounts)
+        "cache_by_poll": caches,
         "slow_windows": [window for s in schedulers for window in s["slow_windows"]],
         # evaluation parts of 1 s or more: (when, seconds, slots, CPU seconds, GC seconds, window seconds, by kind)
         "slow_parts": [part for s in schedulers for part in s["slow_parts"]],

@@ -89,6 +89,7 @@ CACHE_ENTRIES = 100_000
 # and at most this many bytes of them: at 50,000 events/s a scheduler's partials reached gigabytes, as each new
 # segment's states are kept for every shape chunk over its table
 CACHE_BYTES = 1 << 30
+DROPPED_REMEMBERED = 200_000  # keys a partial cache dropped, remembered to count those made again
 RECENT_SEGMENTS = 128  # decoded segments a scheduler keeps (the newest ones and its windows' edges)
 BLOCK_LEVELS = (600, 60, 10)  # seconds of event time per pre-merged block, largest first; each divides the one before
 INTERIORS_SEEN = 10_000  # windows' block sets remembered, to merge those asked for twice
@@ -141,6 +142,60 @@ class Work:
                 self._inner[-1] += elapsed
 
 
+def cache_kind(key: tuple) -> str:
+    """What a partial cache key holds: "segment", "block 10" (and the other levels), "interior", "seconds", ..."""
+    first = key[0]
+    if isinstance(first, tuple):  # a block's key: ("block", level, index, segment ids)
+        return f"{first[0]} {first[1]}"
+    return first if first in _NAMED_KINDS else "segment"
+
+
+_NAMED_KINDS = frozenset({"interior", "seconds", "tails", "tail seconds", "tail minutes"})
+
+
+class CacheCounts:
+    """What a partial cache holds and drops, by :func:`cache_kind`: which limit is hit, and what is made again.
+
+    ``again`` counts partials made anew after the cache dropped them (the
+    last DROPPED_REMEMBERED dropped keys are remembered): the work a larger
+    cache, or a better choice of what to drop, would have saved.
+    """
+
+    def __init__(self) -> None:
+        self.entries: collections.Counter[str] = collections.Counter()
+        self.bytes: collections.Counter[str] = collections.Counter()
+        self.drops: collections.Counter[str] = collections.Counter()
+        self.over: collections.Counter[str] = collections.Counter()  # drops by the limit exceeded
+        self.again: collections.Counter[str] = collections.Counter()
+        self._dropped: collections.OrderedDict[tuple, None] = collections.OrderedDict()
+
+    def kept(self, key: tuple, size: int) -> None:
+        kind = cache_kind(key)
+        self.entries[kind] += 1
+        self.bytes[kind] += size
+        if key in self._dropped:
+            del self._dropped[key]
+            self.again[kind] += 1
+
+    def left(self, key: tuple, size: int) -> None:
+        kind = cache_kind(key)
+        self.entries[kind] -= 1
+        self.bytes[kind] -= size
+
+    def dropped(self, key: tuple, size: int, over: str) -> None:
+        self.left(key, size)
+        kind = cache_kind(key)
+        self.drops[kind] += 1
+        self.over[over] += 1
+        self._dropped[key] = None
+        if len(self._dropped) > DROPPED_REMEMBERED:
+            self._dropped.popitem(last=False)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {"entries": +self.entries, "bytes": +self.bytes, "dropped": dict(self.drops), "over": dict(self.over),
+                "again": dict(self.again)}
+
+
 class LocalQueries:
     """Runs queries of one namespace in this process (snapshot, footer and partial-aggregate caches kept)."""
 
@@ -152,6 +207,7 @@ class LocalQueries:
         self.cache_entries = cache_entries
         self.cache_bytes = cache_bytes
         self.partial_bytes = 0  # the Arrow buffers of the cached partials
+        self.cache = CacheCounts()
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
@@ -852,16 +908,21 @@ class LocalQueries:
 
     def _keep(self, key: tuple, table: pa.Table) -> None:
         """Cache ``table`` under ``key``, dropping the least recently used past CACHE_ENTRIES or ``cache_bytes``."""
+        size = table.get_total_buffer_size()
         with self._lock:
             old = self.partials.pop(key, None)
             if old is not None:
                 self.partial_bytes -= old.get_total_buffer_size()
+                self.cache.left(key, old.get_total_buffer_size())
+            self.cache.kept(key, size)
             self.partials[key] = table
-            self.partial_bytes += table.get_total_buffer_size()
+            self.partial_bytes += size
             while len(self.partials) > 1 and (len(self.partials) > self.cache_entries
                                               or self.partial_bytes > self.cache_bytes):
-                _, dropped = self.partials.popitem(last=False)
+                over = "entries" if len(self.partials) > self.cache_entries else "bytes"
+                dropped_key, dropped = self.partials.popitem(last=False)
                 self.partial_bytes -= dropped.get_total_buffer_size()
+                self.cache.dropped(dropped_key, dropped.get_total_buffer_size(), over)
 
     @property
     def hit_rate(self) -> float | None:

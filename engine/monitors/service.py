@@ -468,6 +468,7 @@ class Scheduler(_Loop):
                 "evaluation_seconds": self.evaluator.stats.seconds, "handoff_wait_seconds": self.waited,
                 "cache_hits": self.queries.hits, "cache_misses": self.queries.misses,
                 "block_hits": self.queries.block_hits, "block_misses": self.queries.block_misses,
+                "cache": self.queries.cache.stats(),
                 "cpu_seconds": time.process_time() - self.cpu_started, "errors": list(self.errors),
                 "work_seconds": dict(self.queries.work.seconds), "work_counts": dict(self.queries.work.counts),
                 "slow_windows": list(self.queries.slow),

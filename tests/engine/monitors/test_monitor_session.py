@@ -164,7 +164,7 @@ def test_sliding_windows_reuse_partial_aggregates_of_whole_segments(db):
         "SELECT svc, avg(latency) AS v FROM seg WHERE status < 500 GROUP BY svc",
         "SELECT count(*) AS n FROM seg"))]
     queries = LocalQueries(db.store, db.namespace)
-    small = LocalQueries(db.store, db.namespace, cache_bytes=4096)  # a cache bound that keeps a few partials
+    small = LocalQueries(db.store, db.namespace, cache_bytes=512)  # a cache bound that keeps a few partials
     incremental = Evaluator(queries.sql, run_window=queries.window)
     bounded = Evaluator(small.sql, run_window=small.window)
     plain = Evaluator(LocalQueries(db.store, db.namespace).sql)
@@ -176,9 +176,17 @@ def test_sliding_windows_reuse_partial_aggregates_of_whole_segments(db):
             assert got.keys() == want.keys()
             for name, values in got.items():
                 assert {k: pytest.approx(v) for k, v in values.items()} == want[name]
-        assert small.partial_bytes <= 4096 or len(small.partials) == 1
+        assert small.partial_bytes <= 512 or len(small.partials) == 1
     assert queries.hits + queries.block_hits > 0 and queries.hit_rate > 0.3
     assert small.partial_bytes == sum(t.get_total_buffer_size() for t in small.partials.values())
+    # what the bounded cache holds and drops is counted by kind, and so are partials made again after a drop
+    bounded.evaluate([(s, BASE + 3 * 60 + 30) for s in specs])  # the first windows again: their segments were dropped
+    counts = small.cache.stats()
+    assert sum(counts["entries"].values()) == len(small.partials)
+    assert sum(counts["bytes"].values()) == small.partial_bytes
+    assert counts["over"] == {"bytes": sum(counts["dropped"].values())} and counts["dropped"]["segment"] > 0
+    assert counts["again"]["segment"] > 0
+    assert queries.cache.stats()["dropped"] == {}
 
 
 def test_demo_monitors_backtest_the_incident(db):
