@@ -399,7 +399,8 @@ class LocalQueries:
                     for segment in new:
                         if time.monotonic() >= until:
                             return made
-                        if self._cached((segment.id, fingerprint)) is None:
+                        if self._cached((segment.id, fingerprint)) is None and not self._merged(layout, segment,
+                                                                                                 fingerprint):
                             self._partial(fragment, segment, fingerprint)
                             made += 1
                     made += self._blocks_ahead(fragment, layout, fingerprint, low, until)
@@ -408,6 +409,22 @@ class LocalQueries:
         finally:
             self.work.prefix = ""
         return made
+
+    def _merged(self, layout: _Layout, segment, fingerprint: str) -> bool:
+        """Whether ``segment`` is in a block of the smallest level whose partial for ``fingerprint`` is cached.
+
+        Its own partial is then asked for by no window (those holding the
+        block take the block's, those with an edge in it its rows by
+        second), and a full cache drops it first (:meth:`_demote`): made
+        ahead again, as the segments of the last AHEAD_SECONDS were once
+        the cache was full, it pushed out the blocks windows do ask for.
+        """
+        level = BLOCK_LEVELS[-1]
+        block = layout.blocks.get((level, segment.min_time // (level * 1_000_000)))
+        if block is None or len(block.segments) < 2 or segment.id not in block.key[3]:
+            return False
+        with self._lock:  # looked at, not used: left where it is in the drop order
+            return _block_key(block, fingerprint) in self.partials
 
     def _blocks_ahead(self, fragment: Plan, layout: _Layout, fingerprint: str, low: int, until: float) -> int:
         """Merge the blocks of ``layout`` sealed since ``low`` (event time) for ``fingerprint``, smallest first."""

@@ -378,6 +378,17 @@ def test_work_made_ahead_leaves_the_next_windows_no_new_segment_to_aggregate(db,
     assert_batched_as_alone(batched, alone, [(spec, BASE + 480) for spec in specs])
     assert queries.misses == misses  # every segment inside the windows had its partial made ahead
     assert queries.work.counts["seconds"] == by_second  # and the blocks across their starts their partials by second
+    # a full cache drops first the partials of segments merged into 10 s blocks: the next look ahead does not make
+    # them again (they pushed out the blocks windows ask for), and the windows do not need them
+    merged = {segment for key in queries.partials if isinstance(key[0], tuple) and key[0][:2] == ("block", 10)
+              for segment in key[0][3]}
+    with queries._lock:
+        for key in [key for key in queries.partials if key[0] in merged]:
+            queries.partial_bytes -= queries.partials.pop(key).get_total_buffer_size()
+    made_before = queries.work.counts["ahead: segment"]
+    queries.ahead(time.monotonic() + 600)
+    assert merged and queries.work.counts["ahead: segment"] == made_before
+    assert_batched_as_alone(batched, alone, [(spec, BASE + 481) for spec in specs])
     db.drop_table("ahead")
     queries.engine._meta.clear()  # as META_SECONDS later
     assert queries.ahead(time.monotonic() + 600) == 0 and not queries._used  # a table gone is no error: left out
