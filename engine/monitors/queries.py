@@ -159,6 +159,8 @@ class CacheCounts:
     ``again`` counts partials made anew after the cache dropped them (the
     last DROPPED_REMEMBERED dropped keys are remembered): the work a larger
     cache, or a better choice of what to drop, would have saved.
+    ``lookups`` counts the partials asked for, found or not, at slot time
+    ("window", with the segments read across windows' edges) and ahead.
     """
 
     def __init__(self) -> None:
@@ -167,7 +169,21 @@ class CacheCounts:
         self.drops: collections.Counter[str] = collections.Counter()
         self.over: collections.Counter[str] = collections.Counter()  # drops by the limit exceeded
         self.again: collections.Counter[str] = collections.Counter()
+        self.lookups: collections.Counter[tuple[str, str, str]] = collections.Counter()  # (when, outcome, kind)
         self._dropped: collections.OrderedDict[tuple, None] = collections.OrderedDict()
+
+    def asked(self, kind: str, hit: bool, ahead: bool) -> None:
+        self.lookups[("ahead" if ahead else "window", "hits" if hit else "misses", kind)] += 1
+
+    def window(self) -> tuple[int, int]:
+        """How many of the partials windows asked for at their slots were cached (made ahead, or kept from earlier
+        windows), and how many were asked for, with the segments read across windows' edges."""
+        hits = sum(n for (when, outcome, _), n in self.lookups.items() if when == "window" and outcome == "hits")
+        return hits, sum(n for (when, _, _), n in self.lookups.items() if when == "window")
+
+    def window_hit_rate(self) -> float | None:
+        hits, asked = self.window()
+        return hits / asked if asked else None
 
     def kept(self, key: tuple, size: int) -> None:
         kind = cache_kind(key)
@@ -191,9 +207,12 @@ class CacheCounts:
         if len(self._dropped) > DROPPED_REMEMBERED:
             self._dropped.popitem(last=False)
 
-    def stats(self) -> dict[str, dict[str, int]]:
+    def stats(self) -> dict[str, Any]:
+        lookups: dict[str, dict[str, dict[str, int]]] = {}
+        for (when, outcome, kind), count in self.lookups.items():
+            lookups.setdefault(when, {}).setdefault(outcome, {})[kind] = count
         return {"entries": +self.entries, "bytes": +self.bytes, "dropped": dict(self.drops), "over": dict(self.over),
-                "again": dict(self.again)}
+                "again": dict(self.again), "lookups": lookups, "window": self.window()}
 
 
 class LocalQueries:
@@ -399,8 +418,8 @@ class LocalQueries:
                     for segment in new:
                         if time.monotonic() >= until:
                             return made
-                        if self._cached((segment.id, fingerprint)) is None and not self._merged(layout, segment,
-                                                                                                 fingerprint):
+                        held = self._holds((segment.id, fingerprint))
+                        if not held and not self._merged(layout, segment, fingerprint):
                             self._partial(fragment, segment, fingerprint)
                             made += 1
                     made += self._blocks_ahead(fragment, layout, fingerprint, low, until)
@@ -423,8 +442,7 @@ class LocalQueries:
         block = layout.blocks.get((level, segment.min_time // (level * 1_000_000)))
         if block is None or len(block.segments) < 2 or segment.id not in block.key[3]:
             return False
-        with self._lock:  # looked at, not used: left where it is in the drop order
-            return _block_key(block, fingerprint) in self.partials
+        return self._holds(_block_key(block, fingerprint))
 
     def _blocks_ahead(self, fragment: Plan, layout: _Layout, fingerprint: str, low: int, until: float) -> int:
         """Merge the blocks of ``layout`` sealed since ``low`` (event time) for ``fingerprint``, smallest first."""
@@ -462,7 +480,7 @@ class LocalQueries:
             if following % 1_000_000 or length % 1_000_000:  # windows of whole seconds only are taken by second
                 continue
             for block in self._across(layout, following, following):
-                if self._cached(("seconds", block.key, fingerprint)) is not None:
+                if self._holds(("seconds", block.key, fingerprint)):
                     continue
                 if time.monotonic() >= until:
                     return made
@@ -520,6 +538,7 @@ class LocalQueries:
             else:  # a core keeps its own lower bound: the rows below it are its segment's tail
                 floor = segment.min_time if isinstance(segment, _Core) else None
                 read = edge(start_us if low else floor, end_us if high else None)
+                self.cache.asked("edge", False, ahead=False)
                 with self.work("edge"):
                     parts.append(execute(read, Execution(reader=self.reader, segments=(_stored(segment),))))
         parts += self._tail_parts(fragment, edge, layout, fingerprint, start_us, end_us)
@@ -544,7 +563,7 @@ class LocalQueries:
         if merged is not None:
             self.block_hits += 1
             for block in blocks:
-                self._cached(_block_key(block, fingerprint))
+                self._cached(_block_key(block, fingerprint), asked=False)  # kept as recently used
             return [merged]
         parts = [self._block(fragment, layout, block, fingerprint) for block in blocks]
         if None in parts:
@@ -713,7 +732,7 @@ class LocalQueries:
         plan = self._second_plan(fragment) if seconds else fragment
         tails = frozenset(tail.id for block in crossing for tail in block.segments)
         earlier = self._spans.get((kind, low, high, fingerprint))
-        before = self._cached(earlier[0]) if earlier is not None and earlier[1] <= tails else None
+        before = self._cached(earlier[0], asked=False) if earlier is not None and earlier[1] <= tails else None
         merged = None
         with self.work("tail span"):
             if before is not None and isinstance(plan, Aggregate):
@@ -901,12 +920,22 @@ class LocalQueries:
         self._keep(key, cached)
         return cached
 
-    def _cached(self, key: tuple) -> pa.Table | None:
+    def _cached(self, key: tuple, asked: bool = True) -> pa.Table | None:
+        """The partial cached under ``key`` (kept as recently used); ``asked``: counted as a lookup, at slot time
+        or ahead as :class:`Work` is (not: a look at what is there)."""
         with self._lock:
             cached = self.partials.get(key)
             if cached is not None:
                 self.partials.move_to_end(key)
+            if asked:
+                self.cache.asked(cache_kind(key), cached is not None, ahead=bool(self.work.prefix))
             return cached
+
+    def _holds(self, key: tuple) -> bool:
+        """Whether a partial is cached under ``key``: looked at, not used, so left where it is in the drop order (the
+        look-ahead each second moved the partials of segments merged into blocks back from the front)."""
+        with self._lock:
+            return key in self.partials
 
     def _demote(self, keys: list[tuple]) -> None:
         """Put the partials under ``keys`` first in line to be dropped.

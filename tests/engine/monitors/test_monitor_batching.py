@@ -198,6 +198,7 @@ def test_a_full_cache_drops_the_partials_of_segments_merged_into_blocks_before_t
     specs = [db._checked(build_spec(f"kept-{w}", query, window=w, every="1m", critical=1e9)) for w in ("1m", "2m")]
     queries = LocalQueries(db.store, db.namespace)
     Evaluator(queries.sql, run_window=queries.window).evaluate([(spec, BASE + 125) for spec in specs])
+    queries.ahead(time.monotonic() + 600)  # which looks at those partials each second, and leaves them first in line
     blocks = [key for key in queries.partials if isinstance(key[0], tuple) and key[0][0] == "block"]
     in_blocks = {segment for key in blocks if key[0][1] == 10 for segment in key[0][3]}
     merged = [key for key in queries.partials if key[0] in in_blocks]  # segments' partials merged into 10 s blocks
@@ -375,7 +376,10 @@ def test_work_made_ahead_leaves_the_next_windows_no_new_segment_to_aggregate(db,
     # 360 s made already)
     assert queries.work.counts["ahead: seconds"] == 1
     misses, by_second = queries.misses, queries.work.counts["seconds"]
+    hits, asked = queries.cache.window()
     assert_batched_as_alone(batched, alone, [(spec, BASE + 480) for spec in specs])
+    found, looked = queries.cache.window()
+    assert found - hits > (looked - asked) / 2  # most of what these windows asked for was cached
     assert queries.misses == misses  # every segment inside the windows had its partial made ahead
     assert queries.work.counts["seconds"] == by_second  # and the blocks across their starts their partials by second
     # a full cache drops first the partials of segments merged into 10 s blocks: the next look ahead does not make
