@@ -557,13 +557,24 @@ class LocalQueries:
         blocks come once, as one monitor's sliding by its whole period, is
         not merged twice), and so are the blocks themselves (the next
         windows' merges are made from them).
+
+        So are the minute blocks of each ten-minute block: the window's
+        start will move into it, and its minutes are then asked for again.
+        Untouched since the ten-minute block was merged from them, a full
+        cache had dropped them; every window of a quarter of an hour or
+        more rebuilt them from segments at the slot where its start crossed
+        into the block (12 s of one slot, every ten minutes).
         """
+        for block in blocks:
+            if block.level == BLOCK_LEVELS[0]:
+                for child in _children(layout, block):
+                    self._cached(_block_key(child, fingerprint), asked=False)  # kept as recently used
         key = ("interior", tuple(block.key for block in blocks), fingerprint) if len(blocks) > 1 else None
         merged = self._cached(key) if key is not None else None
         if merged is not None:
             self.block_hits += 1
             for block in blocks:
-                self._cached(_block_key(block, fingerprint), asked=False)  # kept as recently used
+                self._cached(_block_key(block, fingerprint), asked=False)
             return [merged]
         parts = [self._block(fragment, layout, block, fingerprint) for block in blocks]
         if None in parts:
@@ -882,10 +893,7 @@ class LocalQueries:
             return cached
         rank = BLOCK_LEVELS.index(block.level)
         if rank + 1 < len(BLOCK_LEVELS):  # from the blocks one level down, themselves cached
-            lower = BLOCK_LEVELS[rank + 1]
-            step = block.level // lower
-            children = [layout.blocks.get((lower, index)) for index in range(block.index * step, (block.index + 1) * step)]
-            parts = [self._block(fragment, layout, child, fingerprint) for child in children if child is not None]
+            parts = [self._block(fragment, layout, child, fingerprint) for child in _children(layout, block)]
             if any(part is None for part in parts):
                 return None
         else:
@@ -1111,6 +1119,17 @@ class _Rows:
 def _block_key(block: _Block, fingerprint: str) -> tuple:
     """Where ``block``'s merged partial is cached (a block of one segment is that segment's partial)."""
     return (block.segments[0].id, fingerprint) if len(block.segments) == 1 else (block.key, fingerprint)
+
+
+def _children(layout: _Layout, block: _Block) -> list[_Block]:
+    """The blocks one level below ``block`` that it is merged from (none for the smallest level)."""
+    rank = BLOCK_LEVELS.index(block.level)
+    if rank + 1 == len(BLOCK_LEVELS):
+        return []
+    step = block.level // BLOCK_LEVELS[rank + 1]
+    found = (layout.blocks.get((BLOCK_LEVELS[rank + 1], index)) for index in range(block.index * step,
+                                                                                   (block.index + 1) * step))
+    return [child for child in found if child is not None]
 
 
 def _stored(segment):

@@ -213,6 +213,30 @@ def test_a_full_cache_drops_the_partials_of_segments_merged_into_blocks_before_t
     assert not any(key in queries.partials for key in merged)
 
 
+def test_windows_holding_a_ten_minute_block_keep_its_minute_blocks_in_the_cache(db):
+    """The start of a window holding a ten-minute block moves into it within ten minutes, and then asks for its
+    minute blocks: each window keeps them as recently used, so a full cache does not drop them first."""
+    many_small_segments(db, "minutes")
+    spec = db._checked(build_spec("minutes-13m", BLOCKED[0].replace("blocked", "minutes"), window="13m", every="1m",
+                                  critical=1e9))
+    queries = LocalQueries(db.store, db.namespace)
+    batched = Evaluator(queries.sql, run_window=queries.window)
+    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
+    assert_batched_as_alone(batched, alone, [(spec, BASE + 720)])
+
+    def blocks(level: int) -> list[tuple]:
+        return [key for key in queries.partials if isinstance(key[0], tuple) and key[0][:2] == ("block", level)]
+
+    ten = blocks(600)
+    minutes = [key for key in blocks(60) if key[0][2] // 10 == ten[0][0][2]]
+    assert len(ten) == 1 and len(minutes) == 10
+    for number in range(5):  # what other windows made since
+        queries._keep((f"other {number}", "x"), queries.partials[ten[0]])
+    assert_batched_as_alone(batched, alone, [(spec, BASE + 780)])
+    order = list(queries.partials)
+    assert min(order.index(key) for key in minutes) > order.index(("other 4", "x"))
+
+
 def test_monitor_quantiles_come_from_histograms_within_one_percent_of_the_exact_quantile(db):
     """approx_quantile over numbers is a log-bucket histogram in monitors (times keep KLL): batched, alone and
     through pre-merged blocks alike, each within 1% of DuckDB's quantile_disc over the window's rows."""
