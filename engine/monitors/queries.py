@@ -193,15 +193,14 @@ class CacheCounts:
             del self._dropped[key]
             self.again[kind] += 1
 
-    def left(self, key: tuple, size: int) -> None:
+    def left(self, key: tuple, size: int) -> str:
         kind = cache_kind(key)
         self.entries[kind] -= 1
         self.bytes[kind] -= size
+        return kind
 
     def dropped(self, key: tuple, size: int, over: str) -> None:
-        self.left(key, size)
-        kind = cache_kind(key)
-        self.drops[kind] += 1
+        self.drops[self.left(key, size)] += 1
         self.over[over] += 1
         self._dropped[key] = None
         if len(self._dropped) > DROPPED_REMEMBERED:
@@ -950,10 +949,10 @@ class LocalQueries:
 
         Used recently is not needed next: a segment's partial, once merged
         into its block, is read again only if the block is dropped.  Under
-        plain LRU a full cache (fifteen minutes into a run at 100,000
-        monitors) dropped instead the minute blocks of the current ten
-        minutes, untouched since they were made, and the ten-minute block's
-        seal rebuilt them from segments read again.
+        plain LRU a full cache (its gigabyte reached five minutes into a run
+        at 100,000 monitors) dropped instead the minute blocks of the
+        current ten minutes, untouched since they were made, and the
+        ten-minute block's seal rebuilt them from segments read again.
         """
         with self._lock:
             for key in keys:
@@ -966,8 +965,9 @@ class LocalQueries:
         with self._lock:
             old = self.partials.pop(key, None)
             if old is not None:
-                self.partial_bytes -= old.get_total_buffer_size()
-                self.cache.left(key, old.get_total_buffer_size())
+                old_size = old.get_total_buffer_size()
+                self.partial_bytes -= old_size
+                self.cache.left(key, old_size)
             self.cache.kept(key, size)
             self.partials[key] = table
             self.partial_bytes += size
@@ -975,8 +975,9 @@ class LocalQueries:
                                               or self.partial_bytes > self.cache_bytes):
                 over = "entries" if len(self.partials) > self.cache_entries else "bytes"
                 dropped_key, dropped = self.partials.popitem(last=False)
-                self.partial_bytes -= dropped.get_total_buffer_size()
-                self.cache.dropped(dropped_key, dropped.get_total_buffer_size(), over)
+                dropped_size = dropped.get_total_buffer_size()
+                self.partial_bytes -= dropped_size
+                self.cache.dropped(dropped_key, dropped_size, over)
 
     @property
     def hit_rate(self) -> float | None:
