@@ -191,13 +191,21 @@ def test_windows_over_many_segments_merge_pre_merged_blocks_to_the_same_values(d
 
 def test_a_full_cache_drops_the_partials_of_segments_merged_into_blocks_before_the_blocks(db):
     db.create_table("kept", schema=EVENTS_SCHEMA, partitions=1)
-    for step in range(60):  # a segment every 2 s for 2 minutes: five in a 10 s block
-        db.ingest("kept", [{"timestamp": int((BASE + 2 * step + 0.5) * 1e6), "svc": ("a", "b")[step % 2],
-                            "status": 200, "latency": float(step % 13), "note": "x"}])
+
+    def segments(first: int, last: int) -> None:  # a segment every 2 s: five in a 10 s block
+        for step in range(first, last):
+            db.ingest("kept", [{"timestamp": int((BASE + 2 * step + 0.5) * 1e6), "svc": ("a", "b")[step % 2],
+                                "status": 200, "latency": float(step % 13), "note": "x"}])
+
     query = BLOCKED[0].replace("blocked", "kept")
     specs = [db._checked(build_spec(f"kept-{w}", query, window=w, every="1m", critical=1e9)) for w in ("1m", "2m")]
     queries = LocalQueries(db.store, db.namespace)
-    Evaluator(queries.sql, run_window=queries.window).evaluate([(spec, BASE + 125) for spec in specs])
+    evaluator = Evaluator(queries.sql, run_window=queries.window)
+    segments(0, 3)
+    evaluator.evaluate([(spec, BASE + 10) for spec in specs])
+    segments(3, 60)  # two minutes: the look ahead makes each new segment's partial, then merges the blocks sealed
+    queries.ahead(time.monotonic() + 600)
+    evaluator.evaluate([(spec, BASE + 125) for spec in specs])
     queries.ahead(time.monotonic() + 600)  # which looks at those partials each second, and leaves them first in line
     blocks = [key for key in queries.partials if isinstance(key[0], tuple) and key[0][0] == "block"]
     in_blocks = {segment for key in blocks if key[0][1] == 10 for segment in key[0][3]}
@@ -420,6 +428,39 @@ def test_work_made_ahead_leaves_the_next_windows_no_new_segment_to_aggregate(db,
     db.drop_table("ahead")
     queries.engine._meta.clear()  # as META_SECONDS later
     assert queries.ahead(time.monotonic() + 600) == 0 and not queries._used  # a table gone is no error: left out
+
+
+def test_the_blocks_the_next_windows_hold_at_their_starts_are_made_ahead_from_their_rows(db, monkeypatch):
+    """A window's start reaches blocks long after they were new, when the cache has let them go (and their segments'
+    partials): the look-ahead makes the 10 s and minute blocks the windows of the next minute hold at their starts,
+    each 10 s block in one pass over its rows; those windows then make none, and give the values of the queries
+    alone."""
+    from engine.monitors import queries as module
+
+    monkeypatch.setattr(module, "AHEAD_EVERY", 0.0)
+    db.create_table("starts", schema=EVENTS_SCHEMA, partitions=1)
+    for step in range(200):  # a segment every 2 s for 400 s: five in a 10 s block
+        db.ingest("starts", [{"timestamp": int((BASE + 2 * step + 0.1 * i) * 1e6), "svc": ("a", "b", "c")[i % 3],
+                              "status": 500 if (step + i) % 5 == 0 else 200, "latency": float((step + 3 * i) % 17),
+                              "note": "x"} for i in range(4)])
+    specs = [db._checked(build_spec(f"starts-{i}", q.replace("blocked", "starts"), window="4m", every="1m",
+                                    critical=1e9)) for i, q in enumerate(BLOCKED[:3])]
+    queries = LocalQueries(db.store, db.namespace)
+    batched = Evaluator(queries.sql, run_window=queries.window)
+    alone = Evaluator(LocalQueries(db.store, db.namespace).sql, share=False)
+    # windows a second apart: starts at 103 s and 104 s, so the next ones at 105 s to 164 s
+    assert_batched_as_alone(batched, alone, [(spec, BASE + 343 + shift) for spec in specs for shift in (0, 1)])
+    forget_partials(queries)
+    made = queries.ahead(time.monotonic() + 600)
+    assert made > 0 and queries.work.counts["ahead: block 10 rows"] >= 10  # 105-180 s, in 10 s blocks
+    assert queries.work.counts["ahead: block 60"] >= 1  # the minute blocks to the next ten minutes, from them
+    # only the newest segments' own partials (the last 120 s), for each fragment
+    assert queries.work.counts["ahead: segment"] <= 61 * len(queries._used)
+    done = queries.work.counts.copy()
+    for shift in (5, 20, 50):  # windows starting at 108 s, 123 s and 153 s
+        assert_batched_as_alone(batched, alone, [(spec, BASE + 343 + shift) for spec in specs])
+    for kind in ("block 10 rows", "block 10", "block 60", "segment"):
+        assert queries.work.counts[kind] == done[kind], kind  # all made ahead
 
 
 def forget_partials(queries: LocalQueries) -> None:
