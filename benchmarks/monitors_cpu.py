@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "queries_per_evaluation": round(totals["queries"] / evaluations, 4),
             "cache_hit_rate": round(totals["hits"] / max(1, totals["hits"] + totals["misses"]), 4),
             "window_hit_rate": queries.cache.window_hit_rate(),  # over the warm-up too
+            "segment_hit_rate": queries.cache.segment_hit_rate(),
             "blocks_merged": queries.block_misses, "blocks_reused": queries.block_hits,
             "evaluations_per_min_per_core": round(60_000 / cpu_ms) if cpu_ms else None,
             "load_average": [round(x, 1) for x in os.getloadavg()],

@@ -162,6 +162,11 @@ class CacheCounts:
     cache, or a better choice of what to drop, would have saved.
     ``lookups`` counts the partials asked for, found or not, at slot time
     ("window", with the segments read across windows' edges) and ahead.
+    ``covered`` and ``read`` count, over windows at their slots, the
+    segments each covered (a wide segment's core and tail as two) and those
+    of them whose rows it aggregated (their partials, blocks or spans were
+    not cached, or they lie across an edge): what Husky's hit rate counts,
+    as one block found stands for all its segments.
     """
 
     def __init__(self) -> None:
@@ -171,6 +176,8 @@ class CacheCounts:
         self.over: collections.Counter[str] = collections.Counter()  # drops by the limit exceeded
         self.again: collections.Counter[str] = collections.Counter()
         self.lookups: collections.Counter[tuple[str, str, str]] = collections.Counter()  # (when, outcome, kind)
+        self.covered = 0
+        self.read = 0
         self._dropped: collections.OrderedDict[tuple, None] = collections.OrderedDict()
 
     def asked(self, kind: str, hit: bool, ahead: bool) -> None:
@@ -185,6 +192,15 @@ class CacheCounts:
     def window_hit_rate(self) -> float | None:
         hits, asked = self.window()
         return hits / asked if asked else None
+
+    def segments(self, covered: int, read: int) -> None:
+        """A window at its slot covered ``covered`` segments and aggregated the rows of ``read`` of them."""
+        self.covered += covered
+        self.read += min(read, covered)
+
+    def segment_hit_rate(self) -> float | None:
+        """The share of the segments windows covered at their slots whose rows they did not aggregate."""
+        return 1 - self.read / self.covered if self.covered else None
 
     def kept(self, key: tuple, size: int) -> None:
         kind = cache_kind(key)
@@ -212,7 +228,8 @@ class CacheCounts:
         for (when, outcome, kind), count in self.lookups.items():
             lookups.setdefault(when, {}).setdefault(outcome, {})[kind] = count
         return {"entries": +self.entries, "bytes": +self.bytes, "dropped": dict(self.drops), "over": dict(self.over),
-                "again": dict(self.again), "lookups": lookups, "window": self.window()}
+                "again": dict(self.again), "lookups": lookups, "window": self.window(),
+                "segments": (self.covered, self.read)}
 
 
 class LocalQueries:
@@ -227,6 +244,7 @@ class LocalQueries:
         self.cache_bytes = cache_bytes
         self.partial_bytes = 0  # the Arrow buffers of the cached partials
         self.cache = CacheCounts()
+        self._aggregated = 0  # segments (cores, tails) whose rows were aggregated at slots (CacheCounts.segments)
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
@@ -309,15 +327,15 @@ class LocalQueries:
                 whole = self._plans[planned] = self._plan(unbounded, histograms)
         gather = _single_gather(whole)
         scan = fragment_scan(gather.input) if gather is not None else None
-        source = self.engine.resolve(scan.source.meta.name) if scan is not None else None  # its latest snapshot
+        source = self._resolve(scan)  # its latest snapshot
         if scan is not None and not _current(scan, source):
             with self.work("plan"):
                 whole = self._plans[planned] = self._plan(unbounded, histograms)  # the table changed under it
             gather = _single_gather(whole)
             scan = fragment_scan(gather.input) if gather is not None else None
-            source = self.engine.resolve(scan.source.meta.name) if scan is not None else None
+            source = self._resolve(scan)
         if scan is None or not _timed(scan):  # a shape this path does not know: plan the window as a whole
-            return self.sql(windowed, histograms)
+            return self._whole(windowed, histograms, "shape")
         fingerprint = hashlib.sha1(f"{scan.source.meta.path}\n{unbounded}".encode()).hexdigest()
         self._used[fingerprint] = (gather.input, scan.source.meta.name, time.monotonic())
         starts = self._starts.setdefault(fingerprint, {})
@@ -364,11 +382,24 @@ class LocalQueries:
         try:
             gathered = concat(parts)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: plan the window as a whole
-            return self.sql(windowed, histograms)
+            return self._whole(windowed, histograms, "partials differ")
         run = Execution(reader=self.reader)
         run.gathered[id(gather)] = gathered
         with self.work("final"):
             return execute(pruned, run)
+
+    def _resolve(self, scan: Scan | None):
+        """The table ``scan`` reads as of its latest snapshot (None without a scan)."""
+        if scan is None:
+            return None
+        with self.work("resolve"):
+            return self.engine.resolve(scan.source.meta.name)
+
+    def _whole(self, windowed: str, histograms: bool, why: str) -> pa.Table:
+        """``windowed`` planned and run as a whole query, every segment in its window read (told apart in
+        :class:`Work` by ``why``: a slow slot's time is then seen to go there)."""
+        with self.work(f"whole window: {why}"):
+            return self.sql(windowed, histograms)
 
     def ahead(self, until: float) -> int:
         """Make ahead, while ``time.monotonic()`` is before ``until``, what the next windows will ask for; how
@@ -542,6 +573,7 @@ class LocalQueries:
         window in their scan filter.
         """
         layout = self._layout(source)
+        aggregated = self._aggregated
         combinable = self._mergeable(fragment, fingerprint)
         parts: list[pa.Table] = []
         covered: set[tuple[int, int]] = set()
@@ -570,7 +602,8 @@ class LocalQueries:
                     break
                 parts.append(part)
                 swept.update(segment.id for segment in block.segments)
-        for segment in layout.overlapping(start_us, end_us):
+        overlapping = layout.overlapping(start_us, end_us)
+        for segment in overlapping:
             if covered and any((level, segment.min_time // (level * 1_000_000)) in covered for level in BLOCK_LEVELS):
                 continue
             if segment.id in swept:
@@ -582,12 +615,23 @@ class LocalQueries:
                 floor = segment.min_time if isinstance(segment, _Core) else None
                 read = edge(start_us if low else floor, end_us if high else None)
                 self.cache.asked("edge", False, ahead=False)
+                self._aggregating(1)
                 with self.work("edge"):
                     parts.append(execute(read, Execution(reader=self.reader, segments=(_stored(segment),))))
         parts += self._tail_parts(fragment, edge, layout, fingerprint, start_us, end_us)
         for segment in layout.untimed:
             parts.append(execute(edge(start_us, end_us), Execution(reader=self.reader, segments=(segment,))))
+        tails = sum(_tail_overlaps(tail, start_us, end_us) for block in layout.tail_blocks_overlapping(start_us, end_us)
+                    for tail in block.segments) + sum(_tail_overlaps(tail, start_us, end_us)
+                                                      for tail in layout.open_tails)
+        self._aggregating(len(layout.untimed))
+        self.cache.segments(len(overlapping) + tails + len(layout.untimed), self._aggregated - aggregated)
         return parts
+
+    def _aggregating(self, segments: int) -> None:
+        """Count ``segments`` (cores, tails) whose rows are aggregated now, if at a slot (not ahead)."""
+        if not self.work.prefix:
+            self._aggregated += segments
 
     def _inside(self, fragment: Aggregate, layout: _Layout, blocks: list[_Block],
                 fingerprint: str) -> list[pa.Table] | None:
@@ -665,6 +709,7 @@ class LocalQueries:
             with self.work("seconds"):
                 table = _by_seconds(execute(plan, Execution(reader=self.reader,
                                                             segments=(_Rows(self._rows_of(source, block)),))))
+            self._aggregating(len(block.segments))
             self.block_misses += 1
             self._keep(key, table)
         else:
@@ -742,8 +787,10 @@ class LocalQueries:
                 starting.append(block)
             elif bounds[2] > bounds[1]:
                 pieces.append(rows.slice(bounds[1], bounds[2] - bounds[1]))
+                self._aggregating(len(block.segments))
             if bounds[4] > bounds[3]:
                 pieces.append(rows.slice(bounds[3], bounds[4] - bounds[3]))
+                self._aggregating(len(block.segments))
         if minutes:
             parts.append(self._tail_span(fragment, source, crossing, minutes, first, last, fingerprint))
         if leading:
@@ -759,6 +806,7 @@ class LocalQueries:
             low, high = np.searchsorted(times, [start_us, end_us])
             if high > low:
                 pieces.append(rows.slice(low, high - low))
+                self._aggregating(len(layout.open_tails))
         if pieces:
             with self.work("tail pieces"):
                 rows = _Rows(pa.concat_tables(pieces))
@@ -799,11 +847,13 @@ class LocalQueries:
                 if rows is None or not rows.num_rows:
                     merged = before
                 else:
+                    self._aggregating(len(new))
                     added = execute(plan, Execution(reader=self.reader, segments=(_Rows(rows),)))
                     merged = combine(concat([before, added]), plan.keys, plan.aggregates)
                     if merged is not None and seconds:
                         merged = _by_seconds(merged)
             if merged is None:
+                self._aggregating(len(tails))
                 merged = execute(plan, Execution(reader=self.reader, segments=(_Rows(pa.concat_tables(spans)),)))
                 if seconds:
                     merged = _by_seconds(merged)
@@ -818,14 +868,16 @@ class LocalQueries:
     def _tail_block(self, fragment: Plan, source, block: _Block, fingerprint: str) -> pa.Table:
         """The partial states of all the rows of ``block``'s tails (cached: the block is sealed)."""
         return self._computed(("tails", block.key, fingerprint), fragment,
-                              lambda: _Rows(self._block_rows(source, block)[0]))
+                              lambda: _Rows(self._block_rows(source, block)[0]), len(block.segments))
 
-    def _computed(self, key: tuple, fragment: Plan, rows) -> pa.Table:
-        """The partial states ``fragment`` gives over ``rows()`` (tails' rows in memory), cached under ``key``."""
+    def _computed(self, key: tuple, fragment: Plan, rows, tails: int) -> pa.Table:
+        """The partial states ``fragment`` gives over ``rows()`` (the rows of ``tails`` tails, in memory), cached
+        under ``key``."""
         cached = self._cached(key)
         if cached is not None:
             self.block_hits += 1
             return cached
+        self._aggregating(tails)
         with self.work("tail block"):
             cached = execute(fragment, Execution(reader=self.reader, segments=(rows(),)))
         self.block_misses += 1
@@ -966,6 +1018,7 @@ class LocalQueries:
         twenty aggregations of a few thousand rows where one of the whole
         block does, and twenty partials that only pushed other ones out.
         """
+        self._aggregating(len(block.segments))
         with self.work(f"block {block.level} rows"):
             merged = execute(fragment, Execution(reader=self.reader,
                                                  segments=(_Rows(self._rows_of(layout.source, block)),)))
@@ -984,6 +1037,7 @@ class LocalQueries:
         if isinstance(segment, _Core):
             scan = fragment_scan(fragment)
             fragment = _replace_scan(fragment, scan, _window_scan(scan, segment.min_time, None))
+        self._aggregating(1)
         with self.work("segment"):
             cached = execute(fragment, Execution(reader=self.reader, segments=(_stored(segment),)))
         self.misses += 1

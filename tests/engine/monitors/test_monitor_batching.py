@@ -456,11 +456,15 @@ def test_the_blocks_the_next_windows_hold_at_their_starts_are_made_ahead_from_th
     assert queries.work.counts["ahead: block 60"] >= 1  # the minute blocks to the next ten minutes, from them
     # only the newest segments' own partials (the last 120 s), for each fragment
     assert queries.work.counts["ahead: segment"] <= 61 * len(queries._used)
-    done = queries.work.counts.copy()
+    done, covered, read = queries.work.counts.copy(), queries.cache.covered, queries.cache.read
     for shift in (5, 20, 50):  # windows starting at 108 s, 123 s and 153 s
         assert_batched_as_alone(batched, alone, [(spec, BASE + 343 + shift) for spec in specs])
     for kind in ("block 10 rows", "block 10", "block 60", "segment"):
         assert queries.work.counts[kind] == done[kind], kind  # all made ahead
+    # of the 120 segments in each window, only those across its edges had their rows aggregated: the block at its
+    # start (its partial by second: five segments), the one at its end
+    assert queries.cache.covered - covered >= 3 * 2 * 115
+    assert 0 < queries.cache.read - read <= 0.1 * (queries.cache.covered - covered)
 
 
 def forget_partials(queries: LocalQueries) -> None:
