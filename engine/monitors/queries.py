@@ -178,6 +178,8 @@ class CacheCounts:
         self.lookups: collections.Counter[tuple[str, str, str]] = collections.Counter()  # (when, outcome, kind)
         self.covered = 0
         self.read = 0
+        self.tails_covered = 0  # of those, the tails of wide segments (their late rows)
+        self.tails_read = 0
         self._dropped: collections.OrderedDict[tuple, None] = collections.OrderedDict()
 
     def asked(self, kind: str, hit: bool, ahead: bool) -> None:
@@ -193,10 +195,13 @@ class CacheCounts:
         hits, asked = self.window()
         return hits / asked if asked else None
 
-    def segments(self, covered: int, read: int) -> None:
-        """A window at its slot covered ``covered`` segments and aggregated the rows of ``read`` of them."""
+    def segments(self, covered: int, read: int, tails_covered: int, tails_read: int) -> None:
+        """A window at its slot covered ``covered`` segments and aggregated the rows of ``read`` of them (of
+        which ``tails_covered`` and ``tails_read`` were tails)."""
         self.covered += covered
         self.read += min(read, covered)
+        self.tails_covered += tails_covered
+        self.tails_read += min(tails_read, tails_covered)
 
     def segment_hit_rate(self) -> float | None:
         """The share of the segments windows covered at their slots whose rows they did not aggregate."""
@@ -229,7 +234,7 @@ class CacheCounts:
             lookups.setdefault(when, {}).setdefault(outcome, {})[kind] = count
         return {"entries": +self.entries, "bytes": +self.bytes, "dropped": dict(self.drops), "over": dict(self.over),
                 "again": dict(self.again), "lookups": lookups, "window": self.window(),
-                "segments": (self.covered, self.read)}
+                "segments": (self.covered, self.read, self.tails_covered, self.tails_read)}
 
 
 class LocalQueries:
@@ -244,7 +249,8 @@ class LocalQueries:
         self.cache_bytes = cache_bytes
         self.partial_bytes = 0  # the Arrow buffers of the cached partials
         self.cache = CacheCounts()
-        self._aggregated = 0  # segments (cores, tails) whose rows were aggregated at slots (CacheCounts.segments)
+        # segments (cores) and tails whose rows were aggregated at slots (CacheCounts.segments)
+        self._aggregated = collections.Counter()
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
@@ -573,7 +579,7 @@ class LocalQueries:
         window in their scan filter.
         """
         layout = self._layout(source)
-        aggregated = self._aggregated
+        aggregated = self._aggregated.copy()
         combinable = self._mergeable(fragment, fingerprint)
         parts: list[pa.Table] = []
         covered: set[tuple[int, int]] = set()
@@ -625,13 +631,14 @@ class LocalQueries:
                     for tail in block.segments) + sum(_tail_overlaps(tail, start_us, end_us)
                                                       for tail in layout.open_tails)
         self._aggregating(len(layout.untimed))
-        self.cache.segments(len(overlapping) + tails + len(layout.untimed), self._aggregated - aggregated)
+        read = self._aggregated - aggregated
+        self.cache.segments(len(overlapping) + tails + len(layout.untimed), read.total(), tails, read["tails"])
         return parts
 
-    def _aggregating(self, segments: int) -> None:
-        """Count ``segments`` (cores, tails) whose rows are aggregated now, if at a slot (not ahead)."""
+    def _aggregating(self, segments: int, tails: bool = False) -> None:
+        """Count ``segments`` (cores; ``tails``: tails) whose rows are aggregated now, if at a slot (not ahead)."""
         if not self.work.prefix:
-            self._aggregated += segments
+            self._aggregated["tails" if tails else "segments"] += segments
 
     def _inside(self, fragment: Aggregate, layout: _Layout, blocks: list[_Block],
                 fingerprint: str) -> list[pa.Table] | None:
@@ -787,10 +794,10 @@ class LocalQueries:
                 starting.append(block)
             elif bounds[2] > bounds[1]:
                 pieces.append(rows.slice(bounds[1], bounds[2] - bounds[1]))
-                self._aggregating(len(block.segments))
+                self._aggregating(len(block.segments), tails=True)
             if bounds[4] > bounds[3]:
                 pieces.append(rows.slice(bounds[3], bounds[4] - bounds[3]))
-                self._aggregating(len(block.segments))
+                self._aggregating(len(block.segments), tails=True)
         if minutes:
             parts.append(self._tail_span(fragment, source, crossing, minutes, first, last, fingerprint))
         if leading:
@@ -806,7 +813,7 @@ class LocalQueries:
             low, high = np.searchsorted(times, [start_us, end_us])
             if high > low:
                 pieces.append(rows.slice(low, high - low))
-                self._aggregating(len(layout.open_tails))
+                self._aggregating(len(layout.open_tails), tails=True)
         if pieces:
             with self.work("tail pieces"):
                 rows = _Rows(pa.concat_tables(pieces))
@@ -847,13 +854,13 @@ class LocalQueries:
                 if rows is None or not rows.num_rows:
                     merged = before
                 else:
-                    self._aggregating(len(new))
+                    self._aggregating(len(new), tails=True)
                     added = execute(plan, Execution(reader=self.reader, segments=(_Rows(rows),)))
                     merged = combine(concat([before, added]), plan.keys, plan.aggregates)
                     if merged is not None and seconds:
                         merged = _by_seconds(merged)
             if merged is None:
-                self._aggregating(len(tails))
+                self._aggregating(len(tails), tails=True)
                 merged = execute(plan, Execution(reader=self.reader, segments=(_Rows(pa.concat_tables(spans)),)))
                 if seconds:
                     merged = _by_seconds(merged)
@@ -877,7 +884,7 @@ class LocalQueries:
         if cached is not None:
             self.block_hits += 1
             return cached
-        self._aggregating(tails)
+        self._aggregating(tails, tails=True)
         with self.work("tail block"):
             cached = execute(fragment, Execution(reader=self.reader, segments=(rows(),)))
         self.block_misses += 1

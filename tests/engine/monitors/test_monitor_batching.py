@@ -333,6 +333,8 @@ def test_windows_over_batches_with_late_events_read_cores_and_tails_to_the_same_
     assert "tails" in kinds  # sealed tail blocks inside windows were cached
     assert "tail minutes" in kinds  # and the rows of those across an edge in a window's whole minutes
     assert "tail seconds" in kinds  # and those in the minute where a window starts, per second
+    # the windows covered tails and aggregated some of their rows (the last minute's, at least), not all
+    assert 0 < queries.cache.tails_read < queries.cache.tails_covered < queries.cache.covered
     forget_partials(queries)
     assert_batched_as_alone(batched, alone, [(spec, slot + 3) for spec, slot in due])
     assert "seconds" in {key[0] for key in queries.partials}  # cores at a window's edges: their blocks' rows per second
