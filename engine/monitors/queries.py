@@ -513,10 +513,8 @@ class LocalQueries:
         if not self._mergeable(fragment, fingerprint):
             return 0
         made = 0
-        for length, (start, before) in list(self._starts.get(fingerprint, {}).items()):
-            if before is None or not 0 < start - before <= AHEAD_USED * 1_000_000:
-                continue
-            following = 2 * start - before
+        for length, start, step in self._stepping(fingerprint):
+            following = start + step
             if following % 1_000_000 or length % 1_000_000:  # windows of whole seconds only are taken by second
                 continue
             for block in self._across(layout, following, following):
@@ -528,6 +526,12 @@ class LocalQueries:
                     return made
                 made += 1
         return made
+
+    def _stepping(self, fingerprint: str) -> list[tuple[int, int, int]]:
+        """Per window length of ``fingerprint``: (length, its last start, the step from the start before), where
+        that step is forward and at most AHEAD_USED seconds (the next starts are the last moved on by it)."""
+        return [(length, start, start - before) for length, (start, before) in self._starts.get(fingerprint, {}).items()
+                if before is not None and 0 < start - before <= AHEAD_USED * 1_000_000]
 
     def _starts_ahead(self, fragments: list[tuple[str, Plan]], layout: _Layout, until: float) -> int:
         """The blocks the windows of ``fragments`` starting within the next AHEAD_STARTS seconds hold at their
@@ -547,11 +551,9 @@ class LocalQueries:
         for fingerprint, fragment in fragments:
             if not self._mergeable(fragment, fingerprint):
                 continue
-            for start, before in list(self._starts.get(fingerprint, {}).values()):
-                if before is None or not 0 < start - before <= AHEAD_USED * 1_000_000:
-                    continue
-                first = 2 * start - before
-                last = max(first, start + AHEAD_STARTS * 1_000_000 // (start - before) * (start - before))
+            for _, start, step in self._stepping(fingerprint):
+                first = start + step
+                last = max(first, start + AHEAD_STARTS * 1_000_000 // step * step)
                 for level, low, high in ((BLOCK_LEVELS[-1], first, -(-last // minute) * minute),
                                          (BLOCK_LEVELS[-2], -(-first // minute) * minute, -(-last // ten) * ten)):
                     size = level * 1_000_000
@@ -999,39 +1001,30 @@ class LocalQueries:
             if any(part is None for part in parts):
                 return None
         elif 2 * sum(not self._holds((segment.id, fingerprint)) for segment in block.segments) > len(block.segments):
-            return self._block_of_rows(fragment, layout, block, fingerprint)
+            # most of its segments' partials are gone (the start of a half-hour window reaches the block half an
+            # hour after it was new): one pass over its rows, not about twenty one-segment aggregations, each
+            # partial then kept (pushing others out) only to be merged
+            parts = None
         else:
             parts = [self._partial(fragment, segment, fingerprint) for segment in block.segments]
-        try:
-            with self.work(f"block {block.level}"):
-                merged = combine(concat(parts), fragment.keys, fragment.aggregates)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: merge the segments one by one
-            merged = None
-        if merged is None:
-            self._combinable[fingerprint] = False
-            return None
+        if parts is None:
+            self._aggregating(len(block.segments))
+            with self.work(f"block {block.level} rows"):
+                merged = execute(fragment, Execution(reader=self.reader,
+                                                     segments=(_Rows(self._rows_of(layout.source, block)),)))
+        else:
+            try:
+                with self.work(f"block {block.level}"):
+                    merged = combine(concat(parts), fragment.keys, fragment.aggregates)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # partial shapes differ: merge the segments one by one
+                merged = None
+            if merged is None:
+                self._combinable[fingerprint] = False
+                return None
         self.block_misses += 1
         self._keep(key, merged)
         if rank + 1 == len(BLOCK_LEVELS):  # its segments' partials are in it now: the first a full cache drops
             self._demote([(segment.id, fingerprint) for segment in block.segments])
-        return merged
-
-    def _block_of_rows(self, fragment: Aggregate, layout: _Layout, block: _Block, fingerprint: str) -> pa.Table:
-        """The partial states of a block of the smallest level computed in one pass over its segments' rows (cached).
-
-        Rebuilding a block whose segments' partials the cache let go (the
-        start of a half-hour window reaches it half an hour after it was
-        new) took one partial per segment, each then kept and merged: about
-        twenty aggregations of a few thousand rows where one of the whole
-        block does, and twenty partials that only pushed other ones out.
-        """
-        self._aggregating(len(block.segments))
-        with self.work(f"block {block.level} rows"):
-            merged = execute(fragment, Execution(reader=self.reader,
-                                                 segments=(_Rows(self._rows_of(layout.source, block)),)))
-        self.block_misses += 1
-        self._keep(_block_key(block, fingerprint), merged)
-        self._demote([(segment.id, fingerprint) for segment in block.segments])
         return merged
 
     def _partial(self, fragment: Plan, segment, fingerprint: str) -> pa.Table:
